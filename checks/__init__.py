@@ -1,0 +1,3 @@
+"""ftdoctor's built-in checks, one module per stage (the module name is the stage name)."""
+
+from . import setup, config, decode, collate, forward, backward, metrics, overfit, memory  # noqa: F401

@@ -1,0 +1,184 @@
+"""backward: backward and one optimizer step, on a copy of the model, with the user's optimizer settings."""
+
+from __future__ import annotations
+
+import math
+
+from ftdoctor import data
+from ftdoctor.findings import finding, rule
+from ftdoctor.registry import Provide, check
+from ftdoctor.walk import Unavailable, UserCodeError, run_user
+
+rule("FTD501", "params-without-grad", "backward", "error", "Trainable parameters receive no gradient",
+     """
+     Parameters with `requires_grad=True` that get no gradient never change: the graph is cut (`.detach()`,
+     `torch.no_grad()`, `.item()`, a numpy round trip) or those modules are not used by the loss. When the task
+     head gets none, the model cannot learn the task at all.
+     """,
+     broken="""
+     with torch.no_grad():
+         features = self.encoder(**inputs).last_hidden_state
+     logits = self.head(features)
+     """,
+     fixed="""
+     features = self.encoder(**inputs).last_hidden_state
+     logits = self.head(features)
+     """)
+rule("FTD502", "non-finite-gradients", "backward", "error", "Gradients are NaN or infinite",
+     """
+     Non-finite gradients destroy the weights at the first step. Causes: a non-finite loss, log of zero in a
+     custom loss, float16 overflow.
+     """)
+rule("FTD503", "params-not-updated", "backward", "error", "The optimizer step changes no parameter",
+     """
+     After one optimizer step with non-zero gradients, the weights must move. A learning rate of 0, an optimizer
+     holding another model's parameters, or frozen parameters leave the model exactly as it was.
+     """,
+     broken='TrainingArguments("out", learning_rate=0)',
+     fixed='TrainingArguments("out", learning_rate=2e-5)')
+rule("FTD504", "optimizer-missing-params", "backward", "error", "The optimizer does not hold the trainable parameters",
+     """
+     An optimizer updates only the parameters it was given. Built before the model was replaced or its head
+     swapped, or from an empty list, it holds none (or only some) of the parameters that train.
+     """,
+     broken="""
+     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+     model = AutoModelForSequenceClassification.from_pretrained(ckpt, num_labels=3)  # a new model
+     trainer = Trainer(model, args, optimizers=(optimizer, None))
+     """,
+     fixed="""
+     model = AutoModelForSequenceClassification.from_pretrained(ckpt, num_labels=3)
+     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+     trainer = Trainer(model, args, optimizers=(optimizer, None))
+     """)
+rule("FTD505", "backward-error", "backward", "error", "The backward pass or the optimizer step raised",
+     """
+     Computing gradients or applying them failed on a real batch; training would fail the same way.
+     """)
+
+
+def build_optimizer(trainer, model, work, user_optimizer=None):
+    """An optimizer for ``work`` configured like the run's: the user's own (re-targeted by parameter name) or the
+    one the trainer would create. Returns (optimizer, names of trainable parameters the original holds)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    if user_optimizer is not None:
+        work_params = dict(work.named_parameters())
+        groups, held = [], set()
+        for g in user_optimizer.param_groups:
+            ps = [work_params[names[id(p)]] for p in g["params"] if id(p) in names]
+            held.update(names[id(p)] for p in g["params"] if id(p) in names)
+            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ps})
+        groups = [g for g in groups if g["params"]]
+        opt = type(user_optimizer)(groups, **user_optimizer.defaults) if groups else None
+        return opt, held
+    saved = trainer.optimizer
+    try:
+        trainer.optimizer = None
+        opt = trainer.create_optimizer(work)
+    finally:
+        trainer.optimizer = saved
+    work_names = {id(p): n for n, p in work.named_parameters()}
+    held = {work_names[id(p)] for g in opt.param_groups for p in g["params"] if id(p) in work_names}
+    return opt, held
+
+
+@check("backward", provides=("step_evidence", "work_optimizer"), codes=("FTD501", "FTD502", "FTD503", "FTD504", "FTD505"))
+def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, trainer=None, optimizer=None, args=None):
+    import torch
+
+    from .forward import compute_loss, diagnose_failure
+
+    out = []
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if not trainable:
+        return Provide({}, [finding("FTD501", f"No parameter of `{data.model_name(model)}` has requires_grad=True: "
+                                    "nothing can train.", "Unfreeze at least the task head: "
+                                    "`for p in model.parameters(): p.requires_grad = True`.",
+                                    title="The model has no trainable parameters", location=pipeline.location(model))])
+    opt, held = build_optimizer(trainer, model, work_model, optimizer) if trainer is not None or optimizer is not None \
+        else (None, set())
+    opt_loc = pipeline.location(optimizer, trainer) if optimizer is not None else pipeline.location(trainer)
+    missing = sorted(trainable - held)
+    if opt is None or not held:
+        out.append(finding("FTD504", f"The optimizer holds none of the {len(trainable)} trainable parameters of "
+                           f"`{data.model_name(model)}`: it was built from another model or an empty list.",
+                           "Build the optimizer from the model you train, after creating it: "
+                           "`torch.optim.AdamW(model.parameters(), lr=...)`.", location=opt_loc,
+                           evidence={"trainable": len(trainable), "held": 0}))
+        return Provide({}, out)
+    if missing:
+        out.append(finding("FTD504", f"The optimizer holds {len(held & trainable)} of {len(trainable)} trainable "
+                           f"parameters; missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.",
+                           "Build the optimizer after the last change to the model (head replaced, layers unfrozen): "
+                           "`torch.optim.AdamW(model.parameters(), lr=...)`.", location=opt_loc,
+                           evidence={"missing": missing[:50], "trainable": len(trainable)}))
+    work_model.train()
+    work_model.zero_grad(set_to_none=True)
+    params = dict(work_model.named_parameters())
+    before = {n: params[n].detach().clone() for n in trainable if n in params}
+    try:
+        loss, _ = run_user("the model's forward", compute_loss, trainer, work_model, batch)
+        if loss is None:
+            return Provide({}, out, skip_reason="the model returns no loss (forward)")
+        run_user("loss.backward()", loss.backward)
+    except UserCodeError as err:
+        f, reason = diagnose_failure(err.exc, "the backward pass", findings_so_far, pipeline, model, batch)
+        if f is not None and f.code == "FTD405":
+            f.code, f.title = "FTD505", "The backward pass or the optimizer step raised"
+        return Provide({}, out + ([f] if f else []), skip_reason=reason)
+    no_grad = [n for n in trainable if n in params and (params[n].grad is None or not params[n].grad.any())]
+    head = _head_names(work_model)
+    non_finite = [n for n in trainable if n in params and params[n].grad is not None
+                  and not torch.isfinite(params[n].grad).all()]
+    if non_finite:
+        out.append(finding("FTD502", f"{len(non_finite)} parameters have NaN/inf gradients (e.g. {non_finite[0]}); "
+                           f"the loss was {float(loss):.4g}.", "Find the source: a non-finite loss, log(0) in a "
+                           "custom loss, or float16 overflow (use bf16 or keep fp16 with float32 weights).",
+                           location=pipeline.location(model), evidence={"parameters": non_finite[:20]}))
+    if no_grad:
+        head_cut = [n for n in no_grad if any(n.startswith(h) for h in head)]
+        share = len(no_grad) / len(trainable)
+        severity = "error" if head_cut or share > 0.5 else "warning"
+        out.append(finding("FTD501", f"{len(no_grad)} of {len(trainable)} trainable parameters got no gradient "
+                           f"(e.g. {', '.join(sorted(no_grad)[:4])}).", "Make sure the loss depends on them: no "
+                           "`.detach()`, `torch.no_grad()` or `.item()` between them and the loss; freeze on purpose "
+                           "with `p.requires_grad = False` what should not train.", severity=severity,
+                           location=pipeline.location(model), evidence={"parameters": sorted(no_grad)[:50]}))
+    lr = getattr(args, "learning_rate", None)
+    try:
+        run_user("optimizer.step()", opt.step)
+    except UserCodeError as err:
+        out.append(finding("FTD505", f"optimizer.step() raised {type(err.exc).__name__}: {err.exc}",
+                           "Fix the optimizer configuration.", location=opt_loc))
+        return Provide({}, out)
+    with_grad = [n for n in before if n not in no_grad and n in held]
+    moved = [n for n in with_grad if not torch.equal(before[n], params[n].detach())]
+    if with_grad and not moved:
+        group_lrs = sorted({g.get("lr") for g in opt.param_groups})
+        out.append(finding("FTD503", f"No parameter changed after one optimizer step (learning rates {group_lrs}).",
+                           "Use a non-zero learning rate: `TrainingArguments(..., learning_rate=2e-5)`."
+                           if all(not x for x in group_lrs) else "Check the optimizer's parameters and settings.",
+                           location=pipeline.location(args) if lr == 0 else opt_loc, evidence={"lrs": group_lrs}))
+    work_model.zero_grad(set_to_none=True)
+    evidence = {"loss": float(loss.detach()), "optimizer": type(opt).__name__, "trainable_params": len(trainable),
+                "moved": len(moved), "optimizer_state_bytes": _state_bytes(opt)}
+    return Provide({"step_evidence": evidence, "backward_evidence": evidence, "work_optimizer": opt}, out)
+
+
+def _state_bytes(opt) -> int:
+    import torch
+
+    return sum(v.numel() * v.element_size() for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
+
+
+def _head_names(model) -> list[str]:
+    """Parameter-name prefixes of the task head: the modules the loss reads last (output embeddings, classifier)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    heads = []
+    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if out_emb is not None and id(out_emb) in names:
+        heads.append(names[id(out_emb)] + ".")
+    for n, m in model.named_children():
+        if n != getattr(model, "base_model_prefix", None) and any(True for _ in m.parameters()):
+            heads.append(n + ".")
+    return heads

@@ -1,0 +1,153 @@
+"""collate: build real batches with the pipeline's own collator."""
+
+from __future__ import annotations
+
+from ftdoctor import data
+from ftdoctor.findings import finding, rule
+from ftdoctor.registry import Provide, check
+from ftdoctor.walk import Unavailable, UserCodeError, run_user
+
+MAX_BATCH = 8  # rows per checked batch: enough to see padding and shapes, cheap on a CPU
+
+rule("FTD301", "no-padding-collator", "collate", "error", "The collator cannot pad rows of different lengths",
+     """
+     Dynamic padding is done by the collator. Without a processing class the Trainer uses
+     `default_data_collator`, which only stacks, so the first batch whose rows differ in length fails with
+     "expected sequence of length 23 at dim 1 (got 31)" or "Unable to create tensor".
+     """,
+     broken="trainer = Trainer(model, args, train_dataset=tokenized[\"train\"])",
+     fixed="""
+     trainer = Trainer(model, args, train_dataset=tokenized["train"],
+                       data_collator=DataCollatorWithPadding(tokenizer))
+     """)
+rule("FTD302", "collator-error", "collate", "error", "The collator raised",
+     """
+     The pipeline's collator failed on real rows of the training set, so the first training step would fail
+     the same way.
+     """)
+rule("FTD304", "batch-without-labels", "collate", "error", "Batches carry no labels, so the model returns no loss",
+     """
+     Transformers models compute the loss only when `labels` are in the batch. Without them `Trainer` stops with
+     "The model did not return a loss from the inputs". Language-modelling collators create the labels;
+     classification datasets must carry them.
+     """,
+     broken="data_collator = DataCollatorWithPadding(tokenizer)  # causal LM: nothing makes labels",
+     fixed="data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)")
+
+
+def _collator(pipeline, trainer):
+    return trainer.data_collator if trainer is not None else pipeline.data_collator
+
+
+def _describe(batch) -> list[dict]:
+    rows = []
+    for k, v in batch.items():
+        shape = list(v.shape) if hasattr(v, "shape") else (f"list[{len(v)}]" if isinstance(v, list) else type(v).__name__)
+        rows.append({"key": k, "shape": shape, "dtype": str(getattr(v, "dtype", type(v).__name__)).replace("torch.", "")})
+    return rows
+
+
+def _diagnose(exc: BaseException, features, collator, findings_so_far, tokenizer, pipeline):
+    """Map a collator failure to its root cause; return (finding or None, reason for the skipped batch)."""
+    text = str(exc)
+    seen = {f.code for f in findings_so_far}
+    name = getattr(collator, "__name__", type(collator).__name__)
+    if "does not have a padding token" in text:
+        if "FTD105" in seen:
+            return None, "the collator cannot pad without a pad token (config FTD105)"
+        tok = pipeline.name_of(tokenizer) or "tokenizer"
+        return finding("FTD105", f"`{name}` pads, but the tokenizer has no pad token: {text.splitlines()[0]}",
+                       f"Set `{tok}.pad_token = {tok}.eos_token` before building the collator."), "no pad token"
+    if "too many dimensions 'str'" in text or ("FTD210" in seen and "str" in text):
+        return (None, "text columns reach the collator (decode FTD210)") if "FTD210" in seen else \
+            (finding("FTD210", f"`{name}` received text values: {text}", "Remove text columns after tokenizing."), "text")
+    lengths = {len(f["input_ids"]) for f in features if isinstance(f, dict) and "input_ids" in f}
+    if len(lengths) > 1 and not hasattr(collator, "tokenizer") and \
+            any(s in text for s in ("expected sequence of length", "Unable to create tensor", "stack expects each tensor")):
+        return _no_padding(name, lengths, pipeline), "the collator cannot pad"
+    return (finding("FTD302", f"`{name}` raised {type(exc).__name__}: {text.splitlines()[0] if text else ''}",
+                    "Fix the collator so it accepts rows of the training set (see the traceback with --traceback).",
+                    location=pipeline.location(collator, pipeline.trainer),
+                    evidence={"exception": f"{type(exc).__name__}: {text}"}), "the collator raised")
+
+
+def _no_padding(name, lengths, pipeline):
+    tok = pipeline.name_of(pipeline.tokenizer) or "tokenizer"
+    return finding("FTD301", f"`{name}` only stacks rows, and the tokenized rows have {len(lengths)} different lengths "
+                   f"({min(lengths)}..{max(lengths)} tokens): the first batch fails.",
+                   f"Pad per batch: `data_collator=DataCollatorWithPadding({tok})` in `Trainer(...)` "
+                   f"(or pass `processing_class={tok}`, which makes it the default).",
+                   location=pipeline.location(pipeline.trainer), evidence={"min_length": min(lengths),
+                                                                          "max_length": max(lengths)})
+
+
+def _extremes(features):
+    """The shortest and the longest rows: the pair that shows whether a collator pads."""
+    with_ids = [f for f in features if isinstance(f, dict) and "input_ids" in f]
+    if len(with_ids) < 2:
+        return None
+    by_len = sorted(with_ids, key=lambda f: len(f["input_ids"]))
+    return [by_len[0], by_len[-1]] if len(by_len[0]["input_ids"]) != len(by_len[-1]["input_ids"]) else None
+
+
+@check("collate", provides=("batch", "eval_batch"), codes=("FTD301", "FTD302"))
+def build_batches(train_features, pipeline, findings_so_far, args=None, trainer=None, tokenizer=None,
+                  eval_features=None):
+    collator = _collator(pipeline, trainer)
+    values, findings = {}, []
+    for split, features, size in (("batch", train_features, getattr(args, "per_device_train_batch_size", 8)),
+                                  ("eval_batch", eval_features, getattr(args, "per_device_eval_batch_size", 8))):
+        if not features:
+            values[split] = Unavailable("the trainer has no eval_dataset" if split == "eval_batch" else "no rows")
+            continue
+        n = max(1, min(size or MAX_BATCH, MAX_BATCH, len(features)))
+        try:
+            pair = _extremes(features)
+            if pair is not None:
+                run_user("the data collator", collator, pair)
+            batch = run_user("the data collator", collator, features[:n])
+        except UserCodeError as err:
+            f, reason = _diagnose(err.exc, features, collator, findings_so_far + findings, tokenizer, pipeline)
+            if f is not None and split == "eval_batch" and any(x.code == f.code for x in findings):
+                f = None
+            if f is not None:
+                findings.append(f)
+            values[split] = Unavailable(f"no {split.replace('_', ' ')}: {reason}")
+            continue
+        if not hasattr(batch, "items"):
+            findings.append(finding("FTD302", f"The collator returned a {type(batch).__name__}, not a mapping of "
+                                    "tensors.", "Return a dict (or BatchEncoding) of tensors keyed by the model's "
+                                    "argument names.", location=pipeline.location(collator)))
+            values[split] = Unavailable("the collator returned no mapping")
+            continue
+        values[split] = dict(batch)
+    if isinstance(values.get("batch"), dict):
+        values["collate_evidence"] = {"batch": _describe(values["batch"])}
+        return Provide(values, findings)
+    return Provide(values, findings, skip_reason=getattr(values.get("batch"), "reason", None))
+
+
+@check("collate", codes=("FTD304",))
+def batch_has_labels(batch, train_features, pipeline, trainer=None, task=None):
+    """The model computes a loss only when labels are in the batch (unless the trainer computes its own)."""
+    if data.label_key(batch, trainer) is not None:
+        return None
+    if trainer is not None:
+        from transformers import Trainer
+
+        if type(trainer).compute_loss is not Trainer.compute_loss or getattr(trainer, "compute_loss_func", None):
+            return None
+    if data.label_key(train_features[0], trainer) is not None:
+        detail = (f"The rows carry labels but `{type(_collator(pipeline, trainer)).__name__}` drops them: the "
+                  f"batch has only {sorted(batch)}.")
+    elif task in ("causal-lm", "masked-lm"):
+        detail = f"Nothing creates the language-modelling labels: the batch has only {sorted(batch)}."
+    else:
+        return None  # the dropped label column is reported by decode (FTD202)
+    tok = pipeline.name_of(pipeline.tokenizer) or "tokenizer"
+    fix = {"causal-lm": f"Use `data_collator=DataCollatorForLanguageModeling({tok}, mlm=False)`: it copies the "
+                        "inputs into `labels` and masks the padding with -100.",
+           "masked-lm": f"Use `data_collator=DataCollatorForLanguageModeling({tok}, mlm_probability=0.15)`."}.get(
+        task, "Keep the label column in each row: the collator must return it as `labels`.")
+    return finding("FTD304", detail, fix, location=pipeline.location(_collator(pipeline, trainer), trainer),
+                   evidence={"batch_keys": sorted(batch)})

@@ -1,0 +1,383 @@
+"""decode: read samples of the train and eval datasets as the trainer will see them, and decode them."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ftdoctor import data
+from ftdoctor.findings import finding, rule
+from ftdoctor.registry import Provide, check
+from ftdoctor.walk import run_user
+
+SAMPLE_ROWS = 64
+
+rule("FTD201", "raw-text-dataset", "decode", "error", "The trainer receives raw text, not token ids",
+     """
+     The dataset given to the Trainer has text columns but no `input_ids`. The Trainer drops every column the
+     model's forward does not take, so the model receives only the labels and fails with "You must specify
+     exactly one of input_ids or inputs_embeds". Usually the tokenized dataset exists in the script but the raw
+     one was passed.
+     """,
+     broken="""
+     tokenized = raw_datasets.map(preprocess, batched=True)
+     trainer = Trainer(model, args, train_dataset=raw_datasets["train"])
+     """,
+     fixed="""
+     tokenized = raw_datasets.map(preprocess, batched=True)
+     trainer = Trainer(model, args, train_dataset=tokenized["train"])
+     """)
+rule("FTD202", "label-column-dropped", "decode", "error", "The label column never reaches the model",
+     """
+     The Trainer keeps only the columns the model's forward accepts, plus `label`/`label_ids` and the
+     trainer's `label_names`. A label column under any other name is silently dropped: the model gets no
+     `labels`, returns no loss, and training stops with "The model did not return a loss".
+     """,
+     broken='dataset = dataset.map(tokenize)  # labels live in the "sentiment" column',
+     fixed='dataset = dataset.map(tokenize).rename_column("sentiment", "labels")')
+rule("FTD203", "labels-out-of-range", "decode", "error", "Labels outside the classes",
+     """
+     Some labels are negative or beyond the last class (a test split labelled -1, an off-by-one in a
+     label mapping). Cross-entropy cannot use them: "Target -1 is out of bounds" on the CPU, a device-side
+     assert on a GPU. Only -100 is ignored, and only by design.
+     """,
+     broken='trainer = Trainer(model, args, train_dataset=tokenized["test"])  # GLUE test labels are -1',
+     fixed='trainer = Trainer(model, args, train_dataset=tokenized["train"])')
+rule("FTD204", "label-dtype", "decode", "error", "Labels of the wrong type for the loss",
+     """
+     Single-label classification needs integer class ids: float labels make transformers pick the multi-label
+     (BCE) loss, which wants one float per class, and string labels cannot become a tensor at all.
+     """,
+     broken='dataset = dataset.map(lambda e: {"label": float(e["score"])})',
+     fixed='dataset = dataset.map(lambda e: {"label": int(e["score"])})')
+rule("FTD205", "mask-length-mismatch", "decode", "error", "attention_mask and input_ids differ in length",
+     """
+     Each row's `attention_mask` must have exactly one entry per token. A mismatch means the mask was built
+     separately (or truncated differently) and the model attends to the wrong positions or fails to collate.
+     """,
+     broken='enc["attention_mask"] = [[1] * 128 for _ in enc["input_ids"]]',
+     fixed='enc = tokenizer(texts, truncation=True)  # ids and mask come from the same call')
+rule("FTD206", "sequence-exceeds-positions", "decode", "error", "Sequences longer than the model's position embeddings",
+     """
+     The model has a fixed number of position embeddings. A longer row indexes past them: "index out of range
+     in self" on the CPU, a device-side assert on a GPU, often hours in when the first long row arrives.
+     """,
+     broken="tokenizer(batch['text'])  # no truncation",
+     fixed="tokenizer(batch['text'], truncation=True, max_length=512)")
+rule("FTD207", "token-ids-beyond-embeddings", "decode", "error", "Token ids beyond the embedding matrix",
+     """
+     The dataset holds ids the model has no embedding for: it was tokenized with another tokenizer than the one
+     that matches the model.
+     """,
+     broken='tokenized = raw.map(lambda b: other_tokenizer(b["text"]))',
+     fixed='tokenized = raw.map(lambda b: tokenizer(b["text"]))  # the checkpoint\'s own tokenizer')
+rule("FTD208", "empty-samples", "decode", "warning", "Empty samples",
+     """
+     Rows with no tokens besides the special ones carry no signal and, for language modelling, no targets.
+     """,
+     broken='dataset = load_dataset("text", data_files="corpus.txt")  # blank lines become rows',
+     fixed='dataset = dataset.filter(lambda e: len(e["text"].strip()) > 0)')
+rule("FTD209", "class-balance", "decode", "warning", "Labels of one class dominate",
+     """
+     When (nearly) every label is the same class, the model learns to predict that class and reaches a high
+     accuracy while learning nothing. A single class in the training data is an error: nothing can be learned.
+     """,
+     broken='train = dataset.sort("label").select(range(1000))  # the first 1000 are all class 0',
+     fixed='train = dataset.shuffle(seed=42).select(range(1000))')
+rule("FTD210", "non-tensor-columns", "decode", "error", "Columns the collator cannot turn into tensors",
+     """
+     With `remove_unused_columns=False`, or a dataset that is not a `datasets.Dataset`, every key of a sample
+     reaches the collator. Text columns cannot become tensors ("too many dimensions 'str'").
+     """,
+     broken='tokenized = raw.map(tokenize, batched=True)  # keeps "sentence"; remove_unused_columns=False',
+     fixed='tokenized = raw.map(tokenize, batched=True, remove_columns=["sentence"])')
+
+
+def _rows(ds, n):
+    if data.is_hf_dataset(ds):
+        sub = ds.select(range(min(n, len(ds))))
+        return sub, [sub[i] for i in range(len(sub))]
+    try:
+        size = len(ds)
+    except TypeError:  # an iterable dataset: take the first rows
+        import itertools
+
+        return None, list(itertools.islice(iter(ds), n))
+    return None, [ds[i] for i in range(min(n, size))]
+
+
+def trainer_view(ds, trainer, description: str, n: int = SAMPLE_ROWS):
+    """The first ``n`` rows with the columns the trainer keeps (what its collator will receive)."""
+    sub, rows = run_user(f"reading the {description} dataset", _rows, ds, n)
+    removed: list[str] = []
+    if sub is not None and trainer is not None and getattr(trainer.args, "remove_unused_columns", False):
+        kept = trainer._remove_unused_columns(sub, description)
+        removed = [c for c in sub.column_names if c not in kept.column_names]
+        rows = [kept[i] for i in range(len(kept))]
+    elif trainer is not None and getattr(trainer.args, "remove_unused_columns", False) and rows and isinstance(rows[0], dict):
+        trainer._set_signature_columns_if_needed()
+        keep = set(trainer._signature_columns)
+        removed = [k for k in rows[0] if k not in keep]
+        rows = [{k: v for k, v in r.items() if k in keep} for r in rows]
+    return rows, removed
+
+
+def _tokenized_stand_in(pipeline, raw_ds, main_input):
+    """A dataset in the script with the model's inputs and as many rows as ``raw_ds``: what was meant to be passed."""
+    cap = pipeline.capture
+    if cap is None:
+        return None, None
+    try:
+        n = len(raw_ds)
+    except TypeError:
+        return None, None
+    for var, value in cap.namespace.items():
+        if var.startswith("_"):
+            continue
+        candidates = []
+        if type(value).__name__ == "DatasetDict":
+            candidates = [(f'{var}["{k}"]', value[k]) for k in value.keys()]
+        elif data.is_hf_dataset(value):
+            candidates = [(var, value)]
+        for name, ds in candidates:
+            if ds is not raw_ds and main_input in ds.column_names and len(ds) == n \
+                    and _same_split(raw_ds, ds):
+                return name, ds
+    return None, None
+
+
+def _same_split(raw_ds, ds) -> bool:
+    # The stand-in must hold the same rows: compare the columns both have on the first row.
+    shared = [c for c in raw_ds.column_names if c in ds.column_names]
+    if not shared:
+        return True
+    return all(raw_ds[0][c] == ds[0][c] for c in shared)
+
+
+@check("decode", provides=("train_features", "eval_features", "effective_train_dataset", "effective_eval_dataset"),
+       codes=("FTD201", "FTD202"))
+def read_samples(train_dataset, model, pipeline, trainer=None, eval_dataset=None):
+    """Rows as the collator will see them; raw text is reported, and a tokenized stand-in used if the script has one."""
+    main_input = getattr(model, "main_input_name", "input_ids")
+    findings, values = [], {}
+    raw_notes, stand_ins = [], []
+    for split, ds in (("train", train_dataset), ("eval", eval_dataset)):
+        if ds is None:
+            continue
+        description = "training" if split == "train" else "evaluation"
+        rows, removed = trainer_view(ds, trainer, description)
+        if rows and isinstance(rows[0], dict) and main_input not in rows[0] and "inputs_embeds" not in rows[0]:
+            raw_row = _rows(ds, 1)[1][0]
+            text_cols = [k for k, v in raw_row.items() if isinstance(v, str)]
+            name, stand_in = _tokenized_stand_in(pipeline, ds, main_input)
+            raw_notes.append((split, pipeline.name_of(ds), text_cols, name))
+            if stand_in is not None:
+                stand_ins.append(f"{split}: {name}")
+                rows, removed = trainer_view(stand_in, trainer, description)
+                ds = stand_in
+            else:
+                rows = None
+        missing = _unavailable(f"the {split} dataset has no `{main_input}` (decode)")
+        values[f"{split}_features"] = rows if rows else missing
+        values[f"effective_{split}_dataset"] = ds if rows else missing
+        if split == "train" and rows and isinstance(rows[0], dict):
+            f = _dropped_label_column(ds, rows, removed, trainer, pipeline)
+            if f is not None:
+                findings.append(f)
+    if raw_notes:
+        parts, fixes = [], []
+        for split, var, text_cols, name in raw_notes:
+            arg = "train_dataset" if split == "train" else "eval_dataset"
+            cols = ", ".join(f"`{c}`" for c in text_cols) or "no token ids"
+            parts.append(f"`{arg}`{' (' + var + ')' if var else ''} has {cols} but no `{main_input}`")
+            fixes.append(f"`{arg}={name}`" if name else None)
+        if all(fixes):
+            fix = "Pass the tokenized dataset: " + ", ".join(fixes) + "."
+        else:
+            fix = ("Tokenize first: `tokenized = dataset.map(lambda b: tokenizer(b[\"text\"], truncation=True), "
+                   "batched=True)` and pass `train_dataset=tokenized[\"train\"]`.")
+        detail = "; ".join(parts) + ". The Trainer drops the text columns, so the model gets no inputs."
+        if stand_ins:
+            detail += " The remaining stages were checked with " + ", ".join(stand_ins) + " instead."
+        findings.insert(0, finding("FTD201", detail, fix, location=pipeline.location(trainer),
+                                   evidence={"text_columns": raw_notes[0][2], "stand_in": stand_ins or None}))
+    if eval_dataset is None:
+        values["eval_features"] = values["effective_eval_dataset"] = _unavailable("the trainer has no eval_dataset")
+    return Provide(values, findings)
+
+
+def _unavailable(reason):
+    from ftdoctor.walk import Unavailable
+
+    return Unavailable(reason)
+
+
+def _dropped_label_column(ds, rows, removed, trainer, pipeline):
+    if data.label_key(rows[0], trainer) is not None or not removed or not data.is_hf_dataset(ds):
+        return None
+    task = pipeline.task
+    if not data.is_classification(task):
+        return None
+    for col in removed:
+        if data.class_label(ds, col) is not None or _int_scalar_column(ds, col):
+            target = (list(getattr(trainer, "label_names", None) or []) or ["labels"])[0]
+            return finding("FTD202", f"The `{col}` column holds the labels, but the Trainer drops it: "
+                           f"`{data.model_name(pipeline.model)}.forward` takes `{target}`, not `{col}`. "
+                           "No labels reach the model and it returns no loss.",
+                           f"Rename it: `dataset = dataset.rename_column(\"{col}\", \"{target}\")`.",
+                           location=pipeline.location(trainer), evidence={"column": col, "expected": target})
+    return None
+
+
+def _int_scalar_column(ds, col) -> bool:
+    feat = ds.features.get(col)
+    return getattr(feat, "dtype", "").startswith("int") and col not in ("idx", "id", "index")
+
+
+@check("decode", codes=("FTD203", "FTD204", "FTD209"))
+def labels_are_class_ids(effective_train_dataset, train_features, model, pipeline, trainer=None, task=None):
+    if not data.is_classification(task) or not train_features or not isinstance(train_features[0], dict):
+        return None
+    key = data.label_key(train_features[0], trainer)
+    if key is None:
+        return None
+    ds = effective_train_dataset
+    sample = train_features[0][key]
+    values = data.column_values(ds, key) if data.is_hf_dataset(ds) and key in ds.column_names else \
+        data.column_values(train_features, key)
+    loc = pipeline.location(ds, trainer)
+    out = []
+    kinds = Counter(type(v).__name__ for v in values)
+    problem_type = getattr(model.config, "problem_type", None)
+    if any(isinstance(v, str) for v in values):
+        feat_names = sorted({v for v in values if isinstance(v, str)})[:10]
+        return finding("FTD204", f"The `{key}` column holds strings ({feat_names}); the loss needs integer class ids.",
+                       f"Encode them: `dataset = dataset.class_encode_column(\"{key}\")` (or map each name to its "
+                       "id with `label2id`).", location=loc, evidence={"example": sample})
+    ints = [v for v in values if isinstance(v, int)]
+    floats = [v for v in values if isinstance(v, float)]
+    n_labels = data.num_labels(model) or 0
+    if floats and problem_type != "multi_label_classification" and n_labels > 1 and task == "sequence-classification":
+        whole = all(float(v).is_integer() for v in floats)
+        fix = (f"Make them integers: `dataset = dataset.cast_column(\"{key}\", Value(\"int64\"))`" if whole else
+               f"For regression load the model with `num_labels=1`; for classes, map the scores to integer ids")
+        return finding("FTD204", f"The `{key}` values are floats ({floats[0]!r}, ...): with num_labels={n_labels} "
+                       "transformers then picks the multi-label BCE loss, which expects one float per class, "
+                       "and fails on the shapes.", fix + ".", location=loc, evidence={"dtypes": dict(kinds)})
+    if not ints:
+        return None
+    ignore = -100
+    feat = data.class_label(ds, key) if data.is_hf_dataset(ds) else None
+    n_classes = feat.num_classes if feat is not None else None
+    bad = sorted({v for v in ints if v < 0 and v != ignore} | ({v for v in ints if v >= n_classes} if n_classes else set()))
+    if bad:
+        count = sum(1 for v in ints if v in set(bad))
+        where = f"the {n_classes} classes 0..{n_classes - 1}" if n_classes else "the valid class ids"
+        hint = (" A label of -1 marks an unlabelled split (GLUE test sets): train on the labelled split."
+                if -1 in bad else "")
+        out.append(finding("FTD203", f"{count} of {len(ints)} `{key}` values are outside {where}: {bad[:10]}.{hint}",
+                           "Drop or fix those rows: `dataset = dataset.filter(lambda e: e[\"%s\"] >= 0)`" % key
+                           if -1 in bad or all(b < 0 for b in bad) else
+                           f"Check the label mapping that produced {bad[:3]}: ids must be 0..{(n_classes or n_labels) - 1}.",
+                           location=loc, evidence={"out_of_range": bad[:20], "count": count}))
+    real = [v for v in ints if v != ignore]
+    if task == "sequence-classification" and real:
+        counts = Counter(real)
+        top, top_n = counts.most_common(1)[0]
+        names = feat.names if feat is not None else None
+        share = top_n / len(real)
+        label = names[top] if names and 0 <= top < len(names) else top
+        if len(counts) == 1:
+            out.append(finding("FTD209", f"Every training label is {label!r}: there is nothing to learn.",
+                               "Use a split that holds every class, e.g. `dataset.shuffle(seed=42)` before `select`.",
+                               severity="error", title="The training labels are all one class", location=loc,
+                               evidence={"counts": dict(counts)}))
+        elif share >= 0.9 and len(real) >= 20:
+            out.append(finding("FTD209", f"{share:.0%} of training labels are {label!r}: a model predicting only "
+                               "that class scores that accuracy while learning nothing.",
+                               "Shuffle before selecting a subset, rebalance, or weight the loss; report F1 "
+                               "rather than accuracy.", location=loc, evidence={"counts": dict(counts)}))
+    return out
+
+
+@check("decode", codes=("FTD205", "FTD206", "FTD207", "FTD208", "FTD210"))
+def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline, tokenizer=None, trainer=None):
+    rows = train_features
+    if not rows or not isinstance(rows[0], dict) or "input_ids" not in rows[0]:
+        return None
+    out = []
+    ds = effective_train_dataset
+    hf = data.is_hf_dataset(ds) and "input_ids" in ds.column_names
+    loc = pipeline.location(ds, trainer)
+    strings = sorted({k for r in rows[:8] for k, v in r.items() if isinstance(v, str)
+                      or (isinstance(v, list) and v and isinstance(v[0], str))})
+    if strings:
+        out.append(finding("FTD210", f"Samples still carry text columns {strings}; the collator cannot make tensors "
+                           "of them.", f"Drop them when tokenizing: `.map(..., remove_columns={strings})`, or keep "
+                           "`remove_unused_columns=True` (the default).", location=loc, evidence={"columns": strings}))
+    mismatched = [i for i, r in enumerate(rows) if "attention_mask" in r and _len(r["attention_mask"]) != _len(r["input_ids"])]
+    if mismatched:
+        i = mismatched[0]
+        out.append(finding("FTD205", f"{len(mismatched)} of {len(rows)} sampled rows have an attention_mask of another "
+                           f"length than input_ids (row {i}: {_len(rows[i]['attention_mask'])} vs "
+                           f"{_len(rows[i]['input_ids'])}).", "Build input_ids and attention_mask in the same "
+                           "tokenizer call: `tokenizer(texts, truncation=True)`.", location=loc))
+    lengths = data.sequence_lengths(ds) if hf else [_len(r["input_ids"]) for r in rows]
+    positions = data.max_positions(model)
+    longest = max(lengths) if lengths else 0
+    if positions and longest > positions:
+        too_long = sum(1 for n in lengths if n > positions)
+        out.append(finding("FTD206", f"{too_long} of {len(lengths)} rows are longer than the model's {positions} "
+                           f"position embeddings (longest: {longest} tokens).",
+                           f"Truncate when tokenizing: `tokenizer(..., truncation=True, max_length={positions})`.",
+                           location=loc, evidence={"longest": longest, "max_positions": positions, "rows": too_long}))
+    rows_emb = data.embedding_rows(model)
+    tok_len = len(tokenizer) if tokenizer is not None and hasattr(tokenizer, "__len__") else None
+    if rows_emb and (tok_len is None or tok_len <= rows_emb):  # otherwise config already reported the cause
+        ids = data.column_values(ds, "input_ids", limit=20_000) if hf else \
+            [t for r in rows for t in _flat(r["input_ids"])]
+        beyond = [t for t in ids if t >= rows_emb]
+        if beyond:
+            out.append(finding("FTD207", f"{len(beyond)} token ids are >= the {rows_emb} embedding rows (largest: "
+                               f"{max(beyond)}): the data was tokenized with another vocabulary than the model's.",
+                               "Tokenize with the checkpoint's own tokenizer: `AutoTokenizer.from_pretrained(checkpoint)`.",
+                               location=loc, evidence={"largest_id": max(beyond), "embedding_rows": rows_emb}))
+    specials = set(getattr(tokenizer, "all_special_ids", []) or [])
+    empty = sum(1 for r in rows if not [t for t in _flat(r["input_ids"]) if t not in specials])
+    if empty:
+        out.append(finding("FTD208", f"{empty} of {len(rows)} sampled rows hold no tokens besides special ones.",
+                           "Filter empty rows before tokenizing: `dataset.filter(lambda e: len(e[\"text\"].strip()) > 0)`.",
+                           location=loc, evidence={"empty_rows": empty, "sampled": len(rows)}))
+    return out
+
+
+def _len(x) -> int:
+    return len(x) if not hasattr(x, "shape") else int(x.shape[-1])
+
+
+def _flat(x):
+    return x.tolist() if hasattr(x, "tolist") else list(x)
+
+
+@check("decode")
+def first_sample_evidence(ctx, train_features, pipeline, tokenizer=None, trainer=None):
+    """The first training sample decoded, with its label name: the evidence a person checks by eye."""
+    row = train_features[0] if train_features else None
+    if not isinstance(row, dict):
+        return None
+    ev: dict = {"keys": sorted(row)}
+    if tokenizer is not None and "input_ids" in row:
+        try:
+            ev["text"] = tokenizer.decode(_flat(row["input_ids"]))
+        except Exception:
+            pass
+    key = data.label_key(row, trainer)
+    if key is not None:
+        label = row[key]
+        label = label.tolist() if hasattr(label, "tolist") else label
+        ev["label"] = label if not isinstance(label, list) else label[:32]
+        ds = ctx.get("effective_train_dataset")
+        feat = data.class_label(ds, key) if data.is_hf_dataset(ds) and key in ds.column_names else None
+        if feat is not None and isinstance(label, int) and 0 <= label < feat.num_classes:
+            ev["label_name"] = feat.names[label]
+    ctx.set("decode_evidence", {"first_sample": ev})
+    return None

@@ -1,0 +1,151 @@
+"""forward: one forward pass on the CPU, on a copy of the model, with the real batch."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from ftdoctor import data
+from ftdoctor.findings import finding, rule
+from ftdoctor.registry import Provide, check
+from ftdoctor.walk import Unavailable, UserCodeError, run_user
+
+rule("FTD401", "no-loss", "forward", "error", "The model returns no loss",
+     """
+     `Trainer` trains on the `loss` the model returns, and the model computes it only from `labels` in the batch.
+     """,
+     broken="batch = {\"input_ids\": ..., \"attention_mask\": ...}  # no labels",
+     fixed="batch = {\"input_ids\": ..., \"attention_mask\": ..., \"labels\": ...}")
+rule("FTD402", "logits-labels-shape", "forward", "error", "Labels do not fit the shape of the logits",
+     """
+     The loss compares logits and labels position by position. Per-token labels on a sequence classifier (or one
+     label per sequence on a token classifier) fail with "Expected input batch_size (A) to match target
+     batch_size (B)".
+     """,
+     broken="model = AutoModelForSequenceClassification.from_pretrained(ckpt)  # NER labels, one per token",
+     fixed="model = AutoModelForTokenClassification.from_pretrained(ckpt, num_labels=len(label_names))")
+rule("FTD403", "non-finite-loss", "forward", "error", "The loss is NaN or infinite before any training",
+     """
+     A NaN or infinite loss on the first batch comes from the data (NaN/inf inputs or labels), an
+     attention mask of all zeros, or weights already broken when loaded.
+     """)
+rule("FTD404", "loss-far-from-chance", "forward", "warning", "The first loss is far from chance level",
+     """
+     A freshly initialised classification head predicts close to uniformly, so the first loss should be near
+     ln(number of classes). Far above it, the labels, the loss or the head do not match (for example labels
+     scaled or shifted, or a head loaded from another task).
+     """)
+rule("FTD405", "forward-error", "forward", "error", "The forward pass raised",
+     """
+     The model failed on a real batch of the training set; training would fail the same way at step one.
+     """)
+
+# Known failures of the forward pass and the root cause each points at: (pattern, codes of the root cause).
+_ROOTS = [
+    (r"exactly one of input_ids or inputs_embeds|have to specify either input_ids", ("FTD201",)),
+    (r"index out of range in self", ("FTD103", "FTD206", "FTD207")),
+    (r"Target -?\d+ is out of bounds|out of bounds", ("FTD101", "FTD203")),
+    (r"no padding token is defined", ("FTD105",)),
+    (r"did not return a loss", ("FTD304", "FTD202")),
+    (r"Expected input batch_size", ("FTD402",)),
+    (r"must be the same as input size|expected scalar type Long|can't be cast to the desired output type", ("FTD204",)),
+]
+
+
+def copy_model(model):
+    """A CPU copy to run on: the user's model is never put in another mode, moved or trained."""
+    import copy
+
+    work = copy.deepcopy(model)
+    return work.to("cpu")
+
+
+def compute_loss(trainer, model, batch):
+    """The loss as the trainer computes it (a subclass's compute_loss included), or the model's own."""
+    if trainer is not None:
+        return trainer.compute_loss(model, dict(batch), return_outputs=True)
+    out = model(**batch)
+    return (out.get("loss") if hasattr(out, "get") else None), out
+
+
+def diagnose_failure(exc, stage, findings_so_far, pipeline, model, batch):
+    """A known failure whose root cause was already reported becomes a skip reason, not a second finding."""
+    text = f"{type(exc).__name__}: {exc}"
+    seen = {f.code for f in findings_so_far}
+    for pattern, roots in _ROOTS:
+        if re.search(pattern, text):
+            already = [c for c in roots if c in seen]
+            if already:
+                return None, f"{stage} fails as predicted by {', '.join(already)}: {text.splitlines()[0][:160]}"
+            if "FTD402" in roots:
+                return _shape_mismatch(text, pipeline, model, batch), text
+            if "FTD401" in roots or "FTD304" in roots:
+                return finding("FTD401", text.splitlines()[0], "Put `labels` in the batch.",
+                               location=pipeline.location(pipeline.trainer)), text
+            break
+    return finding("FTD405", text.splitlines()[0][:400], "Fix the cause shown; --traceback prints the whole trace.",
+                   location=pipeline.location(model), evidence={"exception": text}), text
+
+
+def _shape_mismatch(text, pipeline, model, batch):
+    labels = batch.get("labels") if hasattr(batch, "get") else None
+    shape = list(getattr(labels, "shape", []))
+    name = data.model_name(model)
+    if len(shape) == 2 and name.endswith("ForSequenceClassification"):
+        fix = f"The labels are per token ({shape}): use `AutoModelForTokenClassification` instead of `{name}`."
+    elif len(shape) == 1 and name.endswith("ForTokenClassification"):
+        fix = f"The labels are one per sequence ({shape}): use `AutoModelForSequenceClassification` instead of `{name}`."
+    else:
+        fix = "Make the labels match the model's output: one per sequence for classification, one per token for NER."
+    return finding("FTD402", text.splitlines()[0], fix, location=pipeline.location(model), evidence={"labels_shape": shape})
+
+
+@check("forward", provides=("work_model", "initial_loss", "outputs"), codes=("FTD401", "FTD402", "FTD405"))
+def forward_pass(model, batch, pipeline, findings_so_far, trainer=None):
+    import torch
+
+    work = copy_model(model)
+    work.eval()  # dropout off: the loss at initialisation is compared with chance level
+    try:
+        with torch.no_grad():
+            loss, outputs = run_user("the model's forward", compute_loss, trainer, work, batch)
+    except UserCodeError as err:
+        f, reason = diagnose_failure(err.exc, "the forward pass", findings_so_far, pipeline, model, batch)
+        return Provide({"work_model": work, "initial_loss": Unavailable(reason), "outputs": Unavailable(reason)},
+                       [f] if f else [], skip_reason=reason)
+    if loss is None:
+        f = finding("FTD401", f"`{data.model_name(model)}` returned no loss for a batch with keys {sorted(batch)}.",
+                    "Put `labels` in the batch (see collate).", location=pipeline.location(trainer))
+        return Provide({"work_model": work, "initial_loss": Unavailable("the model returns no loss"),
+                        "outputs": outputs}, [f])
+    logits = outputs.get("logits") if hasattr(outputs, "get") else None
+    ev = {"loss": float(loss), "logits_shape": list(logits.shape) if logits is not None else None}
+    return Provide({"work_model": work, "initial_loss": float(loss.detach()), "outputs": outputs,
+                    "forward_evidence": ev})
+
+
+@check("forward", codes=("FTD403", "FTD404"))
+def loss_at_initialisation(initial_loss, outputs, model, pipeline, batch, task=None):
+    if not math.isfinite(initial_loss):
+        import torch
+
+        bad_inputs = [k for k, v in batch.items() if torch.is_tensor(v) and v.is_floating_point()
+                      and not torch.isfinite(v).all()]
+        empty_masks = int((batch["attention_mask"].sum(-1) == 0).sum()) if "attention_mask" in batch else 0
+        cause = (f"non-finite values in {bad_inputs}" if bad_inputs else
+                 f"{empty_masks} rows with an all-zero attention_mask" if empty_masks else
+                 "non-finite weights or activations")
+        return finding("FTD403", f"The first loss is {initial_loss}: {cause}.",
+                       "Filter rows with NaN/inf values or empty masks; check the weights with "
+                       "`all(torch.isfinite(p).all() for p in model.parameters())`.", location=pipeline.location(model),
+                       evidence={"loss": initial_loss, "bad_inputs": bad_inputs, "empty_masks": empty_masks})
+    if task == "sequence-classification" and getattr(model.config, "problem_type", None) in (None, "single_label_classification"):
+        n = data.num_labels(model) or 0
+        if n > 1:
+            chance = math.log(n)
+            if initial_loss > 3 * chance + 1.0:
+                return finding("FTD404", f"The first loss is {initial_loss:.2f}; a fresh {n}-class head starts near "
+                               f"ln({n}) = {chance:.2f}.", "Check that the labels are class ids 0..num_labels-1 and "
+                               "the head was freshly initialised for this task.", location=pipeline.location(model),
+                               evidence={"loss": initial_loss, "chance": chance})
+    return None

@@ -1,0 +1,222 @@
+"""metrics: eval batch -> model -> preprocess_logits_for_metrics -> compute_metrics, as the Trainer's eval loop does.
+
+When the data stages fail, compute_metrics is still checked on synthetic inputs of the model's real output shape.
+"""
+
+from __future__ import annotations
+
+from ftdoctor import data
+from ftdoctor.capture import user_site_in_traceback
+from ftdoctor.findings import finding, rule
+from ftdoctor.registry import Provide, check
+from ftdoctor.walk import UserCodeError, run_user
+
+rule("FTD601", "metrics-without-argmax", "metrics", "error", "compute_metrics passes logits where class ids are expected",
+     """
+     The Trainer hands `compute_metrics` the raw logits, one float per class. Accuracy, F1 and friends want one
+     predicted class id per example, so the logits must be reduced with argmax first; otherwise evaluation fails
+     at the end of the first epoch ("Predictions and/or references don't match the expected format", "Classification
+     metrics can't handle a mix of multiclass and continuous-multioutput targets").
+     """,
+     broken="""
+     def compute_metrics(eval_pred):
+         predictions, labels = eval_pred
+         return metric.compute(predictions=predictions, references=labels)
+     """,
+     fixed="""
+     def compute_metrics(eval_pred):
+         logits, labels = eval_pred
+         predictions = np.argmax(logits, axis=-1)
+         return metric.compute(predictions=predictions, references=labels)
+     """)
+rule("FTD602", "compute-metrics-error", "metrics", "error", "compute_metrics raised",
+     """
+     The metric function failed on predictions of the model's real output shape. Evaluation, and with it the
+     end of the first epoch (and `load_best_model_at_end`), would fail the same way.
+     """)
+rule("FTD603", "best-metric-missing", "metrics", "error", "metric_for_best_model names a metric compute_metrics does not return",
+     """
+     `metric_for_best_model` is looked up (with an `eval_` prefix) in the evaluation results. When
+     `compute_metrics` returns no such key, training fails with a KeyError at the first evaluation.
+     """,
+     broken='TrainingArguments("out", metric_for_best_model="f1", ...)  # compute_metrics returns {"accuracy": ...}',
+     fixed='TrainingArguments("out", metric_for_best_model="accuracy", ...)')
+rule("FTD604", "tuple-predictions", "metrics", "error", "Predictions arrive as a tuple",
+     """
+     When the model returns more than logits (hidden states, past key values), the Trainer passes a tuple of
+     arrays as predictions. `np.argmax` over the tuple fails or reduces the wrong thing.
+     """,
+     broken="predictions = np.argmax(eval_pred.predictions, axis=-1)",
+     fixed="""
+     logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+     predictions = np.argmax(logits, axis=-1)
+     """)
+rule("FTD606", "metrics-not-a-dict", "metrics", "error", "compute_metrics must return a dict",
+     """
+     The Trainer logs and compares the metrics by name, so `compute_metrics` must return a dict of name to number.
+     """,
+     broken="return accuracy_score(labels, predictions)",
+     fixed='return {"accuracy": accuracy_score(labels, predictions)}')
+
+
+def _numpy(x):
+    import torch
+
+    if x is None:
+        return None
+    if isinstance(x, (tuple, list)):
+        return tuple(_numpy(v) for v in x)
+    if torch.is_tensor(x):
+        return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
+    return x
+
+
+def _predict(trainer, model, batch, preprocess):
+    """One eval step the way the Trainer's evaluation loop runs it."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        if trainer is not None:
+            _, logits, labels = trainer.prediction_step(model, dict(batch), prediction_loss_only=False)
+        else:
+            out = model(**batch)
+            logits, labels = out.get("logits"), batch.get("labels")
+        if preprocess is not None and logits is not None:
+            logits = preprocess(logits, labels)
+    return _numpy(logits), _numpy(labels)
+
+
+def _synthetic_batch(model, task):
+    """A small batch in the model's vocabulary and the task's label shape."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    rows = data.embedding_rows(model) or 100
+    b, s = 4, 12
+    ids = torch.randint(5, max(6, min(rows, 1000)), (b, s), generator=g)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    n = data.num_labels(model) or 2  # labels the head can score, so the loss inside prediction_step runs
+    if task == "sequence-classification":
+        batch["labels"] = torch.arange(b) % n
+    elif task == "token-classification":
+        labels = torch.randint(0, n, (b, s), generator=g)
+        labels[:, 0] = -100
+        batch["labels"] = labels
+    elif task in ("causal-lm", "masked-lm"):
+        batch["labels"] = ids.clone()
+    elif task in ("translation", "summarization"):
+        batch["labels"] = torch.randint(5, max(6, min(rows, 1000)), (b, 8), generator=g)
+    elif task == "question-answering":
+        batch["start_positions"] = torch.tensor([1, 2, 3, 4])
+        batch["end_positions"] = torch.tensor([2, 3, 4, 5])
+    else:
+        return None
+    return batch
+
+
+@check("metrics", provides=("eval_prediction",))
+def eval_predictions(model, pipeline, trainer=None, eval_batch=None, work_model=None, task=None,
+                     preprocess_logits_for_metrics=None, compute_metrics=None):
+    """Predictions for compute_metrics: from a real eval batch, or synthetic ones when the data stages failed."""
+    from transformers import EvalPrediction
+
+    if compute_metrics is None:
+        return Provide({}, skip_reason="the trainer has no compute_metrics")
+    from .forward import copy_model
+
+    work = work_model if work_model is not None else copy_model(model)
+    source = "eval batch"
+    batch = eval_batch
+    if batch is None:
+        batch, source = _synthetic_batch(model, task), "synthetic batch"
+        if batch is None:
+            return Provide({}, skip_reason="no eval batch, and the task is unknown so no synthetic batch can be built")
+    try:
+        preds, labels = run_user("prediction", _predict, trainer, work, batch, preprocess_logits_for_metrics)
+    except UserCodeError as err:
+        if source == "eval batch":
+            batch = _synthetic_batch(model, task)
+            try:
+                preds, labels = run_user("prediction", _predict, trainer, work, batch, preprocess_logits_for_metrics)
+                source = "synthetic batch"
+            except UserCodeError:
+                return Provide({}, skip_reason=f"the model cannot predict on an eval batch: {err}")
+        else:
+            return Provide({}, skip_reason=f"the model cannot predict on a synthetic batch: {err}")
+    inputs = _numpy(batch.get("input_ids")) if "inputs" in (getattr(getattr(trainer, "args", None), "include_for_metrics", None) or []) else None
+    pred = EvalPrediction(predictions=preds, label_ids=labels, inputs=inputs) if inputs is not None else \
+        EvalPrediction(predictions=preds, label_ids=labels)
+    shape = [list(p.shape) for p in preds] if isinstance(preds, tuple) else list(getattr(preds, "shape", []))
+    return Provide({"eval_prediction": pred, "metrics_evidence": {"source": source, "predictions_shape": shape,
+                                                                 "labels_shape": list(getattr(labels, "shape", []))}})
+
+
+@check("metrics", provides=("metric_values",), codes=("FTD601", "FTD602", "FTD604", "FTD606"))
+def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx):
+    import numpy as np
+    from transformers import EvalPrediction
+
+    cap = pipeline.capture
+    try:
+        result = run_user("compute_metrics", compute_metrics, eval_prediction)
+    except UserCodeError as err:
+        site = user_site_in_traceback(err.exc.__traceback__, cap.user_dir) if cap else None
+        loc = str(site) if site else pipeline.location(compute_metrics)
+        preds, labels = eval_prediction.predictions, eval_prediction.label_ids
+        msg = f"{type(err.exc).__name__}: {str(err.exc).splitlines()[0] if str(err.exc) else ''}".rstrip(".")
+        fname = getattr(compute_metrics, "__name__", "compute_metrics")
+        if isinstance(preds, tuple):
+            if _works(compute_metrics, EvalPrediction(predictions=preds[0], label_ids=labels)) or \
+                    _works(compute_metrics, EvalPrediction(predictions=np.argmax(preds[0], axis=-1), label_ids=labels)):
+                return finding("FTD604", f"`{fname}` received a tuple of {len(preds)} arrays as predictions and "
+                               f"raised {msg}.", "Take the logits first: `logits = predictions[0] if "
+                               "isinstance(predictions, tuple) else predictions`, or return only the logits from "
+                               "`preprocess_logits_for_metrics`.", location=loc,
+                               evidence={"shapes": [list(getattr(p, "shape", [])) for p in preds]})
+        if getattr(preds, "dtype", None) is not None and preds.dtype.kind == "f" and preds.ndim >= 2:
+            reduced = np.argmax(preds, axis=-1)
+            if _works(compute_metrics, EvalPrediction(predictions=reduced, label_ids=labels)):
+                return finding("FTD601", f"`{fname}` passes logits of shape {list(preds.shape)} to the metric, "
+                               f"which raised {msg}. With `np.argmax(logits, axis=-1)` it works.",
+                               "Reduce the logits first: `predictions = np.argmax(logits, axis=-1)` inside "
+                               f"`{fname}`.", location=loc,
+                               evidence={"predictions_shape": list(preds.shape), "exception": msg})
+        return finding("FTD602", f"`{fname}` raised {msg} on predictions of shape "
+                       f"{list(getattr(preds, 'shape', []))}.", "Fix the metric function for these shapes "
+                       "(--traceback shows where it failed).", location=loc, evidence={"exception": msg})
+    if not isinstance(result, dict):
+        return finding("FTD606", f"`compute_metrics` returned a {type(result).__name__}.",
+                       "Return a dict, e.g. `{\"accuracy\": value}`.", location=pipeline.location(compute_metrics))
+    return Provide({"metric_values": result})
+
+
+def _works(func, eval_pred) -> bool:
+    try:
+        out = func(eval_pred)
+    except Exception:
+        return False
+    return isinstance(out, dict)
+
+
+@check("metrics", codes=("FTD603",))
+def best_metric_is_returned(args, pipeline, metric_values=None, compute_metrics=None):
+    name = getattr(args, "metric_for_best_model", None)
+    if not name or name in ("loss", "eval_loss"):
+        return None
+    key = name if name.startswith("eval_") else f"eval_{name}"
+    if metric_values is None:
+        if compute_metrics is not None:
+            return None  # compute_metrics failed: its finding comes first
+        return finding("FTD603", f"`metric_for_best_model=\"{name}\"` but the trainer has no compute_metrics, so "
+                       "evaluation only reports the loss.", "Pass `compute_metrics=...` returning "
+                       f"`{name.removeprefix('eval_')}`, or use `metric_for_best_model=\"loss\"`.",
+                       location=pipeline.location(args))
+    returned = {f"eval_{k}" if not k.startswith("eval_") else k for k in metric_values}
+    if key in returned:
+        return None
+    options = sorted(k.removeprefix("eval_") for k in returned)
+    return finding("FTD603", f"`metric_for_best_model=\"{name}\"` but compute_metrics returns {options}.",
+                   f"Use `metric_for_best_model=\"{options[0]}\"`" + (f" (one of {options})" if len(options) > 1 else "")
+                   + f", or return `{name.removeprefix('eval_')}` from compute_metrics.",
+                   location=pipeline.location(args), evidence={"returned": options})

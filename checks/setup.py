@@ -1,0 +1,232 @@
+"""setup: the script up to training. An exception raised before ``trainer.train()`` is diagnosed here."""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from ftdoctor.capture import user_site_in_traceback
+from ftdoctor.findings import finding, rule
+from ftdoctor.registry import check
+
+rule("FTD001", "removed-argument", "setup", "error", "An argument removed or renamed in transformers 5",
+     """
+     transformers 5 removed arguments that v4 scripts, tutorials and the course still use. Passing one raises
+     `TypeError: ... got an unexpected keyword argument` at the line that builds the object, before anything
+     trains. Most have a direct replacement.
+     """,
+     broken="""
+     args = TrainingArguments("out", evaluation_strategy="epoch")
+     trainer = Trainer(model, args, tokenizer=tokenizer)
+     """,
+     fixed="""
+     args = TrainingArguments("out", eval_strategy="epoch")
+     trainer = Trainer(model, args, processing_class=tokenizer)
+     """)
+rule("FTD002", "removed-import", "setup", "error", "An import removed from transformers",
+     """
+     transformers 5 no longer exports some names (its own `AdamW`, the TensorFlow classes, the old
+     `TextDataset` helpers). The import fails at the top of the script.
+     """,
+     broken="from transformers import AdamW",
+     fixed="from torch.optim import AdamW")
+rule("FTD003", "hub-unreachable", "setup", "error", "A model, dataset or metric could not be fetched from the hub",
+     """
+     The script loads something by hub name and the hub cannot be reached (no network, a firewall, offline
+     mode), or the name does not exist. Without `HF_HUB_OFFLINE=1` each miss costs about 20 s of retries.
+     """,
+     broken='model = AutoModelForSequenceClassification.from_pretrained("bert-base-uncased")  # no network',
+     fixed="""
+     # once, where the network is reachable:  hf download bert-base-uncased
+     # then run offline from the cache, or point at a local folder:
+     model = AutoModelForSequenceClassification.from_pretrained("./models/bert-base-uncased")
+     """)
+rule("FTD004", "missing-file", "setup", "error", "A file the script reads does not exist",
+     """
+     The script opens a path that is not there. Relative paths resolve against the working directory the
+     script was started from, not the script's folder.
+     """,
+     broken='load_dataset("csv", data_files="data/train.csv")  # run from another directory',
+     fixed='load_dataset("csv", data_files=str(Path(__file__).parent / "data/train.csv"))')
+rule("FTD005", "setup-exception", "setup", "error", "The script raised before training started",
+     """
+     Something in the script failed before `trainer.train()` was reached, so nothing could be checked past
+     this point. The exception and the line that raised are shown.
+     """)
+
+# Arguments removed or renamed in transformers 5: (owner, old) -> the replacement to show.
+_RENAMED = {
+    ("TrainingArguments", "evaluation_strategy"): "eval_strategy={value}",
+    ("TrainingArguments", "no_cuda"): "use_cpu={value}",
+    ("TrainingArguments", "per_gpu_train_batch_size"): "per_device_train_batch_size={value}",
+    ("TrainingArguments", "per_gpu_eval_batch_size"): "per_device_eval_batch_size={value}",
+    ("TrainingArguments", "push_to_hub_token"): "hub_token={value}",
+    ("TrainingArguments", "include_inputs_for_metrics"): 'include_for_metrics=["inputs"]',
+    ("TrainingArguments", "group_by_length"): 'train_sampling_strategy="group_by_length"',
+    ("Trainer", "tokenizer"): "processing_class={value}",
+}
+_DROPPED = {
+    "overwrite_output_dir": "the Trainer writes into output_dir as it is; delete the argument",
+    "logging_dir": "TensorBoard logs go under output_dir; set the TENSORBOARD_LOGGING_DIR environment variable "
+                   "for another folder, and delete the argument",
+    "use_mps_device": "Apple MPS is used automatically when present; delete the argument",
+    "fp16_backend": "delete the argument: mixed precision always uses torch.amp",
+    "half_precision_backend": "delete the argument: mixed precision always uses torch.amp",
+    "save_safetensors": "checkpoints are always safetensors; delete the argument",
+    "use_legacy_prediction_loop": "the legacy loop is gone; delete the argument",
+    "tpu_num_cores": "delete the argument",
+    "use_ipex": "delete the argument",
+    "jit_mode_eval": "delete the argument",
+    "torchdynamo": "use torch_compile=True instead",
+}
+_REMOVED_IMPORTS = {
+    "AdamW": "from torch.optim import AdamW",
+    "AdamWeightDecay": "TensorFlow classes were removed: write the script with PyTorch (torch.optim.AdamW)",
+    "TextDataset": "build the dataset with datasets: load_dataset(\"text\", data_files=...) and tokenize with .map()",
+    "LineByLineTextDataset": "build the dataset with datasets: load_dataset(\"text\", data_files=...)",
+    "is_torch_tpu_available": "from transformers.utils import is_torch_xla_available",
+}
+_HUB_PATTERNS = ("couldn't connect to", "couldn't reach", "doesn't exist on the hugging face hub",
+                 "we couldn't connect", "offline mode is enabled", "cannot find the requested files in the disk cache",
+                 "is not a local folder and is not a valid model identifier",
+                 "failed to resolve", "max retries exceeded", "name or service not known",
+                 "temporary failure in name resolution", "connection error")
+
+
+@check("setup", codes=("FTD001", "FTD002", "FTD003", "FTD004", "FTD005"))
+def script_raised(capture):
+    """Diagnose the exception that stopped the script before training."""
+    if capture.outcome != "error" or capture.exception is None:
+        return None
+    exc = capture.exception
+    site = user_site_in_traceback(capture.exc_tb, capture.user_dir)
+    location = str(site) if site else None
+    evidence = {"exception": f"{type(exc).__name__}: {exc}"}
+    for diagnose in (_removed_argument, _removed_import, _strategy_mismatch, _mixed_precision, _empty_optimizer,
+                     _hub_unreachable, _missing_file):
+        found = diagnose(exc)
+        if found is not None:
+            found.location = found.location or location
+            found.evidence = {**evidence, **found.evidence}
+            return found
+    return finding("FTD005", f"{type(exc).__name__}: {exc}",
+                   "Fix the line shown; run with --traceback to see the whole traceback.",
+                   location=location, evidence=evidence)
+
+
+def _removed_argument(exc):
+    if not isinstance(exc, TypeError):
+        return None
+    m = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(exc))
+    if not m:
+        return None
+    owner, arg = m.groups()
+    owner_base = "Trainer" if owner.endswith("Trainer") else ("TrainingArguments" if owner.endswith("TrainingArguments") else owner)
+    new = _RENAMED.get((owner_base, arg))
+    if new is not None:
+        new_code = new.format(value="...")
+        return finding("FTD001", f"`{owner}` no longer takes `{arg}=`: it was renamed in transformers 5.",
+                       f"Use `{new_code}` instead of `{arg}=...`.", evidence={"argument": arg, "owner": owner,
+                                                                              "replacement": new_code.split("=")[0]})
+    if arg in _DROPPED:
+        return finding("FTD001", f"`{owner}` no longer takes `{arg}=`: it was removed in transformers 5.",
+                       f"Remove `{arg}=...`: {_DROPPED[arg]}.", evidence={"argument": arg, "owner": owner})
+    close = _close_parameter(owner, arg)
+    if close:
+        return finding("FTD001", f"`{owner}` has no argument `{arg}`.", f"Did you mean `{close}=`?",
+                       title=f"Unknown argument `{arg}`", evidence={"argument": arg, "owner": owner})
+    return None
+
+
+def _close_parameter(owner: str, arg: str) -> str | None:
+    import inspect
+
+    import transformers
+
+    cls = getattr(transformers, owner, None)
+    if cls is None:
+        return None
+    params = list(inspect.signature(cls.__init__).parameters)
+    match = difflib.get_close_matches(arg, params, n=1, cutoff=0.75)
+    return match[0] if match else None
+
+
+def _removed_import(exc):
+    if not isinstance(exc, ImportError):
+        return None
+    m = re.search(r"cannot import name '(\w+)' from '(transformers[\w.]*)'", str(exc))
+    if not m:
+        return None
+    name, module = m.groups()
+    fix = _REMOVED_IMPORTS.get(name)
+    if fix is None:
+        if name.startswith("TF") or name.startswith("Flax"):
+            fix = "transformers 5 removed its TensorFlow and Flax models: use the PyTorch class without the prefix"
+        else:
+            return None
+    return finding("FTD002", f"`{name}` is no longer exported by `{module}`.",
+                   fix if fix.startswith(("from", "import")) else fix[0].upper() + fix[1:] + ".",
+                   evidence={"name": name})
+
+
+def _strategy_mismatch(exc):
+    text = str(exc)
+    if not isinstance(exc, ValueError) or "load_best_model_at_end requires" not in text:
+        return None
+    if "round multiple" in text:
+        fix = "Make `save_steps` a round multiple of `eval_steps` (for example the same value)."
+    else:
+        fix = "Set `save_strategy` to the same value as `eval_strategy` (for example both \"epoch\")."
+    return finding("FTD106", "With `load_best_model_at_end=True` a checkpoint must exist at every evaluation, so "
+                   "saving and evaluation must happen at the same steps. " + text.splitlines()[0], fix)
+
+
+def _mixed_precision(exc):
+    text = str(exc)
+    if not isinstance(exc, ValueError) or not re.search(r"bf16|fp16|mixed precision|half precision", text, re.I):
+        return None
+    return finding("FTD108", f"Mixed precision was asked for where it cannot run: {text.splitlines()[0]}",
+                   "Pass `bf16=True` only on a GPU that supports it (`torch.cuda.is_bf16_supported()`) and "
+                   "`fp16=True` only with CUDA; to check on this machine, make it conditional: "
+                   "`bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported()`.")
+
+
+def _empty_optimizer(exc):
+    if isinstance(exc, ValueError) and "empty parameter list" in str(exc):
+        return finding("FTD504", "The optimizer was built from an empty parameter list.",
+                       "Build it from the model that trains: `torch.optim.AdamW(model.parameters(), lr=...)` "
+                       "(after any head replacement or freezing).")
+    return None
+
+
+def _hub_unreachable(exc):
+    text = str(exc).lower()
+    names = {type(e).__name__ for e in _chain(exc)}
+    if not (any(p in text for p in _HUB_PATTERNS) or names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled",
+                                                               "ConnectionError", "RepositoryNotFoundError"}):
+        return None
+    m = re.search(r"(?:load the files of|reach|module script at|identifier|for)\s+'?([\w./-]+)'?", str(exc))
+    what = m.group(1) if m else "the requested repository"
+    return finding("FTD003", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                   f"Download `{what}` once where the network is reachable (`hf download {what}`) and run with "
+                   "`HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1` (`ftdoctor check --offline`), or "
+                   "pass a local folder path instead of the hub name.", evidence={"name": what})
+
+
+def _missing_file(exc):
+    if not isinstance(exc, FileNotFoundError):
+        return None
+    import os
+
+    path = exc.filename or (re.findall(r"'([^']+)'", str(exc)) or [""])[-1]
+    return finding("FTD004", f"No such file: {path!r} (working directory: {os.getcwd()}).",
+                   "Check the path; relative paths resolve against the directory you run from. Build it from "
+                   "the script's folder: `Path(__file__).parent / ...`.", evidence={"path": path})
+
+
+def _chain(exc):
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen

@@ -1,0 +1,14 @@
+"""ftdoctor: walk a transformers fine-tuning pipeline stage by stage and report every failure with its fix."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["check", "__version__"]
+
+
+def check(trainer, stages=None, **options):
+    """Walk a live ``Trainer`` in-process; returns the report (``.ok``, ``.findings``, ``.to_json()``)."""
+    from .api import check as _check
+
+    return _check(trainer, stages=stages, **options)

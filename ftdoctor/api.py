@@ -1,0 +1,69 @@
+"""Entry points shared by the CLI, the pytest plugin and in-process use."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from .report import Report
+
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+class HarnessError(Exception):
+    """ftdoctor could not walk the pipeline (bad arguments, no training reached): exit code 2."""
+
+
+@dataclass
+class ScriptResult:
+    report: Report | None
+    capture: Any
+    message: str | None = None  # why no walk happened (exit code 2)
+
+
+def set_offline() -> None:
+    for var in OFFLINE_VARS:
+        os.environ[var] = "1"
+
+
+def check_script(script: str, argv: list[str] | None = None, *, timeout: float | None = None,
+                 stages: Iterable[str] | None = None, progress: Callable[[str], Any] | None = None,
+                 show_output: bool = False, options: dict[str, Any] | None = None) -> ScriptResult:
+    """Run ``script`` up to training, walk what it built, and return the report (or why there is none)."""
+    if not os.path.isfile(script):
+        raise HarnessError(f"no such script: {script}")
+    from .capture import capture_script
+    from .pipeline import Pipeline, context_values
+    from .walk import walk
+
+    cap = capture_script(script, argv, timeout=timeout, show_output=show_output)
+    rel = os.path.relpath(cap.script) if not os.path.relpath(cap.script).startswith("..") else cap.script
+    if cap.outcome == "training":
+        pipeline = Pipeline.from_trainer(cap.trainer, cap)
+        values = context_values(pipeline)
+    elif cap.outcome == "error":
+        values = context_values(None, cap)
+    else:
+        message = {
+            "finished": f"{rel} ran to the end without calling trainer.train(): nothing to walk. ftdoctor checks "
+                        "Trainer pipelines here; a hand-written loop needs a Trainer or ftdoctor.preflight(...).",
+            "exited": f"{rel} exited (sys.exit({cap.exit_code!r})) before trainer.train() was called.",
+            "timeout": f"{rel} did not reach trainer.train() within {timeout:g} s (--timeout); it may be waiting on "
+                       "the network (try --offline) or doing heavy preprocessing.",
+        }[cap.outcome]
+        return ScriptResult(None, cap, message)
+    values.update(options or {})
+    report = walk(values, script=rel, stages=stages, progress=progress)
+    return ScriptResult(report, cap)
+
+
+def check(trainer: Any, stages: Iterable[str] | None = None, **options: Any) -> Report:
+    """Walk a live ``Trainer`` in-process and return the report (``report.ok``, ``report.findings``)."""
+    from .pipeline import Pipeline, context_values
+    from .walk import walk
+
+    pipeline = Pipeline.from_trainer(trainer)
+    values = context_values(pipeline)
+    values.update(options)
+    return walk(values, script=None, stages=stages)

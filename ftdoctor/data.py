@@ -1,0 +1,100 @@
+"""Facts about the pipeline's data and model that several stages need: label columns, classes, lengths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+LABEL_KEYS = ("labels", "label", "label_ids")
+MAX_SCAN_ROWS = 200_000  # whole-column scans (labels, lengths) stop here on very large datasets
+
+
+def is_hf_dataset(ds: Any) -> bool:
+    return type(ds).__module__.startswith("datasets.") and hasattr(ds, "column_names")
+
+
+def label_key(mapping_or_columns: Any, trainer: Any = None) -> str | None:
+    """The key the labels travel under: the trainer's label_names first, then the usual names."""
+    keys = list(mapping_or_columns)
+    names = list(getattr(trainer, "label_names", None) or []) + list(LABEL_KEYS)
+    return next((k for k in names if k in keys), None)
+
+
+def class_label(ds: Any, column: str) -> Any:
+    """The ClassLabel feature of ``column`` (also inside a Sequence, for token classification), or None."""
+    feats = getattr(ds, "features", None)
+    if not feats or column not in feats:
+        return None
+    feat = feats[column]
+    for _ in range(3):
+        if type(feat).__name__ == "ClassLabel":
+            return feat
+        feat = getattr(feat, "feature", None)
+        if isinstance(feat, list) and feat:
+            feat = feat[0]
+        if feat is None:
+            return None
+    return None
+
+
+def column_values(ds: Any, column: str, limit: int = MAX_SCAN_ROWS) -> list[Any]:
+    """A column as a flat Python list (nested sequences flattened), read through Arrow where possible."""
+    if is_hf_dataset(ds):
+        n = min(len(ds), limit)
+        sub = ds if n == len(ds) else ds.select(range(n))
+        values = sub.with_format(None)[column]
+    else:
+        values = [ds[i][column] for i in range(min(len(ds), 2000))]
+    flat: list[Any] = []
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            flat.extend(v)
+        elif hasattr(v, "tolist"):
+            t = v.tolist()
+            flat.extend(t if isinstance(t, list) else [t])
+        else:
+            flat.append(v)
+    return flat
+
+
+def sequence_lengths(ds: Any, column: str = "input_ids", limit: int = MAX_SCAN_ROWS) -> list[int]:
+    """Length of ``column`` in each row (Arrow list lengths; no Python objects per token)."""
+    if is_hf_dataset(ds):
+        import pyarrow.compute as pc
+
+        n = min(len(ds), limit)
+        table = ds.with_format("arrow")[:n]
+        col = table.column(column)
+        try:
+            return pc.list_value_length(col).to_pylist()
+        except Exception:
+            return [len(v) if v is not None else 0 for v in col.to_pylist()]
+    return [len(ds[i][column]) for i in range(min(len(ds), 2000))]
+
+
+def max_positions(model: Any) -> int | None:
+    cfg = getattr(model, "config", None)
+    for attr in ("max_position_embeddings", "n_positions", "max_seq_len", "n_ctx"):
+        v = getattr(cfg, attr, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def embedding_rows(model: Any) -> int | None:
+    try:
+        emb = model.get_input_embeddings()
+    except Exception:
+        return None
+    return getattr(emb, "num_embeddings", None)
+
+
+def num_labels(model: Any) -> int | None:
+    return getattr(getattr(model, "config", None), "num_labels", None)
+
+
+def is_classification(task: str | None) -> bool:
+    return task in ("sequence-classification", "token-classification")
+
+
+def model_name(model: Any) -> str:
+    return type(model).__name__

@@ -1,0 +1,197 @@
+"""The captured pipeline: one plain object with what the walk needs, and where each piece came from."""
+
+from __future__ import annotations
+
+import ast
+import linecache
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .capture import Capture, Site
+
+TASKS = ("sequence-classification", "token-classification", "masked-lm", "causal-lm", "translation",
+         "summarization", "question-answering")
+
+
+@dataclass
+class Pipeline:
+    model: Any = None
+    tokenizer: Any = None
+    args: Any = None
+    trainer: Any = None
+    train_dataset: Any = None
+    eval_dataset: Any = None
+    data_collator: Any = None
+    compute_metrics: Any = None
+    preprocess_logits_for_metrics: Any = None
+    optimizer: Any = None
+    lr_scheduler: Any = None
+    capture: Capture | None = None
+    task: str | None = None
+    script: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_trainer(cls, trainer: Any, capture: Capture | None = None) -> "Pipeline":
+        eval_ds = trainer.eval_dataset
+        if isinstance(eval_ds, dict):  # several eval sets: the first is checked
+            eval_ds = next(iter(eval_ds.values()), None)
+        p = cls(model=trainer.model, tokenizer=trainer.processing_class or _script_tokenizer(capture),
+                args=trainer.args, trainer=trainer,
+                train_dataset=trainer.train_dataset, eval_dataset=eval_ds, data_collator=trainer.data_collator,
+                compute_metrics=trainer.compute_metrics,
+                preprocess_logits_for_metrics=trainer.preprocess_logits_for_metrics,
+                optimizer=trainer.optimizer, lr_scheduler=trainer.lr_scheduler, capture=capture,
+                script=capture.script if capture else None)
+        p.task = detect_task(p)
+        return p
+
+    # -- where things came from -------------------------------------------------------------------
+    def site_of(self, obj: Any) -> Site | None:
+        if obj is None:
+            return None
+        if self.capture is not None:
+            site = self.capture.site_of(obj)
+            if site is not None:
+                return site
+        code = getattr(obj, "__code__", None)
+        if code is not None and self.capture is not None and self.capture.is_user_file(code.co_filename):
+            return Site(code.co_filename, code.co_firstlineno)
+        name = self.name_of(obj)
+        if name and self.capture is not None:
+            line = assignment_line(self.capture.script, name)
+            if line:
+                return Site(self.capture.script, line)
+        return None
+
+    def location(self, *objs: Any) -> str | None:
+        """The first known location among ``objs`` (the trainer's call line as a last resort)."""
+        for obj in objs:
+            site = self.site_of(obj)
+            if site is not None:
+                return str(site)
+        return None
+
+    def name_of(self, obj: Any) -> str | None:
+        if self.capture is None or obj is None:
+            return None
+        name = self.capture.name_of(obj)
+        if name:
+            return name
+        # A split of a DatasetDict: name it the way the script would, tokenized["train"].
+        for var, value in self.capture.namespace.items():
+            if hasattr(value, "keys") and type(value).__name__ in ("DatasetDict", "IterableDatasetDict"):
+                for split in value.keys():
+                    if value[split] is obj:
+                        return f'{var}["{split}"]'
+        return None
+
+
+def _script_tokenizer(capture: Capture | None) -> Any:
+    """Without a processing_class, the tokenizer the script built last is the one its data was encoded with."""
+    if capture is None:
+        return None
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    toks = [o for o in capture._keep if isinstance(o, PreTrainedTokenizerBase)]
+    return toks[-1] if toks else None
+
+
+def detect_task(p: Pipeline) -> str | None:
+    """The task, from the model class first, then the collator and the dataset columns."""
+    model = p.model
+    name = type(model).__name__ if model is not None else ""
+    if name.endswith("ForSequenceClassification"):
+        return "sequence-classification"
+    if name.endswith("ForTokenClassification"):
+        return "token-classification"
+    if name.endswith("ForQuestionAnswering"):
+        return "question-answering"
+    if name.endswith("ForMaskedLM"):
+        return "masked-lm"
+    if name.endswith(("ForCausalLM", "LMHeadModel")):
+        return "causal-lm"
+    cfg = getattr(model, "config", None)
+    if name.endswith(("ForConditionalGeneration", "ForSeq2SeqLM")) or getattr(cfg, "is_encoder_decoder", False):
+        cols = set(getattr(p.train_dataset, "column_names", None) or [])
+        if cols & {"summary", "highlights", "abstract", "document", "article"}:
+            return "summarization"
+        task_params = getattr(cfg, "task_specific_params", None) or {}
+        if cols & {"translation"} or any(k.startswith("translation") for k in task_params):
+            return "translation"
+        return "summarization" if "summarization" in task_params else "translation"
+    return None
+
+
+def assignment_line(path: str, name: str) -> int | None:
+    """The last line of ``path`` that assigns ``name`` at any depth (the value a script ends up using)."""
+    try:
+        tree = ast.parse(open(path, encoding="utf-8").read())
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    found = None
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        for t in targets:
+            for sub in ast.walk(t):
+                if isinstance(sub, ast.Name) and sub.id == name:
+                    found = max(found or 0, node.lineno)
+    return found
+
+
+def source_lines(location: str | None, context: int = 0, max_lines: int = 14) -> tuple[int, str] | None:
+    """The whole statement at ``file:line`` (a call spread over lines is shown complete)."""
+    if not location or ":" not in location:
+        return None
+    path, _, line_s = location.rpartition(":")
+    try:
+        line = int(line_s)
+    except ValueError:
+        return None
+    path = os.path.abspath(path)
+    start, end = line, line
+    try:
+        tree = ast.parse(open(path, encoding="utf-8").read())
+        best = None
+        for node in ast.walk(tree):
+            if isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or node.lineno):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For,
+                                         ast.While, ast.With, ast.Try)) or node.lineno == line:
+                    if best is None or node.lineno >= best.lineno:
+                        best = node
+        if best is not None and not isinstance(best, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            start, end = best.lineno, best.end_lineno or best.lineno
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        pass
+    start = max(1, start - context)
+    end = min(end + context, start + max_lines - 1)
+    lines = [linecache.getline(path, i) for i in range(start, end + 1)]
+    text = "".join(lines).rstrip("\n")
+    return (start, text) if text else None
+
+
+def context_values(pipeline: Pipeline | None, capture: Capture | None = None) -> dict[str, Any]:
+    """What the walk offers checks by name; absent pieces carry the reason a check that needs them skips."""
+    from .walk import Unavailable
+
+    capture = capture or (pipeline.capture if pipeline else None)
+    values: dict[str, Any] = {}
+    if capture is not None:
+        values["capture"] = capture
+    if pipeline is None:
+        reason = "the script stopped before training started (see setup)"
+        for name in ("pipeline", "model", "trainer", "args", "train_dataset"):
+            values[name] = Unavailable(reason)
+        return values
+    values["pipeline"] = pipeline
+    values["task"] = pipeline.task
+    for name in ("model", "tokenizer", "args", "trainer", "train_dataset", "eval_dataset", "data_collator",
+                 "compute_metrics", "preprocess_logits_for_metrics", "optimizer", "lr_scheduler"):
+        value = getattr(pipeline, name)
+        values[name] = value if value is not None else Unavailable(f"the pipeline has no {name}")
+    return values

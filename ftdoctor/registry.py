@@ -1,0 +1,92 @@
+"""The check API: built-in checks and third-party checks register the same way.
+
+A check is a plain function decorated with ``@check(stage=...)``. The walk passes it what it needs by parameter
+name (``model``, ``batch``, ``train_dataset``, ...); a parameter without a default that is not available makes the
+check skip. A check returns a finding, a list of findings or None. A check that also produces something later
+checks need returns ``Provide(value, findings)`` and declares ``provides="name"``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .findings import STAGES, Finding
+
+ENTRY_POINT_GROUP = "ftdoctor.checks"
+
+
+@dataclass
+class Check:
+    name: str
+    stage: str
+    func: Callable[..., Any]
+    provides: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
+    order: int = 0
+
+    @property
+    def params(self) -> list[inspect.Parameter]:
+        return list(inspect.signature(self.func).parameters.values())
+
+
+@dataclass
+class Provide:
+    """What a providing check returns: the values it made, keyed by name, and its findings."""
+
+    values: dict[str, Any]
+    findings: list[Finding] = field(default_factory=list)
+    skip_reason: str | None = None  # set when the check could not do its work for a reason already reported
+
+
+_CHECKS: dict[str, Check] = {}
+_counter = 0
+
+
+def check(stage: str, *, provides: str | tuple[str, ...] = (), codes: tuple[str, ...] = (), name: str | None = None):
+    """Register ``func`` as a check of ``stage``. Checks of one stage run in the order they were registered."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+
+    def deco(func):
+        global _counter
+        _counter += 1
+        key = name or f"{func.__module__}.{func.__qualname__}"
+        _CHECKS[key] = Check(key, stage, func, (provides,) if isinstance(provides, str) else tuple(provides),
+                             tuple(codes), _counter)
+        return func
+
+    return deco
+
+
+def checks_for(stage: str) -> list[Check]:
+    return sorted((c for c in _CHECKS.values() if c.stage == stage), key=lambda c: c.order)
+
+
+def all_checks() -> list[Check]:
+    return sorted(_CHECKS.values(), key=lambda c: (STAGES.index(c.stage), c.order))
+
+
+_loaded = False
+
+
+def load_checks() -> list[str]:
+    """Import every module registered in the ``ftdoctor.checks`` entry point group; return load errors."""
+    global _loaded
+    errors: list[str] = []
+    if _loaded:
+        return errors
+    _loaded = True
+    from importlib.metadata import entry_points
+
+    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    if not any(ep.value == "ftdoctor.checks" for ep in eps):
+        # Running from a source tree that was never installed: the built-in checks are still ours to load.
+        import ftdoctor.checks  # noqa: F401
+    for ep in eps:
+        try:
+            ep.load()
+        except Exception as exc:  # a broken third-party plugin must not take the walk down
+            errors.append(f"could not load checks from entry point {ep.name!r} ({ep.value}): {exc!r}")
+    return errors

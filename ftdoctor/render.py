@@ -1,0 +1,96 @@
+"""Rendering the report for a terminal (rich) or as plain text; the data lives in report.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .report import Report
+
+_STATUS = {"pass": ("PASS", "green"), "warn": ("WARN", "yellow"), "fail": ("FAIL", "bold red"), "skip": ("SKIP", "dim")}
+_SEVERITY = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def render(report: Report, console: Any = None, show_traceback: bool = False) -> None:
+    """Print the report with rich: per stage its status, findings with evidence, the user's line and the fix."""
+    from rich.console import Console, Group
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.table import Table
+    from rich.text import Text
+
+    from .pipeline import source_lines
+
+    console = console or Console()
+    head = Text.assemble(("ftdoctor ", "bold"), (report.script or "<in-process>", "bold cyan"))
+    if report.task:
+        head.append(f"  task: {report.task}", style="dim")
+    console.print(head)
+    for st in report.stages:
+        label, style = _STATUS[st.status]
+        line = Text.assemble((f" {label} ", f"{style} reverse"), " ", (f"{st.stage:<9}", "bold"),
+                             (f" {st.duration_s:6.2f}s", "dim"))
+        if st.reason:
+            line.append(f"  {st.reason}", style="dim")
+        console.print(line)
+        for f in st.findings:
+            parts: list[Any] = []
+            title = Text.assemble((f"{f.code} ", _SEVERITY[f.severity]), (f.title, "bold"))
+            parts.append(Text(f.detail))
+            if f.location:
+                src = source_lines(f.location)
+                parts.append(Text(f"at {f.location}", style="dim"))
+                if src is not None:
+                    start, code = src
+                    parts.append(Syntax(code, "python", line_numbers=True, start_line=start, theme="ansi_dark",
+                                        highlight_lines={int(f.location.rsplit(':', 1)[1])}))
+            if f.fix:
+                parts.append(Text.assemble(("fix: ", "bold green"), f.fix))
+            if show_traceback and f.evidence.get("traceback"):
+                parts.append(Text(f.evidence["traceback"], style="dim"))
+            console.print(Panel(Group(*parts), title=title, title_align="left", border_style=_SEVERITY[f.severity],
+                                expand=True, padding=(0, 1)))
+        _evidence(console, st, Table, Text)
+    s = report.summary()
+    verdict = Text(" OK ", style="bold green reverse") if report.ok else Text(" FAILED ", style="bold red reverse")
+    counts = sum(1 for f in report.findings if f.severity == "error"), sum(1 for f in report.findings if f.severity == "warning")
+    console.print(Text.assemble(verdict, f"  {counts[0]} errors, {counts[1]} warnings  ·  ",
+                                f"{s['pass']} pass, {s['warn']} warn, {s['fail']} fail, {s['skip']} skip  ·  "
+                                f"{report.duration_s:.1f}s"))
+    for err in report.internal_errors:
+        console.print(Text("ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n" + err, style="magenta"))
+
+
+def _evidence(console, st, Table, Text) -> None:
+    ev = st.evidence
+    if not ev:
+        return
+    sample = ev.get("first_sample")
+    if sample:
+        t = Text("   first training sample: ", style="dim")
+        if "text" in sample:
+            t.append(repr(sample["text"][:200]))
+        if "label" in sample:
+            t.append(f"  label={sample['label']!r}")
+            if "label_name" in sample:
+                t.append(f" ({sample['label_name']})", style="bold")
+        console.print(t)
+    batch = ev.get("batch")
+    if batch:
+        table = Table(title=None, show_edge=False, padding=(0, 1), box=None, header_style="dim")
+        for col in ("key", "shape", "dtype"):
+            table.add_column(col)
+        for row in batch:
+            table.add_row(row["key"], str(row["shape"]), row["dtype"])
+        console.print(Text("   batch:", style="dim"))
+        console.print(table)
+
+
+def render_text(report: Report) -> str:
+    """The report as plain text (assertion messages, pytest failures, logs)."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    buf = StringIO()
+    render(report, Console(file=buf, width=110, no_color=True, force_terminal=False, highlight=False))
+    return buf.getvalue()

@@ -1,0 +1,96 @@
+"""The report: data first (the JSON schema in DESIGN.md), rendering lives in render.py."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+from .findings import Finding
+
+SCHEMA = "ftdoctor.report/1"
+
+
+@dataclass
+class StageResult:
+    stage: str
+    status: str = "skip"  # pass warn fail skip
+    duration_s: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+    reason: str | None = None  # why a stage was skipped
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"stage": self.stage, "status": self.status, "duration_s": round(self.duration_s, 3),
+                             "findings": [f.to_dict() for f in self.findings]}
+        if self.reason:
+            d["reason"] = self.reason
+        if self.evidence:
+            d["evidence"] = self.evidence
+        return d
+
+
+@dataclass
+class Report:
+    script: str | None
+    task: str | None = None
+    stages: list[StageResult] = field(default_factory=list)
+    duration_s: float = 0.0
+    environment: dict[str, Any] = field(default_factory=dict)
+    internal_errors: list[str] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for s in self.stages for f in s.findings]
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    def stage(self, name: str) -> StageResult | None:
+        return next((s for s in self.stages if s.stage == name), None)
+
+    def summary(self) -> dict[str, int]:
+        counts = {"pass": 0, "warn": 0, "fail": 0, "skip": 0}
+        for s in self.stages:
+            counts[s.status] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"schema": SCHEMA, "ok": self.ok, "script": self.script, "task": self.task,
+             "duration_s": round(self.duration_s, 3), "environment": self.environment,
+             "stages": [s.to_dict() for s in self.stages], "summary": self.summary()}
+        if self.internal_errors:
+            d["internal_errors"] = self.internal_errors
+        return d
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=_jsonable)
+
+    def __str__(self) -> str:
+        from .render import render_text
+
+        return render_text(self)
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    return str(obj)
+
+
+def environment() -> dict[str, Any]:
+    """Versions of the stack the walk ran on (only modules already imported: this must stay cheap)."""
+    import sys
+
+    env: dict[str, Any] = {"python": platform.python_version()}
+    for mod in ("torch", "transformers", "datasets", "accelerate", "evaluate"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            env[mod] = getattr(m, "__version__", None)
+    torch = sys.modules.get("torch")
+    env["device"] = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+    return env

@@ -1,0 +1,203 @@
+"""The stage walk: run every registered check in stage order, passing each what it asks for by name."""
+
+from __future__ import annotations
+
+import inspect
+import time
+import traceback
+from typing import Any, Callable, Iterable
+
+from .findings import STAGES, Finding
+from .registry import Check, Provide, checks_for, load_checks
+from .report import Report, StageResult, environment
+
+
+class Unavailable:
+    """Marks a value the walk cannot offer, with the reason a dependent check is skipped."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+class UserCodeError(Exception):
+    """The user's code (collator, model, compute_metrics) raised while a check was running it."""
+
+    def __init__(self, what: str, exc: BaseException):
+        super().__init__(f"{what} raised {type(exc).__name__}: {exc}")
+        self.what = what
+        self.exc = exc
+
+
+def run_user(what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call the user's code; its exceptions become ``UserCodeError`` so they are never taken for ftdoctor bugs."""
+    try:
+        return func(*args, **kwargs)
+    except Exception as exc:
+        raise UserCodeError(what, exc) from exc
+
+
+class Context:
+    """The values checks can ask for by name; a missing one carries the reason."""
+
+    def __init__(self, values: dict[str, Any]):
+        self.values: dict[str, Any] = {}
+        self.reasons: dict[str, str] = {}
+        for k, v in values.items():
+            self.set(k, v)
+
+    def set(self, name: str, value: Any) -> None:
+        if isinstance(value, Unavailable):
+            self.values.pop(name, None)
+            self.reasons[name] = value.reason
+        else:
+            self.values[name] = value
+            self.reasons.pop(name, None)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+    def has(self, name: str) -> bool:
+        return name in self.values
+
+    def arguments_for(self, chk: Check) -> tuple[dict[str, Any] | None, str | None]:
+        kwargs: dict[str, Any] = {}
+        for p in chk.params:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if p.name == "ctx":
+                kwargs["ctx"] = self
+            elif p.name in self.values:
+                kwargs[p.name] = self.values[p.name]
+            elif p.default is not inspect.Parameter.empty:
+                kwargs[p.name] = p.default
+            else:
+                return None, self.reasons.get(p.name, f"`{p.name}` is not available for this pipeline")
+        return kwargs, None
+
+
+def _as_findings(result: Any) -> list[Finding]:
+    if result is None:
+        return []
+    if isinstance(result, Finding):
+        return [result]
+    return [f for f in result if f is not None]
+
+
+def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: list[str]) -> None:
+    skipped: list[str] = []
+    ran = 0
+    for chk in checks_for(stage):
+        kwargs, reason = ctx.arguments_for(chk)
+        if kwargs is None:
+            skipped.append(reason or "")
+            for name in chk.provides:
+                ctx.set(name, Unavailable(reason or f"{chk.name} could not run"))
+            continue
+        try:
+            out = chk.func(**kwargs)
+        except UserCodeError as exc:
+            # A check that lets the user's exception through did not diagnose it: report it plainly.
+            from .findings import finding
+
+            out = [finding("FTD900", f"While {stage} ran, {exc}.", "See the traceback with --traceback.",
+                           evidence={"check": chk.name, "traceback": "".join(traceback.format_exception(exc.exc))})]
+        except Exception as exc:  # a bug in ftdoctor or in a third-party check: never blamed on the user
+            internal_errors.append(f"check {chk.name} ({stage}) crashed: {type(exc).__name__}: {exc}\n"
+                                   + traceback.format_exc())
+            for name in chk.provides:
+                ctx.set(name, Unavailable(f"ftdoctor's check {chk.name} crashed"))
+            skipped.append(f"ftdoctor's check {chk.name} crashed (an ftdoctor bug, not yours)")
+            continue
+        ran += 1
+        if isinstance(out, Provide):
+            if out.skip_reason and not out.findings:
+                ran -= 1
+                skipped.append(out.skip_reason)
+            for name in chk.provides:
+                ctx.set(name, out.values.get(name, Unavailable(f"{stage} could not build `{name}`")))
+            for name, value in out.values.items():
+                if name not in chk.provides:
+                    ctx.set(name, value)
+            out = out.findings
+        new = _as_findings(out)
+        result.findings.extend(new)
+        ctx.values["findings_so_far"].extend(new)
+    evidence = ctx.get(f"{stage}_evidence")
+    if evidence:
+        result.evidence = evidence
+    if ran == 0:
+        result.status = "skip"
+        result.reason = next((r for r in skipped if r), "no check applies to this pipeline")
+    elif any(f.severity == "error" for f in result.findings):
+        result.status = "fail"
+    elif any(f.severity == "warning" for f in result.findings):
+        result.status = "warn"
+    else:
+        result.status = "pass"
+
+
+def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[str] | None = None,
+         progress: Callable[[str], Any] | None = None) -> Report:
+    """Run the stages over ``values`` (see pipeline.context_values) and return the report."""
+    start = time.perf_counter()
+    report = Report(script=script, task=values.get("task"))
+    report.internal_errors.extend(load_checks())
+    wanted = set(stages) if stages else set(STAGES)
+    unknown = wanted - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stage(s): {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}")
+    ctx = Context(values)
+    ctx.set("findings_so_far", [])
+    with preserved_state(values):
+        for stage in STAGES:
+            if stage not in wanted:
+                continue
+            result = StageResult(stage)
+            report.stages.append(result)
+            if progress is not None:
+                progress(stage)
+            t0 = time.perf_counter()
+            run_stage(stage, ctx, result, report.internal_errors)
+            result.duration_s = time.perf_counter() - t0
+    report.environment = environment()
+    report.duration_s = time.perf_counter() - start
+    return report
+
+
+class preserved_state:
+    """Restore every random number generator and the trainer attributes the walk may touch."""
+
+    _TRAINER_ATTRS = ("optimizer", "lr_scheduler", "_signature_columns")
+
+    def __init__(self, values: dict[str, Any]):
+        self.trainer = values.get("trainer")
+
+    def __enter__(self):
+        import random
+
+        import numpy as np
+        import torch
+
+        self.py = random.getstate()
+        self.np = np.random.get_state()
+        self.torch = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        self.grad = torch.is_grad_enabled()
+        self.attrs = {a: getattr(self.trainer, a) for a in self._TRAINER_ATTRS if hasattr(self.trainer, a)}
+        return self
+
+    def __exit__(self, *exc):
+        import random
+
+        import numpy as np
+        import torch
+
+        random.setstate(self.py)
+        np.random.set_state(self.np)
+        torch.set_rng_state(self.torch)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+        torch.set_grad_enabled(self.grad)
+        for a, v in self.attrs.items():
+            setattr(self.trainer, a, v)
+        return False
