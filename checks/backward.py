@@ -57,6 +57,14 @@ rule("FTD505", "backward-error", "backward", "error", "The backward pass or the 
      """)
 
 
+def _init_kwargs(optimizer) -> dict:
+    """The optimizer's defaults that its constructor accepts (defaults also hold derived keys)."""
+    import inspect
+
+    accepted = inspect.signature(type(optimizer).__init__).parameters
+    return {k: v for k, v in optimizer.defaults.items() if k in accepted}
+
+
 def build_optimizer(trainer, model, work, user_optimizer=None):
     """An optimizer for ``work`` configured like the run's: the user's own (re-targeted by parameter name) or the
     one the trainer would create. Returns (optimizer, names of trainable parameters the original holds)."""
@@ -69,7 +77,7 @@ def build_optimizer(trainer, model, work, user_optimizer=None):
             held.update(names[id(p)] for p in g["params"] if id(p) in names)
             groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ps})
         groups = [g for g in groups if g["params"]]
-        opt = type(user_optimizer)(groups, **user_optimizer.defaults) if groups else None
+        opt = type(user_optimizer)(groups, **_init_kwargs(user_optimizer)) if groups else None
         return opt, held
     saved = trainer.optimizer
     try:

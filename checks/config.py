@@ -96,6 +96,8 @@ def num_labels_match_data(model, train_dataset, pipeline, task=None, trainer=Non
         values = [v for v in data.column_values(train_dataset, col) if isinstance(v, int) and v >= 0]
         if not values:
             return None
+        if n_model is not None and len(set(values)) <= n_model:
+            return None  # as many classes as outputs, numbered from elsewhere than 0: decode reports the ids (FTD203)
         n_data, names, how = max(values) + 1, None, f"its largest label is {max(values)}"
     loc = pipeline.location(model)
     out = []
@@ -190,8 +192,10 @@ def mixed_precision_fits_weights(model, args, pipeline):
     half = [n for n, p in model.named_parameters() if p.requires_grad and p.dtype == torch.float16]
     if not half:
         return None
-    return finding("FTD108", f"`fp16=True` with {len(half)} trainable float16 parameters (e.g. `{half[0]}`): the "
-                   "gradient scaler needs float32 weights and fails with \"Attempting to unscale FP16 gradients\".",
+    # On a CPU accelerate ignores fp16 (no autocast, no scaler), so this only fails where the job is meant to run.
+    return finding("FTD108", f"`fp16=True` with {len(half)} trainable float16 parameters (e.g. `{half[0]}`): on a "
+                   "GPU the gradient scaler needs float32 weights and the first step fails with \"Attempting to "
+                   "unscale FP16 gradients\". (On a CPU `fp16=True` is ignored, so a CPU run does not show it.)",
                    "Load the model in float32 (drop `dtype=torch.float16` from `from_pretrained`) and keep "
                    "`fp16=True`: autocast computes in float16 while the weights stay float32.",
                    location=pipeline.location(model), evidence={"float16_parameters": len(half)})

@@ -257,28 +257,19 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
     floats = [v for v in values if isinstance(v, float)]
     n_labels = data.num_labels(model) or 0
     if floats and problem_type != "multi_label_classification" and n_labels > 1 and task == "sequence-classification":
-        whole = all(float(v).is_integer() for v in floats)
-        fix = (f"Make them integers: `dataset = dataset.cast_column(\"{key}\", Value(\"int64\"))`" if whole else
-               f"For regression load the model with `num_labels=1`; for classes, map the scores to integer ids")
-        return finding("FTD204", f"The `{key}` values are floats ({floats[0]!r}, ...): with num_labels={n_labels} "
-                       "transformers then picks the multi-label BCE loss, which expects one float per class, "
-                       "and fails on the shapes.", fix + ".", location=loc, evidence={"dtypes": dict(kinds)})
+        return _float_labels(key, floats, n_labels, kinds, loc)
     if not ints:
         return None
     ignore = -100
     feat = data.class_label(ds, key) if data.is_hf_dataset(ds) else None
-    n_classes = feat.num_classes if feat is not None else None
-    bad = sorted({v for v in ints if v < 0 and v != ignore} | ({v for v in ints if v >= n_classes} if n_classes else set()))
+    classes = {v for v in ints if v >= 0}
+    upper = feat.num_classes if feat is not None else None
+    if upper is None and n_labels > 1 and len(classes) <= n_labels:
+        # As many classes as outputs, so the ids must be 0..n-1; more classes than outputs is config's FTD101.
+        upper = n_labels
+    bad = sorted({v for v in ints if v < 0 and v != ignore} | ({v for v in classes if v >= upper} if upper else set()))
     if bad:
-        count = sum(1 for v in ints if v in set(bad))
-        where = f"the {n_classes} classes 0..{n_classes - 1}" if n_classes else "the valid class ids"
-        hint = (" A label of -1 marks an unlabelled split (GLUE test sets): train on the labelled split."
-                if -1 in bad else "")
-        out.append(finding("FTD203", f"{count} of {len(ints)} `{key}` values are outside {where}: {bad[:10]}.{hint}",
-                           "Drop or fix those rows: `dataset = dataset.filter(lambda e: e[\"%s\"] >= 0)`" % key
-                           if -1 in bad or all(b < 0 for b in bad) else
-                           f"Check the label mapping that produced {bad[:3]}: ids must be 0..{(n_classes or n_labels) - 1}.",
-                           location=loc, evidence={"out_of_range": bad[:20], "count": count}))
+        out.append(_out_of_range(key, ints, bad, classes, upper, feat is not None, pipeline, loc))
     real = [v for v in ints if v != ignore]
     if task == "sequence-classification" and real:
         counts = Counter(real)
@@ -297,6 +288,65 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
                                "Shuffle before selecting a subset, rebalance, or weight the loss; report F1 "
                                "rather than accuracy.", location=loc, evidence={"counts": dict(counts)}))
     return out
+
+
+def _float_labels(key, floats, n_labels, kinds, loc):
+    distinct = sorted(set(floats))
+    if all(float(v).is_integer() for v in distinct):
+        fix = f"Make them integers: `dataset = dataset.cast_column(\"{key}\", Value(\"int64\"))`."
+    elif len(distinct) <= n_labels:
+        to_id = ", ".join(f"{v!r}: {i}" for i, v in enumerate(distinct))
+        fix = (f"Map the {len(distinct)} values to class ids: `to_id = {{{to_id}}}` and "
+               f"`dataset = dataset.map(lambda e: {{\"{key}\": to_id[e[\"{key}\"]]}})`; for a continuous target "
+               "(regression) load the model with `num_labels=1` instead.")
+    else:
+        fix = (f"For a continuous target (regression) load the model with `num_labels=1`; for {n_labels} classes "
+               f"the labels must be integer ids 0..{n_labels - 1}.")
+    return finding("FTD204", f"The `{key}` values are floats ({floats[0]!r}, ...): with num_labels={n_labels} "
+                   "transformers then picks the multi-label BCE loss, which expects one float per class, "
+                   "and fails on the shapes.", fix, location=loc,
+                   evidence={"dtypes": dict(kinds), "distinct": distinct[:20]})
+
+
+def _out_of_range(key, ints, bad, classes, upper, from_class_label, pipeline, loc):
+    count = sum(1 for v in ints if v in set(bad))
+    if upper is None:
+        where = "the valid class ids"
+    elif from_class_label:
+        where = f"the {upper} classes 0..{upper - 1}"
+    else:
+        where = f"the model's {upper} outputs 0..{upper - 1}"
+    hint = " A label of -1 marks an unlabelled split (GLUE test sets): train on the labelled split." if -1 in bad else ""
+    detail = f"{count} of {len(ints)} `{key}` values are outside {where}: {bad[:10]}.{hint}"
+    evidence = {"out_of_range": bad[:20], "count": count}
+    if all(b < 0 for b in bad):
+        fix = f"Drop or fix those rows: `dataset = dataset.filter(lambda e: e[\"{key}\"] >= 0)`."
+    elif upper is not None and len(classes) <= upper and min(classes) > 0 \
+            and sorted(classes) == list(range(min(classes), max(classes) + 1)):
+        # Contiguous ids that start above 0: a mapping numbered from 1 (or a shift), not missing classes.
+        lo = min(classes)
+        detail += f" The labels run {lo}..{max(classes)}: the class ids are shifted by {lo}."
+        name, mapping = _mapping_that_made(pipeline, classes)
+        if mapping is not None:
+            fixed = {k: v - lo for k, v in mapping.items()}
+            fix = f"Number the classes from 0 in `{name}`: `{name} = {fixed}`."
+            evidence["mapping"] = name
+        else:
+            fix = f"Shift them to start at 0: `dataset = dataset.map(lambda e: {{\"{key}\": e[\"{key}\"] - {lo}}})`."
+    else:
+        fix = f"Check the label mapping that produced {bad[:3]}: ids must be 0..{upper - 1 if upper else 'n-1'}."
+    return finding("FTD203", detail, fix, location=loc, evidence=evidence)
+
+
+def _mapping_that_made(pipeline, classes):
+    """A name -> id dict in the script whose ids are exactly the labels found: the mapping to fix."""
+    cap = pipeline.capture
+    for var, value in (cap.namespace.items() if cap is not None else ()):
+        if isinstance(value, dict) and value and not var.startswith("_") \
+                and all(isinstance(k, str) and type(v) is int for k, v in value.items()) \
+                and set(value.values()) == classes:
+            return var, value
+    return None, None
 
 
 @check("decode", codes=("FTD205", "FTD206", "FTD207", "FTD208", "FTD210"))

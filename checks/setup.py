@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 
 from ftdoctor.capture import user_site_in_traceback
@@ -124,7 +125,7 @@ def _removed_argument(exc):
     owner_base = "Trainer" if owner.endswith("Trainer") else ("TrainingArguments" if owner.endswith("TrainingArguments") else owner)
     new = _RENAMED.get((owner_base, arg))
     if new is not None:
-        new_code = new.format(value="...")
+        new_code = new.format(value=_passed_value(exc, arg) or "...")
         return finding("FTD001", f"`{owner}` no longer takes `{arg}=`: it was renamed in transformers 5.",
                        f"Use `{new_code}` instead of `{arg}=...`.", evidence={"argument": arg, "owner": owner,
                                                                               "replacement": new_code.split("=")[0]})
@@ -135,6 +136,29 @@ def _removed_argument(exc):
     if close:
         return finding("FTD001", f"`{owner}` has no argument `{arg}`.", f"Did you mean `{close}=`?",
                        title=f"Unknown argument `{arg}`", evidence={"argument": arg, "owner": owner})
+    return None
+
+
+def _passed_value(exc, arg: str) -> str | None:
+    """The source text of ``arg=...`` at the user's line, so the fix can be copied as is."""
+    import ast
+
+    tb = exc.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
+        tb = tb.tb_next
+    for filename, line in reversed(frames):
+        try:
+            source = open(filename, encoding="utf-8").read()
+            tree = ast.parse(source)
+        except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and node.lineno <= line <= (node.end_lineno or node.lineno):
+                for kw in node.keywords:
+                    if kw.arg == arg:
+                        return ast.get_source_segment(source, kw.value)
     return None
 
 
@@ -173,12 +197,20 @@ def _strategy_mismatch(exc):
     text = str(exc)
     if not isinstance(exc, ValueError) or "load_best_model_at_end requires" not in text:
         return None
-    if "round multiple" in text:
-        fix = "Make `save_steps` a round multiple of `eval_steps` (for example the same value)."
+    found = dict(re.findall(r"(Evaluation|Save) strategy: (?:\w+\.)?(\w+)", text))
+    if "saving steps" in text:
+        detail = "`save_steps` is not a multiple of `eval_steps`, so some evaluations have no checkpoint to reload."
+        fix = "Make `save_steps` a multiple of `eval_steps` (for example the same value)."
+    elif found:
+        ev, sv = found.get("Evaluation", "?").lower(), found.get("Save", "?").lower()
+        detail = f"It evaluates with eval_strategy=\"{ev}\" but saves with save_strategy=\"{sv}\"."
+        fix = f"Save when it evaluates: `save_strategy=\"{ev}\"` (the same as `eval_strategy`)."
     else:
+        detail = text.splitlines()[0]
         fix = "Set `save_strategy` to the same value as `eval_strategy` (for example both \"epoch\")."
     return finding("FTD106", "With `load_best_model_at_end=True` a checkpoint must exist at every evaluation, so "
-                   "saving and evaluation must happen at the same steps. " + text.splitlines()[0], fix)
+                   "saving and evaluation must happen at the same steps. " + detail, fix,
+                   evidence={"strategies": found} if found else None)
 
 
 def _mixed_precision(exc):
@@ -201,23 +233,51 @@ def _empty_optimizer(exc):
 
 def _hub_unreachable(exc):
     text = str(exc).lower()
-    names = {type(e).__name__ for e in _chain(exc)}
+    chain = _chain(exc)
+    names = {type(e).__name__ for e in chain}
     if not (any(p in text for p in _HUB_PATTERNS) or names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled",
                                                                "ConnectionError", "RepositoryNotFoundError"}):
         return None
-    m = re.search(r"(?:load the files of|reach|module script at|identifier|for)\s+'?([\w./-]+)'?", str(exc))
-    what = m.group(1) if m else "the requested repository"
-    return finding("FTD003", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
-                   f"Download `{what}` once where the network is reachable (`hf download {what}`) and run with "
-                   "`HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1` (`ftdoctor check --offline`), or "
-                   "pass a local folder path instead of the hub name.", evidence={"name": what})
+    what = _requested_name(exc)
+    if what is None:
+        m = re.search(r"(?:load the files of|reach|module script at|identifier|for)\s+'?([\w./-]+)'?", str(exc))
+        what = m.group(1) if m else None
+    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+               if os.environ.get(v, "").lower() in ("1", "true", "yes", "on")]
+    shown = f"`{what}`" if what else "the requested repository"
+    detail = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+    if offline:
+        detail = (f"{shown} is not in the local cache and offline mode is on ({'=1, '.join(offline)}=1), so it "
+                  f"cannot be downloaded. {detail}")
+    download = f"`hf download {what}`" if what else "`hf download NAME`"
+    return finding("FTD003", detail,
+                   f"Download {shown} once where the network is reachable ({download}, with the same HF_HOME) and "
+                   "run with `HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1` (`ftdoctor check "
+                   "--offline`), or pass a local folder path instead of the hub name.",
+                   evidence={"name": what, "offline": offline})
+
+
+# Parameters that name what a loader fetches: from_pretrained, hf_hub_download, load_dataset, evaluate.load.
+_NAME_PARAMS = ("pretrained_model_name_or_path", "repo_id", "path")
+
+
+def _requested_name(exc) -> str | None:
+    """The name the failing loader was asked for, read from the outermost library frame of the traceback."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if "site-packages" in code.co_filename or "dist-packages" in code.co_filename:
+            for param in _NAME_PARAMS:
+                value = tb.tb_frame.f_locals.get(param)
+                if isinstance(value, (str, os.PathLike)) and param in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
+                    return os.fspath(value)
+        tb = tb.tb_next
+    return None
 
 
 def _missing_file(exc):
     if not isinstance(exc, FileNotFoundError):
         return None
-    import os
-
     path = exc.filename or (re.findall(r"'([^']+)'", str(exc)) or [""])[-1]
     return finding("FTD004", f"No such file: {path!r} (working directory: {os.getcwd()}).",
                    "Check the path; relative paths resolve against the directory you run from. Build it from "

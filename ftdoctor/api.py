@@ -45,13 +45,14 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
     elif cap.outcome == "error":
         values = context_values(None, cap)
     else:
-        message = {
-            "finished": f"{rel} ran to the end without calling trainer.train(): nothing to walk. ftdoctor checks "
-                        "Trainer pipelines here; a hand-written loop needs a Trainer or ftdoctor.preflight(...).",
-            "exited": f"{rel} exited (sys.exit({cap.exit_code!r})) before trainer.train() was called.",
-            "timeout": f"{rel} did not reach trainer.train() within {timeout:g} s (--timeout); it may be waiting on "
-                       "the network (try --offline) or doing heavy preprocessing.",
-        }[cap.outcome]
+        if cap.outcome == "finished":
+            message = (f"{rel} ran to the end without calling trainer.train(): nothing to walk. ftdoctor captures "
+                       "the pipeline when a Trainer (or Seq2SeqTrainer) starts training.")
+        elif cap.outcome == "exited":
+            message = f"{rel} exited (sys.exit({cap.exit_code!r})) before trainer.train() was called."
+        else:
+            message = (f"{rel} did not reach trainer.train() within {timeout or 0:g} s (--timeout); it may be "
+                       "waiting on the network (try --offline) or preprocessing a large dataset.")
         return ScriptResult(None, cap, message)
     values.update(options or {})
     report = walk(values, script=rel, stages=stages, progress=progress)

@@ -44,3 +44,19 @@ def markdown_catalog() -> str:
         if r.fixed:
             lines += ["", "Fixed:", "", "```python", r.fixed, "```"]
     return "\n".join(lines)
+
+
+def update_readme(path: str) -> None:
+    """Rewrite the catalog between the README's markers: `python -m ftdoctor.catalog README.md`."""
+    import re
+
+    text = open(path, encoding="utf-8").read()
+    block = "<!-- catalog:start -->\n" + markdown_catalog() + "\n<!-- catalog:end -->"
+    text = re.sub(r"<!-- catalog:start -->.*<!-- catalog:end -->", lambda m: block, text, flags=re.S)
+    open(path, "w", encoding="utf-8").write(text)
+
+
+if __name__ == "__main__":
+    import sys
+
+    update_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run SCRIPT as `python SCRIPT ARGS` would, stop when training starts, walk the "
                                    "captured pipeline. Exit 0 ok, 1 findings of severity error, 2 ftdoctor could not run.")
     c.add_argument("script", help="the training script")
-    c.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments for the script (after --)")
+    c.epilog = "Arguments after -- go to the script: ftdoctor check train.py --json -- --epochs 3"
     _walk_options(c)
 
     d = sub.add_parser("demo", help="walk the bundled broken MNLI pipeline of the Hugging Face course (offline)")
@@ -81,7 +81,16 @@ def demo_script() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args: list[str] = []
+    if "--" in argv:  # everything after -- belongs to the user's script
+        cut = argv.index("--")
+        argv, script_args = argv[:cut], argv[cut + 1:]
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        hint = " (arguments for your script go after --)" if args.command == "check" else ""
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    args.script_args = script_args
     if args.command is None:
         parser.print_help()
         return EXIT_HARNESS
@@ -97,8 +106,6 @@ def _check(args) -> int:
     from .api import HarnessError, check_script, set_offline
 
     script_args = list(args.script_args or [])
-    if script_args[:1] == ["--"]:
-        script_args = script_args[1:]
     stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
     if stages:
         bad = [s for s in stages if s not in STAGES]

@@ -1,0 +1,31 @@
+"""A wheel install (not editable) carries checks/ and fixtures/ and runs the demo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_install_runs_demo(tmp_path):
+    target = tmp_path / "site"
+    build = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                            "--target", str(target), str(ROOT)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    for rel in ("ftdoctor/cli.py", "ftdoctor/checks/config.py", "ftdoctor/checks/memory.py",
+                "ftdoctor/fixtures/pipelines/course_mnli_broken.py", "ftdoctor/fixtures/metrics/glue/glue.py"):
+        assert (target / rel).is_file(), rel
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    work = tmp_path / "work"
+    work.mkdir()
+    where = subprocess.run([sys.executable, "-c", "import ftdoctor.checks, ftdoctor.fixtures as f; "
+                            "print(ftdoctor.checks.__file__); print(f.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=work)
+    assert where.stdout.count(str(target)) == 2, where.stdout + where.stderr
+    demo = subprocess.run([sys.executable, "-m", "ftdoctor", "demo"], capture_output=True, text=True, env=env,
+                          cwd=work, timeout=600)
+    assert demo.returncode == 1, demo.stderr[-2000:]
+    assert "num_labels=3" in demo.stdout and "argmax" in demo.stdout
