@@ -89,9 +89,11 @@ def _is_user_file(filename: str, user_dir: str) -> bool:
     if not filename or filename.startswith("<"):
         return False
     path = os.path.abspath(filename)
-    if "site-packages" in path or "dist-packages" in path:
+    if not path.startswith(user_dir + os.sep):
         return False
-    return path.startswith(user_dir + os.sep) or path == user_dir
+    # A virtual environment inside the project holds libraries, not the user's code.
+    rel = path[len(user_dir) + 1:]
+    return "site-packages" not in rel and "dist-packages" not in rel
 
 
 def deepest_user_frame(frame: FrameType | None, user_dir: str) -> FrameType | None:
