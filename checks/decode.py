@@ -271,7 +271,10 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
     if bad:
         out.append(_out_of_range(key, ints, bad, classes, upper, feat is not None, pipeline, loc))
     real = [v for v in ints if v != ignore]
-    if task == "sequence-classification" and real:
+    # One label per row: per-token label lists in a sequence classifier are a shape problem (forward), and their
+    # flattened counts say nothing about class balance.
+    per_row = not isinstance(sample, (list, tuple)) and getattr(sample, "ndim", 0) == 0
+    if task == "sequence-classification" and real and per_row:
         counts = Counter(real)
         top, top_n = counts.most_common(1)[0]
         names = feat.names if feat is not None else None

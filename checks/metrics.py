@@ -147,7 +147,7 @@ def eval_predictions(model, pipeline, trainer=None, eval_batch=None, work_model=
     inputs = _numpy(batch.get("input_ids")) if "inputs" in (getattr(getattr(trainer, "args", None), "include_for_metrics", None) or []) else None
     pred = EvalPrediction(predictions=preds, label_ids=labels, inputs=inputs) if inputs is not None else \
         EvalPrediction(predictions=preds, label_ids=labels)
-    shape = [list(p.shape) for p in preds] if isinstance(preds, tuple) else list(getattr(preds, "shape", []))
+    shape = _shapes(preds)
     return Provide({"eval_prediction": pred, "metrics_evidence": {"source": source, "predictions_shape": shape,
                                                                  "labels_shape": list(getattr(labels, "shape", []))}})
 
@@ -173,7 +173,7 @@ def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx):
                                f"raised {msg}.", "Take the logits first: `logits = predictions[0] if "
                                "isinstance(predictions, tuple) else predictions`, or return only the logits from "
                                "`preprocess_logits_for_metrics`.", location=loc,
-                               evidence={"shapes": [list(getattr(p, "shape", [])) for p in preds]})
+                               evidence={"shapes": _shapes(preds)})
         if getattr(preds, "dtype", None) is not None and preds.dtype.kind == "f" and preds.ndim >= 2:
             reduced = np.argmax(preds, axis=-1)
             if _works(compute_metrics, EvalPrediction(predictions=reduced, label_ids=labels)):
@@ -186,9 +186,39 @@ def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx):
                        f"{list(getattr(preds, 'shape', []))}.", "Fix the metric function for these shapes "
                        "(--traceback shows where it failed).", location=loc, evidence={"exception": msg})
     if not isinstance(result, dict):
-        return finding("FTD606", f"`compute_metrics` returned a {type(result).__name__}.",
-                       "Return a dict, e.g. `{\"accuracy\": value}`.", location=pipeline.location(compute_metrics))
+        fname = getattr(compute_metrics, "__name__", "compute_metrics")
+        return finding("FTD606", f"`{fname}` returned a {type(result).__name__} ({result!r:.60}); the Trainer needs a "
+                       "dict of metric name to value.", "Return a dict: `return {\"accuracy\": value}` (name the key "
+                       "after the metric; `metric_for_best_model` refers to it).",
+                       location=_return_site(compute_metrics, pipeline), evidence={"type": type(result).__name__})
     return Provide({"metric_values": result})
+
+
+def _shapes(x):
+    """Shapes of predictions that may be nested tuples (logits, (hidden states per layer))."""
+    if isinstance(x, (tuple, list)):
+        return [_shapes(v) for v in x]
+    return list(getattr(x, "shape", []))
+
+
+def _return_site(func, pipeline):
+    """The line of the function's last `return` (where the non-dict value is made), else the function itself."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        lines, start = inspect.getsourcelines(func)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+        returns = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Return) and n.value is not None]
+        path = inspect.getsourcefile(func)
+        if returns and path and (pipeline.capture is None or pipeline.capture.is_user_file(path)):
+            from ftdoctor.capture import Site
+
+            return str(Site(path, start + max(returns) - 1))
+    except (OSError, TypeError, SyntaxError):
+        pass
+    return pipeline.location(func)
 
 
 def _works(func, eval_pred) -> bool:
@@ -216,7 +246,21 @@ def best_metric_is_returned(args, pipeline, metric_values=None, compute_metrics=
     if key in returned:
         return None
     options = sorted(k.removeprefix("eval_") for k in returned)
-    return finding("FTD603", f"`metric_for_best_model=\"{name}\"` but compute_metrics returns {options}.",
-                   f"Use `metric_for_best_model=\"{options[0]}\"`" + (f" (one of {options})" if len(options) > 1 else "")
+    best = _closest(name.removeprefix("eval_"), options)
+    return finding("FTD603", f"`metric_for_best_model=\"{name}\"` but compute_metrics returns {options}: the "
+                   f"first evaluation fails with KeyError: '{key}'.",
+                   f"Use `metric_for_best_model=\"{best}\"`" + (f" (one of {options})" if len(options) > 1 else "")
                    + f", or return `{name.removeprefix('eval_')}` from compute_metrics.",
                    location=pipeline.location(args), evidence={"returned": options})
+
+
+def _closest(name: str, options: list[str]) -> str:
+    """The returned key the user most likely meant: a key inside the name ("f1" in "f1_score"), else the most similar."""
+    import difflib
+
+    low = name.lower()
+    contained = sorted((o for o in options if o.lower() in low or low in o.lower()), key=len, reverse=True)
+    if contained:
+        return contained[0]
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.0)
+    return close[0] if close else options[0]

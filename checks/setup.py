@@ -233,46 +233,54 @@ def _empty_optimizer(exc):
 
 def _hub_unreachable(exc):
     text = str(exc).lower()
-    chain = _chain(exc)
-    names = {type(e).__name__ for e in chain}
+    names = {type(e).__name__ for e in _chain(exc)}
     if not (any(p in text for p in _HUB_PATTERNS) or names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled",
                                                                "ConnectionError", "RepositoryNotFoundError"}):
         return None
-    what = _requested_name(exc)
+    what, kind = _requested_name(exc)
     if what is None:
         m = re.search(r"(?:load the files of|reach|module script at|identifier|for)\s+'?([\w./-]+)'?", str(exc))
         what = m.group(1) if m else None
-    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "TRANSFORMERS_OFFLINE")
                if os.environ.get(v, "").lower() in ("1", "true", "yes", "on")]
     shown = f"`{what}`" if what else "the requested repository"
     detail = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
     if offline:
         detail = (f"{shown} is not in the local cache and offline mode is on ({'=1, '.join(offline)}=1), so it "
                   f"cannot be downloaded. {detail}")
-    download = f"`hf download {what}`" if what else "`hf download NAME`"
-    return finding("FTD003", detail,
-                   f"Download {shown} once where the network is reachable ({download}, with the same HF_HOME) and "
-                   "run with `HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1` (`ftdoctor check "
-                   "--offline`), or pass a local folder path instead of the hub name.",
-                   evidence={"name": what, "offline": offline})
+    name = what or "NAME"
+    if kind == "metric":
+        fix = (f"Metrics of `evaluate` are scripts: copy it once where the network is reachable (`hf download "
+               f"evaluate-metric/{name} --repo-type space --local-dir metrics/{name}`) and load it by path: "
+               f"`evaluate.load(\"metrics/{name}\")`.")
+    else:
+        download = f"hf download {name}" + (" --repo-type dataset" if kind == "dataset" else "")
+        fix = (f"Download {shown} once where the network is reachable (`{download}`, with the same HF_HOME) and "
+               "run with `HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1` (`ftdoctor check "
+               "--offline`), or pass a local folder path instead of the hub name.")
+    return finding("FTD003", detail, fix, evidence={"name": what, "kind": kind, "offline": offline})
 
 
 # Parameters that name what a loader fetches: from_pretrained, hf_hub_download, load_dataset, evaluate.load.
 _NAME_PARAMS = ("pretrained_model_name_or_path", "repo_id", "path")
+_LOADERS = {"transformers": "model", "huggingface_hub": "model", "datasets": "dataset", "evaluate": "metric"}
 
 
-def _requested_name(exc) -> str | None:
-    """The name the failing loader was asked for, read from the outermost library frame of the traceback."""
+def _requested_name(exc) -> tuple[str | None, str]:
+    """The name the failing loader was asked for, read from the outermost loader frame of the traceback,
+    and what it is (model, dataset or metric) from the library that was loading it."""
     tb = exc.__traceback__
     while tb is not None:
-        code = tb.tb_frame.f_code
-        if "site-packages" in code.co_filename or "dist-packages" in code.co_filename:
+        frame, code = tb.tb_frame, tb.tb_frame.f_code
+        library = str(frame.f_globals.get("__name__", "")).partition(".")[0]
+        if library in _LOADERS:
+            params = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
             for param in _NAME_PARAMS:
-                value = tb.tb_frame.f_locals.get(param)
-                if isinstance(value, (str, os.PathLike)) and param in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
-                    return os.fspath(value)
+                value = frame.f_locals.get(param)
+                if param in params and isinstance(value, (str, os.PathLike)):
+                    return os.fspath(value), _LOADERS[library]
         tb = tb.tb_next
-    return None
+    return None, "model"
 
 
 def _missing_file(exc):

@@ -29,7 +29,8 @@ def set_offline() -> None:
 
 def check_script(script: str, argv: list[str] | None = None, *, timeout: float | None = None,
                  stages: Iterable[str] | None = None, progress: Callable[[str], Any] | None = None,
-                 show_output: bool = False, options: dict[str, Any] | None = None) -> ScriptResult:
+                 show_output: bool = False, options: dict[str, Any] | None = None,
+                 check_dirs: Iterable[str] | None = None) -> ScriptResult:
     """Run ``script`` up to training, walk what it built, and return the report (or why there is none)."""
     if not os.path.isfile(script):
         raise HarnessError(f"no such script: {script}")
@@ -55,8 +56,21 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
                        "waiting on the network (try --offline) or preprocessing a large dataset.")
         return ScriptResult(None, cap, message)
     values.update(options or {})
-    report = walk(values, script=rel, stages=stages, progress=progress)
+    dirs = list(check_dirs) if check_dirs is not None else default_check_dirs(cap.user_dir)
+    report = walk(values, script=rel, stages=stages, progress=progress, check_dirs=dirs)
     return ScriptResult(report, cap)
+
+
+def default_check_dirs(*roots: str) -> list[str]:
+    """A project's own checks live in ``ftdoctor_checks/`` beside the script or in the working directory."""
+    from .registry import LOCAL_DIR
+
+    out: list[str] = []
+    for root in (*roots, os.getcwd()):
+        path = os.path.join(os.path.abspath(root), LOCAL_DIR)
+        if path not in out:
+            out.append(path)
+    return out
 
 
 def check(trainer: Any, stages: Iterable[str] | None = None, **options: Any) -> Report:
@@ -67,4 +81,4 @@ def check(trainer: Any, stages: Iterable[str] | None = None, **options: Any) -> 
     pipeline = Pipeline.from_trainer(trainer)
     values = context_values(pipeline)
     values.update(options)
-    return walk(values, script=None, stages=stages)
+    return walk(values, script=None, stages=stages, check_dirs=default_check_dirs())

@@ -1,9 +1,254 @@
-"""pytest plugin entry point: adds --ftdoctor; without it, nothing is collected or changed."""
+"""pytest plugin: ``pytest --ftdoctor`` turns each configured training script into one test item per stage.
+
+Without ``--ftdoctor`` the plugin adds its options and nothing else: no item is collected, no import is paid.
+"""
 
 from __future__ import annotations
 
+import os
+import shlex
+import warnings
+from typing import Any
+
+import pytest
+
+from .findings import STAGES
+
+
+class FtDoctorWarning(UserWarning):
+    """A warning finding of the walk, shown in pytest's warnings summary."""
+
 
 def pytest_addoption(parser):
-    group = parser.getgroup("ftdoctor", "fine-tuning pipeline checks")
+    group = parser.getgroup("ftdoctor", "fine-tuning pipeline checks (ftdoctor)")
     group.addoption("--ftdoctor", action="store_true", default=False,
-                    help="walk the training pipelines named by --ftdoctor-script / ftdoctor_scripts as test items")
+                    help="walk the configured training scripts, one test item per stage")
+    group.addoption("--ftdoctor-script", action="append", default=[], metavar="'PATH [ARGS...]'",
+                    help="a training script to walk, with its arguments (repeatable; adds to the ini key "
+                         "ftdoctor_scripts)")
+    group.addoption("--ftdoctor-stages", default=None, metavar="STAGES",
+                    help="comma-separated stages to walk (default: all)")
+    group.addoption("--ftdoctor-gpu-memory", default=None, metavar="SIZE",
+                    help="plan the memory stage for this device, e.g. 24GiB or A100-80GB")
+    parser.addini("ftdoctor_scripts", type="linelist", default=[],
+                  help="training scripts (with arguments) that `pytest --ftdoctor` walks, one per line")
+    parser.addini("ftdoctor_timeout", default="600", help="seconds a script may take to reach trainer.train()")
+
+
+def _scripts(config) -> list[tuple[str, list[str]]]:
+    lines = list(config.getini("ftdoctor_scripts")) + list(config.getoption("ftdoctor_script") or [])
+    out = []
+    for line in lines:
+        parts = shlex.split(line)
+        if parts:
+            path = parts[0] if os.path.isabs(parts[0]) else os.path.join(str(config.rootpath), parts[0])
+            out.append((os.path.normpath(path), parts[1:]))
+    return out
+
+
+class _Walks:
+    """The walk of each script, run once per session and shared by its stage items and the fixtures."""
+
+    def __init__(self, config):
+        self.config = config
+        self.results: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    def get(self, script: str, args: list[str]):
+        key = (script, tuple(args))
+        if key not in self.results:
+            from .api import HarnessError, check_script
+            from .cli import _parse_size
+
+            stages = self.config.getoption("ftdoctor_stages")
+            gpu = self.config.getoption("ftdoctor_gpu_memory")
+            options = {"gpu_memory": _parse_size(gpu)} if gpu else {}
+            try:
+                self.results[key] = check_script(
+                    script, args, timeout=float(self.config.getini("ftdoctor_timeout")),
+                    stages=stages.split(",") if stages else None, options=options,
+                    check_dirs=_check_dirs(self.config, script))
+            except HarnessError as exc:
+                self.results[key] = exc
+        return self.results[key]
+
+
+def _check_dirs(config, script):
+    from .api import default_check_dirs
+
+    return default_check_dirs(os.path.dirname(script), str(config.rootpath))
+
+
+def pytest_configure(config):
+    if config.getoption("ftdoctor"):
+        config._ftdoctor_walks = _Walks(config)
+        config.addinivalue_line("markers", "ftdoctor: a stage of an ftdoctor pipeline walk")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    """Add the pipeline items before -k/-m selection runs, so they filter like any test."""
+    if not config.getoption("ftdoctor"):
+        return
+    for script, args in _scripts(config):
+        collector = PipelineCollector.from_parent(session, path=_path(script), script=script, script_args=args)
+        items.extend(collector.collect())
+
+
+def _path(script):
+    from pathlib import Path
+
+    return Path(script)
+
+
+class PipelineCollector(pytest.File):
+    """One training script; its items are the stages."""
+
+    def __init__(self, *, script: str, script_args: list[str], **kw):
+        super().__init__(**kw)
+        self.script = script
+        self.script_args = script_args
+
+    def collect(self):
+        stages = self.config.getoption("ftdoctor_stages")
+        for stage in (stages.split(",") if stages else STAGES):
+            yield StageItem.from_parent(self, name=stage, stage=stage)
+
+
+class StageFailed(Exception):
+    def __init__(self, stage_result, report):
+        super().__init__(stage_result.stage)
+        self.stage_result = stage_result
+        self.report = report
+
+
+class HarnessFailed(Exception):
+    pass
+
+
+def _skip(reason: str):
+    # Reported at the item (the script), not at this line of the plugin.
+    raise pytest.skip.Exception(reason, _use_item_location=True)
+
+
+class StageItem(pytest.Item):
+    """One stage of one script's walk: fails with the findings and their fixes, not a traceback."""
+
+    def __init__(self, *, stage: str, **kw):
+        super().__init__(**kw)
+        self.stage = stage
+        self.add_marker("ftdoctor")
+
+    def runtest(self):
+        result = self.config._ftdoctor_walks.get(self.parent.script, self.parent.script_args)
+        if isinstance(result, Exception):
+            raise HarnessFailed(str(result))
+        if result.report is None:
+            if self.stage == "setup":
+                raise HarnessFailed(result.message)
+            _skip(f"no pipeline was captured: {result.message}")
+        report = result.report
+        if report.internal_errors and self.stage == "setup":
+            raise HarnessFailed("ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n"
+                                + "\n".join(report.internal_errors))
+        st = report.stage(self.stage)
+        if st is None:
+            _skip(f"stage {self.stage} was not run")
+        if st.status == "skip":
+            _skip(st.reason or "skipped")
+        if st.status == "fail":
+            raise StageFailed(st, report)
+        for f in st.findings:
+            if f.severity == "warning":
+                warnings.warn(FtDoctorWarning(f"{self.nodeid} {f.code} {f.title}: {f.detail} "
+                                              f"Fix: {f.fix}"))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, StageFailed):
+            return format_stage(excinfo.value.stage_result)
+        if isinstance(excinfo.value, HarnessFailed):
+            return f"ftdoctor could not walk {self.parent.script}: {excinfo.value}"
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, 0, f"ftdoctor {self.stage}: {os.path.basename(self.parent.script)}"
+
+
+def format_stage(st) -> str:
+    """A failed stage as a person should read it: each finding, the user's line and the fix."""
+    from .pipeline import source_lines
+
+    lines = [f"ftdoctor stage `{st.stage}` failed"]
+    for f in st.findings:
+        lines.append("")
+        lines.append(f"{f.code} [{f.severity}] {f.title}")
+        lines.append(f"  {f.detail}")
+        if f.location:
+            lines.append(f"  at {f.location}")
+            src = source_lines(f.location)
+            if src is not None:
+                start, code = src
+                for i, text in enumerate(code.splitlines()):
+                    lines.append(f"  {start + i:>5} | {text}")
+        if f.fix:
+            lines.append(f"  fix: {f.fix}")
+    return "\n".join(lines)
+
+
+# -- fixtures for a team's own pytest checks -------------------------------------------------------------------
+
+def pytest_generate_tests(metafunc):
+    """A test that uses an ftdoctor_* fixture runs once per configured script."""
+    if "ftdoctor_script" not in metafunc.fixturenames or not metafunc.config.getoption("ftdoctor"):
+        return
+    scripts = _scripts(metafunc.config)
+    if scripts:
+        metafunc.parametrize("ftdoctor_script", scripts, indirect=True,
+                             ids=[os.path.basename(s) for s, _ in scripts])
+
+
+@pytest.fixture
+def ftdoctor_script(request):
+    if not request.config.getoption("ftdoctor"):
+        pytest.skip("needs --ftdoctor")
+    if not hasattr(request, "param"):
+        pytest.skip("no training script configured (--ftdoctor-script or the ftdoctor_scripts ini key)")
+    return request.param
+
+
+@pytest.fixture
+def ftdoctor_report(request, ftdoctor_script):
+    script, args = ftdoctor_script
+    result = request.config._ftdoctor_walks.get(script, args)
+    if isinstance(result, Exception) or result.report is None:
+        pytest.skip(f"no pipeline was captured from {script}")
+    return result.report
+
+
+def _value(report, name):
+    value = report.context.get(name)
+    if value is None:
+        pytest.skip(f"the walk has no `{name}` for this pipeline")
+    return value
+
+
+@pytest.fixture
+def ftdoctor_pipeline(ftdoctor_report):
+    """The captured pipeline (model, tokenizer, datasets, collator, args, compute_metrics, trainer)."""
+    return _value(ftdoctor_report, "pipeline")
+
+
+@pytest.fixture
+def ftdoctor_trainer(ftdoctor_report):
+    return _value(ftdoctor_report, "trainer")
+
+
+@pytest.fixture
+def ftdoctor_batch(ftdoctor_report):
+    """The first training batch, built by the pipeline's own collator."""
+    return _value(ftdoctor_report, "batch")
+
+
+@pytest.fixture
+def ftdoctor_train_dataset(ftdoctor_report):
+    """The training dataset as walked (the tokenized stand-in when the raw one was passed)."""
+    return _value(ftdoctor_report, "effective_train_dataset")

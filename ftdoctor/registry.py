@@ -25,6 +25,7 @@ class Check:
     provides: tuple[str, ...] = ()
     codes: tuple[str, ...] = ()
     order: int = 0
+    default_fix: str = ""
 
     @property
     def params(self) -> list[inspect.Parameter]:
@@ -44,20 +45,34 @@ _CHECKS: dict[str, Check] = {}
 _counter = 0
 
 
-def check(stage: str, *, provides: str | tuple[str, ...] = (), codes: tuple[str, ...] = (), name: str | None = None):
-    """Register ``func`` as a check of ``stage``. Checks of one stage run in the order they were registered."""
+def check(stage: str, *, provides: str | tuple[str, ...] = (), codes: tuple[str, ...] = (), name: str | None = None,
+          code: str | None = None, title: str | None = None, fix: str = "", severity: str = "error", why: str = "",
+          broken: str = "", fixed: str = ""):
+    """Register ``func`` as a check of ``stage``. Checks of one stage run in the order they were registered.
+
+    With ``code=`` (and ``title=``, ``fix=``) the check declares its own rule, and may return a plain string:
+    the detail of a finding with that code and fix.
+    """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    if code is not None:
+        from .findings import rule
+
+        rule(code, (name or code).lower(), stage, severity, title or code, why or title or code, broken, fixed)
+        codes = (*codes, code)
 
     def deco(func):
         global _counter
         _counter += 1
         key = name or f"{func.__module__}.{func.__qualname__}"
         _CHECKS[key] = Check(key, stage, func, (provides,) if isinstance(provides, str) else tuple(provides),
-                             tuple(codes), _counter)
+                             tuple(codes), _counter, default_fix=fix)
         return func
 
     return deco
+
+
+stage_check = check  # the public name: ftdoctor.stage_check
 
 
 def checks_for(stage: str) -> list[Check]:
@@ -69,6 +84,33 @@ def all_checks() -> list[Check]:
 
 
 _loaded = False
+_local_loaded: set[str] = set()
+LOCAL_DIR = "ftdoctor_checks"  # a project's own checks: every .py file in this folder
+
+
+def load_local_checks(folders) -> list[str]:
+    """Import a team's check modules (each ``*.py`` in the given folders, once); return load errors."""
+    import importlib.util
+    import os
+
+    errors: list[str] = []
+    for folder in folders:
+        folder = os.path.abspath(folder)
+        if not os.path.isdir(folder):
+            continue
+        for fname in sorted(os.listdir(folder)):
+            path = os.path.join(folder, fname)
+            if not fname.endswith(".py") or fname.startswith("_") or path in _local_loaded:
+                continue
+            _local_loaded.add(path)
+            mod_name = f"ftdoctor_local_checks.{abs(hash(path)):x}.{fname[:-3]}"
+            try:
+                spec = importlib.util.spec_from_file_location(mod_name, path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                errors.append(f"could not load checks from {path}: {type(exc).__name__}: {exc}")
+    return errors
 
 
 def load_checks() -> list[str]:

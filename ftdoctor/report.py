@@ -39,6 +39,8 @@ class Report:
     duration_s: float = 0.0
     environment: dict[str, Any] = field(default_factory=dict)
     internal_errors: list[str] = field(default_factory=list)
+    # The live values the walk built (pipeline, batch, ...): for pytest fixtures and in-process use, never serialised.
+    context: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def findings(self) -> list[Finding]:

@@ -8,7 +8,7 @@ import traceback
 from typing import Any, Callable, Iterable
 
 from .findings import STAGES, Finding
-from .registry import Check, Provide, checks_for, load_checks
+from .registry import Check, Provide, checks_for, load_checks, load_local_checks
 from .report import Report, StageResult, environment
 
 
@@ -75,12 +75,20 @@ class Context:
         return kwargs, None
 
 
-def _as_findings(result: Any) -> list[Finding]:
-    if result is None:
+def _as_findings(result: Any, chk: Check) -> list[Finding]:
+    if result is None or result is True:
         return []
-    if isinstance(result, Finding):
-        return [result]
-    return [f for f in result if f is not None]
+    if isinstance(result, (Finding, str)):
+        result = [result]
+    out = []
+    for f in result:
+        if isinstance(f, str):  # a check with its own rule may return just the detail
+            from .findings import finding
+
+            f = finding(chk.codes[-1], f, chk.default_fix)
+        if f is not None:
+            out.append(f)
+    return out
 
 
 def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: list[str]) -> None:
@@ -119,7 +127,7 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
                 if name not in chk.provides:
                     ctx.set(name, value)
             out = out.findings
-        new = _as_findings(out)
+        new = _as_findings(out, chk)
         result.findings.extend(new)
         ctx.values["findings_so_far"].extend(new)
     evidence = ctx.get(f"{stage}_evidence")
@@ -137,11 +145,12 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
 
 
 def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[str] | None = None,
-         progress: Callable[[str], Any] | None = None) -> Report:
+         progress: Callable[[str], Any] | None = None, check_dirs: Iterable[str] = ()) -> Report:
     """Run the stages over ``values`` (see pipeline.context_values) and return the report."""
     start = time.perf_counter()
     report = Report(script=script, task=values.get("task"))
     report.internal_errors.extend(load_checks())
+    report.internal_errors.extend(load_local_checks(check_dirs))
     wanted = set(stages) if stages else set(STAGES)
     unknown = wanted - set(STAGES)
     if unknown:
@@ -159,6 +168,7 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
             t0 = time.perf_counter()
             run_stage(stage, ctx, result, report.internal_errors)
             result.duration_s = time.perf_counter() - t0
+    report.context = ctx.values
     report.environment = environment()
     report.duration_s = time.perf_counter() - start
     return report
