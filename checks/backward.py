@@ -147,11 +147,17 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, trai
         head_cut = [n for n in no_grad if any(n.startswith(h) for h in head)]
         share = len(no_grad) / len(trainable)
         severity = "error" if head_cut or share > 0.5 else "warning"
+        cuts = graph_cuts(pipeline, trainer, model)
+        fix = ("Make sure the loss depends on them: no `.detach()`, `torch.no_grad()` or `.item()` between them and "
+               "the loss; freeze on purpose with `p.requires_grad = False` what should not train.")
+        if cuts:
+            site, code = cuts[0]
+            fix = (f"The graph is cut at {site}: `{code}`. Remove the `{_cut_token(code)}` so the loss reaches them; "
+                   "freeze on purpose with `p.requires_grad = False` what should not train.")
         out.append(finding("FTD501", f"{len(no_grad)} of {len(trainable)} trainable parameters got no gradient "
-                           f"(e.g. {', '.join(sorted(no_grad)[:4])}).", "Make sure the loss depends on them: no "
-                           "`.detach()`, `torch.no_grad()` or `.item()` between them and the loss; freeze on purpose "
-                           "with `p.requires_grad = False` what should not train.", severity=severity,
-                           location=pipeline.location(model), evidence={"parameters": sorted(no_grad)[:50]}))
+                           f"(e.g. {', '.join(sorted(no_grad)[:4])}).", fix, severity=severity,
+                           location=str(cuts[0][0]) if cuts else pipeline.location(model),
+                           evidence={"parameters": sorted(no_grad)[:50], "graph_cuts": [f"{s}: {c}" for s, c in cuts]}))
     lr = getattr(args, "learning_rate", None)
     try:
         run_user("optimizer.step()", opt.step)
@@ -190,3 +196,43 @@ def _head_names(model) -> list[str]:
         if n != getattr(model, "base_model_prefix", None) and any(True for _ in m.parameters()):
             heads.append(n + ".")
     return heads
+
+
+_CUTS = ((r"\.detach\(\)", ".detach()"), (r"no_grad\(\)", "torch.no_grad()"), (r"inference_mode\(", "torch.inference_mode()"),
+         (r"\.item\(\)", ".item()"), (r"\.numpy\(\)", ".numpy()"), (r"\.data\b", ".data"))
+
+
+def _cut_token(code: str) -> str:
+    import re
+
+    return next((tok for pat, tok in _CUTS if re.search(pat, code)), ".detach()")
+
+
+def graph_cuts(pipeline, trainer, model) -> list:
+    """Lines of the user's own loss code (a Trainer subclass's compute_loss, a custom model's or module's forward)
+    that cut the autograd graph: where parameters lose their gradient."""
+    import inspect
+    import re
+
+    from ftdoctor.capture import Site
+
+    cap = pipeline.capture
+    funcs = []
+    if trainer is not None:
+        funcs += [type(trainer).compute_loss, getattr(trainer, "compute_loss_func", None)]
+    funcs += [type(m).forward for m in model.modules()]
+    hits, seen = [], set()
+    for func in funcs:
+        code = getattr(func, "__code__", None)
+        if code is None or code in seen or cap is None or not cap.is_user_file(code.co_filename):
+            continue
+        seen.add(code)
+        try:
+            lines, start = inspect.getsourcelines(func)
+        except (OSError, TypeError):
+            continue
+        for i, line in enumerate(lines):
+            text = line.split("#", 1)[0]
+            if any(re.search(pat, text) for pat, _ in _CUTS):
+                hits.append((Site(code.co_filename, start + i), line.strip()))
+    return hits

@@ -44,6 +44,8 @@ rule("FTD405", "forward-error", "forward", "error", "The forward pass raised",
 _ROOTS = [
     (r"exactly one of input_ids or inputs_embeds|have to specify either input_ids", ("FTD201",)),
     (r"index out of range in self", ("FTD103", "FTD206", "FTD207")),
+    # Absolute position embeddings added to longer inputs (DistilBERT): "size of tensor a (217) must match ... (128)".
+    (r"size of tensor a \(\d+\) must match the size of tensor b \(\d+\)", ("FTD206",)),
     (r"Target -?\d+ is out of bounds|out of bounds", ("FTD101", "FTD203")),
     (r"no padding token is defined", ("FTD105",)),
     (r"did not return a loss", ("FTD304", "FTD202")),
@@ -125,20 +127,9 @@ def forward_pass(model, batch, pipeline, findings_so_far, trainer=None):
 
 
 @check("forward", codes=("FTD403", "FTD404"))
-def loss_at_initialisation(initial_loss, outputs, model, pipeline, batch, task=None):
+def loss_at_initialisation(initial_loss, outputs, model, pipeline, batch, task=None, trainer=None):
     if not math.isfinite(initial_loss):
-        import torch
-
-        bad_inputs = [k for k, v in batch.items() if torch.is_tensor(v) and v.is_floating_point()
-                      and not torch.isfinite(v).all()]
-        empty_masks = int((batch["attention_mask"].sum(-1) == 0).sum()) if "attention_mask" in batch else 0
-        cause = (f"non-finite values in {bad_inputs}" if bad_inputs else
-                 f"{empty_masks} rows with an all-zero attention_mask" if empty_masks else
-                 "non-finite weights or activations")
-        return finding("FTD403", f"The first loss is {initial_loss}: {cause}.",
-                       "Filter rows with NaN/inf values or empty masks; check the weights with "
-                       "`all(torch.isfinite(p).all() for p in model.parameters())`.", location=pipeline.location(model),
-                       evidence={"loss": initial_loss, "bad_inputs": bad_inputs, "empty_masks": empty_masks})
+        return _non_finite_loss(initial_loss, outputs, model, pipeline, batch, trainer)
     if task == "sequence-classification" and getattr(model.config, "problem_type", None) in (None, "single_label_classification"):
         n = data.num_labels(model) or 0
         if n > 1:
@@ -149,3 +140,98 @@ def loss_at_initialisation(initial_loss, outputs, model, pipeline, batch, task=N
                                "the head was freshly initialised for this task.", location=pipeline.location(model),
                                evidence={"loss": initial_loss, "chance": chance})
     return None
+
+
+def _non_finite_loss(initial_loss, outputs, model, pipeline, batch, trainer):
+    """Say where the first NaN/inf comes from: the data, empty masks, the weights, or an operation in user code."""
+    import torch
+
+    bad_inputs = [k for k, v in batch.items() if torch.is_tensor(v) and v.is_floating_point()
+                  and not torch.isfinite(v).all()]
+    empty_masks = int((batch["attention_mask"].sum(-1) == 0).sum()) if "attention_mask" in batch else 0
+    bad_weights = [n for n, p in model.named_parameters() if p.is_floating_point() and not torch.isfinite(p).all()]
+    origin = None if bad_inputs or bad_weights else first_non_finite(trainer, model, batch, pipeline)
+    location = pipeline.location(model)
+    if bad_inputs:
+        cause, fix = f"non-finite values in {bad_inputs}", "Filter or fill rows with NaN/inf values before training."
+    elif bad_weights:
+        cause = f"{len(bad_weights)} weights are already NaN/inf (e.g. {bad_weights[0]})"
+        fix = "Reload the checkpoint; check `all(torch.isfinite(p).all() for p in model.parameters())` after loading."
+    elif empty_masks:
+        cause, fix = f"{empty_masks} rows with an all-zero attention_mask", "Drop empty rows before tokenizing."
+    elif origin is not None:
+        op, site, what, code = origin
+        cause = f"`{op}` at {site} returns {what}" + (f": `{code}`" if code else "")
+        fix = _origin_fix(op, what)
+        location = str(site)
+    else:
+        cause = "non-finite activations"
+        fix = "Check the loss computation and the inputs for values that overflow."
+    return finding("FTD403", f"The first loss is {initial_loss}: {cause}.", fix, location=location,
+                   evidence={"loss": initial_loss, "bad_inputs": bad_inputs, "empty_masks": empty_masks,
+                             "origin": list(map(str, origin)) if origin else None})
+
+
+def _origin_fix(op: str, what: str) -> str:
+    if "empty" in what:
+        return ("A mean over an empty selection is 0/0 = NaN (a class or token kind missing from the batch): skip "
+                "empty selections, or sum and divide by `count.clamp(min=1)`.")
+    if op in ("div", "true_divide", "__truediv__", "__rtruediv__", "divide"):
+        return "A division by a count that can be 0: divide by `count.clamp(min=1)` or skip the empty case."
+    if op in ("log", "log2", "log10", "__pow__", "pow", "sqrt", "rsqrt"):
+        return (f"`{op}` of 0 or of a negative number: compute in log space (`torch.log_softmax`, "
+                "`F.cross_entropy`) or clamp the argument (`x.clamp(min=1e-12)`).")
+    return "Guard the operation against zero denominators, log(0) and overflow."
+
+
+def first_non_finite(trainer, model, batch, pipeline):
+    """Re-run the loss and watch every torch operation; return (op, user site, what, source line) of the first
+    one whose inputs are finite and whose result is not: where the NaN is born."""
+    import linecache
+    import sys
+
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    from ftdoctor.capture import Site, deepest_user_frame
+
+    cap = pipeline.capture
+    user_dir = cap.user_dir if cap is not None else None
+
+    def tensors(x):
+        if torch.is_tensor(x):
+            yield x
+        elif isinstance(x, (tuple, list)):
+            for v in x:
+                yield from tensors(v)
+        elif isinstance(x, dict):
+            for v in x.values():
+                yield from tensors(v)
+
+    def non_finite(x):
+        return any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors(x))
+
+    class Watch(TorchFunctionMode):
+        hit = None
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if self.hit is None and non_finite(out) and not non_finite((args, kwargs or {})):
+                frame = deepest_user_frame(sys._getframe(1), user_dir) if user_dir else None
+                if frame is not None:
+                    name = getattr(func, "__name__", str(func))
+                    empty = any(t.numel() == 0 for t in tensors(args))
+                    what = "NaN on an empty tensor" if empty else "NaN/inf"
+                    code = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+                    self.hit = (name, Site(frame.f_code.co_filename, frame.f_lineno), what, code)
+            return out
+
+    work = copy_model(model)
+    work.eval()
+    watch = Watch()
+    try:
+        with torch.no_grad(), watch:
+            compute_loss(trainer, work, batch)
+    except Exception:
+        pass
+    return watch.hit

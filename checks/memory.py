@@ -150,7 +150,7 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
 
 
 def _logits_bytes_per_row(model, seq_len) -> int:
-    cfg = model.config
+    cfg = getattr(model, "config", None)
     n = data.num_labels(model) or 2
     name = data.model_name(model)
     if name.endswith("ForSequenceClassification"):

@@ -153,7 +153,7 @@ def eval_predictions(model, pipeline, trainer=None, eval_batch=None, work_model=
 
 
 @check("metrics", provides=("metric_values",), codes=("FTD601", "FTD602", "FTD604", "FTD606"))
-def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx):
+def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx, model=None):
     import numpy as np
     from transformers import EvalPrediction
 
@@ -169,10 +169,14 @@ def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx):
         if isinstance(preds, tuple):
             if _works(compute_metrics, EvalPrediction(predictions=preds[0], label_ids=labels)) or \
                     _works(compute_metrics, EvalPrediction(predictions=np.argmax(preds[0], axis=-1), label_ids=labels)):
-                return finding("FTD604", f"`{fname}` received a tuple of {len(preds)} arrays as predictions and "
+                cfg = getattr(model, "config", None)
+                extras = [a for a in ("output_hidden_states", "output_attentions") if getattr(cfg, a, False)]
+                why = f" (the model's config sets {', '.join(f'`{a}=True`' for a in extras)})" if extras else ""
+                return finding("FTD604", f"`{fname}` received a tuple of {len(preds)} arrays as predictions{why} and "
                                f"raised {msg}.", "Take the logits first: `logits = predictions[0] if "
                                "isinstance(predictions, tuple) else predictions`, or return only the logits from "
-                               "`preprocess_logits_for_metrics`.", location=loc,
+                               "`preprocess_logits_for_metrics`" + (f", or drop `{extras[0]}=True`" if extras else "")
+                               + ".", location=loc,
                                evidence={"shapes": _shapes(preds)})
         if getattr(preds, "dtype", None) is not None and preds.dtype.kind == "f" and preds.ndim >= 2:
             reduced = np.argmax(preds, axis=-1)

@@ -114,7 +114,7 @@ def detect_task(p: Pipeline) -> str | None:
         return "causal-lm"
     cfg = getattr(model, "config", None)
     if name.endswith(("ForConditionalGeneration", "ForSeq2SeqLM")) or getattr(cfg, "is_encoder_decoder", False):
-        cols = set(getattr(p.train_dataset, "column_names", None) or [])
+        cols = _source_columns(p)
         if cols & {"summary", "highlights", "abstract", "document", "article"}:
             return "summarization"
         task_params = getattr(cfg, "task_specific_params", None) or {}
@@ -122,6 +122,23 @@ def detect_task(p: Pipeline) -> str | None:
             return "translation"
         return "summarization" if "summarization" in task_params else "translation"
     return None
+
+
+def _source_columns(p: Pipeline) -> set[str]:
+    """Columns of the training data and of the script's datasets it was made from (same number of rows):
+    tokenizing drops the text columns that tell summarization from translation."""
+    ds = p.train_dataset
+    cols = set(getattr(ds, "column_names", None) or [])
+    try:
+        n = len(ds)
+    except TypeError:
+        return cols
+    for value in (p.capture.namespace.values() if p.capture else ()):
+        splits = [value[k] for k in value.keys()] if type(value).__name__ == "DatasetDict" else [value]
+        for split in splits:
+            if hasattr(split, "column_names") and hasattr(split, "__len__") and len(split) == n:
+                cols |= set(split.column_names)
+    return cols
 
 
 def assignment_line(path: str, name: str) -> int | None:
