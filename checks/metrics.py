@@ -5,10 +5,12 @@ When the data stages fail, compute_metrics is still checked on synthetic inputs 
 
 from __future__ import annotations
 
+import contextlib
+
 from ftdoctor import data
 from ftdoctor.capture import user_site_in_traceback
 from ftdoctor.findings import finding, rule
-from ftdoctor.registry import Provide, check
+from ftdoctor.registry import Provide, Skip, check
 from ftdoctor.walk import UserCodeError, run_user
 
 rule("FTD601", "metrics-without-argmax", "metrics", "error", "compute_metrics passes logits where class ids are expected",
@@ -71,6 +73,20 @@ def _numpy(x):
     return x
 
 
+@contextlib.contextmanager
+def _predicting_with(trainer, model):
+    """Let prediction_step run on the walk's CPU copy: it moves inputs to args.device and Seq2SeqTrainer
+    generates with ``trainer.model``; both would reach the user's (GPU) model. Restored afterwards."""
+    saved = trainer.model
+    trainer.model = model
+    trainer._prepare_inputs = lambda inputs: inputs  # the batch is already on the copy's device
+    try:
+        yield
+    finally:
+        trainer.model = saved
+        del trainer._prepare_inputs
+
+
 def _predict(trainer, model, batch, preprocess):
     """One eval step the way the Trainer's evaluation loop runs it."""
     import torch
@@ -78,7 +94,8 @@ def _predict(trainer, model, batch, preprocess):
     model.eval()
     with torch.no_grad():
         if trainer is not None:
-            _, logits, labels = trainer.prediction_step(model, dict(batch), prediction_loss_only=False)
+            with _predicting_with(trainer, model):
+                _, logits, labels = trainer.prediction_step(model, dict(batch), prediction_loss_only=False)
         else:
             out = model(**batch)
             logits, labels = out.get("logits"), batch.get("labels")
@@ -237,11 +254,11 @@ def _works(func, eval_pred) -> bool:
 def best_metric_is_returned(args, pipeline, metric_values=None, compute_metrics=None):
     name = getattr(args, "metric_for_best_model", None)
     if not name or name in ("loss", "eval_loss"):
-        return None
+        raise Skip("metric_for_best_model names no computed metric")
     key = name if name.startswith("eval_") else f"eval_{name}"
     if metric_values is None:
         if compute_metrics is not None:
-            return None  # compute_metrics failed: its finding comes first
+            raise Skip("compute_metrics returned no values to look the best metric up in")
         return finding("FTD603", f"`metric_for_best_model=\"{name}\"` but the trainer has no compute_metrics, so "
                        "evaluation only reports the loss.", "Pass `compute_metrics=...` returning "
                        f"`{name.removeprefix('eval_')}`, or use `metric_for_best_model=\"loss\"`.",

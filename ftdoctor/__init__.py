@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from .findings import Finding, finding, rule
-from .registry import Provide, stage_check
+from .registry import Provide, Skip, stage_check
 
 __version__ = "0.1.0"
 
-__all__ = ["check", "stage_check", "finding", "rule", "Finding", "Provide", "__version__"]
+__all__ = ["check", "stage_check", "finding", "rule", "Finding", "Provide", "Skip", "__version__"]
 
 
 def check(trainer, stages=None, **options):

@@ -41,6 +41,10 @@ class Provide:
     skip_reason: str | None = None  # set when the check could not do its work for a reason already reported
 
 
+class Skip(Exception):
+    """Raised by a check that cannot judge this pipeline; the reason is shown if its whole stage skips."""
+
+
 _CHECKS: dict[str, Check] = {}
 _counter = 0
 

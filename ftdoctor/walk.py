@@ -8,7 +8,7 @@ import traceback
 from typing import Any, Callable, Iterable
 
 from .findings import STAGES, Finding
-from .registry import Check, Provide, checks_for, load_checks, load_local_checks
+from .registry import Check, Provide, Skip, checks_for, load_checks, load_local_checks
 from .report import Report, StageResult, environment
 
 
@@ -103,6 +103,11 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
             continue
         try:
             out = chk.func(**kwargs)
+        except Skip as exc:
+            skipped.append(str(exc))
+            for name in chk.provides:
+                ctx.set(name, Unavailable(str(exc)))
+            continue
         except UserCodeError as exc:
             # A check that lets the user's exception through did not diagnose it: report it plainly.
             from .findings import finding

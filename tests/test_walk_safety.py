@@ -118,3 +118,20 @@ def test_script_sees_its_argv_main_and_directory(tmp_path, monkeypatch):
 
     seen = json.loads((tmp_path / "seen.json").read_text())
     assert seen == {"argv": [str(script), "--epochs", "3"], "name": "__main__", "cwd": str(work), "v": 42}
+
+
+def test_metrics_run_on_the_cpu_copy_even_when_the_trainer_targets_a_gpu(captured, monkeypatch):
+    """On a GPU machine the Trainer moves eval inputs to args.device; the walk must keep them with its CPU copy."""
+    import ftdoctor
+
+    trainer = captured.trainer
+
+    def to_gpu(self, inputs):
+        raise AssertionError("inputs were moved to args.device")
+
+    monkeypatch.setattr(type(trainer), "_prepare_inputs", to_gpu)
+    model = trainer.model
+    report = ftdoctor.check(trainer, stages=["decode", "collate", "forward", "metrics"])
+    assert report.stage("metrics").status == "pass", str(report)
+    assert report.stage("metrics").evidence["source"] == "eval batch"
+    assert trainer.model is model and "_prepare_inputs" not in vars(trainer)
