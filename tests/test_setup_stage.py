@@ -56,6 +56,11 @@ SETUP_CASES = [
 
 @pytest.mark.parametrize("name,code,token,marker", SETUP_CASES, ids=[c[0] for c in SETUP_CASES])
 def test_setup_failure_is_diagnosed_at_the_users_line(check_pipeline, name, code, token, marker):
+    if code == "FTD108":
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            pytest.skip("bf16 runs on this GPU: the script is correct here")
     report = check_pipeline(name, stages=SETUP_ONLY)
     f = only_finding(report, "setup", code)
     assert token in f.fix, f.fix

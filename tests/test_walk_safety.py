@@ -59,7 +59,8 @@ def test_walk_restores_weights_optimizer_and_rng(captured, tmp_path):
     trainer.model.train()
     batch = trainer.data_collator([trainer.train_dataset.remove_columns(["premise", "hypothesis", "idx"])[i]
                                    for i in range(4)])
-    trainer.model(**batch).loss.backward()
+    device = next(trainer.model.parameters()).device  # the Trainer put it on the GPU, if there is one
+    trainer.model(**{k: v.to(device) for k, v in batch.items()}).loss.backward()
     opt.step()
     opt.zero_grad()
     trainer.optimizer = opt
