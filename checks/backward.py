@@ -69,6 +69,10 @@ def build_optimizer(trainer, model, work, user_optimizer=None):
     """An optimizer for ``work`` configured like the run's: the user's own (re-targeted by parameter name) or the
     one the trainer would create. Returns (optimizer, names of trainable parameters the original holds)."""
     names = {id(p): n for n, p in model.named_parameters()}
+    # Accelerate's AcceleratedOptimizer (the Trainer's, once training began) wraps the torch optimizer.
+    inner = getattr(user_optimizer, "optimizer", None)
+    if inner is not None and hasattr(inner, "param_groups"):
+        user_optimizer = inner
     if user_optimizer is not None:
         work_params = dict(work.named_parameters())
         groups, held = [], set()

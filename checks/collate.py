@@ -58,7 +58,7 @@ def _diagnose(exc: BaseException, features, collator, findings_so_far, tokenizer
         tok = pipeline.name_of(tokenizer) or "tokenizer"
         return finding("FTD105", f"`{name}` pads, but the tokenizer has no pad token: {text.splitlines()[0]}",
                        f"Set `{tok}.pad_token = {tok}.eos_token` before building the collator."), "no pad token"
-    if "too many dimensions 'str'" in text or ("FTD210" in seen and "str" in text):
+    if "too many dimensions 'str'" in text or ("FTD210" in seen and ("str" in text or "excessive nesting" in text)):
         return (None, "text columns reach the collator (decode FTD210)") if "FTD210" in seen else \
             (finding("FTD210", f"`{name}` received text values: {text}", "Remove text columns after tokenizing."), "text")
     lengths = {len(f["input_ids"]) for f in features if isinstance(f, dict) and "input_ids" in f}
@@ -151,3 +151,130 @@ def batch_has_labels(batch, train_features, pipeline, trainer=None, task=None):
         task, "Keep the label column in each row: the collator must return it as `labels`.")
     return finding("FTD304", detail, fix, location=pipeline.location(_collator(pipeline, trainer), trainer),
                    evidence={"batch_keys": sorted(batch)})
+
+
+rule("FTD305", "label-key-not-taken", "collate", "error", "The batch carries `label`, but the model takes `labels`",
+     """
+     Transformers models compute the loss from an argument named `labels`. A batch that carries `label` (or
+     `label_ids`) straight into `model(**batch)` is swallowed by the forward's `**kwargs`: no loss is returned.
+     The Trainer's collators rename `label` to `labels`; a hand-written loop or a custom collator must do it.
+     """,
+     broken='tokenized = tokenized.remove_columns(["sentence"])  # "label" stays "label"',
+     fixed='tokenized = tokenized.remove_columns(["sentence"]).rename_column("label", "labels")')
+
+
+@check("collate", codes=("FTD305",))
+def batch_label_key_is_taken(batch, model, pipeline, trainer=None):
+    """Compare the batch's label key with the forward's parameter names (the mechanism that drops it)."""
+    import inspect
+
+    if trainer is not None and getattr(trainer, "compute_loss_func", None):
+        return None
+    try:
+        params = set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return None
+    wrong = [k for k in ("label", "label_ids") if k in batch and k not in params]
+    if not wrong or "labels" in batch or "labels" not in params:
+        return None
+    return finding("FTD305", f"The batch has `{wrong[0]}` but `{type(model).__name__}.forward` takes `labels`: the "
+                   "model returns no loss.", f"Rename it: `dataset = dataset.rename_column(\"{wrong[0]}\", \"labels\")` "
+                   f"(or `batch[\"labels\"] = batch.pop(\"{wrong[0]}\")` in the loop).",
+                   location=pipeline.location(pipeline.data_collator, trainer), evidence={"batch_keys": sorted(batch)})
+
+
+# --- task contracts: the labels each task's loss expects in a batch ---------------------------------------------
+
+rule("FTD321", "clm-labels-preshifted", "collate", "error", "Causal LM labels are shifted by hand",
+     """
+     A causal language model shifts the labels itself inside the loss (position t predicts label t+1), so the
+     labels must be a plain copy of `input_ids`. Shifting them in the data as well makes each position predict the
+     token two places ahead: the loss stays high and generation is garbled.
+     """,
+     broken='result["labels"] = [ids[1:] + [-100] for ids in result["input_ids"]]',
+     fixed="data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)  # labels = a copy of input_ids")
+rule("FTD322", "clm-pads-not-masked", "collate", "error", "Padding positions carry labels",
+     """
+     The loss ignores only -100. Labels copied from padded `input_ids` keep the pad id at the padding positions,
+     so the model is trained to predict padding (for GPT-2, the end-of-text token pads: it learns to stop).
+     """,
+     broken='result["labels"] = result["input_ids"].copy()  # padded to max_length',
+     fixed="data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)  # -100 on padding")
+rule("FTD323", "seq2seq-labels-padded-with-pad-id", "collate", "error", "Seq2seq labels are padded with the pad id",
+     """
+     The loss ignores only -100. Labels padded with the tokenizer's pad id count every padding position as a
+     target: the model learns to generate padding, and the loss is dominated by it.
+     """,
+     broken="DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=tokenizer.pad_token_id)",
+     fixed="DataCollatorForSeq2Seq(tokenizer, model=model)  # label_pad_token_id=-100")
+
+
+def _see(task):
+    return f"see `ftdoctor reference show {task}`"
+
+
+@check("collate", codes=("FTD321", "FTD322"))
+def causal_lm_labels(batch, pipeline, trainer=None, task=None):
+    """Causal LM: labels equal the inputs (the model shifts them), with -100 on padding."""
+    import torch
+
+    if task != "causal-lm" or not {"input_ids", "labels"} <= set(batch):
+        return None
+    ids, labels = batch["input_ids"], batch["labels"]
+    if not (torch.is_tensor(ids) and torch.is_tensor(labels)) or ids.shape != labels.shape or ids.shape[-1] < 2:
+        return None
+    mask = batch.get("attention_mask")
+    real = mask.bool() if torch.is_tensor(mask) and mask.shape == ids.shape else torch.ones_like(ids, dtype=torch.bool)
+    loc = pipeline.location(_collator(pipeline, trainer), pipeline.train_dataset)
+    out = []
+    scored = real & (labels != -100)
+    if int(scored.sum()) >= 8:
+        same = float((labels == ids)[scored].float().mean())
+        shifted_scored = scored[:, :-1] & real[:, 1:]
+        shifted = float((labels[:, :-1] == ids[:, 1:])[shifted_scored].float().mean()) if shifted_scored.any() else 0.0
+        if shifted > 0.9 and same < 0.5:
+            out.append(finding("FTD321", f"The labels are `input_ids` shifted left by one ({shifted:.0%} of positions "
+                               "match the next token), but the model shifts them again inside the loss: each "
+                               "position learns the token two places ahead.",
+                               "Make the labels a plain copy of `input_ids` (drop the hand shift), or let "
+                               "`DataCollatorForLanguageModeling(tokenizer, mlm=False)` make them; "
+                               + _see("causal-lm") + ".", location=loc,
+                               evidence={"match_next_token": shifted, "match_same_token": same}))
+    pads = ~real
+    labelled_pads = int((labels[pads] != -100).sum()) if pads.any() else 0
+    if labelled_pads:
+        out.append(finding("FTD322", f"{labelled_pads} of {int(pads.sum())} padding positions (attention_mask 0) "
+                           "carry a label instead of -100: the model is trained to predict padding.",
+                           "Set the labels to -100 where `attention_mask` is 0, or let "
+                           "`DataCollatorForLanguageModeling(tokenizer, mlm=False)` build them; "
+                           + _see("causal-lm") + ".", location=loc,
+                           evidence={"labelled_padding": labelled_pads}))
+    return out
+
+
+@check("collate", codes=("FTD323",))
+def seq2seq_labels_padding(batch, pipeline, model, tokenizer=None, trainer=None, task=None):
+    """Seq2seq: label padding is -100, never the pad id."""
+    import torch
+
+    if not getattr(model.config, "is_encoder_decoder", False) or "labels" not in batch:
+        return None
+    labels = batch["labels"]
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(model.config, "pad_token_id", None)
+    if pad is None or not torch.is_tensor(labels) or labels.dim() != 2:
+        return None
+    padded = labels == pad
+    if not padded.any():
+        return None
+    rows = int(padded.any(-1).sum())
+    name = task if task in ("translation", "summarization") else "translation"
+    return finding("FTD323", f"{rows} of {labels.shape[0]} label rows hold the pad id {pad} ({int(padded.sum())} "
+                   "positions) where -100 belongs: the loss counts padding as a target, and the model learns to "
+                   "generate it.",
+                   "Pad the labels with -100: `DataCollatorForSeq2Seq(tokenizer, model=model)` (its "
+                   "`label_pad_token_id` is -100 by default; do not set it to the pad id), and if the labels were "
+                   "padded when tokenizing, replace the pad id by -100 there; " + _see(name) + ".",
+                   location=pipeline.location(_collator(pipeline, trainer), pipeline.train_dataset),
+                   evidence={"rows": rows, "pad_token_id": pad})

@@ -116,6 +116,11 @@ def forward_pass(model, batch, pipeline, findings_so_far, trainer=None):
         return Provide({"work_model": work, "initial_loss": Unavailable(reason), "outputs": Unavailable(reason)},
                        [f] if f else [], skip_reason=reason)
     if loss is None:
+        known = [c for c in ("FTD202", "FTD304", "FTD305") if c in {x.code for x in findings_so_far}]
+        if known:
+            reason = f"the model returns no loss, as {', '.join(known)} predicted"
+            return Provide({"work_model": work, "initial_loss": Unavailable(reason), "outputs": outputs},
+                           skip_reason=reason)
         f = finding("FTD401", f"`{data.model_name(model)}` returned no loss for a batch with keys {sorted(batch)}.",
                     "Put `labels` in the batch (see collate).", location=pipeline.location(trainer))
         return Provide({"work_model": work, "initial_loss": Unavailable("the model returns no loss"),
@@ -235,3 +240,46 @@ def first_non_finite(trainer, model, batch, pipeline):
     except Exception:
         pass
     return watch.hit
+
+
+# --- task contract: seq2seq decoder inputs -------------------------------------------------------------------------
+
+rule("FTD421", "decoder-inputs-not-from-labels", "forward", "error", "decoder_input_ids are not the labels shifted right",
+     """
+     An encoder-decoder model is trained by teacher forcing: the decoder reads the target shifted right by one
+     (a start token first) and predicts each next token. Decoder inputs equal to the labels let it read the
+     very token it must predict: the loss falls to zero and the model generates nothing useful.
+     """,
+     broken='model_inputs["decoder_input_ids"] = model_inputs["labels"]',
+     fixed="data_collator = DataCollatorForSeq2Seq(tokenizer, model=model)  # derives decoder_input_ids from labels")
+
+
+@check("forward", codes=("FTD421",))
+def decoder_inputs_from_labels(batch, model, pipeline, task=None, trainer=None):
+    """Seq2seq: decoder_input_ids, when the batch carries them, are the labels shifted right by one."""
+    import torch
+
+    cfg = model.config
+    if not getattr(cfg, "is_encoder_decoder", False) or not {"labels", "decoder_input_ids"} <= set(batch):
+        return None
+    labels, dec = batch["labels"], batch["decoder_input_ids"]
+    pad, start = getattr(cfg, "pad_token_id", None), getattr(cfg, "decoder_start_token_id", None)
+    if not torch.is_tensor(labels) or labels.shape != dec.shape or labels.dim() != 2 or pad is None:
+        return None
+    target = labels.masked_fill(labels == -100, pad)
+    expected = torch.cat([torch.full_like(target[:, :1], start if start is not None else pad), target[:, :-1]], 1)
+    # Compare where the decoder reads a real target token (the start position and after each real label).
+    judged = torch.cat([torch.ones_like(target[:, :1], dtype=torch.bool), (labels != -100)[:, :-1]], 1) & (target != pad)
+    if not judged.any() or bool((dec == expected)[judged].all()):
+        return None
+    same = float((dec == target)[judged].float().mean())
+    cause = ("they equal the labels: at each position the decoder reads the token it must predict"
+             if same > 0.9 else "they are not the labels shifted right by one")
+    name = task if task in ("translation", "summarization") else "translation"
+    return finding("FTD421", f"The batch's `decoder_input_ids` do not come from its labels: {cause}. Teacher forcing "
+                   "needs the decoder to read the target shifted right, starting with the decoder start token.",
+                   "Drop `decoder_input_ids` from the data and let `DataCollatorForSeq2Seq(tokenizer, model=model)` "
+                   "derive them (`model.prepare_decoder_input_ids_from_labels`), or leave them out and the model "
+                   "shifts the labels itself; " + f"see `ftdoctor reference show {name}`.",
+                   location=pipeline.location(pipeline.train_dataset, trainer),
+                   evidence={"equal_to_labels": same})

@@ -1,18 +1,39 @@
-"""memory: a memory model of one training and one evaluation step, for the longest rows the data can produce."""
+"""memory: a memory model of one training and one evaluation step, for the longest rows the data can produce.
+
+Training step, per device, batch b, worst-case padded length S (grads set to None after each step, as the
+Trainer does):
+
+    A(b)  = W + b * (k0 + a*S + c*S^2)          activations: bytes saved for backward, fitted on the CPU
+    T(b)  = b * 2 * logits_fp32(S) + G_head     start of backward: d(loss)/d(logits) twice, the head's gradient
+    R(b)  = b * A_layer(S)                      with gradient checkpointing: one layer recomputed
+    peak  = P + O + max(A(b) + T(b) + R(b), G)  gradient_accumulation_steps == 1
+    peak  = P + O + G + A(b) + T(b) + R(b)      gradient_accumulation_steps > 1 (gradients stay between steps)
+
+P parameters, G gradients, O optimizer state (measured after one step, else by optimizer type). W is the
+batch-independent part (half-precision weight copies under autocast).
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 from ftdoctor import data
 from ftdoctor.findings import finding, rule
 from ftdoctor.registry import check
 from ftdoctor.walk import UserCodeError, run_user
 
-MARGIN = 0.9  # plan to use at most 90% of the device
+MARGIN = 0.10  # plan to use at most 90% of what the device offers (allocator fragmentation, kernels' workspaces)
+FIT_LENGTH = 48  # the longest sequence measured on the CPU; longer ones are extrapolated from the fit
+PROBE_CAP = 65536  # never send a trial batch larger than this to the device
+GIB = 1024 ** 3
 
 rule("FTD801", "memory-estimate", "memory", "info", "Predicted memory for training and evaluation",
      """
      Parameters, gradients and optimizer state are counted exactly; activations are measured on the CPU by
-     counting the bytes saved for backward on the longest rows of the dataset and scaled to the batch size.
+     counting the bytes saved for backward at a few small shapes of the longest rows of the dataset, as CUDA
+     kernels save them, and fitted in batch size and sequence length. With a GPU present the prediction is
+     confirmed by two trial steps in a child process.
      """)
 rule("FTD802", "does-not-fit", "memory", "error", "The configured batch does not fit on the device",
      """
@@ -21,141 +42,652 @@ rule("FTD802", "does-not-fit", "memory", "error", "The configured batch does not
      """,
      broken='TrainingArguments("out", per_device_train_batch_size=64)',
      fixed='TrainingArguments("out", per_device_train_batch_size=16, gradient_accumulation_steps=4)')
+rule("FTD803", "cuda-error", "memory", "error", "A GPU step failed with a CUDA error; the CPU shows the cause",
+     """
+     CUDA reports a bad index or label as "device-side assert triggered", "CUBLAS_STATUS_..." or "an illegal
+     memory access", far from the cause. The batch that failed on the GPU is replayed on the CPU, where the same
+     mistake raises a readable error (a label outside the classes, a token id beyond the embeddings).
+     """,
+     broken="RuntimeError: CUDA error: device-side assert triggered",
+     fixed="IndexError: Target 5 is out of bounds.  ->  pass num_labels=6 (or fix the labels)")
 
 
-def _bytes(tensors) -> int:
-    seen, total = set(), 0
-    for t in tensors:
-        if t.data_ptr() in seen:
-            continue
-        seen.add(t.data_ptr())
-        total += t.numel() * t.element_size()
-    return total
+# -- what the pipeline holds ---------------------------------------------------------------------------------------
+
+def _unique_params(model):
+    return list({id(p): p for p in model.parameters()}.values())
 
 
-def saved_activation_bytes(model, batch, trainer=None) -> int:
-    """Bytes autograd saves for backward during one forward: the activation memory of a training step."""
+def optimizer_state_estimate(optimizer_name: str, params) -> tuple[int, str]:
+    """Optimizer state bytes by optimizer type, for when no step could be measured."""
+    name = (optimizer_name or "adamw").lower()
+    trainable = [p for p in params if p.requires_grad]
+    numel = sum(p.numel() for p in trainable)
+    same_dtype = sum(p.numel() * p.element_size() for p in trainable)  # torch keeps moments in the param dtype
+    if "8bit" in name or "bnb" in name:
+        return 2 * numel + 2 * 4 * math.ceil(numel / 2048), "8-bit Adam estimate (2 one-byte moments, block scales)"
+    if "adafactor" in name:
+        total = 0
+        for p in trainable:
+            total += (p.shape[0] + p.shape[-1]) * 4 if p.dim() >= 2 else p.numel() * 4
+        return total, "Adafactor estimate (factored second moment)"
+    if "sgd" in name:
+        return (same_dtype, "SGD with momentum (one buffer)") if "momentum" in name else (0, "SGD without momentum")
+    return 2 * same_dtype + 4 * len(trainable), "AdamW estimate (2 moments in the parameter dtype)"
+
+
+def _optimizer_state(step_evidence, work_optimizer, args, params):
+    if step_evidence and step_evidence.get("optimizer_state_bytes"):
+        return int(step_evidence["optimizer_state_bytes"]), f"measured after one {step_evidence.get('optimizer')} step"
+    name = ""
+    if work_optimizer is not None:
+        name = type(work_optimizer).__name__
+        if name == "SGD" and work_optimizer.defaults.get("momentum"):
+            name = "sgd-momentum"
+    elif args is not None:
+        name = str(getattr(args, "optim", "adamw"))
+    return optimizer_state_estimate(name, params)
+
+
+def _head_grad_bytes(model) -> int:
+    """Gradient of the output layer: allocated first in backward, while almost every activation is alive."""
+    try:
+        head = model.get_output_embeddings()
+    except Exception:
+        head = None
+    if head is None:
+        return 0
+    return sum(p.numel() * p.element_size() for p in head.parameters() if p.requires_grad)
+
+
+def mixed_precision(args) -> str | None:
+    if getattr(args, "bf16", False):
+        return "bf16"
+    if getattr(args, "fp16", False):
+        return "fp16"
+    return None
+
+
+# -- the worst case the data can produce -----------------------------------------------------------------------------
+
+def _length(v) -> int | None:
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__len__"):
+        return None
+    if hasattr(v, "dim") and v.dim() == 0:
+        return None
+    return len(v)
+
+
+def worst_case_indices(ds, features, n: int, key: str = "input_ids") -> list[int] | None:
+    """Indices of the ``n`` longest rows (the batch that runs out of memory first), longest first; rows are
+    repeated when the dataset has fewer than ``n``. None when the dataset has no length column to scan."""
+    if data.is_hf_dataset(ds) and key in ds.column_names:
+        lengths = data.sequence_lengths(ds, key)
+        extra = [c for c in ("labels", "decoder_input_ids") if c in ds.column_names and c != key]
+        for col in extra:  # seq2seq: the decoder side counts as much as the encoder side
+            try:
+                lengths = [a + b for a, b in zip(lengths, data.sequence_lengths(ds, col))]
+            except Exception:
+                pass
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        if not order:
+            return None
+        return [order[i % len(order)] for i in range(n)]
+    return None
+
+
+def worst_case_rows(ds, features, n: int = 1, key: str = "input_ids") -> list[dict]:
+    """The ``n`` longest rows, with only the columns the collator receives (those of ``features``)."""
+    keep = set(features[0]) if features and isinstance(features[0], dict) else None
+    idx = worst_case_indices(ds, features, n, key)
+    if idx is None:
+        ranked = sorted(features, key=lambda r: -(_length(r.get(key, [])) or 0))
+        rows = [ranked[i % len(ranked)] for i in range(n)]
+    else:
+        unique = {i: ds[i] for i in dict.fromkeys(idx)}
+        rows = [unique[i] for i in idx]
+    if keep is not None:
+        rows = [{k: v for k, v in r.items() if k in keep} for r in rows]
+    return rows
+
+
+def truncated(row: dict, fraction: float) -> dict:
+    """The row with every sequence column cut to ``fraction`` of its length (at least one token)."""
+    out = {}
+    for k, v in row.items():
+        n = _length(v)
+        out[k] = v[:max(1, round(n * fraction))] if n and n > 1 else v
+    return out
+
+
+def _seq_len(batch) -> int:
+    for key in ("input_ids", "inputs_embeds", "pixel_values"):
+        v = batch.get(key)
+        if v is not None and getattr(v, "dim", lambda: 0)() >= 2:
+            return int(v.shape[1])
+    return 1
+
+
+# -- activations, measured ---------------------------------------------------------------------------------------
+
+def saved_activation_bytes(model, batch, trainer=None, dtype=None) -> tuple[int, int]:
+    """Bytes autograd saves for backward during one forward (as CUDA kernels save them), and the number of
+    logits elements; ``dtype`` runs the forward under autocast."""
+    import contextlib
+
     import torch
+
+    from ftdoctor.gpu import cuda_like_kernels
 
     from .forward import compute_loss
 
-    param_ptrs = {p.data_ptr() for p in model.parameters()}
+    param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
     def pack(t):
-        ptr = t.untyped_storage().data_ptr()
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
         if ptr not in param_ptrs and ptr not in seen:
-            seen[ptr] = t.untyped_storage().nbytes()
+            seen[ptr] = storage.nbytes()
         return t
 
     model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss, _ = compute_loss(trainer, model, batch)
-    del loss
-    return sum(seen.values())
+    amp = torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    with torch.random.fork_rng(devices=[]), cuda_like_kernels(), amp, \
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss, outputs = compute_loss(trainer, model, batch)
+    logits = outputs.get("logits") if hasattr(outputs, "get") else None
+    numel = int(logits.numel()) if torch.is_tensor(logits) else 0
+    del loss, outputs, logits
+    return sum(seen.values()), numel
 
 
-def worst_case_rows(ds, features, key="input_ids"):
-    """The longest row of the dataset (its index and length): the batch that runs out of memory first."""
-    if data.is_hf_dataset(ds) and key in ds.column_names:
-        lengths = data.sequence_lengths(ds, key)
-        i = max(range(len(lengths)), key=lengths.__getitem__)
-        return ds[i], lengths[i]
-    row = max(features, key=lambda r: len(r.get(key, [])))
-    return row, len(row.get(key, []))
+@dataclass
+class ActivationFit:
+    """A(b, S) = fixed + b * (k0 + a*S + c*S^2); logits elements per row = lu + lv*S."""
+
+    fixed: float
+    k0: float
+    a: float
+    c: float
+    lu: float
+    lv: float
+    shapes: list
+
+    def per_row(self, s: int) -> float:
+        return max(self.k0 + self.a * s + self.c * s * s, 1.0)
+
+    def total(self, b: int, s: int) -> int:
+        return int(max(self.fixed, 0) + b * self.per_row(s))
+
+    def logits_per_row(self, s: int) -> float:
+        return max(self.lu + self.lv * s, 0.0)
 
 
-def device_memory(gpu_memory=None):
-    """Total memory of GPU 0 through NVML, else the --gpu-memory the user gave, else None."""
-    if gpu_memory:
-        return int(gpu_memory), "--gpu-memory"
+def _solve_quadratic(points):
+    """Exact fit through three (x, y) points; a straight line through two."""
+    if len(points) == 1:
+        return points[0][1], 0.0, 0.0
+    if len(points) == 2:
+        (x1, y1), (x2, y2) = points
+        a = (y2 - y1) / (x2 - x1)
+        return y1 - a * x1, a, 0.0
+    (x1, y1), (x2, y2), (x3, y3) = points[:3]
+    d = (x1 - x2) * (x1 - x3) * (x2 - x3)
+    c = (x3 * (y2 - y1) + x2 * (y1 - y3) + x1 * (y3 - y2)) / d
+    a = (x3 * x3 * (y1 - y2) + x2 * x2 * (y3 - y1) + x1 * x1 * (y2 - y3)) / d
+    k0 = (x2 * x3 * (x2 - x3) * y1 + x3 * x1 * (x3 - x1) * y2 + x1 * x2 * (x1 - x2) * y3) / d
+    if c < 0:  # measurement noise around a line: keep the line through the ends
+        return _solve_quadratic([points[0], points[-1]])
+    return k0, a, c
+
+
+def fit_activations(work, row, collator, trainer=None, dtype=None, checkpointing=False, ckpt_kwargs=None,
+                    fit_length=FIT_LENGTH) -> ActivationFit:
+    """Measure saved bytes at (1, S/4), (1, S/2), (1, S), (2, S) with S = min(longest row, fit_length) and fit
+    them: linear in batch, quadratic in length."""
+    from ftdoctor.gpu import enable_checkpointing
+
+    if checkpointing:
+        # The reentrant form saves each layer's input through autograd, where it can be counted; the default
+        # (non-reentrant) one keeps the same tensors out of sight of saved_tensors_hooks.
+        enable_checkpointing(work, {**(ckpt_kwargs or {}), "use_reentrant": True})
+    full = _length(row.get("input_ids", [])) or 1
+    top = min(full, fit_length)
+    fractions = sorted({max(1, top // 4) / full, max(1, top // 2) / full, top / full})
+    measured = {}
+    for frac in fractions:
+        r = truncated(row, frac)
+        batch = dict(run_user("the data collator", collator, [r]))
+        s = _seq_len(batch)
+        if s in measured:
+            continue
+        measured[s] = run_user("the model's forward", saved_activation_bytes, work, batch, trainer, dtype)
+    s_top = max(measured)
+    r = truncated(row, fractions[-1])
+    two, _ = run_user("the model's forward", saved_activation_bytes, work,
+                      dict(run_user("the data collator", collator, [r, r])), trainer, dtype)
+    per_row_top = two - measured[s_top][0]
+    fixed = measured[s_top][0] - per_row_top
+    points = sorted((s, m[0] - fixed) for s, m in measured.items())
+    k0, a, c = _solve_quadratic(points)
+    lpoints = sorted((s, m[1]) for s, m in measured.items())
+    lu, lv, _ = _solve_quadratic(lpoints[:1] + lpoints[-1:]) if len(lpoints) > 1 else (lpoints[0][1], 0.0, 0.0)
+    if checkpointing:
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            work.gradient_checkpointing_disable()
+    return ActivationFit(fixed, k0, a, c, lu, lv, [[s, 1, m[0]] for s, m in sorted(measured.items())] +
+                         [[s_top, 2, two]])
+
+
+def _num_layers(model) -> int:
+    cfg = getattr(model, "config", None)
+    for attr in ("num_hidden_layers", "n_layer", "num_layers", "n_layers"):
+        v = getattr(cfg, attr, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return 1
+
+
+# -- the model of one step -----------------------------------------------------------------------------------------
+
+@dataclass
+class StepModel:
+    params: int
+    grads: int
+    optimizer: int
+    head_grads: int
+    fit: ActivationFit
+    seq_len: int
+    accumulation: int
+    recompute_per_row: float = 0.0
+
+    def activations(self, b: int) -> int:
+        return self.fit.total(b, self.seq_len)
+
+    def transient(self, b: int) -> int:
+        return int(b * (2 * 4 * self.fit.logits_per_row(self.seq_len) + self.recompute_per_row) + self.head_grads)
+
+    def peak(self, b: int) -> int:
+        live = self.activations(b) + self.transient(b)
+        if self.accumulation > 1:
+            return self.params + self.optimizer + self.grads + live - self.head_grads
+        return self.params + self.optimizer + max(live, self.grads)
+
+    def max_batch(self, budget: float) -> int:
+        per_row = self.fit.per_row(self.seq_len) + 8 * self.fit.logits_per_row(self.seq_len) + self.recompute_per_row
+        fixed = self.params + self.optimizer + max(self.fit.fixed, 0)
+        if self.accumulation > 1:
+            fixed += self.grads
+        else:
+            fixed += self.head_grads
+            if self.params + self.optimizer + self.grads > budget:
+                return 0
+        return max(0, int((budget - fixed) // per_row))
+
+
+def _eval_peak(params, optimizer, fit, seq_len, eval_bs, n_eval, args, model, pipeline, half) -> tuple[int, int, int]:
+    """(peak, on-device accumulated predictions, bytes per eval row): the Trainer keeps every eval batch's logits
+    on the device (and concatenates them, briefly holding two copies) unless eval_accumulation_steps is set."""
+    cfg = getattr(model, "config", None)
+    hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", None) or getattr(cfg, "d_model", 0) or 0
+    inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * hidden
+    act_bytes = 2 if half else 4
+    logits = fit.logits_per_row(seq_len)
+    token_level = fit.lv > 0
+    out_row = logits * act_bytes
+    step_row = out_row + (2 * 4 * logits if token_level else 0) + 2 * seq_len * inter * act_bytes
+    if getattr(pipeline, "preprocess_logits_for_metrics", None) is not None:
+        kept_row = (seq_len if token_level else 1) * 8
+    else:
+        kept_row = out_row
+    kept_row += (seq_len if token_level else 1) * 8  # the labels travel with the predictions
+    steps = getattr(args, "eval_accumulation_steps", None)
+    rows_on_device = min(n_eval, steps * eval_bs) if steps else n_eval
+    accumulated = int(kept_row * rows_on_device)
+    peak = int(params + optimizer + eval_bs * step_row + 2 * accumulated)
+    return peak, accumulated, int(step_row)
+
+
+def _keeping_effective_batch(effective: int, limit: int) -> tuple[int, int]:
+    """The largest per-device batch <= limit that divides the effective batch, and the accumulation it needs."""
+    for b in range(min(limit, effective), 0, -1):
+        if effective % b == 0:
+            return b, effective // b
+    return 1, effective
+
+
+def _measure(work, row, collator, trainer, args, precision, checkpointing):
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision or "")
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            h = pynvml.nvmlDeviceGetHandleByIndex(0)
-            return int(pynvml.nvmlDeviceGetMemoryInfo(h).total), pynvml.nvmlDeviceGetName(h)
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return None, None
+        return fit_activations(work, row, collator, trainer, dtype, checkpointing,
+                               getattr(args, "gradient_checkpointing_kwargs", None))
+    except UserCodeError:
+        if dtype is torch.float16:  # CPU autocast without float16 kernels: bfloat16 has the same sizes
+            return fit_activations(work, row, collator, trainer, torch.bfloat16, checkpointing)
+        raise
 
 
-@check("memory", codes=("FTD801", "FTD802"))
-def memory_model(model, effective_train_dataset, train_features, initial_loss, pipeline, trainer=None, args=None,
-                 step_evidence=None, effective_eval_dataset=None, gpu_memory=None):
+def _recompute_per_row(work, row, collator, trainer, args, precision, fit_ckpt, seq_len) -> float:
+    full = _measure(work, row, collator, trainer, args, precision, False)
+    return full.per_row(seq_len) / _num_layers(work)
+
+
+@check("memory", codes=("FTD801", "FTD802", "FTD803"))
+def memory_model(model, effective_train_dataset, train_features, initial_loss, pipeline, findings_so_far,
+                 trainer=None, args=None, step_evidence=None, work_optimizer=None, effective_eval_dataset=None,
+                 eval_features=None, gpu_memory=None, gpu_probe=None):
+    from ftdoctor import gpu
+
     from .forward import copy_model
 
-    params = list({id(p): p for p in model.parameters()}.values())
+    params = _unique_params(model)
     params_bytes = sum(p.numel() * p.element_size() for p in params)
     grads_bytes = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
-    if step_evidence and step_evidence.get("optimizer_state_bytes"):
-        optimizer_bytes, optimizer_how = step_evidence["optimizer_state_bytes"], "measured after one step"
-    else:
-        optimizer_bytes = 2 * sum(p.numel() * 4 for p in params if p.requires_grad)
-        optimizer_how = "AdamW estimate (2 float32 moments)"
-    train_bs = getattr(args, "per_device_train_batch_size", 8) or 8
-    eval_bs = getattr(args, "per_device_eval_batch_size", 8) or 8
-    row, seq_len = worst_case_rows(effective_train_dataset, train_features)
+    optimizer_bytes, optimizer_how = _optimizer_state(step_evidence, work_optimizer, args, params)
+    train_bs = int(getattr(args, "per_device_train_batch_size", 8) or 8)
+    eval_bs = int(getattr(args, "per_device_eval_batch_size", 8) or 8)
+    accumulation = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
+    precision = mixed_precision(args)
+    checkpointing = bool(getattr(args, "gradient_checkpointing", False))
     collator = trainer.data_collator if trainer is not None else pipeline.data_collator
+    (row,) = worst_case_rows(effective_train_dataset, train_features, 1)
     work = copy_model(model)
+    worst = {}
     try:
-        keep = trainer._remove_unused_columns if trainer is not None and data.is_hf_dataset(effective_train_dataset) else None
-        if keep is not None:
-            row = {k: v for k, v in row.items() if k in set(train_features[0])}
-        per = []
-        for k in (1, 2):
-            batch = run_user("the data collator", collator, [row] * k)
-            per.append(run_user("the model's forward", saved_activation_bytes, work, dict(batch), trainer))
+        worst = dict(run_user("the data collator", collator, [row]))
+        seq_len = _seq_len(worst)
+        fit = _measure(work, row, collator, trainer, args, precision, checkpointing)
+        recompute = (_recompute_per_row(work, row, collator, trainer, args, precision, fit, seq_len)
+                     if checkpointing else 0.0)
     except UserCodeError as err:
-        return finding("FTD801", f"Activations could not be measured: {err}", "", severity="info")
+        # The longest rows are data no earlier stage ran: their failure is diagnosed like the forward pass's.
+        from .forward import diagnose_failure
+
+        f, reason = diagnose_failure(err.exc, "the forward pass on the longest rows", findings_so_far, pipeline, model,
+                                     worst)
+        info = finding("FTD801", f"Activations could not be measured on the longest rows: {reason}", "",
+                       severity="info", evidence={"worst_case_error": reason})
+        return [info] + ([f] if f is not None else [])
+    step = StepModel(params_bytes, grads_bytes, optimizer_bytes, _head_grad_bytes(model), fit, seq_len,
+                     accumulation, recompute)
+
+    eval_seq = seq_len
+    if effective_eval_dataset is not None and eval_features:
+        eval_row = worst_case_rows(effective_eval_dataset, eval_features, 1)[0]
+        try:
+            eval_seq = _seq_len(dict(run_user("the data collator", collator, [eval_row])))
+        except UserCodeError:
+            pass
+    n_eval = len(effective_eval_dataset) if effective_eval_dataset is not None and hasattr(effective_eval_dataset, "__len__") else 0
+    peak_eval, accumulated, eval_row_bytes = _eval_peak(params_bytes, optimizer_bytes, fit, eval_seq, eval_bs, n_eval,
+                                                        args, model, pipeline, precision is not None)
+    device = gpu.plan_device(gpu_memory)
+    device_bytes = device.total_bytes if device else None
+    budget = device.plannable_bytes * (1 - MARGIN) if device else None
+    peak_train = step.peak(train_bs)
+    max_bs = step.max_batch(budget) if device else None
+    evidence = {"params_bytes": params_bytes, "grads_bytes": grads_bytes, "optimizer_bytes": optimizer_bytes,
+                "activations_bytes": step.activations(train_bs), "peak_train_bytes": peak_train,
+                "peak_eval_bytes": peak_eval, "device_memory_bytes": device_bytes, "max_batch_size": max_bs,
+                "worst_case_seq_len": seq_len, "eval_worst_case_seq_len": eval_seq,
+                "activation_bytes_per_row": int(fit.per_row(seq_len)), "activation_fixed_bytes": int(fit.fixed),
+                "activation_fit": {"k0": fit.k0, "a": fit.a, "c": fit.c, "quadratic_in_length": fit.c > 0,
+                                   "measured": fit.shapes},
+                "transient_bytes": step.transient(train_bs), "head_grad_bytes": step.head_grads,
+                "recompute_bytes_per_row": int(recompute), "eval_accumulated_bytes": accumulated,
+                "eval_bytes_per_row": eval_row_bytes, "optimizer_how": optimizer_how,
+                "train_batch_size": train_bs, "eval_batch_size": eval_bs, "gradient_accumulation_steps": accumulation,
+                "mixed_precision": precision, "gradient_checkpointing": checkpointing,
+                "device": device.to_dict() if device else None, "margin": MARGIN,
+                "max_batch_size_at_capacity": step.max_batch(device.plannable_bytes) if device else None,
+                "probed": False, "probe": []}
+
+    probe_note = ""
+    if device is not None and _should_probe(gpu_probe, device):
+        probe_note, extra = _probe(model, work, step, max_bs, evidence, effective_train_dataset, train_features,
+                                   collator, trainer, args, precision, checkpointing, work_optimizer, pipeline,
+                                   findings_so_far)
+    else:
+        extra = []
+    del work
+
+    text = (f"Training step at batch {train_bs}, longest rows ({seq_len} tokens): {peak_train / GIB:.2f} GiB "
+            f"(parameters {params_bytes / GIB:.2f}, gradients {grads_bytes / GIB:.2f}, optimizer "
+            f"{optimizer_bytes / GIB:.2f}, activations {evidence['activations_bytes'] / GIB:.2f}); evaluation at "
+            f"batch {eval_bs}: {peak_eval / GIB:.2f} GiB.")
+    if device is None:
+        return [finding("FTD801", text + " No GPU was found and none was named, so nothing was probed.",
+                        "Pass `--gpu-memory 24GiB` (or a GPU name such as A100-80GB) to get the largest batch that fits.",
+                        evidence=evidence)] + extra
+    where = f"{device.name} ({device.total_bytes / GIB:.1f} GiB" + (
+        f", {len(device.other_processes)} other processes holding "
+        f"{sum(p['used_bytes'] or 0 for p in device.other_processes) / GIB:.1f} GiB" if device.other_processes else "") + ")"
+    train_fits, eval_fits = peak_train <= budget, peak_eval <= budget
+    if train_fits and eval_fits:
+        return [finding("FTD801", text + f" Fits on {where} with a {MARGIN:.0%} margin; the largest training batch "
+                        f"is {max_bs}.{probe_note}", "", evidence=evidence)] + extra
+    fixes = []
+    if not train_fits:
+        fixes.append(_train_fix(step, train_bs, accumulation, budget, work_factory=lambda: copy_model(model),
+                                row=row, collator=collator, trainer=trainer, args=args, precision=precision,
+                                checkpointing=checkpointing, device=device, evidence=evidence))
+    if not eval_fits:
+        fixes.append(_eval_fix(budget, params_bytes, optimizer_bytes, eval_row_bytes, accumulated, eval_bs, args,
+                               pipeline, fit, eval_seq, evidence))
+    evidence["suggested"] = {k: v for f in fixes for k, v in f[1].items()}
+    what = " and ".join(w for w, ok in (("training", train_fits), ("evaluation", eval_fits)) if not ok)
+    return [finding("FTD802", text + f" The {what} step does not fit on {where} with a {MARGIN:.0%} margin."
+                    + probe_note, " ".join(f[0] for f in fixes), location=pipeline.location(args),
+                    evidence=evidence)] + extra
+
+
+def _train_fix(step, train_bs, accumulation, budget, work_factory, row, collator, trainer, args, precision,
+               checkpointing, device, evidence):
+    effective = train_bs * accumulation
+    ga_step = StepModel(**{**step.__dict__, "accumulation": 2})  # with accumulation, gradients stay resident
+    limit = ga_step.max_batch(budget)
+    if limit >= 1:
+        b, ga = _keeping_effective_batch(effective, limit)
+        cfg = {"per_device_train_batch_size": b, "gradient_accumulation_steps": ga}
+        return (f"Set `per_device_train_batch_size={b}, gradient_accumulation_steps={ga}`: it keeps the effective "
+                f"batch of {effective} and peaks at {ga_step.peak(b) / GIB:.2f} GiB.", cfg)
+    # Not even one row fits as configured: try what trades compute for memory, as the user would configure it.
+    from ftdoctor import gpu
+
+    half = precision or ("bf16" if gpu.supports_bf16(device) else "fp16")
+    work = work_factory()
+    try:
+        fit = _measure(work, row, collator, trainer, args, half, True)
+        recompute = _recompute_per_row(work, row, collator, trainer, args, half, fit, step.seq_len)
+    except UserCodeError:
+        fit = None
     finally:
         del work
-    per_row = max(per[1] - per[0], 1)
-    fixed_act = max(per[0] - per_row, 0)
-    activations_bytes = fixed_act + per_row * train_bs
-    peak_train = params_bytes + grads_bytes + optimizer_bytes + activations_bytes
-    logits_row = _logits_bytes_per_row(model, seq_len)
-    eval_rows = len(effective_eval_dataset) if effective_eval_dataset is not None and hasattr(effective_eval_dataset, "__len__") else 0
-    accumulated = 0 if getattr(args, "eval_accumulation_steps", None) else logits_row * eval_rows
-    peak_eval = params_bytes + logits_row * eval_bs + accumulated + per_row * eval_bs // 4
-    device_bytes, device_name = device_memory(gpu_memory)
-    fixed = params_bytes + grads_bytes + optimizer_bytes + fixed_act
-    max_bs = int((device_bytes * MARGIN - fixed) // per_row) if device_bytes else None
-    evidence = {"params_bytes": params_bytes, "grads_bytes": grads_bytes, "optimizer_bytes": optimizer_bytes,
-                "activations_bytes": activations_bytes, "peak_train_bytes": peak_train, "peak_eval_bytes": peak_eval,
-                "device_memory_bytes": device_bytes, "max_batch_size": max_bs if max_bs is None else max(max_bs, 0),
-                "worst_case_seq_len": seq_len, "activation_bytes_per_row": per_row, "optimizer_how": optimizer_how,
-                "train_batch_size": train_bs, "eval_batch_size": eval_bs, "device": device_name,
-                "probed": False}
-    gib = 1024 ** 3
-    text = (f"Training step at batch {train_bs}, longest rows ({seq_len} tokens): {peak_train / gib:.2f} GiB "
-            f"(parameters {params_bytes / gib:.2f}, gradients {grads_bytes / gib:.2f}, optimizer "
-            f"{optimizer_bytes / gib:.2f}, activations {activations_bytes / gib:.2f}); evaluation {peak_eval / gib:.2f} GiB.")
-    if device_bytes is None:
-        return finding("FTD801", text + " No GPU was found and none was named, so nothing was probed.",
-                       "Pass `--gpu-memory 24GiB` (the target GPU's memory) to get the largest batch that fits.",
-                       evidence=evidence)
-    if peak_train > device_bytes * MARGIN or peak_eval > device_bytes * MARGIN:
-        ga = max(1, -(-train_bs // max(max_bs or 1, 1)))
-        fix = (f"`per_device_train_batch_size={max(max_bs or 1, 1)}, gradient_accumulation_steps={ga}` keeps the "
-               f"effective batch of {train_bs}" if (max_bs or 0) >= 1 else "`gradient_checkpointing=True, bf16=True` "
-               "(the parameters and optimizer state alone do not fit)")
-        if peak_eval > device_bytes * MARGIN and accumulated:
-            fix += "; for evaluation set `eval_accumulation_steps=8` so logits leave the GPU"
-        return finding("FTD802", text + f" The device has {device_bytes / gib:.1f} GiB.", fix + ".", evidence=evidence)
-    return finding("FTD801", text + f" Fits in {device_bytes / gib:.1f} GiB; the largest batch is about {max_bs}.",
-                   "", evidence=evidence)
+    if fit is not None:
+        alt = StepModel(**{**step.__dict__, "fit": fit, "recompute_per_row": recompute, "accumulation": 2})
+        limit = alt.max_batch(budget)
+        if limit >= 1:
+            b, ga = _keeping_effective_batch(effective, limit)
+            cfg = {"per_device_train_batch_size": b, "gradient_accumulation_steps": ga,
+                   "gradient_checkpointing": True, half: True}
+            return (f"Set `per_device_train_batch_size={b}, gradient_accumulation_steps={ga}, "
+                    f"gradient_checkpointing=True, {half}=True`: it keeps the effective batch of {effective} and "
+                    f"peaks at {alt.peak(b) / GIB:.2f} GiB.", cfg)
+    return (f"The parameters, gradients and optimizer state alone take "
+            f"{(step.params + step.grads + step.optimizer) / GIB:.2f} GiB: use `optim=\"adamw_bnb_8bit\"` or "
+            "`optim=\"adafactor\"`, train adapters (LoRA with peft) instead of every weight, or a larger GPU.",
+            {"optim": "adamw_bnb_8bit"})
 
 
-def _logits_bytes_per_row(model, seq_len) -> int:
-    cfg = getattr(model, "config", None)
-    n = data.num_labels(model) or 2
-    name = data.model_name(model)
-    if name.endswith("ForSequenceClassification"):
-        return n * 4
-    if name.endswith("ForTokenClassification"):
-        return seq_len * n * 4
-    vocab = getattr(cfg, "vocab_size", 0) or 0
-    return seq_len * vocab * 4
+def _eval_fix(budget, params, optimizer, row_bytes, accumulated, eval_bs, args, pipeline, fit, seq_len, evidence):
+    """Predictions off the device (and reduced to ids for language models), then a smaller eval batch."""
+    cfg, parts = {}, []
+    room = budget - params - optimizer
+    per_batch = max(row_bytes, 1)
+    if accumulated and not getattr(args, "eval_accumulation_steps", None):
+        cfg["eval_accumulation_steps"] = 1
+        parts.append("`eval_accumulation_steps=1` (predictions leave the GPU after each batch instead of piling up)")
+        if fit.lv > 0 and getattr(pipeline, "preprocess_logits_for_metrics", None) is None:
+            cfg["preprocess_logits_for_metrics"] = "lambda logits, labels: logits.argmax(-1)"
+            parts.append("`preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1)` (keeps one id per "
+                         "token, not a vocabulary-sized row)")
+    fit_bs = int(room // per_batch) if room > 0 else 0
+    if fit_bs < eval_bs:
+        cfg["per_device_eval_batch_size"] = max(fit_bs, 1)
+        parts.append(f"`per_device_eval_batch_size={max(fit_bs, 1)}`")
+    return "For evaluation set " + ", ".join(parts) + ".", cfg
+
+
+def _should_probe(gpu_probe, device) -> bool:
+    if gpu_probe is not None:
+        return bool(gpu_probe)
+    if device.source != "nvml":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _probe(model, work, step, max_bs, evidence, ds, features, collator, trainer, args, precision, checkpointing,
+           work_optimizer, pipeline, findings_so_far):
+    """At most two trial steps in a child process: at the predicted maximum (must fit) and just above the
+    device's capacity (must not); a CUDA error there is replayed on the CPU to find its cause."""
+    from ftdoctor import gpu
+
+    capacity = evidence["max_batch_size_at_capacity"] or 0
+    sizes = sorted({min(s, PROBE_CAP) for s in (max_bs, capacity + 1) if s and s >= 1})
+    if not sizes:
+        return " Nothing was probed: not one row fits.", []
+    batches, rows_of = [], {}
+    for s in sizes:
+        rows = worst_case_rows(ds, features, s)
+        rows_of[s] = rows
+        batches.append((s, dict(run_user("the data collator", collator, rows))))
+    opt = work_optimizer
+    payload = {"model": work, "batches": batches, "mixed_precision": precision, "gradient_checkpointing": checkpointing,
+               "gradient_checkpointing_kwargs": getattr(args, "gradient_checkpointing_kwargs", None),
+               "optimizer_class": f"{type(opt).__module__}.{type(opt).__name__}" if opt is not None
+               else "torch.optim.AdamW",
+               "optimizer_kwargs": _optimizer_kwargs(opt), "steps": 2}
+    result = gpu.run_trials(payload)
+    evidence["probed"] = True
+    evidence["probe"] = [t.__dict__ for t in result.trials]
+    extra, notes = [], []
+    for t in result.trials:
+        predicted = step.peak(t.batch_size) if t.batch_size > 0 else None
+        if t.ok and predicted:
+            notes.append(f"batch {t.batch_size}: measured {t.peak_bytes / GIB:.2f} GiB, predicted "
+                         f"{predicted / GIB:.2f} GiB")
+            t_dict = next(d for d in evidence["probe"] if d["batch_size"] == t.batch_size)
+            t_dict["predicted_peak_bytes"] = predicted
+        elif t.oom:
+            notes.append(f"batch {t.batch_size}: out of memory")
+    if result.device_error:
+        failed = next((t.batch_size for t in result.trials if t.cuda_error), sizes[0])
+        extra.append(replay_on_cpu(result.device_error, rows_of.get(failed) or rows_of[sizes[0]], model, collator,
+                                   trainer, pipeline, findings_so_far, evidence))
+    note = (" Trial steps on the GPU (worst-case rows): " + "; ".join(notes) + ".") if notes else ""
+    return note, [f for f in extra if f is not None]
+
+
+def _optimizer_kwargs(opt) -> dict:
+    if opt is None:
+        return {}
+    from .backward import _init_kwargs
+
+    kwargs = _init_kwargs(opt)
+    return {k: v for k, v in kwargs.items() if k not in ("foreach",)}
+
+
+def replay_on_cpu(device_error, rows, model, collator, trainer, pipeline, findings_so_far, evidence, chunk=16):
+    """Replay the rows of a batch that failed on the GPU on the CPU, a few at a time, until the real error shows;
+    diagnose it like any other failure of the forward or backward pass."""
+    from .forward import compute_loss, copy_model, diagnose_failure
+
+    work = copy_model(model)
+    work.train()
+    distinct = list({id(r): r for r in rows}.values())
+    cpu_error, failing = None, None
+    for i in range(0, len(distinct), chunk):
+        part, batch = distinct[i:i + chunk], None
+        try:
+            batch = dict(collator(part))
+            loss, _ = compute_loss(trainer, work, batch)
+            if loss is not None:
+                loss.backward()
+            work.zero_grad(set_to_none=True)
+        except Exception as exc:
+            cpu_error, failing = exc, batch
+            break
+    replay = {"device_error": device_error, "rows_replayed": len(distinct)}
+    evidence["replay"] = replay
+    if cpu_error is None:
+        replay["cpu_error"] = None
+        return finding("FTD803", f"The trial step on the GPU failed with `{device_error}`, but the same rows run "
+                       "cleanly on the CPU: the fault is in a GPU kernel or the driver, not in the data.",
+                       "Run with `CUDA_LAUNCH_BLOCKING=1` to see the failing kernel; check the CUDA, driver and torch "
+                       "versions match.", evidence={"device_error": device_error})
+    text = f"{type(cpu_error).__name__}: {cpu_error}"
+    replay["cpu_error"] = text.splitlines()[0][:400]
+    diagnosed, reason = diagnose_failure(cpu_error, "the GPU trial step", findings_so_far, pipeline, model,
+                                         failing or {})
+    seen = [f.code for f in findings_so_far]
+    reported = [c for c in seen if reason and c in reason]
+    known = _root_codes(text)
+    replay["root_cause"] = reported or known or ([diagnosed.code] if diagnosed is not None else [])
+    culprits = _culprits(distinct, model)
+    replay["culprits"] = culprits
+    if reported:
+        cause = f"already reported as {', '.join(reported)}"
+    elif known:
+        from ftdoctor.findings import RULES
+
+        cause = "; ".join(f"{c}: {RULES[c].title}" for c in known if c in RULES)
+    else:
+        cause = f"{diagnosed.code}: {diagnosed.title}" if diagnosed is not None else "see the error"
+    if culprits:
+        cause += "; " + "; ".join(culprits[:3])
+    fix = diagnosed.fix if diagnosed is not None and diagnosed.code not in ("FTD405",) else (
+        f"Fix the cause ({cause}) in the data or the model configuration; `ftdoctor explain "
+        f"{replay['root_cause'][0]}` shows how." if replay["root_cause"] else
+        "Fix the error the CPU shows; CUDA only reports that a kernel failed.")
+    return finding("FTD803", f"The trial step on the GPU failed with `{device_error}`. Replayed on the CPU, the same "
+                   f"rows raise `{replay['cpu_error']}` ({cause}).", fix,
+                   location=diagnosed.location if diagnosed is not None else pipeline.location(model),
+                   evidence={"device_error": device_error, "cpu_error": replay["cpu_error"],
+                             "root_cause": replay["root_cause"], "culprits": culprits})
+
+
+def _root_codes(text: str) -> list[str]:
+    """The root-cause codes the forward stage's table gives a readable CPU error."""
+    import re
+
+    from .forward import _ROOTS
+
+    for pattern, roots in _ROOTS:
+        if re.search(pattern, text):
+            return [c for c in roots if c not in ("FTD402", "FTD401", "FTD304", "FTD202")]
+    return []
+
+
+def _culprits(rows, model) -> list[str]:
+    """The values in the replayed rows that a GPU kernel asserts on: labels outside the classes, token ids beyond
+    the embedding matrix."""
+    n_labels = data.num_labels(model) if data.model_name(model).endswith("ForSequenceClassification") else None
+    n_rows = data.embedding_rows(model)
+    out = []
+    for r in rows:
+        label = next((r[k] for k in data.LABEL_KEYS if k in r), None)
+        if n_labels and isinstance(label, int) and not 0 <= label < n_labels:
+            out.append(f"a row has label {label}, outside 0..{n_labels - 1}")
+        ids = r.get("input_ids")
+        if n_rows and ids is not None:
+            big = [int(i) for i in ids if int(i) >= n_rows]
+            if big:
+                out.append(f"a row has token id {big[0]}, beyond the {n_rows} embedding rows")
+    return list(dict.fromkeys(out))

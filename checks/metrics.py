@@ -203,6 +203,9 @@ def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx, model=
                                "Reduce the logits first: `predictions = np.argmax(logits, axis=-1)` inside "
                                f"`{fname}`.", location=loc,
                                evidence={"predictions_shape": list(preds.shape), "exception": msg})
+        minus100 = _minus100_reaches_metric(compute_metrics, eval_prediction, pipeline, fname, msg, loc)
+        if minus100 is not None:
+            return minus100
         return finding("FTD602", f"`{fname}` raised {msg} on predictions of shape "
                        f"{list(getattr(preds, 'shape', []))}.", "Fix the metric function for these shapes "
                        "(--traceback shows where it failed).", location=loc, evidence={"exception": msg})
@@ -285,3 +288,110 @@ def _closest(name: str, options: list[str]) -> str:
         return contained[0]
     close = difflib.get_close_matches(name, options, n=1, cutoff=0.0)
     return close[0] if close else options[0]
+
+
+# --- task contract: what compute_metrics must do with the -100 the loss ignores -----------------------------------
+
+rule("FTD621", "metrics-see-minus100", "metrics", "error", "compute_metrics handles labels without removing -100",
+     """
+     Labels carry -100 wherever the loss ignores a position (padding, special tokens, word continuations). It is
+     no token id and no class: decoding it raises ("out of range integral type conversion attempted") and
+     indexing label names with it fails or picks a wrong name. Replace it by the pad id before decoding, or drop
+     those positions before scoring.
+     """,
+     broken="decoded_labels = tokenizer.batch_decode(labels, skip_special_tokens=True)",
+     fixed="""
+     labels = np.where(labels != -100, labels, tokenizer.pad_token_id)
+     decoded_labels = tokenizer.batch_decode(labels, skip_special_tokens=True)
+     """)
+rule("FTD622", "metrics-count-ignored-positions", "metrics", "warning", "compute_metrics scores positions labelled -100",
+     """
+     The Trainer pads labels (and logits) with -100 when it gathers the evaluation batches, and -100 also marks
+     special tokens and word continuations. A metric computed over every position counts them: its value
+     changes with the batch size and the padding, not with the model.
+     """,
+     broken="accuracy.compute(predictions=predictions.ravel(), references=labels.ravel())",
+     fixed="""
+     keep = labels != -100
+     accuracy.compute(predictions=predictions[keep], references=labels[keep])
+     """)
+
+
+def _reference_for(pipeline):
+    task = getattr(pipeline, "task", None)
+    return f"see `ftdoctor reference show {task}`" if task else "see `ftdoctor reference list`"
+
+
+def _minus100_reaches_metric(compute_metrics, eval_prediction, pipeline, fname, msg, loc):
+    """compute_metrics raised, and works once -100 is gone from its inputs: -100 reached a decode or a lookup."""
+    import numpy as np
+    from transformers import EvalPrediction
+
+    preds, labels = eval_prediction.predictions, eval_prediction.label_ids
+    if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu" or not (labels == -100).any():
+        return None
+    tokenizer = pipeline.tokenizer
+    pad = getattr(tokenizer, "pad_token_id", None)
+    fill = pad if pad is not None else 0
+    clean = np.where(labels != -100, labels, fill)
+    if isinstance(preds, np.ndarray) and preds.dtype.kind in "iu":
+        preds = np.where(preds != -100, preds, fill)
+    if not _works(compute_metrics, EvalPrediction(predictions=preds, label_ids=clean)):
+        return None
+    if pipeline.task in ("translation", "summarization") or getattr(getattr(pipeline.model, "config", None),
+                                                                    "is_encoder_decoder", False):
+        fix = (f"Replace -100 by the pad id before decoding, in `{fname}`: `labels = np.where(labels != -100, labels, "
+               "tokenizer.pad_token_id)` (and the same for generated predictions, which the Trainer pads with -100 "
+               "across batches); " + _reference_for(pipeline) + ".")
+    else:
+        fix = (f"Drop the positions labelled -100 before scoring, in `{fname}`: `[label_names[p] for p, l in "
+               "zip(prediction, label) if l != -100]` (and the same for the labels); " + _reference_for(pipeline) + ".")
+    n = int((labels == -100).sum())
+    return finding("FTD621", f"`{fname}` raised {msg}: the labels hold -100 at {n} positions (what the loss ignores) "
+                   "and it reached a decode or a label lookup. With -100 removed it works.", fix, location=loc,
+                   evidence={"minus100_positions": n, "exception": msg})
+
+
+@check("metrics", codes=("FTD621", "FTD622"))
+def metrics_ignore_minus100(compute_metrics, eval_prediction, metric_values, pipeline):
+    """The metric must survive, and not change, when the labels are padded further with -100: the Trainer pads
+    labels (and token-level logits) with -100 when it gathers eval batches of different lengths."""
+    import numpy as np
+    from transformers import EvalPrediction
+
+    preds, labels = eval_prediction.predictions, eval_prediction.label_ids
+    if isinstance(preds, tuple) or not isinstance(labels, np.ndarray) or labels.ndim != 2 \
+            or labels.dtype.kind not in "iu" or not isinstance(preds, np.ndarray):
+        return None
+    token_level = preds.shape[:2] == labels.shape
+    extra = 4
+    padded_labels = np.pad(labels, ((0, 0), (0, extra)), constant_values=-100)
+    padded_preds = np.pad(preds, ((0, 0), (0, extra)) + ((0, 0),) * (preds.ndim - 2), constant_values=-100) \
+        if token_level else preds
+    fname = getattr(compute_metrics, "__name__", "compute_metrics")
+    try:
+        again = compute_metrics(EvalPrediction(predictions=padded_preds, label_ids=padded_labels))
+    except Exception as exc:
+        msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(".")
+        f = _minus100_reaches_metric(compute_metrics, EvalPrediction(predictions=padded_preds, label_ids=padded_labels),
+                                     pipeline, fname, msg, pipeline.location(compute_metrics))
+        if f is not None:
+            f.detail = (f"`{fname}` works on this eval batch but raised {msg} once its labels hold -100, as they do "
+                        "when the collator or the Trainer pads eval batches of different lengths. With -100 "
+                        "removed it works.")
+        return f
+    if not token_level or not isinstance(again, dict):
+        return None
+    changed = {k: (metric_values[k], again[k]) for k in metric_values if k in again
+               and isinstance(metric_values[k], (int, float)) and isinstance(again[k], (int, float))
+               and abs(float(metric_values[k]) - float(again[k])) > 1e-6}
+    if not changed:
+        return None
+    key, (a, b) = next(iter(changed.items()))
+    return finding("FTD622", f"`{fname}` scores the positions labelled -100: padding the same eval batch with "
+                   f"{extra} more -100 columns, as the Trainer does when it gathers batches, moves `{key}` from "
+                   f"{a:.4g} to {b:.4g}.",
+                   f"Keep only the positions whose label is not -100 in `{fname}` (`keep = labels != -100`, then "
+                   "`predictions[keep]`, `labels[keep]`, or per sequence `[p for p, l in zip(prediction, label) if "
+                   "l != -100]`); " + _reference_for(pipeline) + ".",
+                   location=pipeline.location(compute_metrics), evidence={"changed": {k: list(v) for k, v in changed.items()}})

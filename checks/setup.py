@@ -55,6 +55,27 @@ rule("FTD005", "setup-exception", "setup", "error", "The script raised before tr
      this point. The exception and the line that raised are shown.
      """)
 
+rule("FTD006", "tensorflow-script", "setup", "error", "A TensorFlow/Keras script: ftdoctor checks PyTorch pipelines",
+     """
+     transformers 5 removed its TensorFlow and Flax models (`TFAutoModel...`), and ftdoctor walks PyTorch
+     pipelines (Trainer, plain PyTorch loops, Accelerate). A Keras script is not run: running it would train it.
+     """,
+     broken="""
+     from transformers import TFAutoModelForSequenceClassification
+     model.compile(optimizer="adam"); model.fit(tf_train_dataset)
+     """,
+     fixed="""
+     from transformers import AutoModelForSequenceClassification, Trainer
+     trainer = Trainer(model, args, train_dataset=tokenized["train"]); trainer.train()
+     """)
+rule("FTD007", "loss-is-none", "setup", "error", "The loop called backward on a loss that is None",
+     """
+     A model returns `loss=None` when the batch has no `labels` (under that exact name), so `loss.backward()` fails
+     with "'NoneType' object has no attribute 'backward'".
+     """,
+     broken='outputs = model(**batch); outputs.loss.backward()  # batch has "label"',
+     fixed='batch["labels"] = batch.pop("label"); outputs = model(**batch); outputs.loss.backward()')
+
 # Arguments removed or renamed in transformers 5: (owner, old) -> the replacement to show.
 _RENAMED = {
     ("TrainingArguments", "evaluation_strategy"): "eval_strategy={value}",
@@ -94,25 +115,60 @@ _HUB_PATTERNS = ("couldn't connect to", "couldn't reach", "doesn't exist on the 
                  "temporary failure in name resolution", "connection error")
 
 
-@check("setup", codes=("FTD001", "FTD002", "FTD003", "FTD004", "FTD005"))
+@check("setup", codes=("FTD006",))
+def tensorflow_script(capture):
+    if capture.outcome != "tensorflow":
+        return None
+    return finding("FTD006", "The script imports TensorFlow/Keras (or a TF* class from transformers), so it was not "
+                   "run: ftdoctor walks PyTorch pipelines, and transformers 5 no longer has TensorFlow models.",
+                   "Port the script to PyTorch: `AutoModelFor...` with `Trainer` (`ftdoctor reference show "
+                   "sequence-classification` prints one), then run `ftdoctor check` on it.",
+                   location=str(capture.train_site) if capture.train_site else None)
+
+
+@check("setup", codes=("FTD001", "FTD002", "FTD003", "FTD004", "FTD005", "FTD007"))
 def script_raised(capture):
     """Diagnose the exception that stopped the script before training."""
     if capture.outcome != "error" or capture.exception is None:
         return None
     exc = capture.exception
     site = user_site_in_traceback(capture.exc_tb, capture.user_dir)
+    if capture.loop is not None and _raised_in_data_loading(capture.exc_tb):
+        # The walk rebuilds that batch with the loop's own loader pieces; decode/collate name the cause.
+        return finding("FTD005", f"The loop stopped while drawing its first batch: {type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:200]}", "See the decode and collate stages for the cause.",
+                       severity="info", title="The loop failed on its first batch",
+                       location=str(site) if site else None)
     location = str(site) if site else None
     evidence = {"exception": f"{type(exc).__name__}: {exc}"}
-    for diagnose in (_removed_argument, _removed_import, _strategy_mismatch, _mixed_precision, _empty_optimizer,
+    for diagnose in (_loss_is_none, _removed_argument, _removed_import, _strategy_mismatch, _mixed_precision, _empty_optimizer,
                      _hub_unreachable, _missing_file):
         found = diagnose(exc)
         if found is not None:
             found.location = found.location or location
             found.evidence = {**evidence, **found.evidence}
+            if found.code == "FTD007" and capture.loop is not None:
+                found.severity = "info"  # the walk of the captured loop shows the cause at collate
             return found
     return finding("FTD005", f"{type(exc).__name__}: {exc}",
                    "Fix the line shown; run with --traceback to see the whole traceback.",
                    location=location, evidence=evidence)
+
+
+def _raised_in_data_loading(tb) -> bool:
+    while tb is not None:
+        if "torch/utils/data" in tb.tb_frame.f_code.co_filename.replace("\\", "/"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _loss_is_none(exc):
+    if isinstance(exc, AttributeError) and "'NoneType' object has no attribute 'backward'" in str(exc):
+        return finding("FTD007", "`loss.backward()` was called on None: the model computed no loss, because the "
+                       "batch it received has no `labels`.", "Give the model `labels`: rename the label column "
+                       "(`dataset.rename_column(\"label\", \"labels\")`) or the batch key (see collate).")
+    return None
 
 
 def _removed_argument(exc):

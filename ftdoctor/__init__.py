@@ -7,7 +7,17 @@ from .registry import Provide, Skip, stage_check
 
 __version__ = "0.1.0"
 
-__all__ = ["check", "stage_check", "finding", "rule", "Finding", "Provide", "Skip", "__version__"]
+__all__ = ["check", "preflight", "FtDoctorCallback", "PreflightError", "stage_check", "finding", "rule", "Finding",
+           "Provide", "Skip", "__version__"]
+
+
+def __getattr__(name):
+    # The pre-flight pieces import transformers: load them only when asked for.
+    if name in ("preflight", "FtDoctorCallback", "PreflightError"):
+        from . import inprocess
+
+        return getattr(inprocess, name)
+    raise AttributeError(f"module 'ftdoctor' has no attribute {name!r}")
 
 
 def check(trainer, stages=None, **options):

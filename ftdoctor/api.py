@@ -41,14 +41,15 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
     cap = capture_script(script, argv, timeout=timeout, show_output=show_output)
     rel = os.path.relpath(cap.script) if not os.path.relpath(cap.script).startswith("..") else cap.script
     if cap.outcome == "training":
-        pipeline = Pipeline.from_trainer(cap.trainer, cap)
-        values = context_values(pipeline)
-    elif cap.outcome == "error":
+        values = context_values(Pipeline.from_trainer(cap.trainer, cap))
+    elif cap.loop is not None:  # a loop, also one that raised after its first forward: walk what it built
+        values = context_values(Pipeline.from_loop(cap), cap)
+    elif cap.outcome in ("error", "tensorflow"):
         values = context_values(None, cap)
     else:
         if cap.outcome == "finished":
-            message = (f"{rel} ran to the end without calling trainer.train(): nothing to walk. ftdoctor captures "
-                       "the pipeline when a Trainer (or Seq2SeqTrainer) starts training.")
+            message = (f"{rel} ran to the end without starting training: nothing to walk. ftdoctor captures the "
+                       "pipeline when trainer.train() is called, or at the first optimizer step of a hand-written loop.")
         elif cap.outcome == "exited":
             message = f"{rel} exited (sys.exit({cap.exit_code!r})) before trainer.train() was called."
         else:

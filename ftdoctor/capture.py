@@ -60,6 +60,7 @@ class Capture:
     call_kwargs: dict[int, dict[str, Any]] = field(default_factory=dict)
     output: str = ""
     user_dir: str = ""
+    loop: "LoopRecord | None" = None  # what the hooks saw of a hand-written (or Accelerate) training loop
     # Objects whose id() keys `sites`: held so an id cannot be reused by a new object.
     _keep: list[Any] = field(default_factory=list, repr=False)
 
@@ -236,6 +237,155 @@ class _Tee(io.TextIOBase):
             self.passthrough.flush()
 
 
+@dataclass
+class LoopRecord:
+    """What a hand-written loop did up to its second optimizer step (the model is restored to its state at the
+    first step, before any update)."""
+
+    dataloader: Any = None
+    first_batch: Any = None
+    model: Any = None
+    model_training: bool | None = None
+    input_devices: list[str] = field(default_factory=list)
+    param_device: str | None = None
+    optimizer: Any = None
+    steps: int = 0
+    scheduler_before_optimizer: Site | None = None
+    grads_accumulated: bool | None = None  # True: the second backward found the first step's gradients still there
+    dataloaders: list[Any] = field(default_factory=list)
+
+
+class _StopLoop(BaseException):
+    pass
+
+
+class _LoopHooks:
+    """Hooks on the first batch drawn, the first top-level forward, zero_grad and the optimizer steps."""
+
+    def __init__(self, cap: Capture, recorder: _Recorder):
+        self.cap = cap
+        self.rec = LoopRecord()
+        self.recorder = recorder
+        self.handles: list[Any] = []
+        self.snapshot: dict[str, Any] | None = None
+
+    def install(self) -> None:
+        import torch
+        from torch.optim.lr_scheduler import LRScheduler
+
+        hooks = self
+        orig_iter = torch.utils.data.DataLoader.__dict__["__iter__"]
+
+        def __iter__(dl):
+            it = orig_iter(dl)
+            if dl not in hooks.rec.dataloaders:
+                hooks.rec.dataloaders.append(dl)
+            return it
+
+        self.recorder._set(torch.utils.data.DataLoader, "__iter__", __iter__)
+        orig_call = torch.nn.Module.__dict__["__call__"]
+
+        def __call__(module, *args, **kwargs):
+            # Until the first optimizer step, note each forward the user's code makes on a batch from a loader:
+            # the last one before the step is the training forward (an evaluation may come first).
+            if hooks.rec.steps == 0 and hooks.rec.dataloaders and (hooks.rec.model is None or module is hooks.rec.model) \
+                    and _is_user_file(sys._getframe(1).f_code.co_filename, hooks.cap.user_dir):
+                hooks._forward(module, args, kwargs)
+            return orig_call(module, *args, **kwargs)
+
+        self.recorder._set(torch.nn.Module, "__call__", __call__)
+        orig_sched_step = LRScheduler.__dict__["step"]
+
+        def step(sched, *args, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if hooks.rec.steps == 0 and hooks.rec.model is not None and hooks.rec.scheduler_before_optimizer is None \
+                    and _is_user_file(caller, hooks.cap.user_dir):
+                f = sys._getframe(1)
+                hooks.rec.scheduler_before_optimizer = Site(f.f_code.co_filename, f.f_lineno)
+            return orig_sched_step(sched, *args, **kwargs)
+
+        self.recorder._set(LRScheduler, "step", step)
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+        self.handles.append(register_optimizer_step_pre_hook(self._pre_step))
+
+    def _forward(self, module, args, kwargs) -> None:
+        import torch
+
+        self.rec.model = module
+        self.rec.model_training = module.training
+        self.rec.dataloader = self.rec.dataloaders[-1]  # the loader the loop is drawing from
+        tensors = [v for v in (*args, *kwargs.values()) if torch.is_tensor(v)]
+        self.rec.input_devices = sorted({str(t.device) for t in tensors})
+        p = next(module.parameters(), None)
+        self.rec.param_device = str(p.device) if p is not None else None
+        self.rec.first_batch = dict(kwargs) if kwargs else (args[0] if len(args) == 1 else None)
+        self.cap._keep.append(module)
+        frame = sys._getframe(2)  # the user's line that called the model
+        self.cap.namespace = {**frame.f_globals, **frame.f_locals}
+        self.cap.train_site = Site(frame.f_code.co_filename, frame.f_lineno)
+
+    def _pre_step(self, optimizer, args, kwargs):
+        if self.rec.model is None:
+            return
+        self.rec.steps += 1
+        if self.rec.steps == 1:
+            self.rec.optimizer = optimizer
+            self._snapshot(optimizer)
+            self._watch_accumulation()
+        else:
+            raise _StopLoop()
+
+    def _snapshot(self, optimizer) -> None:
+        import copy
+
+        self.snapshot = {"model": copy.deepcopy(self.rec.model.state_dict()),
+                         "optimizer": copy.deepcopy(optimizer.state_dict())}
+
+    def _watch_accumulation(self) -> None:
+        """After the first step, the next backward must find the gradients zeroed (or None)."""
+        param = next((p for p in self.rec.model.parameters() if p.requires_grad and p.grad is not None), None)
+        if param is None:
+            return
+        hooks = self
+
+        def on_grad(grad):
+            if hooks.rec.grads_accumulated is None and hooks.rec.steps >= 1:
+                old = param.grad
+                hooks.rec.grads_accumulated = bool(old is not None and old.abs().sum() > 0)
+            return grad
+
+        self.handles.append(param.register_hook(on_grad))
+
+    def adopt_from_traceback(self) -> None:
+        """Take the model and loader from the frame that raised, when no forward happened yet."""
+        from transformers import PreTrainedModel
+
+        tb, frame = self.cap.exc_tb, None
+        while tb is not None:
+            if _is_user_file(tb.tb_frame.f_code.co_filename, self.cap.user_dir):
+                frame = tb.tb_frame
+            tb = tb.tb_next
+        if frame is None:
+            return
+        self.cap.namespace = {**frame.f_globals, **frame.f_locals}
+        models = [o for o in self.cap._keep if isinstance(o, PreTrainedModel)]
+        if models:
+            self.rec.model = models[-1]
+            self.rec.model_training = None
+            self.rec.dataloader = self.rec.dataloaders[-1]
+
+    def finish(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+        if self.snapshot is not None and self.rec.model is not None:
+            # The walk sees the loop's pipeline as it was before its first update.
+            self.rec.model.load_state_dict(self.snapshot["model"])
+            self.rec.optimizer.load_state_dict(self.snapshot["optimizer"])
+            self.rec.model.zero_grad(set_to_none=True)
+
+
 def capture_script(script: str, argv: list[str] | None = None, *, timeout: float | None = None,
                    show_output: bool = False) -> Capture:
     """Run ``script`` until ``Trainer.train`` is called and return what it built."""
@@ -243,6 +393,12 @@ def capture_script(script: str, argv: list[str] | None = None, *, timeout: float
 
     script = os.path.abspath(script)
     cap = Capture(script=script, outcome="finished", user_dir=os.path.dirname(script))
+    tf_site = tensorflow_import(script)
+    if tf_site is not None:
+        # ftdoctor walks PyTorch pipelines; running a Keras script would train it for real.
+        cap.outcome = "tensorflow"
+        cap.train_site = tf_site
+        return cap
 
     from transformers import PreTrainedModel, Trainer, TrainingArguments
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
@@ -260,12 +416,15 @@ def capture_script(script: str, argv: list[str] | None = None, *, timeout: float
     recorder.patch_init(TrainingArguments, "__post_init__")
     recorder.patch_from_pretrained(PreTrainedModel)
     recorder.patch_from_pretrained(PreTrainedTokenizerBase)
+    loop = _LoopHooks(cap, recorder)
 
     tee = _Tee(sys.stderr if show_output else None)
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         # Entered outside the try below: a failure here is ftdoctor's, never the script's.
         stack.callback(recorder.undo)
+        stack.callback(loop.finish)
+        loop.install()
         stack.enter_context(_script_environment(script, list(argv or [])))
         stack.enter_context(contextlib.redirect_stdout(tee))
         stack.enter_context(contextlib.redirect_stderr(tee))
@@ -279,6 +438,8 @@ def capture_script(script: str, argv: list[str] | None = None, *, timeout: float
             if started.frame is not None:
                 cap.train_site = Site(started.frame.f_code.co_filename, started.frame.f_lineno)
                 cap.namespace = {**started.frame.f_globals, **started.frame.f_locals}
+        except _StopLoop:
+            cap.outcome = "loop"
         except _ScriptTimeout:
             cap.outcome = "timeout"
         except SystemExit as exc:
@@ -293,7 +454,35 @@ def capture_script(script: str, argv: list[str] | None = None, *, timeout: float
         finally:
             cap.script_seconds = time.perf_counter() - start
             cap.output = tee.buffer_.getvalue()
-    return cap
+            if cap.outcome == "error" and loop.rec.model is None and loop.rec.dataloaders:
+                loop.adopt_from_traceback()  # the loop failed drawing its first batch: walk what it had built
+            if loop.rec.model is not None and cap.trainer is None:
+                cap.loop = loop.rec
+                if cap.outcome in ("finished", "exited"):
+                    cap.outcome = "loop"  # a loop that ended (or exited) after its first step is walked too
+            return cap
+
+
+def tensorflow_import(script: str) -> Site | None:
+    """The first line importing TensorFlow/Keras or a TF* class from transformers, if the script has one."""
+    import ast
+
+    try:
+        tree = ast.parse(open(script, encoding="utf-8").read())
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    tf_modules = ("tensorflow", "keras", "tf_keras")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            hit = any(a.name.split(".")[0] in tf_modules for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            root = node.module.split(".")[0]
+            hit = root in tf_modules or (root == "transformers" and any(a.name.startswith("TF") for a in node.names))
+        else:
+            continue
+        if hit:
+            return Site(script, node.lineno)
+    return None
 
 
 def format_exception(exc: BaseException) -> str:

@@ -10,6 +10,9 @@ import sys
 from .findings import STAGES
 
 EXIT_OK, EXIT_FINDINGS, EXIT_HARNESS = 0, 1, 2
+# The reference tasks, spelled out here so `ftdoctor --help` imports nothing from ftdoctor.references.
+REFERENCE_TASKS = ("sequence-classification", "token-classification", "masked-lm", "causal-lm", "translation",
+                   "summarization", "question-answering")
 
 
 def _parse_size(text: str) -> int:
@@ -53,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("code", nargs="?", help="a finding code (FTD101) or name (num-labels-mismatch)")
     e.add_argument("--all", action="store_true", help="list every finding")
     e.add_argument("--markdown", action="store_true", help="print the catalog as Markdown (the README's catalog)")
+
+    r = sub.add_parser("reference", help="reference pipelines per task: list, show the script, run it (offline)")
+    rsub = r.add_subparsers(dest="reference_command", metavar="ACTION")
+    rsub.add_parser("list", help="the tasks, with model family, collator and metric")
+    show = rsub.add_parser("show", help="print the reference script of TASK (ftdoctor reference show TASK > ref.py)")
+    show.add_argument("task", choices=REFERENCE_TASKS, metavar="TASK", help=" ".join(REFERENCE_TASKS))
+    run = rsub.add_parser("run", help="train the reference of TASK on its fixture; print the metric before and after")
+    run.add_argument("task", nargs="+", choices=(*REFERENCE_TASKS, "all"), metavar="TASK",
+                     help=" ".join(REFERENCE_TASKS) + " or all")
+    run.add_argument("--verbose", action="store_true", help="show what the script prints while it trains")
     return p
 
 
@@ -96,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_HARNESS
     if args.command == "explain":
         return _explain(args)
+    if args.command == "reference":
+        return _reference(args, parser)
     if args.command == "demo":
         args.script, args.script_args = demo_script(), []
         args.offline = True
@@ -179,6 +194,20 @@ def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
+
+
+def _reference(args, parser) -> int:
+    from . import references
+
+    if args.reference_command == "list":
+        return references.main_list()
+    if args.reference_command == "show":
+        return references.main_show(args.task)
+    if args.reference_command == "run":
+        tasks = list(references.TASKS) if "all" in args.task else list(dict.fromkeys(args.task))
+        return references.main_run(tasks, verbose=args.verbose)
+    parser.parse_args(["reference", "--help"])
+    return EXIT_HARNESS
 
 
 def _explain(args) -> int:

@@ -47,6 +47,45 @@ class Pipeline:
         p.task = detect_task(p)
         return p
 
+    @classmethod
+    def from_loop(cls, capture: Capture) -> "Pipeline":
+        """A hand-written (or Accelerate) loop: the model it called, the loader it drew from, the optimizer it
+        stepped (or built), and the scheduler and evaluation loader in its namespace."""
+        from torch.optim.lr_scheduler import LRScheduler
+
+        rec = capture.loop
+        dl = rec.dataloader
+        others = [v for v in capture.namespace.values() if _is_dataloader(v) and _base_loader(v) is not dl]
+        sched = next((v for v in capture.namespace.values() if isinstance(v, LRScheduler)), None)
+        p = cls.from_parts(rec.model, dl, optimizer=rec.optimizer or _script_optimizer(capture), lr_scheduler=sched,
+                           tokenizer=_script_tokenizer(capture), eval_dataloader=others[0] if others else None,
+                           capture=capture)
+        p.extra["loop"] = rec
+        return p
+
+    @classmethod
+    def from_parts(cls, model: Any, dataloader: Any, *, optimizer: Any = None, lr_scheduler: Any = None,
+                   tokenizer: Any = None, args: Any = None, eval_dataloader: Any = None,
+                   capture: Capture | None = None) -> "Pipeline":
+        """A pipeline from loose training objects: batch sizes and the learning rate come from the loaders and
+        the optimizer when there are no TrainingArguments."""
+        from types import SimpleNamespace
+
+        dl = _base_loader(dataloader)
+        optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate's AcceleratedOptimizer wraps it
+        if args is None:
+            lr = max((g.get("lr", 0.0) for g in optimizer.param_groups), default=0.0) if optimizer else 0.0
+            args = SimpleNamespace(per_device_train_batch_size=_batch_size(dl),
+                                   per_device_eval_batch_size=_batch_size(eval_dataloader or dl),
+                                   learning_rate=lr, max_grad_norm=0.0, remove_unused_columns=False)
+        p = cls(model=model, tokenizer=tokenizer, args=args, trainer=None, train_dataset=dl.dataset,
+                eval_dataset=_base_loader(eval_dataloader).dataset if eval_dataloader is not None else None,
+                data_collator=dl.collate_fn, optimizer=optimizer, lr_scheduler=lr_scheduler, capture=capture,
+                script=capture.script if capture else None)
+        p.extra["eval_dataloader"] = eval_dataloader
+        p.task = detect_task(p)
+        return p
+
     # -- where things came from -------------------------------------------------------------------
     def site_of(self, obj: Any) -> Site | None:
         if obj is None:
@@ -86,6 +125,34 @@ class Pipeline:
                     if value[split] is obj:
                         return f'{var}["{split}"]'
         return None
+
+
+def _script_optimizer(capture: Capture) -> Any:
+    """The torch optimizer the script built (inside Accelerate's wrapper, if prepared)."""
+    import torch
+
+    for value in capture.namespace.values():
+        value = getattr(value, "optimizer", value)
+        if isinstance(value, torch.optim.Optimizer):
+            return value
+    return None
+
+
+def _is_dataloader(obj: Any) -> bool:
+    import torch
+
+    return isinstance(obj, torch.utils.data.DataLoader) or hasattr(obj, "base_dataloader")
+
+
+def _base_loader(dl: Any) -> Any:
+    """Accelerate's prepared loaders wrap the DataLoader that is really iterated."""
+    return getattr(dl, "base_dataloader", dl) if dl is not None else None
+
+
+def _batch_size(dl: Any) -> int:
+    dl = _base_loader(dl)
+    size = getattr(dl, "batch_size", None) or getattr(getattr(dl, "batch_sampler", None), "batch_size", None)
+    return int(size or 8)
 
 
 def _script_tokenizer(capture: Capture | None) -> Any:
@@ -211,4 +278,9 @@ def context_values(pipeline: Pipeline | None, capture: Capture | None = None) ->
                  "compute_metrics", "preprocess_logits_for_metrics", "optimizer", "lr_scheduler"):
         value = getattr(pipeline, name)
         values[name] = value if value is not None else Unavailable(f"the pipeline has no {name}")
+    if "loop" in pipeline.extra:
+        values["loop"] = pipeline.extra["loop"]
+        values["trainer"] = Unavailable("a hand-written loop has no Trainer")
+    else:
+        values["loop"] = Unavailable("not a hand-written loop")
     return values

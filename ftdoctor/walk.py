@@ -94,6 +94,7 @@ def _as_findings(result: Any, chk: Check) -> list[Finding]:
 def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: list[str]) -> None:
     skipped: list[str] = []
     ran = 0
+    main_skipped = None  # the stage's main work (a check that provides values) could not be done
     for chk in checks_for(stage):
         kwargs, reason = ctx.arguments_for(chk)
         if kwargs is None:
@@ -126,6 +127,8 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
             if out.skip_reason and not out.findings:
                 ran -= 1
                 skipped.append(out.skip_reason)
+                if chk.provides:
+                    main_skipped = main_skipped or out.skip_reason
             for name in chk.provides:
                 ctx.set(name, out.values.get(name, Unavailable(f"{stage} could not build `{name}`")))
             for name, value in out.values.items():
@@ -138,9 +141,9 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
     evidence = ctx.get(f"{stage}_evidence")
     if evidence:
         result.evidence = evidence
-    if ran == 0:
+    if ran == 0 or (main_skipped and not result.findings):
         result.status = "skip"
-        result.reason = next((r for r in skipped if r), "no check applies to this pipeline")
+        result.reason = main_skipped or next((r for r in skipped if r), "no check applies to this pipeline")
     elif any(f.severity == "error" for f in result.findings):
         result.status = "fail"
     elif any(f.severity == "warning" for f in result.findings):

@@ -98,7 +98,7 @@ def test_strategy_mismatch_names_both_strategies(check_pipeline):
 
 
 HARNESS_CASES = [
-    ("harness_never_trains.py", (), "without calling trainer.train()"),
+    ("harness_never_trains.py", (), "without starting training"),
     ("harness_exits_early.py", (), "sys.exit(3)"),
     ("harness_hangs.py", ("--timeout", "3"), "within 3 s"),
 ]

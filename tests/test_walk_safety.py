@@ -114,7 +114,7 @@ def test_script_sees_its_argv_main_and_directory(tmp_path, monkeypatch):
         f"open({str(tmp_path / 'seen.json')!r}, 'w'))\n")
     monkeypatch.chdir(work)
     result = check_script(str(script), ["--epochs", "3"])
-    assert result.report is None and "without calling trainer.train()" in result.message
+    assert result.report is None and "without starting training" in result.message
     import json
 
     seen = json.loads((tmp_path / "seen.json").read_text())

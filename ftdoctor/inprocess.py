@@ -1,0 +1,90 @@
+"""In-process pre-flight: the walk inside the training process, right before a long run, changing nothing."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .report import Report
+
+try:  # the callback is a TrainerCallback when transformers is importable (it always is where a Trainer runs)
+    from transformers import TrainerCallback as _CallbackBase
+except ImportError:  # pragma: no cover
+    _CallbackBase = object
+
+
+class PreflightError(RuntimeError):
+    """The pre-flight found errors; the message is the report, ``.report`` the report object."""
+
+    def __init__(self, report: Report):
+        super().__init__("ftdoctor pre-flight failed: training was not started.\n\n" + str(report))
+        self.report = report
+
+
+def preflight(trainer: Any = None, *, model: Any = None, dataloader: Any = None, optimizer: Any = None,
+              lr_scheduler: Any = None, eval_dataloader: Any = None, tokenizer: Any = None,
+              stages: Iterable[str] | None = None, raise_on_error: bool = True, **options: Any) -> Report:
+    """Walk a Trainer, or a loop's model/dataloader/optimizer, and raise PreflightError if a stage fails.
+
+    The model, optimizer, scheduler, dataloader position and every RNG state are left exactly as they were.
+    """
+    from .api import check, default_check_dirs
+    from .pipeline import Pipeline, context_values
+    from .walk import walk
+
+    if trainer is not None:
+        report = check(trainer, stages=stages, **options)
+    else:
+        if model is None or dataloader is None:
+            raise TypeError("preflight() needs a trainer, or model= and dataloader= (and optimizer=) of the loop")
+        pipeline = Pipeline.from_parts(model, dataloader, optimizer=optimizer, lr_scheduler=lr_scheduler,
+                                       tokenizer=tokenizer, eval_dataloader=eval_dataloader)
+        values = context_values(pipeline)
+        values.update(options)
+        report = walk(values, stages=stages, check_dirs=default_check_dirs())
+    _warn_internal(report)
+    if raise_on_error and not report.ok:
+        raise PreflightError(report)
+    return report
+
+
+def _warn_internal(report: Report) -> None:
+    """ftdoctor's own failures never stop the user's run: they are warned about."""
+    import warnings
+
+    for err in report.internal_errors:
+        warnings.warn(f"ftdoctor internal error (a bug in ftdoctor, not in your pipeline): {err.splitlines()[0]}",
+                      RuntimeWarning, stacklevel=3)
+
+
+class FtDoctorCallback(_CallbackBase):
+    """Runs the walk in ``on_train_begin`` and stops the run (PreflightError) when a stage fails.
+
+    ``Trainer(..., callbacks=[FtDoctorCallback()])`` walks what the callback receives (model, train dataloader,
+    optimizer, scheduler); ``trainer.add_callback(FtDoctorCallback(trainer))`` walks the whole trainer,
+    ``compute_metrics`` included.
+    """
+
+    def __init__(self, trainer: Any = None, stages: Iterable[str] | None = None, **options: Any):
+        self.trainer = trainer
+        self.stages = stages
+        self.options = options
+        self.report: Report | None = None
+
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, lr_scheduler=None,
+                       train_dataloader=None, eval_dataloader=None, processing_class=None, **kwargs):
+        if self.trainer is not None:
+            self.report = preflight(self.trainer, stages=self.stages, raise_on_error=False, **self.options)
+        else:
+            from .api import default_check_dirs
+            from .pipeline import Pipeline, context_values
+            from .walk import walk
+
+            pipeline = Pipeline.from_parts(model, train_dataloader, optimizer=optimizer, lr_scheduler=lr_scheduler,
+                                           tokenizer=processing_class, args=args, eval_dataloader=eval_dataloader)
+            values = context_values(pipeline)
+            values.update(self.options)
+            self.report = walk(values, stages=self.stages, check_dirs=default_check_dirs())
+            _warn_internal(self.report)
+        if not self.report.ok:
+            raise PreflightError(self.report)
+        return control
