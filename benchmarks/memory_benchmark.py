@@ -139,7 +139,7 @@ def accelerate_finder(model, optimizer, kind, seq_len, device, start):
         if not ok:
             import torch
 
-            raise torch.OutOfMemoryError("CUDA out of memory (trial)")
+            raise torch.OutOfMemoryError("CUDA out of memory. (trial step)")
         return batch_size
 
     return run(), trials, time.perf_counter() - t0

@@ -257,12 +257,12 @@ def seq2seq_labels_padding(batch, pipeline, model, tokenizer=None, trainer=None,
     """Seq2seq: label padding is -100, never the pad id."""
     import torch
 
-    if not getattr(model.config, "is_encoder_decoder", False) or "labels" not in batch:
+    if not getattr(getattr(model, "config", None), "is_encoder_decoder", False) or "labels" not in batch:
         return None
     labels = batch["labels"]
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is None:
-        pad = getattr(model.config, "pad_token_id", None)
+        pad = getattr(getattr(model, "config", None), "pad_token_id", None)
     if pad is None or not torch.is_tensor(labels) or labels.dim() != 2:
         return None
     padded = labels == pad

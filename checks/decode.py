@@ -539,7 +539,7 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
                        location=loc, evidence={"wrong_length_rows": len(wrong_length),
                                                "labelled_special_rows": len(on_specials), "sampled": len(rows)})
     marker = _continuation_marker(tokenizer)
-    names = getattr(model.config, "id2label", None) or {}
+    names = getattr(getattr(model, "config", None), "id2label", None) or {}
     if marker is None or not names:
         return None
     copied, pieces, example = 0, 0, None

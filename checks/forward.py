@@ -259,7 +259,7 @@ def decoder_inputs_from_labels(batch, model, pipeline, task=None, trainer=None):
     """Seq2seq: decoder_input_ids, when the batch carries them, are the labels shifted right by one."""
     import torch
 
-    cfg = model.config
+    cfg = getattr(model, "config", None)
     if not getattr(cfg, "is_encoder_decoder", False) or not {"labels", "decoder_input_ids"} <= set(batch):
         return None
     labels, dec = batch["labels"], batch["decoder_input_ids"]

@@ -16,7 +16,8 @@ def test_wheel_install_runs_demo(tmp_path):
                             "--target", str(target), str(ROOT)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
     for rel in ("ftdoctor/cli.py", "ftdoctor/checks/config.py", "ftdoctor/checks/memory.py",
-                "ftdoctor/fixtures/pipelines/course_mnli_broken.py", "ftdoctor/fixtures/metrics/glue/glue.py"):
+                "ftdoctor/fixtures/pipelines/course_mnli_broken.py", "ftdoctor/fixtures/metrics/glue/glue.py",
+                "ftdoctor/references/token_classification.py"):
         assert (target / rel).is_file(), rel
     env = {**os.environ, "PYTHONPATH": str(target)}
     work = tmp_path / "work"
@@ -32,3 +33,6 @@ def test_wheel_install_runs_demo(tmp_path):
     assert "num_labels=3" in out and "FTD601" in out and "argmax" in out
     # The script's own names and lines are found even though it lives in site-packages.
     assert 'tokenized_datasets["train"]' in out and "course_mnli_broken.py:" in out
+    listing = subprocess.run([sys.executable, "-m", "ftdoctor", "reference", "list"], capture_output=True, text=True,
+                             env=env, cwd=work)
+    assert listing.returncode == 0 and "question-answering" in listing.stdout, listing.stderr
