@@ -1,15 +1,20 @@
-"""Time the walk on the bundled MNLI pipelines and the CLI's light commands.
+"""Time `ftdoctor check` on the bundled MNLI pipelines, and the CLI's light commands.
 
-Prints the walk's own time (total minus the script's time up to trainer.train()) and, as ratios, the CLI's
---help / explain against a bare `python -c pass` run the same way. Targets (issue 2): walk <= 3 s with overfit
-on 2 CPU cores; --help and explain < 0.5 s.
+For each pipeline, in the same run:
+  script s   `python SCRIPT` up to trainer.train() (a child process that stops there: interpreter, imports, setup)
+  walk s     the walk's own time, as the child process reports it (inside trainer.train())
+  check s    the whole `ftdoctor check SCRIPT` command
+  extra s    check - script - walk: what running the script in ftdoctor's child process adds
+and, with --in-process, the walk's time when the script runs in this process (the pre-child way) for comparison.
+--help / explain are shown against a bare `python -c pass`.
 
-    python benchmarks/walk_time.py [--repeat 3]
+    python benchmarks/walk_time.py [--repeat 3] [--in-process]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -20,45 +25,61 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PIPELINES = os.path.join(os.path.dirname(HERE), "fixtures", "pipelines")
 
+# Runs a script as `python SCRIPT` would and ends the process the moment trainer.train() is called.
+UP_TO_TRAIN = """
+import os, runpy, sys
+from transformers import Trainer
+Trainer.train = lambda self, *a, **k: os._exit(0)
+sys.argv = [sys.argv[1]]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
-def _cli_seconds(args, repeat):
+
+def _seconds(cmd, repeat):
     runs = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, *args], capture_output=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         runs.append(time.perf_counter() - t0)
-    return statistics.median(runs)
+    return statistics.median(runs), proc
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--in-process", action="store_true", help="also time the walk with the script in this process")
     opts = p.parse_args()
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
         os.environ[var] = "1"
     os.environ.setdefault("HF_HOME", tempfile.mkdtemp())
-    from ftdoctor.api import check_script
     from ftdoctor.fixtures import build_all
 
     build_all()
     os.chdir(tempfile.mkdtemp())
-    print(f"{'pipeline':<26} {'script s':>9} {'walk s':>7} {'walk/script':>12}  stages (s)")
+    print(f"{'pipeline':<24} {'script s':>8} {'walk s':>7} {'check s':>8} {'extra s':>8} {'in-process walk s':>18}")
     for name in ("course_mnli_fixed.py", "course_mnli_broken.py"):
-        walks, scripts, stage_times = [], [], None
+        path = os.path.join(PIPELINES, name)
+        script_s, _ = _seconds([sys.executable, "-c", UP_TO_TRAIN, path], opts.repeat)
+        walks, checks = [], []
         for _ in range(opts.repeat):
             t0 = time.perf_counter()
-            result = check_script(os.path.join(PIPELINES, name))
-            total = time.perf_counter() - t0
-            scripts.append(result.capture.script_seconds)
-            walks.append(total - result.capture.script_seconds)
-            stage_times = {s.stage: round(s.duration_s, 2) for s in result.report.stages}
-        w, s = statistics.median(walks), statistics.median(scripts)
-        print(f"{name:<26} {s:9.2f} {w:7.2f} {w / s:12.2f}  {stage_times}")
-    base = _cli_seconds(["-c", "pass"], opts.repeat)
+            proc = subprocess.run([sys.executable, "-m", "ftdoctor", "check", path, "--json"], capture_output=True,
+                                  text=True, check=False)
+            checks.append(time.perf_counter() - t0)
+            walks.append(json.loads(proc.stdout)["duration_s"])
+        walk_s, check_s = statistics.median(walks), statistics.median(checks)
+        inproc = ""
+        if opts.in_process:
+            from ftdoctor.api import check_script
+
+            inproc = f"{statistics.median(check_script(path, in_process=True).report.duration_s for _ in range(opts.repeat)):18.2f}"
+        print(f"{name:<24} {script_s:8.2f} {walk_s:7.2f} {check_s:8.2f} {check_s - script_s - walk_s:8.2f} {inproc}")
+    base, _ = _seconds([sys.executable, "-c", "pass"], opts.repeat)
     for label, args in (("ftdoctor --help", ["-m", "ftdoctor", "--help"]),
                         ("ftdoctor explain FTD601", ["-m", "ftdoctor", "explain", "FTD601"])):
-        t = _cli_seconds(args, opts.repeat)
-        print(f"{label:<26} {t:6.3f} s   ({t / base:.1f}x a bare `python -c pass` at {base:.3f} s)")
+        t, _ = _seconds([sys.executable, *args], opts.repeat)
+        print(f"{label:<24} {t:6.3f} s   ({t / base:.1f}x a bare `python -c pass` at {base:.3f} s)")
 
 
 if __name__ == "__main__":

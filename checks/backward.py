@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 from ftdoctor import data
-from ftdoctor.findings import finding, rule
-from ftdoctor.registry import Provide, check
-from ftdoctor.walk import Unavailable, UserCodeError, run_user
+from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule, run_user
+
+from ._failures import explain
 
 rule("FTD501", "params-without-grad", "backward", "error", "Trainable parameters receive no gradient",
      """
@@ -24,6 +24,14 @@ rule("FTD501", "params-without-grad", "backward", "error", "Trainable parameters
      features = self.encoder(**inputs).last_hidden_state
      logits = self.head(features)
      """)
+rule("FTD506", "some-params-without-grad", "backward", "warning", "Some trainable parameters receive no gradient",
+     """
+     A minority of the parameters with `requires_grad=True` got no gradient on a real batch, none of them in the
+     task head: modules the loss does not use (a pooler, an unused embedding type), or a partial cut in the graph.
+     They never change; freeze them on purpose if that is meant.
+     """,
+     broken="model.bert.pooler  # unused by a token classification loss, still requires_grad",
+     fixed="for p in model.bert.pooler.parameters(): p.requires_grad = False")
 rule("FTD502", "non-finite-gradients", "backward", "error", "Gradients are NaN or infinite",
      """
      Non-finite gradients destroy the weights at the first step. Causes: a non-finite loss, log of zero in a
@@ -57,48 +65,11 @@ rule("FTD505", "backward-error", "backward", "error", "The backward pass or the 
      """)
 
 
-def _init_kwargs(optimizer) -> dict:
-    """The optimizer's defaults that its constructor accepts (defaults also hold derived keys)."""
-    import inspect
-
-    accepted = inspect.signature(type(optimizer).__init__).parameters
-    return {k: v for k, v in optimizer.defaults.items() if k in accepted}
-
-
-def build_optimizer(trainer, model, work, user_optimizer=None):
-    """An optimizer for ``work`` configured like the run's: the user's own (re-targeted by parameter name) or the
-    one the trainer would create. Returns (optimizer, names of trainable parameters the original holds)."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    # Accelerate's AcceleratedOptimizer (the Trainer's, once training began) wraps the torch optimizer.
-    inner = getattr(user_optimizer, "optimizer", None)
-    if inner is not None and hasattr(inner, "param_groups"):
-        user_optimizer = inner
-    if user_optimizer is not None:
-        work_params = dict(work.named_parameters())
-        groups, held = [], set()
-        for g in user_optimizer.param_groups:
-            ps = [work_params[names[id(p)]] for p in g["params"] if id(p) in names]
-            held.update(names[id(p)] for p in g["params"] if id(p) in names)
-            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ps})
-        groups = [g for g in groups if g["params"]]
-        opt = type(user_optimizer)(groups, **_init_kwargs(user_optimizer)) if groups else None
-        return opt, held
-    saved = trainer.optimizer
-    try:
-        trainer.optimizer = None
-        opt = trainer.create_optimizer(work)
-    finally:
-        trainer.optimizer = saved
-    work_names = {id(p): n for n, p in work.named_parameters()}
-    held = {work_names[id(p)] for g in opt.param_groups for p in g["params"] if id(p) in work_names}
-    return opt, held
-
-
-@check("backward", provides=("step_evidence", "work_optimizer"), codes=("FTD501", "FTD502", "FTD503", "FTD504", "FTD505"))
-def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, trainer=None, optimizer=None, args=None):
+@check("backward", provides=("step_evidence", "work_optimizer"),
+       codes=("FTD501", "FTD502", "FTD503", "FTD504", "FTD505", "FTD506"))
+def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, target, trainer=None, optimizer=None,
+                       args=None):
     import torch
-
-    from .forward import compute_loss, diagnose_failure
 
     out = []
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -107,8 +78,7 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, trai
                                     "nothing can train.", "Unfreeze at least the task head: "
                                     "`for p in model.parameters(): p.requires_grad = True`.",
                                     title="The model has no trainable parameters", location=pipeline.location(model))])
-    opt, held = build_optimizer(trainer, model, work_model, optimizer) if trainer is not None or optimizer is not None \
-        else (None, set())
+    opt, held = target.build_optimizer(work_model)
     opt_loc = pipeline.location(optimizer, trainer) if optimizer is not None else pipeline.location(trainer)
     missing = sorted(trainable - held)
     if opt is None or not held:
@@ -129,15 +99,17 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, trai
     params = dict(work_model.named_parameters())
     before = {n: params[n].detach().clone() for n in trainable if n in params}
     try:
-        loss, _ = run_user("the model's forward", compute_loss, trainer, work_model, batch)
+        loss, _ = target.loss(work_model, batch)
         if loss is None:
             return Provide({}, out, skip_reason="the model returns no loss (forward)")
         run_user("loss.backward()", loss.backward)
     except UserCodeError as err:
-        f, reason = diagnose_failure(err.exc, "the backward pass", findings_so_far, pipeline, model, batch)
-        if f is not None and f.code == "FTD405":
-            f.code, f.title = "FTD505", "The backward pass or the optimizer step raised"
-        return Provide({}, out + ([f] if f else []), skip_reason=reason)
+        failure = explain(err.exc, "the backward pass", findings_so_far)
+        if failure.kind == "predicted":
+            return Provide({}, out, skip_reason=failure.reason)
+        f = finding("FTD505", failure.first_line, "Fix the cause shown; --traceback prints the whole trace.",
+                    location=pipeline.location(model), evidence={"exception": failure.text})
+        return Provide({}, out + [f], skip_reason=failure.reason)
     no_grad = [n for n in trainable if n in params and (params[n].grad is None or not params[n].grad.any())]
     head = _head_names(work_model)
     non_finite = [n for n in trainable if n in params and params[n].grad is not None
@@ -150,16 +122,16 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, trai
     if no_grad:
         head_cut = [n for n in no_grad if any(n.startswith(h) for h in head)]
         share = len(no_grad) / len(trainable)
-        severity = "error" if head_cut or share > 0.5 else "warning"
-        cuts = graph_cuts(pipeline, trainer, model)
+        rule_code = "FTD501" if head_cut or share > 0.5 else "FTD506"
+        cuts = graph_cuts(pipeline, target, model)
         fix = ("Make sure the loss depends on them: no `.detach()`, `torch.no_grad()` or `.item()` between them and "
                "the loss; freeze on purpose with `p.requires_grad = False` what should not train.")
         if cuts:
             site, code = cuts[0]
             fix = (f"The graph is cut at {site}: `{code}`. Remove the `{_cut_token(code)}` so the loss reaches them; "
                    "freeze on purpose with `p.requires_grad = False` what should not train.")
-        out.append(finding("FTD501", f"{len(no_grad)} of {len(trainable)} trainable parameters got no gradient "
-                           f"(e.g. {', '.join(sorted(no_grad)[:4])}).", fix, severity=severity,
+        out.append(finding(rule_code, f"{len(no_grad)} of {len(trainable)} trainable parameters got no gradient "
+                           f"(e.g. {', '.join(sorted(no_grad)[:4])}).", fix,
                            location=str(cuts[0][0]) if cuts else pipeline.location(model),
                            evidence={"parameters": sorted(no_grad)[:50], "graph_cuts": [f"{s}: {c}" for s, c in cuts]}))
     lr = getattr(args, "learning_rate", None)
@@ -180,7 +152,7 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, trai
     work_model.zero_grad(set_to_none=True)
     evidence = {"loss": float(loss.detach()), "optimizer": type(opt).__name__, "trainable_params": len(trainable),
                 "moved": len(moved), "optimizer_state_bytes": _state_bytes(opt)}
-    return Provide({"step_evidence": evidence, "backward_evidence": evidence, "work_optimizer": opt}, out)
+    return Provide({"step_evidence": evidence, "work_optimizer": opt}, out, evidence=evidence)
 
 
 def _state_bytes(opt) -> int:
@@ -212,18 +184,16 @@ def _cut_token(code: str) -> str:
     return next((tok for pat, tok in _CUTS if re.search(pat, code)), ".detach()")
 
 
-def graph_cuts(pipeline, trainer, model) -> list:
+def graph_cuts(pipeline, target, model) -> list:
     """Lines of the user's own loss code (a Trainer subclass's compute_loss, a custom model's or module's forward)
     that cut the autograd graph: where parameters lose their gradient."""
     import inspect
     import re
 
-    from ftdoctor.capture import Site
+    from ftdoctor.sdk import Site
 
     cap = pipeline.capture
-    funcs = []
-    if trainer is not None:
-        funcs += [type(trainer).compute_loss, getattr(trainer, "compute_loss_func", None)]
+    funcs = list(target.loss_code())
     funcs += [type(m).forward for m in model.modules()]
     hits, seen = [], set()
     for func in funcs:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from ftdoctor import data
-from ftdoctor.findings import finding, rule
-from ftdoctor.registry import Provide, check
-from ftdoctor.walk import Unavailable, UserCodeError, run_user
+from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, rule
 
 MAX_BATCH = 8  # rows per checked batch: enough to see padding and shapes, cheap on a CPU
 
@@ -33,10 +31,6 @@ rule("FTD304", "batch-without-labels", "collate", "error", "Batches carry no lab
      """,
      broken="data_collator = DataCollatorWithPadding(tokenizer)  # causal LM: nothing makes labels",
      fixed="data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)")
-
-
-def _collator(pipeline, trainer):
-    return trainer.data_collator if trainer is not None else pipeline.data_collator
 
 
 def _describe(batch) -> list[dict]:
@@ -90,10 +84,10 @@ def _extremes(features):
     return [by_len[0], by_len[-1]] if len(by_len[0]["input_ids"]) != len(by_len[-1]["input_ids"]) else None
 
 
-@check("collate", provides=("batch", "eval_batch"), codes=("FTD301", "FTD302"))
-def build_batches(train_features, pipeline, findings_so_far, args=None, trainer=None, tokenizer=None,
+@check("collate", provides=("batch", "eval_batch"), codes=("FTD301", "FTD302", "FTD105", "FTD210"))
+def build_batches(train_features, pipeline, findings_so_far, target, args=None, tokenizer=None,
                   eval_features=None):
-    collator = _collator(pipeline, trainer)
+    collator = target.collator
     values, findings = {}, []
     for split, features, size in (("batch", train_features, getattr(args, "per_device_train_batch_size", 8)),
                                   ("eval_batch", eval_features, getattr(args, "per_device_eval_batch_size", 8))):
@@ -104,8 +98,8 @@ def build_batches(train_features, pipeline, findings_so_far, args=None, trainer=
         try:
             pair = _extremes(features)
             if pair is not None:
-                run_user("the data collator", collator, pair)
-            batch = run_user("the data collator", collator, features[:n])
+                target.collate(pair)
+            batch = target.collate(features[:n])
         except UserCodeError as err:
             f, reason = _diagnose(err.exc, features, collator, findings_so_far + findings, tokenizer, pipeline)
             if f is not None and split == "eval_batch" and any(x.code == f.code for x in findings):
@@ -122,23 +116,17 @@ def build_batches(train_features, pipeline, findings_so_far, args=None, trainer=
             continue
         values[split] = dict(batch)
     if isinstance(values.get("batch"), dict):
-        values["collate_evidence"] = {"batch": _describe(values["batch"])}
-        return Provide(values, findings)
+        return Provide(values, findings, evidence={"batch": _describe(values["batch"])})
     return Provide(values, findings, skip_reason=getattr(values.get("batch"), "reason", None))
 
 
 @check("collate", codes=("FTD304",))
-def batch_has_labels(batch, train_features, pipeline, trainer=None, task=None):
-    """The model computes a loss only when labels are in the batch (unless the trainer computes its own)."""
-    if data.label_key(batch, trainer) is not None:
+def batch_has_labels(batch, train_features, pipeline, target, task=None):
+    """The model computes a loss only when labels are in the batch (unless the run computes its own)."""
+    if data.label_key(batch, target.label_names) is not None or target.has_custom_loss:
         return None
-    if trainer is not None:
-        from transformers import Trainer
-
-        if type(trainer).compute_loss is not Trainer.compute_loss or getattr(trainer, "compute_loss_func", None):
-            return None
-    if data.label_key(train_features[0], trainer) is not None:
-        detail = (f"The rows carry labels but `{type(_collator(pipeline, trainer)).__name__}` drops them: the "
+    if data.label_key(train_features[0], target.label_names) is not None:
+        detail = (f"The rows carry labels but `{type(target.collator).__name__}` drops them: the "
                   f"batch has only {sorted(batch)}.")
     elif task in ("causal-lm", "masked-lm"):
         detail = f"Nothing creates the language-modelling labels: the batch has only {sorted(batch)}."
@@ -149,7 +137,7 @@ def batch_has_labels(batch, train_features, pipeline, trainer=None, task=None):
                         "inputs into `labels` and masks the padding with -100.",
            "masked-lm": f"Use `data_collator=DataCollatorForLanguageModeling({tok}, mlm_probability=0.15)`."}.get(
         task, "Keep the label column in each row: the collator must return it as `labels`.")
-    return finding("FTD304", detail, fix, location=pipeline.location(_collator(pipeline, trainer), trainer),
+    return finding("FTD304", detail, fix, location=pipeline.location(target.collator, pipeline.trainer),
                    evidence={"batch_keys": sorted(batch)})
 
 
@@ -164,11 +152,11 @@ rule("FTD305", "label-key-not-taken", "collate", "error", "The batch carries `la
 
 
 @check("collate", codes=("FTD305",))
-def batch_label_key_is_taken(batch, model, pipeline, trainer=None):
+def batch_label_key_is_taken(batch, model, pipeline, target):
     """Compare the batch's label key with the forward's parameter names (the mechanism that drops it)."""
     import inspect
 
-    if trainer is not None and getattr(trainer, "compute_loss_func", None):
+    if target.has_custom_loss:
         return None
     try:
         params = set(inspect.signature(model.forward).parameters)
@@ -180,7 +168,8 @@ def batch_label_key_is_taken(batch, model, pipeline, trainer=None):
     return finding("FTD305", f"The batch has `{wrong[0]}` but `{type(model).__name__}.forward` takes `labels`: the "
                    "model returns no loss.", f"Rename it: `dataset = dataset.rename_column(\"{wrong[0]}\", \"labels\")` "
                    f"(or `batch[\"labels\"] = batch.pop(\"{wrong[0]}\")` in the loop).",
-                   location=pipeline.location(pipeline.data_collator, trainer), evidence={"batch_keys": sorted(batch)})
+                   location=pipeline.location(pipeline.data_collator, pipeline.trainer),
+                   evidence={"batch_keys": sorted(batch)})
 
 
 # --- task contracts: the labels each task's loss expects in a batch ---------------------------------------------
@@ -214,7 +203,7 @@ def _see(task):
 
 
 @check("collate", codes=("FTD321", "FTD322"))
-def causal_lm_labels(batch, pipeline, trainer=None, task=None):
+def causal_lm_labels(batch, pipeline, target, task=None):
     """Causal LM: labels equal the inputs (the model shifts them), with -100 on padding."""
     import torch
 
@@ -225,7 +214,7 @@ def causal_lm_labels(batch, pipeline, trainer=None, task=None):
         return None
     mask = batch.get("attention_mask")
     real = mask.bool() if torch.is_tensor(mask) and mask.shape == ids.shape else torch.ones_like(ids, dtype=torch.bool)
-    loc = pipeline.location(_collator(pipeline, trainer), pipeline.train_dataset)
+    loc = pipeline.location(target.collator, pipeline.train_dataset)
     out = []
     scored = real & (labels != -100)
     if int(scored.sum()) >= 8:
@@ -253,7 +242,7 @@ def causal_lm_labels(batch, pipeline, trainer=None, task=None):
 
 
 @check("collate", codes=("FTD323",))
-def seq2seq_labels_padding(batch, pipeline, model, tokenizer=None, trainer=None, task=None):
+def seq2seq_labels_padding(batch, pipeline, model, target, tokenizer=None, task=None):
     """Seq2seq: label padding is -100, never the pad id."""
     import torch
 
@@ -276,5 +265,5 @@ def seq2seq_labels_padding(batch, pipeline, model, tokenizer=None, trainer=None,
                    "Pad the labels with -100: `DataCollatorForSeq2Seq(tokenizer, model=model)` (its "
                    "`label_pad_token_id` is -100 by default; do not set it to the pad id), and if the labels were "
                    "padded when tokenizing, replace the pad id by -100 there; " + _see(name) + ".",
-                   location=pipeline.location(_collator(pipeline, trainer), pipeline.train_dataset),
+                   location=pipeline.location(target.collator, pipeline.train_dataset),
                    evidence={"rows": rows, "pad_token_id": pad})

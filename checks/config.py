@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ftdoctor import data
-from ftdoctor.findings import finding, rule
-from ftdoctor.registry import check
+from ftdoctor.sdk import check, finding, rule
 
 rule("FTD101", "num-labels-mismatch", "config", "error", "The classifier has fewer outputs than the data has classes",
      """
@@ -25,6 +24,13 @@ rule("FTD102", "label-names-mismatch", "config", "warning", "id2label does not m
      model = AutoModelForSequenceClassification.from_pretrained(
          checkpoint, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
      """)
+rule("FTD104", "num-labels-exceeds-classes", "config", "warning", "The classifier has more outputs than the data has classes",
+     """
+     The head has more outputs than the label column's `ClassLabel` has names. Training works, but the extra
+     outputs never receive a target, and the saved model carries classes that do not exist.
+     """,
+     broken='model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=5)  # 3 classes',
+     fixed='model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=3)')
 rule("FTD103", "vocab-exceeds-embeddings", "config", "error", "The tokenizer has more tokens than the model has embedding rows",
      """
      Tokens were added to the tokenizer (`add_tokens`, `add_special_tokens`) but the model's embedding matrix was
@@ -80,12 +86,12 @@ rule("FTD108", "mixed-precision-unavailable", "config", "error", "Mixed precisio
      """)
 
 
-@check("config", codes=("FTD101", "FTD102"))
-def num_labels_match_data(model, train_dataset, pipeline, task=None, trainer=None):
+@check("config", codes=("FTD101", "FTD102", "FTD104"))
+def num_labels_match_data(model, train_dataset, pipeline, target, task=None):
     """The head's outputs against the classes in the label column."""
     if not data.is_classification(task) or not data.is_hf_dataset(train_dataset):
         return None
-    col = data.label_key(train_dataset.column_names, trainer)
+    col = data.label_key(train_dataset.column_names, target.label_names)
     if col is None:
         return None
     n_model = data.num_labels(model)
@@ -113,10 +119,9 @@ def num_labels_match_data(model, train_dataset, pipeline, task=None, trainer=Non
             location=loc, evidence={"model_num_labels": n_model, "data_num_classes": n_data, "class_names": names}))
     elif n_model is not None and n_model > n_data and feat is not None:
         out.append(finding(
-            "FTD101", f"The model has num_labels={n_model} but the `{col}` ClassLabel has only {n_data} classes: "
+            "FTD104", f"The model has num_labels={n_model} but the `{col}` ClassLabel has only {n_data} classes: "
             f"{n_model - n_data} outputs never receive a target.", f"Pass `num_labels={n_data}` to `from_pretrained`.",
-            severity="warning", title="The classifier has more outputs than the data has classes", location=loc,
-            evidence={"model_num_labels": n_model, "data_num_classes": n_data}))
+            location=loc, evidence={"model_num_labels": n_model, "data_num_classes": n_data}))
     elif names is not None:
         id2label = getattr(model.config, "id2label", None) or {}
         model_names = [id2label.get(i, id2label.get(str(i))) for i in range(n_data)]

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from ftdoctor import data
-from ftdoctor.findings import finding, rule
-from ftdoctor.registry import Provide, check
-from ftdoctor.walk import run_user
+from ftdoctor.sdk import Provide, Unavailable, check, finding, rule
+from ftdoctor.targets.base import take_rows
 
 SAMPLE_ROWS = 64
 
@@ -83,6 +82,13 @@ rule("FTD209", "class-balance", "decode", "warning", "Labels of one class domina
      """,
      broken='train = dataset.sort("label").select(range(1000))  # the first 1000 are all class 0',
      fixed='train = dataset.shuffle(seed=42).select(range(1000))')
+rule("FTD211", "single-class-labels", "decode", "error", "The training labels are all one class",
+     """
+     When every training label is the same class there is nothing to learn: the model predicts that class and
+     the loss goes to zero. Usually a subset was taken from a dataset sorted by label.
+     """,
+     broken='train = dataset.sort("label").select(range(1000))  # the first 1000 are all class 0',
+     fixed='train = dataset.shuffle(seed=42).select(range(1000))')
 rule("FTD210", "non-tensor-columns", "decode", "error", "Columns the collator cannot turn into tensors",
      """
      With `remove_unused_columns=False`, or a dataset that is not a `datasets.Dataset`, every key of a sample
@@ -92,43 +98,13 @@ rule("FTD210", "non-tensor-columns", "decode", "error", "Columns the collator ca
      fixed='tokenized = raw.map(tokenize, batched=True, remove_columns=["sentence"])')
 
 
-def _rows(ds, n):
-    if data.is_hf_dataset(ds):
-        sub = ds.select(range(min(n, len(ds))))
-        return sub, [sub[i] for i in range(len(sub))]
-    try:
-        size = len(ds)
-    except TypeError:  # an iterable dataset: take the first rows
-        import itertools
-
-        return None, list(itertools.islice(iter(ds), n))
-    return None, [ds[i] for i in range(min(n, size))]
-
-
-def trainer_view(ds, trainer, description: str, n: int = SAMPLE_ROWS):
-    """The first ``n`` rows with the columns the trainer keeps (what its collator will receive)."""
-    sub, rows = run_user(f"reading the {description} dataset", _rows, ds, n)
-    removed: list[str] = []
-    if sub is not None and trainer is not None and getattr(trainer.args, "remove_unused_columns", False):
-        kept = trainer._remove_unused_columns(sub, description)
-        removed = [c for c in sub.column_names if c not in kept.column_names]
-        rows = [kept[i] for i in range(len(kept))]
-    elif trainer is not None and getattr(trainer.args, "remove_unused_columns", False) and rows and isinstance(rows[0], dict):
-        trainer._set_signature_columns_if_needed()
-        keep = set(trainer._signature_columns)
-        removed = [k for k in rows[0] if k not in keep]
-        rows = [{k: v for k, v in r.items() if k in keep} for r in rows]
-    return rows, removed
-
-
 def _tokenized_stand_in(pipeline, raw_ds, main_input):
     """A dataset in the script with the model's inputs and as many rows as ``raw_ds``: what was meant to be passed."""
     cap = pipeline.capture
     if cap is None:
         return None, None
-    try:
-        n = len(raw_ds)
-    except TypeError:
+    n = data.safe_len(raw_ds)
+    if n is None:
         return None, None
     for var, value in cap.namespace.items():
         if var.startswith("_"):
@@ -155,7 +131,7 @@ def _same_split(raw_ds, ds) -> bool:
 
 @check("decode", provides=("train_features", "eval_features", "effective_train_dataset", "effective_eval_dataset"),
        codes=("FTD201", "FTD202"))
-def read_samples(train_dataset, model, pipeline, trainer=None, eval_dataset=None):
+def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_dataset=None):
     """Rows as the collator will see them; raw text is reported, and a tokenized stand-in used if the script has one."""
     main_input = getattr(model, "main_input_name", "input_ids")
     findings, values = [], {}
@@ -164,15 +140,15 @@ def read_samples(train_dataset, model, pipeline, trainer=None, eval_dataset=None
         if ds is None:
             continue
         description = "training" if split == "train" else "evaluation"
-        rows, removed = trainer_view(ds, trainer, description)
+        rows, removed = target.rows(ds, description, SAMPLE_ROWS)
         if rows and isinstance(rows[0], dict) and main_input not in rows[0] and "inputs_embeds" not in rows[0]:
-            raw_row = _rows(ds, 1)[1][0]
+            raw_row = take_rows(ds, 1)[0]
             text_cols = [k for k, v in raw_row.items() if isinstance(v, str)]
             name, stand_in = _tokenized_stand_in(pipeline, ds, main_input)
             raw_notes.append((split, pipeline.name_of(ds), text_cols, name))
             if stand_in is not None:
                 stand_ins.append(f"{split}: {name}")
-                rows, removed = trainer_view(stand_in, trainer, description)
+                rows, removed = target.rows(stand_in, description, SAMPLE_ROWS)
                 ds = stand_in
             else:
                 rows = None
@@ -180,7 +156,7 @@ def read_samples(train_dataset, model, pipeline, trainer=None, eval_dataset=None
         values[f"{split}_features"] = rows if rows else missing
         values[f"effective_{split}_dataset"] = ds if rows else missing
         if split == "train" and rows and isinstance(rows[0], dict):
-            f = _dropped_label_column(ds, rows, removed, trainer, pipeline)
+            f = _dropped_label_column(ds, rows, removed, target, pipeline)
             if f is not None:
                 findings.append(f)
     if raw_notes:
@@ -206,25 +182,23 @@ def read_samples(train_dataset, model, pipeline, trainer=None, eval_dataset=None
 
 
 def _unavailable(reason):
-    from ftdoctor.walk import Unavailable
-
     return Unavailable(reason)
 
 
-def _dropped_label_column(ds, rows, removed, trainer, pipeline):
-    if data.label_key(rows[0], trainer) is not None or not removed or not data.is_hf_dataset(ds):
+def _dropped_label_column(ds, rows, removed, target, pipeline):
+    if data.label_key(rows[0], target.label_names) is not None or not removed or not data.is_hf_dataset(ds):
         return None
     task = pipeline.task
     if not data.is_classification(task):
         return None
     for col in removed:
         if data.class_label(ds, col) is not None or _int_scalar_column(ds, col):
-            target = (list(getattr(trainer, "label_names", None) or []) or ["labels"])[0]
+            expected = (target.label_names or ["labels"])[0]
             return finding("FTD202", f"The `{col}` column holds the labels, but the Trainer drops it: "
-                           f"`{data.model_name(pipeline.model)}.forward` takes `{target}`, not `{col}`. "
+                           f"`{data.model_name(pipeline.model)}.forward` takes `{expected}`, not `{col}`. "
                            "No labels reach the model and it returns no loss.",
-                           f"Rename it: `dataset = dataset.rename_column(\"{col}\", \"{target}\")`.",
-                           location=pipeline.location(trainer), evidence={"column": col, "expected": target})
+                           f"Rename it: `dataset = dataset.rename_column(\"{col}\", \"{expected}\")`.",
+                           location=pipeline.location(pipeline.trainer), evidence={"column": col, "expected": expected})
     return None
 
 
@@ -233,11 +207,11 @@ def _int_scalar_column(ds, col) -> bool:
     return getattr(feat, "dtype", "").startswith("int") and col not in ("idx", "id", "index")
 
 
-@check("decode", codes=("FTD203", "FTD204", "FTD209"))
-def labels_are_class_ids(effective_train_dataset, train_features, model, pipeline, trainer=None, task=None):
+@check("decode", codes=("FTD203", "FTD204", "FTD209", "FTD211"))
+def labels_are_class_ids(effective_train_dataset, train_features, model, pipeline, target, trainer=None, task=None):
     if not data.is_classification(task) or not train_features or not isinstance(train_features[0], dict):
         return None
-    key = data.label_key(train_features[0], trainer)
+    key = data.label_key(train_features[0], target.label_names)
     if key is None:
         return None
     ds = effective_train_dataset
@@ -281,10 +255,9 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
         share = top_n / len(real)
         label = names[top] if names and 0 <= top < len(names) else top
         if len(counts) == 1:
-            out.append(finding("FTD209", f"Every training label is {label!r}: there is nothing to learn.",
+            out.append(finding("FTD211", f"Every training label is {label!r}: there is nothing to learn.",
                                "Use a split that holds every class, e.g. `dataset.shuffle(seed=42)` before `select`.",
-                               severity="error", title="The training labels are all one class", location=loc,
-                               evidence={"counts": dict(counts)}))
+                               location=loc, evidence={"counts": dict(counts)}))
         elif share >= 0.9 and len(real) >= 20:
             out.append(finding("FTD209", f"{share:.0%} of training labels are {label!r}: a model predicting only "
                                "that class scores that accuracy while learning nothing.",
@@ -412,7 +385,7 @@ def _flat(x):
 
 
 @check("decode")
-def first_sample_evidence(ctx, train_features, pipeline, tokenizer=None, trainer=None):
+def first_sample_evidence(ctx, train_features, pipeline, target, tokenizer=None):
     """The first training sample decoded, with its label name: the evidence a person checks by eye."""
     row = train_features[0] if train_features else None
     if not isinstance(row, dict):
@@ -423,7 +396,7 @@ def first_sample_evidence(ctx, train_features, pipeline, tokenizer=None, trainer
             ev["text"] = tokenizer.decode(_flat(row["input_ids"]))
         except Exception:
             pass
-    key = data.label_key(row, trainer)
+    key = data.label_key(row, target.label_names)
     if key is not None:
         label = row[key]
         label = label.tolist() if hasattr(label, "tolist") else label
@@ -432,8 +405,7 @@ def first_sample_evidence(ctx, train_features, pipeline, tokenizer=None, trainer
         feat = data.class_label(ds, key) if data.is_hf_dataset(ds) and key in ds.column_names else None
         if feat is not None and isinstance(label, int) and 0 <= label < feat.num_classes:
             ev["label_name"] = feat.names[label]
-    ctx.set("decode_evidence", {"first_sample": ev})
-    return None
+    return Provide(evidence={"first_sample": ev})
 
 
 # --- task contracts: what the loss of each task needs from its rows --------------------------------------------
@@ -470,6 +442,17 @@ rule("FTD223", "qa-positions-off", "decode", "error", "Answer positions do not d
      """,
      broken="end_positions.append(idx)  # one token past the answer",
      fixed="end_positions.append(idx + 1)  # after `while offset[idx][1] >= end_char: idx -= 1`")
+rule("FTD225", "qa-most-answers-truncated", "decode", "error", "Truncation cut most answers out of their contexts",
+     """
+     For at least half of the sampled questions, every window of the context is labelled (0, 0): truncation cut
+     the answer away, so training mostly teaches the model that there is no answer. Split long contexts into
+     overlapping windows with `return_overflowing_tokens=True` and a `stride`.
+     """,
+     broken='tokenizer(questions, contexts, max_length=384, truncation="only_second")',
+     fixed="""
+     tokenizer(questions, contexts, max_length=384, truncation="only_second", stride=128,
+               return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
+     """)
 rule("FTD224", "qa-answers-truncated", "decode", "warning", "Truncation cut answers out of their contexts",
      """
      Contexts longer than `max_length` are cut; an answer beyond the cut is labelled (0, 0), the [CLS] token, and
@@ -583,7 +566,7 @@ def _qa_examples(pipeline):
     return found
 
 
-@check("decode", codes=("FTD223", "FTD224"))
+@check("decode", codes=("FTD223", "FTD224", "FTD225"))
 def qa_positions_decode_to_answers(train_features, pipeline, effective_train_dataset=None, tokenizer=None,
                                    trainer=None, task=None):
     """QA rows: the tokens between start and end spell the answer; count the answers truncation cut away."""
@@ -637,18 +620,20 @@ def qa_positions_decode_to_answers(train_features, pipeline, effective_train_dat
                            "end = the token whose span holds the last one (`idx + 1` after the `while "
                            "offset[idx][1] >= end_char: idx -= 1` loop); " + _see("question-answering") + ".",
                            location=loc, evidence={"off": off, "matched_rows": matched}))
-    # The last example's windows may continue past the sample: judge only examples seen whole.
-    groups = list(lost_groups.values())[:-1] if len(rows) >= 64 else list(lost_groups.values())
+    # The last example's windows may continue past the sample: judge only examples seen whole. Questions
+    # without an answer (SQuAD v2) are labelled (0, 0) on purpose.
+    owners = list(lost_groups)[:-1] if len(rows) >= 64 else list(lost_groups)
+    groups = [lost_groups[k] for k in owners if any(examples[k][1])]
     lost = sum(1 for g in groups if all(g))
     if lost:
-        severity = "error" if lost * 2 >= len(groups) else "warning"
-        out.append(finding("FTD224", f"{lost} of {len(groups)} sampled questions lost their answer to truncation: "
+        code = "FTD225" if lost * 2 >= len(groups) else "FTD224"
+        out.append(finding(code, f"{lost} of {len(groups)} sampled questions lost their answer to truncation: "
                            "every window of their context is labelled (0, 0), [CLS], so they teach the model that "
                            "there is no answer.",
                            "Keep long contexts whole in overlapping windows: `tokenizer(questions, contexts, "
                            "truncation=\"only_second\", max_length=..., stride=..., return_overflowing_tokens=True, "
                            "return_offsets_mapping=True)`, and label each window from its `offset_mapping` "
                            "(`overflow_to_sample_mapping` names its example); " + _see("question-answering") + ".",
-                           severity=severity, location=loc,
+                           location=loc,
                            evidence={"answers_lost": lost, "questions": len(groups)}))
     return out

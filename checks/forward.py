@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import re
 
 from ftdoctor import data
-from ftdoctor.findings import finding, rule
-from ftdoctor.registry import Provide, check
-from ftdoctor.walk import Unavailable, UserCodeError, run_user
+from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, rule
+
+from ._failures import explain
 
 rule("FTD401", "no-loss", "forward", "error", "The model returns no loss",
      """
@@ -40,53 +39,19 @@ rule("FTD405", "forward-error", "forward", "error", "The forward pass raised",
      The model failed on a real batch of the training set; training would fail the same way at step one.
      """)
 
-# Known failures of the forward pass and the root cause each points at: (pattern, codes of the root cause).
-_ROOTS = [
-    (r"exactly one of input_ids or inputs_embeds|have to specify either input_ids", ("FTD201",)),
-    (r"index out of range in self", ("FTD103", "FTD206", "FTD207")),
-    # Absolute position embeddings added to longer inputs (DistilBERT): "size of tensor a (217) must match ... (128)".
-    (r"size of tensor a \(\d+\) must match the size of tensor b \(\d+\)", ("FTD206",)),
-    (r"Target -?\d+ is out of bounds|out of bounds", ("FTD101", "FTD203")),
-    (r"no padding token is defined", ("FTD105",)),
-    (r"did not return a loss", ("FTD304", "FTD202")),
-    (r"Expected input batch_size", ("FTD402",)),
-    (r"must be the same as input size|expected scalar type Long|can't be cast to the desired output type", ("FTD204",)),
-]
-
-
-def copy_model(model):
-    """A CPU copy to run on: the user's model is never put in another mode, moved or trained."""
-    import copy
-
-    work = copy.deepcopy(model)
-    return work.to("cpu")
-
-
-def compute_loss(trainer, model, batch):
-    """The loss as the trainer computes it (a subclass's compute_loss included), or the model's own."""
-    if trainer is not None:
-        return trainer.compute_loss(model, dict(batch), return_outputs=True)
-    out = model(**batch)
-    return (out.get("loss") if hasattr(out, "get") else None), out
-
-
-def diagnose_failure(exc, stage, findings_so_far, pipeline, model, batch):
-    """A known failure whose root cause was already reported becomes a skip reason, not a second finding."""
-    text = f"{type(exc).__name__}: {exc}"
-    seen = {f.code for f in findings_so_far}
-    for pattern, roots in _ROOTS:
-        if re.search(pattern, text):
-            already = [c for c in roots if c in seen]
-            if already:
-                return None, f"{stage} fails as predicted by {', '.join(already)}: {text.splitlines()[0][:160]}"
-            if "FTD402" in roots:
-                return _shape_mismatch(text, pipeline, model, batch), text
-            if "FTD401" in roots or "FTD304" in roots:
-                return finding("FTD401", text.splitlines()[0], "Put `labels` in the batch.",
-                               location=pipeline.location(pipeline.trainer)), text
-            break
-    return finding("FTD405", text.splitlines()[0][:400], "Fix the cause shown; --traceback prints the whole trace.",
-                   location=pipeline.location(model), evidence={"exception": text}), text
+def forward_failure(exc, where, findings_so_far, pipeline, model, batch):
+    """(finding or None, reason) for an exception of the forward pass: a cause already reported becomes a skip
+    reason, a shape mismatch or missing labels its own finding, anything else FTD405 with the error."""
+    failure = explain(exc, where, findings_so_far)
+    if failure.kind == "predicted":
+        return None, failure.reason
+    if failure.kind == "shape":
+        return _shape_mismatch(failure.text, pipeline, model, batch), failure.text
+    if failure.kind == "no-labels":
+        return finding("FTD401", failure.first_line, "Put `labels` in the batch.",
+                       location=pipeline.location(pipeline.trainer)), failure.text
+    return finding("FTD405", failure.first_line, "Fix the cause shown; --traceback prints the whole trace.",
+                   location=pipeline.location(model), evidence={"exception": failure.text}), failure.text
 
 
 def _shape_mismatch(text, pipeline, model, batch):
@@ -103,16 +68,16 @@ def _shape_mismatch(text, pipeline, model, batch):
 
 
 @check("forward", provides=("work_model", "initial_loss", "outputs"), codes=("FTD401", "FTD402", "FTD405"))
-def forward_pass(model, batch, pipeline, findings_so_far, trainer=None):
+def forward_pass(model, batch, pipeline, findings_so_far, target):
     import torch
 
-    work = copy_model(model)
+    work = target.work_model()
     work.eval()  # dropout off: the loss at initialisation is compared with chance level
     try:
         with torch.no_grad():
-            loss, outputs = run_user("the model's forward", compute_loss, trainer, work, batch)
+            loss, outputs = target.loss(work, batch)
     except UserCodeError as err:
-        f, reason = diagnose_failure(err.exc, "the forward pass", findings_so_far, pipeline, model, batch)
+        f, reason = forward_failure(err.exc, "the forward pass", findings_so_far, pipeline, model, batch)
         return Provide({"work_model": work, "initial_loss": Unavailable(reason), "outputs": Unavailable(reason)},
                        [f] if f else [], skip_reason=reason)
     if loss is None:
@@ -122,19 +87,18 @@ def forward_pass(model, batch, pipeline, findings_so_far, trainer=None):
             return Provide({"work_model": work, "initial_loss": Unavailable(reason), "outputs": outputs},
                            skip_reason=reason)
         f = finding("FTD401", f"`{data.model_name(model)}` returned no loss for a batch with keys {sorted(batch)}.",
-                    "Put `labels` in the batch (see collate).", location=pipeline.location(trainer))
+                    "Put `labels` in the batch (see collate).", location=pipeline.location(pipeline.trainer))
         return Provide({"work_model": work, "initial_loss": Unavailable("the model returns no loss"),
                         "outputs": outputs}, [f])
     logits = outputs.get("logits") if hasattr(outputs, "get") else None
     ev = {"loss": float(loss), "logits_shape": list(logits.shape) if logits is not None else None}
-    return Provide({"work_model": work, "initial_loss": float(loss.detach()), "outputs": outputs,
-                    "forward_evidence": ev})
+    return Provide({"work_model": work, "initial_loss": float(loss.detach()), "outputs": outputs}, evidence=ev)
 
 
 @check("forward", codes=("FTD403", "FTD404"))
-def loss_at_initialisation(initial_loss, outputs, model, pipeline, batch, task=None, trainer=None):
+def loss_at_initialisation(initial_loss, outputs, model, pipeline, batch, target, task=None):
     if not math.isfinite(initial_loss):
-        return _non_finite_loss(initial_loss, outputs, model, pipeline, batch, trainer)
+        return _non_finite_loss(initial_loss, outputs, model, pipeline, batch, target)
     if task == "sequence-classification" and getattr(model.config, "problem_type", None) in (None, "single_label_classification"):
         n = data.num_labels(model) or 0
         if n > 1:
@@ -147,7 +111,7 @@ def loss_at_initialisation(initial_loss, outputs, model, pipeline, batch, task=N
     return None
 
 
-def _non_finite_loss(initial_loss, outputs, model, pipeline, batch, trainer):
+def _non_finite_loss(initial_loss, outputs, model, pipeline, batch, target):
     """Say where the first NaN/inf comes from: the data, empty masks, the weights, or an operation in user code."""
     import torch
 
@@ -155,7 +119,7 @@ def _non_finite_loss(initial_loss, outputs, model, pipeline, batch, trainer):
                   and not torch.isfinite(v).all()]
     empty_masks = int((batch["attention_mask"].sum(-1) == 0).sum()) if "attention_mask" in batch else 0
     bad_weights = [n for n, p in model.named_parameters() if p.is_floating_point() and not torch.isfinite(p).all()]
-    origin = None if bad_inputs or bad_weights else first_non_finite(trainer, model, batch, pipeline)
+    origin = None if bad_inputs or bad_weights else first_non_finite(target, batch, pipeline)
     location = pipeline.location(model)
     if bad_inputs:
         cause, fix = f"non-finite values in {bad_inputs}", "Filter or fill rows with NaN/inf values before training."
@@ -189,7 +153,7 @@ def _origin_fix(op: str, what: str) -> str:
     return "Guard the operation against zero denominators, log(0) and overflow."
 
 
-def first_non_finite(trainer, model, batch, pipeline):
+def first_non_finite(target, batch, pipeline):
     """Re-run the loss and watch every torch operation; return (op, user site, what, source line) of the first
     one whose inputs are finite and whose result is not: where the NaN is born."""
     import linecache
@@ -231,13 +195,13 @@ def first_non_finite(trainer, model, batch, pipeline):
                     self.hit = (name, Site(frame.f_code.co_filename, frame.f_lineno), what, code)
             return out
 
-    work = copy_model(model)
+    work = target.work_model()
     work.eval()
     watch = Watch()
     try:
         with torch.no_grad(), watch:
-            compute_loss(trainer, work, batch)
-    except Exception:
+            target.loss(work, batch)
+    except UserCodeError:
         pass
     return watch.hit
 
@@ -255,7 +219,7 @@ rule("FTD421", "decoder-inputs-not-from-labels", "forward", "error", "decoder_in
 
 
 @check("forward", codes=("FTD421",))
-def decoder_inputs_from_labels(batch, model, pipeline, task=None, trainer=None):
+def decoder_inputs_from_labels(batch, model, pipeline, task=None):
     """Seq2seq: decoder_input_ids, when the batch carries them, are the labels shifted right by one."""
     import torch
 
@@ -281,5 +245,5 @@ def decoder_inputs_from_labels(batch, model, pipeline, task=None, trainer=None):
                    "Drop `decoder_input_ids` from the data and let `DataCollatorForSeq2Seq(tokenizer, model=model)` "
                    "derive them (`model.prepare_decoder_input_ids_from_labels`), or leave them out and the model "
                    "shifts the labels itself; " + f"see `ftdoctor reference show {name}`.",
-                   location=pipeline.location(pipeline.train_dataset, trainer),
+                   location=pipeline.location(pipeline.train_dataset, pipeline.trainer),
                    evidence={"equal_to_labels": same})

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import ast
 
-from ftdoctor.findings import finding, rule
-from ftdoctor.registry import check
+from ftdoctor.sdk import check, finding, rule
 
 rule("FTD410", "model-not-in-train-mode", "forward", "warning", "The loop trains a model that is in eval mode",
      """

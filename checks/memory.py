@@ -19,9 +19,9 @@ import math
 from dataclasses import dataclass
 
 from ftdoctor import data
-from ftdoctor.findings import finding, rule
-from ftdoctor.registry import check
-from ftdoctor.walk import UserCodeError, run_user
+from ftdoctor.sdk import UserCodeError, check, finding, rule, run_user
+
+from ._failures import explain, root_codes
 
 MARGIN = 0.10  # plan to use at most 90% of what the device offers (allocator fragmentation, kernels' workspaces)
 FIT_LENGTH = 48  # the longest sequence measured on the CPU; longer ones are extrapolated from the fit
@@ -42,6 +42,12 @@ rule("FTD802", "does-not-fit", "memory", "error", "The configured batch does not
      """,
      broken='TrainingArguments("out", per_device_train_batch_size=64)',
      fixed='TrainingArguments("out", per_device_train_batch_size=16, gradient_accumulation_steps=4)')
+rule("FTD804", "longest-rows-fail", "memory", "error", "A batch of the longest training rows fails",
+     """
+     The memory stage runs the longest rows of the training set, which the first batches may not contain. When
+     they fail (too long for the position embeddings, a collator that cannot handle them), the run fails the
+     same way when such a batch comes up, possibly hours in.
+     """)
 rule("FTD803", "cuda-error", "memory", "error", "A GPU step failed with a CUDA error; the CPU shows the cause",
      """
      CUDA reports a bad index or label as "device-side assert triggered", "CUBLAS_STATUS_..." or "an illegal
@@ -170,7 +176,7 @@ def _seq_len(batch) -> int:
 
 # -- activations, measured ---------------------------------------------------------------------------------------
 
-def saved_activation_bytes(model, batch, trainer=None, dtype=None) -> tuple[int, int]:
+def saved_activation_bytes(model, batch, loss_fn=None, dtype=None) -> tuple[int, int]:
     """Bytes autograd saves for backward during one forward (as CUDA kernels save them), and the number of
     logits elements; ``dtype`` runs the forward under autocast."""
     import contextlib
@@ -178,8 +184,9 @@ def saved_activation_bytes(model, batch, trainer=None, dtype=None) -> tuple[int,
     import torch
 
     from ftdoctor.gpu import cuda_like_kernels
+    from ftdoctor.targets.base import model_loss
 
-    from .forward import compute_loss
+    loss_fn = loss_fn or model_loss
 
     param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
@@ -195,7 +202,7 @@ def saved_activation_bytes(model, batch, trainer=None, dtype=None) -> tuple[int,
     amp = torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
     with torch.random.fork_rng(devices=[]), cuda_like_kernels(), amp, \
             torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss, outputs = compute_loss(trainer, model, batch)
+        loss, outputs = loss_fn(model, batch)
     logits = outputs.get("logits") if hasattr(outputs, "get") else None
     numel = int(logits.numel()) if torch.is_tensor(logits) else 0
     del loss, outputs, logits
@@ -242,7 +249,7 @@ def _solve_quadratic(points):
     return k0, a, c
 
 
-def fit_activations(work, row, collator, trainer=None, dtype=None, checkpointing=False, ckpt_kwargs=None,
+def fit_activations(work, row, collator, loss_fn=None, dtype=None, checkpointing=False, ckpt_kwargs=None,
                     fit_length=FIT_LENGTH) -> ActivationFit:
     """Measure saved bytes at (1, S/4), (1, S/2), (1, S), (2, S) with S = min(longest row, fit_length) and fit
     them: linear in batch, quadratic in length."""
@@ -262,11 +269,11 @@ def fit_activations(work, row, collator, trainer=None, dtype=None, checkpointing
         s = _seq_len(batch)
         if s in measured:
             continue
-        measured[s] = run_user("the model's forward", saved_activation_bytes, work, batch, trainer, dtype)
+        measured[s] = run_user("the model's forward", saved_activation_bytes, work, batch, loss_fn, dtype)
     s_top = max(measured)
     r = truncated(row, fractions[-1])
     two, _ = run_user("the model's forward", saved_activation_bytes, work,
-                      dict(run_user("the data collator", collator, [r, r])), trainer, dtype)
+                      dict(run_user("the data collator", collator, [r, r])), loss_fn, dtype)
     per_row_top = two - measured[s_top][0]
     fixed = measured[s_top][0] - per_row_top
     points = sorted((s, m[0] - fixed) for s, m in measured.items())
@@ -359,31 +366,29 @@ def _keeping_effective_batch(effective: int, limit: int) -> tuple[int, int]:
     return 1, effective
 
 
-def _measure(work, row, collator, trainer, args, precision, checkpointing):
+def _measure(work, row, collator, loss_fn, args, precision, checkpointing):
     import torch
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision or "")
     try:
-        return fit_activations(work, row, collator, trainer, dtype, checkpointing,
+        return fit_activations(work, row, collator, loss_fn, dtype, checkpointing,
                                getattr(args, "gradient_checkpointing_kwargs", None))
     except UserCodeError:
         if dtype is torch.float16:  # CPU autocast without float16 kernels: bfloat16 has the same sizes
-            return fit_activations(work, row, collator, trainer, torch.bfloat16, checkpointing)
+            return fit_activations(work, row, collator, loss_fn, torch.bfloat16, checkpointing)
         raise
 
 
-def _recompute_per_row(work, row, collator, trainer, args, precision, fit_ckpt, seq_len) -> float:
-    full = _measure(work, row, collator, trainer, args, precision, False)
+def _recompute_per_row(work, row, collator, loss_fn, args, precision, fit_ckpt, seq_len) -> float:
+    full = _measure(work, row, collator, loss_fn, args, precision, False)
     return full.per_row(seq_len) / _num_layers(work)
 
 
-@check("memory", codes=("FTD801", "FTD802", "FTD803"))
-def memory_model(model, effective_train_dataset, train_features, initial_loss, pipeline, findings_so_far,
-                 trainer=None, args=None, step_evidence=None, work_optimizer=None, effective_eval_dataset=None,
+@check("memory", codes=("FTD801", "FTD802", "FTD803", "FTD804"))
+def memory_model(model, effective_train_dataset, train_features, initial_loss, pipeline, findings_so_far, target,
+                 args=None, step_evidence=None, work_optimizer=None, effective_eval_dataset=None,
                  eval_features=None, gpu_memory=None, gpu_probe=None):
     from ftdoctor import gpu
-
-    from .forward import copy_model
 
     params = _unique_params(model)
     params_bytes = sum(p.numel() * p.element_size() for p in params)
@@ -394,25 +399,28 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
     accumulation = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
     precision = mixed_precision(args)
     checkpointing = bool(getattr(args, "gradient_checkpointing", False))
-    collator = trainer.data_collator if trainer is not None else pipeline.data_collator
+    collator = target.collator
+    loss_fn = target.loss
     (row,) = worst_case_rows(effective_train_dataset, train_features, 1)
-    work = copy_model(model)
+    work = target.work_model()
     worst = {}
     try:
         worst = dict(run_user("the data collator", collator, [row]))
         seq_len = _seq_len(worst)
-        fit = _measure(work, row, collator, trainer, args, precision, checkpointing)
-        recompute = (_recompute_per_row(work, row, collator, trainer, args, precision, fit, seq_len)
+        fit = _measure(work, row, collator, loss_fn, args, precision, checkpointing)
+        recompute = (_recompute_per_row(work, row, collator, loss_fn, args, precision, fit, seq_len)
                      if checkpointing else 0.0)
     except UserCodeError as err:
         # The longest rows are data no earlier stage ran: their failure is diagnosed like the forward pass's.
-        from .forward import diagnose_failure
-
-        f, reason = diagnose_failure(err.exc, "the forward pass on the longest rows", findings_so_far, pipeline, model,
-                                     worst)
-        info = finding("FTD801", f"Activations could not be measured on the longest rows: {reason}", "",
-                       severity="info", evidence={"worst_case_error": reason})
-        return [info] + ([f] if f is not None else [])
+        failure = explain(err.exc, "the forward pass on the longest rows", findings_so_far)
+        info = finding("FTD801", f"Activations could not be measured on the longest rows: {failure.reason}", "",
+                       evidence={"worst_case_error": failure.reason})
+        if failure.kind == "predicted":
+            return [info]
+        return [info, finding("FTD804", f"A batch of the longest training rows ({_seq_len(worst) if worst else '?'} "
+                              f"tokens) fails: {failure.first_line}", "Fix the cause shown; the run fails the same "
+                              "way when that batch comes up.", location=pipeline.location(model),
+                              evidence={"exception": failure.text})]
     step = StepModel(params_bytes, grads_bytes, optimizer_bytes, _head_grad_bytes(model), fit, seq_len,
                      accumulation, recompute)
 
@@ -450,7 +458,7 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
     probe_note = ""
     if device is not None and _should_probe(gpu_probe, device):
         probe_note, extra = _probe(model, work, step, max_bs, evidence, effective_train_dataset, train_features,
-                                   collator, trainer, args, precision, checkpointing, work_optimizer, pipeline,
+                                   collator, loss_fn, args, precision, checkpointing, work_optimizer, pipeline,
                                    findings_so_far)
     else:
         extra = []
@@ -473,8 +481,8 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
                         f"is {max_bs}.{probe_note}", "", evidence=evidence)] + extra
     fixes = []
     if not train_fits:
-        fixes.append(_train_fix(step, train_bs, accumulation, budget, work_factory=lambda: copy_model(model),
-                                row=row, collator=collator, trainer=trainer, args=args, precision=precision,
+        fixes.append(_train_fix(step, train_bs, accumulation, budget, work_factory=target.work_model,
+                                row=row, collator=collator, loss_fn=loss_fn, args=args, precision=precision,
                                 checkpointing=checkpointing, device=device, evidence=evidence))
     if not eval_fits:
         fixes.append(_eval_fix(budget, params_bytes, optimizer_bytes, eval_row_bytes, accumulated, eval_bs, args,
@@ -486,7 +494,7 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
                     evidence=evidence)] + extra
 
 
-def _train_fix(step, train_bs, accumulation, budget, work_factory, row, collator, trainer, args, precision,
+def _train_fix(step, train_bs, accumulation, budget, work_factory, row, collator, loss_fn, args, precision,
                checkpointing, device, evidence):
     effective = train_bs * accumulation
     ga_step = StepModel(**{**step.__dict__, "accumulation": 2})  # with accumulation, gradients stay resident
@@ -502,8 +510,8 @@ def _train_fix(step, train_bs, accumulation, budget, work_factory, row, collator
     half = precision or ("bf16" if gpu.supports_bf16(device) else "fp16")
     work = work_factory()
     try:
-        fit = _measure(work, row, collator, trainer, args, half, True)
-        recompute = _recompute_per_row(work, row, collator, trainer, args, half, fit, step.seq_len)
+        fit = _measure(work, row, collator, loss_fn, args, half, True)
+        recompute = _recompute_per_row(work, row, collator, loss_fn, args, half, fit, step.seq_len)
     except UserCodeError:
         fit = None
     finally:
@@ -553,7 +561,7 @@ def _should_probe(gpu_probe, device) -> bool:
     return torch.cuda.is_available()
 
 
-def _probe(model, work, step, max_bs, evidence, ds, features, collator, trainer, args, precision, checkpointing,
+def _probe(model, work, step, max_bs, evidence, ds, features, collator, loss_fn, args, precision, checkpointing,
            work_optimizer, pipeline, findings_so_far):
     """At most two trial steps in a child process: at the predicted maximum (must fit) and just above the
     device's capacity (must not); a CUDA error there is replayed on the CPU to find its cause."""
@@ -590,7 +598,7 @@ def _probe(model, work, step, max_bs, evidence, ds, features, collator, trainer,
     if result.device_error:
         failed = next((t.batch_size for t in result.trials if t.cuda_error), sizes[0])
         extra.append(replay_on_cpu(result.device_error, rows_of.get(failed) or rows_of[sizes[0]], model, collator,
-                                   trainer, pipeline, findings_so_far, evidence))
+                                   loss_fn, pipeline, findings_so_far, evidence))
     note = (" Trial steps on the GPU (worst-case rows): " + "; ".join(notes) + ".") if notes else ""
     return note, [f for f in extra if f is not None]
 
@@ -598,18 +606,19 @@ def _probe(model, work, step, max_bs, evidence, ds, features, collator, trainer,
 def _optimizer_kwargs(opt) -> dict:
     if opt is None:
         return {}
-    from .backward import _init_kwargs
+    from ftdoctor.targets.base import optimizer_init_kwargs
 
-    kwargs = _init_kwargs(opt)
+    kwargs = optimizer_init_kwargs(opt)
     return {k: v for k, v in kwargs.items() if k not in ("foreach",)}
 
 
-def replay_on_cpu(device_error, rows, model, collator, trainer, pipeline, findings_so_far, evidence, chunk=16):
+def replay_on_cpu(device_error, rows, model, collator, loss_fn, pipeline, findings_so_far, evidence, chunk=16,
+                  work=None):
     """Replay the rows of a batch that failed on the GPU on the CPU, a few at a time, until the real error shows;
     diagnose it like any other failure of the forward or backward pass."""
-    from .forward import compute_loss, copy_model, diagnose_failure
+    from ftdoctor.targets import work_copy
 
-    work = copy_model(model)
+    work = work if work is not None else work_copy(model)
     work.train()
     distinct = list({id(r): r for r in rows}.values())
     cpu_error, failing = None, None
@@ -617,10 +626,13 @@ def replay_on_cpu(device_error, rows, model, collator, trainer, pipeline, findin
         part, batch = distinct[i:i + chunk], None
         try:
             batch = dict(collator(part))
-            loss, _ = compute_loss(trainer, work, batch)
+            loss, _ = loss_fn(work, batch)
             if loss is not None:
                 loss.backward()
             work.zero_grad(set_to_none=True)
+        except UserCodeError as err:
+            cpu_error, failing = err.exc, batch
+            break
         except Exception as exc:
             cpu_error, failing = exc, batch
             break
@@ -634,45 +646,29 @@ def replay_on_cpu(device_error, rows, model, collator, trainer, pipeline, findin
                        "versions match.", evidence={"device_error": device_error})
     text = f"{type(cpu_error).__name__}: {cpu_error}"
     replay["cpu_error"] = text.splitlines()[0][:400]
-    diagnosed, reason = diagnose_failure(cpu_error, "the GPU trial step", findings_so_far, pipeline, model,
-                                         failing or {})
-    seen = [f.code for f in findings_so_far]
-    reported = [c for c in seen if reason and c in reason]
-    known = _root_codes(text)
-    replay["root_cause"] = reported or known or ([diagnosed.code] if diagnosed is not None else [])
+    failure = explain(cpu_error, "the GPU trial step", findings_so_far)
+    reported = failure.predicted_by
+    known = root_codes(text)
+    replay["root_cause"] = reported or known
     culprits = _culprits(distinct, model)
     replay["culprits"] = culprits
     if reported:
         cause = f"already reported as {', '.join(reported)}"
     elif known:
-        from ftdoctor.findings import RULES
+        from ftdoctor.sdk import RULES
 
         cause = "; ".join(f"{c}: {RULES[c].title}" for c in known if c in RULES)
     else:
-        cause = f"{diagnosed.code}: {diagnosed.title}" if diagnosed is not None else "see the error"
+        cause = "see the error"
     if culprits:
         cause += "; " + "; ".join(culprits[:3])
-    fix = diagnosed.fix if diagnosed is not None and diagnosed.code not in ("FTD405",) else (
-        f"Fix the cause ({cause}) in the data or the model configuration; `ftdoctor explain "
-        f"{replay['root_cause'][0]}` shows how." if replay["root_cause"] else
-        "Fix the error the CPU shows; CUDA only reports that a kernel failed.")
+    fix = (f"Fix the cause ({cause}) in the data or the model configuration; `ftdoctor explain "
+           f"{replay['root_cause'][0]}` shows how." if replay["root_cause"] else
+           "Fix the error the CPU shows; CUDA only reports that a kernel failed.")
     return finding("FTD803", f"The trial step on the GPU failed with `{device_error}`. Replayed on the CPU, the same "
-                   f"rows raise `{replay['cpu_error']}` ({cause}).", fix,
-                   location=diagnosed.location if diagnosed is not None else pipeline.location(model),
+                   f"rows raise `{replay['cpu_error']}` ({cause}).", fix, location=pipeline.location(model),
                    evidence={"device_error": device_error, "cpu_error": replay["cpu_error"],
                              "root_cause": replay["root_cause"], "culprits": culprits})
-
-
-def _root_codes(text: str) -> list[str]:
-    """The root-cause codes the forward stage's table gives a readable CPU error."""
-    import re
-
-    from .forward import _ROOTS
-
-    for pattern, roots in _ROOTS:
-        if re.search(pattern, text):
-            return [c for c in roots if c not in ("FTD402", "FTD401", "FTD304", "FTD202")]
-    return []
 
 
 def _culprits(rows, model) -> list[str]:

@@ -5,13 +5,9 @@ When the data stages fail, compute_metrics is still checked on synthetic inputs 
 
 from __future__ import annotations
 
-import contextlib
-
 from ftdoctor import data
 from ftdoctor.capture import user_site_in_traceback
-from ftdoctor.findings import finding, rule
-from ftdoctor.registry import Provide, Skip, check
-from ftdoctor.walk import UserCodeError, run_user
+from ftdoctor.sdk import Provide, Skip, UserCodeError, check, finding, rule, run_user
 
 rule("FTD601", "metrics-without-argmax", "metrics", "error", "compute_metrics passes logits where class ids are expected",
      """
@@ -61,49 +57,6 @@ rule("FTD606", "metrics-not-a-dict", "metrics", "error", "compute_metrics must r
      fixed='return {"accuracy": accuracy_score(labels, predictions)}')
 
 
-def _numpy(x):
-    import torch
-
-    if x is None:
-        return None
-    if isinstance(x, (tuple, list)):
-        return tuple(_numpy(v) for v in x)
-    if torch.is_tensor(x):
-        return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
-    return x
-
-
-@contextlib.contextmanager
-def _predicting_with(trainer, model):
-    """Let prediction_step run on the walk's CPU copy: it moves inputs to args.device and Seq2SeqTrainer
-    generates with ``trainer.model``; both would reach the user's (GPU) model. Restored afterwards."""
-    saved = trainer.model
-    trainer.model = model
-    trainer._prepare_inputs = lambda inputs: inputs  # the batch is already on the copy's device
-    try:
-        yield
-    finally:
-        trainer.model = saved
-        del trainer._prepare_inputs
-
-
-def _predict(trainer, model, batch, preprocess):
-    """One eval step the way the Trainer's evaluation loop runs it."""
-    import torch
-
-    model.eval()
-    with torch.no_grad():
-        if trainer is not None:
-            with _predicting_with(trainer, model):
-                _, logits, labels = trainer.prediction_step(model, dict(batch), prediction_loss_only=False)
-        else:
-            out = model(**batch)
-            logits, labels = out.get("logits"), batch.get("labels")
-        if preprocess is not None and logits is not None:
-            logits = preprocess(logits, labels)
-    return _numpy(logits), _numpy(labels)
-
-
 def _synthetic_batch(model, task):
     """A small batch in the model's vocabulary and the task's label shape."""
     import torch
@@ -113,7 +66,7 @@ def _synthetic_batch(model, task):
     b, s = 4, 12
     ids = torch.randint(5, max(6, min(rows, 1000)), (b, s), generator=g)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    n = data.num_labels(model) or 2  # labels the head can score, so the loss inside prediction_step runs
+    n = data.num_labels(model) or 2  # labels the head can score, so the loss of the eval step runs
     if task == "sequence-classification":
         batch["labels"] = torch.arange(b) % n
     elif task == "token-classification":
@@ -132,17 +85,36 @@ def _synthetic_batch(model, task):
     return batch
 
 
+EVAL_ROWS = 32  # rows of the eval set run through the trainer's own evaluation: two batches or more, as a rule
+
+
 @check("metrics", provides=("eval_prediction",))
-def eval_predictions(model, pipeline, trainer=None, eval_batch=None, work_model=None, task=None,
-                     preprocess_logits_for_metrics=None, compute_metrics=None):
-    """Predictions for compute_metrics: from a real eval batch, or synthetic ones when the data stages failed."""
+def eval_predictions(model, pipeline, target, trainer=None, eval_batch=None, work_model=None, task=None,
+                     preprocess_logits_for_metrics=None, compute_metrics=None, effective_eval_dataset=None,
+                     args=None):
+    """What compute_metrics will receive: from the trainer's own evaluation of a few eval rows; from one eval step
+    when there is no such path; from a synthetic batch of the model's shape when the data stages failed."""
     from transformers import EvalPrediction
 
     if compute_metrics is None:
         return Provide({}, skip_reason="the trainer has no compute_metrics")
-    from .forward import copy_model
-
-    work = work_model if work_model is not None else copy_model(model)
+    work = work_model if work_model is not None else target.work_model()
+    if eval_batch is not None and effective_eval_dataset is not None:
+        n = min(EVAL_ROWS, 2 * int(getattr(args, "per_device_eval_batch_size", 8) or 8))
+        try:
+            pred = target.eval_prediction(work, effective_eval_dataset, n)
+        except UserCodeError as err:
+            pred = None
+            if target.metrics_path_note():
+                return Provide({}, skip_reason=f"the trainer's evaluation failed before compute_metrics: {err}")
+        if pred is not None:
+            return Provide({"eval_prediction": pred}, evidence={
+                "source": f"the trainer's evaluation of {n} eval rows", "predictions_shape": _shapes(pred.predictions),
+                "labels_shape": _shapes(pred.label_ids)})
+    note = target.metrics_path_note()
+    if note:
+        return Provide({}, skip_reason=f"{note}, and it could not run here; compute_metrics is not called on raw "
+                                       "predictions")
     source = "eval batch"
     batch = eval_batch
     if batch is None:
@@ -150,23 +122,25 @@ def eval_predictions(model, pipeline, trainer=None, eval_batch=None, work_model=
         if batch is None:
             return Provide({}, skip_reason="no eval batch, and the task is unknown so no synthetic batch can be built")
     try:
-        preds, labels = run_user("prediction", _predict, trainer, work, batch, preprocess_logits_for_metrics)
+        preds, labels = target.predict(work, batch, preprocess_logits_for_metrics)
     except UserCodeError as err:
         if source == "eval batch":
             batch = _synthetic_batch(model, task)
             try:
-                preds, labels = run_user("prediction", _predict, trainer, work, batch, preprocess_logits_for_metrics)
+                preds, labels = target.predict(work, batch, preprocess_logits_for_metrics)
                 source = "synthetic batch"
             except UserCodeError:
                 return Provide({}, skip_reason=f"the model cannot predict on an eval batch: {err}")
         else:
             return Provide({}, skip_reason=f"the model cannot predict on a synthetic batch: {err}")
-    inputs = _numpy(batch.get("input_ids")) if "inputs" in (getattr(getattr(trainer, "args", None), "include_for_metrics", None) or []) else None
+    from ftdoctor.targets.base import to_numpy
+
+    inputs = to_numpy(batch.get("input_ids")) if "inputs" in (getattr(getattr(trainer, "args", None), "include_for_metrics", None) or []) else None
     pred = EvalPrediction(predictions=preds, label_ids=labels, inputs=inputs) if inputs is not None else \
         EvalPrediction(predictions=preds, label_ids=labels)
     shape = _shapes(preds)
-    return Provide({"eval_prediction": pred, "metrics_evidence": {"source": source, "predictions_shape": shape,
-                                                                 "labels_shape": list(getattr(labels, "shape", []))}})
+    return Provide({"eval_prediction": pred}, evidence={"source": source, "predictions_shape": shape,
+                                                       "labels_shape": list(getattr(labels, "shape", []))})
 
 
 @check("metrics", provides=("metric_values",), codes=("FTD601", "FTD602", "FTD604", "FTD606"))
@@ -237,7 +211,7 @@ def _return_site(func, pipeline):
         returns = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Return) and n.value is not None]
         path = inspect.getsourcefile(func)
         if returns and path and (pipeline.capture is None or pipeline.capture.is_user_file(path)):
-            from ftdoctor.capture import Site
+            from ftdoctor.sdk import Site
 
             return str(Site(path, start + max(returns) - 1))
     except (OSError, TypeError, SyntaxError):

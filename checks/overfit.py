@@ -13,9 +13,7 @@ from __future__ import annotations
 import math
 
 from ftdoctor import data
-from ftdoctor.findings import finding, rule
-from ftdoctor.registry import Provide, check
-from ftdoctor.walk import UserCodeError, run_user
+from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule
 
 STEPS = 30
 TARGET_RATIO = 0.5  # learned: the loss falls to half its first value (or classification reaches accuracy 1.0)
@@ -138,16 +136,13 @@ def _diverged(losses) -> bool:
     return max(losses) > BLOWUP * losses[0] or losses[-1] > losses[0] * 1.05
 
 
-def trial(model, batch, lr, trainer, optimizer, args, task, steps=STEPS):
+def trial(target, batch, lr, args, task, steps=STEPS):
     """Train a fresh copy on ``batch`` at ``lr``, stopping early once it learned, blew up or stalled."""
     import torch
 
-    from .backward import build_optimizer
-    from .forward import compute_loss, copy_model
-
-    work = copy_model(model)
+    work = target.work_model()
     work.eval()  # dropout off: one batch is memorised, not regularised
-    opt, _ = build_optimizer(trainer, model, work, optimizer)
+    opt, _ = target.build_optimizer(work)
     base = max((g["lr"] for g in opt.param_groups), default=lr) or lr
     for g in opt.param_groups:  # keep the user's ratios between groups, scaled to ``lr``
         g["lr"] = lr * (g["lr"] / base if base else 1.0)
@@ -156,7 +151,7 @@ def trial(model, batch, lr, trainer, optimizer, args, task, steps=STEPS):
     prior = prior_loss(batch, task)
     losses, acc = [], None
     for step in range(steps):
-        loss, outputs = compute_loss(trainer, work, batch)
+        loss, outputs = target.loss(work, batch)
         losses.append(float(loss.detach()))
         acc = _accuracy(outputs, batch, task)
         if _learned(losses, acc, prior) or _diverged(losses) and (not math.isfinite(losses[-1])
@@ -185,7 +180,7 @@ def _sweep(user: Trial) -> list[float]:
 
 
 @check("overfit", codes=("FTD701", "FTD702", "FTD703", "FTD704"))
-def overfit_one_batch(ctx, model, batch, step_evidence, pipeline, findings_so_far, trainer=None, optimizer=None,
+def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, target, trainer=None, optimizer=None,
                       args=None, task=None):
     # A step that already fails (no gradient, NaN, nothing moves) makes every trial fail: reported once, there.
     roots = [f.code for f in findings_so_far if f.severity == "error" and f.code[:4] in ("FTD4", "FTD5")]
@@ -193,46 +188,49 @@ def overfit_one_batch(ctx, model, batch, step_evidence, pipeline, findings_so_fa
         return Provide({}, skip_reason=f"training cannot work as forward/backward showed ({', '.join(roots)})")
     user_lr = _user_lr(args, optimizer)
     try:
-        user = run_user("training on one batch", trial, model, batch, user_lr, trainer, optimizer, args, task)
+        user = trial(target, batch, user_lr, args, task)
         runs = [user]
         if not user.learned:
             for lr in _sweep(user):
-                runs.append(run_user("training on one batch", trial, model, batch, lr, trainer, optimizer, args, task))
+                runs.append(trial(target, batch, lr, args, task))
                 if runs[-1].learned:
                     break
     except UserCodeError as err:
         return finding("FTD701", f"Training on one batch raised {type(err.exc).__name__}: {err.exc}",
                        "Fix the error; it would stop the real run too.", location=pipeline.location(trainer))
     evidence = {"runs": [r.evidence() for r in runs], "prior_loss": user.prior}
-    ctx.set("overfit_evidence", evidence)
     if user.learned:
-        return None
+        return Provide(evidence=evidence)
     worked = next((r for r in runs[1:] if r.learned), None)
     where = pipeline.location(args) if optimizer is None else pipeline.location(optimizer)
     setting = "learning_rate" if optimizer is None else "lr"
     summary = f"loss {user.first:.3f} -> {user.last:.3f} in {len(user.losses)} steps"
     if worked is not None and worked.lr < user_lr:
         how = "diverges" if user.outcome == "diverged" else "does not settle"
-        return finding("FTD702", f"At {setting}={user_lr:g} the loss on one batch {how} ({summary}); at "
+        return _with(evidence, finding("FTD702", f"At {setting}={user_lr:g} the loss on one batch {how} ({summary}); at "
                        f"{worked.lr:g} it falls to {worked.last:.3f} in {len(worked.losses)} steps.",
                        f"Lower it: `{setting}={worked.lr:g}` learned one batch here (a pretrained checkpoint "
-                       "usually wants 2e-5 to 5e-5).", location=where, evidence=evidence)
+                       "usually wants 2e-5 to 5e-5).", location=where, evidence=evidence))
     if worked is not None:
         code = "FTD704" if user.outcome == "slow" else "FTD703"
         verb = "falls slowly" if code == "FTD704" else "barely moves"
-        return finding(code, f"At {setting}={user_lr:g} the loss on one batch {verb} ({summary}); at "
+        return _with(evidence, finding(code, f"At {setting}={user_lr:g} the loss on one batch {verb} ({summary}); at "
                        f"{worked.lr:g} it falls to {worked.last:.3f} in {len(worked.losses)} steps.",
                        f"Raise it: `{setting}={worked.lr:g}` learned one batch here (a pretrained checkpoint usually "
                        "wants 2e-5 to 5e-5; a small or randomly initialised model more).", location=where,
-                       evidence=evidence)
+                       evidence=evidence))
     tried = ", ".join(f"{r.lr:g}" for r in runs)
     floor = (f"; {user.prior:.3f} is what predicting the batch's label frequencies scores without looking at the "
              "inputs") if user.prior is not None else ""
-    return finding("FTD701", f"No learning rate tried ({tried}) learned one batch ({summary} at {user_lr:g}"
+    return _with(evidence, finding("FTD701", f"No learning rate tried ({tried}) learned one batch ({summary} at {user_lr:g}"
                    f"{floor}).", "Check that the inputs differ between examples (truncation, padding) and that the "
                    "labels belong to their inputs; that the parameters that matter are trainable and reach the loss "
                    "(see backward); and that the loss is the task's.", location=pipeline.location(trainer),
-                   evidence=evidence)
+                   evidence=evidence))
+
+
+def _with(evidence, f):
+    return Provide(findings=[f], evidence=evidence)
 
 
 def _user_lr(args, optimizer) -> float:

@@ -7,8 +7,7 @@ import os
 import re
 
 from ftdoctor.capture import user_site_in_traceback
-from ftdoctor.findings import finding, rule
-from ftdoctor.registry import check
+from ftdoctor.sdk import check, finding, rule
 
 rule("FTD001", "removed-argument", "setup", "error", "An argument removed or renamed in transformers 5",
      """
@@ -76,6 +75,21 @@ rule("FTD007", "loss-is-none", "setup", "error", "The loop called backward on a 
      broken='outputs = model(**batch); outputs.loss.backward()  # batch has "label"',
      fixed='batch["labels"] = batch.pop("label"); outputs = model(**batch); outputs.loss.backward()')
 
+rule("FTD008", "loop-failed-at-first-step", "setup", "info", "The loop failed at its first step; the stages show why",
+     """
+     A hand-written loop raised while drawing or running its first batch. Its model, loader and optimizer were
+     captured all the same, so the later stages rebuild that batch and name the cause where it starts (decode,
+     collate, forward). The exception itself is kept as evidence.
+     """)
+rule("FTD009", "unknown-argument", "setup", "error", "An argument the class does not take",
+     """
+     A keyword argument that the class's constructor does not have, most often a typo of one it does have.
+     It raises `TypeError: ... got an unexpected keyword argument` before anything trains.
+     """,
+     broken='TrainingArguments("out", learning_rat=2e-5)',
+     fixed='TrainingArguments("out", learning_rate=2e-5)',
+     fix_safe=True)
+
 # Arguments removed or renamed in transformers 5: (owner, old) -> the replacement to show.
 _RENAMED = {
     ("TrainingArguments", "evaluation_strategy"): "eval_strategy={value}",
@@ -126,7 +140,8 @@ def tensorflow_script(capture):
                    location=str(capture.train_site) if capture.train_site else None)
 
 
-@check("setup", codes=("FTD001", "FTD002", "FTD003", "FTD004", "FTD005", "FTD007"))
+@check("setup", codes=("FTD001", "FTD002", "FTD003", "FTD004", "FTD005", "FTD007", "FTD008", "FTD009", "FTD106",
+                        "FTD108"))
 def script_raised(capture):
     """Diagnose the exception that stopped the script before training."""
     if capture.outcome != "error" or capture.exception is None:
@@ -135,9 +150,8 @@ def script_raised(capture):
     site = user_site_in_traceback(capture.exc_tb, capture.user_dir)
     if capture.loop is not None and _raised_in_data_loading(capture.exc_tb):
         # The walk rebuilds that batch with the loop's own loader pieces; decode/collate name the cause.
-        return finding("FTD005", f"The loop stopped while drawing its first batch: {type(exc).__name__}: "
+        return finding("FTD008", f"The loop stopped while drawing its first batch: {type(exc).__name__}: "
                        f"{str(exc).splitlines()[0][:200]}", "See the decode and collate stages for the cause.",
-                       severity="info", title="The loop failed on its first batch",
                        location=str(site) if site else None)
     location = str(site) if site else None
     evidence = {"exception": f"{type(exc).__name__}: {exc}"}
@@ -148,7 +162,9 @@ def script_raised(capture):
             found.location = found.location or location
             found.evidence = {**evidence, **found.evidence}
             if found.code == "FTD007" and capture.loop is not None:
-                found.severity = "info"  # the walk of the captured loop shows the cause at collate
+                # The walk of the captured loop shows the cause at collate.
+                return finding("FTD008", f"The loop's first step failed: {found.detail}", "See the collate and "
+                               "forward stages for the cause.", location=found.location, evidence=found.evidence)
             return found
     return finding("FTD005", f"{type(exc).__name__}: {exc}",
                    "Fix the line shown; run with --traceback to see the whole traceback.",
@@ -190,8 +206,8 @@ def _removed_argument(exc):
                        f"Remove `{arg}=...`: {_DROPPED[arg]}.", evidence={"argument": arg, "owner": owner})
     close = _close_parameter(owner, arg)
     if close:
-        return finding("FTD001", f"`{owner}` has no argument `{arg}`.", f"Did you mean `{close}=`?",
-                       title=f"Unknown argument `{arg}`", evidence={"argument": arg, "owner": owner})
+        return finding("FTD009", f"`{owner}` has no argument `{arg}`.", f"Did you mean `{close}=`?",
+                       evidence={"argument": arg, "owner": owner, "suggestion": close})
     return None
 
 

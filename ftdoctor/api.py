@@ -1,9 +1,13 @@
-"""Entry points shared by the CLI, the pytest plugin and in-process use."""
+"""Entry points shared by the CLI, the pytest plugin and in-process use.
+
+`check_script` runs a script in its own child process (see runner.py and child.py) and returns the report the
+child sent. `walk_capture` is what the child does once the script reached training (or failed before it).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from .report import Report
@@ -17,49 +21,91 @@ class HarnessError(Exception):
 
 @dataclass
 class ScriptResult:
+    """What running a script under ftdoctor gave: the report, or why there is none (exit code 2)."""
+
     report: Report | None
-    capture: Any
-    message: str | None = None  # why no walk happened (exit code 2)
+    message: str | None = None  # why no walk happened
+    outcome: str = "training"  # training loop error finished exited timeout interrupted crashed tensorflow
+    output: str = ""  # the last lines the script printed
+    traceback: str | None = None  # the script's own exception, when it raised before training
+    returncode: int | None = None  # the child's exit status
+    artifacts: dict[str, str] = field(default_factory=dict)  # files the child left for pytest fixtures
+    capture: Any = None  # the live capture (in-process runs only)
 
 
-def set_offline() -> None:
+def set_offline(env: dict[str, str] | None = None) -> None:
     for var in OFFLINE_VARS:
-        os.environ[var] = "1"
+        (os.environ if env is None else env)[var] = "1"
 
 
 def check_script(script: str, argv: list[str] | None = None, *, timeout: float | None = None,
-                 stages: Iterable[str] | None = None, progress: Callable[[str], Any] | None = None,
-                 show_output: bool = False, options: dict[str, Any] | None = None,
-                 check_dirs: Iterable[str] | None = None) -> ScriptResult:
-    """Run ``script`` up to training, walk what it built, and return the report (or why there is none)."""
+                 walk_timeout: float | None = None, stages: Iterable[str] | None = None,
+                 progress: Callable[..., Any] | None = None, show_output: bool = False,
+                 options: dict[str, Any] | None = None, check_dirs: Iterable[str] | None = None,
+                 artifacts_dir: str | None = None, in_process: bool = False) -> ScriptResult:
+    """Run ``script`` like ``python SCRIPT ARGS`` in a child process, walk its pipeline at the moment training
+    starts, and return the report (or why there is none). Nothing of the script runs after that moment.
+
+    ``in_process=True`` runs the script in this process instead (the old way: the script is unwound by an
+    exception, so its ``finally:`` blocks run); only for tests that need the live objects.
+    """
     if not os.path.isfile(script):
         raise HarnessError(f"no such script: {script}")
-    from .capture import capture_script
+    dirs = list(check_dirs) if check_dirs is not None else default_check_dirs(os.path.dirname(os.path.abspath(script)))
+    if in_process:
+        from .capture import capture_script
+
+        cap = capture_script(script, argv, timeout=timeout, show_output=show_output)
+        result = walk_capture(cap, stages=stages, options=options, check_dirs=dirs, progress=progress,
+                              timeout=timeout)
+        result.capture = cap
+        return result
+    from .runner import run_child
+
+    return run_child(script, list(argv or []), stages=list(stages) if stages else None, options=options or {},
+                     check_dirs=dirs, timeout=timeout, walk_timeout=walk_timeout, progress=progress,
+                     show_output=show_output, artifacts_dir=artifacts_dir)
+
+
+def walk_capture(cap: Any, *, stages: Iterable[str] | None = None, options: dict[str, Any] | None = None,
+                 check_dirs: Iterable[str] = (), progress: Callable[..., Any] | None = None,
+                 timeout: float | None = None) -> ScriptResult:
+    """Walk what running the script captured, or say why there is nothing to walk."""
+    from .capture import format_exception
     from .pipeline import Pipeline, context_values
+    from .source import display_path
     from .walk import walk
 
-    cap = capture_script(script, argv, timeout=timeout, show_output=show_output)
-    rel = os.path.relpath(cap.script) if not os.path.relpath(cap.script).startswith("..") else cap.script
+    rel = display_path(cap.script)
+    trace = format_exception(cap.exception) if cap.exception is not None else None
     if cap.outcome == "training":
         values = context_values(Pipeline.from_trainer(cap.trainer, cap))
-    elif cap.loop is not None:  # a loop, also one that raised after its first forward: walk what it built
+    elif cap.loop is not None and cap.outcome != "interrupted":  # a loop, also one that raised after its forward
         values = context_values(Pipeline.from_loop(cap), cap)
     elif cap.outcome in ("error", "tensorflow"):
         values = context_values(None, cap)
     else:
-        if cap.outcome == "finished":
-            message = (f"{rel} ran to the end without starting training: nothing to walk. ftdoctor captures the "
-                       "pipeline when trainer.train() is called, or at the first optimizer step of a hand-written loop.")
-        elif cap.outcome == "exited":
-            message = f"{rel} exited (sys.exit({cap.exit_code!r})) before trainer.train() was called."
-        else:
-            message = (f"{rel} did not reach trainer.train() within {timeout or 0:g} s (--timeout); it may be "
-                       "waiting on the network (try --offline) or preprocessing a large dataset.")
-        return ScriptResult(None, cap, message)
+        return ScriptResult(None, _no_walk_message(cap, rel, timeout), cap.outcome, cap.output, trace)
     values.update(options or {})
-    dirs = list(check_dirs) if check_dirs is not None else default_check_dirs(cap.user_dir)
-    report = walk(values, script=rel, stages=stages, progress=progress, check_dirs=dirs)
-    return ScriptResult(report, cap)
+    report = walk(values, script=rel, stages=stages, progress=progress, check_dirs=check_dirs)
+    report.internal_errors[:0] = cap.internal_errors
+    return ScriptResult(report, None, cap.outcome, cap.output, trace)
+
+
+def _no_walk_message(cap: Any, rel: str, timeout: float | None) -> str:
+    if cap.outcome == "finished":
+        return (f"{rel} ran to the end without starting training: nothing to walk. ftdoctor captures the pipeline "
+                "when trainer.train() is called, or at the first optimizer step of a hand-written loop.")
+    if cap.outcome == "exited":
+        return f"{rel} exited (sys.exit({cap.exit_code!r})) before trainer.train() was called."
+    if cap.outcome == "interrupted":
+        from .capture import user_site_in_traceback
+
+        site = user_site_in_traceback(cap.exc_tb, cap.user_dir)
+        return (f"{rel} raised KeyboardInterrupt{' at ' + str(site) if site else ''} before training started: "
+                "nothing to walk.")
+    return (f"{rel} did not reach trainer.train() within {timeout or 0:g} s (--timeout); it may be waiting on the "
+            "network (try --offline) or preprocessing a large dataset.")
 
 
 def default_check_dirs(*roots: str) -> list[str]:

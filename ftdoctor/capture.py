@@ -18,7 +18,9 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Callable
+
+from .source import Site, display_path
 
 
 class _TrainingStarted(BaseException):
@@ -30,17 +32,6 @@ class _TrainingStarted(BaseException):
 
 class _ScriptTimeout(BaseException):
     pass
-
-
-@dataclass
-class Site:
-    """Where something happened in the user's code."""
-
-    file: str
-    line: int
-
-    def __str__(self) -> str:
-        return f"{_display_path(self.file)}:{self.line}"
 
 
 @dataclass
@@ -61,6 +52,7 @@ class Capture:
     output: str = ""
     user_dir: str = ""
     loop: "LoopRecord | None" = None  # what the hooks saw of a hand-written (or Accelerate) training loop
+    internal_errors: list[str] = field(default_factory=list)  # ftdoctor's own failures while the script ran
     # Objects whose id() keys `sites`: held so an id cannot be reused by a new object.
     _keep: list[Any] = field(default_factory=list, repr=False)
 
@@ -76,14 +68,6 @@ class Capture:
 
     def is_user_file(self, filename: str) -> bool:
         return _is_user_file(filename, self.user_dir)
-
-
-def _display_path(path: str) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
 
 
 def _is_user_file(filename: str, user_dir: str) -> bool:
@@ -114,6 +98,80 @@ def user_site_in_traceback(tb: TracebackType | None, user_dir: str) -> Site | No
             site = Site(tb.tb_frame.f_code.co_filename, tb.tb_lineno)
         tb = tb.tb_next
     return site
+
+
+class _LoaderWithHooks:
+    """Wraps a module's loader: runs the module, then the hooks waiting for it."""
+
+    def __init__(self, loader: Any, after: Callable[[Any], None]):
+        self._loader = loader
+        self._after = after
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        self._after(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+class PostImportHooks:
+    """Run a function right after a module is imported (or now, if it already is).
+
+    The script keeps its own import order: a script that sets `HF_HUB_OFFLINE` or `HF_HOME` before importing
+    transformers must find them honoured, so ftdoctor patches torch and transformers only once the script imports
+    them, not before it runs.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[str, list[Callable[[Any], None]]] = {}
+        self.installed = False
+        self.errors: list[str] = []
+
+    def when_imported(self, name: str, fn: Callable[[Any], None]) -> None:
+        module = sys.modules.get(name)
+        if module is not None and getattr(getattr(module, "__spec__", None), "_initializing", False) is False:
+            fn(module)
+            return
+        self.pending.setdefault(name, []).append(fn)
+        if not self.installed:
+            sys.meta_path.insert(0, self)
+            self.installed = True
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None):
+        if name not in self.pending:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _LoaderWithHooks(spec.loader, lambda module: self._fire(name, module))
+        return spec
+
+    def _fire(self, name: str, module: Any) -> None:
+        for fn in self.pending.pop(name, []):
+            try:
+                fn(module)
+            except Exception:  # ftdoctor's own failure must not break the script's import
+                self.errors.append(f"patching {name} failed:\n{traceback.format_exc()}")
+
+    def remove(self) -> None:
+        if self.installed:
+            try:
+                sys.meta_path.remove(self)
+            except ValueError:
+                pass
+            self.installed = False
+        self.pending.clear()
 
 
 class _Recorder:
@@ -268,8 +326,16 @@ class _LoopHooks:
         self.recorder = recorder
         self.handles: list[Any] = []
         self.snapshot: dict[str, Any] | None = None
+        self.on_stop: Callable[[], Any] | None = None
 
-    def install(self) -> None:
+    def install(self, hooks_on_import: PostImportHooks) -> None:
+        hooks_on_import.when_imported("torch", lambda _: self._install_torch())
+        hooks_on_import.when_imported("transformers.modeling_utils",
+                                      lambda m: self._guard_saves([(m.PreTrainedModel, "save_pretrained")]))
+        hooks_on_import.when_imported("accelerate.accelerator", lambda m: self._guard_saves(
+            [(m.Accelerator, name) for name in ("save", "save_state", "save_model")]))
+
+    def _install_torch(self) -> None:
         import torch
         from torch.optim.lr_scheduler import LRScheduler
 
@@ -305,9 +371,26 @@ class _LoopHooks:
             return orig_sched_step(sched, *args, **kwargs)
 
         self.recorder._set(LRScheduler, "step", step)
+        self._guard_saves([(torch, "save")])
         from torch.optim.optimizer import register_optimizer_step_pre_hook
 
         self.handles.append(register_optimizer_step_pre_hook(self._pre_step))
+
+    def _guard_saves(self, owners: list[tuple[Any, str]]) -> None:
+        """Between the first and the second optimizer step the loop runs on: if it saves anything there (a
+        checkpoint every step), stop at that call, before a file is written."""
+        hooks = self
+        for owner, name in owners:
+            orig = getattr(owner, name, None)
+            if orig is None:
+                continue
+
+            def guarded(*args, __orig=orig, **kwargs):
+                if hooks.rec.steps >= 1 and hooks.rec.model is not None:
+                    hooks.stop()
+                return __orig(*args, **kwargs)
+
+            self.recorder._set(owner, name, guarded)
 
     def _forward(self, module, args, kwargs) -> None:
         import torch
@@ -334,7 +417,13 @@ class _LoopHooks:
             self._snapshot(optimizer)
             self._watch_accumulation()
         else:
+            self.stop()
+
+    def stop(self) -> None:
+        """The loop has shown its first step: walk it now (child) or unwind the script (in-process)."""
+        if self.on_stop is None:
             raise _StopLoop()
+        self.on_stop()
 
     def _snapshot(self, optimizer) -> None:
         import copy
@@ -359,7 +448,9 @@ class _LoopHooks:
 
     def adopt_from_traceback(self) -> None:
         """Take the model and loader from the frame that raised, when no forward happened yet."""
-        from transformers import PreTrainedModel
+        PreTrainedModel = getattr(sys.modules.get("transformers.modeling_utils"), "PreTrainedModel", None)
+        if PreTrainedModel is None:
+            return
 
         tb, frame = self.cap.exc_tb, None
         while tb is not None:
@@ -384,11 +475,20 @@ class _LoopHooks:
             self.rec.model.load_state_dict(self.snapshot["model"])
             self.rec.optimizer.load_state_dict(self.snapshot["optimizer"])
             self.rec.model.zero_grad(set_to_none=True)
+            self.snapshot = None
 
 
 def capture_script(script: str, argv: list[str] | None = None, *, timeout: float | None = None,
-                   show_output: bool = False) -> Capture:
-    """Run ``script`` until ``Trainer.train`` is called and return what it built."""
+                   show_output: bool = False, on_capture: Callable[[Capture], Any] | None = None,
+                   quiet: bool = True) -> Capture:
+    """Run ``script`` until training starts and return what it built.
+
+    With ``on_capture`` (the child process of ``ftdoctor check``), that function is called at the moment training
+    starts, inside ``Trainer.train`` or the loop's optimizer step, with the user's stack intact; it is expected
+    not to return (the child reports and ends the process). Without it (in-process use), the script is unwound
+    by a ``BaseException`` and the capture returned. ``quiet`` keeps what the script prints in ``cap.output``
+    instead of the terminal (``show_output`` passes it on as well).
+    """
     import runpy
 
     script = os.path.abspath(script)
@@ -400,44 +500,78 @@ def capture_script(script: str, argv: list[str] | None = None, *, timeout: float
         cap.train_site = tf_site
         return cap
 
-    from transformers import PreTrainedModel, Trainer, TrainingArguments
-    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
-
     recorder = _Recorder(cap)
+    loop = _LoopHooks(cap, recorder)
+    on_import = PostImportHooks()
+
+    def reached(kind: str, trainer: Any = None, frame: FrameType | None = None) -> None:
+        """Training starts here: hand the capture over (child) or unwind the script (in-process)."""
+        cap.outcome = kind
+        if trainer is not None:
+            cap.trainer = trainer
+        if frame is not None:
+            cap.train_site = Site(frame.f_code.co_filename, frame.f_lineno)
+            cap.namespace = {**frame.f_globals, **frame.f_locals}
+        if on_capture is None:
+            raise _TrainingStarted(trainer, frame)
+        finish_capture()
+        on_capture(cap)
 
     def train(self, *args, **kwargs):
-        frame = deepest_user_frame(sys._getframe(1), cap.user_dir)
-        raise _TrainingStarted(self, frame)
+        reached("training", self, deepest_user_frame(sys._getframe(1), cap.user_dir))
 
-    recorder._set(Trainer, "train", train)
-    for cls in (Trainer, PreTrainedModel, PreTrainedTokenizerBase):
-        recorder.patch_init(cls)
+    if on_capture is not None:
+        loop.on_stop = lambda: reached("loop")
+
+    def patch_trainer(module) -> None:
+        recorder._set(module.Trainer, "train", train)
+        recorder.patch_init(module.Trainer)
+
+    def patch_model(module) -> None:
+        recorder.patch_init(module.PreTrainedModel)
+        recorder.patch_from_pretrained(module.PreTrainedModel)
+
+    def patch_tokenizer(module) -> None:
+        recorder.patch_init(module.PreTrainedTokenizerBase)
+        recorder.patch_from_pretrained(module.PreTrainedTokenizerBase)
+
+    on_import.when_imported("transformers.trainer", patch_trainer)
+    on_import.when_imported("transformers.modeling_utils", patch_model)
+    on_import.when_imported("transformers.tokenization_utils_base", patch_tokenizer)
     # Dataclass subclasses (Seq2SeqTrainingArguments) get their own __init__ but share __post_init__.
-    recorder.patch_init(TrainingArguments, "__post_init__")
-    recorder.patch_from_pretrained(PreTrainedModel)
-    recorder.patch_from_pretrained(PreTrainedTokenizerBase)
-    loop = _LoopHooks(cap, recorder)
+    on_import.when_imported("transformers.training_args",
+                            lambda m: recorder.patch_init(m.TrainingArguments, "__post_init__"))
 
     tee = _Tee(sys.stderr if show_output else None)
     start = time.perf_counter()
-    with contextlib.ExitStack() as stack:
+    stack = contextlib.ExitStack()
+
+    def finish_capture() -> None:
+        """Take every patch and hook away and put back the script's view of the interpreter (once)."""
+        cap.script_seconds = time.perf_counter() - start
+        cap.output = tee.buffer_.getvalue()
+        cap.internal_errors.extend(e for e in on_import.errors if e not in cap.internal_errors)
+        if loop.rec.model is not None and cap.trainer is None:
+            cap.loop = loop.rec
+        stack.close()
+
+    with stack:
         # Entered outside the try below: a failure here is ftdoctor's, never the script's.
         stack.callback(recorder.undo)
         stack.callback(loop.finish)
-        loop.install()
+        stack.callback(on_import.remove)
+        loop.install(on_import)
         stack.enter_context(_script_environment(script, list(argv or [])))
-        stack.enter_context(contextlib.redirect_stdout(tee))
-        stack.enter_context(contextlib.redirect_stderr(tee))
-        stack.enter_context(_log_streams_to(tee))
+        if quiet:
+            stack.enter_context(contextlib.redirect_stdout(tee))
+            stack.enter_context(contextlib.redirect_stderr(tee))
+            stack.enter_context(_log_streams_to(tee))
         stack.enter_context(_timeout(timeout))
         try:
             runpy.run_path(script, run_name="__main__")
         except _TrainingStarted as started:
             cap.outcome = "training"
             cap.trainer = started.trainer
-            if started.frame is not None:
-                cap.train_site = Site(started.frame.f_code.co_filename, started.frame.f_lineno)
-                cap.namespace = {**started.frame.f_globals, **started.frame.f_locals}
         except _StopLoop:
             cap.outcome = "loop"
         except _ScriptTimeout:
@@ -445,22 +579,22 @@ def capture_script(script: str, argv: list[str] | None = None, *, timeout: float
         except SystemExit as exc:
             cap.outcome = "exited"
             cap.exit_code = exc.code
-        except KeyboardInterrupt:
-            raise
+        except KeyboardInterrupt as exc:
+            if on_capture is None:
+                raise
+            cap.outcome = "interrupted"
+            cap.exception = exc
+            cap.exc_tb = exc.__traceback__
         except BaseException as exc:  # the script's own failure is the setup stage's finding
             cap.outcome = "error"
             cap.exception = exc
             cap.exc_tb = exc.__traceback__
-        finally:
-            cap.script_seconds = time.perf_counter() - start
-            cap.output = tee.buffer_.getvalue()
-            if cap.outcome == "error" and loop.rec.model is None and loop.rec.dataloaders:
-                loop.adopt_from_traceback()  # the loop failed drawing its first batch: walk what it had built
-            if loop.rec.model is not None and cap.trainer is None:
-                cap.loop = loop.rec
-                if cap.outcome in ("finished", "exited"):
-                    cap.outcome = "loop"  # a loop that ended (or exited) after its first step is walked too
-            return cap
+        if cap.outcome == "error" and loop.rec.model is None and loop.rec.dataloaders:
+            loop.adopt_from_traceback()  # the loop failed drawing its first batch: walk what it had built
+        if loop.rec.model is not None and cap.trainer is None and cap.outcome in ("finished", "exited"):
+            cap.outcome = "loop"  # a loop that ended (or exited) after its first step is walked too
+        finish_capture()
+    return cap
 
 
 def tensorflow_import(script: str) -> Site | None:

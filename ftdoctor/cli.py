@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from .findings import STAGES
+from .findings import DEFAULT_STAGES, STAGES
 
 EXIT_OK, EXIT_FINDINGS, EXIT_HARNESS = 0, 1, 2
 # The reference tasks, spelled out here so `ftdoctor --help` imports nothing from ftdoctor.references.
@@ -39,7 +39,7 @@ def _known_gpu(name: str) -> int | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ftdoctor", description="Walk a transformers fine-tuning pipeline stage by "
-                                "stage (" + " ".join(STAGES) + ") and report every failure with its fix.")
+                                "stage (" + " ".join(DEFAULT_STAGES) + ") and report every failure with its fix.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     c = sub.add_parser("check", help="run SCRIPT up to trainer.train() and walk the pipeline it built",
@@ -74,6 +74,8 @@ def _walk_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("--stages", help="comma-separated stages to run (default: all)")
     c.add_argument("--timeout", type=float, default=600.0, help="seconds the script may take to reach training "
                                                                "(default 600)")
+    c.add_argument("--walk-timeout", type=float, default=1800.0, help="seconds the walk may take once training "
+                                                                      "is reached (default 1800)")
     c.add_argument("--offline", action="store_true", help="set HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, "
                                                           "HF_EVALUATE_OFFLINE=1 for the script")
     c.add_argument("--gpu-memory", type=_parse_size, help="plan memory for this device (24GiB, 80GB or a GPU name "
@@ -117,55 +119,81 @@ def main(argv: list[str] | None = None) -> int:
     return _check(args)
 
 
+EXIT_INTERRUPTED = 130
+
+
+def _harness_exit(args, message: str, tail: str = "", code: int = EXIT_HARNESS) -> int:
+    """ftdoctor could not produce a report: say why on stderr, and still print a JSON document with --json."""
+    if args.json:
+        import json
+
+        print(json.dumps({"schema": "ftdoctor.report/1", "ok": False, "error": message, "script": args.script,
+                          "stages": [], "summary": {"pass": 0, "warn": 0, "fail": 0, "skip": 0}}, indent=2))
+    print(f"ftdoctor: {message}", file=sys.stderr)
+    if tail:
+        print("last lines the script printed:\n" + tail, file=sys.stderr)
+    return code
+
+
 def _check(args) -> int:
     from .api import HarnessError, check_script, set_offline
+    from .runner import Interrupted
 
     script_args = list(args.script_args or [])
     stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
     if stages:
         bad = [s for s in stages if s not in STAGES]
         if bad:
-            print(f"ftdoctor: unknown stage(s) {', '.join(bad)}; stages are: {' '.join(STAGES)}", file=sys.stderr)
-            return EXIT_HARNESS
+            return _harness_exit(args, f"unknown stage(s) {', '.join(bad)}; stages are: {' '.join(STAGES)}")
+    if not os.path.isfile(args.script):
+        return _harness_exit(args, f"no such script: {args.script}")
     if args.offline:
         set_offline()
     err = _stderr_console()
     status = None
-    if not args.json and err.is_terminal:
+    if not args.json and err.is_terminal and not args.show_script_output:
         status = err.status(f"running {os.path.basename(args.script)} up to trainer.train() ...")
         status.start()
 
-    def progress(stage: str) -> None:
-        if status is not None:
-            status.update(f"stage [bold]{stage}[/bold] ...")
+    def progress(event: str, value: str | None = None) -> None:
+        if status is None:
+            if event == "input":
+                print(value or "", end="", file=sys.stderr, flush=True)
+            return
+        if event == "input":  # the script asks for input: show its prompt instead of the spinner
+            status.stop()
+            err.print(value or "", end="", markup=False, highlight=False)
+            return
+        status.start()
+        if event == "captured":
+            status.update("training reached: walking the pipeline ...")
+        elif event == "stage":
+            status.update(f"stage [bold]{value}[/bold] ...")
 
     options = {"gpu_memory": args.gpu_memory} if args.gpu_memory else {}
     try:
-        result = check_script(args.script, script_args, timeout=args.timeout, stages=stages, progress=progress,
-                              show_output=args.show_script_output, options=options)
+        result = check_script(args.script, script_args, timeout=args.timeout, walk_timeout=args.walk_timeout,
+                              stages=stages, progress=progress, show_output=args.show_script_output,
+                              options=options)
+    except (Interrupted, KeyboardInterrupt):
+        if status is not None:
+            status.stop()
+        return _harness_exit(args, "interrupted (Ctrl-C); the script's process was stopped.", code=EXIT_INTERRUPTED)
     except HarnessError as exc:
-        print(f"ftdoctor: {exc}", file=sys.stderr)
-        return EXIT_HARNESS
-    except Exception as exc:  # a failure inside ftdoctor itself is never reported as the user's bug
+        return _harness_exit(args, str(exc))
+    except Exception:  # a failure inside ftdoctor itself is never reported as the user's bug
         import traceback
 
-        print("ftdoctor: internal error (a bug in ftdoctor, not in your pipeline):", file=sys.stderr)
-        traceback.print_exc()
-        return EXIT_HARNESS
+        return _harness_exit(args, "internal error (a bug in ftdoctor, not in your pipeline):\n"
+                             + traceback.format_exc())
     finally:
         if status is not None:
             status.stop()
     if result.report is None:
-        tail = "\n".join(result.capture.output.splitlines()[-15:])
-        if args.json:
-            import json
-
-            print(json.dumps({"schema": "ftdoctor.report/1", "ok": False, "error": result.message,
-                              "script": args.script}, indent=2))
-        print(f"ftdoctor: {result.message}", file=sys.stderr)
-        if tail:
-            print("last lines the script printed:\n" + tail, file=sys.stderr)
-        return EXIT_HARNESS
+        tail = "".join(result.output.splitlines(keepends=True)[-15:]).rstrip("\n")
+        if args.traceback and result.traceback:
+            print(result.traceback, file=sys.stderr)
+        return _harness_exit(args, result.message or "no report", tail)
     report = result.report
     if args.json:
         print(report.to_json())
@@ -173,10 +201,8 @@ def _check(args) -> int:
         from .render import render
 
         render(report, console=_stdout_console(), show_traceback=args.traceback)
-        if args.traceback and result.capture.exception is not None:
-            from .capture import format_exception
-
-            print(format_exception(result.capture.exception), file=sys.stderr)
+        if args.traceback and result.traceback:
+            print(result.traceback, file=sys.stderr)
     if report.internal_errors:
         if args.json:
             print("\n".join(report.internal_errors), file=sys.stderr)

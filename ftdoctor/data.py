@@ -12,11 +12,21 @@ def is_hf_dataset(ds: Any) -> bool:
     return type(ds).__module__.startswith("datasets.") and hasattr(ds, "column_names")
 
 
-def label_key(mapping_or_columns: Any, trainer: Any = None) -> str | None:
-    """The key the labels travel under: the trainer's label_names first, then the usual names."""
+def label_key(mapping_or_columns: Any, label_names: Any = ()) -> str | None:
+    """The key the labels travel under: the target's label_names first, then the usual names."""
     keys = list(mapping_or_columns)
-    names = list(getattr(trainer, "label_names", None) or []) + list(LABEL_KEYS)
+    names = list(label_names or ()) + list(LABEL_KEYS)
     return next((k for k in names if k in keys), None)
+
+
+def safe_len(obj: Any) -> int | None:
+    """``len(obj)``, or None for what has no length (a streaming dataset, a generator) or fails to say."""
+    if isinstance(obj, type):
+        return None
+    try:
+        return len(obj)
+    except Exception:
+        return None
 
 
 def class_label(ds: Any, column: str) -> Any:

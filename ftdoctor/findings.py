@@ -6,8 +6,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGES = ("setup", "config", "decode", "collate", "forward", "backward", "metrics", "overfit", "memory")
+STAGES = ("setup", "config", "decode", "collate", "forward", "backward", "metrics", "overfit", "memory", "distributed")
+# The stages a plain run walks; `distributed` runs only when the script is launched on several ranks (--nproc).
+DEFAULT_STAGES = STAGES[:-1]
 SEVERITIES = ("error", "warning", "info")
+VERSION_ADDED = "0.1.0"  # the version a rule appeared in, unless its registration says otherwise
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,8 @@ class Rule:
     why: str
     broken: str = ""
     fixed: str = ""
+    added: str = VERSION_ADDED
+    fix_safe: bool = False  # the fix can be applied as written, without a judgement call about the pipeline
 
 
 @dataclass
@@ -39,30 +44,37 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Finding":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
 
 RULES: dict[str, Rule] = {}
 
 
-def rule(code: str, name: str, stage: str, severity: str, title: str, why: str, broken: str = "", fixed: str = "") -> Rule:
-    """Register a rule in the catalog; codes are stable and unique."""
+def rule(code: str, name: str, stage: str, severity: str, title: str, why: str, broken: str = "", fixed: str = "",
+         *, added: str = VERSION_ADDED, fix_safe: bool = False) -> Rule:
+    """Register a rule in the catalog; codes are stable and unique, and code, stage and severity are fixed here."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r} for rule {code}")
     if severity not in SEVERITIES:
         raise ValueError(f"unknown severity {severity!r} for rule {code}")
     existing = RULES.get(code)
-    new = Rule(code, name, stage, severity, title, _dedent(why), _dedent(broken), _dedent(fixed))
+    new = Rule(code, name, stage, severity, title, _dedent(why), _dedent(broken), _dedent(fixed), added, fix_safe)
     if existing is not None and existing != new:
         raise ValueError(f"rule code {code} registered twice with different text")
     RULES[code] = new
     return new
 
 
-def finding(code: str, detail: str, fix: str = "", *, severity: str | None = None, title: str | None = None,
-            location: str | None = None, evidence: dict[str, Any] | None = None) -> Finding:
-    """Build a finding from its rule, overriding the severity or title where the case needs it."""
+def finding(code: str, detail: str, fix: str = "", *, location: str | None = None,
+            evidence: dict[str, Any] | None = None) -> Finding:
+    """A finding of rule ``code``: its severity and title come from the rule (a case that needs another severity
+    is another rule)."""
     r = RULES[code]
-    return Finding(code=code, severity=severity or r.severity, title=title or r.title, detail=detail, fix=fix,
-                   location=location, evidence=dict(evidence or {}))
+    return Finding(code=code, severity=r.severity, title=r.title, detail=detail, fix=fix, location=location,
+                   evidence=dict(evidence or {}))
 
 
 def _dedent(text: str) -> str:

@@ -16,7 +16,9 @@ class PreflightError(RuntimeError):
     """The pre-flight found errors; the message is the report, ``.report`` the report object."""
 
     def __init__(self, report: Report):
-        super().__init__("ftdoctor pre-flight failed: training was not started.\n\n" + str(report))
+        from .render import render_text
+
+        super().__init__("ftdoctor pre-flight failed: training was not started.\n\n" + render_text(report))
         self.report = report
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ast
-import linecache
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .capture import Capture, Site
+from .capture import Capture
+from .registry import Unavailable
+from .source import Site, assignment_line
 
 TASKS = ("sequence-classification", "token-classification", "masked-lm", "causal-lm", "translation",
          "summarization", "question-answering")
@@ -208,60 +207,9 @@ def _source_columns(p: Pipeline) -> set[str]:
     return cols
 
 
-def assignment_line(path: str, name: str) -> int | None:
-    """The last line of ``path`` that assigns ``name`` at any depth (the value a script ends up using)."""
-    try:
-        tree = ast.parse(open(path, encoding="utf-8").read())
-    except (OSError, SyntaxError, UnicodeDecodeError):
-        return None
-    found = None
-    for node in ast.walk(tree):
-        targets = []
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
-            targets = [node.target]
-        for t in targets:
-            for sub in ast.walk(t):
-                if isinstance(sub, ast.Name) and sub.id == name:
-                    found = max(found or 0, node.lineno)
-    return found
-
-
-def source_lines(location: str | None, context: int = 0, max_lines: int = 14) -> tuple[int, str] | None:
-    """The whole statement at ``file:line`` (a call spread over lines is shown complete)."""
-    if not location or ":" not in location:
-        return None
-    path, _, line_s = location.rpartition(":")
-    try:
-        line = int(line_s)
-    except ValueError:
-        return None
-    path = os.path.abspath(path)
-    start, end = line, line
-    try:
-        tree = ast.parse(open(path, encoding="utf-8").read())
-        best = None
-        for node in ast.walk(tree):
-            if isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or node.lineno):
-                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For,
-                                         ast.While, ast.With, ast.Try)) or node.lineno == line:
-                    if best is None or node.lineno >= best.lineno:
-                        best = node
-        if best is not None and not isinstance(best, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            start, end = best.lineno, best.end_lineno or best.lineno
-    except (OSError, SyntaxError, UnicodeDecodeError):
-        pass
-    start = max(1, start - context)
-    end = min(end + context, start + max_lines - 1)
-    lines = [linecache.getline(path, i) for i in range(start, end + 1)]
-    text = "".join(lines).rstrip("\n")
-    return (start, text) if text else None
-
-
 def context_values(pipeline: Pipeline | None, capture: Capture | None = None) -> dict[str, Any]:
     """What the walk offers checks by name; absent pieces carry the reason a check that needs them skips."""
-    from .walk import Unavailable
+    from .targets import target_for
 
     capture = capture or (pipeline.capture if pipeline else None)
     values: dict[str, Any] = {}
@@ -269,10 +217,11 @@ def context_values(pipeline: Pipeline | None, capture: Capture | None = None) ->
         values["capture"] = capture
     if pipeline is None:
         reason = "the script stopped before training started (see setup)"
-        for name in ("pipeline", "model", "trainer", "args", "train_dataset"):
+        for name in ("pipeline", "target", "model", "trainer", "args", "train_dataset"):
             values[name] = Unavailable(reason)
         return values
     values["pipeline"] = pipeline
+    values["target"] = target_for(pipeline)
     values["task"] = pipeline.task
     for name in ("model", "tokenizer", "args", "trainer", "train_dataset", "eval_dataset", "data_collator",
                  "compute_metrics", "preprocess_logits_for_metrics", "optimizer", "lr_scheduler"):

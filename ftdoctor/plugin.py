@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .findings import STAGES
+from .findings import DEFAULT_STAGES
 
 
 class FtDoctorWarning(UserWarning):
@@ -52,13 +52,20 @@ class _Walks:
     def __init__(self, config):
         self.config = config
         self.results: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._artifacts: str | None = None
 
     def get(self, script: str, args: list[str]):
+        """Each script runs in a child process of its own (nothing leaks between scripts: working directory,
+        imported modules); the report and what the fixtures need come back as files."""
         key = (script, tuple(args))
         if key not in self.results:
+            import tempfile
+
             from .api import HarnessError, check_script
             from .cli import _parse_size
 
+            if self._artifacts is None:
+                self._artifacts = tempfile.mkdtemp(prefix="ftdoctor-pytest-")
             stages = self.config.getoption("ftdoctor_stages")
             gpu = self.config.getoption("ftdoctor_gpu_memory")
             options = {"gpu_memory": _parse_size(gpu)} if gpu else {}
@@ -66,10 +73,17 @@ class _Walks:
                 self.results[key] = check_script(
                     script, args, timeout=float(self.config.getini("ftdoctor_timeout")),
                     stages=stages.split(",") if stages else None, options=options,
-                    check_dirs=_check_dirs(self.config, script))
+                    check_dirs=_check_dirs(self.config, script),
+                    artifacts_dir=os.path.join(self._artifacts, str(len(self.results))))
             except HarnessError as exc:
                 self.results[key] = exc
         return self.results[key]
+
+    def close(self) -> None:
+        if self._artifacts is not None:
+            import shutil
+
+            shutil.rmtree(self._artifacts, ignore_errors=True)
 
 
 def _check_dirs(config, script):
@@ -82,6 +96,12 @@ def pytest_configure(config):
     if config.getoption("ftdoctor"):
         config._ftdoctor_walks = _Walks(config)
         config.addinivalue_line("markers", "ftdoctor: a stage of an ftdoctor pipeline walk")
+
+
+def pytest_unconfigure(config):
+    walks = getattr(config, "_ftdoctor_walks", None)
+    if walks is not None:
+        walks.close()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -110,7 +130,7 @@ class PipelineCollector(pytest.File):
 
     def collect(self):
         stages = self.config.getoption("ftdoctor_stages")
-        for stage in (stages.split(",") if stages else STAGES):
+        for stage in (stages.split(",") if stages else DEFAULT_STAGES):
             yield StageItem.from_parent(self, name=stage, stage=stage)
 
 
@@ -175,7 +195,7 @@ class StageItem(pytest.Item):
 
 def format_stage(st) -> str:
     """A failed stage as a person should read it: each finding, the user's line and the fix."""
-    from .pipeline import source_lines
+    from .source import source_lines
 
     lines = [f"ftdoctor stage `{st.stage}` failed"]
     for f in st.findings:
@@ -215,40 +235,55 @@ def ftdoctor_script(request):
     return request.param
 
 
-@pytest.fixture
-def ftdoctor_report(request, ftdoctor_script):
+def _result(request, ftdoctor_script):
     script, args = ftdoctor_script
     result = request.config._ftdoctor_walks.get(script, args)
     if isinstance(result, Exception) or result.report is None:
         pytest.skip(f"no pipeline was captured from {script}")
-    return result.report
-
-
-def _value(report, name):
-    value = report.context.get(name)
-    if value is None:
-        pytest.skip(f"the walk has no `{name}` for this pipeline")
-    return value
+    return result
 
 
 @pytest.fixture
-def ftdoctor_pipeline(ftdoctor_report):
-    """The captured pipeline (model, tokenizer, datasets, collator, args, compute_metrics, trainer)."""
-    return _value(ftdoctor_report, "pipeline")
+def ftdoctor_report(request, ftdoctor_script):
+    return _result(request, ftdoctor_script).report
+
+
+def _artifact(request, ftdoctor_script, name: str, what: str):
+    """A value the script's child process saved for the fixtures (it ran in another process)."""
+    result = _result(request, ftdoctor_script)
+    path = result.artifacts.get(name)
+    if not path or not os.path.isfile(path):
+        pytest.skip(f"the walk has no `{what}` for this pipeline")
+    if path.endswith(".pt"):
+        import torch
+
+        return torch.load(path, weights_only=False)
+    import pickle
+
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
 
 
 @pytest.fixture
-def ftdoctor_trainer(ftdoctor_report):
-    return _value(ftdoctor_report, "trainer")
+def ftdoctor_pipeline(request, ftdoctor_script):
+    """What crosses processes of the captured pipeline: task, tokenizer, args, collator and model (when they
+    pickle). For the live objects, write a check (`ftdoctor.stage_check`): it runs in the script's process."""
+    return _artifact(request, ftdoctor_script, "pipeline", "pipeline")
 
 
 @pytest.fixture
-def ftdoctor_batch(ftdoctor_report):
+def ftdoctor_trainer(request, ftdoctor_script):
+    pytest.skip("the Trainer lives in the script's own process and cannot be handed to pytest: write a check "
+                "with `ftdoctor.stage_check` (it receives `trainer`) in ftdoctor_checks/")
+
+
+@pytest.fixture
+def ftdoctor_batch(request, ftdoctor_script):
     """The first training batch, built by the pipeline's own collator."""
-    return _value(ftdoctor_report, "batch")
+    return _artifact(request, ftdoctor_script, "batch", "batch")
 
 
 @pytest.fixture
-def ftdoctor_train_dataset(ftdoctor_report):
+def ftdoctor_train_dataset(request, ftdoctor_script):
     """The training dataset as walked (the tokenized stand-in when the raw one was passed)."""
-    return _value(ftdoctor_report, "effective_train_dataset")
+    return _artifact(request, ftdoctor_script, "train_dataset", "train_dataset")

@@ -34,15 +34,46 @@ class Check:
 
 @dataclass
 class Provide:
-    """What a providing check returns: the values it made, keyed by name, and its findings."""
+    """What a providing check returns: the values it made, keyed by name, its findings, and evidence for the
+    stage's report (the one way a check publishes evidence)."""
 
-    values: dict[str, Any]
+    values: dict[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     skip_reason: str | None = None  # set when the check could not do its work for a reason already reported
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 class Skip(Exception):
     """Raised by a check that cannot judge this pipeline; the reason is shown if its whole stage skips."""
+
+
+class Unavailable:
+    """A value the walk cannot offer, with the reason a check that needs it is skipped."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Unavailable({self.reason!r})"
+
+
+class UserCodeError(Exception):
+    """The user's code (collator, model forward, compute_metrics) raised while a check was running it."""
+
+    def __init__(self, what: str, exc: BaseException):
+        super().__init__(f"{what} raised {type(exc).__name__}: {exc}")
+        self.what = what
+        self.exc = exc
+
+
+def run_user(what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call the user's code; its exceptions become ``UserCodeError`` so they are never taken for ftdoctor bugs."""
+    try:
+        return func(*args, **kwargs)
+    except UserCodeError:
+        raise  # already attributed to the user's code that raised
+    except Exception as exc:
+        raise UserCodeError(what, exc) from exc
 
 
 _CHECKS: dict[str, Check] = {}
@@ -54,8 +85,9 @@ def check(stage: str, *, provides: str | tuple[str, ...] = (), codes: tuple[str,
           broken: str = "", fixed: str = ""):
     """Register ``func`` as a check of ``stage``. Checks of one stage run in the order they were registered.
 
-    With ``code=`` (and ``title=``, ``fix=``) the check declares its own rule, and may return a plain string:
-    the detail of a finding with that code and fix.
+    ``codes=`` declares the rules the check may report (the walk refuses any other code). With ``code=`` (and
+    ``title=``, ``fix=``) the check declares its own rule, and may return a plain string: the detail of a finding
+    with that code and fix.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")

@@ -18,7 +18,7 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
     from rich.table import Table
     from rich.text import Text
 
-    from .pipeline import source_lines
+    from .source import source_lines
 
     console = console or Console()
     head = Text.assemble(("ftdoctor ", "bold"), (report.script or "<in-process>", "bold cyan"))

@@ -30,6 +30,11 @@ class StageResult:
             d["evidence"] = self.evidence
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StageResult":
+        return cls(d["stage"], d.get("status", "skip"), d.get("duration_s", 0.0),
+                   [Finding.from_dict(f) for f in d.get("findings", [])], d.get("reason"), d.get("evidence") or {})
+
 
 @dataclass
 class Report:
@@ -70,10 +75,13 @@ class Report:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, default=_jsonable)
 
-    def __str__(self) -> str:
-        from .render import render_text
-
-        return render_text(self)
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Report":
+        """The report a child process sent (the JSON document), back as an object."""
+        return cls(script=d.get("script"), task=d.get("task"),
+                   stages=[StageResult.from_dict(s) for s in d.get("stages", [])],
+                   duration_s=d.get("duration_s", 0.0), environment=d.get("environment") or {},
+                   internal_errors=list(d.get("internal_errors") or []))
 
 
 def _jsonable(obj: Any) -> Any:

@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 import traceback
 from typing import Any, Callable, Iterable
 
-from .findings import STAGES, Finding
-from .registry import Check, Provide, Skip, checks_for, load_checks, load_local_checks
+from .findings import DEFAULT_STAGES, RULES, STAGES, Finding
+from .registry import (Check, Provide, Skip, Unavailable, UserCodeError, checks_for, load_checks, load_local_checks,
+                       run_user)
 from .report import Report, StageResult, environment
 
-
-class Unavailable:
-    """Marks a value the walk cannot offer, with the reason a dependent check is skipped."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
+__all__ = ["walk", "Context", "Unavailable", "UserCodeError", "run_user"]
 
 
-class UserCodeError(Exception):
-    """The user's code (collator, model, compute_metrics) raised while a check was running it."""
-
-    def __init__(self, what: str, exc: BaseException):
-        super().__init__(f"{what} raised {type(exc).__name__}: {exc}")
-        self.what = what
-        self.exc = exc
-
-
-def run_user(what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call the user's code; its exceptions become ``UserCodeError`` so they are never taken for ftdoctor bugs."""
-    try:
-        return func(*args, **kwargs)
-    except Exception as exc:
-        raise UserCodeError(what, exc) from exc
+class UndeclaredFinding(Exception):
+    """A check reported a code it did not declare, or changed the severity its rule fixes: a bug in the check."""
 
 
 class Context:
@@ -76,6 +60,7 @@ class Context:
 
 
 def _as_findings(result: Any, chk: Check) -> list[Finding]:
+    """The check's findings, each of a code it declared and with the severity its rule fixes."""
     if result is None or result is True:
         return []
     if isinstance(result, (Finding, str)):
@@ -86,16 +71,25 @@ def _as_findings(result: Any, chk: Check) -> list[Finding]:
             from .findings import finding
 
             f = finding(chk.codes[-1], f, chk.default_fix)
-        if f is not None:
-            out.append(f)
+        if f is None:
+            continue
+        if f.code not in chk.codes:
+            raise UndeclaredFinding(f"check {chk.name} reported {f.code}, which it does not declare "
+                                    f"(declared: {', '.join(chk.codes) or 'none'})")
+        rule = RULES.get(f.code)
+        if rule is not None and f.severity != rule.severity:
+            raise UndeclaredFinding(f"check {chk.name} reported {f.code} as {f.severity}; its rule says "
+                                    f"{rule.severity}")
+        out.append(f)
     return out
 
 
-def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: list[str]) -> None:
+def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: list[str],
+              checks: list[Check] | None = None) -> None:
     skipped: list[str] = []
     ran = 0
     main_skipped = None  # the stage's main work (a check that provides values) could not be done
-    for chk in checks_for(stage):
+    for chk in checks if checks is not None else checks_for(stage):
         kwargs, reason = ctx.arguments_for(chk)
         if kwargs is None:
             skipped.append(reason or "")
@@ -110,11 +104,17 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
                 ctx.set(name, Unavailable(str(exc)))
             continue
         except UserCodeError as exc:
-            # A check that lets the user's exception through did not diagnose it: report it plainly.
+            # A check that lets the user's exception through did not diagnose it: the walk reports it plainly.
             from .findings import finding
 
-            out = [finding("FTD900", f"While {stage} ran, {exc}.", "See the traceback with --traceback.",
-                           evidence={"check": chk.name, "traceback": "".join(traceback.format_exception(exc.exc))})]
+            relay = finding("FTD900", f"While {stage} ran, {exc}.", "See the traceback with --traceback.",
+                            evidence={"check": chk.name, "traceback": "".join(traceback.format_exception(exc.exc))})
+            result.findings.append(relay)
+            ctx.values["findings_so_far"].append(relay)
+            for name in chk.provides:
+                ctx.set(name, Unavailable(str(exc)))
+            ran += 1
+            continue
         except Exception as exc:  # a bug in ftdoctor or in a third-party check: never blamed on the user
             internal_errors.append(f"check {chk.name} ({stage}) crashed: {type(exc).__name__}: {exc}\n"
                                    + traceback.format_exc())
@@ -130,17 +130,21 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
                 if chk.provides:
                     main_skipped = main_skipped or out.skip_reason
             for name in chk.provides:
-                ctx.set(name, out.values.get(name, Unavailable(f"{stage} could not build `{name}`")))
+                value = out.values.get(name)
+                ctx.set(name, value if value is not None else
+                        Unavailable(out.skip_reason or f"{stage} could not build `{name}`"))
             for name, value in out.values.items():
                 if name not in chk.provides:
                     ctx.set(name, value)
+            result.evidence.update(out.evidence)
             out = out.findings
-        new = _as_findings(out, chk)
+        try:
+            new = _as_findings(out, chk)
+        except UndeclaredFinding as exc:
+            internal_errors.append(f"check {chk.name} ({stage}): {exc}")
+            continue
         result.findings.extend(new)
         ctx.values["findings_so_far"].extend(new)
-    evidence = ctx.get(f"{stage}_evidence")
-    if evidence:
-        result.evidence = evidence
     if ran == 0 or (main_skipped and not result.findings):
         result.status = "skip"
         result.reason = main_skipped or next((r for r in skipped if r), "no check applies to this pipeline")
@@ -153,19 +157,24 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
 
 
 def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[str] | None = None,
-         progress: Callable[[str], Any] | None = None, check_dirs: Iterable[str] = ()) -> Report:
-    """Run the stages over ``values`` (see pipeline.context_values) and return the report."""
+         progress: Callable[[str], Any] | None = None, check_dirs: Iterable[str] = (),
+         checks: list[Check] | None = None) -> Report:
+    """Run the stages over ``values`` (see pipeline.context_values) and return the report. ``checks`` replaces
+    the registered checks (the engine's own tests)."""
     start = time.perf_counter()
     report = Report(script=script, task=values.get("task"))
-    report.internal_errors.extend(load_checks())
-    report.internal_errors.extend(load_local_checks(check_dirs))
-    wanted = set(stages) if stages else set(STAGES)
+    if checks is None:
+        report.internal_errors.extend(load_checks())
+        report.internal_errors.extend(load_local_checks(check_dirs))
+    wanted = set(stages) if stages else set(DEFAULT_STAGES)
     unknown = wanted - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s): {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}")
     ctx = Context(values)
     ctx.set("findings_so_far", [])
-    with preserved_state(values):
+    target = values.get("target")
+    keep = target.preserved() if hasattr(target, "preserved") else contextlib.nullcontext()
+    with preserved_state(), keep:
         for stage in STAGES:
             if stage not in wanted:
                 continue
@@ -174,7 +183,8 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
             if progress is not None:
                 progress(stage)
             t0 = time.perf_counter()
-            run_stage(stage, ctx, result, report.internal_errors)
+            run_stage(stage, ctx, result, report.internal_errors,
+                      None if checks is None else [c for c in checks if c.stage == stage])
             result.duration_s = time.perf_counter() - t0
     report.context = ctx.values
     report.environment = environment()
@@ -183,12 +193,7 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
 
 
 class preserved_state:
-    """Restore every random number generator and the trainer attributes the walk may touch."""
-
-    _TRAINER_ATTRS = ("optimizer", "lr_scheduler", "_signature_columns")
-
-    def __init__(self, values: dict[str, Any]):
-        self.trainer = values.get("trainer")
+    """Restore every random number generator and the grad mode (the target restores its framework's state)."""
 
     def __enter__(self):
         import random
@@ -201,7 +206,6 @@ class preserved_state:
         self.torch = torch.get_rng_state()
         self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
         self.grad = torch.is_grad_enabled()
-        self.attrs = {a: getattr(self.trainer, a) for a in self._TRAINER_ATTRS if hasattr(self.trainer, a)}
         return self
 
     def __exit__(self, *exc):
@@ -216,6 +220,4 @@ class preserved_state:
         if self.cuda is not None:
             torch.cuda.set_rng_state_all(self.cuda)
         torch.set_grad_enabled(self.grad)
-        for a, v in self.attrs.items():
-            setattr(self.trainer, a, v)
         return False

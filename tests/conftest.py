@@ -43,13 +43,14 @@ def pipeline_path(name: str) -> str:
 
 @pytest.fixture
 def check_pipeline(tmp_path, monkeypatch):
-    """Run `ftdoctor check` in-process on a fixture pipeline, from a scratch working directory."""
+    """Walk a fixture pipeline from a scratch working directory, in this process (the same capture and walk as
+    the child process of `ftdoctor check`, without paying its imports again; test_isolation runs the child)."""
     from ftdoctor.api import check_script
 
     monkeypatch.chdir(tmp_path)
 
     def run(name: str, *args: str, stages=None):
-        result = check_script(pipeline_path(name), list(args), timeout=300, stages=stages)
+        result = check_script(pipeline_path(name), list(args), timeout=300, stages=stages, in_process=True)
         assert result.report is not None, result.message
         assert not result.report.internal_errors, result.report.internal_errors
         return result.report

@@ -6,7 +6,7 @@ import json
 
 from conftest import pipeline_path, run_cli
 
-from ftdoctor.findings import SEVERITIES, STAGES
+from ftdoctor.findings import DEFAULT_STAGES as STAGES, SEVERITIES
 
 
 def test_demo_reports_the_course_bugs_and_exits_1(tmp_path):

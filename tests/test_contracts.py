@@ -12,7 +12,7 @@ CASES = [
     ("ner_labels_not_aligned.py", "decode", "FTD221", "error", ["word_ids()", "-100", "reference show token-classification"]),
     ("ner_labels_copied_to_subtokens.py", "decode", "FTD222", "warning", ["-100 if word_id == previous_word", "I-X"]),
     ("qa_positions_off.py", "decode", "FTD223", "error", ["offset_mapping", "idx + 1", "reference show question-answering"]),
-    ("qa_answers_truncated.py", "decode", "FTD224", "error", ["return_overflowing_tokens=True", "stride"]),
+    ("qa_answers_truncated.py", "decode", "FTD225", "error", ["return_overflowing_tokens=True", "stride"]),
     ("clm_labels_preshifted.py", "collate", "FTD321", "error", ["copy of `input_ids`", "mlm=False", "reference show causal-lm"]),
     ("clm_pads_not_masked.py", "collate", "FTD322", "error", ["-100 where `attention_mask` is 0"]),
     ("seq2seq_labels_padded_with_pad_id.py", "collate", "FTD323", "error", ["DataCollatorForSeq2Seq(tokenizer, model=model)", "reference show translation"]),
@@ -45,7 +45,7 @@ def test_broken_contract_is_reported(check_pipeline, script, stage, code, severi
 
 
 def test_answers_lost_are_counted(check_pipeline):
-    f = findings_at(check_pipeline("qa_answers_truncated.py", stages=["decode"]), "decode", "FTD224")[0]
+    f = findings_at(check_pipeline("qa_answers_truncated.py", stages=["decode"]), "decode", "FTD225")[0]
     assert f.evidence["answers_lost"] == f.evidence["questions"] > 0
     assert f"{f.evidence['answers_lost']} of {f.evidence['questions']}" in f.detail
 
@@ -54,7 +54,7 @@ def test_new_rules_are_in_the_catalog():
     from ftdoctor.catalog import rules
 
     codes = {r.code: r for r in rules()}
-    for code, stage in (("FTD221", "decode"), ("FTD222", "decode"), ("FTD223", "decode"), ("FTD224", "decode"),
+    for code, stage in (("FTD221", "decode"), ("FTD222", "decode"), ("FTD223", "decode"), ("FTD224", "decode"), ("FTD225", "decode"),
                         ("FTD321", "collate"), ("FTD322", "collate"), ("FTD323", "collate"), ("FTD421", "forward"),
                         ("FTD621", "metrics"), ("FTD622", "metrics")):
         assert codes[code].stage == stage and codes[code].broken and codes[code].fixed

@@ -91,14 +91,15 @@ def test_activations_match_a_direct_measurement_at_the_worst_case_batch(trainer)
     """The fit uses batches of 1 and 2 and at most 48 tokens; the configured batch of the longest rows is new."""
     from ftdoctor.checks.memory import saved_activation_bytes, worst_case_rows
 
-    from ftdoctor.checks.forward import copy_model
+    from ftdoctor.targets import work_copy as copy_model
 
     ev = _memory(trainer).evidence
     bs = trainer.args.per_device_train_batch_size
     assert [b for _, b, _ in ev["activation_fit"]["measured"]] == [1, 1, 1, 2]
     train = trainer._remove_unused_columns(trainer.train_dataset, "training")
     rows = worst_case_rows(train, [train[0]], bs)
-    direct, _ = saved_activation_bytes(copy_model(trainer.model), dict(trainer.data_collator(rows)), trainer)
+    direct, _ = saved_activation_bytes(copy_model(trainer.model), dict(trainer.data_collator(rows)),
+                                       lambda m, b: trainer.compute_loss(m, b, return_outputs=True))
     assert abs(ev["activations_bytes"] - direct) <= 0.15 * direct
 
 
@@ -171,7 +172,7 @@ def test_device_inventory_without_a_gpu_and_the_named_device():
 
 def test_trial_steps_run_in_a_child_process(trainer):
     """The real child entry point, on the CPU: two steps per batch size, one JSON line per trial."""
-    from ftdoctor.checks.forward import copy_model
+    from ftdoctor.targets import work_copy as copy_model
     from ftdoctor import gpu
 
     train = trainer._remove_unused_columns(trainer.train_dataset, "training")

@@ -1,0 +1,61 @@
+"""Reading an exception the user's pipeline raised on a real batch: which root cause it points at, and whether
+an earlier stage already reported that cause. Shared by the stages that run the model; each turns the answer
+into findings of its own rules."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Known failures of the forward pass and the root cause each points at: (pattern, codes of the root cause).
+ROOTS = [
+    (r"exactly one of input_ids or inputs_embeds|have to specify either input_ids", ("FTD201",)),
+    (r"index out of range in self", ("FTD103", "FTD206", "FTD207")),
+    # Absolute position embeddings added to longer inputs (DistilBERT): "size of tensor a (217) must match ... (128)".
+    (r"size of tensor a \(\d+\) must match the size of tensor b \(\d+\)", ("FTD206",)),
+    (r"Target -?\d+ is out of bounds|out of bounds", ("FTD101", "FTD203")),
+    (r"no padding token is defined", ("FTD105",)),
+    (r"did not return a loss", ("FTD304", "FTD202")),
+    (r"Expected input batch_size", ("FTD402",)),
+    (r"must be the same as input size|expected scalar type Long|can't be cast to the desired output type", ("FTD204",)),
+]
+
+
+@dataclass
+class Failure:
+    """What an exception of the user's code says."""
+
+    text: str  # "TypeName: message"
+    kind: str  # predicted (an earlier finding explains it) | shape | no-labels | unknown
+    reason: str  # one line, for a skipped stage
+    predicted_by: list[str] = field(default_factory=list)
+    roots: tuple[str, ...] = ()
+
+    @property
+    def first_line(self) -> str:
+        return self.text.splitlines()[0][:400] if self.text else ""
+
+
+def explain(exc: BaseException, where: str, findings_so_far) -> Failure:
+    text = f"{type(exc).__name__}: {exc}"
+    seen = {f.code for f in findings_so_far}
+    for pattern, roots in ROOTS:
+        if re.search(pattern, text):
+            already = [c for c in roots if c in seen]
+            if already:
+                return Failure(text, "predicted", f"{where} fails as predicted by {', '.join(already)}: "
+                               f"{text.splitlines()[0][:160]}", already, roots)
+            if "FTD402" in roots:
+                return Failure(text, "shape", text.splitlines()[0], roots=roots)
+            if "FTD304" in roots:
+                return Failure(text, "no-labels", text.splitlines()[0], roots=roots)
+            return Failure(text, "unknown", text.splitlines()[0], roots=roots)
+    return Failure(text, "unknown", text.splitlines()[0] if text else type(exc).__name__)
+
+
+def root_codes(text: str) -> list[str]:
+    """The root-cause codes that a readable error points at (for a CUDA error replayed on the CPU)."""
+    for pattern, roots in ROOTS:
+        if re.search(pattern, text):
+            return [c for c in roots if c not in ("FTD402", "FTD304", "FTD202")]
+    return []

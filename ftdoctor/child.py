@@ -1,0 +1,194 @@
+"""The child process of `ftdoctor check`: run one script as `python SCRIPT ARGS` would, walk its pipeline inside
+the call that starts training, send the report to the parent and end the process with `os._exit`.
+
+Nothing of the script runs after training starts: no `finally:` block, no `except BaseException:`, no atexit
+handler, no thread keeps the process alive. The parent (runner.py) owns the timeout, Ctrl-C and rendering.
+
+Started as `python -m ftdoctor.child SPEC.json`; the spec names the script, its arguments, the walk's options,
+the file the result goes to and the descriptor of the event pipe (progress, prompts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+_events = None  # the pipe to the parent: one JSON object per line
+
+
+def send(event: str, **fields: Any) -> None:
+    if _events is None:
+        return
+    try:
+        _events.write(json.dumps({"event": event, **fields}) + "\n")
+        _events.flush()
+    except (OSError, ValueError):
+        pass  # the parent went away; the result file still holds the report
+
+
+def _announce_prompts() -> None:
+    """The script's stdout goes to the parent through a pipe, behind a spinner: say when it asks for input, so the
+    parent can show the prompt, and read the answer from the terminal this process inherited."""
+    import builtins
+
+    def prompting_input(prompt: object = "") -> str:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        send("input", prompt=str(prompt))
+        line = sys.stdin.readline()
+        if not line:
+            raise EOFError("EOF when reading a line")
+        return line.rstrip("\n")
+
+    builtins.input = prompting_input
+
+
+def finish(spec: dict[str, Any], envelope: dict[str, Any]) -> None:
+    """Write the result where the parent reads it and end the process at once."""
+    path = spec["result_path"]
+    try:
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            json.dump(envelope, fh, default=_jsonable)
+        os.replace(path + ".tmp", path)
+    except BaseException:  # noqa: BLE001 - nothing may keep this process alive now
+        traceback.print_exc()
+    send("done")
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(0)
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    return str(obj)
+
+
+def envelope_of(result: Any) -> dict[str, Any]:
+    return {"report": result.report.to_dict() if result.report is not None else None, "message": result.message,
+            "outcome": result.outcome, "traceback": result.traceback, "artifacts": result.artifacts}
+
+
+def run(spec: dict[str, Any]) -> None:
+    from .api import walk_capture
+    from .capture import capture_script
+    from .source import set_origin
+
+    set_origin(spec["cwd"])
+
+    def progress(stage: str) -> None:
+        send("stage", stage=stage)
+
+    def walk_and_finish(cap: Any) -> None:
+        send("captured", outcome=cap.outcome)
+        try:
+            result = walk_capture(cap, stages=spec.get("stages"), options=spec.get("options"),
+                                  check_dirs=spec.get("check_dirs") or (), progress=progress)
+            if spec.get("artifacts_dir") and result.report is not None:
+                result.artifacts = save_artifacts(result.report.context, spec["artifacts_dir"])
+            envelope = envelope_of(result)
+        except BaseException:  # noqa: BLE001 - ftdoctor's own failure, reported as ftdoctor's
+            envelope = {"report": None, "outcome": "internal-error",
+                        "message": "ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n"
+                                   + traceback.format_exc()}
+        finish(spec, envelope)
+
+    cap = capture_script(spec["script"], spec.get("argv") or [], on_capture=walk_and_finish, quiet=False)
+    walk_and_finish(cap)  # the script ended, exited or raised before training: say what happened
+
+
+def save_artifacts(context: dict[str, Any], folder: str) -> dict[str, str]:
+    """What pytest fixtures may read in the parent: the first batch, the training rows, a picture of the
+    pipeline. Each is written only if it can be (a live trainer cannot cross processes)."""
+    import pickle
+
+    out: dict[str, str] = {}
+    os.makedirs(folder, exist_ok=True)
+    batch = context.get("batch")
+    if isinstance(batch, dict):
+        try:
+            import torch
+
+            path = os.path.join(folder, "batch.pt")
+            torch.save(batch, path)
+            out["batch"] = path
+        except Exception:
+            pass
+    ds = context.get("effective_train_dataset")
+    if ds is not None:
+        try:
+            path = os.path.join(folder, "train_dataset.pkl")
+            with open(path, "wb") as fh:
+                pickle.dump(ds, fh)
+            out["train_dataset"] = path
+        except Exception:
+            pass
+    pipeline = context.get("pipeline")
+    if pipeline is not None:
+        from types import SimpleNamespace
+
+        snap = SimpleNamespace(task=getattr(pipeline, "task", None), script=getattr(pipeline, "script", None))
+        for name in ("tokenizer", "args", "data_collator", "model"):
+            value = getattr(pipeline, name, None)
+            try:
+                pickle.dumps(value)
+            except Exception:
+                value = None
+            setattr(snap, name, value)
+        try:
+            path = os.path.join(folder, "pipeline.pkl")
+            with open(path, "wb") as fh:
+                pickle.dump(snap, fh)
+            out["pipeline"] = path
+        except Exception:
+            pass
+    return out
+
+
+def _end_with_parent() -> None:
+    """If the parent dies (killed, or its terminal closed), nobody waits for this report: end too."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="ftdoctor-parent-watch", daemon=True).start()
+
+
+def main() -> None:
+    global _events
+    with open(sys.argv[1], encoding="utf-8") as fh:
+        spec = json.load(fh)
+    # `python -m` put the working directory first on sys.path; `python SCRIPT` puts the script's folder there
+    # instead (capture_script adds it), and nothing else.
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        sys.path.pop(0)
+    fd = spec.get("events_fd")
+    if fd is not None:
+        _events = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+    _announce_prompts()
+    _end_with_parent()
+    try:
+        run(spec)
+    except BaseException:  # noqa: BLE001 - whatever happens, the parent gets an answer
+        finish(spec, {"report": None, "outcome": "internal-error",
+                      "message": "ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n"
+                                 + traceback.format_exc()})
+
+
+if __name__ == "__main__":
+    main()

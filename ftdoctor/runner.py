@@ -1,0 +1,200 @@
+"""The parent side of `ftdoctor check`: start one child process per script, watch it, and turn every way it can
+end into a result: a report, or a clear message (exit code 2) with the last lines the script printed.
+
+The child runs in a session of its own, so that Ctrl-C reaches only this process, which then kills the child's
+whole process group (DataLoader workers included). Timeouts are counted in two phases: until the script reaches
+training (`timeout`), and the walk after that (`walk_timeout`).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable
+
+from .api import ScriptResult
+
+TAIL_LINES = 200
+DEFAULT_TIMEOUT = 600.0
+DEFAULT_WALK_TIMEOUT = 1800.0
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while a script was being checked: the child is already gone."""
+
+
+def run_child(script: str, argv: list[str], *, stages: list[str] | None, options: dict[str, Any],
+              check_dirs: list[str], timeout: float | None = None, walk_timeout: float | None = None,
+              progress: Callable[..., Any] | None = None, show_output: bool = False,
+              artifacts_dir: str | None = None, env: dict[str, str] | None = None) -> ScriptResult:
+    timeout = timeout or DEFAULT_TIMEOUT
+    walk_timeout = walk_timeout or DEFAULT_WALK_TIMEOUT
+    work = tempfile.mkdtemp(prefix="ftdoctor-")
+    try:
+        return _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progress, show_output,
+                    artifacts_dir, env, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progress, show_output, artifacts_dir,
+         env, work) -> ScriptResult:
+    read_fd, write_fd = os.pipe()
+    spec = {"script": os.path.abspath(script), "argv": argv, "cwd": os.getcwd(), "stages": stages,
+            "options": options, "check_dirs": check_dirs, "result_path": os.path.join(work, "result.json"),
+            "events_fd": write_fd, "artifacts_dir": artifacts_dir}
+    spec_path = os.path.join(work, "spec.json")
+    with open(spec_path, "w", encoding="utf-8") as fh:
+        json.dump(spec, fh)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "ftdoctor.child", spec_path], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(write_fd,),
+                                env=env if env is not None else os.environ.copy())
+    finally:
+        os.close(write_fd)
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    events: queue.Queue = queue.Queue()
+    readers = [threading.Thread(target=_pump_output, args=(proc.stdout, tail, show_output), daemon=True),
+               threading.Thread(target=_pump_events, args=(read_fd, events), daemon=True)]
+    for t in readers:
+        t.start()
+    phase, phase_start, limit = "script", time.monotonic(), timeout
+    timed_out, ended_at = None, None
+    try:
+        while True:
+            try:
+                ev = events.get(timeout=0.1)
+            except queue.Empty:
+                ev = None
+            if ev is not None:
+                kind = ev.get("event")
+                if kind == "captured":
+                    phase, phase_start, limit = "walk", time.monotonic(), walk_timeout
+                if progress is not None and kind in ("captured", "stage", "input"):
+                    progress(kind, ev.get("stage") or ev.get("prompt") or ev.get("outcome"))
+                continue
+            if proc.poll() is not None:
+                # Ended. Its events are read; a DataLoader worker may still hold the pipe open, so do not wait
+                # long for the reader to see the end of it.
+                ended_at = ended_at or time.monotonic()
+                if not readers[1].is_alive() or time.monotonic() - ended_at > 0.5:
+                    break
+                continue
+            if time.monotonic() - phase_start > limit:
+                timed_out = phase
+                break
+    except KeyboardInterrupt:
+        _kill_group(proc)
+        raise Interrupted() from None
+    finally:
+        if timed_out is not None or proc.poll() is None:
+            # The child reports and ends itself; anything still running (a timeout, a grandchild) is killed.
+            _wait_or_kill(proc, grace=0 if timed_out else 5.0)
+        _kill_group(proc)
+        for t in readers:
+            t.join(timeout=2.0)
+    output = "".join(tail)
+    result_path = spec["result_path"]
+    if timed_out is None and os.path.isfile(result_path):
+        with open(result_path, encoding="utf-8") as fh:
+            env_ = json.load(fh)
+        return _result(env_, output, proc.returncode)
+    rel = _rel(script)
+    if timed_out == "script":
+        msg = (f"{rel} did not reach trainer.train() within {timeout:g} s (--timeout); it may be waiting on the "
+               "network (try --offline), for input, or preprocessing a large dataset.")
+        return ScriptResult(None, msg, "timeout", output, returncode=proc.returncode)
+    if timed_out == "walk":
+        msg = (f"the walk of {rel} did not finish within {walk_timeout:g} s (--walk-timeout); the process was "
+               "stopped. Run fewer stages (--stages) or allow more time.")
+        return ScriptResult(None, msg, "timeout", output, returncode=proc.returncode)
+    return ScriptResult(None, _abnormal_end(rel, proc.returncode), "crashed", output, returncode=proc.returncode)
+
+
+def _result(envelope: dict[str, Any], output: str, returncode: int | None) -> ScriptResult:
+    from .report import Report
+
+    report = Report.from_dict(envelope["report"]) if envelope.get("report") else None
+    return ScriptResult(report, envelope.get("message"), envelope.get("outcome") or "training", output,
+                        envelope.get("traceback"), returncode, envelope.get("artifacts") or {})
+
+
+def _abnormal_end(rel: str, code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        why = {"SIGKILL": " (killed: often the system running out of memory)",
+               "SIGSEGV": " (a crash inside a native library)", "SIGABRT": " (aborted by a native library)",
+               "SIGBUS": " (a crash inside a native library)"}.get(name, "")
+        return f"{rel} was ended by {name}{why} before ftdoctor could report."
+    return (f"{rel} ended the process with exit code {code} before ftdoctor could report (os._exit() or a crash "
+            "in a native library); nothing was walked.")
+
+
+def _rel(path: str) -> str:
+    from .source import display_path
+
+    return display_path(path)
+
+
+def _pump_output(stream, tail, show: bool) -> None:
+    """Keep the last lines the script prints; pass them on to stderr with --show-script-output."""
+    buf = b""
+    while True:
+        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+        if not chunk:
+            break
+        if show:
+            try:
+                sys.stderr.buffer.write(chunk)
+                sys.stderr.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            tail.append(line.decode("utf-8", "replace") + "\n")
+    if buf:
+        tail.append(buf.decode("utf-8", "replace"))
+    stream.close()
+
+
+def _pump_events(fd: int, events: queue.Queue) -> None:
+    with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                events.put(json.loads(line))
+            except ValueError:
+                pass
+
+
+def _wait_or_kill(proc: subprocess.Popen, grace: float) -> None:
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        proc.wait()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """The child leads its own session: killing its group ends it and everything it started."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc.poll() is None:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass

@@ -1,0 +1,208 @@
+"""The protocol every target implements, and what all of them share."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from typing import Any, Iterator
+
+from ..registry import run_user
+
+
+def work_copy(model: Any, device: Any = None) -> Any:
+    """A copy of ``model`` to run and train on, leaving the user's model untouched.
+
+    Frozen parameters never change (no gradient reaches them, so no optimizer moves them): the copy shares them
+    with the user's model instead of duplicating them, unless the copy moves to another device.
+    """
+    import copy
+
+    import torch
+
+    params = list(model.parameters())
+    here = params[0].device if params else torch.device("cpu")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    memo: dict[int, Any] = {}
+    if here == device:
+        for p in params:
+            if not p.requires_grad:
+                memo[id(p)] = p
+    work = copy.deepcopy(model, memo)
+    return work.to(device) if here != device else work
+
+
+class Target:
+    """What checks may ask of a pipeline. Subclasses answer for one kind of training framework."""
+
+    kind = "pipeline"
+
+    def __init__(self, pipeline: Any):
+        self.pipeline = pipeline
+
+    # -- the pieces -------------------------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        return self.pipeline.model
+
+    @property
+    def args(self) -> Any:
+        return self.pipeline.args
+
+    @property
+    def collator(self) -> Any:
+        return self.pipeline.data_collator
+
+    @property
+    def label_names(self) -> list[str]:
+        """Batch keys that carry labels, in the order the framework looks for them."""
+        return []
+
+    @property
+    def has_custom_loss(self) -> bool:
+        """The loss is computed by the user's code, not by the model from `labels`."""
+        return False
+
+    @property
+    def rank(self) -> int:
+        return _dist_value("get_rank", "RANK", 0)
+
+    @property
+    def world_size(self) -> int:
+        return _dist_value("get_world_size", "WORLD_SIZE", 1)
+
+    # -- data ---------------------------------------------------------------------------------------------------
+    def rows(self, dataset: Any, description: str, n: int) -> tuple[list[Any], list[str]]:
+        """The first ``n`` rows of ``dataset`` as the collator will receive them, and the columns dropped on the
+        way."""
+        return run_user(f"reading the {description} dataset", take_rows, dataset, n), []
+
+    def collate(self, rows: list[Any]) -> Any:
+        return run_user("the data collator", self.collator, rows)
+
+    # -- the model ------------------------------------------------------------------------------------------------
+    def work_model(self) -> Any:
+        """A fresh copy of the user's model on the CPU, to run and train without touching the original."""
+        return work_copy(self.model)
+
+    def loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
+        """(loss, outputs) of ``batch`` as the run computes it."""
+        return run_user("the model's forward", model_loss, model, batch)
+
+    def loss_code(self) -> list[Any]:
+        """The functions of the run (besides the model's forward) that compute the loss."""
+        return []
+
+    def build_optimizer(self, work: Any) -> tuple[Any, set[str]]:
+        """An optimizer for ``work`` configured like the run's, and the names of the parameters the run's own
+        optimizer holds."""
+        return retarget_optimizer(self.pipeline.optimizer, self.model, work)
+
+    def predict(self, model: Any, batch: Any, preprocess: Any = None) -> tuple[Any, Any]:
+        """(predictions, label_ids) of one eval batch, as numpy, the way `compute_metrics` receives them."""
+        return run_user("prediction", _plain_predict, model, batch, preprocess)
+
+    def eval_prediction(self, model: Any, dataset: Any, n: int) -> Any:
+        """The EvalPrediction the run's own evaluation hands compute_metrics, or None when it has no such path."""
+        return None
+
+    def metrics_path_note(self) -> str | None:
+        """Why compute_metrics cannot be exercised the way the run calls it (None when it can)."""
+        return None
+
+    @contextlib.contextmanager
+    def preserved(self) -> Iterator[None]:
+        """Restore whatever framework state the walk touches."""
+        yield
+
+
+def _dist_value(getter: str, env: str, default: int) -> int:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return int(getattr(dist, getter)())
+    except Exception:
+        pass
+    try:
+        return int(os.environ.get(env, default))
+    except ValueError:
+        return default
+
+
+def take_rows(ds: Any, n: int) -> list[Any]:
+    """The first ``n`` rows of a map-style or iterable (streaming) dataset."""
+    from .. import data
+
+    if data.is_hf_dataset(ds):
+        size = data.safe_len(ds)
+        if size is not None:
+            sub = ds.select(range(min(n, size)))
+            return [sub[i] for i in range(len(sub))]
+    size = data.safe_len(ds)
+    if size is None or not hasattr(ds, "__getitem__"):
+        return list(itertools.islice(iter(ds), n))
+    return [ds[i] for i in range(min(n, size))]
+
+
+def model_loss(model: Any, batch: Any) -> tuple[Any, Any]:
+    out = model(**batch)
+    loss = out.get("loss") if hasattr(out, "get") else getattr(out, "loss", None)
+    return loss, out
+
+
+def to_numpy(x: Any) -> Any:
+    import torch
+
+    if x is None:
+        return None
+    if isinstance(x, (tuple, list)):
+        return tuple(to_numpy(v) for v in x)
+    if torch.is_tensor(x):
+        return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
+    return x
+
+
+def _plain_predict(model: Any, batch: Any, preprocess: Any) -> tuple[Any, Any]:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        out = model(**batch)
+        logits = out.get("logits") if hasattr(out, "get") else None
+        labels = batch.get("labels")
+        if preprocess is not None and logits is not None:
+            logits = preprocess(logits, labels)
+    return to_numpy(logits), to_numpy(labels)
+
+
+def _init_kwargs(optimizer: Any) -> dict:
+    """The optimizer's defaults that its constructor accepts (defaults also hold derived keys)."""
+    import inspect
+
+    accepted = inspect.signature(type(optimizer).__init__).parameters
+    return {k: v for k, v in optimizer.defaults.items() if k in accepted}
+
+
+def optimizer_init_kwargs(optimizer: Any) -> dict:
+    return _init_kwargs(optimizer) if optimizer is not None else {}
+
+
+def retarget_optimizer(user_optimizer: Any, model: Any, work: Any) -> tuple[Any, set[str]]:
+    """A new optimizer of the user's class and settings over ``work``'s parameters, matched by name."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    # Accelerate's AcceleratedOptimizer (the Trainer's, once training began) wraps the torch optimizer.
+    inner = getattr(user_optimizer, "optimizer", None)
+    if inner is not None and hasattr(inner, "param_groups"):
+        user_optimizer = inner
+    if user_optimizer is None:
+        return None, set()
+    work_params = dict(work.named_parameters())
+    groups, held = [], set()
+    for g in user_optimizer.param_groups:
+        ps = [work_params[names[id(p)]] for p in g["params"] if id(p) in names and names[id(p)] in work_params]
+        held.update(names[id(p)] for p in g["params"] if id(p) in names)
+        groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ps})
+    groups = [g for g in groups if g["params"]]
+    opt = type(user_optimizer)(groups, **_init_kwargs(user_optimizer)) if groups else None
+    return opt, held

@@ -1,0 +1,181 @@
+"""The Hugging Face `Trainer` (and every subclass: `Seq2SeqTrainer`, TRL's trainers, the user's own).
+
+The only module that knows the Trainer's internals: which columns it keeps, how it builds its optimizer, how its
+evaluation step runs. Everything is called on the live trainer and restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+from ..registry import UserCodeError, run_user
+from .base import Target, take_rows, to_numpy
+
+_RESTORED_ATTRS = ("optimizer", "lr_scheduler", "_signature_columns", "model")
+
+
+class TrainerTarget(Target):
+    kind = "trainer"
+
+    @property
+    def trainer(self) -> Any:
+        return self.pipeline.trainer
+
+    @property
+    def collator(self) -> Any:
+        return self.trainer.data_collator
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(getattr(self.trainer, "label_names", None) or [])
+
+    @property
+    def has_custom_loss(self) -> bool:
+        from transformers import Trainer
+
+        return type(self.trainer).compute_loss is not Trainer.compute_loss \
+            or getattr(self.trainer, "compute_loss_func", None) is not None
+
+    def rows(self, dataset: Any, description: str, n: int) -> tuple[list[Any], list[str]]:
+        """The rows with only the columns the trainer keeps (`remove_unused_columns`)."""
+        from .. import data
+
+        trainer = self.trainer
+        keep_only = bool(getattr(trainer.args, "remove_unused_columns", False))
+        if data.is_hf_dataset(dataset) and data.safe_len(dataset) is not None:
+            sub = run_user(f"reading the {description} dataset", dataset.select, range(min(n, len(dataset))))
+            if not keep_only:
+                return [sub[i] for i in range(len(sub))], []
+            kept = trainer._remove_unused_columns(sub, description)
+            removed = [c for c in sub.column_names if c not in kept.column_names]
+            return [kept[i] for i in range(len(kept))], removed
+        rows = run_user(f"reading the {description} dataset", take_rows, dataset, n)
+        if keep_only and rows and isinstance(rows[0], dict):
+            trainer._set_signature_columns_if_needed()
+            keep = set(trainer._signature_columns)
+            removed = [k for k in rows[0] if k not in keep]
+            return [{k: v for k, v in r.items() if k in keep} for r in rows], removed
+        return rows, []
+
+    def loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
+        """The trainer's own compute_loss (a subclass's override or compute_loss_func included)."""
+        return run_user("the model's forward", self.trainer.compute_loss, model, dict(batch), return_outputs=True)
+
+    def loss_code(self) -> list[Any]:
+        return [type(self.trainer).compute_loss, getattr(self.trainer, "compute_loss_func", None)]
+
+    def build_optimizer(self, work: Any) -> tuple[Any, set[str]]:
+        if self.pipeline.optimizer is not None:
+            return super().build_optimizer(work)
+        trainer = self.trainer
+        saved = trainer.optimizer
+        try:
+            trainer.optimizer = None
+            opt = trainer.create_optimizer(work)
+        finally:
+            trainer.optimizer = saved
+        work_names = {id(p): n for n, p in work.named_parameters()}
+        held = {work_names[id(p)] for g in opt.param_groups for p in g["params"] if id(p) in work_names}
+        return opt, held
+
+    def predict(self, model: Any, batch: Any, preprocess: Any = None) -> tuple[Any, Any]:
+        """One step of the trainer's evaluation loop (its prediction_step, then preprocess_logits_for_metrics)."""
+        return run_user("prediction", self._predict, model, batch, preprocess)
+
+    def _predict(self, model, batch, preprocess):
+        import torch
+
+        trainer = self.trainer
+        model.eval()
+        with torch.no_grad(), self._predicting_with(model):
+            _, logits, labels = trainer.prediction_step(model, dict(batch), prediction_loss_only=False)
+            if preprocess is not None and logits is not None:
+                logits = preprocess(logits, labels)
+        return to_numpy(logits), to_numpy(labels)
+
+    @contextlib.contextmanager
+    def _predicting_with(self, model):
+        """prediction_step moves inputs to args.device and Seq2SeqTrainer generates with ``trainer.model``; both
+        would reach the user's (maybe GPU) model: point them at the walk's copy for the step."""
+        trainer = self.trainer
+        saved = trainer.model
+        trainer.model = model
+        trainer._prepare_inputs = lambda inputs: inputs  # the batch is already on the copy's device
+        try:
+            yield
+        finally:
+            trainer.model = saved
+            del trainer._prepare_inputs
+
+    def metrics_path_note(self) -> str | None:
+        from transformers import Trainer
+
+        own = [m for m in ("evaluate", "evaluation_loop") if getattr(type(self.trainer), m) is not getattr(Trainer, m)]
+        if own:
+            return (f"`{type(self.trainer).__name__}` has its own {' and '.join(own)}, which may post-process "
+                    "predictions before compute_metrics")
+        return None
+
+    def eval_prediction(self, model: Any, dataset: Any, n: int) -> Any:
+        """What compute_metrics receives from the trainer's own evaluation (its evaluate(), any post-processing
+        of a subclass included), run on the first ``n`` eval rows with the walk's copy of the model. None when
+        the trainer never calls compute_metrics or the copy cannot run where the trainer sends its batches."""
+        trainer = self.trainer
+        args = trainer.args
+        if trainer.compute_metrics is None or getattr(args, "prediction_loss_only", False):
+            return None
+        if str(getattr(args, "device", "cpu")) != str(next(model.parameters()).device):
+            return None  # its eval loader would put batches where the copy is not
+        subset = _first_rows(dataset, n)
+        if subset is None:
+            return None
+        seen: dict[str, Any] = {}
+
+        def spy(eval_pred, *a, **k):
+            seen["prediction"] = eval_pred
+            raise _Seen()
+
+        accelerator = getattr(trainer, "accelerator", None)
+        models_before = len(getattr(accelerator, "_models", []) or [])
+        saved = {"compute_metrics": trainer.compute_metrics, "model": trainer.model,
+                 "callbacks": list(trainer.callback_handler.callbacks)}
+        trainer.compute_metrics = spy
+        trainer.model = model
+        trainer.callback_handler.callbacks = []
+        try:
+            run_user("the trainer's evaluation loop", trainer.evaluate, eval_dataset=subset)
+        except UserCodeError as err:
+            if not isinstance(err.exc, _Seen):
+                raise
+        finally:
+            trainer.compute_metrics = saved["compute_metrics"]
+            trainer.model = saved["model"]
+            trainer.callback_handler.callbacks = saved["callbacks"]
+            if accelerator is not None and hasattr(accelerator, "_models"):
+                del accelerator._models[models_before:]
+        return seen.get("prediction")
+
+    @contextlib.contextmanager
+    def preserved(self) -> Iterator[None]:
+        trainer = self.trainer
+        saved = {a: getattr(trainer, a) for a in _RESTORED_ATTRS if hasattr(trainer, a)}
+        try:
+            yield
+        finally:
+            for a, v in saved.items():
+                setattr(trainer, a, v)
+
+
+class _Seen(Exception):
+    """Raised by the stand-in compute_metrics once it has what the real one would receive."""
+
+
+def _first_rows(dataset: Any, n: int) -> Any:
+    from .. import data
+
+    if data.safe_len(dataset) is not None and hasattr(dataset, "select"):
+        return dataset.select(range(min(n, len(dataset))))
+    if hasattr(dataset, "take"):  # a streaming dataset
+        return dataset.take(n)
+    return None
