@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ftdoctor import data
-from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule, run_user
+from ftdoctor.sdk import read_source, Provide, UserCodeError, check, finding, rule, run_user
 
 from ._failures import explain
 
@@ -32,6 +32,20 @@ rule("FTD506", "some-params-without-grad", "backward", "warning", "Some trainabl
      """,
      broken="model.bert.pooler  # unused by a token classification loss, still requires_grad",
      fixed="for p in model.bert.pooler.parameters(): p.requires_grad = False")
+rule("FTD507", "no-trainable-parameters", "backward", "error", "The model has no trainable parameters",
+     """
+     Every parameter has `requires_grad=False`, usually from a loop that freezes the encoder and catches the
+     head too. Nothing can learn: a hand-written loop fails at `loss.backward()`, the Trainer builds an empty
+     optimizer.
+     """,
+     broken="""
+     for p in model.parameters():
+         p.requires_grad = False
+     """,
+     fixed="""
+     for p in model.base_model.parameters():  # the encoder only; the classification head still learns
+         p.requires_grad = False
+     """)
 rule("FTD502", "non-finite-gradients", "backward", "error", "Gradients are NaN or infinite",
      """
      Non-finite gradients destroy the weights at the first step. Causes: a non-finite loss, log of zero in a
@@ -65,6 +79,24 @@ rule("FTD505", "backward-error", "backward", "error", "The backward pass or the 
      """)
 
 
+@check("backward", codes=("FTD507",))
+def some_parameters_train(model, pipeline):
+    """Something must be trainable; this needs no forward pass, so it holds when the loss cannot be computed."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if trainable:
+        return None
+    heads = [h.rstrip(".") for h in _head_names(model)]
+    name = pipeline.name_of(model) or "model"
+    fix = (f"Leave the task head trainable: freeze only the encoder, or unfreeze the head after freezing "
+           f"(`for p in {name}.{heads[-1]}.parameters(): p.requires_grad = True`)." if heads else
+           "Leave at least the parameters that should learn with `requires_grad=True`.")
+    return finding("FTD507", f"No parameter of `{data.model_name(model)}` has requires_grad=True: nothing can train "
+                   "(a loop's `loss.backward()` raises \"element 0 of tensors does not require grad\"; the Trainer's "
+                   "optimizer gets an empty parameter list).", fix,
+                   location=_freeze_site(pipeline) or pipeline.location(model),
+                   evidence={"parameters": sum(1 for _ in model.parameters())})
+
+
 @check("backward", provides=("step_evidence", "work_optimizer"),
        codes=("FTD501", "FTD502", "FTD503", "FTD504", "FTD505", "FTD506"))
 def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, target, trainer=None, optimizer=None,
@@ -74,10 +106,7 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
     out = []
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     if not trainable:
-        return Provide({}, [finding("FTD501", f"No parameter of `{data.model_name(model)}` has requires_grad=True: "
-                                    "nothing can train.", "Unfreeze at least the task head: "
-                                    "`for p in model.parameters(): p.requires_grad = True`.",
-                                    title="The model has no trainable parameters", location=pipeline.location(model))])
+        return Provide({}, skip_reason="the model has no trainable parameters (FTD507)")
     opt, held = target.build_optimizer(work_model)
     opt_loc = pipeline.location(optimizer, trainer) if optimizer is not None else pipeline.location(trainer)
     missing = sorted(trainable - held)
@@ -148,11 +177,35 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
         out.append(finding("FTD503", f"No parameter changed after one optimizer step (learning rates {group_lrs}).",
                            "Use a non-zero learning rate: `TrainingArguments(..., learning_rate=2e-5)`."
                            if all(not x for x in group_lrs) else "Check the optimizer's parameters and settings.",
-                           location=pipeline.location(args) if lr == 0 else opt_loc, evidence={"lrs": group_lrs}))
+                           location=(pipeline.location(args) if lr == 0 else None) or opt_loc, evidence={"lrs": group_lrs}))
     work_model.zero_grad(set_to_none=True)
     evidence = {"loss": float(loss.detach()), "optimizer": type(opt).__name__, "trainable_params": len(trainable),
                 "moved": len(moved), "optimizer_state_bytes": _state_bytes(opt)}
     return Provide({"step_evidence": evidence, "work_optimizer": opt}, out, evidence=evidence)
+
+
+def _freeze_site(pipeline) -> str | None:
+    """The script's line that sets requires_grad to False (an assignment or requires_grad_(False))."""
+    import ast
+
+    from ftdoctor.sdk import Site
+
+    cap = pipeline.capture
+    if cap is None:
+        return None
+    try:
+        tree = ast.parse(read_source(cap.script))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == "requires_grad"
+                                                for t in node.targets) \
+                and isinstance(node.value, ast.Constant) and node.value.value is False:
+            return str(Site(cap.script, node.lineno))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "requires_grad_" \
+                and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value is False:
+            return str(Site(cap.script, node.lineno))
+    return None
 
 
 def _state_bytes(opt) -> int:

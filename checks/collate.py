@@ -89,6 +89,10 @@ def build_batches(train_features, pipeline, findings_so_far, target, args=None, 
                   eval_features=None):
     collator = target.collator
     values, findings = {}, []
+    fixed = target.fixed_batch()
+    if fixed is not None:  # a loop without a loader: the batch it ran is the batch
+        return Provide({"batch": dict(fixed), "eval_batch": Unavailable("the loop has no evaluation loader")},
+                       evidence={"batch": _describe(fixed), "source": "the batch the loop ran"})
     for split, features, size in (("batch", train_features, getattr(args, "per_device_train_batch_size", 8)),
                                   ("eval_batch", eval_features, getattr(args, "per_device_eval_batch_size", 8))):
         if not features:

@@ -89,9 +89,12 @@ rule("FTD108", "mixed-precision-unavailable", "config", "error", "Mixed precisio
 @check("config", codes=("FTD101", "FTD102", "FTD104"))
 def num_labels_match_data(model, train_dataset, pipeline, target, task=None):
     """The head's outputs against the classes in the label column."""
-    if not data.is_classification(task) or not data.is_hf_dataset(train_dataset):
+    if not data.is_classification(task):
         return None
-    col = data.label_key(train_dataset.column_names, target.label_names)
+    columns = data.columns_of(train_dataset)
+    if not columns:
+        return None
+    col = data.label_key(columns, target.label_names)
     if col is None:
         return None
     n_model = data.num_labels(model)

@@ -162,7 +162,7 @@ def first_non_finite(target, batch, pipeline):
     import torch
     from torch.overrides import TorchFunctionMode
 
-    from ftdoctor.capture import Site, deepest_user_frame
+    from ftdoctor.sdk import Site, deepest_user_frame
 
     cap = pipeline.capture
     user_dir = cap.user_dir if cap is not None else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 
-from ftdoctor.sdk import check, finding, rule
+from ftdoctor.sdk import Site, check, finding, read_source, rule
 
 rule("FTD410", "model-not-in-train-mode", "forward", "warning", "The loop trains a model that is in eval mode",
      """
@@ -109,7 +109,7 @@ def loop_evaluation_mode(loop, pipeline):
     if not name or cap is None:
         return None
     try:
-        tree = ast.parse(open(cap.script, encoding="utf-8").read())
+        tree = ast.parse(read_source(cap.script))
     except (OSError, SyntaxError, UnicodeDecodeError):
         return None
     out = []
@@ -125,7 +125,7 @@ def loop_evaluation_mode(loop, pipeline):
                     out.append(finding("FTD610", f"The evaluation loop over `{name}` runs without "
                                        f"{' and '.join(missing)}.", "Call `model.eval()` before it and wrap the "
                                        "forward in `with torch.no_grad():` (then `model.train()` to resume training).",
-                                       location=f"{cap.script}:{node.lineno}", evidence={"missing": missing}))
+                                       location=str(Site(cap.script, node.lineno)), evidence={"missing": missing}))
     return out[:1]
 
 

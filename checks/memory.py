@@ -399,7 +399,7 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
     accumulation = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
     precision = mixed_precision(args)
     checkpointing = bool(getattr(args, "gradient_checkpointing", False))
-    collator = target.collator
+    collator = target.row_collator()
     loss_fn = target.loss
     (row,) = worst_case_rows(effective_train_dataset, train_features, 1)
     work = target.work_model()

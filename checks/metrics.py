@@ -6,8 +6,7 @@ When the data stages fail, compute_metrics is still checked on synthetic inputs 
 from __future__ import annotations
 
 from ftdoctor import data
-from ftdoctor.capture import user_site_in_traceback
-from ftdoctor.sdk import Provide, Skip, UserCodeError, check, finding, rule, run_user
+from ftdoctor.sdk import user_site_in_traceback, Provide, Skip, UserCodeError, check, finding, rule, run_user
 
 rule("FTD601", "metrics-without-argmax", "metrics", "error", "compute_metrics passes logits where class ids are expected",
      """

@@ -6,8 +6,7 @@ import difflib
 import os
 import re
 
-from ftdoctor.capture import user_site_in_traceback
-from ftdoctor.sdk import check, finding, rule
+from ftdoctor.sdk import read_source, user_site_in_traceback, check, finding, rule
 
 rule("FTD001", "removed-argument", "setup", "error", "An argument removed or renamed in transformers 5",
      """
@@ -148,6 +147,13 @@ def script_raised(capture):
         return None
     exc = capture.exception
     site = user_site_in_traceback(capture.exc_tb, capture.user_dir)
+    if capture.loop is not None and getattr(capture.loop, "batch", None) is not None:
+        # The loop failed in its first step on a batch ftdoctor has: the stages below run it again and name
+        # the cause where it starts.
+        return finding("FTD008", f"The loop's first step raised {type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:200] if str(exc) else ''}", "See the stages below for the cause.",
+                       location=str(site) if site else None,
+                       evidence={"exception": f"{type(exc).__name__}: {exc}"})
     if capture.loop is not None and _raised_in_data_loading(capture.exc_tb):
         # The walk rebuilds that batch with the loop's own loader pieces; decode/collate name the cause.
         return finding("FTD008", f"The loop stopped while drawing its first batch: {type(exc).__name__}: "
@@ -222,7 +228,7 @@ def _passed_value(exc, arg: str) -> str | None:
         tb = tb.tb_next
     for filename, line in reversed(frames):
         try:
-            source = open(filename, encoding="utf-8").read()
+            source = read_source(filename)
             tree = ast.parse(source)
         except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
             continue

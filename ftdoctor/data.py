@@ -19,6 +19,15 @@ def label_key(mapping_or_columns: Any, label_names: Any = ()) -> str | None:
     return next((k for k in names if k in keys), None)
 
 
+def columns_of(ds: Any) -> list[str]:
+    """The column names of a dataset, or the keys of its first row for a list of row dicts (a loop's batch)."""
+    if is_hf_dataset(ds):
+        return list(ds.column_names or [])
+    if isinstance(ds, list) and ds and isinstance(ds[0], dict):
+        return list(ds[0])
+    return []
+
+
 def safe_len(obj: Any) -> int | None:
     """``len(obj)``, or None for what has no length (a streaming dataset, a generator) or fails to say."""
     if isinstance(obj, type):
@@ -108,3 +117,50 @@ def is_classification(task: str | None) -> bool:
 
 def model_name(model: Any) -> str:
     return type(model).__name__
+
+
+def rows_from_batch(batch: dict) -> list[dict] | None:
+    """The rows of a collated batch, padding removed where an attention mask tells it: what the loop's batch was
+    made of, for a loop that has no DataLoader to read rows from."""
+    import torch
+
+    tensors = {k: v for k, v in batch.items() if torch.is_tensor(v) and v.dim() >= 1}
+    if not tensors:
+        return None
+    n = next(iter(tensors.values())).shape[0]
+    mask = batch.get("attention_mask")
+    mask = mask if torch.is_tensor(mask) and mask.dim() == 2 and mask.shape[0] == n else None
+    rows = []
+    for i in range(n):
+        keep = mask[i].bool() if mask is not None else None
+        row = {}
+        for k, v in tensors.items():
+            if v.shape[0] != n:
+                continue
+            value = v[i]
+            if keep is not None and value.dim() >= 1 and value.shape[0] == keep.shape[0]:
+                value = value[keep]
+            row[k] = value.tolist()
+        rows.append(row)
+    return rows
+
+
+def pad_rows(rows: list[dict], pad_id: int = 0) -> dict:
+    """ftdoctor's own collator, for a loop whose batches are built by its own code: right-pad each sequence key
+    (labels with -100, masks with 0, ids with ``pad_id``) and stack."""
+    import torch
+
+    out = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        if all(isinstance(v, (int, float, bool)) for v in values):
+            out[key] = torch.tensor(values)
+            continue
+        seqs = [torch.as_tensor(v) for v in values]
+        if all(s.dim() == 0 for s in seqs):
+            out[key] = torch.stack(seqs)
+            continue
+        longest = max(s.shape[0] for s in seqs)
+        fill = -100 if "label" in key else (0 if "mask" in key or "type" in key else pad_id)
+        out[key] = torch.stack([torch.cat([s, s.new_full((longest - s.shape[0], *s.shape[1:]), fill)]) for s in seqs])
+    return out

@@ -52,36 +52,48 @@ class Pipeline:
         stepped (or built), and the scheduler and evaluation loader in its namespace."""
         from torch.optim.lr_scheduler import LRScheduler
 
+        from .capture.loop import unwrap
+
         rec = capture.loop
         dl = rec.dataloader
-        others = [v for v in capture.namespace.values() if _is_dataloader(v) and _base_loader(v) is not dl]
-        sched = next((v for v in capture.namespace.values() if isinstance(v, LRScheduler)), None)
-        p = cls.from_parts(rec.model, dl, optimizer=rec.optimizer or _script_optimizer(capture), lr_scheduler=sched,
-                           tokenizer=_script_tokenizer(capture), eval_dataloader=others[0] if others else None,
-                           capture=capture)
+        others = [v for v in _safe_values(capture.namespace) if _is_dataloader(v) and _base_loader(v) is not dl]
+        sched = next((v for v in _safe_values(capture.namespace) if isinstance(v, LRScheduler)), None)
+        p = cls.from_parts(unwrap(rec.model), dl, optimizer=rec.optimizer or _script_optimizer(capture),
+                           lr_scheduler=sched, tokenizer=_script_tokenizer(capture),
+                           eval_dataloader=others[0] if others else None, capture=capture, batch=rec.batch)
         p.extra["loop"] = rec
         return p
 
     @classmethod
     def from_parts(cls, model: Any, dataloader: Any, *, optimizer: Any = None, lr_scheduler: Any = None,
                    tokenizer: Any = None, args: Any = None, eval_dataloader: Any = None,
-                   capture: Capture | None = None) -> "Pipeline":
+                   capture: Capture | None = None, batch: dict | None = None) -> "Pipeline":
         """A pipeline from loose training objects: batch sizes and the learning rate come from the loaders and
-        the optimizer when there are no TrainingArguments."""
+        the optimizer when there are no TrainingArguments. Without a loader (a loop over one batch, a list, a
+        generator, slices), the rows are those of the batch the loop ran."""
         from types import SimpleNamespace
+
+        from .data import rows_from_batch
 
         dl = _base_loader(dataloader)
         optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate's AcceleratedOptimizer wraps it
+        rows = rows_from_batch(batch) if dl is None and batch is not None else None
         if args is None:
             lr = max((g.get("lr", 0.0) for g in optimizer.param_groups), default=0.0) if optimizer else 0.0
-            args = SimpleNamespace(per_device_train_batch_size=_batch_size(dl),
-                                   per_device_eval_batch_size=_batch_size(eval_dataloader or dl),
+            size = _batch_size(dl) if dl is not None else (len(rows) if rows else 8)
+            args = SimpleNamespace(per_device_train_batch_size=size,
+                                   per_device_eval_batch_size=_batch_size(eval_dataloader or dl) if (
+                                       eval_dataloader or dl) is not None else size,
                                    learning_rate=lr, max_grad_norm=0.0, remove_unused_columns=False)
-        p = cls(model=model, tokenizer=tokenizer, args=args, trainer=None, train_dataset=dl.dataset,
+        source = _source_dataset(rows, capture) if rows else None
+        p = cls(model=model, tokenizer=tokenizer, args=args, trainer=None,
+                train_dataset=dl.dataset if dl is not None else (source if source is not None else rows),
                 eval_dataset=_base_loader(eval_dataloader).dataset if eval_dataloader is not None else None,
-                data_collator=dl.collate_fn, optimizer=optimizer, lr_scheduler=lr_scheduler, capture=capture,
-                script=capture.script if capture else None)
+                data_collator=dl.collate_fn if dl is not None else None, optimizer=optimizer,
+                lr_scheduler=lr_scheduler, capture=capture, script=capture.script if capture else None)
         p.extra["eval_dataloader"] = eval_dataloader
+        if batch is not None:
+            p.extra["batch"] = batch
         p.task = detect_task(p)
         return p
 
@@ -126,11 +138,43 @@ class Pipeline:
         return None
 
 
+def _source_dataset(rows: list[dict], capture: Capture | None) -> Any:
+    """The dataset of the script that a loop's batch was cut from: one whose rows hold the batch's first row
+    (the same token ids). It tells the classes and the data behind a loop that builds batches by itself."""
+    from .data import is_hf_dataset, safe_len
+
+    if capture is None or not rows:
+        return None
+    key = next((k for k in ("input_ids", "pixel_values", "input_values") if k in rows[0]), None)
+    if key is None:
+        return None
+    wanted = rows[0][key]
+    for value in _safe_values(capture.namespace):
+        splits = [value[k] for k in value.keys()] if type(value).__name__ == "DatasetDict" else [value]
+        for ds in splits:
+            if not is_hf_dataset(ds) or key not in (ds.column_names or []) or not safe_len(ds):
+                continue
+            try:
+                head = ds.select(range(min(len(ds), 256))).with_format(None)[key]
+            except Exception:
+                continue
+            if any(list(r) == list(wanted) for r in head):
+                return ds
+    return None
+
+
+def _safe_values(namespace: dict) -> list:
+    """The script's values, without classes and modules (isinstance on a lazy placeholder can raise)."""
+    import types
+
+    return [v for v in namespace.values() if not isinstance(v, (type, types.ModuleType, types.FunctionType))]
+
+
 def _script_optimizer(capture: Capture) -> Any:
     """The torch optimizer the script built (inside Accelerate's wrapper, if prepared)."""
     import torch
 
-    for value in capture.namespace.values():
+    for value in _safe_values(capture.namespace):
         value = getattr(value, "optimizer", value)
         if isinstance(value, torch.optim.Optimizer):
             return value

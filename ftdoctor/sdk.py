@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from .findings import DEFAULT_STAGES, RULES, SEVERITIES, STAGES, Finding, Rule, finding, rule
 from .registry import Provide, Skip, Unavailable, UserCodeError, check, run_user, stage_check
-from .source import Site
+from .capture.frames import deepest_user_frame, user_site_in_traceback
+from .source import Site, read_source
 
 __all__ = ["check", "stage_check", "rule", "finding", "Finding", "Rule", "RULES", "Provide", "Skip", "Unavailable",
-           "UserCodeError", "run_user", "Site", "STAGES", "DEFAULT_STAGES", "SEVERITIES"]
+           "UserCodeError", "run_user", "Site", "read_source", "deepest_user_frame", "user_site_in_traceback", "STAGES", "DEFAULT_STAGES", "SEVERITIES"]

@@ -80,6 +80,22 @@ class Target:
     def collate(self, rows: list[Any]) -> Any:
         return run_user("the data collator", self.collator, rows)
 
+    def row_collator(self) -> Any:
+        """A collator for rows of the training set: the run's own, or, for a loop that builds its batches in its
+        own code, ftdoctor's padding one (for what ftdoctor builds itself, such as the memory stage's batches)."""
+        if self.collator is not None:
+            return self.collator
+        from functools import partial
+
+        from ..data import pad_rows
+
+        pad = getattr(self.pipeline.tokenizer, "pad_token_id", None)
+        return partial(pad_rows, pad_id=pad if isinstance(pad, int) else 0)
+
+    def fixed_batch(self) -> dict | None:
+        """The one batch the run has, when it has no collator to build others (a loop over a ready batch)."""
+        return None
+
     # -- the model ------------------------------------------------------------------------------------------------
     def work_model(self) -> Any:
         """A fresh copy of the user's model on the CPU, to run and train without touching the original."""

@@ -1,10 +1,11 @@
-"""A hand-written PyTorch or Accelerate training loop: the model it called, the loader it drew from, the
-optimizer it stepped. The loss is the model's own unless the loop computes it itself."""
+"""A hand-written PyTorch or Accelerate training loop: the model it called, the batch it ran, the optimizer it
+stepped, and its loss, the model's own or recomputed with the loss function the loop called on the outputs."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..registry import Skip, run_user
 from .base import Target
 
 
@@ -12,10 +13,74 @@ class LoopTarget(Target):
     kind = "loop"
 
     @property
-    def label_names(self) -> list[str]:
-        return []
+    def record(self) -> Any:
+        return self.pipeline.extra.get("loop")
 
     @property
     def has_custom_loss(self) -> bool:
-        loop = self.pipeline.extra.get("loop")
-        return bool(getattr(loop, "custom_loss", False))
+        rec = self.record
+        return rec is not None and rec.loss_source not in ("model", "none")
+
+    def fixed_batch(self) -> dict | None:
+        """The batch the loop ran, when no loader and collator can make another one (or the loop's loss needs
+        tensors its loader's batches do not carry)."""
+        rec = self.record
+        own_tensors = any(str(k).startswith("__arg") for k in getattr(rec, "extra", {}) or {})
+        if self.collator is None or own_tensors:
+            return self.pipeline.extra.get("batch")
+        return None
+
+    def rows(self, dataset: Any, description: str, n: int) -> tuple[list[Any], list[str]]:
+        """Rows as the loop uses them: for a loop that builds its own batches, only the columns its batch has."""
+        rows, removed = super().rows(dataset, description, n)
+        fixed = self.fixed_batch()
+        if fixed is not None and rows and isinstance(rows[0], dict):
+            keep = set(fixed)
+            removed = [k for k in rows[0] if k not in keep]
+            rows = [{k: v for k, v in r.items() if k in keep} for r in rows]
+        return rows, removed
+
+    def collate(self, rows: list[Any]) -> Any:
+        if self.collator is None:
+            raise Skip("the loop has no collator: its batches are built by its own code (the batch it ran is used)")
+        return super().collate(rows)
+
+    def loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
+        rec = self.record
+        if rec is None or rec.loss_source in ("model", "none"):
+            return run_user("the model's forward", _model_loss, model, batch, self._model_keys(batch))
+        if rec.loss_source == "criterion":
+            return run_user("the model's forward and the loop's loss", _criterion_loss, model, batch,
+                            self._model_keys(batch), rec)
+        where = f" ({rec.loss_site})" if rec.loss_site else ""
+        raise Skip(f"the loop computes its loss in its own code{where}, which ftdoctor cannot run again; its own "
+                   "first step is checked instead")
+
+    def loss_code(self) -> list[Any]:
+        rec = self.record
+        fn = getattr(rec, "criterion", None)
+        forward = getattr(type(fn), "forward", None) if fn is not None and not callable(getattr(fn, "__code__", None)) \
+            else fn
+        return [forward] if forward is not None else []
+
+    def _model_keys(self, batch: dict) -> list[str]:
+        """The keys the loop passed to its model (a batch may carry more: the targets of its own loss)."""
+        keys = list(getattr(self.record, "model_keys", None) or [])
+        if keys:
+            return [k for k in keys if k in batch]
+        return [k for k in batch if not str(k).startswith("__arg")]
+
+
+def _model_loss(model, batch, keys):
+    out = model(**{k: batch[k] for k in keys if k in batch})
+    loss = out.get("loss") if hasattr(out, "get") else getattr(out, "loss", None)
+    return loss, out
+
+
+def _criterion_loss(model, batch, keys, rec):
+    from ..capture.loop import make_arg
+
+    out = model(**{k: batch[k] for k in keys if k in batch})
+    args = [make_arg(r, out, batch) for r in rec.criterion_args]
+    kwargs = {k: make_arg(r, out, batch) for k, r in rec.criterion_kwargs.items()}
+    return rec.criterion(*args, **kwargs), out
