@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ftdoctor import data
-from ftdoctor.sdk import Provide, Unavailable, check, finding, rule
+from ftdoctor.sdk import Provide, Unavailable, check, finding, rule, script_datasets, script_items
 from ftdoctor.targets.base import take_rows
 
 SAMPLE_ROWS = 64
@@ -82,6 +82,21 @@ rule("FTD209", "class-balance", "decode", "warning", "Labels of one class domina
      """,
      broken='train = dataset.sort("label").select(range(1000))  # the first 1000 are all class 0',
      fixed='train = dataset.shuffle(seed=42).select(range(1000))')
+rule("FTD214", "trainer-drops-model-inputs", "decode", "error", "The Trainer drops the model's input columns",
+     """
+     `Trainer` keeps only the dataset columns named in the signature of `model.forward`. A model wrapped before it
+     is handed over (`torch.compile(model)`, a module whose forward takes `*args, **kwargs`) hides those names,
+     so every input column is dropped and the model receives only the labels: "You should supply an encoding
+     ... that includes input_ids".
+     """,
+     broken="""
+     model = torch.compile(model)
+     trainer = Trainer(model, args, train_dataset=tokenized["train"])
+     """,
+     fixed="""
+     args = TrainingArguments("out", torch_compile=True)  # the Trainer compiles it and still reads its signature
+     trainer = Trainer(model, args, train_dataset=tokenized["train"])
+     """)
 rule("FTD211", "single-class-labels", "decode", "error", "The training labels are all one class",
      """
      When every training label is the same class there is nothing to learn: the model predicts that class and
@@ -106,18 +121,10 @@ def _tokenized_stand_in(pipeline, raw_ds, main_input):
     n = data.safe_len(raw_ds)
     if n is None:
         return None, None
-    for var, value in cap.namespace.items():
-        if var.startswith("_"):
-            continue
-        candidates = []
-        if type(value).__name__ == "DatasetDict":
-            candidates = [(f'{var}["{k}"]', value[k]) for k in value.keys()]
-        elif data.is_hf_dataset(value):
-            candidates = [(var, value)]
-        for name, ds in candidates:
-            if ds is not raw_ds and main_input in ds.column_names and len(ds) == n \
-                    and _same_split(raw_ds, ds):
-                return name, ds
+    for name, ds in script_datasets(cap.namespace):
+        if ds is not raw_ds and main_input in (ds.column_names or []) and data.safe_len(ds) == n \
+                and _same_split(raw_ds, ds):
+            return name, ds
     return None, None
 
 
@@ -130,7 +137,7 @@ def _same_split(raw_ds, ds) -> bool:
 
 
 @check("decode", provides=("train_features", "eval_features", "effective_train_dataset", "effective_eval_dataset"),
-       codes=("FTD201", "FTD202"))
+       codes=("FTD201", "FTD202", "FTD214"))
 def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_dataset=None):
     """Rows as the collator will see them; raw text is reported, and a tokenized stand-in used if the script has one."""
     main_input = getattr(model, "main_input_name", "input_ids")
@@ -141,6 +148,12 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
             continue
         description = "training" if split == "train" else "evaluation"
         rows, removed = target.rows(ds, description, SAMPLE_ROWS)
+        if main_input in removed:
+            # The data has the model's inputs; the trainer drops them, reading the signature of something that
+            # wraps the model. Go on with the columns the model itself takes.
+            if split == "train":
+                findings.append(_inputs_dropped(removed, model, pipeline, trainer))
+            rows = _model_columns(take_rows(ds, SAMPLE_ROWS), model, target)
         if rows and isinstance(rows[0], dict) and main_input not in rows[0] and "inputs_embeds" not in rows[0]:
             raw_row = take_rows(ds, 1)[0]
             text_cols = [k for k, v in raw_row.items() if isinstance(v, str)]
@@ -183,6 +196,38 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
 
 def _unavailable(reason):
     return Unavailable(reason)
+
+
+def _inputs_dropped(removed, model, pipeline, trainer):
+    wrapped = getattr(trainer, "model", None)
+    wrapper = type(wrapped if wrapped is not None else model).__name__
+    inputs = [c for c in removed if c in _forward_params(model)]
+    return finding("FTD214", f"The dataset has the model's inputs ({', '.join(f'`{c}`' for c in inputs)}), but the "
+                   f"Trainer drops them: it keeps only the columns named in the signature of `{wrapper}.forward`, "
+                   f"which does not name them. The model would receive only what is left ({_kept(removed)}).",
+                   "Give the Trainer the model itself: for torch.compile pass the plain model and "
+                   "`TrainingArguments(..., torch_compile=True)`; otherwise `remove_unused_columns=False` with a "
+                   "dataset that holds only the model's inputs and labels.",
+                   location=pipeline.location(trainer), evidence={"dropped": removed, "signature_of": wrapper})
+
+
+def _kept(removed) -> str:
+    return "the label only" if removed else "nothing"
+
+
+def _forward_params(model) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _model_columns(rows, model, target):
+    """Rows reduced to what the (unwrapped) model's forward takes, and the labels."""
+    names = _forward_params(model) | set(data.LABEL_KEYS) | set(target.label_names)
+    return [{k: v for k, v in r.items() if k in names} for r in rows if isinstance(r, dict)]
 
 
 def _dropped_label_column(ds, rows, removed, target, pipeline):
@@ -317,9 +362,8 @@ def _out_of_range(key, ints, bad, classes, upper, from_class_label, pipeline, lo
 def _mapping_that_made(pipeline, classes):
     """A name -> id dict in the script whose ids are exactly the labels found: the mapping to fix."""
     cap = pipeline.capture
-    for var, value in (cap.namespace.items() if cap is not None else ()):
-        if isinstance(value, dict) and value and not var.startswith("_") \
-                and all(isinstance(k, str) and type(v) is int for k, v in value.items()) \
+    for var, value in (script_items(cap.namespace) if cap is not None else ()):
+        if type(value) is dict and value and all(isinstance(k, str) and type(v) is int for k, v in value.items()) \
                 and set(value.values()) == classes:
             return var, value
     return None, None
@@ -377,11 +421,11 @@ def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline
 
 
 def _len(x) -> int:
-    return len(x) if not hasattr(x, "shape") else int(x.shape[-1])
+    return data.token_length(x)
 
 
 def _flat(x):
-    return x.tolist() if hasattr(x, "tolist") else list(x)
+    return data.flatten(x)
 
 
 @check("decode")
@@ -557,13 +601,8 @@ def _norm(text):
 def _qa_examples(pipeline):
     """The SQuAD-format examples the QA rows were made from (a dataset with `context` and `answers` columns)."""
     cap = pipeline.capture
-    found = []
-    for var, value in (cap.namespace.items() if cap is not None else ()):
-        splits = [value[k] for k in value.keys()] if type(value).__name__ == "DatasetDict" else [value]
-        for ds in splits:
-            if data.is_hf_dataset(ds) and {"context", "answers"} <= set(ds.column_names):
-                found.append(ds)
-    return found
+    return [ds for _, ds in (script_datasets(cap.namespace) if cap is not None else ())
+            if {"context", "answers"} <= set(ds.column_names or []) and data.safe_len(ds)]
 
 
 @check("decode", codes=("FTD223", "FTD224", "FTD225"))

@@ -65,14 +65,32 @@ def column_values(ds: Any, column: str, limit: int = MAX_SCAN_ROWS) -> list[Any]
         values = [ds[i][column] for i in range(min(len(ds), 2000))]
     flat: list[Any] = []
     for v in values:
-        if isinstance(v, (list, tuple)):
-            flat.extend(v)
-        elif hasattr(v, "tolist"):
-            t = v.tolist()
-            flat.extend(t if isinstance(t, list) else [t])
-        else:
-            flat.append(v)
+        flat.extend(flatten(v))
     return flat
+
+
+def flatten(value: Any) -> list[Any]:
+    """Every scalar of a value, however deeply nested (a multiple-choice row holds one sequence per choice)."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        out: list[Any] = []
+        for v in value:
+            out.extend(flatten(v))
+        return out
+    return [value]
+
+
+def token_length(value: Any) -> int:
+    """The length of a sequence of tokens; of the longest one for a row of several (multiple choice)."""
+    if hasattr(value, "shape") and getattr(value, "ndim", 0) >= 1:
+        return int(value.shape[-1])
+    if isinstance(value, (list, tuple)):
+        if value and isinstance(value[0], (list, tuple)) or (value and hasattr(value[0], "shape")
+                                                              and getattr(value[0], "ndim", 0) >= 1):
+            return max(token_length(v) for v in value)
+        return len(value)
+    return 0
 
 
 def sequence_lengths(ds: Any, column: str = "input_ids", limit: int = MAX_SCAN_ROWS) -> list[int]:
@@ -80,14 +98,18 @@ def sequence_lengths(ds: Any, column: str = "input_ids", limit: int = MAX_SCAN_R
     if is_hf_dataset(ds):
         import pyarrow.compute as pc
 
+        import pyarrow as pa
+
         n = min(len(ds), limit)
         table = ds.with_format("arrow")[:n]
         col = table.column(column)
-        try:
-            return pc.list_value_length(col).to_pylist()
-        except Exception:
-            return [len(v) if v is not None else 0 for v in col.to_pylist()]
-    return [len(ds[i][column]) for i in range(min(len(ds), 2000))]
+        if pa.types.is_list(col.type) and not pa.types.is_list(col.type.value_type):
+            try:
+                return [v or 0 for v in pc.list_value_length(col).to_pylist()]
+            except Exception:
+                pass
+        return [token_length(v) if v is not None else 0 for v in col.to_pylist()]
+    return [token_length(ds[i][column]) for i in range(min(len(ds), 2000))]
 
 
 def max_positions(model: Any) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import namespace
 from .capture import Capture
 from .registry import Unavailable
 from .source import Site, assignment_line
@@ -36,7 +37,10 @@ class Pipeline:
         eval_ds = trainer.eval_dataset
         if isinstance(eval_ds, dict):  # several eval sets: the first is checked
             eval_ds = next(iter(eval_ds.values()), None)
-        p = cls(model=trainer.model, tokenizer=trainer.processing_class or _script_tokenizer(capture),
+        from .capture.loop import unwrap
+
+        tokenizer = trainer.processing_class if trainer.processing_class is not None else _script_tokenizer(capture)
+        p = cls(model=unwrap(trainer.model), tokenizer=tokenizer,
                 args=trainer.args, trainer=trainer,
                 train_dataset=trainer.train_dataset, eval_dataset=eval_ds, data_collator=trainer.data_collator,
                 compute_metrics=trainer.compute_metrics,
@@ -56,9 +60,10 @@ class Pipeline:
 
         rec = capture.loop
         dl = rec.dataloader
-        others = [v for v in _safe_values(capture.namespace) if _is_dataloader(v) and _base_loader(v) is not dl]
-        sched = next((v for v in _safe_values(capture.namespace) if isinstance(v, LRScheduler)), None)
-        p = cls.from_parts(unwrap(rec.model), dl, optimizer=rec.optimizer or _script_optimizer(capture),
+        others = [v for v in namespace.values(capture.namespace) if _is_dataloader(v) and _base_loader(v) is not dl]
+        sched = next(iter(namespace.of_type(capture.namespace, LRScheduler)), None)
+        optimizer = rec.optimizer if rec.optimizer is not None else _script_optimizer(capture)
+        p = cls.from_parts(unwrap(rec.model), dl, optimizer=optimizer,
                            lr_scheduler=sched, tokenizer=_script_tokenizer(capture),
                            eval_dataloader=others[0] if others else None, capture=capture, batch=rec.batch)
         p.extra["loop"] = rec
@@ -81,9 +86,9 @@ class Pipeline:
         if args is None:
             lr = max((g.get("lr", 0.0) for g in optimizer.param_groups), default=0.0) if optimizer else 0.0
             size = _batch_size(dl) if dl is not None else (len(rows) if rows else 8)
+            eval_dl = eval_dataloader if eval_dataloader is not None else dl
             args = SimpleNamespace(per_device_train_batch_size=size,
-                                   per_device_eval_batch_size=_batch_size(eval_dataloader or dl) if (
-                                       eval_dataloader or dl) is not None else size,
+                                   per_device_eval_batch_size=_batch_size(eval_dl) if eval_dl is not None else size,
                                    learning_rate=lr, max_grad_norm=0.0, remove_unused_columns=False)
         source = _source_dataset(rows, capture) if rows else None
         p = cls(model=model, tokenizer=tokenizer, args=args, trainer=None,
@@ -130,12 +135,7 @@ class Pipeline:
         if name:
             return name
         # A split of a DatasetDict: name it the way the script would, tokenized["train"].
-        for var, value in self.capture.namespace.items():
-            if hasattr(value, "keys") and type(value).__name__ in ("DatasetDict", "IterableDatasetDict"):
-                for split in value.keys():
-                    if value[split] is obj:
-                        return f'{var}["{split}"]'
-        return None
+        return next((name for name, ds in namespace.datasets(self.capture.namespace) if ds is obj), None)
 
 
 def _source_dataset(rows: list[dict], capture: Capture | None) -> Any:
@@ -148,35 +148,26 @@ def _source_dataset(rows: list[dict], capture: Capture | None) -> Any:
     key = next((k for k in ("input_ids", "pixel_values", "input_values") if k in rows[0]), None)
     if key is None:
         return None
-    wanted = rows[0][key]
-    for value in _safe_values(capture.namespace):
-        splits = [value[k] for k in value.keys()] if type(value).__name__ == "DatasetDict" else [value]
-        for ds in splits:
-            if not is_hf_dataset(ds) or key not in (ds.column_names or []) or not safe_len(ds):
-                continue
-            try:
-                head = ds.select(range(min(len(ds), 256))).with_format(None)[key]
-            except Exception:
-                continue
-            if any(list(r) == list(wanted) for r in head):
-                return ds
+    wanted = list(rows[0][key])
+    for _, ds in namespace.datasets(capture.namespace):
+        if key not in (ds.column_names or []) or not safe_len(ds):
+            continue
+        try:
+            head = ds.select(range(min(len(ds), 256))).with_format(None)[key]
+        except Exception:
+            continue
+        if any(list(r) == wanted for r in head):
+            return ds
     return None
-
-
-def _safe_values(namespace: dict) -> list:
-    """The script's values, without classes and modules (isinstance on a lazy placeholder can raise)."""
-    import types
-
-    return [v for v in namespace.values() if not isinstance(v, (type, types.ModuleType, types.FunctionType))]
 
 
 def _script_optimizer(capture: Capture) -> Any:
     """The torch optimizer the script built (inside Accelerate's wrapper, if prepared)."""
     import torch
 
-    for value in _safe_values(capture.namespace):
-        value = getattr(value, "optimizer", value)
-        if isinstance(value, torch.optim.Optimizer):
+    for value in namespace.values(capture.namespace):
+        value = namespace.attr(value, "optimizer", value)
+        if namespace.is_a(value, torch.optim.Optimizer):
             return value
     return None
 
@@ -184,7 +175,7 @@ def _script_optimizer(capture: Capture) -> Any:
 def _is_dataloader(obj: Any) -> bool:
     import torch
 
-    return isinstance(obj, torch.utils.data.DataLoader) or hasattr(obj, "base_dataloader")
+    return namespace.is_a(obj, torch.utils.data.DataLoader) or namespace.attr(obj, "base_dataloader") is not None
 
 
 def _base_loader(dl: Any) -> Any:
@@ -238,16 +229,13 @@ def _source_columns(p: Pipeline) -> set[str]:
     """Columns of the training data and of the script's datasets it was made from (same number of rows):
     tokenizing drops the text columns that tell summarization from translation."""
     ds = p.train_dataset
-    cols = set(getattr(ds, "column_names", None) or [])
-    try:
-        n = len(ds)
-    except TypeError:
+    cols = set(namespace.attr(ds, "column_names", None) or [])
+    n = namespace.length(ds)
+    if n is None or p.capture is None:
         return cols
-    for value in (p.capture.namespace.values() if p.capture else ()):
-        splits = [value[k] for k in value.keys()] if type(value).__name__ == "DatasetDict" else [value]
-        for split in splits:
-            if hasattr(split, "column_names") and hasattr(split, "__len__") and len(split) == n:
-                cols |= set(split.column_names)
+    for _, split in namespace.datasets(p.capture.namespace):
+        if namespace.length(split) == n:
+            cols |= set(split.column_names or [])
     return cols
 
 

@@ -66,7 +66,7 @@ class Capture:
 
     def name_of(self, obj: Any) -> str | None:
         """The script's variable name for ``obj``, if it has one at the moment training started."""
-        for name, value in self.namespace.items():
+        for name, value in list(self.namespace.items()):
             if value is obj and not name.startswith("_"):
                 return name
         return None

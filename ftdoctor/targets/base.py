@@ -218,7 +218,10 @@ def retarget_optimizer(user_optimizer: Any, model: Any, work: Any) -> tuple[Any,
     for g in user_optimizer.param_groups:
         ps = [work_params[names[id(p)]] for p in g["params"] if id(p) in names and names[id(p)] in work_params]
         held.update(names[id(p)] for p in g["params"] if id(p) in names)
-        groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ps})
+        settings = {k: v for k, v in g.items() if k not in ("params", "initial_lr")}
+        # A warmup scheduler sets the current rate to 0 before the first step; the run's rate is the initial one.
+        settings["lr"] = g.get("initial_lr", g.get("lr"))
+        groups.append({**settings, "params": ps})
     groups = [g for g in groups if g["params"]]
     opt = type(user_optimizer)(groups, **_init_kwargs(user_optimizer)) if groups else None
     return opt, held
