@@ -12,7 +12,7 @@ from .findings import DEFAULT_STAGES, STAGES
 EXIT_OK, EXIT_FINDINGS, EXIT_HARNESS = 0, 1, 2
 # The reference tasks, spelled out here so `ftdoctor --help` imports nothing from ftdoctor.references.
 REFERENCE_TASKS = ("sequence-classification", "token-classification", "masked-lm", "causal-lm", "translation",
-                   "summarization", "question-answering")
+                   "summarization", "question-answering", "multiple-choice")
 
 
 def _parse_size(text: str) -> int:

@@ -11,7 +11,7 @@ from .registry import Unavailable
 from .source import Site, assignment_line
 
 TASKS = ("sequence-classification", "token-classification", "masked-lm", "causal-lm", "translation",
-         "summarization", "question-answering")
+         "summarization", "question-answering", "multiple-choice")
 
 
 @dataclass

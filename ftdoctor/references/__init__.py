@@ -52,6 +52,8 @@ REFERENCES = {r.task: r for r in (
               "ROUGE-L (rouge-score)", "eval_rougeL"),
     Reference("question-answering", "question_answering", "BERT (ForQuestionAnswering)", "DefaultDataCollator",
               "exact match, F1 (SQuAD)", "f1"),
+    Reference("multiple-choice", "multiple_choice", "BERT (ForMultipleChoice)", "DataCollatorForMultipleChoice",
+              "accuracy", "eval_accuracy"),
 )}
 TASKS = tuple(REFERENCES)
 
