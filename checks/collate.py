@@ -52,6 +52,8 @@ def _diagnose(exc: BaseException, features, collator, findings_so_far, tokenizer
         tok = pipeline.name_of(tokenizer) or "tokenizer"
         return finding("FTD105", f"`{name}` pads, but the tokenizer has no pad token: {text.splitlines()[0]}",
                        f"Set `{tok}.pad_token = {tok}.eos_token` before building the collator."), "no pad token"
+    if "FTD213" in seen and ("NoneType" in text or "Unable to create tensor" in text or "None" in text):
+        return None, "rows without a label (decode FTD213)"
     if "too many dimensions 'str'" in text or ("FTD210" in seen and ("str" in text or "excessive nesting" in text)):
         return (None, "text columns reach the collator (decode FTD210)") if "FTD210" in seen else \
             (finding("FTD210", f"`{name}` received text values: {text}", "Remove text columns after tokenizing."), "text")
@@ -137,9 +139,12 @@ def batch_has_labels(batch, train_features, pipeline, target, task=None):
     else:
         return None  # the dropped label column is reported by decode (FTD202)
     tok = pipeline.name_of(pipeline.tokenizer) or "tokenizer"
-    fix = {"causal-lm": f"Use `data_collator=DataCollatorForLanguageModeling({tok}, mlm=False)`: it copies the "
-                        "inputs into `labels` and masks the padding with -100.",
-           "masked-lm": f"Use `data_collator=DataCollatorForLanguageModeling({tok}, mlm_probability=0.15)`."}.get(
+    # The language-modelling collator pads: without a pad token it fails as written.
+    pad = (f"Set `{tok}.pad_token = {tok}.eos_token`, then use " if getattr(pipeline.tokenizer, "pad_token", 1) is None
+           else "Use ")
+    fix = {"causal-lm": f"{pad}`data_collator=DataCollatorForLanguageModeling({tok}, mlm=False)`: it copies "
+                        "the inputs into `labels` and masks the padding with -100.",
+           "masked-lm": f"{pad}`data_collator=DataCollatorForLanguageModeling({tok}, mlm_probability=0.15)`."}.get(
         task, "Keep the label column in each row: the collator must return it as `labels`.")
     return finding("FTD304", detail, fix, location=pipeline.location(target.collator, pipeline.trainer),
                    evidence={"batch_keys": sorted(batch)})

@@ -207,3 +207,45 @@ def mixed_precision_fits_weights(model, args, pipeline):
                    "Load the model in float32 (drop `dtype=torch.float16` from `from_pretrained`) and keep "
                    "`fp16=True`: autocast computes in float16 while the weights stay float32.",
                    location=pipeline.location(model), evidence={"float16_parameters": len(half)})
+
+
+rule("FTD109", "resume-without-checkpoint", "config", "error", "train() resumes from a checkpoint that does not exist",
+     """
+     `trainer.train(resume_from_checkpoint=True)` resumes from the last `checkpoint-*` folder in `output_dir`;
+     with none there (a first run, another output_dir) it raises "No valid checkpoint found in output
+     directory" at once. A path must point at an existing checkpoint folder.
+     """,
+     broken="trainer.train(resume_from_checkpoint=True)  # first run: output_dir holds no checkpoint",
+     fixed="""
+     from transformers.trainer_utils import get_last_checkpoint
+     trainer.train(resume_from_checkpoint=get_last_checkpoint(args.output_dir))  # None on the first run
+     """)
+
+
+@check("config", codes=("FTD109",))
+def resume_point_exists(capture, args, pipeline):
+    """What `train(resume_from_checkpoint=...)` asks for must be there before the run starts."""
+    import os
+
+    resume = getattr(capture, "train_kwargs", {}).get("resume_from_checkpoint")
+    if resume is None or resume is False:
+        return None
+    where = str(capture.train_site) if capture.train_site else None
+    out_dir = getattr(args, "output_dir", None)
+    if resume is True:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        found = get_last_checkpoint(out_dir) if out_dir and os.path.isdir(out_dir) else None
+        if found is not None:
+            return None
+        return finding("FTD109", f"`train(resume_from_checkpoint=True)` resumes from the last checkpoint in "
+                       f"output_dir `{out_dir}`, which holds none{'' if out_dir and os.path.isdir(out_dir) else ' (it does not exist)'}: "
+                       "the run stops at once with \"No valid checkpoint found in output directory\".",
+                       "Resume only when there is something to resume: `trainer.train(resume_from_checkpoint="
+                       "get_last_checkpoint(args.output_dir))` (from `transformers.trainer_utils`), which is None on "
+                       "a first run.", location=where, evidence={"output_dir": out_dir})
+    if isinstance(resume, (str, os.PathLike)) and not os.path.isdir(resume):
+        return finding("FTD109", f"`train(resume_from_checkpoint={str(resume)!r})` points at a folder that does not "
+                       "exist.", "Pass an existing `checkpoint-N` folder, or `get_last_checkpoint(args.output_dir)`.",
+                       location=where, evidence={"path": str(resume)})
+    return None

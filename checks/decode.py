@@ -97,6 +97,20 @@ rule("FTD214", "trainer-drops-model-inputs", "decode", "error", "The Trainer dro
      args = TrainingArguments("out", torch_compile=True)  # the Trainer compiles it and still reads its signature
      trainer = Trainer(model, args, train_dataset=tokenized["train"])
      """)
+rule("FTD213", "labels-missing", "decode", "error", "Rows without a label",
+     """
+     Some rows carry no label (None): a merge or a mapping left them empty. The collator cannot make a tensor of
+     None ("Could not infer dtype of NoneType"), so the first batch holding one fails, possibly hours in.
+     """,
+     broken='dataset = dataset.map(lambda e: {"label": label2id.get(e["category"])})  # unknown categories -> None',
+     fixed='dataset = dataset.filter(lambda e: e["label"] is not None)')
+rule("FTD212", "empty-dataset", "decode", "error", "A dataset with no rows",
+     """
+     The training (or evaluation) dataset is empty: a filter that removed everything, a `select` of a range past
+     its end, a split name that matched nothing. Training stops at once; an empty evaluation set scores nothing.
+     """,
+     broken='train = dataset["train"].filter(lambda e: len(e["text"]) > 10_000)  # nothing is that long',
+     fixed='train = dataset["train"].filter(lambda e: len(e["text"]) > 0)')
 rule("FTD211", "single-class-labels", "decode", "error", "The training labels are all one class",
      """
      When every training label is the same class there is nothing to learn: the model predicts that class and
@@ -137,7 +151,7 @@ def _same_split(raw_ds, ds) -> bool:
 
 
 @check("decode", provides=("train_features", "eval_features", "effective_train_dataset", "effective_eval_dataset"),
-       codes=("FTD201", "FTD202", "FTD214"))
+       codes=("FTD201", "FTD202", "FTD212", "FTD214"))
 def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_dataset=None):
     """Rows as the collator will see them; raw text is reported, and a tokenized stand-in used if the script has one."""
     main_input = getattr(model, "main_input_name", "input_ids")
@@ -146,7 +160,23 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
     for split, ds in (("train", train_dataset), ("eval", eval_dataset)):
         if ds is None:
             continue
+        if data.safe_len(ds) == 0:
+            what = "training" if split == "train" else "evaluation"
+            findings.append(finding("FTD212", f"The {what} dataset{_named(pipeline, ds)} has 0 rows: "
+                                    + ("training stops at once (\"num_samples should be a positive integer\")."
+                                       if split == "train" else "evaluation has nothing to score."),
+                                    "Check the split, filter or select that produced it (print `len(dataset)` after "
+                                    "each step).", location=pipeline.location(ds, trainer)))
+            values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(f"the {what} dataset "
+                                                                                              "is empty")
+            continue
         description = "training" if split == "train" else "evaluation"
+        if data.is_streaming(ds):
+            # A streaming dataset has no length and no index: the checks scan rows drawn from its start.
+            sample = take_rows(ds, data.STREAM_SAMPLE)
+            if sample and isinstance(sample[0], dict):
+                ds = data.materialize(sample, getattr(ds, "features", None))
+                values.setdefault("decode_streaming", {})[split] = len(sample)
         rows, removed = target.rows(ds, description, SAMPLE_ROWS)
         if main_input in removed:
             # The data has the model's inputs; the trainer drops them, reading the signature of something that
@@ -191,11 +221,18 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
                                    evidence={"text_columns": raw_notes[0][2], "stand_in": stand_ins or None}))
     if eval_dataset is None:
         values["eval_features"] = values["effective_eval_dataset"] = _unavailable("the trainer has no eval_dataset")
-    return Provide(values, findings)
+    streaming = values.pop("decode_streaming", None)
+    evidence = {"streaming_rows_sampled": streaming} if streaming else {}
+    return Provide(values, findings, evidence=evidence)
 
 
 def _unavailable(reason):
     return Unavailable(reason)
+
+
+def _named(pipeline, ds) -> str:
+    name = pipeline.name_of(ds)
+    return f" (`{name}`)" if name else ""
 
 
 def _inputs_dropped(removed, model, pipeline, trainer):
@@ -252,9 +289,10 @@ def _int_scalar_column(ds, col) -> bool:
     return getattr(feat, "dtype", "").startswith("int") and col not in ("idx", "id", "index")
 
 
-@check("decode", codes=("FTD203", "FTD204", "FTD209", "FTD211"))
+@check("decode", codes=("FTD203", "FTD204", "FTD209", "FTD211", "FTD213"))
 def labels_are_class_ids(effective_train_dataset, train_features, model, pipeline, target, trainer=None, task=None):
-    if not data.is_classification(task) or not train_features or not isinstance(train_features[0], dict):
+    if not (data.is_classification(task) or task == "multiple-choice") or not train_features \
+            or not isinstance(train_features[0], dict):
         return None
     key = data.label_key(train_features[0], target.label_names)
     if key is None:
@@ -265,6 +303,13 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
         data.column_values(train_features, key)
     loc = pipeline.location(ds, trainer)
     out = []
+    missing = sum(1 for v in values if v is None)
+    if missing:
+        out.append(finding("FTD213", f"{missing} of {len(values)} `{key}` values are None: those rows have no label, "
+                           "and the collator fails on the first batch that holds one (\"Could not infer dtype of "
+                           "NoneType\").", f"Drop them before training: `dataset = dataset.filter(lambda e: "
+                           f"e[\"{key}\"] is not None)`.", location=loc, evidence={"missing": missing}))
+        values = [v for v in values if v is not None]
     kinds = Counter(type(v).__name__ for v in values)
     problem_type = getattr(model.config, "problem_type", None)
     if any(isinstance(v, str) for v in values):
@@ -283,7 +328,11 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
     feat = data.class_label(ds, key) if data.is_hf_dataset(ds) else None
     classes = {v for v in ints if v >= 0}
     upper = feat.num_classes if feat is not None else None
-    if upper is None and n_labels > 1 and len(classes) <= n_labels:
+    if task == "multiple-choice":
+        # The label picks one of the row's choices: it must be below their number, whatever num_labels says.
+        first = train_features[0].get("input_ids")
+        upper, feat = (len(first) if isinstance(first, (list, tuple)) else None), None
+    elif upper is None and n_labels > 1 and len(classes) <= n_labels:
         # As many classes as outputs, so the ids must be 0..n-1; more classes than outputs is config's FTD101.
         upper = n_labels
     bad = sorted({v for v in ints if v < 0 and v != ignore} | ({v for v in classes if v >= upper} if upper else set()))
@@ -370,7 +419,8 @@ def _mapping_that_made(pipeline, classes):
 
 
 @check("decode", codes=("FTD205", "FTD206", "FTD207", "FTD208", "FTD210"))
-def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline, tokenizer=None, trainer=None):
+def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline, target, tokenizer=None,
+                        trainer=None):
     rows = train_features
     if not rows or not isinstance(rows[0], dict) or "input_ids" not in rows[0]:
         return None
@@ -378,9 +428,10 @@ def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline
     ds = effective_train_dataset
     hf = data.is_hf_dataset(ds) and "input_ids" in ds.column_names
     loc = pipeline.location(ds, trainer)
-    strings = sorted({k for r in rows[:8] for k, v in r.items() if isinstance(v, str)
-                      or (isinstance(v, list) and v and isinstance(v[0], str))})
-    if strings:
+    label_keys = set(data.LABEL_KEYS) | set(target.label_names)
+    strings = sorted({k for r in rows[:8] for k, v in r.items() if (isinstance(v, str)
+                      or (isinstance(v, list) and v and isinstance(v[0], str))) and k not in label_keys})
+    if strings:  # text labels are a label problem (FTD204), never a column to drop
         out.append(finding("FTD210", f"Samples still carry text columns {strings}; the collator cannot make tensors "
                            "of them.", f"Drop them when tokenizing: `.map(..., remove_columns={strings})`, or keep "
                            "`remove_unused_columns=True` (the default).", location=loc, evidence={"columns": strings}))

@@ -74,6 +74,12 @@ rule("FTD007", "loss-is-none", "setup", "error", "The loop called backward on a 
      broken='outputs = model(**batch); outputs.loss.backward()  # batch has "label"',
      fixed='batch["labels"] = batch.pop("label"); outputs = model(**batch); outputs.loss.backward()')
 
+rule("FTD010", "syntax-error", "setup", "error", "The script is not valid Python",
+     """
+     Python could not compile the script, so none of it ran. The line and the parser's message are shown.
+     """,
+     broken="args = TrainingArguments('out', learning_rate=2e-5",
+     fixed="args = TrainingArguments('out', learning_rate=2e-5)")
 rule("FTD008", "loop-failed-at-first-step", "setup", "info", "The loop failed at its first step; the stages show why",
      """
      A hand-written loop raised while drawing or running its first batch. Its model, loader and optimizer were
@@ -139,13 +145,19 @@ def tensorflow_script(capture):
                    location=str(capture.train_site) if capture.train_site else None)
 
 
-@check("setup", codes=("FTD001", "FTD002", "FTD003", "FTD004", "FTD005", "FTD007", "FTD008", "FTD009", "FTD106",
-                        "FTD108"))
+@check("setup", codes=("FTD001", "FTD002", "FTD003", "FTD004", "FTD005", "FTD007", "FTD008", "FTD009", "FTD010",
+                        "FTD106", "FTD108"))
 def script_raised(capture):
     """Diagnose the exception that stopped the script before training."""
     if capture.outcome != "error" or capture.exception is None:
         return None
     exc = capture.exception
+    if isinstance(exc, SyntaxError) and exc.filename and capture.is_user_file(exc.filename):
+        from ftdoctor.sdk import Site
+
+        return finding("FTD010", f"{type(exc).__name__}: {exc.msg}" + (f" in `{exc.text.strip()}`" if exc.text else ""),
+                       "Fix the line shown: Python stops before running anything.",
+                       location=str(Site(exc.filename, exc.lineno or 1)), evidence={"offset": exc.offset})
     site = user_site_in_traceback(capture.exc_tb, capture.user_dir)
     if capture.loop is not None and getattr(capture.loop, "batch", None) is not None:
         # The loop failed in its first step on a batch ftdoctor has: the stages below run it again and name

@@ -51,10 +51,15 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
     """
     if not os.path.isfile(script):
         raise HarnessError(f"no such script: {script}")
+    problem = not_a_script(script)
+    if problem:
+        raise HarnessError(problem)
     dirs = list(check_dirs) if check_dirs is not None else default_check_dirs(os.path.dirname(os.path.abspath(script)))
     if in_process:
         from .capture import capture_script
+        from .source import set_origin
 
+        set_origin(os.getcwd())
         cap = capture_script(script, argv, timeout=timeout, show_output=show_output)
         result = walk_capture(cap, stages=stages, options=options, check_dirs=dirs, progress=progress,
                               timeout=timeout)
@@ -65,6 +70,31 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
     return run_child(script, list(argv or []), stages=list(stages) if stages else None, options=options or {},
                      check_dirs=dirs, timeout=timeout, walk_timeout=walk_timeout, progress=progress,
                      show_output=show_output, artifacts_dir=artifacts_dir)
+
+
+def not_a_script(path: str) -> str | None:
+    """Why ``path`` is not something Python can run (a binary, another encoding, a broken notebook), or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    if b"\0" in head:
+        return f"{path} is a binary file, not a Python script or notebook"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut by the 64 KiB read
+            return f"{path} is not UTF-8 text (byte {exc.start}): not a Python script or notebook"
+    if path.endswith(".ipynb"):
+        import json
+
+        try:
+            with open(path, encoding="utf-8") as fh:
+                json.load(fh)
+        except ValueError as exc:
+            return f"{path} is not a valid notebook (its JSON does not parse: {exc})"
+    return None
 
 
 def walk_capture(cap: Any, *, stages: Iterable[str] | None = None, options: dict[str, Any] | None = None,

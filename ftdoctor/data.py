@@ -9,7 +9,30 @@ MAX_SCAN_ROWS = 200_000  # whole-column scans (labels, lengths) stop here on ver
 
 
 def is_hf_dataset(ds: Any) -> bool:
-    return type(ds).__module__.startswith("datasets.") and hasattr(ds, "column_names")
+    """A map-style `datasets.Dataset` (rows by index, a length); a streaming one is not."""
+    try:
+        return type(ds).__module__.startswith("datasets.") and hasattr(ds, "column_names") \
+            and hasattr(ds, "select") and safe_len(ds) is not None
+    except Exception:
+        return False
+
+
+def is_streaming(ds: Any) -> bool:
+    return type(ds).__name__ == "IterableDataset" or (safe_len(ds) is None and hasattr(ds, "__iter__")
+                                                       and not isinstance(ds, (list, tuple, dict)))
+
+
+STREAM_SAMPLE = 1000  # rows read from a streaming dataset to stand for it
+
+
+def materialize(rows: list[dict], features: Any = None) -> Any:
+    """A small map-style dataset of rows drawn from a streaming one, for the checks that scan a dataset."""
+    from datasets import Dataset
+
+    try:
+        return Dataset.from_list(rows, features=features)
+    except Exception:
+        return Dataset.from_list(rows)
 
 
 def label_key(mapping_or_columns: Any, label_names: Any = ()) -> str | None:

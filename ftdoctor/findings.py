@@ -10,7 +10,27 @@ STAGES = ("setup", "config", "decode", "collate", "forward", "backward", "metric
 # The stages a plain run walks; `distributed` runs only when the script is launched on several ranks (--nproc).
 DEFAULT_STAGES = STAGES[:-1]
 SEVERITIES = ("error", "warning", "info")
+# What each stage builds on: asking for a stage runs these first (their findings are reported too).
+DEPENDS = {"setup": (), "config": ("setup",), "decode": ("setup",), "collate": ("decode",), "forward": ("collate",),
+           "backward": ("forward",), "metrics": ("collate", "forward"), "overfit": ("backward",),
+           "memory": ("backward",), "distributed": ("setup",)}
+
+
+def with_dependencies(stages) -> list[str]:
+    """The stages asked for and every stage they need, in walk order."""
+    wanted: set[str] = set()
+    todo = list(stages)
+    while todo:
+        stage = todo.pop()
+        if stage in wanted:
+            continue
+        wanted.add(stage)
+        todo.extend(DEPENDS.get(stage, ()))
+    return [s for s in STAGES if s in wanted]
 VERSION_ADDED = "0.1.0"  # the version a rule appeared in, unless its registration says otherwise
+# Rule pages are the README catalog's sections; codes starting with FTD are ftdoctor's own (a team's checks use
+# their own prefix and have no page here).
+DOCS_URL = "https://github.com/ftdoctor/ftdoctor/blob/main/README.md"
 
 
 @dataclass(frozen=True)
@@ -27,6 +47,16 @@ class Rule:
     fixed: str = ""
     added: str = VERSION_ADDED
     fix_safe: bool = False  # the fix can be applied as written, without a judgement call about the pipeline
+
+    @property
+    def anchor(self) -> str:
+        """The README heading's anchor (GitHub's slug of "FTD101 num-labels-mismatch")."""
+        return f"{self.code.lower()}-{self.name}"
+
+    @property
+    def url(self) -> str | None:
+        """The rule's stable page: its section of the README catalog."""
+        return f"{DOCS_URL}#{self.anchor}" if self.code.startswith("FTD") else None
 
 
 @dataclass
@@ -51,6 +81,17 @@ class Finding:
 
 
 RULES: dict[str, Rule] = {}
+
+
+def rule_url(code: str) -> str | None:
+    """The page of ``code``; the built-in catalog is loaded on first use (cheap: no torch)."""
+    r = RULES.get(code)
+    if r is None and code.startswith("FTD"):
+        from .registry import load_checks
+
+        load_checks()
+        r = RULES.get(code)
+    return r.url if r is not None else None
 
 
 def rule(code: str, name: str, stage: str, severity: str, title: str, why: str, broken: str = "", fixed: str = "",

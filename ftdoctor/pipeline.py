@@ -209,6 +209,8 @@ def detect_task(p: Pipeline) -> str | None:
         return "token-classification"
     if name.endswith("ForQuestionAnswering"):
         return "question-answering"
+    if name.endswith("ForMultipleChoice"):
+        return "multiple-choice"
     if name.endswith("ForMaskedLM"):
         return "masked-lm"
     if name.endswith(("ForCausalLM", "LMHeadModel")):

@@ -8,7 +8,7 @@ import time
 import traceback
 from typing import Any, Callable, Iterable
 
-from .findings import DEFAULT_STAGES, RULES, STAGES, Finding
+from .findings import DEFAULT_STAGES, RULES, STAGES, Finding, with_dependencies
 from .registry import (Check, Provide, Skip, Unavailable, UserCodeError, checks_for, load_checks, load_local_checks,
                        run_user)
 from .report import Report, StageResult, environment
@@ -95,6 +95,8 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
             skipped.append(reason or "")
             for name in chk.provides:
                 ctx.set(name, Unavailable(reason or f"{chk.name} could not run"))
+            if chk.provides:  # the stage's main work could not be done
+                main_skipped = main_skipped or reason
             continue
         try:
             out = chk.func(**kwargs)
@@ -166,10 +168,11 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
     if checks is None:
         report.internal_errors.extend(load_checks())
         report.internal_errors.extend(load_local_checks(check_dirs))
-    wanted = set(stages) if stages else set(DEFAULT_STAGES)
-    unknown = wanted - set(STAGES)
+    asked = set(stages) if stages else set(DEFAULT_STAGES)
+    unknown = asked - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s): {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}")
+    wanted = set(with_dependencies(asked)) if checks is None else asked
     ctx = Context(values)
     ctx.set("findings_so_far", [])
     target = values.get("target")

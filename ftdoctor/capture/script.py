@@ -58,6 +58,7 @@ class Capture:
     user_dir: str = ""
     loop: "LoopRecord | None" = None  # what the hooks saw of a hand-written (or Accelerate) training loop
     internal_errors: list[str] = field(default_factory=list)  # ftdoctor's own failures while the script ran
+    train_kwargs: dict[str, Any] = field(default_factory=dict)  # what trainer.train() was called with
     # Objects whose id() keys `sites`: held so an id cannot be reused by a new object.
     _keep: list[Any] = field(default_factory=list, repr=False)
 
@@ -182,6 +183,7 @@ def capture_script(script: str, argv: list[str] | None = None, *, timeout: float
         on_capture(cap)
 
     def train(self, *args, **kwargs):
+        cap.train_kwargs = {"resume_from_checkpoint": args[0] if args else None, **kwargs}
         reached("training", self, deepest_user_frame(sys._getframe(1), cap.user_dir))
 
     if on_capture is not None:
