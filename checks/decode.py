@@ -487,8 +487,13 @@ def first_sample_evidence(ctx, train_features, pipeline, target, tokenizer=None)
         return None
     ev: dict = {"keys": sorted(row)}
     if tokenizer is not None and "input_ids" in row:
+        ids = row["input_ids"]
+        ids = ids.tolist() if hasattr(ids, "tolist") else ids
         try:
-            ev["text"] = tokenizer.decode(_flat(row["input_ids"]))
+            if ids and isinstance(ids[0], (list, tuple)):  # one sequence per choice
+                ev["text"] = " | ".join(tokenizer.decode(choice) for choice in ids)
+            else:
+                ev["text"] = tokenizer.decode(_flat(ids))
         except Exception:
             pass
     key = data.label_key(row, target.label_names)
@@ -727,3 +732,146 @@ def qa_positions_decode_to_answers(train_features, pipeline, effective_train_dat
                            location=loc,
                            evidence={"answers_lost": lost, "questions": len(groups)}))
     return out
+
+
+# --- silent bugs the data already shows: nothing fails, the run just learns or measures the wrong thing ----------
+
+rule("FTD215", "train-eval-overlap", "decode", "warning", "Evaluation rows also appear in the training set",
+     """
+     Rows of the evaluation set that are also training rows (exactly, or once case and whitespace are normalised)
+     are scored as if the model had never seen them: the evaluation metric is optimistic, and model selection on
+     it prefers memorisation. Common causes: evaluating on the training split, or duplicates across splits of a
+     scraped dataset.
+     """,
+     broken='trainer = Trainer(model, args, train_dataset=tok["train"], eval_dataset=tok["train"].select(range(200)))',
+     fixed="""
+     seen = {" ".join(t.lower().split()) for t in raw["train"]["text"]}
+     raw["test"] = raw["test"].filter(lambda e: " ".join(e["text"].lower().split()) not in seen)
+     """)
+rule("FTD216", "second-label-column", "decode", "warning", "A second label column disagrees with the one the model trains on",
+     """
+     The model receives one column as its labels (`labels`, or `label` renamed by the collator), while the dataset
+     holds another label column with different values: usually a mapping applied to a copy, or a column renamed
+     to `labels` while the corrected `label` stayed behind. The model silently learns the wrong one.
+     """,
+     broken='ds = ds.map(lambda e: {"labels": e["label"] - 1})  # and later the corrected "label" column is kept',
+     fixed='ds = ds.map(lambda e: {"labels": e["label"]}).remove_columns(["label"])  # one label column')
+rule("FTD217", "tokenizer-mismatch", "decode", "warning", "The tokenizer does not fit the model or the text",
+     """
+     A tokenizer from another checkpoint than the model's (or the right one with the wrong settings) trains
+     silently: many unknown tokens, capitals lowered for a cased vocabulary, or a vocabulary far smaller than the
+     model's embedding table (every id is valid, but means another token to the model).
+     """,
+     broken='tokenizer = AutoTokenizer.from_pretrained("bert-base-uncased")  # model: bert-base-cased',
+     fixed='tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # the same checkpoint as the model')
+
+OVERLAP_SCAN = 20_000  # rows of each split compared (the walk's cost must not grow with the dataset)
+
+
+def _normalised_texts(ds, tokenizer, limit):
+    """Each row's tokens decoded, lower-cased, whitespace collapsed (multiple choice: all choices together)."""
+    if not data.is_hf_dataset(ds) or "input_ids" not in (ds.column_names or []):
+        return []
+    n = min(len(ds), limit)
+    ids = ds.select(range(n)).with_format(None)["input_ids"]
+    flat = [data.flatten(r) for r in ids]
+    texts = tokenizer.batch_decode(flat, skip_special_tokens=True)
+    return [" ".join(t.lower().split()) for t in texts]
+
+
+@check("decode", codes=("FTD215",))
+def train_eval_overlap(effective_train_dataset, effective_eval_dataset, pipeline, tokenizer, task=None):
+    if task in ("causal-lm", "masked-lm"):
+        return None  # text chunked into blocks: equal blocks across splits are boilerplate, not leaked examples
+    train = _normalised_texts(effective_train_dataset, tokenizer, OVERLAP_SCAN)
+    evals = _normalised_texts(effective_eval_dataset, tokenizer, OVERLAP_SCAN)
+    seen = {t for t in train if t}
+    shared = [t for t in evals if t and t in seen]
+    if not shared:
+        return None
+    name = pipeline.name_of(effective_eval_dataset)
+    return finding("FTD215", f"{len(shared)} of {len(evals)} evaluation rows{' (' + name + ')' if name else ''} "
+                   f"also appear among {len(train)} training rows once case and whitespace are normalised (e.g. "
+                   f"{shared[0][:120]!r}): evaluation scores them as unseen, so its metric is optimistic.",
+                   "Evaluate on rows the model does not train on: drop from the evaluation set every row whose "
+                   "normalised text is in the training set (`seen = {' '.join(t.lower().split()) for t in "
+                   "train_texts}`, then `eval_ds.filter(lambda e: norm(e[...]) not in seen)`), or split after "
+                   "deduplicating.", location=pipeline.location(effective_eval_dataset, pipeline.trainer),
+                   evidence={"shared": len(shared), "eval_rows": len(evals), "train_rows": len(train)})
+
+
+@check("decode", codes=("FTD216",))
+def one_label_column(effective_train_dataset, train_features, pipeline, target, task=None):
+    """The dataset's other label-like columns must agree with the one the model receives."""
+    ds = effective_train_dataset
+    if not data.is_hf_dataset(ds) or not train_features or not isinstance(train_features[0], dict):
+        return None
+    used = data.label_key(train_features[0], target.label_names)
+    if used is None or used not in ds.column_names:
+        return None
+    others = [c for c in ds.column_names if c != used and (c in data.LABEL_KEYS or data.class_label(ds, c) is not None)]
+    n = min(len(ds), 2000)
+    mine = ds.select(range(n)).with_format(None)[used]
+    out = []
+    for col in others:
+        theirs = ds.select(range(n)).with_format(None)[col]
+        if any(isinstance(v, (list, dict)) for v in theirs[:5]) or type(theirs[0]) is not type(mine[0]):
+            continue
+        differ = [i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b]
+        if not differ:
+            continue
+        i = differ[0]
+        out.append(finding("FTD216", f"The model trains on `{used}`, but the dataset also holds `{col}`, and the two "
+                           f"differ on {len(differ)} of {n} rows (row {i}: {used}={mine[i]!r}, {col}={theirs[i]!r}).",
+                           f"Keep one label column: drop the one you do not mean (`dataset.remove_columns([\"{col}\"])`"
+                           f"), or rename the right one to `{used}`.", location=pipeline.location(ds, pipeline.trainer),
+                           evidence={"used": used, "other": col, "differ": len(differ), "rows": n}))
+    return out
+
+
+@check("decode", codes=("FTD217",))
+def tokenizer_fits(train_features, model, pipeline, tokenizer):
+    rows = [r for r in train_features if isinstance(r, dict) and "input_ids" in r]
+    if not rows:
+        return None
+    specials = set(getattr(tokenizer, "all_special_ids", []) or [])
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk in {getattr(tokenizer, a, None) for a in ("eos_token_id", "bos_token_id", "pad_token_id")}:
+        unk = None  # GPT-2 style: the "unknown" token is the end-of-text marker, which byte-level BPE never needs
+    ids = [t for r in rows for t in data.flatten(r["input_ids"]) if t not in specials or t == unk]
+    problems, evidence = [], {}
+    if unk is not None and ids:
+        rate = sum(1 for t in ids if t == unk) / len(ids)
+        evidence["unknown_rate"] = rate
+        if rate > 0.05:
+            problems.append(f"{rate:.0%} of the sampled tokens are the unknown token `{tokenizer.unk_token}`")
+    if _lowercases(tokenizer):
+        vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+        words = [t for t in vocab if t.strip("#▁Ġ").isalpha()]
+        upper = sum(1 for t in words if any(c.isupper() for c in t))
+        if words and upper / len(words) > 0.1:
+            evidence["cased_vocabulary_share"] = upper / len(words)
+            problems.append(f"the tokenizer lower-cases its input, but {upper / len(words):.0%} of its vocabulary is "
+                            "capitalised (a cased vocabulary: those embeddings are never used)")
+    rows_emb = data.embedding_rows(model)
+    n_tok = data.safe_len(tokenizer)
+    if rows_emb and n_tok and n_tok < 0.8 * rows_emb:
+        evidence.update(tokenizer_size=n_tok, embedding_rows=rows_emb)
+        problems.append(f"the tokenizer has {n_tok} tokens for an embedding table of {rows_emb} rows: every id is "
+                        "valid, but the model reads another vocabulary")
+    if not problems:
+        return None
+    names = [getattr(tokenizer, "name_or_path", None), getattr(getattr(model, "config", None), "_name_or_path", None)]
+    return finding("FTD217", "; ".join(problems).capitalize() + ".",
+                   "Load the tokenizer from the model's own checkpoint: `AutoTokenizer.from_pretrained(checkpoint)` "
+                   "with the same `checkpoint` as the model" + (f" (tokenizer: {names[0]!r}, model: {names[1]!r})"
+                                                                 if all(names) and names[0] != names[1] else "") + ".",
+                   location=pipeline.location(tokenizer), evidence=evidence)
+
+
+def _lowercases(tokenizer) -> bool:
+    if getattr(tokenizer, "do_lower_case", False):
+        return True
+    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    text = repr(normalizer) if normalizer is not None else ""
+    return "Lowercase" in text or "lowercase=True" in text

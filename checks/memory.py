@@ -48,6 +48,17 @@ rule("FTD804", "longest-rows-fail", "memory", "error", "A batch of the longest t
      they fail (too long for the position embeddings, a collator that cannot handle them), the run fails the
      same way when such a batch comes up, possibly hours in.
      """)
+rule("FTD805", "eval-logits-pile-up", "memory", "warning", "Evaluation piles up full-vocabulary logits",
+     """
+     The Trainer gathers every evaluation batch's predictions before calling compute_metrics. For a language model
+     those are `eval rows x tokens x vocabulary` floats: gigabytes for a modest eval set. Without
+     `preprocess_logits_for_metrics` reducing them to token ids, the first evaluation runs out of memory.
+     """,
+     broken="Trainer(model, args, eval_dataset=lm_eval, compute_metrics=compute_metrics)",
+     fixed="""
+     Trainer(model, args, eval_dataset=lm_eval, compute_metrics=compute_metrics,
+             preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1))
+     """)
 rule("FTD803", "cuda-error", "memory", "error", "A GPU step failed with a CUDA error; the CPU shows the cause",
      """
      CUDA reports a bad index or label as "device-side assert triggered", "CUBLAS_STATUS_..." or "an illegal
@@ -159,21 +170,34 @@ def worst_case_rows(ds, features, n: int = 1, key: str = "input_ids") -> list[di
 
 def truncated(row: dict, fraction: float) -> dict:
     """The row with its token-aligned columns (as long as input_ids) cut to ``fraction`` of their length; other
-    columns (a multi-label target vector, a class id) stay as they are."""
-    tokens = _length(row.get("input_ids")) if "input_ids" in row else None
+    columns (a multi-label target vector, a class id) stay as they are. A row of several sequences (multiple
+    choice) has each of them cut."""
+    ids = row.get("input_ids")
+    nested = isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple))
+    tokens = data.token_length(ids) if ids is not None else None
     out = {}
     for k, v in row.items():
-        n = _length(v)
-        aligned = n and n > 1 and (tokens is None or n == tokens)
-        out[k] = v[:max(1, round(n * fraction))] if aligned else v
+        if nested and isinstance(v, (list, tuple)) and len(v) == len(ids) and v and isinstance(v[0], (list, tuple)):
+            out[k] = [_cut(x, fraction, tokens) for x in v]
+        else:
+            out[k] = _cut(v, fraction, tokens)
     return out
 
 
+def _cut(v, fraction: float, tokens: int | None):
+    n = _length(v)
+    aligned = n and n > 1 and (tokens is None or n == tokens)
+    return v[:max(1, round(n * fraction))] if aligned else v
+
+
 def _seq_len(batch) -> int:
-    for key in ("input_ids", "inputs_embeds", "pixel_values"):
+    for key in ("input_ids", "pixel_values"):
         v = batch.get(key)
         if v is not None and getattr(v, "dim", lambda: 0)() >= 2:
-            return int(v.shape[1])
+            return int(v.shape[-1])  # (batch, [choices,] tokens)
+    v = batch.get("inputs_embeds")
+    if v is not None and getattr(v, "dim", lambda: 0)() >= 3:
+        return int(v.shape[-2])
     return 1
 
 
@@ -387,7 +411,7 @@ def _recompute_per_row(work, row, collator, loss_fn, args, precision, fit_ckpt, 
     return full.per_row(seq_len) / _num_layers(work)
 
 
-@check("memory", codes=("FTD801", "FTD802", "FTD803", "FTD804"))
+@check("memory", codes=("FTD801", "FTD802", "FTD803", "FTD804", "FTD805"))
 def memory_model(model, effective_train_dataset, train_features, initial_loss, pipeline, findings_so_far, target,
                  args=None, step_evidence=None, work_optimizer=None, effective_eval_dataset=None,
                  eval_features=None, gpu_memory=None, gpu_name=None, gpu_probe=None):
@@ -473,6 +497,9 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
     else:
         extra = []
     del work
+    pile_up = _eval_pile_up(accumulated, n_eval, fit, pipeline, args, device)
+    if pile_up is not None:
+        extra.append(pile_up)
 
     text = (f"Training step at batch {train_bs}, longest rows ({seq_len} tokens): {peak_train / GIB:.2f} GiB "
             f"(parameters {params_bytes / GIB:.2f}, gradients {grads_bytes / GIB:.2f}, optimizer "
@@ -502,6 +529,41 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
     return [finding("FTD802", text + f" The {what} step does not fit on {where} with a {MARGIN:.0%} margin."
                     + probe_note, " ".join(f[0] for f in fixes), location=pipeline.location(args),
                     evidence=evidence)] + extra
+
+
+def size(n: float) -> str:
+    """Bytes as a person reads them."""
+    for unit, scale in (("GiB", GIB), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def _eval_pile_up(accumulated, n_eval, fit, pipeline, args, device):
+    """The Trainer keeps every eval batch's predictions until the evaluation ends: for a language model without
+    preprocess_logits_for_metrics that is a vocabulary-sized row per token, for the whole eval set."""
+    import os
+
+    if accumulated <= 0 or fit.lv <= 0 or getattr(pipeline, "compute_metrics", None) is None \
+            or getattr(pipeline, "preprocess_logits_for_metrics", None) is not None \
+            or getattr(args, "eval_accumulation_steps", None):
+        return None
+    if device is not None:
+        capacity, where = device.plannable_bytes, device.name
+    else:
+        try:
+            capacity, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
+        except (ValueError, OSError, AttributeError):
+            return None
+    if accumulated < 0.25 * capacity:
+        return None
+    return finding("FTD805", f"Evaluation keeps the logits of all {n_eval} eval rows ({size(accumulated)}, a "
+                   "vocabulary-sized row per token) before compute_metrics sees them: more than a quarter of "
+                   f"{where} ({size(capacity)}). The first evaluation runs out of memory, possibly hours in.",
+                   "Reduce the logits per batch: `preprocess_logits_for_metrics=lambda logits, labels: "
+                   "logits.argmax(-1)` in `Trainer(...)` (and `eval_accumulation_steps=1` to move them off the GPU).",
+                   location=pipeline.location(pipeline.trainer),
+                   evidence={"accumulated_bytes": accumulated, "capacity_bytes": capacity, "eval_rows": n_eval})
 
 
 def _train_fix(step, train_bs, accumulation, budget, work_factory, row, collator, loss_fn, args, precision,

@@ -290,6 +290,17 @@ rule("FTD622", "metrics-count-ignored-positions", "metrics", "warning", "compute
      """)
 
 
+def _batches_all_one_length(ds, target) -> bool:
+    """Every eval batch has the same length: all rows are (the collator pads to a fixed length, or the rows are
+    fixed-length blocks), so the Trainer never pads one batch to another's length."""
+    if getattr(target.collator, "padding", None) == "max_length":
+        return True
+    if not data.is_hf_dataset(ds) or "input_ids" not in (ds.column_names or []):
+        return False
+    lengths = set(data.sequence_lengths(ds, limit=20_000))
+    return len(lengths) == 1
+
+
 def _reference_for(pipeline):
     task = getattr(pipeline, "task", None)
     return f"see `ftdoctor reference show {task}`" if task else "see `ftdoctor reference list`"
@@ -326,7 +337,8 @@ def _minus100_reaches_metric(compute_metrics, eval_prediction, pipeline, fname, 
 
 
 @check("metrics", codes=("FTD621", "FTD622"))
-def metrics_ignore_minus100(compute_metrics, eval_prediction, metric_values, pipeline):
+def metrics_ignore_minus100(compute_metrics, eval_prediction, metric_values, pipeline, target,
+                            effective_eval_dataset=None):
     """The metric must survive, and not change, when the labels are padded further with -100: the Trainer pads
     labels (and token-level logits) with -100 when it gathers eval batches of different lengths."""
     import numpy as np
@@ -336,6 +348,8 @@ def metrics_ignore_minus100(compute_metrics, eval_prediction, metric_values, pip
     if isinstance(preds, tuple) or not isinstance(labels, np.ndarray) or labels.ndim != 2 \
             or labels.dtype.kind not in "iu" or not isinstance(preds, np.ndarray):
         return None
+    if _batches_all_one_length(effective_eval_dataset, target):
+        return None  # fixed-length rows (text grouped into blocks) or padding to max_length: never padded further
     token_level = preds.shape[:2] == labels.shape
     extra = 4
     padded_labels = np.pad(labels, ((0, 0), (0, extra)), constant_values=-100)

@@ -49,8 +49,9 @@ def check_pipeline(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
 
-    def run(name: str, *args: str, stages=None):
-        result = check_script(pipeline_path(name), list(args), timeout=300, stages=stages, in_process=True)
+    def run(name: str, *args: str, stages=None, options=None):
+        result = check_script(pipeline_path(name), list(args), timeout=300, stages=stages, in_process=True,
+                              options=options)
         assert result.report is not None, result.message
         assert not result.report.internal_errors, result.report.internal_errors
         return result.report
