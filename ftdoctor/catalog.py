@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .findings import RULES, STAGES, Rule
 
 
-def rules() -> list[Rule]:
+def rules(stage: str | None = None, severity: str | None = None) -> list[Rule]:
+    """Every rule in catalog order (stage, then code), optionally only one stage's or one severity's."""
     from .registry import load_checks
 
     load_checks()
-    return sorted(RULES.values(), key=lambda r: (STAGES.index(r.stage) if r.stage in STAGES else 99, r.code))
+    out = sorted(RULES.values(), key=lambda r: (STAGES.index(r.stage) if r.stage in STAGES else 99, r.code))
+    return [r for r in out if (stage is None or r.stage == stage) and (severity is None or r.severity == severity)]
 
 
 def find_rule(code_or_name: str) -> Rule | None:
@@ -20,8 +24,24 @@ def find_rule(code_or_name: str) -> Rule | None:
     return None
 
 
+def fix_label(r: Rule) -> str:
+    """Like ruff's fix applicability: a safe fix can be applied as written; an unsafe one needs a look first."""
+    return "safe" if r.fix_safe else "unsafe"
+
+
+def rule_dict(r: Rule) -> dict[str, Any]:
+    """A rule as data (`ftdoctor rules --json`, the SARIF rule list)."""
+    return {"code": r.code, "name": r.name, "stage": r.stage, "severity": r.severity, "title": r.title,
+            "fix_safe": r.fix_safe, "added": r.added, "url": r.url, "why": r.why, "broken": r.broken,
+            "fixed": r.fixed}
+
+
 def rule_page(r: Rule) -> str:
-    out = [f"{r.code} {r.name}  ({r.stage} stage, {r.severity})", "", r.title, "", "Why it matters", "  " + r.why.replace("\n", "\n  ")]
+    out = [f"{r.code} {r.name}  ({r.stage} stage, {r.severity})", "", r.title, "",
+           f"Added in {r.added}. Fix: {fix_label(r)}" + ("" if r.fix_safe else " (review it before applying)") + "."]
+    if r.url:
+        out.append(r.url)
+    out += ["", "Why it matters", "  " + r.why.replace("\n", "\n  ")]
     if r.broken:
         out += ["", "Broken", _indent(r.broken)]
     if r.fixed:
@@ -29,16 +49,29 @@ def rule_page(r: Rule) -> str:
     return "\n".join(out)
 
 
+def rules_table(selected: list[Rule]) -> str:
+    """`ftdoctor rules`: one line per rule."""
+    head = f"{'code':<8}{'name':<35}{'stage':<10}{'severity':<9}{'fix':<7}{'added':<7}title"
+    lines = [head]
+    for r in selected:
+        lines.append(f"{r.code:<8}{r.name:<35}{r.stage:<10}{r.severity:<9}{fix_label(r):<7}{r.added:<7}{r.title}")
+    return "\n".join(lines)
+
+
 def _indent(code: str) -> str:
     return "\n".join("    " + line for line in code.splitlines())
 
 
 def markdown_catalog() -> str:
-    lines = ["| code | name | stage | severity | what it detects |", "|---|---|---|---|---|"]
+    lines = ["| code | name | stage | severity | fix | added | what it detects |",
+             "|---|---|---|---|---|---|---|"]
     for r in rules():
-        lines.append(f"| [{r.code}](#{r.code.lower()}-{r.name}) | `{r.name}` | {r.stage} | {r.severity} | {r.title} |")
+        lines.append(f"| [{r.code}](#{r.anchor}) | `{r.name}` | {r.stage} | {r.severity} | {fix_label(r)} | {r.added} "
+                     f"| {r.title} |")
     for r in rules():
-        lines += ["", f"### {r.code} {r.name}", "", f"*{r.stage} stage, {r.severity}.* {r.title}.", "", " ".join(r.why.split())]
+        lines += ["", f"### {r.code} {r.name}", "",
+                  f"*{r.stage} stage, {r.severity}; fix {fix_label(r)}; added in {r.added}.* {r.title}.", "",
+                  " ".join(r.why.split())]
         if r.broken:
             lines += ["", "Broken:", "", "```python", r.broken, "```"]
         if r.fixed:

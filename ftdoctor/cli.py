@@ -7,7 +7,8 @@ import os
 import re
 import sys
 
-from .findings import DEFAULT_STAGES, STAGES
+from .findings import DEFAULT_STAGES, SEVERITIES, STAGES
+from .formats import FORMATS
 
 EXIT_OK, EXIT_FINDINGS, EXIT_HARNESS = 0, 1, 2
 # The reference tasks, spelled out here so `ftdoctor --help` imports nothing from ftdoctor.references.
@@ -16,25 +17,18 @@ REFERENCE_TASKS = ("sequence-classification", "token-classification", "masked-lm
 
 
 def _parse_size(text: str) -> int:
-    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]i?B?|B)?\s*", text, re.I)
-    if not m:
-        known = _known_gpu(text)
-        if known:
-            return known
-        raise argparse.ArgumentTypeError(f"not a size or a known GPU name: {text!r} (e.g. 24GiB, 80GB, A100-80GB)")
-    value, unit = float(m.group(1)), (m.group(2) or "B").upper()
-    scale = {"B": 1, "K": 1e3, "KB": 1e3, "KIB": 2**10, "M": 1e6, "MB": 1e6, "MIB": 2**20, "G": 2**30, "GB": 1e9,
-             "GIB": 2**30, "T": 2**40, "TB": 1e12, "TIB": 2**40}[unit]
-    return int(value * scale)
+    """Bytes of "24GiB", "80GB" or a GPU name such as "A100-80GB"."""
+    return _parse_gpu_memory(text)[0]
 
 
-_GPUS = {"t4": 15, "v100": 16, "v100-32gb": 32, "a10": 24, "a10g": 24, "l4": 24, "rtx3090": 24, "rtx4090": 24,
-         "a100": 40, "a100-40gb": 40, "a100-80gb": 80, "h100": 80, "h100-80gb": 80, "h200": 141, "l40s": 48}
+def _parse_gpu_memory(text: str) -> tuple[int, str | None]:
+    """(bytes, GPU name or None) for --gpu-memory: the name is shown in the memory stage's report."""
+    from .config import parse_gpu_memory
 
-
-def _known_gpu(name: str) -> int | None:
-    gib = _GPUS.get(name.lower().replace(" ", "").replace("nvidia", ""))
-    return int(gib * 2**30) if gib else None
+    try:
+        return parse_gpu_memory(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,18 +38,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="run SCRIPT up to trainer.train() and walk the pipeline it built",
                        description="Run SCRIPT as `python SCRIPT ARGS` would, stop when training starts, walk the "
-                                   "captured pipeline. Exit 0 ok, 1 findings of severity error, 2 ftdoctor could not run.")
-    c.add_argument("script", help="the training script")
-    c.epilog = "Arguments after -- go to the script: ftdoctor check train.py --json -- --epochs 3"
+                                   "captured pipeline. Without SCRIPT, check each of the `scripts` configured in "
+                                   "[tool.ftdoctor] of pyproject.toml. Exit 0 ok, 1 findings of severity error, "
+                                   "2 ftdoctor could not run.")
+    c.add_argument("script", nargs="?", help="the training script (default: the scripts configured in "
+                                             "[tool.ftdoctor] of pyproject.toml)")
+    c.epilog = "Arguments after -- go to the script: ftdoctor check train.py --format json -- --epochs 3"
     _walk_options(c)
 
-    d = sub.add_parser("demo", help="walk the bundled broken MNLI pipeline of the Hugging Face course (offline)")
+    d = sub.add_parser("demo", help="walk the bundled broken MNLI pipeline of the Hugging Face course (offline; "
+                                    "exits 1: it has four bugs)")
     _walk_options(d)
 
     e = sub.add_parser("explain", help="explain a finding: what, why, broken and fixed example")
     e.add_argument("code", nargs="?", help="a finding code (FTD101) or name (num-labels-mismatch)")
     e.add_argument("--all", action="store_true", help="list every finding")
     e.add_argument("--markdown", action="store_true", help="print the catalog as Markdown (the README's catalog)")
+
+    rl = sub.add_parser("rules", help="list the rules: code, name, stage, severity, fix safety, version added")
+    rl.add_argument("--stage", choices=STAGES, help="only the rules of this stage")
+    rl.add_argument("--severity", choices=SEVERITIES, help="only the rules of this severity")
+    rl.add_argument("--json", action="store_true", help="print the rules as a JSON list (with their page's url)")
 
     r = sub.add_parser("reference", help="reference pipelines per task: list, show the script, run it (offline)")
     rsub = r.add_subparsers(dest="reference_command", metavar="ACTION")
@@ -70,21 +73,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _walk_options(c: argparse.ArgumentParser) -> None:
-    c.add_argument("--json", action="store_true", help="print the JSON report (schema ftdoctor.report/1) on stdout")
-    c.add_argument("--stages", help="comma-separated stages to run (default: all)")
-    c.add_argument("--timeout", type=float, default=600.0, help="seconds the script may take to reach training "
-                                                               "(default 600)")
-    c.add_argument("--walk-timeout", type=float, default=1800.0, help="seconds the walk may take once training "
-                                                                      "is reached (default 1800)")
-    c.add_argument("--offline", action="store_true", help="set HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, "
-                                                          "HF_EVALUATE_OFFLINE=1 for the script")
-    c.add_argument("--gpu-memory", type=_parse_size, help="plan memory for this device (24GiB, 80GB or a GPU name "
-                                                          "such as A100-80GB) when no GPU is present")
-    c.add_argument("--traceback", action="store_true", help="also show raw tracebacks")
-    c.add_argument("--show-script-output", action="store_true", help="show what the script prints while it runs")
+    out = c.add_argument_group("output")
+    out.add_argument("--format", choices=FORMATS, help="text (default), json (schema ftdoctor.report/1), github "
+                                                       "(workflow annotations), sarif (2.1.0), junit (XML)")
+    out.add_argument("--json", action="store_true", help="the same as --format json")
+    out.add_argument("--html", metavar="FILE", help="also write the text report as an HTML page")
+    out.add_argument("--traceback", action="store_true", help="also show raw tracebacks")
+    out.add_argument("--show-script-output", action="store_true", help="show what the script prints while it runs")
+    w = c.add_argument_group("walk (these override [tool.ftdoctor] in pyproject.toml)")
+    w.add_argument("--stages", help="comma-separated stages to run (default: all)")
+    w.add_argument("--ignore", action="append", metavar="CODE[,CODE]",
+                   help="leave these findings out of the report and the exit code (repeatable; adds to the "
+                        "configured `ignore`)")
+    w.add_argument("--timeout", type=float, help=f"seconds the script may take to reach training (default "
+                                                 f"{DEFAULT_TIMEOUT:g})")
+    w.add_argument("--walk-timeout", type=float, help=f"seconds the walk may take once training is reached "
+                                                      f"(default {DEFAULT_WALK_TIMEOUT:g})")
+    w.add_argument("--offline", action=argparse.BooleanOptionalAction, default=None,
+                   help="set HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, HF_EVALUATE_OFFLINE=1 for the script")
+    w.add_argument("--budget", choices=("fast", "full"), help="how much the walk may spend (rows, steps)")
+    w.add_argument("--gpu-memory", type=_parse_gpu_memory, metavar="SIZE|GPU",
+                   help="plan memory for this device (24GiB, 80GB or a GPU name such as A100-80GB) when no GPU "
+                        "is present")
 
 
 DEMO_PIPELINE = "course_mnli_broken.py"
+# The runner's own defaults, repeated here so `ftdoctor --help` does not import it.
+DEFAULT_TIMEOUT, DEFAULT_WALK_TIMEOUT = 600.0, 1800.0
 
 
 def demo_script() -> str:
@@ -95,6 +110,14 @@ def demo_script() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # a reader that went away (`ftdoctor explain X | head -1`) is not an error
+        _stdout_gone()
+        return EXIT_OK
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     script_args: list[str] = []
@@ -111,48 +134,122 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_HARNESS
     if args.command == "explain":
         return _explain(args)
+    if args.command == "rules":
+        return _rules(args)
     if args.command == "reference":
         return _reference(args, parser)
     if args.command == "demo":
         args.script, args.script_args = demo_script(), []
-        args.offline = True
+        return _check(args, demo=True)
     return _check(args)
 
 
 EXIT_INTERRUPTED = 130
 
 
-def _harness_exit(args, message: str, tail: str = "", code: int = EXIT_HARNESS) -> int:
-    """ftdoctor could not produce a report: say why on stderr, and still print a JSON document with --json."""
-    if args.json:
-        import json
+def _out(text: str) -> None:
+    """Print to stdout; when the reader has gone away (`| head`), the rest is dropped quietly."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
 
-        print(json.dumps({"schema": "ftdoctor.report/1", "ok": False, "error": message, "script": args.script,
-                          "stages": [], "summary": {"pass": 0, "warn": 0, "fail": 0, "skip": 0}}, indent=2))
+
+def _stdout_gone() -> None:
+    # Point stdout at /dev/null so the interpreter's final flush does not fail again (Python's documented recipe).
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _format(args) -> str | None:
+    if args.json and args.format not in (None, "json"):
+        return None
+    return "json" if args.json else (args.format or "text")
+
+
+def _check(args, demo: bool = False) -> int:
+    from .config import ConfigError, Settings, load, parse_codes, parse_stages
+    from .policy import Policy
+
+    fmt = _format(args)
+    if fmt is None:
+        print(f"ftdoctor: --json and --format {args.format} ask for two formats; choose one", file=sys.stderr)
+        return EXIT_HARNESS
+    shown = _display(args.script) if args.script else None
+    try:
+        # The demo is the same broken pipeline everywhere: a project's settings do not apply to it.
+        settings = Settings() if demo else load()
+        ignored = [code for value in args.ignore or [] for code in parse_codes(value, where="--ignore")]
+        settings = settings.override(
+            stages=parse_stages(args.stages) if args.stages else None, timeout=args.timeout,
+            walk_timeout=args.walk_timeout, offline=args.offline, budget=args.budget, gpu_memory=args.gpu_memory)
+    except ConfigError as exc:
+        return _refuse(shown, str(exc), fmt, args)
+    policy = Policy.from_lists(settings.ignore, ignored, settings.severity)
+    if demo:
+        settings.offline = True if args.offline is None else args.offline
+    if args.script:
+        targets = [(args.script, list(args.script_args or []))]
+    elif args.script_args:
+        return _refuse(None, "arguments after -- need a SCRIPT to go to", fmt, args)
+    elif settings.scripts:
+        targets = settings.scripts
+    else:
+        where = f" ({settings.path} has no `scripts`)" if settings.path else ""
+        return _refuse(None, f"no SCRIPT given and no `scripts` configured in [tool.ftdoctor] of pyproject.toml{where}",
+                       fmt, args)
+    if settings.offline:
+        from .api import set_offline
+
+        set_offline()
+    outcomes = []
+    for script, script_args in targets:
+        outcome = _check_one(script, script_args, args, settings, policy, fmt)
+        outcomes.append(outcome)
+        if outcome.code == EXIT_INTERRUPTED:
+            break
+    return _emit(outcomes, fmt, args)
+
+
+def _refuse(shown: str | None, message: str, fmt: str, args) -> int:
+    """ftdoctor cannot start: say why on stderr, and still print the document of the chosen format."""
+    from .formats import Outcome
+
     print(f"ftdoctor: {message}", file=sys.stderr)
-    if tail:
-        print("last lines the script printed:\n" + tail, file=sys.stderr)
-    return code
+    return _emit([Outcome(shown, None, message, EXIT_HARNESS)], fmt, args)
 
 
-def _check(args) -> int:
-    from .api import HarnessError, check_script, set_offline
+def _display(path: str) -> str:
+    from .source import display_path
+
+    return display_path(path)
+
+
+def _check_one(script: str, script_args: list[str], args, settings, policy, fmt: str):
+    """Check one script; its outcome, with the text report already printed for the text format."""
+    from .api import HarnessError, check_script
+    from .formats import Outcome
+    from .policy import apply_policy
     from .runner import Interrupted
 
-    script_args = list(args.script_args or [])
-    stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
-    if stages:
-        bad = [s for s in stages if s not in STAGES]
-        if bad:
-            return _harness_exit(args, f"unknown stage(s) {', '.join(bad)}; stages are: {' '.join(STAGES)}")
-    if not os.path.isfile(args.script):
-        return _harness_exit(args, f"no such script: {args.script}")
-    if args.offline:
-        set_offline()
+    shown = _display(script)
+
+    def failed(message: str, tail: str = "", code: int = EXIT_HARNESS) -> Outcome:
+        print(f"ftdoctor: {message}", file=sys.stderr)
+        if tail:
+            print("last lines the script printed:\n" + tail, file=sys.stderr)
+        return Outcome(shown, None, message, code)
+
+    if not os.path.isfile(script):
+        return failed(f"no such script: {shown}")
     err = _stderr_console()
     status = None
-    if not args.json and err.is_terminal and not args.show_script_output:
-        status = err.status(f"running {os.path.basename(args.script)} up to trainer.train() ...")
+    if fmt == "text" and err.is_terminal and not args.show_script_output:
+        status = err.status(f"running {os.path.basename(script)} up to trainer.train() ...")
         status.start()
 
     def progress(event: str, value: str | None = None) -> None:
@@ -170,22 +267,20 @@ def _check(args) -> int:
         elif event == "stage":
             status.update(f"stage [bold]{value}[/bold] ...")
 
-    options = {"gpu_memory": args.gpu_memory} if args.gpu_memory else {}
     try:
-        result = check_script(args.script, script_args, timeout=args.timeout, walk_timeout=args.walk_timeout,
-                              stages=stages, progress=progress, show_output=args.show_script_output,
-                              options=options)
+        result = check_script(script, script_args, timeout=settings.timeout, walk_timeout=settings.walk_timeout,
+                              stages=settings.stages, progress=progress, show_output=args.show_script_output,
+                              options=settings.options())
     except (Interrupted, KeyboardInterrupt):
         if status is not None:
             status.stop()
-        return _harness_exit(args, "interrupted (Ctrl-C); the script's process was stopped.", code=EXIT_INTERRUPTED)
+        return failed("interrupted (Ctrl-C); the script's process was stopped.", code=EXIT_INTERRUPTED)
     except HarnessError as exc:
-        return _harness_exit(args, str(exc))
+        return failed(str(exc))
     except Exception:  # a failure inside ftdoctor itself is never reported as the user's bug
         import traceback
 
-        return _harness_exit(args, "internal error (a bug in ftdoctor, not in your pipeline):\n"
-                             + traceback.format_exc())
+        return failed("internal error (a bug in ftdoctor, not in your pipeline):\n" + traceback.format_exc())
     finally:
         if status is not None:
             status.stop()
@@ -193,21 +288,42 @@ def _check(args) -> int:
         tail = "".join(result.output.splitlines(keepends=True)[-15:]).rstrip("\n")
         if args.traceback and result.traceback:
             print(result.traceback, file=sys.stderr)
-        return _harness_exit(args, result.message or "no report", tail)
-    report = result.report
-    if args.json:
-        print(report.to_json())
-    else:
+        return failed(result.message or "no report", tail)
+    report = apply_policy(result.report, policy)
+    if fmt == "text":
         from .render import render
 
-        render(report, console=_stdout_console(), show_traceback=args.traceback)
+        try:
+            render(report, console=_stdout_console(), show_traceback=args.traceback)
+        except BrokenPipeError:
+            _stdout_gone()
         if args.traceback and result.traceback:
             print(result.traceback, file=sys.stderr)
-    if report.internal_errors:
-        if args.json:
-            print("\n".join(report.internal_errors), file=sys.stderr)
-        return EXIT_HARNESS
-    return EXIT_OK if report.ok else EXIT_FINDINGS
+    elif report.internal_errors:
+        print("\n".join(report.internal_errors), file=sys.stderr)
+    code = EXIT_HARNESS if report.internal_errors else EXIT_OK if report.ok else EXIT_FINDINGS
+    return Outcome(report.script or shown, report, None, code)
+
+
+def _emit(outcomes, fmt: str, args) -> int:
+    """Print the machine formats (the text report is printed as each script finishes), write --html, and return
+    the worst exit code."""
+    from . import formats
+
+    text = {"json": formats.to_json, "github": formats.to_github, "sarif": formats.to_sarif,
+            "junit": formats.to_junit}.get(fmt)
+    if text is not None:
+        doc = text(outcomes)
+        if doc:
+            _out(doc)
+    code = max((o.code for o in outcomes), default=EXIT_OK)
+    if args.html:
+        try:
+            formats.write_html(outcomes, args.html, show_traceback=args.traceback)
+        except OSError as exc:
+            print(f"ftdoctor: cannot write {args.html}: {exc}", file=sys.stderr)
+            code = max(code, EXIT_HARNESS)
+    return code
 
 
 def _stdout_console():
@@ -240,17 +356,29 @@ def _explain(args) -> int:
     from .catalog import find_rule, markdown_catalog, rule_page, rules
 
     if args.markdown:
-        print(markdown_catalog())
+        _out(markdown_catalog())
         return EXIT_OK
     if args.all or not args.code:
-        for r in rules():
-            print(f"{r.code}  {r.name:<32} {r.stage:<9} {r.severity:<8} {r.title}")
+        _out("\n".join(f"{r.code}  {r.name:<32} {r.stage:<9} {r.severity:<8} {r.title}" for r in rules()))
         return EXIT_OK
     r = find_rule(args.code)
     if r is None:
         print(f"ftdoctor: no finding {args.code!r}; `ftdoctor explain --all` lists them", file=sys.stderr)
         return EXIT_HARNESS
-    print(rule_page(r))
+    _out(rule_page(r))
+    return EXIT_OK
+
+
+def _rules(args) -> int:
+    from .catalog import rule_dict, rules, rules_table
+
+    selected = rules(stage=args.stage, severity=args.severity)
+    if args.json:
+        import json
+
+        _out(json.dumps([rule_dict(r) for r in selected], indent=2))
+    else:
+        _out(rules_table(selected))
     return EXIT_OK
 
 

@@ -83,10 +83,12 @@ def inventory() -> list[Device]:
     return devices
 
 
-def plan_device(gpu_memory: int | None = None, devices: list[Device] | None = None) -> Device | None:
-    """The device to plan for: the one named with --gpu-memory, else the first visible GPU, else None."""
+def plan_device(gpu_memory: int | None = None, devices: list[Device] | None = None,
+                name: str | None = None) -> Device | None:
+    """The device to plan for: the one given with --gpu-memory (a size, or a GPU by ``name``), else the first
+    visible GPU, else None."""
     if gpu_memory:
-        return Device(None, "--gpu-memory", int(gpu_memory), None, [], source="--gpu-memory")
+        return Device(None, name or "--gpu-memory", int(gpu_memory), None, [], source="--gpu-memory")
     devices = inventory() if devices is None else devices
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible and devices:

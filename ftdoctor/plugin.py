@@ -6,7 +6,6 @@ Without ``--ftdoctor`` the plugin adds its options and nothing else: no item is 
 from __future__ import annotations
 
 import os
-import shlex
 import warnings
 from typing import Any
 
@@ -28,22 +27,74 @@ def pytest_addoption(parser):
                          "ftdoctor_scripts)")
     group.addoption("--ftdoctor-stages", default=None, metavar="STAGES",
                     help="comma-separated stages to walk (default: all)")
+    group.addoption("--ftdoctor-ignore", action="append", default=[], metavar="CODE[,CODE]",
+                    help="leave these findings out (repeatable; adds to ftdoctor_ignore)")
     group.addoption("--ftdoctor-gpu-memory", default=None, metavar="SIZE",
                     help="plan the memory stage for this device, e.g. 24GiB or A100-80GB")
-    parser.addini("ftdoctor_scripts", type="linelist", default=[],
+    # The ini keys mirror [tool.ftdoctor] of pyproject.toml (ftdoctor_<key>); a key set here overrides the table.
+    parser.addini("ftdoctor_scripts", type="linelist", default=None,
                   help="training scripts (with arguments) that `pytest --ftdoctor` walks, one per line")
-    parser.addini("ftdoctor_timeout", default="600", help="seconds a script may take to reach trainer.train()")
+    parser.addini("ftdoctor_stages", default=None, help="comma-separated stages to walk (default: all)")
+    parser.addini("ftdoctor_ignore", type="args", default=None, help="finding codes to leave out")
+    parser.addini("ftdoctor_severity", type="linelist", default=None,
+                  help="per-code severities, one `CODE = error|warning|info` per line")
+    parser.addini("ftdoctor_timeout", default=None, help="seconds a script may take to reach trainer.train() "
+                                                          "(default 600)")
+    parser.addini("ftdoctor_walk_timeout", default=None, help="seconds the walk may take (default 1800)")
+    parser.addini("ftdoctor_offline", type="bool", default=None,
+                  help="run the scripts with HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, HF_EVALUATE_OFFLINE=1")
+    parser.addini("ftdoctor_budget", default=None, help="fast or full")
+    parser.addini("ftdoctor_gpu_memory", default=None, help="plan memory for this device (24GiB, A100-80GB)")
+
+
+def _ini(config, name: str):
+    value = config.getini(name)
+    return None if value is None or value == "" or value == [] else value
+
+
+def settings(config):
+    """[tool.ftdoctor] of pyproject.toml, overridden by the ini keys, overridden by the command line."""
+    from .config import (ConfigError, load, parse_budget, parse_codes, parse_gpu_memory, parse_scripts,
+                         parse_seconds, parse_severity, parse_stages)
+
+    try:
+        s = load(str(config.invocation_params.dir))
+        where = "the pytest configuration"
+        scripts = _ini(config, "ftdoctor_scripts")
+        severity = _ini(config, "ftdoctor_severity")
+        ini = dict(
+            scripts=parse_scripts(scripts, str(config.rootpath)) if scripts else None,
+            stages=parse_stages(_ini(config, "ftdoctor_stages"), where) if _ini(config, "ftdoctor_stages") else None,
+            ignore=parse_codes(_ini(config, "ftdoctor_ignore"), "ftdoctor_ignore", where)
+            if _ini(config, "ftdoctor_ignore") else None,
+            severity=parse_severity(dict(_split_pair(line) for line in severity), where) if severity else None,
+            offline=_ini(config, "ftdoctor_offline"),
+            budget=parse_budget(_ini(config, "ftdoctor_budget"), where) if _ini(config, "ftdoctor_budget") else None,
+            gpu_memory=parse_gpu_memory(_ini(config, "ftdoctor_gpu_memory"))
+            if _ini(config, "ftdoctor_gpu_memory") else None)
+        for key in ("timeout", "walk_timeout"):
+            value = _ini(config, f"ftdoctor_{key}")
+            ini[key] = parse_seconds(value, f"ftdoctor_{key}", where) if value is not None else None
+        s = s.override(**ini)
+        cli_scripts = parse_scripts(config.getoption("ftdoctor_script") or [], str(config.rootpath))
+        stages = config.getoption("ftdoctor_stages")
+        gpu = config.getoption("ftdoctor_gpu_memory")
+        s = s.override(scripts=s.scripts + cli_scripts if cli_scripts else None,
+                       stages=parse_stages(stages) if stages else None,
+                       gpu_memory=parse_gpu_memory(gpu) if gpu else None)
+        cli_ignore = [c for v in config.getoption("ftdoctor_ignore") or [] for c in parse_codes(v)]
+    except (ConfigError, ValueError) as exc:
+        raise pytest.UsageError(f"ftdoctor: {exc}") from None
+    return s, cli_ignore
+
+
+def _split_pair(line: str) -> tuple[str, str]:
+    code, _, level = line.partition("=")
+    return code.strip(), level.strip().strip("\"'")
 
 
 def _scripts(config) -> list[tuple[str, list[str]]]:
-    lines = list(config.getini("ftdoctor_scripts")) + list(config.getoption("ftdoctor_script") or [])
-    out = []
-    for line in lines:
-        parts = shlex.split(line)
-        if parts:
-            path = parts[0] if os.path.isabs(parts[0]) else os.path.join(str(config.rootpath), parts[0])
-            out.append((os.path.normpath(path), parts[1:]))
-    return out
+    return config._ftdoctor_settings.scripts
 
 
 class _Walks:
@@ -62,19 +113,20 @@ class _Walks:
             import tempfile
 
             from .api import HarnessError, check_script
-            from .cli import _parse_size
+            from .policy import apply_policy
 
             if self._artifacts is None:
                 self._artifacts = tempfile.mkdtemp(prefix="ftdoctor-pytest-")
-            stages = self.config.getoption("ftdoctor_stages")
-            gpu = self.config.getoption("ftdoctor_gpu_memory")
-            options = {"gpu_memory": _parse_size(gpu)} if gpu else {}
+            s = self.config._ftdoctor_settings
             try:
-                self.results[key] = check_script(
-                    script, args, timeout=float(self.config.getini("ftdoctor_timeout")),
-                    stages=stages.split(",") if stages else None, options=options,
-                    check_dirs=_check_dirs(self.config, script),
-                    artifacts_dir=os.path.join(self._artifacts, str(len(self.results))))
+                with _offline(s.offline):
+                    result = check_script(
+                        script, args, timeout=s.timeout, walk_timeout=s.walk_timeout, stages=s.stages,
+                        options=s.options(), check_dirs=_check_dirs(self.config, script),
+                        artifacts_dir=os.path.join(self._artifacts, str(len(self.results))))
+                if result.report is not None:
+                    apply_policy(result.report, self.config._ftdoctor_policy)
+                self.results[key] = result
             except HarnessError as exc:
                 self.results[key] = exc
         return self.results[key]
@@ -92,8 +144,34 @@ def _check_dirs(config, script):
     return default_check_dirs(os.path.dirname(script), str(config.rootpath))
 
 
+class _offline:
+    """The Hugging Face offline variables for the script's process only (the test session keeps its own)."""
+
+    def __init__(self, on: bool | None):
+        self.on = bool(on)
+
+    def __enter__(self):
+        from .api import OFFLINE_VARS
+
+        self.saved = {v: os.environ.get(v) for v in OFFLINE_VARS} if self.on else {}
+        for var in self.saved:
+            os.environ[var] = "1"
+
+    def __exit__(self, *exc):
+        for var, value in self.saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
 def pytest_configure(config):
     if config.getoption("ftdoctor"):
+        from .policy import Policy
+
+        s, cli_ignore = settings(config)
+        config._ftdoctor_settings = s
+        config._ftdoctor_policy = Policy.from_lists(s.ignore, cli_ignore, s.severity)
         config._ftdoctor_walks = _Walks(config)
         config.addinivalue_line("markers", "ftdoctor: a stage of an ftdoctor pipeline walk")
 
@@ -129,8 +207,8 @@ class PipelineCollector(pytest.File):
         self.script_args = script_args
 
     def collect(self):
-        stages = self.config.getoption("ftdoctor_stages")
-        for stage in (stages.split(",") if stages else DEFAULT_STAGES):
+        stages = self.config._ftdoctor_settings.stages
+        for stage in (stages or DEFAULT_STAGES):
             yield StageItem.from_parent(self, name=stage, stage=stage)
 
 
@@ -195,23 +273,9 @@ class StageItem(pytest.Item):
 
 def format_stage(st) -> str:
     """A failed stage as a person should read it: each finding, the user's line and the fix."""
-    from .source import source_lines
+    from .formats import format_stage as text
 
-    lines = [f"ftdoctor stage `{st.stage}` failed"]
-    for f in st.findings:
-        lines.append("")
-        lines.append(f"{f.code} [{f.severity}] {f.title}")
-        lines.append(f"  {f.detail}")
-        if f.location:
-            lines.append(f"  at {f.location}")
-            src = source_lines(f.location)
-            if src is not None:
-                start, code = src
-                for i, text in enumerate(code.splitlines()):
-                    lines.append(f"  {start + i:>5} | {text}")
-        if f.fix:
-            lines.append(f"  fix: {f.fix}")
-    return "\n".join(lines)
+    return text(st)
 
 
 # -- fixtures for a team's own pytest checks -------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .report import Report
@@ -13,6 +14,7 @@ _SEVERITY = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 def render(report: Report, console: Any = None, show_traceback: bool = False) -> None:
     """Print the report with rich: per stage its status, findings with evidence, the user's line and the fix."""
     from rich.console import Console, Group
+    from rich.padding import Padding
     from rich.panel import Panel
     from rich.syntax import Syntax
     from rich.table import Table
@@ -21,10 +23,17 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
     from .source import source_lines
 
     console = console or Console()
-    head = Text.assemble(("ftdoctor ", "bold"), (report.script or "<in-process>", "bold cyan"))
+    script = fit_path(_shown(report.script) if report.script else "<in-process>", console.width - 9)
+    head = Text.assemble(("ftdoctor ", "bold"), (script, "bold cyan"))
     if report.task:
-        head.append(f"  task: {report.task}", style="dim")
+        task = f"task: {report.task}"
+        # The task goes on its own line rather than being split from its name at the edge of the screen.
+        if head.cell_len + 2 + len(task) <= console.width:
+            head.append("  " + task, style="dim")
+        else:
+            head.append("\n" + " " * 9 + task, style="dim")
     console.print(head)
+    inner = max(20, console.width - 4)  # a finding's panel: borders and padding
     for st in report.stages:
         label, style = _STATUS[st.status]
         line = Text.assemble((f" {label} ", f"{style} reverse"), " ", (f"{st.stage:<9}", "bold"),
@@ -38,11 +47,12 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
             parts.append(Text(f.detail))
             if f.location:
                 src = source_lines(f.location)
-                parts.append(Text(f"at {f.location}", style="dim"))
+                parts.append(Text("at " + fit_path(_shown_location(f.location), inner - 3), style="dim"))
                 if src is not None:
                     start, code = src
+                    # Long lines wrap inside the panel: a cropped line would cut the user's names in half.
                     parts.append(Syntax(code, "python", line_numbers=True, start_line=start, theme="ansi_dark",
-                                        highlight_lines={int(f.location.rsplit(':', 1)[1])}))
+                                        highlight_lines={int(f.location.rsplit(':', 1)[1])}, word_wrap=True))
             if f.fix:
                 parts.append(Text.assemble(("fix: ", "bold green"), f.fix))
             if show_traceback and f.evidence.get("traceback"):
@@ -56,8 +66,40 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
     console.print(Text.assemble(verdict, f"  {counts[0]} errors, {counts[1]} warnings  ·  ",
                                 f"{s['pass']} pass, {s['warn']} warn, {s['fail']} fail, {s['skip']} skip  ·  "
                                 f"{report.duration_s:.1f}s"))
+    if report.suppressed:
+        listed = ", ".join(f"{x.finding.code} ({x.reason})" for x in report.suppressed)
+        console.print(Padding(Text(f"{len(report.suppressed)} suppressed: {listed}", style="dim"), (0, 0, 0, 2),
+                              expand=False))
     for err in report.internal_errors:
         console.print(Text("ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n" + err, style="magenta"))
+
+
+def fit_path(path: str, width: int) -> str:
+    """``path`` whole when it fits in ``width`` columns, else its last components after "…/": a path is never
+    broken in the middle of a name, and the file name and line always show."""
+    if len(path) <= width:
+        return path
+    parts = path.replace("\\", "/").split("/")
+    for i in range(1, len(parts)):
+        tail = "…/" + "/".join(parts[i:])
+        if len(tail) <= width:
+            return tail
+    return parts[-1]
+
+
+def _shown(path: str) -> str:
+    """A path as the user should see it: relative to the working directory when it is inside it."""
+    from .source import display_path
+
+    return display_path(path) if os.path.isabs(path) else path
+
+
+def _shown_location(location: str) -> str:
+    if "#cell" in location:
+        path, rest = location.split("#cell", 1)
+        return _shown(path) + "#cell" + rest
+    path, sep, line = location.rpartition(":")
+    return _shown(path) + ":" + line if sep else location
 
 
 def _evidence(console, st, Table, Text) -> None:
@@ -66,14 +108,16 @@ def _evidence(console, st, Table, Text) -> None:
         return
     sample = ev.get("first_sample")
     if sample:
-        t = Text("   first training sample: ", style="dim")
+        from rich.padding import Padding
+
+        t = Text("first training sample: ", style="dim")
         if "text" in sample:
             t.append(repr(sample["text"][:200]))
         if "label" in sample:
             t.append(f"  label={sample['label']!r}")
             if "label_name" in sample:
                 t.append(f" ({sample['label_name']})", style="bold")
-        console.print(t)
+        console.print(Padding(t, (0, 0, 0, 3), expand=False))  # wrapped lines stay indented under the stage
     batch = ev.get("batch")
     if batch:
         table = Table(title=None, show_edge=False, padding=(0, 1), box=None, header_style="dim")

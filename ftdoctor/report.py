@@ -7,9 +7,23 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any
 
-from .findings import Finding
+from .findings import Finding, rule_url
 
 SCHEMA = "ftdoctor.report/1"
+
+
+def finding_dict(f: Finding) -> dict[str, Any]:
+    """A finding as the JSON report writes it: its fields and the page of its rule."""
+    return {**f.to_dict(), "url": rule_url(f.code)}
+
+
+def stage_status(findings: list[Finding]) -> str:
+    """The status of a stage that ran, from its findings."""
+    if any(f.severity == "error" for f in findings):
+        return "fail"
+    if any(f.severity == "warning" for f in findings):
+        return "warn"
+    return "pass"
 
 
 @dataclass
@@ -23,7 +37,7 @@ class StageResult:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"stage": self.stage, "status": self.status, "duration_s": round(self.duration_s, 3),
-                             "findings": [f.to_dict() for f in self.findings]}
+                             "findings": [finding_dict(f) for f in self.findings]}
         if self.reason:
             d["reason"] = self.reason
         if self.evidence:
@@ -37,6 +51,22 @@ class StageResult:
 
 
 @dataclass
+class Suppressed:
+    """A finding the project silenced, and how: "config", "command line" or "inline comment"."""
+
+    stage: str
+    finding: Finding
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**finding_dict(self.finding), "stage": self.stage, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Suppressed":
+        return cls(d.get("stage", ""), Finding.from_dict(d), d.get("reason", ""))
+
+
+@dataclass
 class Report:
     script: str | None
     task: str | None = None
@@ -44,6 +74,7 @@ class Report:
     duration_s: float = 0.0
     environment: dict[str, Any] = field(default_factory=dict)
     internal_errors: list[str] = field(default_factory=list)
+    suppressed: list[Suppressed] = field(default_factory=list)  # findings removed by the project's policy
     # The live values the walk built (pipeline, batch, ...): for pytest fixtures and in-process use, never serialised.
     context: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -67,7 +98,8 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         d = {"schema": SCHEMA, "ok": self.ok, "script": self.script, "task": self.task,
              "duration_s": round(self.duration_s, 3), "environment": self.environment,
-             "stages": [s.to_dict() for s in self.stages], "summary": self.summary()}
+             "stages": [s.to_dict() for s in self.stages], "summary": self.summary(),
+             "suppressed": [s.to_dict() for s in self.suppressed]}
         if self.internal_errors:
             d["internal_errors"] = self.internal_errors
         return d
@@ -81,7 +113,8 @@ class Report:
         return cls(script=d.get("script"), task=d.get("task"),
                    stages=[StageResult.from_dict(s) for s in d.get("stages", [])],
                    duration_s=d.get("duration_s", 0.0), environment=d.get("environment") or {},
-                   internal_errors=list(d.get("internal_errors") or []))
+                   internal_errors=list(d.get("internal_errors") or []),
+                   suppressed=[Suppressed.from_dict(s) for s in d.get("suppressed") or []])
 
 
 def _jsonable(obj: Any) -> Any:
