@@ -53,6 +53,26 @@ def explain(exc: BaseException, where: str, findings_so_far) -> Failure:
     return Failure(text, "unknown", text.splitlines()[0] if text else type(exc).__name__)
 
 
+# Phrases with which libraries state the remedy in their own error messages.
+_REMEDY = re.compile(r"(?:^|(?<=[.!:;]\s))((?:[Yy]ou (?:should|need to|must|can|may want to)|[Pp]lease|[Tt]ry|"
+                     r"[Cc]onsider|[Mm]ake sure|[Ee]nsure|[Ss]et|[Uu]se|[Pp]ass|[Ii]nstall|[Rr]un|[Cc]heck)\b[^\n]*)")
+
+
+def stated_remedy(text: str) -> str | None:
+    """The remedy an exception's own message states ("You should ...", "Please ...", "Try ..."), if it has one:
+    the best fix a relay of the error can offer."""
+    m = _REMEDY.search(text or "")
+    if m is None:
+        return None
+    remedy = m.group(1).strip()[:300]
+    return remedy[0].upper() + remedy[1:] if len(remedy) > 12 else None
+
+
+def relay_fix(text: str, fallback: str) -> str:
+    remedy = stated_remedy(text)
+    return f"{remedy} (from the error message); --traceback shows where it was raised." if remedy else fallback
+
+
 def root_codes(text: str) -> list[str]:
     """The root-cause codes that a readable error points at (for a CUDA error replayed on the CPU)."""
     for pattern, roots in ROOTS:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import time
 
 from ftdoctor import data
 from ftdoctor.sdk import read_source, Provide, UserCodeError, check, finding, rule, run_user
 
-from ._failures import explain
+from ._failures import explain, relay_fix
 
 rule("FTD501", "params-without-grad", "backward", "error", "Trainable parameters receive no gradient",
      """
@@ -127,16 +128,19 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
     work_model.zero_grad(set_to_none=True)
     params = dict(work_model.named_parameters())
     before = {n: params[n].detach().clone() for n in trainable if n in params}
+    started = time.perf_counter()
     try:
         loss, _ = target.loss(work_model, batch)
         if loss is None:
             return Provide({}, out, skip_reason="the model returns no loss (forward)")
         run_user("loss.backward()", loss.backward)
+        step_seconds = time.perf_counter() - started
     except UserCodeError as err:
         failure = explain(err.exc, "the backward pass", findings_so_far)
         if failure.kind == "predicted":
             return Provide({}, out, skip_reason=failure.reason)
-        f = finding("FTD505", failure.first_line, "Fix the cause shown; --traceback prints the whole trace.",
+        f = finding("FTD505", failure.first_line,
+                    relay_fix(failure.text, "Fix the cause shown; --traceback prints the whole trace."),
                     location=pipeline.location(model), evidence={"exception": failure.text})
         return Provide({}, out + [f], skip_reason=failure.reason)
     no_grad = [n for n in trainable if n in params and (params[n].grad is None or not params[n].grad.any())]
@@ -148,6 +152,19 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
                            f"the loss was {float(loss):.4g}.", "Find the source: a non-finite loss, log(0) in a "
                            "custom loss, or float16 overflow (use bf16 or keep fp16 with float32 weights).",
                            location=pipeline.location(model), evidence={"parameters": non_finite[:20]}))
+    lr = getattr(args, "learning_rate", None)
+    try:
+        run_user("optimizer.step()", opt.step)
+    except UserCodeError as err:
+        out.append(finding("FTD505", f"optimizer.step() raised {type(err.exc).__name__}: {err.exc}",
+                           "Fix the optimizer configuration.", location=opt_loc))
+        return Provide({}, out)
+    with_grad = [n for n in before if n not in no_grad and n in held]
+    moved = [n for n in with_grad if not torch.equal(before[n], params[n].detach())]
+    if no_grad:
+        # A zero-initialised partner (LoRA's B, a zero-init gate) blocks the gradient of its partner at the first
+        # step only: what gets a gradient once the first update has moved the weights was never cut off.
+        no_grad = _still_without_gradient(target, work_model, batch, no_grad, params)
     if no_grad:
         head_cut = [n for n in no_grad if any(n.startswith(h) for h in head)]
         share = len(no_grad) / len(trainable)
@@ -163,15 +180,7 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
                            f"(e.g. {', '.join(sorted(no_grad)[:4])}).", fix,
                            location=str(cuts[0][0]) if cuts else pipeline.location(model),
                            evidence={"parameters": sorted(no_grad)[:50], "graph_cuts": [f"{s}: {c}" for s, c in cuts]}))
-    lr = getattr(args, "learning_rate", None)
-    try:
-        run_user("optimizer.step()", opt.step)
-    except UserCodeError as err:
-        out.append(finding("FTD505", f"optimizer.step() raised {type(err.exc).__name__}: {err.exc}",
-                           "Fix the optimizer configuration.", location=opt_loc))
-        return Provide({}, out)
-    with_grad = [n for n in before if n not in no_grad and n in held]
-    moved = [n for n in with_grad if not torch.equal(before[n], params[n].detach())]
+
     if with_grad and not moved:
         group_lrs = sorted({g.get("lr") for g in opt.param_groups})
         out.append(finding("FTD503", f"No parameter changed after one optimizer step (learning rates {group_lrs}).",
@@ -179,8 +188,11 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
                            if all(not x for x in group_lrs) else "Check the optimizer's parameters and settings.",
                            location=(pipeline.location(args) if lr == 0 else None) or opt_loc, evidence={"lrs": group_lrs}))
     work_model.zero_grad(set_to_none=True)
+    counted = {id(p): p for p in model.parameters()}.values()
     evidence = {"loss": float(loss.detach()), "optimizer": type(opt).__name__, "trainable_params": len(trainable),
-                "moved": len(moved), "optimizer_state_bytes": _state_bytes(opt)}
+                "moved": len(moved), "optimizer_state_bytes": _state_bytes(opt), "step_seconds": step_seconds,
+                "trainable_numel": sum(p.numel() for p in counted if p.requires_grad),
+                "total_numel": sum(p.numel() for p in counted)}
     return Provide({"step_evidence": evidence, "work_optimizer": opt}, out, evidence=evidence)
 
 
@@ -214,16 +226,33 @@ def _state_bytes(opt) -> int:
     return sum(v.numel() * v.element_size() for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
 
 
+def _still_without_gradient(target, work, batch, names, params) -> list[str]:
+    work.zero_grad(set_to_none=True)
+    try:
+        loss, _ = target.loss(work, batch)
+        if loss is None or not getattr(loss, "requires_grad", False):
+            return names
+        loss.backward()
+    except UserCodeError:
+        return names
+    still = [n for n in names if params[n].grad is None or not params[n].grad.any()]
+    work.zero_grad(set_to_none=True)
+    return still
+
+
 def _head_names(model) -> list[str]:
-    """Parameter-name prefixes of the task head: the modules the loss reads last (output embeddings, classifier)."""
+    """Parameter-name prefixes of the task head: the modules the loss reads last (output embeddings, classifier).
+    Through an adapter wrapper (PEFT), the head of the model it wraps."""
     names = {id(m): n for n, m in model.named_modules()}
+    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    prefix = (names.get(id(inner), "") + ".") if inner is not model and names.get(id(inner)) else ""
     heads = []
-    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    out_emb = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     if out_emb is not None and id(out_emb) in names:
         heads.append(names[id(out_emb)] + ".")
-    for n, m in model.named_children():
-        if n != getattr(model, "base_model_prefix", None) and any(True for _ in m.parameters()):
-            heads.append(n + ".")
+    for n, m in inner.named_children():
+        if n != getattr(inner, "base_model_prefix", None) and any(True for _ in m.parameters()):
+            heads.append(prefix + n + ".")
     return heads
 
 

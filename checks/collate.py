@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ftdoctor import data
+from ftdoctor.budget import cut_row
 from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, rule
 
 MAX_BATCH = 8  # rows per checked batch: enough to see padding and shapes, cheap on a CPU
@@ -88,7 +89,7 @@ def _extremes(features):
 
 @check("collate", provides=("batch", "eval_batch"), codes=("FTD301", "FTD302", "FTD105", "FTD210"))
 def build_batches(train_features, pipeline, findings_so_far, target, args=None, tokenizer=None,
-                  eval_features=None):
+                  eval_features=None, budget=None):
     collator = target.collator
     values, findings = {}, []
     fixed = target.fixed_batch()
@@ -100,12 +101,14 @@ def build_batches(train_features, pipeline, findings_so_far, target, args=None, 
         if not features:
             values[split] = Unavailable("the trainer has no eval_dataset" if split == "eval_batch" else "no rows")
             continue
-        n = max(1, min(size or MAX_BATCH, MAX_BATCH, len(features)))
+        limit = budget.rows if budget is not None else MAX_BATCH
+        n = max(1, min(size or limit, limit, len(features)))
+        rows = [cut_row(r, budget.max_tokens) for r in features[:n]] if budget is not None else features[:n]
         try:
             pair = _extremes(features)
             if pair is not None:
                 target.collate(pair)
-            batch = target.collate(features[:n])
+            batch = target.collate(rows)
         except UserCodeError as err:
             f, reason = _diagnose(err.exc, features, collator, findings_so_far + findings, tokenizer, pipeline)
             if f is not None and split == "eval_batch" and any(x.code == f.code for x in findings):
@@ -122,7 +125,10 @@ def build_batches(train_features, pipeline, findings_so_far, target, args=None, 
             continue
         values[split] = dict(batch)
     if isinstance(values.get("batch"), dict):
-        return Provide(values, findings, evidence={"batch": _describe(values["batch"])})
+        evidence = {"batch": _describe(values["batch"])}
+        if budget is not None and budget.reduced:
+            evidence["budget"] = budget.notes
+        return Provide(values, findings, evidence=evidence)
     return Provide(values, findings, skip_reason=getattr(values.get("batch"), "reason", None))
 
 

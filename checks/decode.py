@@ -184,7 +184,8 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
             if split == "train":
                 findings.append(_inputs_dropped(removed, model, pipeline, trainer))
             rows = _model_columns(take_rows(ds, SAMPLE_ROWS), model, target)
-        if rows and isinstance(rows[0], dict) and main_input not in rows[0] and "inputs_embeds" not in rows[0]:
+        if rows and isinstance(rows[0], dict) and main_input not in rows[0] and "inputs_embeds" not in rows[0] \
+                and not _token_columns(rows[0]):
             raw_row = take_rows(ds, 1)[0]
             text_cols = [k for k, v in raw_row.items() if isinstance(v, str)]
             name, stand_in = _tokenized_stand_in(pipeline, ds, main_input)
@@ -228,6 +229,17 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
 
 def _unavailable(reason):
     return Unavailable(reason)
+
+
+def _token_columns(row: dict) -> list[str]:
+    """Columns of token ids under other names than the model's input (a preference trainer's `prompt_ids`,
+    `chosen_ids`): the trainer's own collator builds the model's inputs from them, so this is not raw text."""
+    out = []
+    for k, v in row.items():
+        v = v.tolist() if hasattr(v, "tolist") else v
+        if str(k).endswith("_ids") and isinstance(v, list) and v and all(isinstance(t, int) for t in v[:16]):
+            out.append(k)
+    return out
 
 
 def _named(pipeline, ds) -> str:
@@ -442,12 +454,18 @@ def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline
                            f"length than input_ids (row {i}: {_len(rows[i]['attention_mask'])} vs "
                            f"{_len(rows[i]['input_ids'])}).", "Build input_ids and attention_mask in the same "
                            "tokenizer call: `tokenizer(texts, truncation=True)`.", location=loc))
-    lengths = data.sequence_lengths(ds) if hf else [_len(r["input_ids"]) for r in rows]
+    packed = "seq_lengths" in rows[0]
+    if packed:  # packed rows: positions restart at every document, so each document must fit, not the row
+        lengths = [max(data.flatten(r["seq_lengths"]) or [0]) for r in
+                   (ds.select(range(min(len(ds), 20_000))).with_format(None) if hf else rows)]
+    else:
+        lengths = data.sequence_lengths(ds) if hf else [_len(r["input_ids"]) for r in rows]
     positions = data.max_positions(model)
     longest = max(lengths) if lengths else 0
     if positions and longest > positions:
         too_long = sum(1 for n in lengths if n > positions)
-        out.append(finding("FTD206", f"{too_long} of {len(lengths)} rows are longer than the model's {positions} "
+        unit = "packed rows hold a document" if packed else "rows are"
+        out.append(finding("FTD206", f"{too_long} of {len(lengths)} {unit} longer than the model's {positions} "
                            f"position embeddings (longest: {longest} tokens).",
                            f"Truncate when tokenizing: `tokenizer(..., truncation=True, max_length={positions})`.",
                            location=loc, evidence={"longest": longest, "max_positions": positions, "rows": too_long}))

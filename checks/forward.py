@@ -7,7 +7,7 @@ import math
 from ftdoctor import data
 from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, rule
 
-from ._failures import explain
+from ._failures import explain, relay_fix
 
 rule("FTD401", "no-loss", "forward", "error", "The model returns no loss",
      """
@@ -50,7 +50,8 @@ def forward_failure(exc, where, findings_so_far, pipeline, model, batch):
     if failure.kind == "no-labels":
         return finding("FTD401", failure.first_line, "Put `labels` in the batch.",
                        location=pipeline.location(pipeline.trainer)), failure.text
-    return finding("FTD405", failure.first_line, "Fix the cause shown; --traceback prints the whole trace.",
+    return finding("FTD405", failure.first_line,
+                   relay_fix(failure.text, "Fix the cause shown; --traceback prints the whole trace."),
                    location=pipeline.location(model), evidence={"exception": failure.text}), failure.text
 
 

@@ -179,9 +179,22 @@ def truncated(row: dict, fraction: float) -> dict:
     for k, v in row.items():
         if nested and isinstance(v, (list, tuple)) and len(v) == len(ids) and v and isinstance(v[0], (list, tuple)):
             out[k] = [_cut(x, fraction, tokens) for x in v]
+        elif k == "seq_lengths" and isinstance(v, (list, tuple)):
+            out[k] = _cut_documents(list(v), _length(out.get("input_ids")) or max(1, round((tokens or 1) * fraction)))
         else:
             out[k] = _cut(v, fraction, tokens)
     return out
+
+
+def _cut_documents(lengths: list[int], total: int) -> list[int]:
+    """The document lengths of a packed row cut to ``total`` tokens: whole documents, then part of the next."""
+    out, used = [], 0
+    for n in lengths:
+        if used >= total:
+            break
+        out.append(min(n, total - used))
+        used += out[-1]
+    return out or [total]
 
 
 def _cut(v, fraction: float, tokens: int | None):

@@ -142,8 +142,11 @@ def _diverged(losses) -> bool:
     return max(losses) > BLOWUP * losses[0] or losses[-1] > losses[0] * 1.05
 
 
-def trial(target, batch, lr, args, task, steps=STEPS, seed=0):
-    """Train a fresh copy on ``batch`` at ``lr``, stopping early once it learned, blew up or stalled."""
+def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None):
+    """Train a fresh copy on ``batch`` at ``lr``, stopping early once it learned, blew up or stalled (or the
+    stage's time is up)."""
+    import time
+
     import torch
 
     with torch.random.fork_rng(devices=[]):
@@ -164,6 +167,8 @@ def trial(target, batch, lr, args, task, steps=STEPS, seed=0):
                                                                       or losses[-1] > BLOWUP * losses[0]):
                 break
             if step == STALL_STEPS and (losses[0] - min(losses)) < STALL_DROP * abs(losses[0]):
+                break
+            if deadline is not None and time.perf_counter() > deadline and step >= 2:
                 break
             loss.backward()
             if clip > 0:
@@ -237,18 +242,25 @@ def _sweep(user: Trial) -> list[float]:
 
 @check("overfit", codes=("FTD701", "FTD702", "FTD703", "FTD704"))
 def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, target, trainer=None, optimizer=None,
-                      args=None, task=None, overfit_seed=0):
+                      args=None, task=None, overfit_seed=0, budget=None, train_features=None):
+    import time
+
     # A step that already fails (no gradient, NaN, nothing moves) makes every trial fail: reported once, there.
     roots = [f.code for f in findings_so_far if f.severity == "error" and f.code[:4] in ("FTD4", "FTD5")]
     if roots:
         return Provide({}, skip_reason=f"training cannot work as forward/backward showed ({', '.join(roots)})")
     user_lr = _user_lr(args, optimizer)
+    seconds = getattr(budget, "overfit_seconds", None)
+    deadline = time.perf_counter() + seconds if seconds else None
+    batch, reduced = _affordable_batch(batch, train_features, target, step_evidence, seconds, budget)
     try:
-        user = trial(target, batch, user_lr, args, task, seed=overfit_seed)
+        user = trial(target, batch, user_lr, args, task, seed=overfit_seed, deadline=deadline)
         runs = [user]
         if not user.learned:
             for lr in _sweep(user):
-                runs.append(trial(target, batch, lr, args, task, seed=overfit_seed))
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
+                runs.append(trial(target, batch, lr, args, task, seed=overfit_seed, deadline=deadline))
                 if runs[-1].learned:
                     break
     except UserCodeError as err:
@@ -256,6 +268,8 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
                        "Fix the error; it would stop the real run too.", location=pipeline.location(trainer))
     fresh = never_trained(model)
     evidence = {"runs": [r.evidence() for r in runs], "prior_loss": user.prior, "never_trained": fresh}
+    if reduced:
+        evidence["batch"] = reduced
     if user.learned:
         return Provide(evidence=evidence)
     worked = next((r for r in runs[1:] if r.learned), None)
@@ -297,6 +311,32 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
         "Check that the inputs differ between examples (truncation, padding) and that the labels belong to their "
         "inputs; that the parameters that matter are trainable and reach the loss (see backward); and that the "
         "loss is the task's.", location=pipeline.location(trainer), evidence=evidence))
+
+
+def _affordable_batch(batch, features, target, step_evidence, seconds, budget=None):
+    """The batch, or fewer of its rows, so that a few trials of STEPS steps fit the stage's time: the measured
+    step time of the backward stage says what one step of this batch costs here."""
+    step = (step_evidence or {}).get("step_seconds")
+    if not seconds or not step or step * STEPS * 2 <= seconds or not hasattr(batch, "items"):
+        return batch, None
+    import torch
+
+    rows = next((v.shape[0] for v in batch.values() if torch.is_tensor(v) and v.dim() >= 1), None)
+    if not rows or rows <= 1:
+        return batch, None
+    keep = max(1, min(rows - 1, int(rows * seconds / (step * STEPS * 2))))
+    fixed = target.fixed_batch()
+    if features and fixed is None:
+        from ftdoctor.budget import cut_row
+
+        try:
+            rows_kept = [cut_row(r, getattr(budget, "max_tokens", None)) for r in features[:keep]]
+            return target.collate(rows_kept), f"{keep} of {rows} rows (time)"
+        except UserCodeError:
+            pass
+    sliced = {k: (v[:keep] if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == rows else v)
+              for k, v in batch.items()}
+    return sliced, f"{keep} of {rows} rows (time)"
 
 
 def _step_note(user) -> str:

@@ -6,7 +6,9 @@ import difflib
 import os
 import re
 
-from ftdoctor.sdk import read_source, user_site_in_traceback, check, finding, rule
+from ftdoctor.sdk import check, finding, read_source, rule, user_site_in_traceback
+
+from ._failures import relay_fix
 
 rule("FTD001", "removed-argument", "setup", "error", "An argument removed or renamed in transformers 5",
      """
@@ -185,7 +187,7 @@ def script_raised(capture):
                                "forward stages for the cause.", location=found.location, evidence=found.evidence)
             return found
     return finding("FTD005", f"{type(exc).__name__}: {exc}",
-                   "Fix the line shown; run with --traceback to see the whole traceback.",
+                   relay_fix(str(exc), "Fix the line shown; run with --traceback to see the whole traceback."),
                    location=location, evidence=evidence)
 
 

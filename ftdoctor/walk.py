@@ -173,6 +173,7 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
     if unknown:
         raise ValueError(f"unknown stage(s): {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}")
     wanted = set(with_dependencies(asked)) if checks is None else asked
+    _decide_budget(values)
     ctx = Context(values)
     ctx.set("findings_so_far", [])
     target = values.get("target")
@@ -193,6 +194,20 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
     report.environment = environment()
     report.duration_s = time.perf_counter() - start
     return report
+
+
+def _decide_budget(values: dict[str, Any]) -> None:
+    """The budget option ("fast", "full") becomes the walk's Budget for this pipeline on this machine."""
+    from .budget import Budget, decide
+
+    if isinstance(values.get("budget"), Budget):
+        return
+    mode = values.get("budget") if isinstance(values.get("budget"), str) else "fast"
+    model = values.get("model")
+    if model is None or isinstance(model, Unavailable):
+        values["budget"] = Budget(mode)
+        return
+    values["budget"] = decide(model, values.get("args"), mode)
 
 
 class preserved_state:
