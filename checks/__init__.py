@@ -2,3 +2,4 @@
 
 from . import setup, config, decode, collate, forward, backward, metrics, overfit, memory  # noqa: F401
 from . import loop  # noqa: F401  (hand-written loop checks, registered at their stages)
+from . import distributed  # noqa: F401  (run with --nproc N)

@@ -129,12 +129,18 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
     params = dict(work_model.named_parameters())
     before = {n: params[n].detach().clone() for n in trainable if n in params}
     started = time.perf_counter()
+    ran: set[str] = set()
+    hooks = _watch_children(work_model, ran)
     try:
-        loss, _ = target.loss(work_model, batch)
-        if loss is None:
-            return Provide({}, out, skip_reason="the model returns no loss (forward)")
-        run_user("loss.backward()", loss.backward)
-        step_seconds = time.perf_counter() - started
+        try:
+            loss, _ = target.loss(work_model, batch)
+            if loss is None:
+                return Provide({}, out, skip_reason="the model returns no loss (forward)")
+            run_user("loss.backward()", loss.backward)
+            step_seconds = time.perf_counter() - started
+        finally:
+            for h in hooks:
+                h.remove()
     except UserCodeError as err:
         failure = explain(err.exc, "the backward pass", findings_so_far)
         if failure.kind == "predicted":
@@ -144,7 +150,7 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
                     location=pipeline.location(model), evidence={"exception": failure.text})
         return Provide({}, out + [f], skip_reason=failure.reason)
     no_grad = [n for n in trainable if n in params and (params[n].grad is None or not params[n].grad.any())]
-    head = _head_names(work_model)
+    head = [h for h in _head_names(work_model) if h.rstrip(".") in ran or h.rstrip(".").split(".")[-1] in ran]
     non_finite = [n for n in trainable if n in params and params[n].grad is not None
                   and not torch.isfinite(params[n].grad).all()]
     if non_finite:
@@ -224,6 +230,27 @@ def _state_bytes(opt) -> int:
     import torch
 
     return sum(v.numel() * v.element_size() for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
+
+
+def _watch_children(model, ran: set[str]) -> list:
+    """Hooks that note which modules of the model (and of the model it wraps) run in a forward: a module that
+    never runs is not the head the loss reads, whatever its place."""
+    names = {id(m): n for n, m in model.named_modules()}
+    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    handles = []
+    for _, m in list(inner.named_children()) + list(model.named_children()):
+        full = names.get(id(m))
+        if full is None:
+            continue
+
+        def hook(module, args, name=full):
+            ran.add(name)
+
+        handles.append(m.register_forward_pre_hook(hook))
+    out_emb = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    if out_emb is not None and id(out_emb) in names:
+        handles.append(out_emb.register_forward_pre_hook(lambda module, args, name=names[id(out_emb)]: ran.add(name)))
+    return handles
 
 
 def _still_without_gradient(target, work, batch, names, params) -> list[str]:

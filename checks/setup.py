@@ -82,6 +82,11 @@ rule("FTD010", "syntax-error", "setup", "error", "The script is not valid Python
      """,
      broken="args = TrainingArguments('out', learning_rate=2e-5",
      fixed="args = TrainingArguments('out', learning_rate=2e-5)")
+rule("FTD012", "ranks-out-of-step", "setup", "info", "The script stopped in a collective the ranks did not share",
+     """
+     On several ranks, the script stopped in a barrier, all-reduce or broadcast that timed out or lost its peer:
+     the ranks were not in the same collective. The distributed stage shows where each rank was.
+     """)
 rule("FTD008", "loop-failed-at-first-step", "setup", "info", "The loop failed at its first step; the stages show why",
      """
      A hand-written loop raised while drawing or running its first batch. Its model, loader and optimizer were
@@ -148,7 +153,7 @@ def tensorflow_script(capture):
 
 
 @check("setup", codes=("FTD001", "FTD002", "FTD003", "FTD004", "FTD005", "FTD007", "FTD008", "FTD009", "FTD010",
-                        "FTD106", "FTD108"))
+                        "FTD012", "FTD106", "FTD108"))
 def script_raised(capture):
     """Diagnose the exception that stopped the script before training."""
     if capture.outcome != "error" or capture.exception is None:
@@ -161,6 +166,11 @@ def script_raised(capture):
                        "Fix the line shown: Python stops before running anything.",
                        location=str(Site(exc.filename, exc.lineno or 1)), evidence={"offset": exc.offset})
     site = user_site_in_traceback(capture.exc_tb, capture.user_dir)
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and re.search(
+            r"Timed out waiting|Connection closed by peer|Connection reset by peer|gloo", str(exc)):
+        return finding("FTD012", f"This rank stopped in a collective: {str(exc).splitlines()[0][:200]}",
+                       "See the distributed stage: it shows where each rank was.",
+                       location=str(site) if site else None, evidence={"exception": f"{type(exc).__name__}: {exc}"})
     if capture.loop is not None and getattr(capture.loop, "batch", None) is not None:
         # The loop failed in its first step on a batch ftdoctor has: the stages below run it again and name
         # the cause where it starts.

@@ -42,7 +42,8 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
                  walk_timeout: float | None = None, stages: Iterable[str] | None = None,
                  progress: Callable[..., Any] | None = None, show_output: bool = False,
                  options: dict[str, Any] | None = None, check_dirs: Iterable[str] | None = None,
-                 artifacts_dir: str | None = None, in_process: bool = False) -> ScriptResult:
+                 artifacts_dir: str | None = None, in_process: bool = False, nproc: int = 1,
+                 collective_timeout: float | None = None) -> ScriptResult:
     """Run ``script`` like ``python SCRIPT ARGS`` in a child process, walk its pipeline at the moment training
     starts, and return the report (or why there is none). Nothing of the script runs after that moment.
 
@@ -67,9 +68,15 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
         return result
     from .runner import run_child
 
-    return run_child(script, list(argv or []), stages=list(stages) if stages else None, options=options or {},
+    stages = list(stages) if stages else None
+    if nproc > 1 and stages is None:
+        from .findings import DEFAULT_STAGES
+
+        stages = [*DEFAULT_STAGES, "distributed"]
+    return run_child(script, list(argv or []), stages=stages, options=options or {},
                      check_dirs=dirs, timeout=timeout, walk_timeout=walk_timeout, progress=progress,
-                     show_output=show_output, artifacts_dir=artifacts_dir)
+                     show_output=show_output, artifacts_dir=artifacts_dir, nproc=nproc,
+                     **({"collective_timeout": collective_timeout} if collective_timeout else {}))
 
 
 def not_a_script(path: str) -> str | None:

@@ -20,7 +20,7 @@ _events = None  # the pipe to the parent: one JSON object per line
 
 
 def send(event: str, **fields: Any) -> None:
-    if _events is None:
+    if _events is None or os.environ.get("RANK", "0") != "0":
         return
     try:
         _events.write(json.dumps({"event": event, **fields}) + "\n")
@@ -49,6 +49,9 @@ def _announce_prompts() -> None:
 def finish(spec: dict[str, Any], envelope: dict[str, Any]) -> None:
     """Write the result where the parent reads it and end the process at once."""
     path = spec["result_path"]
+    rank = os.environ.get("RANK", "0")
+    if rank != "0":
+        path = f"{path}.rank{rank}"
     try:
         with open(path + ".tmp", "w", encoding="utf-8") as fh:
             json.dump(envelope, fh, default=_jsonable)
@@ -87,10 +90,20 @@ def run(spec: dict[str, Any]) -> None:
     def progress(stage: str) -> None:
         send("stage", stage=stage)
 
+    rank, world = _rank_and_world()
+    if world > 1 and spec.get("collective_timeout"):
+        _shorten_collective_timeouts(float(spec["collective_timeout"]))
+
     def walk_and_finish(cap: Any) -> None:
         send("captured", outcome=cap.outcome)
+        options = dict(spec.get("options") or {})
+        if world > 1:
+            # Every rank records what it holds; rank 0 compares them and walks, the others are done.
+            options["rank_facts"] = _exchange_facts(spec, cap, rank, world)
+            if rank != 0:
+                finish(spec, {"report": None, "outcome": "rank", "message": None})
         try:
-            result = walk_capture(cap, stages=spec.get("stages"), options=spec.get("options"),
+            result = walk_capture(cap, stages=spec.get("stages"), options=options,
                                   check_dirs=spec.get("check_dirs") or (), progress=progress)
             if spec.get("artifacts_dir") and result.report is not None:
                 result.artifacts = save_artifacts(result.report.context, spec["artifacts_dir"])
@@ -103,6 +116,45 @@ def run(spec: dict[str, Any]) -> None:
 
     cap = capture_script(spec["script"], spec.get("argv") or [], on_capture=walk_and_finish, quiet=False)
     walk_and_finish(cap)  # the script ended, exited or raised before training: say what happened
+
+
+def _rank_and_world() -> tuple[int, int]:
+    from .targets.distributed import rank_and_world
+
+    return rank_and_world()
+
+
+def _shorten_collective_timeouts(seconds: float) -> None:
+    """Once the script imports torch, its process groups give up on a collective after ``seconds``."""
+    from .capture.imports import PostImportHooks
+
+    def patch(_module) -> None:
+        from .targets.distributed import shorten_collective_timeouts
+
+        shorten_collective_timeouts(seconds)
+
+    PostImportHooks().when_imported("torch", patch)
+
+
+def _exchange_facts(spec: dict[str, Any], cap: Any, rank: int, world: int) -> list[dict]:
+    """Write this rank's facts to the run's folder; on rank 0, read every rank's."""
+    from .targets.distributed import collect, failure_facts, read_facts, write_facts
+
+    try:
+        if cap.outcome in ("training", "loop"):
+            from .pipeline import Pipeline
+            from .targets import target_for
+
+            pipeline = Pipeline.from_trainer(cap.trainer, cap) if cap.outcome == "training" else Pipeline.from_loop(cap)
+            facts = collect(target_for(pipeline), pipeline)
+        else:
+            facts = failure_facts(cap)
+    except BaseException:  # noqa: BLE001 - ftdoctor's own failure on this rank
+        facts = {"rank": rank, "world_size": world, "outcome": "internal-error", "error": traceback.format_exc()}
+    write_facts(spec["ranks_dir"], facts)
+    if rank != 0:
+        return []
+    return read_facts(spec["ranks_dir"], world, timeout=float(spec.get("collective_timeout") or 60) + 30)
 
 
 def save_artifacts(context: dict[str, Any], folder: str) -> dict[str, str]:
@@ -177,9 +229,8 @@ def main() -> None:
     # instead (capture_script adds it), and nothing else.
     if sys.path and sys.path[0] in ("", os.getcwd()):
         sys.path.pop(0)
-    fd = spec.get("events_fd")
-    if fd is not None:
-        _events = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+    if spec.get("events_path"):
+        _events = open(spec["events_path"], "a", buffering=1, encoding="utf-8")
     _announce_prompts()
     _end_with_parent()
     try:

@@ -92,6 +92,10 @@ def _walk_options(c: argparse.ArgumentParser) -> None:
     w.add_argument("--offline", action=argparse.BooleanOptionalAction, default=None,
                    help="set HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, HF_EVALUATE_OFFLINE=1 for the script")
     w.add_argument("--budget", choices=("fast", "full"), help="how much the walk may spend (rows, steps)")
+    w.add_argument("--nproc", type=int, metavar="N", help="launch the script on N ranks with torchrun (gloo on the "
+                                                          "CPU, 127.0.0.1) and add the `distributed` stage")
+    w.add_argument("--collective-timeout", type=float, metavar="S", help="with --nproc: seconds a collective may "
+                                                                         "wait for the other ranks (default 30)")
     w.add_argument("--gpu-memory", type=_parse_gpu_memory, metavar="SIZE|GPU",
                    help="plan memory for this device (24GiB, 80GB or a GPU name such as A100-80GB) when no GPU "
                         "is present")
@@ -186,7 +190,8 @@ def _check(args, demo: bool = False) -> int:
         ignored = [code for value in args.ignore or [] for code in parse_codes(value, where="--ignore")]
         settings = settings.override(
             stages=parse_stages(args.stages) if args.stages else None, timeout=args.timeout,
-            walk_timeout=args.walk_timeout, offline=args.offline, budget=args.budget, gpu_memory=args.gpu_memory)
+            walk_timeout=args.walk_timeout, offline=args.offline, budget=args.budget, gpu_memory=args.gpu_memory,
+            nproc=args.nproc)
     except ConfigError as exc:
         return _refuse(shown, str(exc), fmt, args)
     policy = Policy.from_lists(settings.ignore, ignored, settings.severity)
@@ -270,7 +275,8 @@ def _check_one(script: str, script_args: list[str], args, settings, policy, fmt:
     try:
         result = check_script(script, script_args, timeout=settings.timeout, walk_timeout=settings.walk_timeout,
                               stages=settings.stages, progress=progress, show_output=args.show_script_output,
-                              options=settings.options())
+                              options=settings.options(), nproc=settings.nproc or 1,
+                              collective_timeout=args.collective_timeout)
     except (Interrupted, KeyboardInterrupt):
         if status is not None:
             status.stop()

@@ -14,7 +14,8 @@ from .findings import SEVERITIES, STAGES
 
 PYPROJECT = "pyproject.toml"
 # Every key of [tool.ftdoctor]; the pytest ini keys are the same names as ftdoctor_<key> with _ for -.
-KEYS = ("scripts", "stages", "ignore", "severity", "timeout", "walk-timeout", "offline", "budget", "gpu-memory")
+KEYS = ("scripts", "stages", "ignore", "severity", "timeout", "walk-timeout", "offline", "budget", "gpu-memory",
+        "nproc")
 BUDGETS = ("fast", "full")
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\d+")
 
@@ -36,6 +37,7 @@ class Settings:
     offline: bool | None = None
     budget: str | None = None
     gpu_memory: tuple[int, str | None] | None = None  # bytes, and the GPU's name when one was named
+    nproc: int | None = None  # ranks to launch under torchrun (the distributed stage); 1 when not set
     path: str | None = None  # the pyproject.toml the settings came from
 
     def override(self, **values: Any) -> "Settings":
@@ -110,6 +112,8 @@ def from_table(table: dict[str, Any], path: str) -> Settings:
         s.offline = table["offline"]
     if "budget" in table:
         s.budget = parse_budget(table["budget"], where)
+    if "nproc" in table:
+        s.nproc = parse_nproc(table["nproc"], where)
     if "gpu-memory" in table:
         value = table["gpu-memory"]
         if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -168,6 +172,16 @@ def parse_seconds(value: Any, key: str, where: str) -> float:
     except (TypeError, ValueError):
         raise ConfigError(f"`{key}` in {where} must be a positive number of seconds, not {value!r}") from None
     return seconds
+
+
+def parse_nproc(value: Any, where: str = "--nproc") -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if isinstance(value, bool) or n < 1 or n > 8:
+        raise ConfigError(f"`nproc` in {where} must be a number of ranks from 1 to 8, not {value!r}")
+    return n
 
 
 def parse_budget(value: Any, where: str) -> str:

@@ -45,6 +45,8 @@ def pytest_addoption(parser):
                   help="run the scripts with HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, HF_EVALUATE_OFFLINE=1")
     parser.addini("ftdoctor_budget", default=None, help="fast or full")
     parser.addini("ftdoctor_gpu_memory", default=None, help="plan memory for this device (24GiB, A100-80GB)")
+    parser.addini("ftdoctor_nproc", default=None, help="ranks to launch each script on with torchrun (adds the "
+                                                        "`distributed` stage)")
 
 
 def _ini(config, name: str):
@@ -54,7 +56,7 @@ def _ini(config, name: str):
 
 def settings(config):
     """[tool.ftdoctor] of pyproject.toml, overridden by the ini keys, overridden by the command line."""
-    from .config import (ConfigError, load, parse_budget, parse_codes, parse_gpu_memory, parse_scripts,
+    from .config import (ConfigError, load, parse_budget, parse_codes, parse_nproc, parse_gpu_memory, parse_scripts,
                          parse_seconds, parse_severity, parse_stages)
 
     try:
@@ -71,7 +73,8 @@ def settings(config):
             offline=_ini(config, "ftdoctor_offline"),
             budget=parse_budget(_ini(config, "ftdoctor_budget"), where) if _ini(config, "ftdoctor_budget") else None,
             gpu_memory=parse_gpu_memory(_ini(config, "ftdoctor_gpu_memory"))
-            if _ini(config, "ftdoctor_gpu_memory") else None)
+            if _ini(config, "ftdoctor_gpu_memory") else None,
+            nproc=parse_nproc(_ini(config, "ftdoctor_nproc"), where) if _ini(config, "ftdoctor_nproc") else None)
         for key in ("timeout", "walk_timeout"):
             value = _ini(config, f"ftdoctor_{key}")
             ini[key] = parse_seconds(value, f"ftdoctor_{key}", where) if value is not None else None
@@ -123,7 +126,7 @@ class _Walks:
                     result = check_script(
                         script, args, timeout=s.timeout, walk_timeout=s.walk_timeout, stages=s.stages,
                         options=s.options(), check_dirs=_check_dirs(self.config, script),
-                        artifacts_dir=os.path.join(self._artifacts, str(len(self.results))))
+                        artifacts_dir=os.path.join(self._artifacts, str(len(self.results))), nproc=s.nproc or 1)
                 if result.report is not None:
                     apply_policy(result.report, self.config._ftdoctor_policy)
                 self.results[key] = result
@@ -207,8 +210,9 @@ class PipelineCollector(pytest.File):
         self.script_args = script_args
 
     def collect(self):
-        stages = self.config._ftdoctor_settings.stages
-        for stage in (stages or DEFAULT_STAGES):
+        settings = self.config._ftdoctor_settings
+        default = [*DEFAULT_STAGES, "distributed"] if (settings.nproc or 1) > 1 else DEFAULT_STAGES
+        for stage in (settings.stages or default):
             yield StageItem.from_parent(self, name=stage, stage=stage)
 
 

@@ -26,6 +26,7 @@ from .api import ScriptResult
 TAIL_LINES = 200
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_WALK_TIMEOUT = 1800.0
+DEFAULT_COLLECTIVE_TIMEOUT = 30.0  # a collective only some ranks enter fails after this, instead of hanging
 
 
 class Interrupted(KeyboardInterrupt):
@@ -35,36 +36,60 @@ class Interrupted(KeyboardInterrupt):
 def run_child(script: str, argv: list[str], *, stages: list[str] | None, options: dict[str, Any],
               check_dirs: list[str], timeout: float | None = None, walk_timeout: float | None = None,
               progress: Callable[..., Any] | None = None, show_output: bool = False,
-              artifacts_dir: str | None = None, env: dict[str, str] | None = None) -> ScriptResult:
+              artifacts_dir: str | None = None, env: dict[str, str] | None = None, nproc: int = 1,
+              collective_timeout: float = DEFAULT_COLLECTIVE_TIMEOUT) -> ScriptResult:
+    """Run the script in a child process (or, with ``nproc`` > 1, in that many ranks under torchrun)."""
     timeout = timeout or DEFAULT_TIMEOUT
     walk_timeout = walk_timeout or DEFAULT_WALK_TIMEOUT
     work = tempfile.mkdtemp(prefix="ftdoctor-")
     try:
         return _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progress, show_output,
-                    artifacts_dir, env, work)
+                    artifacts_dir, env, work, nproc, collective_timeout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _command(spec_path: str, nproc: int) -> list[str]:
+    """`python -m ftdoctor.child SPEC`, or the same under torchrun's launcher with ``nproc`` local ranks on the
+    CPU (gloo), all on 127.0.0.1."""
+    if nproc <= 1:
+        return [sys.executable, "-m", "ftdoctor.child", spec_path]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--nnodes", "1",
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "--module", "ftdoctor.child",
+            spec_path]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progress, show_output, artifacts_dir,
-         env, work) -> ScriptResult:
-    read_fd, write_fd = os.pipe()
+         env, work, nproc=1, collective_timeout=DEFAULT_COLLECTIVE_TIMEOUT) -> ScriptResult:
+    events_path = os.path.join(work, "events.jsonl")
+    open(events_path, "w").close()
     spec = {"script": os.path.abspath(script), "argv": argv, "cwd": os.getcwd(), "stages": stages,
             "options": options, "check_dirs": check_dirs, "result_path": os.path.join(work, "result.json"),
-            "events_fd": write_fd, "artifacts_dir": artifacts_dir}
+            "events_path": events_path, "artifacts_dir": artifacts_dir, "ranks_dir": work,
+            "collective_timeout": collective_timeout if nproc > 1 else None}
     spec_path = os.path.join(work, "spec.json")
     with open(spec_path, "w", encoding="utf-8") as fh:
         json.dump(spec, fh)
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "ftdoctor.child", spec_path], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(write_fd,),
-                                env=env if env is not None else os.environ.copy())
-    finally:
-        os.close(write_fd)
+    child_env = dict(env if env is not None else os.environ)
+    if nproc > 1:
+        child_env.setdefault("OMP_NUM_THREADS", "1")
+        child_env.pop("RANK", None)
+        child_env.pop("WORLD_SIZE", None)
+    proc = subprocess.Popen(_command(spec_path, nproc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=child_env)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     events: queue.Queue = queue.Queue()
+    done = threading.Event()
     readers = [threading.Thread(target=_pump_output, args=(proc.stdout, tail, show_output), daemon=True),
-               threading.Thread(target=_pump_events, args=(read_fd, events), daemon=True)]
+               threading.Thread(target=_pump_events, args=(events_path, events, done), daemon=True)]
     for t in readers:
         t.start()
     phase, phase_start, limit = "script", time.monotonic(), timeout
@@ -83,10 +108,9 @@ def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progr
                     progress(kind, ev.get("stage") or ev.get("prompt") or ev.get("outcome"))
                 continue
             if proc.poll() is not None:
-                # Ended. Its events are read; a DataLoader worker may still hold the pipe open, so do not wait
-                # long for the reader to see the end of it.
+                # Ended: give the event reader a moment to see the last lines.
                 ended_at = ended_at or time.monotonic()
-                if not readers[1].is_alive() or time.monotonic() - ended_at > 0.5:
+                if time.monotonic() - ended_at > 0.3:
                     break
                 continue
             if time.monotonic() - phase_start > limit:
@@ -100,6 +124,7 @@ def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progr
             # The child reports and ends itself; anything still running (a timeout, a grandchild) is killed.
             _wait_or_kill(proc, grace=0 if timed_out else 5.0)
         _kill_group(proc)
+        done.set()
         for t in readers:
             t.join(timeout=2.0)
     output = "".join(tail)
@@ -170,13 +195,24 @@ def _pump_output(stream, tail, show: bool) -> None:
     stream.close()
 
 
-def _pump_events(fd: int, events: queue.Queue) -> None:
-    with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            try:
-                events.put(json.loads(line))
-            except ValueError:
-                pass
+def _pump_events(path: str, events: queue.Queue, done: threading.Event) -> None:
+    """Follow the child's events file (a file, not a pipe: torchrun's ranks do not inherit descriptors)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        pending = ""
+        while True:
+            chunk = fh.read()
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    try:
+                        events.put(json.loads(line))
+                    except ValueError:
+                        pass
+            elif done.is_set():
+                return
+            else:
+                time.sleep(0.05)
 
 
 def _wait_or_kill(proc: subprocess.Popen, grace: float) -> None:

@@ -35,6 +35,7 @@ class PostImportHooks:
 
     def __init__(self) -> None:
         self.pending: dict[str, list[Callable[[Any], None]]] = {}
+        self._resolving: set[str] = set()
         self.installed = False
         self.errors: list[str] = []
 
@@ -49,16 +50,20 @@ class PostImportHooks:
             self.installed = True
 
     def find_spec(self, name: str, path: Any = None, target: Any = None):
-        if name not in self.pending:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
+        if name not in self.pending or name in self._resolving:
+            return None  # (another PostImportHooks asking back while it resolves the same name)
+        self._resolving.add(name)
+        try:
+            for finder in sys.meta_path:
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(name, path, target)
+                if spec is not None:
+                    break
+            else:
+                return None
+        finally:
+            self._resolving.discard(name)
         if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         spec.loader = _LoaderWithHooks(spec.loader, lambda module: self._fire(name, module))

@@ -131,6 +131,52 @@ class Target:
         """Restore whatever framework state the walk touches."""
         yield
 
+    # -- several ranks ----------------------------------------------------------------------------------------------
+    def distributed_wrapper(self) -> str:
+        """How the run wraps its model for several ranks: ddp, fsdp, deepspeed or none."""
+        return "none"
+
+    def ddp_kwargs(self) -> dict:
+        """The DistributedDataParallel settings the run uses."""
+        return {}
+
+    def checkpointing_kwargs(self) -> dict | None:
+        """Activation checkpointing the run turns on when it starts (None: off, or already on the model)."""
+        return None
+
+    def train_loader(self) -> Any:
+        """The loader the run draws its training batches from, as this rank sees it (None: it has none)."""
+        return None
+
+    def rank_samples(self, batches: int) -> dict:
+        """What this rank trains on: the rows of its first batches, and the dataset indices of its whole first
+        epoch when the loader's sampler tells them."""
+        from .distributed import batch_keys
+
+        loader = run_user("building the training loader", self.train_loader)
+        out: dict[str, Any] = {"sample_keys": [], "epoch_indices": None, "dataset_len": None, "sampler": None}
+        if loader is None:
+            fixed = self.fixed_batch()
+            out["sample_keys"] = batch_keys(fixed) if fixed is not None else []
+            out["_first_batch"] = fixed
+            return out
+        sampler = getattr(loader, "batch_sampler", None)
+        inner = getattr(sampler, "batch_sampler", sampler)
+        out["sampler"] = type(getattr(inner, "sampler", inner)).__name__
+        out["dataset_len"] = _len(getattr(loader, "dataset", None))
+        if sampler is not None and out["dataset_len"] is not None:
+            indices = run_user("the training sampler", lambda: [i for b in sampler for i in b])
+            out["epoch_indices"] = [int(i) for i in indices]
+        keys, first = [], None
+        for n, batch in enumerate(run_user("the training loader", iter, loader)):
+            first = batch if first is None else first
+            keys.extend(batch_keys(batch))
+            if n + 1 >= batches:
+                break
+        out["sample_keys"] = keys
+        out["_first_batch"] = dict(first) if hasattr(first, "items") else None
+        return out
+
 
 def _dist_value(getter: str, env: str, default: int) -> int:
     try:
@@ -144,6 +190,13 @@ def _dist_value(getter: str, env: str, default: int) -> int:
         return int(os.environ.get(env, default))
     except ValueError:
         return default
+
+
+def _len(obj: Any) -> int | None:
+    try:
+        return len(obj)
+    except Exception:
+        return None
 
 
 def take_rows(ds: Any, n: int) -> list[Any]:

@@ -63,6 +63,24 @@ class LoopTarget(Target):
             else fn
         return [forward] if forward is not None else []
 
+    def distributed_wrapper(self) -> str:
+        from .distributed import wrapper_of
+
+        rec = self.record
+        return wrapper_of(rec.model) if rec is not None and rec.model is not None else "none"
+
+    def ddp_kwargs(self) -> dict:
+        rec = self.record
+        model = getattr(rec, "model", None)
+        if type(model).__name__ != "DistributedDataParallel":
+            return {}
+        return {"find_unused_parameters": bool(getattr(model, "find_unused_parameters", False)),
+                "static_graph": bool(getattr(model, "static_graph", False))}
+
+    def train_loader(self) -> Any:
+        rec = self.record
+        return getattr(rec, "dataloader", None)
+
     def _model_keys(self, batch: dict) -> list[str]:
         """The keys the loop passed to its model (a batch may carry more: the targets of its own loss)."""
         keys = list(getattr(self.record, "model_keys", None) or [])

@@ -127,6 +127,8 @@ class TrainerTarget(Target):
             return None
         if str(getattr(args, "device", "cpu")) != str(next(model.parameters()).device):
             return None  # its eval loader would put batches where the copy is not
+        if self.world_size > 1:
+            return None  # its evaluation gathers across ranks, and only this rank walks
         subset = _first_rows(dataset, n)
         if subset is None:
             return None
@@ -155,6 +157,29 @@ class TrainerTarget(Target):
             if accelerator is not None and hasattr(accelerator, "_models"):
                 del accelerator._models[models_before:]
         return seen.get("prediction")
+
+    def distributed_wrapper(self) -> str:
+        args = self.trainer.args
+        if getattr(args, "fsdp", None):
+            return "fsdp"
+        if getattr(args, "deepspeed", None):
+            return "deepspeed"
+        return "ddp" if int(getattr(args, "world_size", 1) or 1) > 1 else "none"
+
+    def ddp_kwargs(self) -> dict:
+        """What the Trainer's accelerator will pass to DistributedDataParallel."""
+        handler = getattr(getattr(self.trainer, "accelerator", None), "ddp_handler", None)
+        return handler.to_kwargs() if handler is not None else {}
+
+    def checkpointing_kwargs(self) -> dict | None:
+        args = self.trainer.args
+        on = getattr(args, "gradient_checkpointing", False) or getattr(args, "activation_checkpointing", False)
+        if not on:
+            return None
+        return dict(getattr(args, "gradient_checkpointing_kwargs", None) or {})
+
+    def train_loader(self) -> Any:
+        return self.trainer.get_train_dataloader()
 
     @contextlib.contextmanager
     def preserved(self) -> Iterator[None]:
