@@ -434,6 +434,12 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
     params_bytes = sum(p.numel() * p.element_size() for p in params)
     grads_bytes = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
     optimizer_bytes, optimizer_how = _optimizer_state(step_evidence, work_optimizer, args, params)
+    sharding = model_state_sharding(args)
+    if sharding["ranks"] > 1:
+        # Each rank holds its share of what the run shards (ZeRO stages, FSDP): the peaks below are per rank.
+        params_bytes //= sharding["params"]
+        grads_bytes //= sharding["grads"]
+        optimizer_bytes //= sharding["optimizer"]
     train_bs = int(getattr(args, "per_device_train_batch_size", 8) or 8)
     eval_bs = int(getattr(args, "per_device_eval_batch_size", 8) or 8)
     accumulation = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
@@ -500,7 +506,7 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
                 "mixed_precision": precision, "gradient_checkpointing": checkpointing,
                 "device": device.to_dict() if device else None, "margin": MARGIN,
                 "max_batch_size_at_capacity": step.max_batch(device.plannable_bytes) if device else None,
-                "probed": False, "probe": []}
+                "probed": False, "probe": [], "sharding": sharding}
 
     probe_note = ""
     if device is not None and _should_probe(gpu_probe, device):
@@ -550,6 +556,36 @@ def size(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{int(n)} B"
+
+
+def model_state_sharding(args) -> dict:
+    """By how much each rank's share of parameters, gradients and optimizer state is smaller than the whole: ZeRO
+    stage 1 shards the optimizer state, 2 also the gradients, 3 also the parameters; FSDP's full_shard is like
+    ZeRO-3 and shard_grad_op like ZeRO-2. Plain DDP shards nothing."""
+    import json
+    import os
+
+    ranks = int(getattr(args, "world_size", 1) or 1)
+    stage = 0
+    fsdp = str(getattr(args, "fsdp", "") or "")
+    if "full_shard" in fsdp or "hybrid_shard" in fsdp:
+        stage = 3
+    elif "shard_grad_op" in fsdp:
+        stage = 2
+    ds = getattr(args, "deepspeed", None)
+    if ds:
+        config = ds
+        if isinstance(ds, (str, os.PathLike)) and os.path.isfile(ds):
+            try:
+                with open(ds, encoding="utf-8") as fh:
+                    config = json.load(fh)
+            except (OSError, ValueError):
+                config = {}
+        if isinstance(config, dict):
+            stage = int((config.get("zero_optimization") or {}).get("stage", 0) or 0)
+    n = max(ranks, 1)
+    return {"ranks": ranks, "stage": stage, "optimizer": n if stage >= 1 else 1, "grads": n if stage >= 2 else 1,
+            "params": n if stage >= 3 else 1}
 
 
 def _eval_pile_up(accumulated, n_eval, fit, pipeline, args, device):

@@ -29,24 +29,81 @@ def preflight(trainer: Any = None, *, model: Any = None, dataloader: Any = None,
 
     The model, optimizer, scheduler, dataloader position and every RNG state are left exactly as they were.
     """
-    from .api import check, default_check_dirs
-    from .pipeline import Pipeline, context_values
-    from .walk import walk
+    from .pipeline import Pipeline
 
     if trainer is not None:
-        report = check(trainer, stages=stages, **options)
+        pipeline = Pipeline.from_trainer(trainer)
     else:
         if model is None or dataloader is None:
             raise TypeError("preflight() needs a trainer, or model= and dataloader= (and optimizer=) of the loop")
         pipeline = Pipeline.from_parts(model, dataloader, optimizer=optimizer, lr_scheduler=lr_scheduler,
                                        tokenizer=tokenizer, eval_dataloader=eval_dataloader)
-        values = context_values(pipeline)
-        values.update(options)
-        report = walk(values, stages=stages, check_dirs=default_check_dirs())
+    report = _walk_pipeline(pipeline, stages, options)
     _warn_internal(report)
     if raise_on_error and not report.ok:
         raise PreflightError(report)
     return report
+
+
+def _walk_pipeline(pipeline: Any, stages: Iterable[str] | None, options: dict) -> Report:
+    from .api import default_check_dirs
+    from .pipeline import context_values
+    from .walk import walk
+
+    if _ranks() > 1:
+        return _preflight_on_ranks(pipeline, stages, options)
+    values = context_values(pipeline)
+    values.update(options)
+    return walk(values, stages=stages, check_dirs=default_check_dirs())
+
+
+def _trainer_wrapper(args: Any) -> str:
+    if getattr(args, "fsdp", None):
+        return "fsdp"
+    if getattr(args, "deepspeed", None):
+        return "deepspeed"
+    return "ddp" if int(getattr(args, "world_size", 1) or 1) > 1 else "none"
+
+
+def _ranks() -> int:
+    try:
+        import torch.distributed as dist
+
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    except Exception:
+        return 1
+
+
+def _preflight_on_ranks(pipeline: Any, stages: Iterable[str] | None, options: dict) -> Report:
+    """Under torchrun every rank calls the pre-flight at the same moment: each records its facts, rank 0 compares
+    them and walks, and every rank gets rank 0's report (so all stop, or none)."""
+    import torch.distributed as dist
+
+    from .api import default_check_dirs
+    from .pipeline import context_values
+    from .targets import target_for
+    from .targets.distributed import collect
+    from .walk import preserved_state, walk
+
+    target = target_for(pipeline)
+    with preserved_state(), target.preserved():
+        facts = collect(target, pipeline)
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, facts)
+    shared: list = [None]
+    if dist.get_rank() == 0:
+        values = context_values(pipeline)
+        values.update(options)
+        values["rank_facts"] = everyone
+        wanted = list(stages) if stages else None
+        if wanted is None:
+            from .findings import DEFAULT_STAGES
+
+            wanted = [*DEFAULT_STAGES, "distributed"]
+        report = walk(values, stages=wanted, check_dirs=default_check_dirs())
+        shared[0] = report.to_dict()
+    dist.broadcast_object_list(shared, src=0)
+    return report if dist.get_rank() == 0 else Report.from_dict(shared[0])
 
 
 def _warn_internal(report: Report) -> None:
@@ -77,15 +134,13 @@ class FtDoctorCallback(_CallbackBase):
         if self.trainer is not None:
             self.report = preflight(self.trainer, stages=self.stages, raise_on_error=False, **self.options)
         else:
-            from .api import default_check_dirs
-            from .pipeline import Pipeline, context_values
-            from .walk import walk
+            from .pipeline import Pipeline
 
             pipeline = Pipeline.from_parts(model, train_dataloader, optimizer=optimizer, lr_scheduler=lr_scheduler,
                                            tokenizer=processing_class, args=args, eval_dataloader=eval_dataloader)
-            values = context_values(pipeline)
-            values.update(self.options)
-            self.report = walk(values, stages=self.stages, check_dirs=default_check_dirs())
+            # The Trainer calling this callback wraps the model for several ranks itself.
+            pipeline.extra["wrapper"] = _trainer_wrapper(args)
+            self.report = _walk_pipeline(pipeline, self.stages, self.options)
             _warn_internal(self.report)
         if not self.report.ok:
             raise PreflightError(self.report)

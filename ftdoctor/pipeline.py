@@ -97,6 +97,7 @@ class Pipeline:
                 data_collator=dl.collate_fn if dl is not None else None, optimizer=optimizer,
                 lr_scheduler=lr_scheduler, capture=capture, script=capture.script if capture else None)
         p.extra["eval_dataloader"] = eval_dataloader
+        p.extra["train_dataloader"] = dataloader
         if batch is not None:
             p.extra["batch"] = batch
         p.task = detect_task(p)

@@ -83,3 +83,53 @@ def test_a_collective_on_one_rank_becomes_a_finding_and_leaves_no_process(tmp_pa
 def test_without_nproc_there_is_no_distributed_stage(check_pipeline):
     report = check_pipeline("ddp_trainer_fixed.py")
     assert "distributed" not in [s.stage for s in report.stages]
+
+
+CALLBACK_SCRIPT = '''
+import os
+from datasets import load_from_disk
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                          TrainingArguments)
+from ftdoctor import FtDoctorCallback, PreflightError
+from ftdoctor.fixtures import fixture_path
+
+args = TrainingArguments("out", max_steps=3, per_device_train_batch_size=8, learning_rate=3e-3, report_to=[],
+                         save_strategy="no", use_cpu=True, ddp_find_unused_parameters=False)
+ckpt = fixture_path("models/bert-tiny")
+tok = AutoTokenizer.from_pretrained(ckpt)
+raw = load_from_disk(fixture_path("datasets/mrpc"))
+with args.main_process_first():
+    data = raw.map(lambda e: tok(e["sentence1"], e["sentence2"], truncation=True), batched=True,
+                   remove_columns=["sentence1", "sentence2", "idx"])
+model = AutoModelForSequenceClassification.from_pretrained(ckpt, num_labels=2)
+if os.environ.get("UNUSED"):
+    import torch
+    model.aux = torch.nn.Linear(32, 2)  # never used by the loss
+trainer = Trainer(model, args, train_dataset=data["train"], data_collator=DataCollatorWithPadding(tok),
+                  callbacks=[FtDoctorCallback(stages=["distributed"])])
+try:
+    trainer.train()
+    print("TRAINED rank", os.environ["RANK"], flush=True)
+except PreflightError as e:
+    print("STOPPED rank", os.environ["RANK"], [f.code for f in e.report.findings], flush=True)
+'''
+
+
+@pytest.mark.parametrize("unused", [False, True], ids=["correct", "unused-parameters"])
+def test_callback_under_torchrun_checks_every_rank_and_stops_them_together(tmp_path, unused):
+    import subprocess
+    import sys
+
+    from ftdoctor.runner import free_port
+
+    script = tmp_path / "train.py"
+    script.write_text(CALLBACK_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"UNUSED": "1"} if unused else {})}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(free_port()), str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout
+    if unused:  # every rank stops before the first step, with rank 0's finding
+        assert out.count("STOPPED rank") == 2 and "FTD956" in out and "TRAINED" not in out, out + proc.stderr[-2000:]
+    else:
+        assert out.count("TRAINED rank") == 2, out + proc.stderr[:6000]

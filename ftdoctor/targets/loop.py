@@ -66,20 +66,29 @@ class LoopTarget(Target):
     def distributed_wrapper(self) -> str:
         from .distributed import wrapper_of
 
+        if self.pipeline.extra.get("wrapper"):
+            return self.pipeline.extra["wrapper"]
         rec = self.record
         return wrapper_of(rec.model) if rec is not None and rec.model is not None else "none"
 
     def ddp_kwargs(self) -> dict:
         rec = self.record
         model = getattr(rec, "model", None)
-        if type(model).__name__ != "DistributedDataParallel":
-            return {}
-        return {"find_unused_parameters": bool(getattr(model, "find_unused_parameters", False)),
-                "static_graph": bool(getattr(model, "static_graph", False))}
+        if type(model).__name__ == "DistributedDataParallel":
+            return {"find_unused_parameters": bool(getattr(model, "find_unused_parameters", False)),
+                    "static_graph": bool(getattr(model, "static_graph", False))}
+        args = self.args  # the Trainer's arguments, for its callbacks
+        out = {}
+        for name, key in (("ddp_find_unused_parameters", "find_unused_parameters"), ("ddp_static_graph",
+                                                                                    "static_graph")):
+            if getattr(args, name, None) is not None:
+                out[key] = bool(getattr(args, name))
+        return out
 
     def train_loader(self) -> Any:
         rec = self.record
-        return getattr(rec, "dataloader", None)
+        loader = getattr(rec, "dataloader", None)
+        return loader if loader is not None else self.pipeline.extra.get("train_dataloader")
 
     def _model_keys(self, batch: dict) -> list[str]:
         """The keys the loop passed to its model (a batch may carry more: the targets of its own loss)."""
