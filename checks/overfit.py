@@ -269,7 +269,7 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
     fresh = never_trained(model)
     evidence = {"runs": [r.evidence() for r in runs], "prior_loss": user.prior, "never_trained": fresh}
     if reduced:
-        evidence["batch"] = reduced
+        evidence["batch_rows"] = reduced
     if user.learned:
         return Provide(evidence=evidence)
     worked = next((r for r in runs[1:] if r.learned), None)

@@ -119,6 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # a reader that went away (`ftdoctor explain X | head -1`) is not an error
         _stdout_gone()
         return EXIT_OK
+    except Exception as exc:  # ftdoctor's own failure: said as such, with where the traceback went
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    with tempfile.NamedTemporaryFile("w", prefix="ftdoctor-crash-", suffix=".txt", delete=False) as fh:
+        fh.write(text)
+    print(f"ftdoctor: internal error (a bug in ftdoctor, not in your script): {type(exc).__name__}: {exc}\n"
+          f"  the traceback is in {fh.name}; please attach it to a bug report.", file=sys.stderr)
+    return EXIT_HARNESS
 
 
 def _main(argv: list[str] | None) -> int:

@@ -119,7 +119,7 @@ def _evidence(console, st, Table, Text) -> None:
                 t.append(f" ({sample['label_name']})", style="bold")
         console.print(Padding(t, (0, 0, 0, 3), expand=False))  # wrapped lines stay indented under the stage
     batch = ev.get("batch")
-    if batch:
+    if isinstance(batch, list) and all(isinstance(r, dict) and {"key", "shape", "dtype"} <= r.keys() for r in batch):
         table = Table(title=None, show_edge=False, padding=(0, 1), box=None, header_style="dim")
         for col in ("key", "shape", "dtype"):
             table.add_column(col)
