@@ -282,3 +282,302 @@ def seq2seq_labels_padding(batch, pipeline, model, target, tokenizer=None, task=
                    "padded when tokenizing, replace the pad id by -100 there; " + _see(name) + ".",
                    location=pipeline.location(target.collator, pipeline.train_dataset),
                    evidence={"rows": rows, "pad_token_id": pad})
+
+
+# --- the supervised-token contract: which tokens a causal LM is trained on ------------------------------------
+
+rule("FTD324", "no-supervised-tokens", "collate", "error", "No token of the batch is trained",
+     """
+     A causal LM learns only from the positions whose label is not -100. When the masking (completion-only or
+     assistant-only loss, a hand-written collator) hides every position, the loss is 0/0: NaN on the first
+     step, or a loss of 0 that never moves, and nothing is learnt. The usual cause is a response template that
+     is searched for as token ids: tokenized on its own it splits differently than inside a row, so it is found
+     in no row and every label is masked.
+     """,
+     broken='template_ids = tokenizer.encode("\\nAnswer:", add_special_tokens=False)  # "?\\n" merges in context',
+     fixed='SFTTrainer(..., train_dataset=prompt_completion_dataset)  # masks the prompt by its length')
+rule("FTD325", "eos-masked-as-padding", "collate", "error", "The end-of-text token is never trained",
+     """
+     When the pad token is the EOS token, a collator that masks the labels of every pad id also masks the real
+     EOS at the end of each text. The model is never trained to emit it: it does not stop generating. Padding
+     must be masked by position (`attention_mask`), or the pad token must differ from EOS.
+     """,
+     broken="tokenizer.pad_token = tokenizer.eos_token  # DataCollatorForLanguageModeling masks it as padding",
+     fixed='tokenizer.pad_token = "<|finetune_right_pad_id|>"  # an unused special token, not EOS')
+rule("FTD326", "answers-truncated", "collate", "error", "Truncation cuts off most answers",
+     """
+     With completion-only or assistant-only loss only the answer is trained. Rows cut at `max_length` lose the
+     end of their answer (and its EOS), or all of it: the model learns answers that stop mid-sentence and never
+     end, from a few tokens per row.
+     """,
+     broken="SFTConfig(max_length=128, assistant_only_loss=True)  # the conversations run to 400 tokens",
+     fixed="SFTConfig(max_length=512, assistant_only_loss=True)  # or drop the longer rows")
+rule("FTD327", "some-answers-truncated", "collate", "warning", "Truncation cuts off some answers",
+     """
+     Some rows are cut at `max_length` before their answer ends: those rows teach answers without an end.
+     """)
+rule("FTD328", "answers-without-eos", "collate", "warning", "Trained answers do not end with an end token",
+     """
+     The trained part of each row stops without EOS (or the chat template's end-of-turn token): the model never
+     learns to stop after an answer and runs on until `max_new_tokens`.
+     """,
+     broken='tokenizer(prompt + completion)',
+     fixed='tokenizer(prompt + completion + tokenizer.eos_token)')
+rule("FTD329", "documents-packed-without-eos", "collate", "warning", "Packed documents run into each other",
+     """
+     Documents concatenated into fixed-length blocks need an end token between them; without one the model is
+     trained to continue one document into the next and never learns where a text ends.
+     """,
+     broken="concatenated = sum(tokenized['input_ids'], [])",
+     fixed="tokenizer([t + tokenizer.eos_token for t in batch['text']])  # then concatenate")
+rule("FTD330", "double-bos", "collate", "warning", "Rows start with two BOS tokens",
+     """
+     A chat template that writes the BOS token itself, rendered to text and tokenized again with the default
+     `add_special_tokens=True`, gets a second BOS. The model is trained on a prefix it never sees at inference.
+     """,
+     broken="tokenizer(tokenizer.apply_chat_template(messages, tokenize=False))",
+     fixed="tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)")
+
+_VIEW_TEXT = 160  # characters of a masked span shown in the trained-token view before it is elided
+
+
+def _supervised(batch):
+    """(input_ids, real positions, trained positions) of a causal-LM batch, as 2-D tensors; None when the batch
+    says nothing about which positions are trained."""
+    import torch
+
+    ids = batch.get("input_ids")
+    if not torch.is_tensor(ids) or ids.dim() != 2:
+        return None
+    mask = batch.get("attention_mask")
+    real = mask.bool() if torch.is_tensor(mask) and mask.shape == ids.shape else torch.ones_like(ids, dtype=torch.bool)
+    labels = batch.get("labels")
+    if torch.is_tensor(labels) and labels.shape == ids.shape:
+        trained = labels != -100
+    else:  # TRL's preference and completion batches carry the mask the loss uses instead of labels
+        given = next((batch[k] for k in ("completion_mask", "assistant_masks")
+                      if torch.is_tensor(batch.get(k)) and batch[k].shape == ids.shape), None)
+        if given is None:
+            return None
+        trained = given.bool()
+    return ids, real, trained & real
+
+
+def _documents(batch, ids, real):
+    """(row, positions) of each document: a row, or the documents packed into it where `position_ids` restart."""
+    import torch
+
+    pos = batch.get("position_ids")
+    packed = torch.is_tensor(pos) and pos.shape == ids.shape
+    docs = []
+    for r in range(ids.shape[0]):
+        where = real[r].nonzero().flatten().tolist()
+        if not where:
+            continue
+        if not packed:
+            docs.append((r, where))
+            continue
+        current = [where[0]]
+        for p in where[1:]:
+            if int(pos[r, p]) == 0:
+                docs.append((r, current))
+                current = []
+            current.append(p)
+        docs.append((r, current))
+    return docs, packed
+
+
+def _trained_view(tokenizer, ids, real, trained, docs):
+    """One row with its trained tokens marked, as (text, trained) segments: the row that shows masking best."""
+    if tokenizer is None or not hasattr(tokenizer, "decode"):
+        return None
+    pick = next(((r, p) for r, p in docs if trained[r, p].any() and not trained[r, p].all()), docs[0] if docs else None)
+    if pick is None:
+        return None
+    r, positions = pick
+    segments: list[list] = []
+    run: list[int] = []
+    state = None
+    for p in positions + [None]:
+        s = None if p is None else bool(trained[r, p])
+        if run and s != state:
+            text = tokenizer.decode([int(ids[r, q]) for q in run])
+            if not state and len(text) > _VIEW_TEXT:
+                text = text[:_VIEW_TEXT // 2] + " … " + text[-_VIEW_TEXT // 2:]
+            segments.append([text, state])
+            run = []
+        state = s
+        if p is not None:
+            run.append(p)
+    return {"row": r, "tokens": len(positions), "trained": int(trained[r, positions].sum()), "segments": segments}
+
+
+def _spare_pad(tokenizer, ends) -> str | None:
+    """An unused special token of the tokenizer that could pad (Llama 3's <|finetune_right_pad_id|>)."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    taken = {getattr(tokenizer, "bos_token_id", None), *ends}
+    names = [(i, str(getattr(t, "content", t))) for i, t in added.items() if i not in taken]
+    for word in ("pad", "reserved", "unused"):
+        hit = next((n for i, n in names if word in n.lower()), None)
+        if hit:
+            return hit
+    return None
+
+
+def _collator_warnings(target, rows) -> list[str]:
+    """What the collator itself warns about these rows (a template it could not find, say)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            target.collate(rows)
+        except Exception:  # the batch was built once already; a second failure says nothing new
+            return []
+    seen: list[str] = []
+    for w in caught:
+        text = str(w.message).splitlines()[0][:200]
+        if text not in seen:
+            seen.append(text)
+    return seen[:3]
+
+
+@check("collate", codes=("FTD324", "FTD325", "FTD326", "FTD327", "FTD328", "FTD329", "FTD330"))
+def supervised_tokens(batch, pipeline, target, model, train_features=None, tokenizer=None, task=None, args=None):
+    """Causal LM: per row, which tokens are trained; none at all, the end token masked as padding, answers cut by
+    truncation or never ended, documents packed without an end token, a doubled BOS. Also the trained-token view
+    of one row (evidence)."""
+    if task != "causal-lm":
+        return None
+    got = _supervised(batch)
+    if got is None:
+        return None
+    ids, real, trained = got
+    docs, packed = _documents(batch, ids, real)
+    if not docs:
+        return None
+    ends = data.end_tokens(tokenizer, model)
+    bos = getattr(tokenizer, "bos_token_id", None)
+    tok = pipeline.name_of(tokenizer) or "tokenizer"
+    collator_loc = pipeline.location(target.collator, pipeline.trainer)
+    data_loc = pipeline.location(pipeline.train_dataset, pipeline.trainer, target.collator)
+    evidence = {}
+    view = _trained_view(tokenizer, ids, real, trained, docs)
+    if view is not None:
+        evidence["trained_tokens"] = view
+    per_doc = [int(trained[r, p].sum()) for r, p in docs]
+    evidence["trained_per_row"] = per_doc[:64]
+    out = []
+    if sum(per_doc) == 0:
+        said = _collator_warnings(target, train_features[:ids.shape[0]]) if train_features else []
+        told = f" The collator warns: \"{said[0]}\"." if said else ""
+        out.append(finding(
+            "FTD324", f"Every label of the {ids.shape[0]}-row batch is -100: no token is trained, so the loss is "
+            f"0/0 (NaN) or stuck at 0 and the model learns nothing.{told}",
+            "Check the masking against the tokenized rows: a response template tokenized on its own can split "
+            "differently inside a row (\"?\\n\" + \"Answer\" instead of \"\\n\" + \"Answer\"), so it is found "
+            "nowhere. Search for the ids the template has in context, or give TRL a prompt/completion dataset "
+            "(`completion_only_loss=True` masks the prompt by its length, no search).",
+            location=collator_loc, evidence={**evidence, "collator_warnings": said}))
+        return Provide(evidence=evidence, findings=out)
+
+    # The end token: masked wherever it closes trained text, and trained nowhere.
+    closing_masked, ends_trained = 0, 0
+    for r, positions in docs:
+        for k, p in enumerate(positions):
+            if int(ids[r, p]) not in ends:
+                continue
+            if trained[r, p]:
+                ends_trained += 1
+            elif k > 0 and trained[r, positions[k - 1]]:
+                closing_masked += 1
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if closing_masked and not ends_trained:
+        why = (f"the pad token is the end token (id {pad}), and the collator sets the label of every pad id to "
+               "-100, the real ones included" if pad in ends else "the labels mask it")
+        spare = _spare_pad(tokenizer, ends)
+        use = f"`{tok}.pad_token = \"{spare}\"` (an unused special token of this tokenizer)" if spare else \
+            f"`{tok}.add_special_tokens({{\"pad_token\": \"<pad>\"}})` with `model.resize_token_embeddings(len({tok}))`"
+        out.append(finding(
+            "FTD325", f"The end token closes the trained text {closing_masked} times in this batch and its label "
+            f"is -100 every time: {why}. The model never learns to stop generating.",
+            f"Give the tokenizer a pad token that is not the end token: {use}; or mask padding by position "
+            "(`labels[attention_mask == 0] = -100`) instead of by id.",
+            location=pipeline.location(tokenizer, target.collator), evidence={"masked_end_tokens": closing_masked,
+                                                                               "pad_token_id": pad}))
+
+    # Answers (rows whose prompt is masked): ended, or cut by truncation.
+    width = ids.shape[1]
+    prompted = [(r, p) for r, p in docs if not trained[r, p].all()]
+    if ends and prompted and not packed and not any(f.code == "FTD325" for f in out):
+        def ended(r, positions):
+            tr = [p for p in positions if trained[r, p]]
+            if not tr:
+                return False
+            last_run = []
+            for p in reversed(positions):
+                if p > tr[-1]:
+                    continue
+                if not trained[r, p]:
+                    break
+                last_run.append(p)
+            return any(int(ids[r, p]) in ends for p in last_run)
+
+        at_cap = [(r, p) for r, p in prompted if len(p) == width]
+        complete = [(r, p) for r, p in prompted if len(p) < width and trained[r, p].any()]
+        cut = [(r, p) for r, p in at_cap if not ended(r, p)]
+        cap = next((v for v in (getattr(args, "max_length", None), getattr(args, "max_seq_length", None))
+                    if isinstance(v, int)), None)
+        if complete and not any(ended(r, p) for r, p in complete):
+            out.append(finding(
+                "FTD328", f"None of the {len(complete)} answers that fit ends with an end token (EOS or the chat "
+                "template's end of turn) among its trained tokens: the model never learns to stop after an answer.",
+                f"Append the end token to each answer (`prompt + completion + {tok}.eos_token`), or let the chat "
+                "template (or TRL) write it.", location=data_loc,
+                evidence={"answers": len(complete)}))
+        elif cut:
+            sizes = sorted(int(trained[r, p].sum()) for r, p in cut)
+            code = "FTD326" if len(cut) * 2 >= len(prompted) else "FTD327"
+            limit = f"`max_length={cap}`" if cap == width else f"{width} tokens"
+            out.append(finding(
+                code, f"{len(cut)} of {len(prompted)} rows are cut at {limit} before their answer ends: they keep "
+                f"{sizes[0]}–{sizes[-1]} trained tokens and no end token, so the model learns answers that stop "
+                "mid-sentence and never end.",
+                f"Raise `max_length` so the whole conversation fits (these rows need more than {width} tokens), "
+                "or drop the rows longer than it before training (or shorten their prompts).",
+                location=pipeline.location(args, pipeline.trainer), evidence={"cut_rows": len(cut),
+                                                                              "rows": len(prompted),
+                                                                              "trained_tokens": sizes}))
+
+    # Documents packed into one row need an end token between them.
+    joins = 0
+    for r in range(ids.shape[0]):
+        where = real[r].nonzero().flatten().tolist()
+        starts = set()
+        if packed:
+            starts = {d[0] for row, d in docs if row == r and d[0] != where[0]}
+        elif bos is not None and bos not in ends:
+            starts = {p for p in where[1:] if int(ids[r, p]) == bos}
+        for p in starts:
+            before = int(ids[r, p - 1])
+            if before not in ends and before != bos and int(ids[r, p]) not in ends:
+                joins += 1
+    if joins and ends:
+        out.append(finding(
+            "FTD329", f"{joins} documents in this batch begin right after the previous one's last token, with no "
+            "end token between them: the model learns to run on from one text into the next.",
+            f"Add `{tok}.eos_token` to the end of each document before concatenating (e.g. "
+            f"`{tok}([t + {tok}.eos_token for t in batch[\"text\"]])`).", location=data_loc,
+            evidence={"joins": joins}))
+
+    # A template that writes BOS, tokenized again with special tokens.
+    if bos is not None and bos not in ends:
+        doubled = sum(1 for r, p in docs if len(p) > 1 and int(ids[r, p[0]]) == bos and int(ids[r, p[1]]) == bos)
+        if doubled:
+            out.append(finding(
+                "FTD330", f"{doubled} of {len(docs)} rows start with two BOS tokens: the chat template writes one "
+                "and the tokenizer adds another.",
+                "Tokenize the rendered template with `add_special_tokens=False`, or let "
+                "`apply_chat_template(messages, tokenize=True)` tokenize it.", location=data_loc,
+                evidence={"rows": doubled}))
+    return Provide(evidence=evidence, findings=out)

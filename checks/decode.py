@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ftdoctor import data
-from ftdoctor.sdk import Provide, Unavailable, check, finding, rule, script_datasets, script_items
+from ftdoctor.sdk import Provide, Skip, Unavailable, UserCodeError, check, finding, rule, script_datasets, script_items
 from ftdoctor.targets.base import take_rows
 
 SAMPLE_ROWS = 64
@@ -185,7 +185,7 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
                 findings.append(_inputs_dropped(removed, model, pipeline, trainer))
             rows = _model_columns(take_rows(ds, SAMPLE_ROWS), model, target)
         if rows and isinstance(rows[0], dict) and main_input not in rows[0] and "inputs_embeds" not in rows[0] \
-                and not _token_columns(rows[0]):
+                and not _token_columns(rows[0]) and not _collator_tokenizes(target, rows, main_input):
             raw_row = take_rows(ds, 1)[0]
             text_cols = [k for k, v in raw_row.items() if isinstance(v, str)]
             name, stand_in = _tokenized_stand_in(pipeline, ds, main_input)
@@ -229,6 +229,18 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
 
 def _unavailable(reason):
     return Unavailable(reason)
+
+
+def _collator_tokenizes(target, rows, main_input) -> bool:
+    """Whether the run's collator makes the model's inputs from these rows itself (a `collate_fn` that calls the
+    tokenizer on the text): then text rows are what it expects."""
+    if target.collator is None:
+        return False
+    try:
+        batch = target.collate(rows[:2])
+    except (UserCodeError, Skip):
+        return False
+    return hasattr(batch, "keys") and main_input in batch.keys()
 
 
 def _token_columns(row: dict) -> list[str]:

@@ -72,6 +72,11 @@ def _shape_mismatch(text, pipeline, model, batch):
 def forward_pass(model, batch, pipeline, findings_so_far, target):
     import torch
 
+    if any(f.code == "FTD324" for f in findings_so_far):
+        # No position is trained: the loss is 0/0, and every later step follows from that one cause.
+        reason = "no token of the batch is trained (collate FTD324)"
+        return Provide({"work_model": Unavailable(reason), "initial_loss": Unavailable(reason),
+                        "outputs": Unavailable(reason)}, skip_reason=reason)
     work = target.work_model()
     work.eval()  # dropout off: the loss at initialisation is compared with chance level
     try:

@@ -116,7 +116,9 @@ class Pipeline:
             return Site(code.co_filename, code.co_firstlineno)
         name = self.name_of(obj)
         if name and self.capture is not None:
-            line = assignment_line(self.capture.script, name)
+            # A split (tokenized["train"]) was made where its DatasetDict was assigned.
+            line = assignment_line(self.capture.script, name) or assignment_line(self.capture.script,
+                                                                                 name.split("[")[0])
             if line:
                 return Site(self.capture.script, line)
         return None

@@ -118,6 +118,9 @@ def _evidence(console, st, Table, Text) -> None:
             if "label_name" in sample:
                 t.append(f" ({sample['label_name']})", style="bold")
         console.print(Padding(t, (0, 0, 0, 3), expand=False))  # wrapped lines stay indented under the stage
+    view = ev.get("trained_tokens")
+    if isinstance(view, dict) and isinstance(view.get("segments"), list):
+        _trained_view(console, view, Text)
     batch = ev.get("batch")
     if isinstance(batch, list) and all(isinstance(r, dict) and {"key", "shape", "dtype"} <= r.keys() for r in batch):
         table = Table(title=None, show_edge=False, padding=(0, 1), box=None, header_style="dim")
@@ -127,6 +130,27 @@ def _evidence(console, st, Table, Text) -> None:
             table.add_row(row["key"], str(row["shape"]), row["dtype"])
         console.print(Text("   batch:", style="dim"))
         console.print(table)
+
+
+def _trained_view(console, view: dict, Text) -> None:
+    """One row of the batch with the tokens the loss trains on marked: green where trained, dim where masked
+    (without colour, trained text is wrapped in «»)."""
+    from rich.padding import Padding
+
+    plain = console.no_color or console.color_system is None
+    head = Text(f"row {view.get('row', 0)} as trained ({view.get('trained', '?')} of {view.get('tokens', '?')} "
+                "tokens trained" + (", «trained»" if plain else ": green trained, grey masked") + "):", style="dim")
+    body = Text()
+    for segment in view["segments"]:
+        if not (isinstance(segment, (list, tuple)) and len(segment) == 2):
+            continue
+        text, trained = str(segment[0]).replace("\n", "\\n"), bool(segment[1])
+        if trained:
+            body.append(f"«{text}»" if plain else text, style="bold green")
+        else:
+            body.append(text, style="dim")
+    console.print(Padding(head, (0, 0, 0, 3), expand=False))
+    console.print(Padding(body, (0, 0, 0, 5), expand=False))
 
 
 def render_text(report: Report) -> str:
