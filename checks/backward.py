@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
 from ftdoctor import data
-from ftdoctor.sdk import read_source, Provide, UserCodeError, check, finding, rule, run_user
+from ftdoctor.sdk import (Provide, Site, UserCodeError, check, deepest_user_frame, finding, read_source, rule,
+                          run_user)
 
 from ._failures import explain, relay_fix
 
@@ -47,6 +49,28 @@ rule("FTD507", "no-trainable-parameters", "backward", "error", "The model has no
      for p in model.base_model.parameters():  # the encoder only; the classification head still learns
          p.requires_grad = False
      """)
+rule("FTD508", "checkpointing-without-input-grads", "backward", "error",
+     "Checkpointed blocks get no gradient: their input does not require grad",
+     """
+     Reentrant gradient checkpointing (`torch.utils.checkpoint(..., use_reentrant=True)`) back-propagates into a
+     recomputed block only when one of the block's inputs requires grad. With a frozen base (LoRA and other
+     adapters) the embeddings' output does not, so the adapters inside every checkpointed block get no gradient and
+     never train; torch only warns "None of the inputs have requires_grad=True", and when all trainable parameters
+     are inside, `loss.backward()` raises "element 0 of tensors does not require grad".
+     `gradient_checkpointing_enable()` and TRL make the embeddings' output require grad themselves; checkpointing
+     applied by the script's own code must.
+     """,
+     broken="""
+     model = get_peft_model(base, lora_config)
+     for layer in model.get_base_model().model.layers:  # the script's own reentrant checkpointing
+         layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=True)
+     """,
+     fixed="""
+     model = get_peft_model(base, lora_config)
+     for layer in model.get_base_model().model.layers:
+         layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=True)
+     model.enable_input_require_grads()  # the embeddings' output requires grad: gradients enter every block
+     """)
 rule("FTD502", "non-finite-gradients", "backward", "error", "Gradients are NaN or infinite",
      """
      Non-finite gradients destroy the weights at the first step. Causes: a non-finite loss, log of zero in a
@@ -86,20 +110,90 @@ def some_parameters_train(model, pipeline):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     if trainable:
         return None
-    heads = [h.rstrip(".") for h in _head_names(model)]
     name = pipeline.name_of(model) or "model"
+    evidence = {"parameters": sum(1 for _ in model.parameters())}
+    adapters = _peft_adapters(model)
+    if adapters is not None:
+        # An adapter model: the base stays frozen; what must train is the adapter.
+        loaded = [a for a, config in adapters.items() if getattr(config, "inference_mode", False) is True]
+        load_site, call = _adapter_load_site(pipeline)
+        if loaded:
+            detail = (f"No parameter of `{data.model_name(model)}` has requires_grad=True: the adapter "
+                      f"{', '.join(f'`{a}`' for a in loaded)} was loaded for inference (PEFT loads adapters frozen "
+                      "unless told otherwise), and the base model is frozen under it. Nothing can train.")
+            fix = ("Load the adapter for training: "
+                   + (f"`{call}`" if call else "`PeftModel.from_pretrained(base, adapter_path, is_trainable=True)`")
+                   + " (PEFT loads adapters for inference by default; `model.load_adapter(path, adapter_name, "
+                   "is_trainable=True)` likewise). Leave the base frozen.")
+            return finding("FTD507", detail, fix, location=load_site or pipeline.location(model),
+                           evidence={**evidence, "adapters_in_inference_mode": loaded})
+        fix = (f"Make the adapter trainable, not the base: `get_peft_model(base, config)` leaves exactly the adapter "
+               f"trainable, so freeze nothing after it, or turn it back on with "
+               f"`{name}.set_requires_grad(\"{next(iter(adapters), 'default')}\")`.")
+        return finding("FTD507", f"No parameter of `{data.model_name(model)}` has requires_grad=True: the adapter "
+                       "was frozen along with the base model, so nothing can train.", fix,
+                       location=_freeze_site(pipeline) or pipeline.location(model), evidence=evidence)
+    heads = [h.rstrip(".") for h in _head_names(model)]
     fix = (f"Leave the task head trainable: freeze only the encoder, or unfreeze the head after freezing "
            f"(`for p in {name}.{heads[-1]}.parameters(): p.requires_grad = True`)." if heads else
            "Leave at least the parameters that should learn with `requires_grad=True`.")
     return finding("FTD507", f"No parameter of `{data.model_name(model)}` has requires_grad=True: nothing can train "
                    "(a loop's `loss.backward()` raises \"element 0 of tensors does not require grad\"; the Trainer's "
                    "optimizer gets an empty parameter list).", fix,
-                   location=_freeze_site(pipeline) or pipeline.location(model),
-                   evidence={"parameters": sum(1 for _ in model.parameters())})
+                   location=_freeze_site(pipeline) or pipeline.location(model), evidence=evidence)
+
+
+def _peft_adapters(model) -> dict | None:
+    """The adapter configs of a PEFT model (name -> config), None for a model without adapters."""
+    configs = getattr(model, "peft_config", None)
+    if isinstance(configs, dict) and configs and all(hasattr(c, "peft_type") for c in configs.values()):
+        return configs
+    return None
+
+
+def _adapter_load_site(pipeline) -> tuple[str | None, str | None]:
+    """The script's line that loads an adapter without `is_trainable=True` (`PeftModel.from_pretrained`, an
+    `AutoPeftModel...` class, `load_adapter`), and that call written with it."""
+    import ast
+    import inspect
+
+    cap = pipeline.capture
+    if cap is None:
+        return None, None
+    try:
+        source = read_source(cap.script)
+        tree = ast.parse(source)
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None, None
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if any(kw.arg == "is_trainable" for kw in node.keywords):
+            continue
+        owner = node.func.value
+        if node.func.attr == "from_pretrained" and isinstance(owner, ast.Name):
+            # A PEFT class whose loader takes `is_trainable` (PeftModel, AutoPeftModel...; not a config class).
+            cls = cap.namespace.get(owner.id)
+            if not (isinstance(cls, type) and str(getattr(cls, "__module__", "")).partition(".")[0] == "peft"):
+                continue
+            try:
+                if "is_trainable" not in inspect.signature(cls.from_pretrained).parameters:
+                    continue
+            except (TypeError, ValueError, AttributeError):
+                continue
+        elif node.func.attr != "load_adapter":
+            continue
+        call = ast.get_source_segment(source, node) or ""
+        if "\n" in call or not call.endswith(")"):
+            call = ""
+        else:
+            call = call[:-1].rstrip().rstrip(",") + ", is_trainable=True)"
+        return str(Site(cap.script, node.lineno)), call or None
+    return None, None
 
 
 @check("backward", provides=("step_evidence", "work_optimizer"),
-       codes=("FTD501", "FTD502", "FTD503", "FTD504", "FTD505", "FTD506"))
+       codes=("FTD501", "FTD502", "FTD503", "FTD504", "FTD505", "FTD506", "FTD508"))
 def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, target, trainer=None, optimizer=None,
                        args=None):
     import torch
@@ -131,17 +225,23 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
     started = time.perf_counter()
     ran: set[str] = set()
     hooks = _watch_children(work_model, ran)
+    cut_blocks: list = []  # reentrant checkpoints whose inputs did not require grad
+    loss = None
     try:
         try:
-            loss, _ = target.loss(work_model, batch)
-            if loss is None:
-                return Provide({}, out, skip_reason="the model returns no loss (forward)")
-            run_user("loss.backward()", loss.backward)
+            with _watch_reentrant_checkpoints(cut_blocks, pipeline):
+                loss, _ = target.loss(work_model, batch)
+                if loss is None:
+                    return Provide({}, out, skip_reason="the model returns no loss (forward)")
+                run_user("loss.backward()", loss.backward)
             step_seconds = time.perf_counter() - started
         finally:
             for h in hooks:
                 h.remove()
     except UserCodeError as err:
+        if cut_blocks and loss is not None and not loss.requires_grad:
+            cut = _checkpoint_cut(cut_blocks, work_model, trainable, pipeline, model, whole_loss=True)
+            return Provide({}, out + [cut], skip_reason="the loss does not require grad (FTD508)")
         failure = explain(err.exc, "the backward pass", findings_so_far)
         if failure.kind == "predicted":
             return Provide({}, out, skip_reason=failure.reason)
@@ -171,6 +271,12 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
         # A zero-initialised partner (LoRA's B, a zero-init gate) blocks the gradient of its partner at the first
         # step only: what gets a gradient once the first update has moved the weights was never cut off.
         no_grad = _still_without_gradient(target, work_model, batch, no_grad, params)
+    if no_grad and cut_blocks:
+        inside = _params_of_blocks(cut_blocks, work_model)
+        lost = [n for n in no_grad if n in inside] if inside else list(no_grad)
+        if lost:
+            out.append(_checkpoint_cut(cut_blocks, work_model, trainable, pipeline, model, lost=lost))
+            no_grad = [n for n in no_grad if n not in lost]
     if no_grad:
         head_cut = [n for n in no_grad if any(n.startswith(h) for h in head)]
         share = len(no_grad) / len(trainable)
@@ -200,6 +306,102 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
                 "trainable_numel": sum(p.numel() for p in counted if p.requires_grad),
                 "total_numel": sum(p.numel() for p in counted)}
     return Provide({"step_evidence": evidence, "work_optimizer": opt}, out, evidence=evidence)
+
+
+@contextlib.contextmanager
+def _watch_reentrant_checkpoints(cut: list, pipeline):
+    """Note every reentrant checkpoint whose inputs do not require grad: torch will not back-propagate into that
+    block. ``cut`` receives (the checkpointed callable, the script's line that checkpoints, if it is the script's)."""
+    import sys
+
+    import torch
+    import torch.utils.checkpoint as checkpointing
+
+    # torch calls it on the inputs of every reentrant checkpoint (and warns when none requires grad).
+    original = getattr(checkpointing, "check_backward_validity", None)
+    if original is None:
+        yield
+        return
+    cap = pipeline.capture
+
+    def watched(inputs, *args, **kwargs):
+        inputs = tuple(inputs)
+        if not any(t.requires_grad for t in inputs if torch.is_tensor(t)):
+            caller = sys._getframe(1)
+            fn = caller.f_locals.get("run_function") if caller.f_code.co_name == "forward" else None
+            user = deepest_user_frame(caller, cap.user_dir) if cap is not None else None
+            cut.append((fn, Site(user.f_code.co_filename, user.f_lineno) if user is not None else None))
+        return original(inputs, *args, **kwargs)
+
+    checkpointing.check_backward_validity = watched
+    try:
+        yield
+    finally:
+        checkpointing.check_backward_validity = original
+
+
+def _block_of(fn):
+    """The module a checkpointed callable runs (through partials and bound methods), or None."""
+    import functools
+
+    import torch
+
+    for _ in range(6):
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+            continue
+        owner = getattr(fn, "__self__", None)
+        if isinstance(owner, torch.nn.Module):
+            return owner
+        if isinstance(fn, torch.nn.Module):
+            return fn
+        inner = getattr(fn, "__wrapped__", None)
+        if inner is None:
+            return None
+        fn = inner
+    return None
+
+
+def _params_of_blocks(cut: list, work_model) -> set[str]:
+    """Names (in ``work_model``) of the parameters of the blocks that were checkpointed without input grads."""
+    names = {id(p): n for n, p in work_model.named_parameters()}
+    inside: set[str] = set()
+    for fn, _ in cut:
+        block = _block_of(fn)
+        if block is not None:
+            inside.update(names[id(p)] for p in block.parameters() if id(p) in names)
+    return inside
+
+
+def _checkpoint_cut(cut: list, work_model, trainable: set, pipeline, model, *, lost=None, whole_loss=False):
+    # A loss without grad_fn: no trainable parameter is outside the cut blocks, so all of them are lost.
+    lost = sorted(trainable if whole_loss or lost is None else lost)
+    name = pipeline.name_of(model) or "model"
+    site = next((s for _, s in cut if s is not None), None)
+    where = f" (at {site})" if site is not None else ""
+    blocks = len({id(_block_of(fn)) for fn, _ in cut}) if all(_block_of(fn) is not None for fn, _ in cut) else None
+    what = f"{blocks} checkpointed block{'s' if blocks != 1 else ''}" if blocks else "the checkpointed blocks"
+    why = " (the embeddings are frozen)" if _embeddings_frozen(work_model) else ""
+    detail = (f"Reentrant gradient checkpointing is on{where} and the input of {what} does not require grad{why}, "
+              f"so torch does not back-propagate into them: {len(lost)} of {len(trainable)} trainable parameters get "
+              f"no gradient (e.g. {', '.join(lost[:3])}).")
+    if whole_loss:
+        detail += (" None is outside those blocks, so the loss itself has no grad_fn and `loss.backward()` raises "
+                   "\"element 0 of tensors does not require grad\".")
+    fix = (f"Make the embeddings' output require grad before training: `{name}.enable_input_require_grads()`; or "
+           "checkpoint without reentrancy (`gradient_checkpointing_kwargs={\"use_reentrant\": False}`, or "
+           "`checkpoint(..., use_reentrant=False)` in your own code); for a quantized base, "
+           "`prepare_model_for_kbit_training(model)` does it too.")
+    return finding("FTD508", detail, fix, location=str(site) if site is not None else pipeline.location(model),
+                   evidence={"parameters": lost[:50], "checkpoints_without_input_grad": len(cut)})
+
+
+def _embeddings_frozen(model) -> bool:
+    try:
+        emb = model.get_input_embeddings() if callable(getattr(model, "get_input_embeddings", None)) else None
+    except Exception:  # a model that does not implement it
+        return False
+    return emb is not None and not any(p.requires_grad for p in emb.parameters())
 
 
 def _freeze_site(pipeline) -> str | None:

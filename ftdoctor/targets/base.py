@@ -29,7 +29,81 @@ def work_copy(model: Any, device: Any = None) -> Any:
             if not p.requires_grad:
                 memo[id(p)] = p
     work = copy.deepcopy(model, memo)
+    _rebind_functions(work, memo)
     return work.to(device) if here != device else work
+
+
+def _rebind_functions(work: Any, memo: dict[int, Any]) -> None:
+    """Point functions set on the copy's modules at the copy.
+
+    ``copy.deepcopy`` shares plain functions: a ``forward`` the script set on a module (``layer.forward =
+    checkpointed``, closing over ``layer`` and ``layer.forward``) would run the user's modules from the copy, so
+    the copy's own parameters would never be used. Such a function is rebuilt with its defaults and closure mapped
+    to the copied objects.
+    """
+    import functools
+    import types
+
+    done: dict[int, Any] = {}
+
+    def mapped(value: Any, depth: int = 0) -> Any:
+        if id(value) in memo and id(value) != id(memo):
+            return memo[id(value)]
+        if depth > 3:
+            return value
+        if isinstance(value, types.MethodType):
+            owner = mapped(value.__self__, depth + 1)
+            return value if owner is value.__self__ else types.MethodType(value.__func__, owner)
+        if isinstance(value, functools.partial):
+            func = mapped(value.func, depth + 1)
+            args = tuple(mapped(a, depth + 1) for a in value.args)
+            kwargs = {k: mapped(v, depth + 1) for k, v in value.keywords.items()}
+            if func is value.func and all(x is y for x, y in zip(args, value.args)) \
+                    and all(kwargs[k] is v for k, v in value.keywords.items()):
+                return value
+            return functools.partial(func, *args, **kwargs)
+        if isinstance(value, types.FunctionType):
+            return function(value, depth)
+        return value
+
+    def function(fn: types.FunctionType, depth: int) -> types.FunctionType:
+        if id(fn) in done:
+            return done[id(fn)]
+        done[id(fn)] = fn  # a function reaching itself through its closure stays as it is
+        changed = False
+
+        def remap(v: Any) -> Any:
+            nonlocal changed
+            new = mapped(v, depth + 1)
+            changed = changed or new is not v
+            return new
+
+        defaults = tuple(remap(d) for d in fn.__defaults__) if fn.__defaults__ else fn.__defaults__
+        kwdefaults = {k: remap(v) for k, v in fn.__kwdefaults__.items()} if fn.__kwdefaults__ else None
+        cells = []
+        for cell in fn.__closure__ or ():
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # an empty cell
+                cells.append(cell)
+                continue
+            new = remap(contents)
+            cells.append(cell if new is contents else types.CellType(new))
+        if not changed:
+            return fn
+        new = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, defaults, tuple(cells) or None)
+        new.__kwdefaults__ = kwdefaults
+        new.__dict__.update(fn.__dict__)
+        new.__qualname__, new.__module__, new.__doc__ = fn.__qualname__, fn.__module__, fn.__doc__
+        done[id(fn)] = new
+        return new
+
+    for module in work.modules():
+        for name, value in list(vars(module).items()):
+            if isinstance(value, (types.FunctionType, functools.partial)):
+                new = mapped(value)
+                if new is not value:
+                    vars(module)[name] = new
 
 
 class Target:
