@@ -412,6 +412,22 @@ def _trained_view(tokenizer, ids, real, trained, docs):
     return {"row": r, "tokens": len(positions), "trained": int(trained[r, positions].sum()), "segments": segments}
 
 
+def _ended_before(ids, r, p, ends, tokenizer, look: int = 3) -> bool:
+    """Whether an end token closes the text before position ``p`` (a template may write a newline after it:
+    Qwen's <|im_end|> and a newline)."""
+    for q in range(p - 1, max(-1, p - 1 - look), -1):
+        token = int(ids[r, q])
+        if token in ends:
+            return True
+        try:
+            blank = not tokenizer.decode([token]).strip()
+        except Exception:
+            blank = False
+        if not blank:
+            return False
+    return False
+
+
 def _spare_pad(tokenizer, ends) -> str | None:
     """An unused special token of the tokenizer that could pad (Llama 3's <|finetune_right_pad_id|>)."""
     added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
@@ -559,8 +575,8 @@ def supervised_tokens(batch, pipeline, target, model, train_features=None, token
         elif bos is not None and bos not in ends:
             starts = {p for p in where[1:] if int(ids[r, p]) == bos}
         for p in starts:
-            before = int(ids[r, p - 1])
-            if before not in ends and before != bos and int(ids[r, p]) not in ends:
+            if int(ids[r, p]) not in ends and int(ids[r, p - 1]) != bos and not _ended_before(ids, r, p, ends,
+                                                                                               tokenizer):
                 joins += 1
     if joins and ends:
         out.append(finding(

@@ -89,8 +89,9 @@ def prior_loss(batch, task) -> float | None:
 class Trial:
     """One run on one batch at one learning rate, and what it says about that rate."""
 
-    def __init__(self, lr, losses, acc, prior, step_size=None):
+    def __init__(self, lr, losses, acc, prior, step_size=None, cut=False):
         self.lr, self.losses, self.acc, self.prior, self.step_size = lr, losses, acc, prior, step_size
+        self.cut = cut  # stopped by the stage's time, not by what the loss did
 
     @property
     def first(self):
@@ -158,7 +159,7 @@ def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None):
         clip = getattr(args, "max_grad_norm", 0) or 0
         params = [p for p in work.parameters() if p.requires_grad]
         prior = prior_loss(batch, task)
-        losses, acc, step_size = [], None, None
+        losses, acc, step_size, cut = [], None, None, False
         for step in range(steps):
             loss, outputs = target.loss(work, batch)
             losses.append(float(loss.detach()))
@@ -169,6 +170,7 @@ def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None):
             if step == STALL_STEPS and (losses[0] - min(losses)) < STALL_DROP * abs(losses[0]):
                 break
             if deadline is not None and time.perf_counter() > deadline and step >= 2:
+                cut = True
                 break
             loss.backward()
             if clip > 0:
@@ -178,7 +180,7 @@ def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None):
             opt.zero_grad(set_to_none=True)
             if before is not None:
                 step_size = relative_step(before, params[:64])
-    return Trial(lr, losses, acc, prior, step_size)
+    return Trial(lr, losses, acc, prior, step_size, cut)
 
 
 def initial_rates(opt) -> list[float]:
@@ -228,6 +230,16 @@ def never_trained(model) -> bool:
     return True
 
 
+def _adapter_note(model) -> str:
+    """For a PEFT model: the range adapters are usually trained at, beside the rate measured on this model."""
+    config = getattr(model, "peft_config", None)
+    if not isinstance(config, dict) or not config:
+        return ""
+    kind = str(getattr(next(iter(config.values())), "peft_type", "") or "").split(".")[-1] or "adapter"
+    return (f" ({kind} adapters on full-size checkpoints usually train at 1e-4 to 3e-4; the rate above is the one "
+            "that worked on this model and batch.)")
+
+
 def _sweep(user: Trial) -> list[float]:
     """Rates to try after the user's failed, nearest first: down when it diverged, up when it stalled, both when
     it fell slowly (too low, or too high to settle)."""
@@ -256,9 +268,12 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
     try:
         user = trial(target, batch, user_lr, args, task, seed=overfit_seed, deadline=deadline)
         runs = [user]
+        untried = 0
         if not user.learned:
-            for lr in _sweep(user):
+            rates = _sweep(user)
+            for k, lr in enumerate(rates):
                 if deadline is not None and time.perf_counter() > deadline:
+                    untried = len(rates) - k
                     break
                 runs.append(trial(target, batch, lr, args, task, seed=overfit_seed, deadline=deadline))
                 if runs[-1].learned:
@@ -282,14 +297,15 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
         return _with(evidence, finding(
             "FTD702", f"At {setting}={user_lr:g} the loss on one batch {how} ({summary}); at {worked.lr:g} it falls "
             f"to {worked.last:.3f} in {len(worked.losses)} steps.",
-            f"Lower it: `{setting}={worked.lr:g}` learned one batch here.", location=where, evidence=evidence))
+            f"Lower it: `{setting}={worked.lr:g}` learned one batch here." + _adapter_note(model), location=where,
+            evidence=evidence))
     if worked is not None:
         learned = (f"at {worked.lr:g} it falls to {worked.last:.3f} in {len(worked.losses)} steps")
         if user.outcome == "stalled" and (not fresh or hopeless(user.step_size)):
             return _with(evidence, finding(
                 "FTD703", f"At {setting}={user_lr:g} the loss on one batch barely moves ({summary}); {learned}."
-                + _step_note(user), f"Raise it: `{setting}={worked.lr:g}` learned one batch here.", location=where,
-                evidence=evidence))
+                + _step_note(user), f"Raise it: `{setting}={worked.lr:g}` learned one batch here." + _adapter_note(model),
+                location=where, evidence=evidence))
         why = (" The model has never been trained (its normalisation layers are at their initial weights): a model "
                "learning from scratch moves slowly at fine-tuning rates.") if fresh else ""
         verb = "barely moves" if user.outcome == "stalled" else "falls slowly"
@@ -303,6 +319,14 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
             "FTD704", f"No rate tried learned one batch within {STEPS} steps, but the loss does fall (by "
             f"{best.drop:.0%} at {best.lr:g}): the pipeline learns, slowly.", "Not a bug; a longer run will tell.",
             location=where, evidence=evidence))
+    if (untried or any(r.cut for r in runs)) and user.outcome != "diverged":
+        # The stage's time ran out before the sweep could say which rate works: no verdict, said as such.
+        left = f", and {untried} other rate{'s' if untried > 1 else ''} went untried" if untried else ""
+        return _with(evidence, finding(
+            "FTD704", f"No verdict within the overfit stage's {seconds:.0f} s: at {setting}={user_lr:g} the {summary}"
+            f" (one step of this batch takes {(step_evidence or {}).get('step_seconds', 0):.2f} s here){left}.",
+            "Not a bug by itself. For a verdict, give the stage more time: `ftdoctor check --budget full`.",
+            location=where, evidence={**evidence, "untried_rates": untried}))
     tried = ", ".join(f"{r.lr:g}" for r in runs)
     floor = (f"; {user.prior:.3f} is what predicting the batch's label frequencies scores without looking at the "
              "inputs") if user.prior is not None else ""
