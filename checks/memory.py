@@ -539,7 +539,7 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
     if not train_fits:
         fixes.append(_train_fix(step, train_bs, accumulation, budget, work_factory=target.work_model,
                                 row=row, collator=collator, loss_fn=loss_fn, args=args, precision=precision,
-                                checkpointing=checkpointing, device=device, evidence=evidence))
+                                checkpointing=checkpointing, device=device, evidence=evidence, model=model))
     if not eval_fits:
         fixes.append(_eval_fix(budget, params_bytes, optimizer_bytes, eval_row_bytes, accumulated, eval_bs, args,
                                pipeline, fit, eval_seq, evidence))
@@ -616,7 +616,7 @@ def _eval_pile_up(accumulated, n_eval, fit, pipeline, args, device):
 
 
 def _train_fix(step, train_bs, accumulation, budget, work_factory, row, collator, loss_fn, args, precision,
-               checkpointing, device, evidence):
+               checkpointing, device, evidence, model=None):
     effective = train_bs * accumulation
     ga_step = StepModel(**{**step.__dict__, "accumulation": 2})  # with accumulation, gradients stay resident
     limit = ga_step.max_batch(budget)
@@ -647,10 +647,53 @@ def _train_fix(step, train_bs, accumulation, budget, work_factory, row, collator
             return (f"Set `per_device_train_batch_size={b}, gradient_accumulation_steps={ga}, "
                     f"gradient_checkpointing=True, {half}=True`: it keeps the effective batch of {effective} and "
                     f"peaks at {alt.peak(b) / GIB:.2f} GiB.", cfg)
+    alone = step.params + step.grads + step.optimizer
+    frozen = _frozen_bytes(model)
+    if _is_adapter_model(model):
+        # Adapters already: what is left is the frozen base. Quantized to 4 bits it takes a quarter of 16-bit.
+        if not _is_quantized(model) and frozen:
+            in_4bit = step.params - frozen + frozen * 4 // (8 * max(1, _bytes_per_weight(model)))
+            qlora = StepModel(**{**step.__dict__, "params": in_4bit, "accumulation": 2})
+            fits = qlora.max_batch(budget) >= 1
+            return (f"The frozen base alone takes {frozen / GIB:.2f} GiB. Load it in 4 bits (QLoRA): "
+                    "`AutoModelForCausalLM.from_pretrained(..., quantization_config=BitsAndBytesConfig("
+                    "load_in_4bit=True, bnb_4bit_quant_type=\"nf4\"))`, then `prepare_model_for_kbit_training(model)` "
+                    f"before `get_peft_model`: the base drops to about {(frozen // (2 * max(1, _bytes_per_weight(model)))) / GIB:.2f} GiB"
+                    + (" and a batch of 1 fits." if fits else "; that alone is not enough: use a larger GPU or shard "
+                       "the base across GPUs (FSDP)."), {"quantization": "4bit"})
+        return (f"The quantized base, adapters and optimizer state take {alone / GIB:.2f} GiB: use fewer or smaller "
+                "adapters (`r`, `target_modules`), `gradient_checkpointing=True`, or a larger GPU.",
+                {"gradient_checkpointing": True})
     return (f"The parameters, gradients and optimizer state alone take "
-            f"{(step.params + step.grads + step.optimizer) / GIB:.2f} GiB: use `optim=\"adamw_bnb_8bit\"` or "
+            f"{alone / GIB:.2f} GiB: use `optim=\"adamw_bnb_8bit\"` or "
             "`optim=\"adafactor\"`, train adapters (LoRA with peft) instead of every weight, or a larger GPU.",
             {"optim": "adamw_bnb_8bit"})
+
+
+def _is_adapter_model(model) -> bool:
+    """A PEFT model (LoRA and its kin): the base is frozen and only adapters train."""
+    return isinstance(getattr(model, "peft_config", None), dict) and bool(model.peft_config)
+
+
+def _is_quantized(model) -> bool:
+    """A base loaded in 8 or 4 bits (bitsandbytes), as transformers marks it."""
+    for m in (model, getattr(model, "get_base_model", lambda: None)()):
+        if m is not None and (getattr(m, "is_loaded_in_4bit", False) or getattr(m, "is_loaded_in_8bit", False)
+                              or getattr(getattr(m, "config", None), "quantization_config", None) is not None):
+            return True
+    return False
+
+
+def _frozen_bytes(model) -> int:
+    if model is None:
+        return 0
+    return sum(p.numel() * p.element_size() for p in _unique_params(model) if not p.requires_grad)
+
+
+def _bytes_per_weight(model) -> int:
+    """Bytes per frozen weight as loaded (2 for bf16/fp16, 4 for fp32)."""
+    frozen = [p for p in _unique_params(model) if not p.requires_grad] if model is not None else []
+    return frozen[0].element_size() if frozen else 2
 
 
 def _eval_fix(budget, params, optimizer, row_bytes, accumulated, eval_bs, args, pipeline, fit, seq_len, evidence):

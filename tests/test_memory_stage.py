@@ -254,3 +254,18 @@ def test_causal_lm_evaluation_keeps_every_logit_on_the_device(check_pipeline):
                                        gpu_memory=small), "memory")[0]
     assert tight.code == "FTD802"
     assert "eval_accumulation_steps=" in tight.fix and "preprocess_logits_for_metrics" in tight.fix
+
+
+def test_an_adapter_run_that_does_not_fit_is_offered_a_4bit_base_not_lora(check_pipeline):
+    """A LoRA user whose frozen base does not fit is told to quantize the base (QLoRA), never to use LoRA."""
+    pytest.importorskip("peft")
+    stages = ["decode", "collate", "forward", "backward", "memory"]
+    (est,) = findings_at(check_pipeline("peft_trainer_chat_fixed.py", stages=stages), "memory")
+    ev = est.evidence
+    assert ev["grads_bytes"] < ev["params_bytes"] / 10  # only the adapters train
+    small = int(ev["params_bytes"] * 0.8)  # not even the weights fit
+    (tight,) = findings_at(check_pipeline("peft_trainer_chat_fixed.py", stages=stages,
+                                          options={"gpu_memory": small}), "memory")
+    assert tight.code == "FTD802"
+    assert "load_in_4bit=True" in tight.fix and "prepare_model_for_kbit_training" in tight.fix
+    assert "LoRA with peft" not in tight.fix
