@@ -33,9 +33,16 @@ class ScriptResult:
     capture: Any = None  # the live capture (in-process runs only)
 
 
+FORCED_OFFLINE = "FTDOCTOR_FORCED_OFFLINE"  # the offline variables ftdoctor set, that the user's run does not have
+
+
 def set_offline(env: dict[str, str] | None = None) -> None:
+    env = os.environ if env is None else env
+    forced = [var for var in OFFLINE_VARS if env.get(var) != "1"]
     for var in OFFLINE_VARS:
-        (os.environ if env is None else env)[var] = "1"
+        env[var] = "1"
+    if forced:
+        env[FORCED_OFFLINE] = ",".join(forced)
 
 
 def check_script(script: str, argv: list[str] | None = None, *, timeout: float | None = None,

@@ -46,6 +46,7 @@ class Recorder:
 
         def from_pretrained(klass, *args, **kwargs):
             obj = func(klass, *args, **kwargs)
+            _as_if_online(obj, kwargs)
             recorder.cap.sites.pop(id(obj), None)
             recorder.record(obj, kwargs)
             return obj
@@ -62,3 +63,16 @@ class Recorder:
         self._undo.clear()
 
 
+
+
+def _as_if_online(obj: Any, kwargs: dict) -> None:
+    """A tokenizer loaded while ftdoctor (not the user) forced HF_HUB_OFFLINE records `local_files_only=True` in
+    its init kwargs; `datasets` hashes those into the fingerprint of every `.map` that uses the tokenizer, so the
+    user's cached map would be recomputed (and cached twice). Record what the user's own run records."""
+    import os
+
+    if "HF_HUB_OFFLINE" not in os.environ.get("FTDOCTOR_FORCED_OFFLINE", "").split(",") or "local_files_only" in kwargs:
+        return
+    init = getattr(obj, "init_kwargs", None)
+    if isinstance(init, dict) and init.get("local_files_only") is True:
+        init["local_files_only"] = False
