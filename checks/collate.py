@@ -78,6 +78,25 @@ def _no_padding(name, lengths, pipeline):
                                                                           "max_length": max(lengths)})
 
 
+def _varied(features, n):
+    """``n`` rows that still show padding: the shortest and the longest of each token column (inputs, labels)
+    first, then the first rows. A reduced batch of rows that happen to have one length pads nothing."""
+    picked: list[int] = []
+    dicts = [f for f in features if isinstance(f, dict)]
+    if len(dicts) == len(features):
+        for key in ("input_ids", "labels"):
+            lengths = [(len(f[key]), i) for i, f in enumerate(features)
+                       if hasattr(f.get(key), "__len__") and not isinstance(f.get(key), str)]
+            if len({length for length, _ in lengths}) > 1:
+                for _, i in (min(lengths), max(lengths)):
+                    if i not in picked:
+                        picked.append(i)
+    for i in range(len(features)):
+        if i not in picked:
+            picked.append(i)
+    return [features[i] for i in sorted(picked[:n])]
+
+
 def _extremes(features):
     """The shortest and the longest rows: the pair that shows whether a collator pads."""
     with_ids = [f for f in features if isinstance(f, dict) and "input_ids" in f]
@@ -103,7 +122,8 @@ def build_batches(train_features, pipeline, findings_so_far, target, args=None, 
             continue
         limit = budget.rows if budget is not None else MAX_BATCH
         n = max(1, min(size or limit, limit, len(features)))
-        rows = [cut_row(r, budget.max_tokens) for r in features[:n]] if budget is not None else features[:n]
+        chosen = _varied(features, n) if n < min(size or MAX_BATCH, MAX_BATCH, len(features)) else features[:n]
+        rows = [cut_row(r, budget.max_tokens) for r in chosen] if budget is not None else chosen
         try:
             pair = _extremes(features)
             if pair is not None:
@@ -458,13 +478,27 @@ def _collator_warnings(target, rows) -> list[str]:
     return seen[:3]
 
 
+def _uncut_batch(target, batch, train_features, budget):
+    """The batch with its rows as the data has them: the contract reads only ids and labels, so rows the budget
+    cut for the model stages (to their last tokens) are collated again whole; collating costs no model run."""
+    if budget is None or budget.max_tokens is None or not train_features or target.fixed_batch() is not None:
+        return batch
+    try:
+        whole = target.collate(train_features[:MAX_BATCH])
+    except Exception:  # the batch the stage built is still there to judge
+        return batch
+    return dict(whole) if hasattr(whole, "items") else batch
+
+
 @check("collate", codes=("FTD324", "FTD325", "FTD326", "FTD327", "FTD328", "FTD329", "FTD330"))
-def supervised_tokens(batch, pipeline, target, model, train_features=None, tokenizer=None, task=None, args=None):
+def supervised_tokens(batch, pipeline, target, model, train_features=None, tokenizer=None, task=None, args=None,
+                      budget=None):
     """Causal LM: per row, which tokens are trained; none at all, the end token masked as padding, answers cut by
     truncation or never ended, documents packed without an end token, a doubled BOS. Also the trained-token view
     of one row (evidence)."""
     if task != "causal-lm":
         return None
+    batch = _uncut_batch(target, batch, train_features, budget)
     got = _supervised(batch)
     if got is None:
         return None

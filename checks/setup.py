@@ -195,6 +195,26 @@ _HUB_PATTERNS = ("couldn't connect to", "couldn't reach", "doesn't exist on the 
                  "temporary failure in name resolution", "connection error")
 
 
+rule("FTD016", "walked-as-one-rank", "setup", "info", "A torchrun script was walked as one rank",
+     """
+     The script sets up a process group from torchrun's environment variables, and was run without torchrun.
+     ftdoctor supplied the variables `torchrun --nproc_per_node 1` sets (rank 0 of 1), so every single-process
+     stage ran. Whether the ranks agree (data sharding, synchronised gradients) needs several of them: the
+     distributed stage runs with `--nproc 2`.
+     """)
+
+
+@check("setup", codes=("FTD016",))
+def walked_as_one_rank(capture):
+    if not getattr(capture, "single_rank", None):
+        return None
+    script = os.path.basename(capture.script)
+    return finding("FTD016", "The script calls `init_process_group()` for torchrun; run without it, it was walked as "
+                   f"rank 0 of 1 (ftdoctor set {', '.join(sorted(capture.single_rank))} as "
+                   "`torchrun --nproc_per_node 1` would).",
+                   f"To check the ranks against each other: `ftdoctor check --nproc 2 {script}`.")
+
+
 @check("setup", codes=("FTD006",))
 def tensorflow_script(capture):
     if capture.outcome != "tensorflow":

@@ -68,9 +68,14 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
         from .source import set_origin
 
         set_origin(os.getcwd())
+        from .capture.script import release_single_rank
+
         cap = capture_script(script, argv, timeout=timeout, show_output=show_output)
-        result = walk_capture(cap, stages=stages, options=options, check_dirs=dirs, progress=progress,
-                              timeout=timeout)
+        try:
+            result = walk_capture(cap, stages=stages, options=options, check_dirs=dirs, progress=progress,
+                                  timeout=timeout)
+        finally:
+            release_single_rank(cap)
         result.capture = cap
         return result
     from .runner import run_child

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import pipeline_path, run_cli
+from conftest import findings_at, pipeline_path, run_cli
 
 TIMEOUT = "8"  # seconds a collective may wait for the other rank in these tests
 
@@ -133,3 +133,18 @@ def test_callback_under_torchrun_checks_every_rank_and_stops_them_together(tmp_p
         assert out.count("STOPPED rank") == 2 and "FTD956" in out and "TRAINED" not in out, out + proc.stderr[-2000:]
     else:
         assert out.count("TRAINED rank") == 2, out + proc.stderr[:6000]
+
+
+def test_a_torchrun_script_without_torchrun_is_walked_as_one_rank(check_pipeline):
+    """`python ddp_train.py` fails ("RANK expected, but not set"); ftdoctor walks it as torchrun's rank 0 of 1
+    and says how to check several ranks, then leaves this process as it found it."""
+    import os
+
+    report = check_pipeline("ddp_loop_fixed.py")
+    assert report.ok, [(s.stage, [f.code for f in s.findings]) for s in report.stages]
+    (note,) = findings_at(report, "setup", "FTD016")
+    assert note.severity == "info" and "--nproc 2" in note.fix
+    assert report.stage("overfit").status == "pass"
+    import torch.distributed as dist
+
+    assert "RANK" not in os.environ and not dist.is_initialized()

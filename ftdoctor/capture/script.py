@@ -59,6 +59,8 @@ class Capture:
     loop: "LoopRecord | None" = None  # what the hooks saw of a hand-written (or Accelerate) training loop
     internal_errors: list[str] = field(default_factory=list)  # ftdoctor's own failures while the script ran
     train_kwargs: dict[str, Any] = field(default_factory=dict)  # what trainer.train() was called with
+    # The torchrun variables ftdoctor supplied when the script set up a process group outside torchrun.
+    single_rank: dict[str, str] | None = None
     # Objects whose id() keys `sites`: held so an id cannot be reused by a new object.
     _keep: list[Any] = field(default_factory=list, repr=False)
 
@@ -201,6 +203,11 @@ def capture_script(script: str, argv: list[str] | None = None, *, timeout: float
         recorder.patch_init(module.PreTrainedTokenizerBase)
         recorder.patch_from_pretrained(module.PreTrainedTokenizerBase)
 
+    def patch_distributed(module) -> None:
+        if hasattr(module, "init_process_group"):
+            recorder._set(module, "init_process_group", _one_rank_if_alone(module.init_process_group, cap))
+
+    on_import.when_imported("torch.distributed", patch_distributed)
     on_import.when_imported("transformers.trainer", patch_trainer)
     on_import.when_imported("transformers.modeling_utils", patch_model)
     on_import.when_imported("transformers.tokenization_utils_base", patch_tokenizer)
@@ -261,6 +268,47 @@ def capture_script(script: str, argv: list[str] | None = None, *, timeout: float
             cap.outcome = "loop"  # a loop that ended (or exited) after its first step is walked too
         finish_capture()
     return cap
+
+
+TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _one_rank_if_alone(init_process_group: Callable, cap: Capture) -> Callable:
+    """`init_process_group` that, outside torchrun (no RANK or WORLD_SIZE, the env:// default), first sets the
+    variables `torchrun --nproc_per_node 1` would: a script written for torchrun is walked as one rank instead of
+    failing with "environment variable RANK expected, but not set"."""
+    import functools
+
+    @functools.wraps(init_process_group)
+    def wrapper(*args, **kwargs):
+        method = kwargs.get("init_method", args[1] if len(args) > 1 else None)
+        if kwargs.get("store") is None and method in (None, "env://") and \
+                not any(v in os.environ for v in ("RANK", "WORLD_SIZE")):
+            from ..runner import free_port
+
+            env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": str(free_port())}
+            env = {k: v for k, v in env.items() if k not in os.environ}
+            os.environ.update(env)
+            cap.single_rank = env
+        return init_process_group(*args, **kwargs)
+
+    return wrapper
+
+
+def release_single_rank(cap: Capture) -> None:
+    """Undo what `_one_rank_if_alone` set up in this process (the in-process walk; a child process just ends)."""
+    if not cap.single_rank:
+        return
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:  # a group the script already destroyed, or one that will not go: nothing more to undo
+        pass
+    for var in cap.single_rank:
+        os.environ.pop(var, None)
 
 
 def _run(script: str) -> None:

@@ -1,0 +1,42 @@
+"""The zoo at reduced size: every broken fixture is still found when the fast budget is forced to its smallest
+batch (2 rows, rows cut to their last 32 tokens), as it is for a model too large for the machine.
+
+The bug tables are those of the stage tests; only the budget differs. A detection that needs the user's full
+batch or full rows would pass those tests and fail here."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import findings_at
+from test_contracts import CASES as CONTRACTS
+from test_contracts import NEEDS
+from test_data_stages import BROKEN as DATA_BUGS
+from test_data_stages import DATA_STAGES
+from test_model_stages import CASES as MODEL_BUGS
+
+CASES = ([(name, list(DATA_STAGES), stage, code) for name, stage, code, _ in DATA_BUGS]
+         + [(name, stages, stage, code) for name, stages, stage, code, _ in MODEL_BUGS]
+         + [(name, NEEDS[stage], stage, code) for name, stage, code, _, _ in CONTRACTS])
+try:  # the LLM bug classes, when trl and peft are installed
+    import peft  # noqa: F401
+    import trl  # noqa: F401
+    from test_supervised import BROKEN as LLM_BUGS
+
+    CASES += [(name, ["decode", "collate", "forward"], "collate", code) for name, code, _ in LLM_BUGS]
+except ImportError:
+    pass
+
+
+def smallest_budget():
+    from ftdoctor.budget import OVERFIT_SECONDS, Budget, MIN_TOKENS
+
+    return Budget("fast", rows=2, max_tokens=MIN_TOKENS, overfit_seconds=OVERFIT_SECONDS,
+                  notes=["forced by the test: 2 rows per batch", f"rows cut to their last {MIN_TOKENS} tokens"])
+
+
+@pytest.mark.parametrize("name,stages,stage,code", CASES, ids=[c[0].removesuffix(".py") for c in CASES])
+def test_broken_fixture_found_at_reduced_size(check_pipeline, name, stages, stage, code):
+    report = check_pipeline(name, stages=stages, options={"budget": smallest_budget()})
+    found = findings_at(report, stage, code)
+    assert found, {s.stage: [(f.code, f.detail[:120]) for f in s.findings] or s.reason for s in report.stages}
