@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from ftdoctor import data
+from ftdoctor import data, progress
 from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule
 
 STEPS = 30
@@ -143,7 +143,7 @@ def _diverged(losses) -> bool:
     return max(losses) > BLOWUP * losses[0] or losses[-1] > losses[0] * 1.05
 
 
-def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None):
+def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None, on_step=None):
     """Train a fresh copy on ``batch`` at ``lr``, stopping early once it learned, blew up or stalled (or the
     stage's time is up)."""
     import time
@@ -161,6 +161,8 @@ def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None):
         prior = prior_loss(batch, task)
         losses, acc, step_size, cut = [], None, None, False
         for step in range(steps):
+            if on_step is not None:
+                on_step(step, steps)
             loss, outputs = target.loss(work, batch)
             losses.append(float(loss.detach()))
             acc = _accuracy(outputs, batch, task)
@@ -265,17 +267,31 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
     seconds = getattr(budget, "overfit_seconds", None)
     deadline = time.perf_counter() + seconds if seconds else None
     batch, reduced = _affordable_batch(batch, train_features, target, step_evidence, seconds, budget)
+    plan = {"trials": 1, "done": 0}
+
+    def shown(lr):
+        """Progress of trial number len(runs) + 1 at ``lr``: its step, and the time the stage has left."""
+        def on_step(step, steps):
+            k = plan["done"]
+            left = deadline - time.perf_counter() if deadline is not None else None
+            progress.step(k * steps + step, plan["trials"] * steps,
+                          f"trial {k + 1} of up to {plan['trials']} at lr={lr:g}, step {step + 1}/{steps}", left)
+        return on_step
+
     try:
-        user = trial(target, batch, user_lr, args, task, seed=overfit_seed, deadline=deadline)
+        user = trial(target, batch, user_lr, args, task, seed=overfit_seed, deadline=deadline, on_step=shown(user_lr))
         runs = [user]
         untried = 0
         if not user.learned:
             rates = _sweep(user)
+            plan.update(trials=1 + len(rates), done=1)
             for k, lr in enumerate(rates):
                 if deadline is not None and time.perf_counter() > deadline:
                     untried = len(rates) - k
                     break
-                runs.append(trial(target, batch, lr, args, task, seed=overfit_seed, deadline=deadline))
+                runs.append(trial(target, batch, lr, args, task, seed=overfit_seed, deadline=deadline,
+                                  on_step=shown(lr)))
+                plan["done"] += 1
                 if runs[-1].learned:
                     break
     except UserCodeError as err:

@@ -90,6 +90,10 @@ def run(spec: dict[str, Any]) -> None:
     def progress(stage: str) -> None:
         send("stage", stage=stage)
 
+    from . import progress as progress_mod
+
+    progress_mod.set_sink(lambda stage, text: send("step", stage=stage, text=text))
+
     rank, world = _rank_and_world()
     if world > 1 and spec.get("collective_timeout"):
         _shorten_collective_timeouts(float(spec["collective_timeout"]))

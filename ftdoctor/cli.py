@@ -285,6 +285,11 @@ def _check_one(script: str, script_args: list[str], args, settings, policy, fmt:
             status.update("training reached: walking the pipeline ...")
         elif event == "stage":
             status.update(f"stage [bold]{value}[/bold] ...")
+        elif event == "step":  # "overfit: trial 2 at lr=0.001, step 12/30 · about 8 s left"
+            from rich.markup import escape
+
+            stage, _, text = (value or "").partition(": ")
+            status.update(f"stage [bold]{stage}[/bold]: {escape(text)}")
 
     try:
         result = check_script(script, script_args, timeout=settings.timeout, walk_timeout=settings.walk_timeout,

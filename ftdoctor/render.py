@@ -33,6 +33,10 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
         else:
             head.append("\n" + " " * 9 + task, style="dim")
     console.print(head)
+    budget = report.budget or {}
+    if budget.get("reduced"):
+        console.print(Text(" " * 9 + f"budget {budget.get('mode', 'fast')}: " + "; ".join(budget["reduced"])
+                           + " (`--budget full` runs the batch as configured)", style="dim"))
     inner = max(20, console.width - 4)  # a finding's panel: borders and padding
     for st in report.stages:
         label, style = _STATUS[st.status]

@@ -75,6 +75,8 @@ class Report:
     environment: dict[str, Any] = field(default_factory=dict)
     internal_errors: list[str] = field(default_factory=list)
     suppressed: list[Suppressed] = field(default_factory=list)  # findings removed by the project's policy
+    # How much of the user's work the walk did: "fast" or "full", and what ran at reduced size.
+    budget: dict[str, Any] | None = None
     # The live values the walk built (pipeline, batch, ...): for pytest fixtures and in-process use, never serialised.
     context: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -100,6 +102,8 @@ class Report:
              "duration_s": round(self.duration_s, 3), "environment": self.environment,
              "stages": [s.to_dict() for s in self.stages], "summary": self.summary(),
              "suppressed": [s.to_dict() for s in self.suppressed]}
+        if self.budget is not None:
+            d["budget"] = self.budget
         if self.internal_errors:
             d["internal_errors"] = self.internal_errors
         return d
@@ -114,7 +118,8 @@ class Report:
                    stages=[StageResult.from_dict(s) for s in d.get("stages", [])],
                    duration_s=d.get("duration_s", 0.0), environment=d.get("environment") or {},
                    internal_errors=list(d.get("internal_errors") or []),
-                   suppressed=[Suppressed.from_dict(s) for s in d.get("suppressed") or []])
+                   suppressed=[Suppressed.from_dict(s) for s in d.get("suppressed") or []],
+                   budget=d.get("budget"))
 
 
 def _jsonable(obj: Any) -> Any:

@@ -106,6 +106,8 @@ def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progr
                     phase, phase_start, limit = "walk", time.monotonic(), walk_timeout
                 if progress is not None and kind in ("captured", "stage", "input"):
                     progress(kind, ev.get("stage") or ev.get("prompt") or ev.get("outcome"))
+                elif progress is not None and kind == "step":
+                    progress(kind, f"{ev.get('stage')}: {ev.get('text')}")
                 continue
             if proc.poll() is not None:
                 # Ended: give the event reader a moment to see the last lines.

@@ -8,6 +8,8 @@ import time
 import traceback
 from typing import Any, Callable, Iterable
 
+from . import progress as progress_mod
+
 from .findings import DEFAULT_STAGES, RULES, STAGES, Finding, with_dependencies
 from .registry import (Check, Provide, Skip, Unavailable, UserCodeError, checks_for, load_checks, load_local_checks,
                        run_user)
@@ -186,11 +188,18 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
             report.stages.append(result)
             if progress is not None:
                 progress(stage)
+            progress_mod.begin(stage)
             t0 = time.perf_counter()
             run_stage(stage, ctx, result, report.internal_errors,
                       None if checks is None else [c for c in checks if c.stage == stage])
             result.duration_s = time.perf_counter() - t0
     report.context = ctx.values
+    from .budget import Budget
+
+    budget = values.get("budget")
+    if isinstance(budget, Budget):
+        report.budget = {"mode": budget.mode, "rows": budget.rows, "max_tokens": budget.max_tokens,
+                         "overfit_seconds": budget.overfit_seconds, "reduced": list(budget.notes)}
     report.environment = environment()
     report.duration_s = time.perf_counter() - start
     return report

@@ -40,3 +40,21 @@ def test_broken_fixture_found_at_reduced_size(check_pipeline, name, stages, stag
     report = check_pipeline(name, stages=stages, options={"budget": smallest_budget()})
     found = findings_at(report, stage, code)
     assert found, {s.stage: [(f.code, f.detail[:120]) for f in s.findings] or s.reason for s in report.stages}
+
+
+def test_the_report_says_what_ran_at_reduced_size(check_pipeline):
+    import json
+
+    from ftdoctor.report import Report
+    from ftdoctor.render import render_text
+
+    report = check_pipeline("course_mnli_fixed.py", stages=["decode", "collate"],
+                            options={"budget": smallest_budget()})
+    doc = json.loads(report.to_json())
+    assert doc["budget"]["mode"] == "fast" and doc["budget"]["rows"] == 2
+    assert any("2 rows per batch" in note for note in doc["budget"]["reduced"])
+    assert Report.from_dict(doc).budget == doc["budget"]  # the child's report keeps it
+    assert "budget fast: forced by the test" in render_text(report)
+    full = check_pipeline("course_mnli_fixed.py", stages=["decode"], options={"budget": "full"})
+    assert full.budget["mode"] == "full" and not full.budget["reduced"]
+    assert "budget" not in render_text(full).splitlines()[1]
