@@ -51,10 +51,12 @@ def rule_page(r: Rule) -> str:
 
 def rules_table(selected: list[Rule]) -> str:
     """`ftdoctor rules`: one line per rule."""
-    head = f"{'code':<8}{'name':<35}{'stage':<10}{'severity':<9}{'fix':<7}{'added':<7}title"
+    n = max([len("name"), *(len(r.name) for r in selected)]) + 2
+    s = max([len("stage"), *(len(r.stage) for r in selected)]) + 2
+    head = f"{'code':<8}{'name':<{n}}{'stage':<{s}}{'severity':<9}{'fix':<7}{'added':<7}title"
     lines = [head]
     for r in selected:
-        lines.append(f"{r.code:<8}{r.name:<35}{r.stage:<10}{r.severity:<9}{fix_label(r):<7}{r.added:<7}{r.title}")
+        lines.append(f"{r.code:<8}{r.name:<{n}}{r.stage:<{s}}{r.severity:<9}{fix_label(r):<7}{r.added:<7}{r.title}")
     return "\n".join(lines)
 
 

@@ -384,7 +384,9 @@ def _explain(args) -> int:
         _out(markdown_catalog())
         return EXIT_OK
     if args.all or not args.code:
-        _out("\n".join(f"{r.code}  {r.name:<32} {r.stage:<9} {r.severity:<8} {r.title}" for r in rules()))
+        every = rules()
+        n, s = (max(len(getattr(r, k)) for r in every) for k in ("name", "stage"))
+        _out("\n".join(f"{r.code}  {r.name:<{n}} {r.stage:<{s}} {r.severity:<8} {r.title}" for r in every))
         return EXIT_OK
     r = find_rule(args.code)
     if r is None:
