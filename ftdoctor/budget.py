@@ -50,8 +50,10 @@ def machine_flops(device: str = "cpu") -> float:
         return _FLOPS[device]
     import torch
 
-    a = torch.randn(512, 512, device=device)
-    b = torch.randn(512, 512, device=device)
+    # A generator of its own: measuring must not move the run's random number stream.
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(512, 512, device=device, generator=gen)
+    b = torch.randn(512, 512, device=device, generator=gen)
     for _ in range(3):
         a @ b
     count, start = 0, time.perf_counter()

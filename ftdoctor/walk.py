@@ -175,12 +175,12 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
     if unknown:
         raise ValueError(f"unknown stage(s): {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}")
     wanted = set(with_dependencies(asked)) if checks is None else asked
-    _decide_budget(values)
-    ctx = Context(values)
-    ctx.set("findings_so_far", [])
     target = values.get("target")
     keep = target.preserved() if hasattr(target, "preserved") else contextlib.nullcontext()
     with preserved_state(), keep:
+        _decide_budget(values)  # inside: it measures this machine, and measuring must not move the RNGs
+        ctx = Context(values)
+        ctx.set("findings_so_far", [])
         for stage in STAGES:
             if stage not in wanted:
                 continue
