@@ -193,15 +193,20 @@ def _adapter_load_site(pipeline) -> tuple[str | None, str | None]:
 
 
 @check("backward", provides=("step_evidence", "work_optimizer"),
-       codes=("FTD501", "FTD502", "FTD503", "FTD504", "FTD505", "FTD506", "FTD508"))
+       codes=("FTD501", "FTD502", "FTD503", "FTD504", "FTD505", "FTD506", "FTD508", "FTD806"))
 def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, target, trainer=None, optimizer=None,
                        args=None):
     import torch
+
+    from .memory import short_of_memory
 
     out = []
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     if not trainable:
         return Provide({}, skip_reason="the model has no trainable parameters (FTD507)")
+    short = short_of_memory(model, 3, "One optimizer step (gradients and two optimizer moments)")
+    if short is not None:
+        return Provide({}, [short], skip_reason="not enough memory for one optimizer step (FTD806)")
     opt, held = target.build_optimizer(work_model)
     opt_loc = pipeline.location(optimizer, trainer) if optimizer is not None else pipeline.location(trainer)
     missing = sorted(trainable - held)
@@ -221,7 +226,7 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
     work_model.train()
     work_model.zero_grad(set_to_none=True)
     params = dict(work_model.named_parameters())
-    before = {n: params[n].detach().clone() for n in trainable if n in params}
+    before = {n: _fingerprint(params[n]) for n in trainable if n in params}
     started = time.perf_counter()
     ran: set[str] = set()
     hooks = _watch_children(work_model, ran)
@@ -266,7 +271,7 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
                            "Fix the optimizer configuration.", location=opt_loc))
         return Provide({}, out)
     with_grad = [n for n in before if n not in no_grad and n in held]
-    moved = [n for n in with_grad if not torch.equal(before[n], params[n].detach())]
+    moved = [n for n in with_grad if _fingerprint(params[n]) != before[n]]
     if no_grad:
         # A zero-initialised partner (LoRA's B, a zero-init gate) blocks the gradient of its partner at the first
         # step only: what gets a gradient once the first update has moved the weights was never cut off.
@@ -301,8 +306,11 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
                            location=(pipeline.location(args) if lr == 0 else None) or opt_loc, evidence={"lrs": group_lrs}))
     work_model.zero_grad(set_to_none=True)
     counted = {id(p): p for p in model.parameters()}.values()
+    state_bytes = _state_bytes(opt)
+    # Measured: the state itself (twice the trainable weights for AdamW) is not needed by any later stage.
+    opt.state.clear()
     evidence = {"loss": float(loss.detach()), "optimizer": type(opt).__name__, "trainable_params": len(trainable),
-                "moved": len(moved), "optimizer_state_bytes": _state_bytes(opt), "step_seconds": step_seconds,
+                "moved": len(moved), "optimizer_state_bytes": state_bytes, "step_seconds": step_seconds,
                 "trainable_numel": sum(p.numel() for p in counted if p.requires_grad),
                 "total_numel": sum(p.numel() for p in counted)}
     return Provide({"step_evidence": evidence, "work_optimizer": opt}, out, evidence=evidence)
@@ -426,6 +434,18 @@ def _freeze_site(pipeline) -> str | None:
                 and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value is False:
             return str(Site(cap.script, node.lineno))
     return None
+
+
+def _fingerprint(p) -> tuple:
+    """What tells whether a parameter changed, without a copy of it: its sum in float64 and a strided sample
+    of its elements (a copy of every trainable weight would double the memory of a large model)."""
+    import torch
+
+    with torch.no_grad():
+        flat = p.detach().reshape(-1)
+        step = max(1, flat.numel() // 1024)
+        total = sum(float(chunk.double().sum()) for chunk in flat.split(1 << 20))  # 8 MiB of float64 at a time
+        return total, tuple(flat[::step][:1024].double().tolist())
 
 
 def _state_bytes(opt) -> int:

@@ -68,9 +68,18 @@ def _shape_mismatch(text, pipeline, model, batch):
     return finding("FTD402", text.splitlines()[0], fix, location=pipeline.location(model), evidence={"labels_shape": shape})
 
 
-@check("forward", provides=("work_model", "initial_loss", "outputs"), codes=("FTD401", "FTD402", "FTD405"))
+@check("forward", provides=("work_model", "initial_loss", "outputs"), codes=("FTD401", "FTD402", "FTD405",
+                                                                            "FTD806"))
 def forward_pass(model, batch, pipeline, findings_so_far, target):
     import torch
+
+    from .memory import short_of_memory
+
+    short = short_of_memory(model, 1, "A working copy of the model")
+    if short is not None:
+        reason = "not enough memory for a working copy (FTD806)"
+        return Provide({k: Unavailable(reason) for k in ("work_model", "initial_loss", "outputs")}, [short],
+                       skip_reason=reason)
 
     if any(f.code == "FTD324" for f in findings_so_far):
         # No position is trained: the loss is 0/0, and every later step follows from that one cause.

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 from ftdoctor import data
-from ftdoctor.sdk import UserCodeError, check, finding, rule, run_user
+from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule, run_user
 
 from ._failures import explain, root_codes
 
@@ -424,10 +424,35 @@ def _recompute_per_row(work, row, collator, loss_fn, args, precision, fit_ckpt, 
     return full.per_row(seq_len) / _num_layers(work)
 
 
-@check("memory", codes=("FTD801", "FTD802", "FTD803", "FTD804", "FTD805"))
+rule("FTD806", "walk-short-of-memory", "memory", "warning", "A stage was not run: this machine lacks the memory",
+     """
+     The forward, backward, overfit and memory stages work on a copy of the trainable weights (with gradients
+     and optimizer state for the ones that train). When this machine cannot hold that beside your own model,
+     the stage is not run and says so, and the stages before it keep their findings: a report instead of a
+     process killed for memory. It says nothing about your pipeline; the stages that ran still stand.
+     """)
+
+
+def short_of_memory(model, times: int, what: str):
+    """A FTD806 finding when ``what`` (``times`` the trainable weights' bytes) does not fit in the memory this
+    machine has free, else None."""
+    from ftdoctor.budget import short_of_memory as short, trainable_bytes
+
+    reason = short(times * trainable_bytes(model), what)
+    if reason is None:
+        return None
+    return finding("FTD806", reason[0].upper() + reason[1:] + ".",
+                   "Run the check where more memory is free (close other jobs, or a larger machine); the stages "
+                   "that ran stand as reported.", evidence={"needed_copies_of_trainable_weights": times})
+
+
+@check("memory", codes=("FTD801", "FTD802", "FTD803", "FTD804", "FTD805", "FTD806"))
 def memory_model(model, effective_train_dataset, train_features, initial_loss, pipeline, findings_so_far, target,
                  args=None, step_evidence=None, work_optimizer=None, effective_eval_dataset=None,
                  eval_features=None, gpu_memory=None, gpu_name=None, gpu_probe=None):
+    short = short_of_memory(model, 1, "The memory stage's working copy")
+    if short is not None:
+        return Provide(findings=[short], skip_reason="not enough memory for a working copy (FTD806)")
     from ftdoctor import gpu
 
     params = _unique_params(model)

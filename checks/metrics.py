@@ -90,7 +90,7 @@ EVAL_ROWS = 32  # rows of the eval set run through the trainer's own evaluation:
 @check("metrics", provides=("eval_prediction",))
 def eval_predictions(model, pipeline, target, trainer=None, eval_batch=None, work_model=None, task=None,
                      preprocess_logits_for_metrics=None, compute_metrics=None, effective_eval_dataset=None,
-                     args=None):
+                     args=None, budget=None):
     """What compute_metrics will receive: from the trainer's own evaluation of a few eval rows; from one eval step
     when there is no such path; from a synthetic batch of the model's shape when the data stages failed."""
     from transformers import EvalPrediction
@@ -100,8 +100,13 @@ def eval_predictions(model, pipeline, target, trainer=None, eval_batch=None, wor
     work = work_model if work_model is not None else target.work_model()
     if eval_batch is not None and effective_eval_dataset is not None:
         n = min(EVAL_ROWS, 2 * int(getattr(args, "per_device_eval_batch_size", 8) or 8))
+        batch_size = None
+        if budget is not None and budget.max_tokens is not None:
+            # A model too large for this machine: the budget's rows per batch, two batches of them.
+            batch_size = budget.rows
+            n = min(n, 2 * batch_size)
         try:
-            pred = target.eval_prediction(work, effective_eval_dataset, n)
+            pred = target.eval_prediction(work, effective_eval_dataset, n, batch_size)
         except UserCodeError as err:
             pred = None
             if target.metrics_path_note():

@@ -254,7 +254,7 @@ def _sweep(user: Trial) -> list[float]:
     return [r for r in (u * 10, u / 10, u / 100) if MIN_LR <= r <= MAX_LR]
 
 
-@check("overfit", codes=("FTD701", "FTD702", "FTD703", "FTD704"))
+@check("overfit", codes=("FTD701", "FTD702", "FTD703", "FTD704", "FTD806"))
 def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, target, trainer=None, optimizer=None,
                       args=None, task=None, overfit_seed=0, budget=None, train_features=None):
     import time
@@ -263,6 +263,11 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
     roots = [f.code for f in findings_so_far if f.severity == "error" and f.code[:4] in ("FTD4", "FTD5")]
     if roots:
         return Provide({}, skip_reason=f"training cannot work as forward/backward showed ({', '.join(roots)})")
+    from .memory import short_of_memory
+
+    short = short_of_memory(model, 4, "A training trial (a copy, its gradients and two optimizer moments)")
+    if short is not None:
+        return Provide({}, [short], skip_reason="not enough memory for a training trial (FTD806)")
     user_lr = _user_lr(args, optimizer)
     seconds = getattr(budget, "overfit_seconds", None)
     deadline = time.perf_counter() + seconds if seconds else None

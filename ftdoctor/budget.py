@@ -125,3 +125,42 @@ def _tail_documents(lengths: list[int], total: int) -> list[int]:
         out.append(min(length, total - used))
         used += out[-1]
     return list(reversed(out)) or [total]
+
+
+MEMORY_MARGIN = 0.9  # of the memory free at the moment: what a stage may plan to take
+
+
+def free_memory() -> int | None:
+    """Bytes of memory this machine can still give (MemAvailable), or None where that cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:
+        return None
+
+
+def trainable_bytes(model: Any) -> int:
+    """Bytes of the parameters that train: what a working copy, its gradients and each optimizer moment cost
+    (frozen parameters are shared with the user's model, never copied)."""
+    try:
+        return sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values()
+                   if p.requires_grad)
+    except Exception:
+        return 0
+
+
+def short_of_memory(need: int, what: str) -> str | None:
+    """Why ``what`` cannot run here (it needs ``need`` bytes more than this machine can give), or None."""
+    free = free_memory()
+    if free is None or need <= MEMORY_MARGIN * free:
+        return None
+    return (f"{what} needs about {need / 2**30:.1f} GiB more and this machine has {free / 2**30:.1f} GiB free: "
+            "it was not run, so the walk ends with a report instead of being killed")

@@ -82,6 +82,9 @@ def column_values(ds: Any, column: str, limit: int = MAX_SCAN_ROWS) -> list[Any]
     """A column as a flat Python list (nested sequences flattened), read through Arrow where possible."""
     if is_hf_dataset(ds):
         n = min(len(ds), limit)
+        flat_arrow = _arrow_flat(ds, column, n)
+        if flat_arrow is not None:
+            return flat_arrow
         sub = ds if n == len(ds) else ds.select(range(n))
         values = sub.with_format(None)[column]
     else:
@@ -90,6 +93,22 @@ def column_values(ds: Any, column: str, limit: int = MAX_SCAN_ROWS) -> list[Any]
     for v in values:
         flat.extend(flatten(v))
     return flat
+
+
+def _arrow_flat(ds: Any, column: str, n: int) -> list[Any] | None:
+    """The first ``n`` rows of ``column`` flattened in Arrow (no Python object per row until the end: a 400k-row
+    token column takes milliseconds, not seconds); None when the column is not plain Arrow data."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        col = ds.with_format("arrow")[:n].column(column)
+        while pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or \
+                pa.types.is_fixed_size_list(col.type):
+            col = pc.list_flatten(col)
+        return col.to_pylist()
+    except Exception:  # an extension type, a formatted dataset: the row-by-row way below
+        return None
 
 
 def flatten(value: Any) -> list[Any]:

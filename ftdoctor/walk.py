@@ -193,6 +193,7 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
             run_stage(stage, ctx, result, report.internal_errors,
                       None if checks is None else [c for c in checks if c.stage == stage])
             result.duration_s = time.perf_counter() - t0
+            _release(ctx, [s for s in STAGES[STAGES.index(stage) + 1:] if s in wanted], checks)
     report.context = ctx.values
     from .budget import Budget
 
@@ -203,6 +204,20 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
     report.environment = environment()
     report.duration_s = time.perf_counter() - start
     return report
+
+
+# Values as large as the model (a working copy, its optimizer): dropped once no later check asks for them, so a
+# large model's walk does not hold a second copy through the stages that make copies of their own.
+HEAVY = ("work_model", "work_optimizer", "outputs")
+
+
+def _release(ctx: "Context", later: list[str], checks: list[Check] | None) -> None:
+    wanted = {p.name for stage in later
+              for chk in (checks_for(stage) if checks is None else [c for c in checks if c.stage == stage])
+              for p in chk.params}
+    for name in HEAVY:
+        if name in ctx.values and name not in wanted:
+            ctx.set(name, Unavailable(f"`{name}` was released after the last stage that uses it"))
 
 
 def _decide_budget(values: dict[str, Any]) -> None:

@@ -192,7 +192,7 @@ class Target:
         """(predictions, label_ids) of one eval batch, as numpy, the way `compute_metrics` receives them."""
         return run_user("prediction", _plain_predict, model, batch, preprocess)
 
-    def eval_prediction(self, model: Any, dataset: Any, n: int) -> Any:
+    def eval_prediction(self, model: Any, dataset: Any, n: int, batch_size: int | None = None) -> Any:
         """The EvalPrediction the run's own evaluation hands compute_metrics, or None when it has no such path."""
         return None
 

@@ -117,7 +117,7 @@ class TrainerTarget(Target):
                     "predictions before compute_metrics")
         return None
 
-    def eval_prediction(self, model: Any, dataset: Any, n: int) -> Any:
+    def eval_prediction(self, model: Any, dataset: Any, n: int, batch_size: int | None = None) -> Any:
         """What compute_metrics receives from the trainer's own evaluation (its evaluate(), any post-processing
         of a subclass included), run on the first ``n`` eval rows with the walk's copy of the model. None when
         the trainer never calls compute_metrics or the copy cannot run where the trainer sends its batches."""
@@ -141,10 +141,13 @@ class TrainerTarget(Target):
         accelerator = getattr(trainer, "accelerator", None)
         models_before = len(getattr(accelerator, "_models", []) or [])
         saved = {"compute_metrics": trainer.compute_metrics, "model": trainer.model,
-                 "callbacks": list(trainer.callback_handler.callbacks)}
+                 "callbacks": list(trainer.callback_handler.callbacks),
+                 "eval_batch": getattr(args, "per_device_eval_batch_size", None)}
         trainer.compute_metrics = spy
         trainer.model = model
         trainer.callback_handler.callbacks = []
+        if batch_size and saved["eval_batch"]:
+            args.per_device_eval_batch_size = batch_size  # the budget's batch, still two of them
         try:
             run_user("the trainer's evaluation loop", trainer.evaluate, eval_dataset=subset)
         except UserCodeError as err:
@@ -154,6 +157,8 @@ class TrainerTarget(Target):
             trainer.compute_metrics = saved["compute_metrics"]
             trainer.model = saved["model"]
             trainer.callback_handler.callbacks = saved["callbacks"]
+            if batch_size and saved["eval_batch"]:
+                args.per_device_eval_batch_size = saved["eval_batch"]
             if accelerator is not None and hasattr(accelerator, "_models"):
                 del accelerator._models[models_before:]
         return seen.get("prediction")
