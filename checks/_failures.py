@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ftdoctor.sdk import finding, rule
+
 # Known failures of the forward pass and the root cause each points at: (pattern, codes of the root cause).
 ROOTS = [
     (r"exactly one of input_ids or inputs_embeds|have to specify either input_ids", ("FTD201",)),
@@ -79,3 +81,26 @@ def root_codes(text: str) -> list[str]:
         if re.search(pattern, text):
             return [c for c in roots if c not in ("FTD402", "FTD304", "FTD202")]
     return []
+
+
+rule("FTD806", "walk-short-of-memory", "memory", "warning", "A stage was not run: this machine lacks the memory",
+     """
+     The forward, backward, overfit and memory stages work on a copy of the trainable weights (with gradients
+     and optimizer state for the ones that train). When this machine cannot hold that beside your own model,
+     the stage is not run and says so, and the stages before it keep their findings: a report instead of a
+     process killed for memory. It says nothing about your pipeline; the stages that ran still stand.
+     """)
+
+
+def short_of_memory(model, times: int, what: str):
+    """A FTD806 finding when ``what`` (``times`` the trainable weights' bytes) does not fit in the memory this
+    machine has free, else None."""
+    from ftdoctor.budget import short_of_memory as short
+    from ftdoctor.budget import trainable_bytes
+
+    reason = short(times * trainable_bytes(model), what)
+    if reason is None:
+        return None
+    return finding("FTD806", reason[0].upper() + reason[1:] + ".",
+                   "Run the check where more memory is free (close other jobs, or a larger machine); the stages "
+                   "that ran stand as reported.", evidence={"needed_copies_of_trainable_weights": times})

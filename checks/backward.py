@@ -10,7 +10,7 @@ from ftdoctor import data
 from ftdoctor.sdk import (Provide, Site, UserCodeError, check, deepest_user_frame, finding, read_source, rule,
                           run_user)
 
-from ._failures import explain, relay_fix
+from ._failures import explain, relay_fix, short_of_memory
 
 rule("FTD501", "params-without-grad", "backward", "error", "Trainable parameters receive no gradient",
      """
@@ -197,8 +197,6 @@ def _adapter_load_site(pipeline) -> tuple[str | None, str | None]:
 def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, target, trainer=None, optimizer=None,
                        args=None):
     import torch
-
-    from .memory import short_of_memory
 
     out = []
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

@@ -166,8 +166,12 @@ def batch_has_labels(batch, train_features, pipeline, target, task=None):
         return None  # the dropped label column is reported by decode (FTD202)
     tok = pipeline.name_of(pipeline.tokenizer) or "tokenizer"
     # The language-modelling collator pads: without a pad token it fails as written.
-    pad = (f"Set `{tok}.pad_token = {tok}.eos_token`, then use " if getattr(pipeline.tokenizer, "pad_token", 1) is None
-           else "Use ")
+    pad = "Use "
+    if getattr(pipeline.tokenizer, "pad_token", 1) is None:
+        spare = _spare_pad(pipeline.tokenizer, data.end_tokens(pipeline.tokenizer))
+        pad = (f"Set `{tok}.pad_token = \"{spare}\"` (an unused special token, not EOS), then use " if spare else
+               f"Set `{tok}.pad_token = {tok}.eos_token` (the collator then masks every EOS label: keep EOS out of "
+               "the texts, or pad with a token of its own), then use ")
     fix = {"causal-lm": f"{pad}`data_collator=DataCollatorForLanguageModeling({tok}, mlm=False)`: it copies "
                         "the inputs into `labels` and masks the padding with -100.",
            "masked-lm": f"{pad}`data_collator=DataCollatorForLanguageModeling({tok}, mlm_probability=0.15)`."}.get(

@@ -7,7 +7,7 @@ import math
 from ftdoctor import data
 from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, rule
 
-from ._failures import explain, relay_fix
+from ._failures import explain, relay_fix, short_of_memory
 
 rule("FTD401", "no-loss", "forward", "error", "The model returns no loss",
      """
@@ -72,8 +72,6 @@ def _shape_mismatch(text, pipeline, model, batch):
                                                                             "FTD806"))
 def forward_pass(model, batch, pipeline, findings_so_far, target):
     import torch
-
-    from .memory import short_of_memory
 
     short = short_of_memory(model, 1, "A working copy of the model")
     if short is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ftdoctor import data
 from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule, run_user
 
-from ._failures import explain, root_codes
+from ._failures import explain, root_codes, short_of_memory
 
 MARGIN = 0.10  # plan to use at most 90% of what the device offers (allocator fragmentation, kernels' workspaces)
 FIT_LENGTH = 48  # the longest sequence measured on the CPU; longer ones are extrapolated from the fit
@@ -422,28 +422,6 @@ def _measure(work, row, collator, loss_fn, args, precision, checkpointing):
 def _recompute_per_row(work, row, collator, loss_fn, args, precision, fit_ckpt, seq_len) -> float:
     full = _measure(work, row, collator, loss_fn, args, precision, False)
     return full.per_row(seq_len) / _num_layers(work)
-
-
-rule("FTD806", "walk-short-of-memory", "memory", "warning", "A stage was not run: this machine lacks the memory",
-     """
-     The forward, backward, overfit and memory stages work on a copy of the trainable weights (with gradients
-     and optimizer state for the ones that train). When this machine cannot hold that beside your own model,
-     the stage is not run and says so, and the stages before it keep their findings: a report instead of a
-     process killed for memory. It says nothing about your pipeline; the stages that ran still stand.
-     """)
-
-
-def short_of_memory(model, times: int, what: str):
-    """A FTD806 finding when ``what`` (``times`` the trainable weights' bytes) does not fit in the memory this
-    machine has free, else None."""
-    from ftdoctor.budget import short_of_memory as short, trainable_bytes
-
-    reason = short(times * trainable_bytes(model), what)
-    if reason is None:
-        return None
-    return finding("FTD806", reason[0].upper() + reason[1:] + ".",
-                   "Run the check where more memory is free (close other jobs, or a larger machine); the stages "
-                   "that ran stand as reported.", evidence={"needed_copies_of_trainable_weights": times})
 
 
 @check("memory", codes=("FTD801", "FTD802", "FTD803", "FTD804", "FTD805", "FTD806"))

@@ -17,6 +17,7 @@ import math
 
 from ftdoctor import data, progress
 from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule
+from ._failures import short_of_memory
 
 STEPS = 30
 TARGET_RATIO = 0.5  # learned: the loss falls to half its first value (or classification reaches accuracy 1.0)
@@ -263,8 +264,6 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
     roots = [f.code for f in findings_so_far if f.severity == "error" and f.code[:4] in ("FTD4", "FTD5")]
     if roots:
         return Provide({}, skip_reason=f"training cannot work as forward/backward showed ({', '.join(roots)})")
-    from .memory import short_of_memory
-
     short = short_of_memory(model, 4, "A training trial (a copy, its gradients and two optimizer moments)")
     if short is not None:
         return Provide({}, [short], skip_reason="not enough memory for a training trial (FTD806)")

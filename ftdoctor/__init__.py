@@ -8,7 +8,7 @@ from .registry import Provide, Skip, stage_check
 __version__ = "0.1.0"
 
 __all__ = ["check", "preflight", "FtDoctorCallback", "PreflightError", "stage_check", "finding", "rule", "Finding",
-           "Provide", "Skip", "__version__"]
+           "Provide", "Skip", "render_text", "__version__"]
 
 
 def __getattr__(name):
@@ -17,6 +17,10 @@ def __getattr__(name):
         from . import inprocess
 
         return getattr(inprocess, name)
+    if name == "render_text":  # the readable report as text: `assert report.ok, ftdoctor.render_text(report)`
+        from .render import render_text
+
+        return render_text
     raise AttributeError(f"module 'ftdoctor' has no attribute {name!r}")
 
 

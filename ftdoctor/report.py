@@ -80,12 +80,6 @@ class Report:
     # The live values the walk built (pipeline, batch, ...): for pytest fixtures and in-process use, never serialised.
     context: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def __str__(self) -> str:
-        """The readable report, as `ftdoctor check` prints it without colour (`assert report.ok, report`)."""
-        from .render import render_text
-
-        return render_text(self)
-
     @property
     def findings(self) -> list[Finding]:
         return [f for s in self.stages for f in s.findings]

@@ -86,6 +86,7 @@ def test_losing_a_build_race_uses_the_winners_folder(tmp_path, monkeypatch):
     from ftdoctor.fixtures import _tokenizers
 
     monkeypatch.setenv("FTDOCTOR_FIXTURES_DIR", str(tmp_path))
+    monkeypatch.setenv(fixtures._BUILDING, "1")  # build in this process, where the builder is patched
     target = os.path.join(fixtures.cache_dir(), "tokenizers", "bert")
 
     def finished_elsewhere_meanwhile(dest):
@@ -107,11 +108,27 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setenv("FTDOCTOR_FIXTURES_DIR", str(tmp_path))
+    monkeypatch.setenv(fixtures._BUILDING, "1")
     monkeypatch.setattr(_datasets, "build_mrpc", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         fixture_path("datasets/mrpc")
     assert not os.path.exists(os.path.join(fixtures.cache_dir(), "datasets", "mrpc"))
     assert _temp_folders(tmp_path) == []
+
+
+def test_a_fixture_is_built_in_a_fresh_interpreter(tmp_path, monkeypatch):
+    """A script asking for a fixture may run under `ftdoctor check`, whose hooks would take a builder's training
+    for the script's: the build runs in its own interpreter, untouched by what this process changed."""
+    from ftdoctor.fixtures import _tokenizers
+
+    def patched_here(dest):
+        raise AssertionError("built in the calling process")
+
+    monkeypatch.setenv("FTDOCTOR_FIXTURES_DIR", str(tmp_path))
+    monkeypatch.delenv(fixtures._BUILDING, raising=False)
+    monkeypatch.setattr(_tokenizers, "build_bert", patched_here)
+    path = fixture_path("tokenizers/bert")
+    assert sorted(os.listdir(path)) == ["tokenizer.json", "tokenizer_config.json"]
 
 
 def test_processes_building_at_once_agree(tmp_path):

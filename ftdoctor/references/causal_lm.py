@@ -1,7 +1,10 @@
-"""Causal language modelling with GPT-2, as the Hugging Face course teaches it (chapter 7, section 6): GPT-2 has no
-pad token, so the end-of-text token pads; texts are concatenated and cut into blocks of `block_size` tokens, and
-`DataCollatorForLanguageModeling(mlm=False)` copies the inputs into `labels` (padding masked with -100). The model
-shifts the labels itself, so they are never shifted by hand. The metric is the perplexity, exp(eval loss).
+"""Causal language modelling with GPT-2, as the Hugging Face course and transformers' run_clm.py teach it: each
+text ends with the end-of-text token, texts are concatenated and cut into blocks of `block_size` tokens, and the
+labels are a copy of the inputs. The model shifts the labels itself, so they are never shifted by hand. Every block
+is full, so nothing pads and `default_data_collator` stacks them; the end-of-text tokens between the texts stay
+labels, so the model learns where a text ends. (GPT-2 has no pad token; were padding needed, padding with the
+end-of-text token through DataCollatorForLanguageModeling would set the label of every end-of-text token to -100.)
+The metric is the perplexity, exp(eval loss).
 """
 
 import math
@@ -10,9 +13,9 @@ from datasets import load_from_disk
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
-    DataCollatorForLanguageModeling,
     Trainer,
     TrainingArguments,
+    default_data_collator,
     set_seed,
 )
 
@@ -33,14 +36,16 @@ def tokenize_function(examples):
 def group_texts(examples):
     concatenated = {k: sum(examples[k], []) for k in examples.keys()}
     total_length = (len(concatenated["input_ids"]) // block_size) * block_size
-    return {k: [t[i : i + block_size] for i in range(0, total_length, block_size)] for k, t in concatenated.items()}
+    result = {k: [t[i : i + block_size] for i in range(0, total_length, block_size)] for k, t in concatenated.items()}
+    result["labels"] = result["input_ids"].copy()  # not shifted: the model shifts them
+    return result
 
 
 tokenized_datasets = raw_datasets.map(tokenize_function, batched=True, remove_columns=["text"])
 lm_datasets = tokenized_datasets.map(group_texts, batched=True)
 
 model = AutoModelForCausalLM.from_pretrained(checkpoint, pad_token_id=tokenizer.pad_token_id)
-data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+data_collator = default_data_collator  # full blocks: nothing to pad
 
 training_args = TrainingArguments(
     "gpt2-finetuned-corpus",
