@@ -98,7 +98,7 @@ def short_of_memory(model, times: int, what: str):
     from ftdoctor.budget import short_of_memory as short
     from ftdoctor.budget import trainable_bytes
 
-    reason = short(times * trainable_bytes(model), what)
+    reason = short(times * trainable_bytes(model), what) if times else None
     if reason is None:
         return None
     return finding("FTD806", reason[0].upper() + reason[1:] + ".",

@@ -73,7 +73,7 @@ def _shape_mismatch(text, pipeline, model, batch):
 def forward_pass(model, batch, pipeline, findings_so_far, target):
     import torch
 
-    short = short_of_memory(model, 1, "A working copy of the model")
+    short = short_of_memory(model, target.copies(), "A working copy of the model")
     if short is not None:
         reason = "not enough memory for a working copy (FTD806)"
         return Provide({k: Unavailable(reason) for k in ("work_model", "initial_loss", "outputs")}, [short],

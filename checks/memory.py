@@ -428,7 +428,7 @@ def _recompute_per_row(work, row, collator, loss_fn, args, precision, fit_ckpt, 
 def memory_model(model, effective_train_dataset, train_features, initial_loss, pipeline, findings_so_far, target,
                  args=None, step_evidence=None, work_optimizer=None, effective_eval_dataset=None,
                  eval_features=None, gpu_memory=None, gpu_name=None, gpu_probe=None):
-    short = short_of_memory(model, 1, "The memory stage's working copy")
+    short = short_of_memory(model, target.copies(), "The memory stage's working copy")
     if short is not None:
         return Provide(findings=[short], skip_reason="not enough memory for a working copy (FTD806)")
     from ftdoctor import gpu

@@ -264,9 +264,11 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
     roots = [f.code for f in findings_so_far if f.severity == "error" and f.code[:4] in ("FTD4", "FTD5")]
     if roots:
         return Provide({}, skip_reason=f"training cannot work as forward/backward showed ({', '.join(roots)})")
-    short = short_of_memory(model, 4, "A training trial (a copy, its gradients and two optimizer moments)")
+    short = short_of_memory(model, 3 + target.copies(), "A training trial (its gradients and two optimizer "
+                            "moments" + (", on a copy)" if target.copies() else ")"))
     if short is not None:
         return Provide({}, [short], skip_reason="not enough memory for a training trial (FTD806)")
+    fresh = never_trained(model)  # read before any trial: a model worked on in place is trained by them
     user_lr = _user_lr(args, optimizer)
     seconds = getattr(budget, "overfit_seconds", None)
     deadline = time.perf_counter() + seconds if seconds else None
@@ -301,7 +303,6 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
     except UserCodeError as err:
         return finding("FTD701", f"Training on one batch raised {type(err.exc).__name__}: {err.exc}",
                        "Fix the error; it would stop the real run too.", location=pipeline.location(trainer))
-    fresh = never_trained(model)
     evidence = {"runs": [r.evidence() for r in runs], "prior_loss": user.prior, "never_trained": fresh}
     if reduced:
         evidence["batch_rows"] = reduced

@@ -101,6 +101,7 @@ def run(spec: dict[str, Any]) -> None:
     def walk_and_finish(cap: Any) -> None:
         send("captured", outcome=cap.outcome)
         options = dict(spec.get("options") or {})
+        options["disposable"] = True  # this process ends after the walk: the model may be worked on in place
         if world > 1:
             # Every rank records what it holds; rank 0 compares them and walks, the others are done.
             options["rank_facts"] = _exchange_facts(spec, cap, rank, world)

@@ -177,7 +177,9 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
     wanted = set(with_dependencies(asked)) if checks is None else asked
     target = values.get("target")
     keep = target.preserved() if hasattr(target, "preserved") else contextlib.nullcontext()
-    with preserved_state(), keep:
+    if values.get("disposable") and target is not None:
+        target.in_place_allowed = True  # ftdoctor's own process: the model may be worked on in place
+    with preserved_state(), keep, _discarding(target):
         _decide_budget(values)  # inside: it measures this machine, and measuring must not move the RNGs
         ctx = Context(values)
         ctx.set("findings_so_far", [])
@@ -194,6 +196,8 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
                       None if checks is None else [c for c in checks if c.stage == stage])
             result.duration_s = time.perf_counter() - t0
             _release(ctx, [s for s in STAGES[STAGES.index(stage) + 1:] if s in wanted], checks)
+            if hasattr(target, "stage_done"):
+                target.stage_done()
     report.context = ctx.values
     from .budget import Budget
 
@@ -204,6 +208,15 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
     report.environment = environment()
     report.duration_s = time.perf_counter() - start
     return report
+
+
+@contextlib.contextmanager
+def _discarding(target: Any):
+    try:
+        yield
+    finally:
+        if hasattr(target, "discard"):
+            target.discard()
 
 
 # Values as large as the model (a working copy, its optimizer): dropped once no later check asks for them, so a

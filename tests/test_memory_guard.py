@@ -46,3 +46,33 @@ def test_backward_alone_short_of_memory(check_pipeline, monkeypatch):
     assert report.stage("forward").status == "pass"
     assert findings_at(report, "backward", "FTD806")
     assert report.ok
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_a_model_too_large_to_copy_is_walked_in_place_with_the_same_verdicts(check_pipeline, monkeypatch):
+    """In ftdoctor's own (disposable) process, a model whose copy would not fit is trained in place, restored
+    from a disk snapshot between uses: the verdicts are those of the walk on copies, and the weights end as the
+    script left them."""
+    import torch
+
+    from ftdoctor import budget
+
+    stages = ["decode", "collate", "forward", "backward", "overfit", "memory"]
+    on_copies = check_pipeline("bert_mrpc_learning_rate_too_high.py", stages=stages)
+    weights = budget.trainable_bytes(on_copies.context["model"])
+    # Room for one step of the model itself (3x its weights), not for a trial on a copy beside it (5x).
+    monkeypatch.setattr(budget, "free_memory", lambda: 4 * weights)
+    in_place = check_pipeline("bert_mrpc_learning_rate_too_high.py", stages=stages, options={"disposable": True})
+    target = in_place.context["target"]
+    assert target.copies() == 0 and target._snapshot is None  # worked in place; the snapshot is gone
+    codes = lambda r: sorted((s.stage, f.code) for s in r.stages for f in s.findings)
+    assert codes(in_place) == codes(on_copies)
+    assert ("overfit", "FTD702") in codes(in_place)
+    model = in_place.context["model"]
+    fresh = check_pipeline("bert_mrpc_learning_rate_too_high.py", stages=["decode"])
+    expected = _weights(fresh.context["model"])
+    got = _weights(model)
+    assert all(torch.equal(got[k], expected[k]) for k in expected), "the walk left the model trained"

@@ -171,9 +171,73 @@ class Target:
         return None
 
     # -- the model ------------------------------------------------------------------------------------------------
+    # In ftdoctor's child process the user's objects die with the process, so a model too large to copy beside
+    # itself is worked on in place instead, its trainable weights restored from a snapshot on disk before each
+    # use and at the end of each stage. Never in the user's own process (the in-process pre-flight).
+    in_place_allowed = False
+    _in_place: bool | None = None
+    _snapshot: str | None = None
+    _dirty = False
+
     def work_model(self) -> Any:
-        """A fresh copy of the user's model on the CPU, to run and train without touching the original."""
+        """A fresh copy of the user's model on the CPU, to run and train without touching the original (or, in
+        ftdoctor's own process when a copy would not fit, the model itself with its weights restored)."""
+        if self._use_in_place():
+            self.restore()
+            self._dirty = True
+            return self.model
         return work_copy(self.model)
+
+    def _use_in_place(self) -> bool:
+        if not self.in_place_allowed:
+            return False
+        if self._in_place is None:
+            from ..budget import MEMORY_MARGIN, free_memory, trainable_bytes
+
+            weights, free = trainable_bytes(self.model), free_memory()
+            # A training trial on a copy holds the copy, its gradients and two optimizer moments beside the model:
+            # when that does not fit, work on the model itself (the trial then costs what the user's step costs).
+            self._in_place = bool(weights and free is not None and 5 * weights > MEMORY_MARGIN * free)
+        return self._in_place
+
+    def copies(self) -> int:
+        """How many copies of the trainable weights a working model costs: 1, or 0 when worked on in place."""
+        return 0 if self._use_in_place() else 1
+
+    def restore(self) -> None:
+        """Put the trainable weights back as the script left them (the first call takes the snapshot)."""
+        import torch
+
+        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        if self._snapshot is None:
+            import tempfile
+
+            fd, self._snapshot = tempfile.mkstemp(prefix="ftdoctor-weights-", suffix=".pt")
+            os.close(fd)
+            torch.save({n: p.detach() for n, p in params.items()}, self._snapshot)
+            return
+        if not self._dirty:
+            return
+        saved = torch.load(self._snapshot, mmap=True, weights_only=True)
+        with torch.no_grad():
+            for n, p in params.items():
+                if n in saved:
+                    p.copy_(saved[n])
+                p.grad = None
+        self._dirty = False
+
+    def stage_done(self) -> None:
+        """After each stage: the model in place is the script's again."""
+        if self._in_place and self._snapshot is not None:
+            self.restore()
+
+    def discard(self) -> None:
+        if self._snapshot is not None:
+            try:
+                os.unlink(self._snapshot)
+            except OSError:
+                pass
+            self._snapshot = None
 
     def loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
         """(loss, outputs) of ``batch`` as the run computes it."""
