@@ -17,6 +17,7 @@ import math
 
 from ftdoctor import data, progress
 from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule
+from ftdoctor.targets.base import work_copy
 from ._failures import short_of_memory
 
 STEPS = 30
@@ -144,16 +145,16 @@ def _diverged(losses) -> bool:
     return max(losses) > BLOWUP * losses[0] or losses[-1] > losses[0] * 1.05
 
 
-def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None, on_step=None):
-    """Train a fresh copy on ``batch`` at ``lr``, stopping early once it learned, blew up or stalled (or the
-    stage's time is up)."""
+def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None, on_step=None, twin=None):
+    """Train a fresh copy (of the model, or of its ``twin``) on ``batch`` at ``lr``, stopping early once it
+    learned, blew up or stalled (or the stage's time is up)."""
     import time
 
     import torch
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        work = target.work_model()
+        work = target.work_model() if twin is None else work_copy(twin.model)
         work.eval()  # dropout off: one batch is memorised, not regularised
         opt, _ = target.build_optimizer(work)
         set_rate(opt, lr)
@@ -264,14 +265,20 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
     roots = [f.code for f in findings_so_far if f.severity == "error" and f.code[:4] in ("FTD4", "FTD5")]
     if roots:
         return Provide({}, skip_reason=f"training cannot work as forward/backward showed ({', '.join(roots)})")
+    seconds = getattr(budget, "overfit_seconds", None)
     short = short_of_memory(model, 3 + target.copies(), "A training trial (its gradients and two optimizer "
                             "moments" + (", on a copy)" if target.copies() else ")"))
+    twin = _twin(model, target, batch, step_evidence, seconds, short is not None)
+    if twin is not None:
+        short = short_of_memory(twin.model, 4, f"A training trial on {twin.describe()}")
     if short is not None:
         return Provide({}, [short], skip_reason="not enough memory for a training trial (FTD806)")
     fresh = never_trained(model)  # read before any trial: a model worked on in place is trained by them
     user_lr = _user_lr(args, optimizer)
-    seconds = getattr(budget, "overfit_seconds", None)
     deadline = time.perf_counter() + seconds if seconds else None
+    if twin is not None and (step_evidence or {}).get("step_seconds"):
+        # A step of the twin costs about its share of the model's parameters.
+        step_evidence = {**step_evidence, "step_seconds": step_evidence["step_seconds"] * twin.params / twin.of_params}
     batch, reduced = _affordable_batch(batch, train_features, target, step_evidence, seconds, budget)
     plan = {"trials": 1, "done": 0}
 
@@ -285,7 +292,8 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
         return on_step
 
     try:
-        user = trial(target, batch, user_lr, args, task, seed=overfit_seed, deadline=deadline, on_step=shown(user_lr))
+        user = trial(target, batch, user_lr, args, task, seed=overfit_seed, deadline=deadline, on_step=shown(user_lr),
+                     twin=twin)
         runs = [user]
         untried = 0
         if not user.learned:
@@ -296,7 +304,7 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
                     untried = len(rates) - k
                     break
                 runs.append(trial(target, batch, lr, args, task, seed=overfit_seed, deadline=deadline,
-                                  on_step=shown(lr)))
+                                  on_step=shown(lr), twin=twin))
                 plan["done"] += 1
                 if runs[-1].learned:
                     break
@@ -306,6 +314,8 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
     evidence = {"runs": [r.evidence() for r in runs], "prior_loss": user.prior, "never_trained": fresh}
     if reduced:
         evidence["batch_rows"] = reduced
+    if twin is not None:
+        evidence["twin"] = twin.evidence()
     if user.learned:
         return Provide(evidence=evidence)
     worked = next((r for r in runs[1:] if r.learned), None)
@@ -392,7 +402,37 @@ def _step_note(user) -> str:
 
 
 def _with(evidence, f):
+    twin = evidence.get("twin")
+    if twin:
+        # A verdict measured on the twin says so.
+        f.detail += (f" (Measured on a {twin['layers']}-layer twin of the model: same class, head, vocabulary, "
+                      f"data and optimizer settings, its first {twin['layers']} of {twin['of_layers']} layers; "
+                      "`ftdoctor check --budget full` trains the model itself.)")
     return Provide(findings=[f], evidence=evidence)
+
+
+def _twin(model, target, batch, step_evidence, seconds, short: bool):
+    """A shrunk twin (see ftdoctor.twin) when trials of the model itself cannot fit the stage: two trials of its
+    measured step would take longer than the stage's time, or its trial does not fit in memory. Never in the
+    full budget (no time limit), never for a model no twin can stand in for."""
+    if not seconds:
+        return None
+    step = (step_evidence or {}).get("step_seconds")
+    if not short and not (step and step * STEPS * 2 > seconds):
+        return None
+    import torch
+
+    from ftdoctor import twin
+
+    made = twin.build(model)
+    if made is None:
+        return None
+    try:  # the twin must run the batch the way the model does, else the model itself is trained
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            target.loss(made.model, batch)
+    except UserCodeError:
+        return None
+    return made
 
 
 def _user_lr(args, optimizer) -> float:

@@ -2,7 +2,8 @@
 batch (2 rows, rows cut to their last 32 tokens), as it is for a model too large for the machine.
 
 The bug tables are those of the stage tests; only the budget differs. A detection that needs the user's full
-batch or full rows would pass those tests and fail here."""
+batch or full rows would pass those tests and fail here. The walk runs as in ftdoctor's child process (the
+model worked on in place, restored from its snapshot between uses), as the stage tests' in-process walks do not."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def smallest_budget():
 
 @pytest.mark.parametrize("name,stages,stage,code", CASES, ids=[c[0].removesuffix(".py") for c in CASES])
 def test_broken_fixture_found_at_reduced_size(check_pipeline, name, stages, stage, code):
-    report = check_pipeline(name, stages=stages, options={"budget": smallest_budget()})
+    report = check_pipeline(name, stages=stages, options={"budget": smallest_budget(), "disposable": True})
     found = findings_at(report, stage, code)
     assert found, {s.stage: [(f.code, f.detail[:120]) for f in s.findings] or s.reason for s in report.stages}
 

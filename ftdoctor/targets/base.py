@@ -171,9 +171,11 @@ class Target:
         return None
 
     # -- the model ------------------------------------------------------------------------------------------------
-    # In ftdoctor's child process the user's objects die with the process, so a model too large to copy beside
-    # itself is worked on in place instead, its trainable weights restored from a snapshot on disk before each
-    # use and at the end of each stage. Never in the user's own process (the in-process pre-flight).
+    # In ftdoctor's child process the user's objects die with the process, so the model is worked on in place
+    # there: its trainable weights are saved to disk once and restored before each use and at the end of each
+    # stage. A copy beside the model would make the walk take more memory than the user's own training step (the
+    # copy's weights on top of the gradients and optimizer moments the step needs). Never in the user's own
+    # process (the in-process pre-flight), and not when the snapshot cannot be written (then copies, as there).
     in_place_allowed = False
     _in_place: bool | None = None
     _snapshot: str | None = None
@@ -181,7 +183,7 @@ class Target:
 
     def work_model(self) -> Any:
         """A fresh copy of the user's model on the CPU, to run and train without touching the original (or, in
-        ftdoctor's own process when a copy would not fit, the model itself with its weights restored)."""
+        ftdoctor's own process, the model itself with its weights restored)."""
         if self._use_in_place():
             self.restore()
             self._dirty = True
@@ -192,38 +194,56 @@ class Target:
         if not self.in_place_allowed:
             return False
         if self._in_place is None:
-            from ..budget import MEMORY_MARGIN, free_memory, trainable_bytes
-
-            weights, free = trainable_bytes(self.model), free_memory()
-            # A training trial on a copy holds the copy, its gradients and two optimizer moments beside the model:
-            # when that does not fit, work on the model itself (the trial then costs what the user's step costs).
-            self._in_place = bool(weights and free is not None and 5 * weights > MEMORY_MARGIN * free)
+            self._in_place = self._take_snapshot()
         return self._in_place
+
+    def _take_snapshot(self) -> bool:
+        import shutil
+        import tempfile
+
+        import torch
+
+        from ..budget import trainable_bytes
+
+        size = trainable_bytes(self.model)
+        params = {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
+        if not size or any(p.device.type != "cpu" for p in params.values()):
+            return False
+        folder = tempfile.gettempdir()
+        try:
+            if shutil.disk_usage(folder).free < 1.5 * size:
+                return False
+            fd, path = tempfile.mkstemp(prefix="ftdoctor-weights-", suffix=".pt", dir=folder)
+            os.close(fd)
+        except OSError:
+            return False
+        try:
+            torch.save(params, path)
+        except Exception:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return False
+        self._snapshot = path
+        return True
 
     def copies(self) -> int:
         """How many copies of the trainable weights a working model costs: 1, or 0 when worked on in place."""
         return 0 if self._use_in_place() else 1
 
     def restore(self) -> None:
-        """Put the trainable weights back as the script left them (the first call takes the snapshot)."""
+        """Put the trainable weights back as the script left them (when a stage has changed them)."""
         import torch
 
+        if self._snapshot is None or not self._dirty:
+            return
         params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        if self._snapshot is None:
-            import tempfile
-
-            fd, self._snapshot = tempfile.mkstemp(prefix="ftdoctor-weights-", suffix=".pt")
-            os.close(fd)
-            torch.save({n: p.detach() for n, p in params.items()}, self._snapshot)
-            return
-        if not self._dirty:
-            return
         saved = torch.load(self._snapshot, mmap=True, weights_only=True)
         with torch.no_grad():
             for n, p in params.items():
                 if n in saved:
                     p.copy_(saved[n])
                 p.grad = None
+        del saved
         self._dirty = False
 
     def stage_done(self) -> None:

@@ -1,0 +1,143 @@
+"""A shrunk twin of the user's model, for the stages that train it for many steps (overfit, the rate sweep).
+
+On a model too large for the machine, dozens of training steps of the real model cost more than the run the
+pre-flight replaces, or more memory than the machine has. Whether one batch can be learned, and at which rate,
+depends on the data, the labels, the collator, the loss and the optimizer settings, not on how deep the network
+is. So those stages may run on a twin: the same model class (so the same head, loss, vocabulary, embeddings,
+attention implementation and dtype) built from the user's config with fewer layers, its weights taken from the
+user's model wherever the names and shapes match (embeddings, head, final norm, the first layers). Everything
+else the stage uses is the user's: batch, optimizer class and settings (matched by parameter name), loss code.
+
+A model the twin cannot be made for (not built from a `transformers` config, adapters, quantised or dispatched
+weights, a forward the script replaced) is never shrunk: the stage runs the real model.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+LAYERS = 2  # layers the twin keeps: enough for one layer's output to feed another
+# Config fields that count layers, besides num_hidden_layers (which most configs map their own name onto).
+_LAYER_FIELDS = ("num_hidden_layers", "n_layer", "num_layers", "encoder_layers", "decoder_layers",
+                 "num_decoder_layers", "n_layers")
+
+
+@dataclass
+class Twin:
+    model: Any
+    layers: int
+    of_layers: int
+    params: int
+    of_params: int
+    copied: int  # tensors taken from the user's model
+
+    def describe(self) -> str:
+        return (f"a {self.layers}-layer twin of the model ({self.params / 1e6:.0f}M of its {self.of_params / 1e6:.0f}M "
+                f"parameters: same class, head, vocabulary and settings; embeddings, head and first {self.layers} of "
+                f"{self.of_layers} layers from its weights)")
+
+    def evidence(self) -> dict:
+        return {"layers": self.layers, "of_layers": self.of_layers, "params": self.params,
+                "of_params": self.of_params, "tensors_from_model": self.copied}
+
+
+def why_not(model: Any, layers: int | None = None) -> str | None:
+    """Why no twin can stand in for ``model`` (None: one can)."""
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict") or not hasattr(model, "named_parameters"):
+        return "not built from a transformers config"
+    if getattr(model, "peft_config", None) or hasattr(model, "base_model") and \
+            getattr(model.base_model, "peft_config", None):
+        return "adapters"
+    if getattr(model, "is_quantized", False) or getattr(config, "quantization_config", None):
+        return "quantised weights"
+    if len(set((getattr(model, "hf_device_map", None) or {}).values())) > 1:
+        return "weights dispatched over devices"
+    if any("forward" in vars(m) for m in model.modules()):
+        return "a forward replaced by the script"
+    n = _layers(config)
+    if n is None or n <= (LAYERS if layers is None else layers):
+        return "no layer count above the twin's"
+    return None
+
+
+def _layers(config: Any) -> int | None:
+    n = getattr(config, "num_hidden_layers", None)
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
+def _shrunk_config(config: Any, layers: int) -> Any:
+    cfg = copy.deepcopy(config)
+    n = _layers(config)
+    for name in _LAYER_FIELDS:
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > layers:
+            try:
+                setattr(cfg, name, layers)
+            except Exception:
+                pass
+    # Per-layer lists (attention kinds, window sizes, ...) keep their first entries.
+    for name, value in list(vars(cfg).items()):
+        if isinstance(value, (list, tuple)) and len(value) == n and not name.startswith("_"):
+            setattr(cfg, name, type(value)(value[:layers]))
+    return cfg
+
+
+def _same_model_less_layers(own: dict, twin: dict, layers: int) -> bool:
+    """Every tensor of the twin is the user's, same name and shape, and every tensor of the user's model the twin
+    lacks sits in a dropped layer (a numbered part of its name at ``layers`` or above). A head or module the
+    script put on the model in place of the config's (another size, another name) fails this: no twin then."""
+    for name, tensor in twin.items():
+        source = own.get(name)
+        if source is None or tuple(source.shape) != tuple(tensor.shape):
+            return False
+    for name in own.keys() - twin.keys():
+        if not any(part.isdigit() and int(part) >= layers for part in name.split(".")):
+            return False
+    return True
+
+
+def build(model: Any, layers: int | None = None) -> Twin | None:
+    """The twin of ``model`` with ``layers`` layers (default LAYERS), or None when none can be made (see
+    `why_not`)."""
+    layers = LAYERS if layers is None else layers
+    if why_not(model, layers) is not None:
+        return None
+    import torch
+
+    params = list(model.parameters())
+    if not params:
+        return None
+    dtype, device = params[0].dtype, params[0].device
+    config = _shrunk_config(model.config, layers)
+    try:
+        # Built with the user's class on a generator of its own: the run's random stream does not move.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            twin = type(model)(config)
+        twin.to(device=device, dtype=dtype)
+    except Exception:
+        return None
+    own = dict(model.state_dict())
+    if not _same_model_less_layers(own, twin.state_dict(), layers):
+        return None
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    copied = 0
+    with torch.no_grad():
+        for name, tensor in twin.state_dict().items():
+            source = own.get(name)
+            if source is not None and source.shape == tensor.shape:
+                tensor.copy_(source)
+                copied += 1
+    if hasattr(twin, "tie_weights"):
+        try:
+            twin.tie_weights()
+        except Exception:
+            pass
+    for name, p in twin.named_parameters():
+        p.requires_grad_(flags.get(name, True))
+    twin.train(model.training)
+    count = lambda m: sum(p.numel() for p in {id(p): p for p in m.parameters()}.values())  # noqa: E731
+    return Twin(twin, layers, _layers(model.config) or layers, count(twin), count(model), copied)

@@ -1,0 +1,170 @@
+"""The shrunk twin (ftdoctor/twin.py): the overfit stage's stand-in for a model too large to train for dozens of
+steps on this machine. It must keep the user's class, head and weights where they exist, refuse what it cannot
+stand in for, and find the same learning bugs as the model itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import findings_at
+
+STEP = ["setup", "config", "decode", "collate", "forward", "backward"]
+
+
+def _llama(layers=4, vocab=64, tie=False):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=tie)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # not at init values: the copy must carry the user's weights, not the class's init
+        for p in model.parameters():
+            p.add_(0.01)
+    return model
+
+
+def test_twin_keeps_class_head_and_the_users_first_layers():
+    import torch
+
+    from ftdoctor import twin
+
+    model = _llama()
+    model.model.layers[0].mlp.down_proj.weight.requires_grad_(False)
+    state = torch.random.get_rng_state()
+    made = twin.build(model)
+    assert torch.equal(state, torch.random.get_rng_state())  # the run's random stream did not move
+    assert made is not None and type(made.model) is type(model)
+    assert (made.layers, made.of_layers) == (2, 4) and len(made.model.model.layers) == 2
+    assert made.params < made.of_params
+    own = model.state_dict()
+    for name, tensor in made.model.state_dict().items():
+        assert torch.equal(tensor, own[name]), name
+    assert not made.model.model.layers[0].mlp.down_proj.weight.requires_grad
+    assert made.model.lm_head.weight.requires_grad
+    ids = torch.randint(0, 64, (2, 8))
+    out = made.model(input_ids=ids, labels=ids)
+    assert out.logits.shape == (2, 8, 64) and torch.isfinite(out.loss)
+    # The twin is its own: training it leaves the user's model as it was.
+    out.loss.backward()
+    with torch.no_grad():
+        made.model.lm_head.weight.sub_(1.0)
+    assert torch.equal(model.lm_head.weight, own["lm_head.weight"])
+    assert "2-layer twin" in made.describe()
+
+
+def test_twin_keeps_per_layer_config_lists():
+    from ftdoctor import twin
+
+    model = _llama(layers=4)
+    made = twin.build(model)
+    kinds = getattr(made.model.config, "layer_types", None)
+    assert kinds is None or len(kinds) == 2
+
+
+@pytest.mark.parametrize("build", ["gpt2", "bert", "distilbert"])
+def test_twin_of_other_families(build):
+    import torch
+    from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig,
+                              DistilBertForSequenceClassification, GPT2Config, GPT2LMHeadModel)
+
+    from ftdoctor import twin
+
+    if build == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=4, n_head=2, n_positions=32))
+    elif build == "bert":
+        model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=4,
+                                                         num_attention_heads=2, intermediate_size=64,
+                                                         num_labels=3))
+    else:
+        model = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=32, n_layers=4, n_heads=2,
+                                                                     hidden_dim=64, num_labels=3))
+    made = twin.build(model)
+    assert made is not None and made.layers == 2 and made.of_layers == 4
+    ids = torch.randint(1, 50, (2, 6))
+    logits = made.model(input_ids=ids).logits
+    assert logits.shape[:-1] == model(input_ids=ids).logits.shape[:-1]
+    assert logits.shape[-1] == model(input_ids=ids).logits.shape[-1]
+
+
+def test_no_twin_for_what_it_cannot_stand_in_for():
+    import torch
+
+    from ftdoctor import twin
+
+    replaced_head = _llama()
+    replaced_head.lm_head = torch.nn.Linear(32, 100, bias=False)  # another vocabulary than the config's
+    assert twin.build(replaced_head) is None
+    extra = _llama()
+    extra.value_head = torch.nn.Linear(32, 1)  # a module the config's class does not build
+    assert twin.build(extra) is None
+    shallow = _llama(layers=2)
+    assert twin.build(shallow) is None and twin.why_not(shallow) is not None
+    assert twin.build(torch.nn.Linear(4, 4)) is None
+    patched = _llama()
+    patched.model.layers[1].forward = lambda *a, **k: None
+    assert twin.build(patched) is None
+
+
+def test_no_twin_for_adapters():
+    pytest.importorskip("peft")
+    from peft import LoraConfig, get_peft_model
+
+    from ftdoctor import twin
+
+    model = get_peft_model(_llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    assert twin.why_not(model) == "adapters" and twin.build(model) is None
+
+
+@pytest.fixture
+def twin_forced(monkeypatch):
+    """The overfit stage as on a machine too small for a trial of the model itself: the twin then stands in (one
+    layer of the fixtures' two)."""
+    import ftdoctor.checks.overfit as overfit
+    from ftdoctor import twin
+
+    real = overfit.short_of_memory
+    monkeypatch.setattr(twin, "LAYERS", 1)
+
+    def short(model, times, what):
+        if "twin" in what:
+            return real(model, times, what)
+        from ftdoctor.sdk import finding
+
+        return finding("FTD806", f"{what} does not fit (forced by the test).", "-")
+
+    monkeypatch.setattr(overfit, "short_of_memory", short)
+
+
+@pytest.mark.parametrize("script,code", [
+    ("bert_mrpc_learning_rate_too_high.py", "FTD702"),
+    ("distilbert_reviews_learning_rate_too_low.py", "FTD703"),
+    ("bert_reviews_max_length_2.py", "FTD701"),
+])
+def test_learning_bugs_found_on_the_twin(check_pipeline, twin_forced, script, code):
+    report = check_pipeline(script, stages=STEP + ["overfit"])
+    found = findings_at(report, "overfit", code)
+    assert found, [(f.code, f.detail[:200]) for f in report.stage("overfit").findings] or report.stage("overfit")
+    assert "1-layer twin" in found[0].detail
+    assert found[0].evidence["twin"]["of_layers"] == 2
+
+
+@pytest.mark.parametrize("script", ["mrpc_bert_fixed.py", "gpt2_causal_lm_fixed.py"])
+def test_correct_pipeline_learns_on_the_twin(check_pipeline, twin_forced, script):
+    report = check_pipeline(script, stages=STEP + ["overfit"])
+    stage = report.stage("overfit")
+    assert stage.status == "pass" and not [f for f in stage.findings if f.severity != "info"], stage.findings
+    assert stage.evidence["twin"]["layers"] == 1
+
+
+def test_without_a_twin_a_model_too_large_is_skipped_with_ftd806(check_pipeline, monkeypatch):
+    import ftdoctor.checks.overfit as overfit
+    from ftdoctor import twin
+
+    monkeypatch.setattr(twin, "build", lambda model, layers=None: None)
+    monkeypatch.setattr(overfit, "short_of_memory", lambda model, times, what: __import__(
+        "ftdoctor.sdk", fromlist=["finding"]).finding("FTD806", f"{what} does not fit.", "-"))
+    report = check_pipeline("mrpc_bert_fixed.py", stages=STEP + ["overfit"])
+    assert findings_at(report, "overfit", "FTD806")
