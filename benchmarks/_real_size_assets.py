@@ -367,6 +367,7 @@ from datasets import load_from_disk
     DataCollatorForLanguageModeling,
     Trainer,
     TrainingArguments,
+    default_data_collator,
 )
 
 model_name = {model!r}  # {hub!r}
@@ -385,14 +386,16 @@ def group_texts(examples):
     # Concatenate all texts and split them into blocks of block_size tokens (the remainder is dropped).
     concatenated = {{k: list(chain(*examples[k])) for k in examples.keys()}}
     total_length = (len(concatenated["input_ids"]) // block_size) * block_size
-    return {{k: [t[i : i + block_size] for i in range(0, total_length, block_size)] for k, t in concatenated.items()}}
+    result = {{k: [t[i : i + block_size] for i in range(0, total_length, block_size)] for k, t in concatenated.items()}}
+    result["labels"] = [ids.copy() for ids in result["input_ids"]]
+    return result
 
 
 tokenized = raw.map(tokenize_function, batched=True, remove_columns=raw["train"].column_names)
 lm_datasets = tokenized.map(group_texts, batched=True)
 
 model = AutoModelForCausalLM.from_pretrained(model_name)
-{peft_setup}data_collator = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm=False)
+{peft_setup}data_collator = {collator}
 
 training_args = TrainingArguments(
     output_dir={output!r},
@@ -436,6 +439,8 @@ model = get_peft_model(model, lora_config)
 model.print_trainable_parameters()
 '''
 
+_LM_COLLATOR = "DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm=False)"
+
 # pipeline -> (model folder, what the script is)
 PIPELINES = {
     "bert": ("bert-base", "BERT-base sequence classification, batch 32, max_length 128"),
@@ -451,15 +456,20 @@ def script(root: str, pipeline: str, rows: int, model_dir: str, data_dir: str) -
         text = _BERT.format(model=model_dir, data=data_dir)
     elif pipeline == "gpt2":
         text = _CLM.format(model=model_dir, hub="gpt2", data=data_dir, block=512, pad="eos_token", batch=8,
-                           lr="5e-5", output="gpt2-reviews-clm", extra="", peft_import="", peft_setup="")
+                           lr="5e-5", output="gpt2-reviews-clm", extra="", peft_import="", peft_setup="",
+                           # GPT-2 pads with its EOS: a padding collator would mask every EOS label (FTD325).
+                           # Blocks are full, so no padding is needed (as run_clm.py does).
+                           collator="default_data_collator")
     elif pipeline == "llama1b":
         text = _CLM.format(model=model_dir, hub="TinyLlama/TinyLlama_v1.1", data=data_dir, block=512,
                            pad="unk_token", batch=4, lr="2e-5", output="llama-1b-reviews-clm",
-                           extra="    gradient_checkpointing=True,\n", peft_import="", peft_setup="")
+                           extra="    gradient_checkpointing=True,\n", peft_import="", peft_setup="",
+                           collator=_LM_COLLATOR)
     elif pipeline == "llama1b-lora":
         text = _CLM.format(model=model_dir, hub="TinyLlama/TinyLlama_v1.1", data=data_dir, block=512,
                            pad="unk_token", batch=4, lr="2e-4", output="llama-1b-reviews-lora", extra="",
-                           peft_import="from peft import LoraConfig, get_peft_model\n", peft_setup=_LORA)
+                           peft_import="from peft import LoraConfig, get_peft_model\n", peft_setup=_LORA,
+                           collator=_LM_COLLATOR)
     else:
         raise KeyError(pipeline)
     folder = os.path.join(root, "scripts")

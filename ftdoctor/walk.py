@@ -205,7 +205,8 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
     if isinstance(budget, Budget):
         notes = list(budget.notes)
         if getattr(target, "_in_place", False):
-            notes.append("the model worked on in place (no copy of it fits beside it), restored after each stage")
+            notes.append("the model worked on in place in ftdoctor's process (no copy beside it), its weights "
+                         "restored after each stage")
         report.budget = {"mode": budget.mode, "rows": budget.rows, "max_tokens": budget.max_tokens,
                          "overfit_seconds": budget.overfit_seconds, "reduced": notes}
     report.environment = environment()
