@@ -802,10 +802,12 @@ def _normalised_texts(ds, tokenizer, limit):
     """Each row's tokens decoded, lower-cased, whitespace collapsed (multiple choice: all choices together)."""
     if not data.is_hf_dataset(ds) or "input_ids" not in (ds.column_names or []):
         return []
-    n = min(len(ds), limit)
-    ids = ds.select(range(n)).with_format(None)["input_ids"]
-    flat = [data.flatten(r) for r in ids]
-    texts = tokenizer.batch_decode(flat, skip_special_tokens=True)
+    flat = data.row_tokens(ds, "input_ids", min(len(ds), limit))
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    try:  # a fast tokenizer's own batch decode: no Python-side conversion of every token
+        texts = backend.decode_batch(flat, skip_special_tokens=True)
+    except Exception:
+        texts = tokenizer.batch_decode(flat, skip_special_tokens=True)
     return [" ".join(t.lower().split()) for t in texts]
 
 

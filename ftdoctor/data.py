@@ -95,6 +95,24 @@ def column_values(ds: Any, column: str, limit: int = MAX_SCAN_ROWS) -> list[Any]
     return flat
 
 
+def row_tokens(ds: Any, column: str, n: int) -> list[list[Any]]:
+    """The first ``n`` rows of a token column, each row's tokens as one flat list (a multiple-choice row's choices
+    joined), read through Arrow where possible."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        col = ds.with_format("arrow")[:n].column(column)
+        if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+            inner = col.type.value_type
+            if pa.types.is_list(inner) or pa.types.is_large_list(inner):  # one sequence per choice: join them
+                return [flatten(r) for r in col.to_pylist()]
+            return col.to_pylist()
+    except Exception:
+        pass
+    return [flatten(r) for r in ds.select(range(n)).with_format(None)[column]]
+
+
 def _arrow_flat(ds: Any, column: str, n: int) -> list[Any] | None:
     """The first ``n`` rows of ``column`` flattened in Arrow (no Python object per row until the end: a 400k-row
     token column takes milliseconds, not seconds); None when the column is not plain Arrow data."""
