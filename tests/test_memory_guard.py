@@ -78,3 +78,19 @@ def test_a_model_too_large_to_copy_is_walked_in_place_with_the_same_verdicts(che
     expected = _weights(fresh.context["model"])
     got = _weights(model)
     assert all(torch.equal(got[k], expected[k]) for k in expected), "the walk left the model trained"
+
+
+def test_in_place_stages_see_the_model_as_the_script_left_it(check_pipeline):
+    """Worked on in place, each stage starts from the script's weights, not from what the stage before did to
+    them (the backward stage's step, an overfit trial): the numbers are those of the walk on copies."""
+    stages = ["decode", "collate", "forward", "backward", "overfit", "memory"]
+    on_copies = check_pipeline("mrpc_bert_fixed.py", stages=stages)
+    in_place = check_pipeline("mrpc_bert_fixed.py", stages=stages, options={"disposable": True})
+    assert in_place.context["target"].copies() == 0 and on_copies.context["target"].copies() == 1
+    for stage, keys in (("backward", ("loss",)), ("overfit", ("never_trained", "prior_loss"))):
+        a, b = on_copies.stage(stage).evidence, in_place.stage(stage).evidence
+        assert all(a[k] == b[k] for k in keys), (stage, a, b)
+    first = lambda r: [run["first_loss"] for run in r.stage("overfit").evidence["runs"]]  # noqa: E731
+    assert first(in_place) == first(on_copies)
+    codes = lambda r: sorted((s.stage, f.code) for s in r.stages for f in s.findings)  # noqa: E731
+    assert codes(in_place) == codes(on_copies)

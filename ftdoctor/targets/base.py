@@ -186,6 +186,7 @@ class Target:
         ftdoctor's own process, the model itself with its weights restored)."""
         if self._use_in_place():
             self.restore()
+            # From now on whoever holds it (this stage, a later one through the context) may change it.
             self._dirty = True
             return self.model
         return work_copy(self.model)
@@ -247,9 +248,11 @@ class Target:
         self._dirty = False
 
     def stage_done(self) -> None:
-        """After each stage: the model in place is the script's again."""
-        if self._in_place and self._snapshot is not None:
+        """After each stage: the model in place is the script's again (and is marked as handed out again: a later
+        stage may get it from the context, not from work_model, and change it)."""
+        if self._in_place and self._snapshot is not None and self._dirty:
             self.restore()
+            self._dirty = True
 
     def discard(self) -> None:
         if self._snapshot is not None:
