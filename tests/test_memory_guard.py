@@ -3,6 +3,8 @@ stages before them keep their findings: a report, never a process killed for mem
 
 from __future__ import annotations
 
+import os
+
 from conftest import findings_at
 
 
@@ -94,3 +96,20 @@ def test_in_place_stages_see_the_model_as_the_script_left_it(check_pipeline):
     assert first(in_place) == first(on_copies)
     codes = lambda r: sorted((s.stage, f.code) for s in r.stages for f in s.findings)  # noqa: E731
     assert codes(in_place) == codes(on_copies)
+
+
+def test_a_killed_walks_snapshot_is_removed_by_the_next(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    from ftdoctor.targets import base
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"{base.SNAPSHOT_PREFIX}{gone.stdout.strip()}-x.pt"
+    stale.write_bytes(b"0" * 10)
+    live = tmp_path / f"{base.SNAPSHOT_PREFIX}{os.getpid()}-y.pt"
+    live.write_bytes(b"0" * 10)
+    base._remove_stale_snapshots(str(tmp_path))
+    assert not stale.exists() and live.exists()

@@ -211,10 +211,11 @@ class Target:
         if not size or any(p.device.type != "cpu" for p in params.values()):
             return False
         folder = tempfile.gettempdir()
+        _remove_stale_snapshots(folder)
         try:
             if shutil.disk_usage(folder).free < 1.5 * size:
                 return False
-            fd, path = tempfile.mkstemp(prefix="ftdoctor-weights-", suffix=".pt", dir=folder)
+            fd, path = tempfile.mkstemp(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-", suffix=".pt", dir=folder)
             os.close(fd)
         except OSError:
             return False
@@ -337,6 +338,31 @@ class Target:
         out["sample_keys"] = keys
         out["_first_batch"] = dict(first) if hasattr(first, "items") else None
         return out
+
+
+SNAPSHOT_PREFIX = "ftdoctor-weights-"
+
+
+def _remove_stale_snapshots(folder: str) -> None:
+    """Snapshots left by a walk that was killed (its process is gone): as large as a model's weights each."""
+    import glob
+
+    for path in glob.glob(os.path.join(folder, SNAPSHOT_PREFIX + "*.pt")):
+        pid = os.path.basename(path)[len(SNAPSHOT_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _dist_value(getter: str, env: str, default: int) -> int:
