@@ -203,12 +203,10 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
 
     budget = values.get("budget")
     if isinstance(budget, Budget):
-        notes = list(budget.notes)
-        if getattr(target, "_in_place", False):
-            notes.append("the model worked on in place in ftdoctor's process (no copy beside it), its weights "
-                         "restored after each stage")
+        # in_place: the model itself was worked on (ftdoctor's own process), its weights restored after each stage.
         report.budget = {"mode": budget.mode, "rows": budget.rows, "max_tokens": budget.max_tokens,
-                         "overfit_seconds": budget.overfit_seconds, "reduced": notes}
+                         "overfit_seconds": budget.overfit_seconds, "reduced": list(budget.notes),
+                         "in_place": bool(getattr(target, "_in_place", False))}
     report.environment = environment()
     report.duration_s = time.perf_counter() - start
     return report
