@@ -8,8 +8,9 @@ attention implementation and dtype) built from the user's config with fewer laye
 user's model wherever the names and shapes match (embeddings, head, final norm, the first layers). Everything
 else the stage uses is the user's: batch, optimizer class and settings (matched by parameter name), loss code.
 
-A model the twin cannot be made for (not built from a `transformers` config, adapters, quantised or dispatched
-weights, a forward the script replaced) is never shrunk: the stage runs the real model.
+A PEFT model's twin is the same adapter (its config, its weights for the layers kept) on the shrunk base. A model
+the twin cannot be made for (not built from a `transformers` config, several adapters, quantised or dispatched
+weights, a head or a forward the script replaced) is never shrunk: the stage runs the real model.
 """
 
 from __future__ import annotations
@@ -43,24 +44,74 @@ class Twin:
                 "of_params": self.of_params, "tensors_from_model": self.copied}
 
 
+def _adapter(model: Any) -> tuple[Any, str, Any] | None:
+    """(base model, adapter name, adapter config) of a PEFT model with one adapter; None for other models."""
+    configs = getattr(model, "peft_config", None)
+    if not isinstance(configs, dict) or not configs or not callable(getattr(model, "get_base_model", None)):
+        return None
+    name, config = next(iter(configs.items()))
+    return model.get_base_model(), name, config
+
+
 def why_not(model: Any, layers: int | None = None) -> str | None:
     """Why no twin can stand in for ``model`` (None: one can)."""
+    peft = _adapter(model)
+    if peft is not None:
+        if len(model.peft_config) != 1:
+            return "several adapters"
+        if getattr(peft[2], "peft_type", None) is None or getattr(peft[2], "inference_mode", False):
+            return "adapters that do not train"
+        return _why_not_base(peft[0], layers)
+    if getattr(model, "peft_config", None):
+        return "adapters"
+    return _why_not_base(model, layers)
+
+
+def _why_not_base(model: Any, layers: int | None) -> str | None:
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "to_dict") or not hasattr(model, "named_parameters"):
         return "not built from a transformers config"
-    if getattr(model, "peft_config", None) or hasattr(model, "base_model") and \
-            getattr(model.base_model, "peft_config", None):
-        return "adapters"
     if getattr(model, "is_quantized", False) or getattr(config, "quantization_config", None):
         return "quantised weights"
     if len(set((getattr(model, "hf_device_map", None) or {}).values())) > 1:
         return "weights dispatched over devices"
-    if any("forward" in vars(m) for m in model.modules()):
+    if any(_replaced_forward(m) for m in model.modules()):
         return "a forward replaced by the script"
     n = _layers(config)
     if n is None or n <= (LAYERS if layers is None else layers):
         return "no layer count above the twin's"
     return None
+
+
+def _replaced_forward(module: Any) -> bool:
+    """The module's forward was set on the instance to something other than its class's own forward (a library's
+    wrapper around the class's forward, such as mixed-precision casting, does not count)."""
+    fn = vars(module).get("forward")
+    if fn is None:
+        return False
+    own = getattr(type(module), "forward", None)
+    for _ in range(8):
+        fn = getattr(fn, "__func__", fn)
+        if fn is own:
+            return False
+        fn = getattr(fn, "__wrapped__", None)
+        if fn is None:
+            return True
+    return True
+
+
+def _carry_forwards(base: Any, twin: Any) -> None:
+    """A library's wrapper set on the user's modules' forward (TRL's fused LM head, mixed-precision casting) is
+    set on the twin's counterparts too, rebound to them: the trainer's loss may need what it returns."""
+    from .targets.base import remapper
+
+    counterparts = dict(twin.named_modules())
+    memo = {id(m): counterparts[n] for n, m in base.named_modules() if n in counterparts}
+    mapped = remapper(memo)
+    for name, module in base.named_modules():
+        fn = vars(module).get("forward")
+        if fn is not None and name in counterparts:
+            vars(counterparts[name])["forward"] = mapped(fn)
 
 
 def _layers(config: Any) -> int | None:
@@ -111,15 +162,24 @@ def build(model: Any, layers: int | None = None) -> Twin | None:
     if not params:
         return None
     dtype, device = params[0].dtype, params[0].device
-    config = _shrunk_config(model.config, layers)
+    peft = _adapter(model)
+    base = peft[0] if peft is not None else model
+    config = _shrunk_config(base.config, layers)
     try:
         # Built with the user's class on a generator of its own: the run's random stream does not move.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            twin = type(model)(config)
-        twin.to(device=device, dtype=dtype)
+            twin = type(base)(config)
+            twin.to(device=device, dtype=dtype)
+            twin_base = twin
+            if peft is not None:
+                # The same adapter on the shrunk base: its names are the user's model's, layer for layer.
+                from peft import get_peft_model
+
+                twin = get_peft_model(twin, copy.deepcopy(peft[2]), adapter_name=peft[1])
     except Exception:
         return None
+    _carry_forwards(base, twin_base)
     own = dict(model.state_dict())
     if not _same_model_less_layers(own, twin.state_dict(), layers):
         return None
@@ -140,4 +200,4 @@ def build(model: Any, layers: int | None = None) -> Twin | None:
         p.requires_grad_(flags.get(name, True))
     twin.train(model.training)
     count = lambda m: sum(p.numel() for p in {id(p): p for p in m.parameters()}.values())  # noqa: E731
-    return Twin(twin, layers, _layers(model.config) or layers, count(twin), count(model), copied)
+    return Twin(twin, layers, _layers(base.config) or layers, count(twin), count(model), copied)

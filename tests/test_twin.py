@@ -108,14 +108,41 @@ def test_no_twin_for_what_it_cannot_stand_in_for():
     assert twin.build(patched) is None
 
 
-def test_no_twin_for_adapters():
+def test_twin_of_a_lora_model_carries_the_adapter():
     pytest.importorskip("peft")
+    import torch
     from peft import LoraConfig, get_peft_model
 
     from ftdoctor import twin
 
     model = get_peft_model(_llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
-    assert twin.why_not(model) == "adapters" and twin.build(model) is None
+    with torch.no_grad():  # the user's adapter has trained a little: B is no longer zero
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    made = twin.build(model)
+    assert made is not None and type(made.model) is type(model) and made.layers == 2
+    own = model.state_dict()
+    for name, tensor in made.model.state_dict().items():
+        assert torch.equal(tensor, own[name]), name
+    trainable = {n for n, p in made.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert trainable == {n for n, p in model.named_parameters() if p.requires_grad and n in trainable}
+    ids = torch.randint(0, 64, (2, 8))
+    assert torch.isfinite(made.model(input_ids=ids, labels=ids).loss)
+
+
+def test_no_twin_for_several_adapters_or_a_frozen_one():
+    pytest.importorskip("peft")
+    from peft import LoraConfig, get_peft_model
+
+    from ftdoctor import twin
+
+    two = get_peft_model(_llama(), LoraConfig(r=4, target_modules=["q_proj"]))
+    two.add_adapter("other", LoraConfig(r=4, target_modules=["v_proj"]))
+    assert twin.why_not(two) == "several adapters" and twin.build(two) is None
+    frozen = get_peft_model(_llama(), LoraConfig(r=4, target_modules=["q_proj"], inference_mode=True))
+    assert twin.build(frozen) is None
 
 
 @pytest.fixture
@@ -151,7 +178,8 @@ def test_learning_bugs_found_on_the_twin(check_pipeline, twin_forced, script, co
     assert found[0].evidence["twin"]["of_layers"] == 2
 
 
-@pytest.mark.parametrize("script", ["mrpc_bert_fixed.py", "gpt2_causal_lm_fixed.py"])
+@pytest.mark.parametrize("script", ["mrpc_bert_fixed.py", "gpt2_causal_lm_fixed.py", "peft_trainer_clm_fixed.py",
+                                    "trl_sft_lora_fixed.py"])
 def test_correct_pipeline_learns_on_the_twin(check_pipeline, twin_forced, script):
     report = check_pipeline(script, stages=STEP + ["overfit"])
     stage = report.stage("overfit")
@@ -168,3 +196,33 @@ def test_without_a_twin_a_model_too_large_is_skipped_with_ftd806(check_pipeline,
         "ftdoctor.sdk", fromlist=["finding"]).finding("FTD806", f"{what} does not fit.", "-"))
     report = check_pipeline("mrpc_bert_fixed.py", stages=STEP + ["overfit"])
     assert findings_at(report, "overfit", "FTD806")
+
+
+def test_a_library_wrapper_on_forward_is_carried_to_the_twin_and_runs_the_twin():
+    """TRL patches the model's forward with a wrapper (functools.wraps of the class's forward) that closes over
+    the original bound forward; the twin gets the same wrapper, bound to its own modules."""
+    import functools
+    import types
+
+    import torch
+
+    from ftdoctor import twin
+
+    model = _llama()
+    original = model.forward
+
+    @functools.wraps(type(model).forward)
+    def patched(self, *args, **kwargs):
+        out = original(*args, **kwargs)
+        out["marker"] = self.lm_head.weight.shape  # the wrapper adds something the trainer's loss reads
+        return out
+
+    model.forward = types.MethodType(patched, model)
+    made = twin.build(model)
+    assert made is not None and "forward" in vars(made.model)
+    ids = torch.randint(0, 64, (1, 6))
+    out = made.model(input_ids=ids, labels=ids)
+    assert "marker" in out
+    out.loss.backward()  # the gradient reaches the twin's weights, not the user's
+    assert made.model.model.layers[0].self_attn.q_proj.weight.grad is not None
+    assert model.model.layers[0].self_attn.q_proj.weight.grad is None

@@ -44,6 +44,22 @@ def _rebind_functions(work: Any, memo: dict[int, Any]) -> None:
     import functools
     import types
 
+    mapped = remapper(memo)
+    for module in work.modules():
+        for name, value in list(vars(module).items()):
+            if isinstance(value, (types.FunctionType, functools.partial, types.MethodType)):
+                new = mapped(value)
+                if new is not value:
+                    vars(module)[name] = new
+
+
+def remapper(memo: dict[int, Any]) -> Any:
+    """A function mapping a value to its counterpart under ``memo`` (id of an original -> its counterpart): the
+    counterpart itself, or a method, partial or function rebuilt so that what it is bound to, holds as arguments
+    or closes over is mapped too (a few levels deep)."""
+    import functools
+    import types
+
     done: dict[int, Any] = {}
 
     def mapped(value: Any, depth: int = 0) -> Any:
@@ -53,7 +69,10 @@ def _rebind_functions(work: Any, memo: dict[int, Any]) -> None:
             return value
         if isinstance(value, types.MethodType):
             owner = mapped(value.__self__, depth + 1)
-            return value if owner is value.__self__ else types.MethodType(value.__func__, owner)
+            func = mapped(value.__func__, depth + 1)
+            if owner is value.__self__ and func is value.__func__:
+                return value
+            return types.MethodType(func, owner)
         if isinstance(value, functools.partial):
             func = mapped(value.func, depth + 1)
             args = tuple(mapped(a, depth + 1) for a in value.args)
@@ -98,12 +117,7 @@ def _rebind_functions(work: Any, memo: dict[int, Any]) -> None:
         done[id(fn)] = new
         return new
 
-    for module in work.modules():
-        for name, value in list(vars(module).items()):
-            if isinstance(value, (types.FunctionType, functools.partial)):
-                new = mapped(value)
-                if new is not value:
-                    vars(module)[name] = new
+    return mapped
 
 
 class Target:
