@@ -71,9 +71,14 @@ def main() -> None:
             result = run(path, seed)
             st = result.report.stage("overfit") if result.report else None
             codes = [f.code for f in st.findings] if st else []
-            errors = [f.code for f in (st.findings if st else []) if f.severity == "error"]
+            # A correct pipeline must come out clean at every stage the overfit stage needs, not only there.
+            errors = [f"{s.stage}:{f.code}" for s in (result.report.stages if result.report else [])
+                      for f in s.findings if f.severity == "error"]
             false += bool(errors)
             counts.update(codes or [st.status if st else "no-report"])
+            if errors or (st is not None and st.status == "skip"):
+                print(f"  seed {seed}: {', '.join(errors) or 'no error'}; overfit {st.status if st else '-'}"
+                      f"{': ' + st.reason if st is not None and st.reason else ''}", flush=True)
         per = (time.perf_counter() - t0) / opts.seeds
         total_runs += opts.seeds
         total_false += false

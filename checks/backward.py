@@ -252,7 +252,13 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
                     relay_fix(failure.text, "Fix the cause shown; --traceback prints the whole trace."),
                     location=pipeline.location(model), evidence={"exception": failure.text})
         return Provide({}, out + [f], skip_reason=failure.reason)
-    no_grad = [n for n in trainable if n in params and (params[n].grad is None or not params[n].grad.any())]
+    no_grad = [n for n in trainable if n in params and params[n].grad is None]
+    # A gradient that exists but is exactly zero means the parameter is in the graph and the loss is flat along it
+    # for this batch (a bias that the softmax over a multiple-choice head cancels, a dead unit, a zero-initialised
+    # partner such as LoRA's B): nothing is cut. Only when every gradient is zero does the loss not depend on them.
+    zero = [n for n in trainable if n in params and params[n].grad is not None and not params[n].grad.any()]
+    if zero and len(zero) == sum(1 for n in trainable if n in params and params[n].grad is not None):
+        no_grad += zero
     head = [h for h in _head_names(work_model) if h.rstrip(".") in ran or h.rstrip(".").split(".")[-1] in ran]
     non_finite = [n for n in trainable if n in params and params[n].grad is not None
                   and not torch.isfinite(params[n].grad).all()]

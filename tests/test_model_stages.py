@@ -107,3 +107,35 @@ def test_tuple_predictions_blame_the_config(check_pipeline):
     report = check_pipeline("bert_mnli_hidden_states_tuple_predictions.py", stages=DATA + ["metrics"])
     f = findings_at(report, "metrics", "FTD604")[0]
     assert "output_hidden_states" in f.detail and "output_hidden_states" in f.fix
+
+
+def test_a_gradient_that_is_exactly_zero_is_not_a_cut_graph():
+    """Parameters in the graph whose gradient is zero for this batch (units a ReLU never lets through; a bias the
+    softmax over multiple-choice logits cancels) are not cut off from the loss: no FTD501/FTD506."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    import ftdoctor
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(10, 8)
+            self.dead = torch.nn.Linear(8, 4)
+            torch.nn.init.constant_(self.dead.bias, -1e3)  # its units never fire on these inputs
+            self.head = torch.nn.Linear(12, 2)
+
+        def forward(self, input_ids, labels=None):
+            h = self.emb(input_ids).mean(1)
+            logits = self.head(torch.cat([h, torch.relu(self.dead(h))], -1))
+            return {"loss": F.cross_entropy(logits, labels) if labels is not None else None, "logits": logits}
+
+    torch.manual_seed(0)
+    model = Net()
+    rows = [{"input_ids": torch.randint(0, 10, (5,)), "labels": torch.tensor(i % 2)} for i in range(8)]
+    loader = DataLoader(rows, batch_size=4)
+    report = ftdoctor.preflight(model=model, dataloader=loader, optimizer=torch.optim.AdamW(model.parameters()),
+                                stages=["forward", "backward"], raise_on_error=False)
+    assert not findings_at(report, "backward"), findings_at(report, "backward")
+    assert report.stage("backward").status == "pass"
