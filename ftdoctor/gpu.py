@@ -193,7 +193,8 @@ def run_trials(payload: dict[str, Any], timeout: float = 600.0, target: str | No
         task, result = os.path.join(tmp, "task.pt"), os.path.join(tmp, "result.jsonl")
         torch.save(payload, task)
         module, func = target.split(":")
-        code = f"import sys, {module} as m; m.{func}(sys.argv[1], sys.argv[2])"
+        # Not the working directory first on the path (`-c` puts it there): a folder named ftdoctor would shadow us.
+        code = f"import sys; sys.path.pop(0); import {module} as m; m.{func}(sys.argv[1], sys.argv[2])"
         try:
             proc = subprocess.run([sys.executable, "-c", code, task, result], capture_output=True, text=True,
                                   timeout=timeout, env=os.environ.copy())

@@ -49,14 +49,32 @@ def run_child(script: str, argv: list[str], *, stages: list[str] | None, options
         shutil.rmtree(work, ignore_errors=True)
 
 
+# The child starts from this file, written beside the spec, rather than with `python -m ftdoctor.child`: `-m` puts
+# the working directory first on sys.path, so a folder named ftdoctor there (a clone of ftdoctor's repository, a
+# project's own module) would be imported instead of the installed package.
+_BOOT = """\
+import sys
+
+sys.path.pop(0)  # this file's folder
+try:
+    import ftdoctor.child
+except ImportError:  # a source tree that was never installed: found from the working directory, as -m finds it
+    sys.path.insert(0, "")
+    import ftdoctor.child
+ftdoctor.child.main()
+"""
+
+
 def _command(spec_path: str, nproc: int) -> list[str]:
-    """`python -m ftdoctor.child SPEC`, or the same under torchrun's launcher with ``nproc`` local ranks on the
-    CPU (gloo), all on 127.0.0.1."""
+    """`python BOOT SPEC` (the child, see _BOOT), or the same under torchrun's launcher with ``nproc`` local ranks
+    on the CPU (gloo), all on 127.0.0.1."""
+    boot = os.path.join(os.path.dirname(os.path.abspath(spec_path)), "ftdoctor_child.py")
+    with open(boot, "w", encoding="utf-8") as fh:
+        fh.write(_BOOT)
     if nproc <= 1:
-        return [sys.executable, "-m", "ftdoctor.child", spec_path]
+        return [sys.executable, boot, spec_path]
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--nnodes", "1",
-            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "--module", "ftdoctor.child",
-            spec_path]
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), boot, spec_path]
 
 
 def free_port() -> int:

@@ -238,3 +238,18 @@ def test_pytest_plugin_survives_os_exit_and_isolates_scripts(pytester):
     assert "exit code 7" in out
     assert xml.exists()
     result.assert_outcomes(failed=3)
+
+
+def test_a_folder_named_ftdoctor_in_the_working_directory_does_not_shadow_the_child(tmp_path):
+    """Run from a clone of ftdoctor's repository (or a project with its own ftdoctor/ folder), the child still
+    imports the installed package: it is not started with `python -m`, which puts the working directory first."""
+    proj = tmp_path / "proj"
+    (proj / "ftdoctor").mkdir(parents=True)
+    (proj / "ftdoctor" / "__init__.py").write_text("raise ImportError('the decoy ftdoctor was imported')\n")
+    script = _script(tmp_path, "train.py", TRAINER_SCRIPT.format(after="trainer.train()\n"))
+    parent = "import sys; sys.path.pop(0); from ftdoctor.cli import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-c", parent, "check", script, "--json", *FAST_STAGES, "--",
+                           str(tmp_path)], cwd=proj, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["ok"] and not report.get("internal_errors"), report
