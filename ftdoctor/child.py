@@ -4,8 +4,9 @@ the call that starts training, send the report to the parent and end the process
 Nothing of the script runs after training starts: no `finally:` block, no `except BaseException:`, no atexit
 handler, no thread keeps the process alive. The parent (runner.py) owns the timeout, Ctrl-C and rendering.
 
-Started as `python -m ftdoctor.child SPEC.json`; the spec names the script, its arguments, the walk's options,
-the file the result goes to and the descriptor of the event pipe (progress, prompts).
+Started as `python BOOT SPEC.json` (runner._BOOT, which calls `main`; `python -m ftdoctor.child SPEC.json` works
+too); the spec names the script, its arguments, the walk's options, the file the result goes to and the
+descriptor of the event pipe (progress, prompts).
 """
 
 from __future__ import annotations
