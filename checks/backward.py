@@ -112,7 +112,7 @@ def some_parameters_train(model, pipeline):
         return None
     name = pipeline.name_of(model) or "model"
     evidence = {"parameters": sum(1 for _ in model.parameters())}
-    adapters = _peft_adapters(model)
+    adapters = data.peft_adapters(model)
     if adapters is not None:
         # An adapter model: the base stays frozen; what must train is the adapter.
         loaded = [a for a, config in adapters.items() if getattr(config, "inference_mode", False) is True]
@@ -141,14 +141,6 @@ def some_parameters_train(model, pipeline):
                    "(a loop's `loss.backward()` raises \"element 0 of tensors does not require grad\"; the Trainer's "
                    "optimizer gets an empty parameter list).", fix,
                    location=_freeze_site(pipeline) or pipeline.location(model), evidence=evidence)
-
-
-def _peft_adapters(model) -> dict | None:
-    """The adapter configs of a PEFT model (name -> config), None for a model without adapters."""
-    configs = getattr(model, "peft_config", None)
-    if isinstance(configs, dict) and configs and all(hasattr(c, "peft_type") for c in configs.values()):
-        return configs
-    return None
 
 
 def _adapter_load_site(pipeline) -> tuple[str | None, str | None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import re
 
-from ftdoctor.sdk import Skip, check, finding, read_source, rule
+from ftdoctor.sdk import Site, Skip, check, finding, read_source, rule
 
 rule("FTD950", "same-data-on-every-rank", "distributed", "error", "Every rank trains on the same data",
      """
@@ -113,7 +113,7 @@ _COLLECTIVE_FAILURE = re.compile(r"Timed out waiting|timed out|Connection (?:clo
                                  r"ProcessGroupGloo|gloo|Broken pipe", re.I)
 
 
-def _facts(rank_facts, capture=None):
+def _facts(rank_facts):
     facts = [f for f in (rank_facts or []) if isinstance(f, dict)]
     if not facts:
         raise Skip("not run on several ranks (use --nproc N)")
@@ -125,7 +125,7 @@ def _ranks(facts) -> str:
 
 
 @check("distributed", codes=("FTD958",))
-def collectives_on_every_rank(rank_facts, capture=None):
+def collectives_on_every_rank(rank_facts):
     facts = _facts(rank_facts)
     world = max(int(f.get("world_size") or 1) for f in facts)
     stuck = [f for f in facts if f.get("outcome") == "error" and _COLLECTIVE_FAILURE.search(f.get("exception") or "")]
@@ -201,7 +201,6 @@ def loop_source_under_ranks(rank_facts, pipeline):
         tree = ast.parse(source)
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return None
-    from ftdoctor.sdk import Site
 
     out = []
     if any(f.get("sampler") == "DistributedSampler" for f in facts) and ".set_epoch(" not in source:

@@ -75,15 +75,12 @@ def forward_pass(model, batch, pipeline, findings_so_far, target):
 
     short = short_of_memory(model, target.copies(), "A working copy of the model")
     if short is not None:
-        reason = "not enough memory for a working copy (FTD806)"
-        return Provide({k: Unavailable(reason) for k in ("work_model", "initial_loss", "outputs")}, [short],
-                       skip_reason=reason)
+        # The walk marks every value this check provides as unavailable, with the reason.
+        return Provide(findings=[short], skip_reason="not enough memory for a working copy (FTD806)")
 
     if any(f.code == "FTD324" for f in findings_so_far):
         # No position is trained: the loss is 0/0, and every later step follows from that one cause.
-        reason = "no token of the batch is trained (collate FTD324)"
-        return Provide({"work_model": Unavailable(reason), "initial_loss": Unavailable(reason),
-                        "outputs": Unavailable(reason)}, skip_reason=reason)
+        return Provide(skip_reason="no token of the batch is trained (collate FTD324)")
     work = target.work_model()
     work.eval()  # dropout off: the loss at initialisation is compared with chance level
     try:

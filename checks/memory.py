@@ -652,9 +652,9 @@ def _train_fix(step, train_bs, accumulation, budget, work_factory, row, collator
                     f"peaks at {alt.peak(b) / GIB:.2f} GiB.", cfg)
     alone = step.params + step.grads + step.optimizer
     frozen = _frozen_bytes(model)
-    if _is_adapter_model(model):
+    if data.peft_adapters(model) is not None:  # the base is frozen, only adapters train
         # Adapters already: what is left is the frozen base. Quantized to 4 bits it takes a quarter of 16-bit.
-        if not _is_quantized(model) and frozen:
+        if not data.is_quantized(model) and frozen:
             in_4bit = step.params - frozen + frozen * 4 // (8 * max(1, _bytes_per_weight(model)))
             qlora = StepModel(**{**step.__dict__, "params": in_4bit, "accumulation": 2})
             fits = qlora.max_batch(budget) >= 1
@@ -671,20 +671,6 @@ def _train_fix(step, train_bs, accumulation, budget, work_factory, row, collator
             f"{alone / GIB:.2f} GiB: use `optim=\"adamw_bnb_8bit\"` or "
             "`optim=\"adafactor\"`, train adapters (LoRA with peft) instead of every weight, or a larger GPU.",
             {"optim": "adamw_bnb_8bit"})
-
-
-def _is_adapter_model(model) -> bool:
-    """A PEFT model (LoRA and its kin): the base is frozen and only adapters train."""
-    return isinstance(getattr(model, "peft_config", None), dict) and bool(model.peft_config)
-
-
-def _is_quantized(model) -> bool:
-    """A base loaded in 8 or 4 bits (bitsandbytes), as transformers marks it."""
-    for m in (model, getattr(model, "get_base_model", lambda: None)()):
-        if m is not None and (getattr(m, "is_loaded_in_4bit", False) or getattr(m, "is_loaded_in_8bit", False)
-                              or getattr(getattr(m, "config", None), "quantization_config", None) is not None):
-            return True
-    return False
 
 
 def _frozen_bytes(model) -> int:

@@ -236,8 +236,8 @@ def never_trained(model) -> bool:
 
 def _adapter_note(model) -> str:
     """For a PEFT model: the range adapters are usually trained at, beside the rate measured on this model."""
-    config = getattr(model, "peft_config", None)
-    if not isinstance(config, dict) or not config:
+    config = data.peft_adapters(model)
+    if config is None:
         return ""
     kind = str(getattr(next(iter(config.values())), "peft_type", "") or "").split(".")[-1] or "adapter"
     return (f" ({kind} adapters on full-size checkpoints usually train at 1e-4 to 3e-4; the rate above is the one "
@@ -266,8 +266,9 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
     if roots:
         return Provide({}, skip_reason=f"training cannot work as forward/backward showed ({', '.join(roots)})")
     seconds = getattr(budget, "overfit_seconds", None)
-    short = short_of_memory(model, 3 + target.copies(), "A training trial (its gradients and two optimizer "
-                            "moments" + (", on a copy)" if target.copies() else ")"))
+    copies = target.copies()
+    short = short_of_memory(model, 3 + copies, "A training trial (its gradients and two optimizer moments"
+                            + (", on a copy)" if copies else ")"))
     twin = _twin(model, target, batch, step_evidence, seconds, short is not None)
     if twin is not None:
         short = short_of_memory(twin.model, 4, f"A training trial on {twin.describe()}")
@@ -280,32 +281,30 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
         # A step of the twin costs about its share of the model's parameters.
         step_evidence = {**step_evidence, "step_seconds": step_evidence["step_seconds"] * twin.params / twin.of_params}
     batch, reduced = _affordable_batch(batch, train_features, target, step_evidence, seconds, budget)
-    plan = {"trials": 1, "done": 0}
+    runs: list[Trial] = []
 
-    def shown(lr):
-        """Progress of trial number len(runs) + 1 at ``lr``: its step, and the time the stage has left."""
+    def shown(lr, trials):
+        """Progress of trial number len(runs) + 1 of up to ``trials`` at ``lr``: its step, and the time left."""
         def on_step(step, steps):
-            k = plan["done"]
+            k = len(runs)
             left = deadline - time.perf_counter() if deadline is not None else None
-            progress.step(k * steps + step, plan["trials"] * steps,
-                          f"trial {k + 1} of up to {plan['trials']} at lr={lr:g}, step {step + 1}/{steps}", left)
+            progress.step(k * steps + step, trials * steps,
+                          f"trial {k + 1} of up to {trials} at lr={lr:g}, step {step + 1}/{steps}", left)
         return on_step
 
     try:
-        user = trial(target, batch, user_lr, args, task, seed=overfit_seed, deadline=deadline, on_step=shown(user_lr),
-                     twin=twin)
-        runs = [user]
+        user = trial(target, batch, user_lr, args, task, seed=overfit_seed, deadline=deadline,
+                     on_step=shown(user_lr, 1), twin=twin)
+        runs.append(user)
         untried = 0
         if not user.learned:
             rates = _sweep(user)
-            plan.update(trials=1 + len(rates), done=1)
             for k, lr in enumerate(rates):
                 if deadline is not None and time.perf_counter() > deadline:
                     untried = len(rates) - k
                     break
                 runs.append(trial(target, batch, lr, args, task, seed=overfit_seed, deadline=deadline,
-                                  on_step=shown(lr), twin=twin))
-                plan["done"] += 1
+                                  on_step=shown(lr, 1 + len(rates)), twin=twin))
                 if runs[-1].learned:
                     break
     except UserCodeError as err:

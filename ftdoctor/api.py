@@ -82,9 +82,9 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
 
     stages = list(stages) if stages else None
     if nproc > 1 and stages is None:
-        from .findings import DEFAULT_STAGES
+        from .findings import default_stages
 
-        stages = [*DEFAULT_STAGES, "distributed"]
+        stages = default_stages(nproc)
     return run_child(script, list(argv or []), stages=stages, options=options or {},
                      check_dirs=dirs, timeout=timeout, walk_timeout=walk_timeout, progress=progress,
                      show_output=show_output, artifacts_dir=artifacts_dir, nproc=nproc,

@@ -95,7 +95,9 @@ def run(spec: dict[str, Any]) -> None:
 
     progress_mod.set_sink(lambda stage, text: send("step", stage=stage, text=text))
 
-    rank, world = _rank_and_world()
+    from .targets.distributed import rank_and_world
+
+    rank, world = rank_and_world()
     if world > 1 and spec.get("collective_timeout"):
         _shorten_collective_timeouts(float(spec["collective_timeout"]))
 
@@ -122,12 +124,6 @@ def run(spec: dict[str, Any]) -> None:
 
     cap = capture_script(spec["script"], spec.get("argv") or [], on_capture=walk_and_finish, quiet=False)
     walk_and_finish(cap)  # the script ended, exited or raised before training: say what happened
-
-
-def _rank_and_world() -> tuple[int, int]:
-    from .targets.distributed import rank_and_world
-
-    return rank_and_world()
 
 
 def _shorten_collective_timeouts(seconds: float) -> None:

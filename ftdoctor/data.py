@@ -95,17 +95,31 @@ def column_values(ds: Any, column: str, limit: int = MAX_SCAN_ROWS) -> list[Any]
     return flat
 
 
+def peft_adapters(model: Any) -> dict | None:
+    """The adapter configs of a PEFT model (name -> config), None for a model without adapters."""
+    configs = getattr(model, "peft_config", None)
+    if isinstance(configs, dict) and configs and all(hasattr(c, "peft_type") for c in configs.values()):
+        return configs
+    return None
+
+
+def is_quantized(model: Any) -> bool:
+    """Weights loaded in 8 or 4 bits (bitsandbytes and kin), as transformers marks them, here or in a PEFT base."""
+    for m in (model, getattr(model, "get_base_model", lambda: None)()):
+        if m is not None and (getattr(m, "is_quantized", False) or getattr(m, "is_loaded_in_4bit", False)
+                              or getattr(m, "is_loaded_in_8bit", False)
+                              or getattr(getattr(m, "config", None), "quantization_config", None) is not None):
+            return True
+    return False
+
+
 def row_tokens(ds: Any, column: str, n: int) -> list[list[Any]]:
     """The first ``n`` rows of a token column, each row's tokens as one flat list (a multiple-choice row's choices
     joined), read through Arrow where possible."""
     try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         col = ds.with_format("arrow")[:n].column(column)
-        if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-            inner = col.type.value_type
-            if pa.types.is_list(inner) or pa.types.is_large_list(inner):  # one sequence per choice: join them
+        if _arrow_list(col.type):
+            if _arrow_list(col.type.value_type):  # one sequence per choice: join them
                 return [flatten(r) for r in col.to_pylist()]
             return col.to_pylist()
     except Exception:
@@ -113,16 +127,21 @@ def row_tokens(ds: Any, column: str, n: int) -> list[list[Any]]:
     return [flatten(r) for r in ds.select(range(n)).with_format(None)[column]]
 
 
+def _arrow_list(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or \
+        pa.types.is_fixed_size_list(arrow_type)
+
+
 def _arrow_flat(ds: Any, column: str, n: int) -> list[Any] | None:
     """The first ``n`` rows of ``column`` flattened in Arrow (no Python object per row until the end: a 400k-row
     token column takes milliseconds, not seconds); None when the column is not plain Arrow data."""
     try:
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         col = ds.with_format("arrow")[:n].column(column)
-        while pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or \
-                pa.types.is_fixed_size_list(col.type):
+        while _arrow_list(col.type):
             col = pc.list_flatten(col)
         return col.to_pylist()
     except Exception:  # an extension type, a formatted dataset: the row-by-row way below

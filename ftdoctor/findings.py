@@ -9,6 +9,11 @@ from typing import Any
 STAGES = ("setup", "config", "decode", "collate", "forward", "backward", "metrics", "overfit", "memory", "distributed")
 # The stages a plain run walks; `distributed` runs only when the script is launched on several ranks (--nproc).
 DEFAULT_STAGES = STAGES[:-1]
+
+
+def default_stages(nproc: int = 1) -> list[str]:
+    """The stages a walk runs when none are asked for: the distributed stage too with more than one process."""
+    return [*DEFAULT_STAGES, "distributed"] if nproc > 1 else list(DEFAULT_STAGES)
 SEVERITIES = ("error", "warning", "info")
 # What each stage builds on: asking for a stage runs these first (their findings are reported too).
 DEPENDS = {"setup": (), "config": ("setup",), "decode": ("setup",), "collate": ("decode",), "forward": ("collate",),

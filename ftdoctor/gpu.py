@@ -193,10 +193,11 @@ def run_trials(payload: dict[str, Any], timeout: float = 600.0, target: str | No
         task, result = os.path.join(tmp, "task.pt"), os.path.join(tmp, "result.jsonl")
         torch.save(payload, task)
         module, func = target.split(":")
-        # Not the working directory first on the path (`-c` puts it there): a folder named ftdoctor would shadow us.
-        code = f"import sys; sys.path.pop(0); import {module} as m; m.{func}(sys.argv[1], sys.argv[2])"
+        from .runner import fresh_python
+
+        code = f"import {module} as m; m.{func}(sys.argv[1], sys.argv[2])"
         try:
-            proc = subprocess.run([sys.executable, "-c", code, task, result], capture_output=True, text=True,
+            proc = subprocess.run(fresh_python(code, task, result), capture_output=True, text=True,
                                   timeout=timeout, env=os.environ.copy())
             rc, stderr = proc.returncode, proc.stderr
         except subprocess.TimeoutExpired as exc:

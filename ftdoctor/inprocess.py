@@ -57,14 +57,6 @@ def _walk_pipeline(pipeline: Any, stages: Iterable[str] | None, options: dict) -
     return walk(values, stages=stages, check_dirs=default_check_dirs())
 
 
-def _trainer_wrapper(args: Any) -> str:
-    if getattr(args, "fsdp", None):
-        return "fsdp"
-    if getattr(args, "deepspeed", None):
-        return "deepspeed"
-    return "ddp" if int(getattr(args, "world_size", 1) or 1) > 1 else "none"
-
-
 def _ranks() -> int:
     try:
         import torch.distributed as dist
@@ -97,9 +89,9 @@ def _preflight_on_ranks(pipeline: Any, stages: Iterable[str] | None, options: di
         values["rank_facts"] = everyone
         wanted = list(stages) if stages else None
         if wanted is None:
-            from .findings import DEFAULT_STAGES
+            from .findings import default_stages
 
-            wanted = [*DEFAULT_STAGES, "distributed"]
+            wanted = default_stages(dist.get_world_size())
         report = walk(values, stages=wanted, check_dirs=default_check_dirs())
         shared[0] = report.to_dict()
     dist.broadcast_object_list(shared, src=0)
@@ -138,8 +130,10 @@ class FtDoctorCallback(_CallbackBase):
 
             pipeline = Pipeline.from_parts(model, train_dataloader, optimizer=optimizer, lr_scheduler=lr_scheduler,
                                            tokenizer=processing_class, args=args, eval_dataloader=eval_dataloader)
+            from .targets.trainer import wrapper_from_args
+
             # The Trainer calling this callback wraps the model for several ranks itself.
-            pipeline.extra["wrapper"] = _trainer_wrapper(args)
+            pipeline.extra["wrapper"] = wrapper_from_args(args)
             self.report = _walk_pipeline(pipeline, self.stages, self.options)
             _warn_internal(self.report)
         if not self.report.ok:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .findings import DEFAULT_STAGES
+from .findings import default_stages
 
 
 class FtDoctorWarning(UserWarning):
@@ -211,8 +211,7 @@ class PipelineCollector(pytest.File):
 
     def collect(self):
         settings = self.config._ftdoctor_settings
-        default = [*DEFAULT_STAGES, "distributed"] if (settings.nproc or 1) > 1 else DEFAULT_STAGES
-        for stage in (settings.stages or default):
+        for stage in (settings.stages or default_stages(settings.nproc or 1)):
             yield StageItem.from_parent(self, name=stage, stage=stage)
 
 

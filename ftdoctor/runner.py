@@ -65,6 +65,11 @@ ftdoctor.child.main()
 """
 
 
+def fresh_python(code: str, *args: str) -> list[str]:
+    """`python -c CODE ARGS` without the working directory first on sys.path, where `-c` puts it (see _BOOT)."""
+    return [sys.executable, "-c", "import sys; sys.path.pop(0)\n" + code, *args]
+
+
 def _command(spec_path: str, nproc: int) -> list[str]:
     """`python BOOT SPEC` (the child, see _BOOT), or the same under torchrun's launcher with ``nproc`` local ranks
     on the CPU (gloo), all on 127.0.0.1."""

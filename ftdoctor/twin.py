@@ -19,6 +19,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from .data import is_quantized, peft_adapters
+
 LAYERS = 2  # layers the twin keeps: enough for one layer's output to feed another
 # Config fields that count layers, besides num_hidden_layers (which most configs map their own name onto).
 _LAYER_FIELDS = ("num_hidden_layers", "n_layer", "num_layers", "encoder_layers", "decoder_layers",
@@ -46,8 +48,8 @@ class Twin:
 
 def _adapter(model: Any) -> tuple[Any, str, Any] | None:
     """(base model, adapter name, adapter config) of a PEFT model with one adapter; None for other models."""
-    configs = getattr(model, "peft_config", None)
-    if not isinstance(configs, dict) or not configs or not callable(getattr(model, "get_base_model", None)):
+    configs = peft_adapters(model)
+    if configs is None or not callable(getattr(model, "get_base_model", None)):
         return None
     name, config = next(iter(configs.items()))
     return model.get_base_model(), name, config
@@ -59,7 +61,7 @@ def why_not(model: Any, layers: int | None = None) -> str | None:
     if peft is not None:
         if len(model.peft_config) != 1:
             return "several adapters"
-        if getattr(peft[2], "peft_type", None) is None or getattr(peft[2], "inference_mode", False):
+        if getattr(peft[2], "inference_mode", False):
             return "adapters that do not train"
         return _why_not_base(peft[0], layers)
     if getattr(model, "peft_config", None):
@@ -71,7 +73,7 @@ def _why_not_base(model: Any, layers: int | None) -> str | None:
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "to_dict") or not hasattr(model, "named_parameters"):
         return "not built from a transformers config"
-    if getattr(model, "is_quantized", False) or getattr(config, "quantization_config", None):
+    if is_quantized(model):
         return "quantised weights"
     if len(set((getattr(model, "hf_device_map", None) or {}).values())) > 1:
         return "weights dispatched over devices"

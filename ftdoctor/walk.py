@@ -206,7 +206,7 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
         # in_place: the model itself was worked on (ftdoctor's own process), its weights restored after each stage.
         report.budget = {"mode": budget.mode, "rows": budget.rows, "max_tokens": budget.max_tokens,
                          "overfit_seconds": budget.overfit_seconds, "reduced": list(budget.notes),
-                         "in_place": bool(getattr(target, "_in_place", False))}
+                         "in_place": bool(getattr(target, "worked_in_place", False))}
     report.environment = environment()
     report.duration_s = time.perf_counter() - start
     return report

@@ -12,13 +12,7 @@ def test_stages_short_of_memory_say_so_and_the_rest_stands(check_pipeline, monke
     from ftdoctor import budget
 
     report_before = check_pipeline("course_mnli_broken.py", stages=["config", "decode", "collate"])
-    free = {"bytes": 1 << 40}
-
-    def machine():
-        return free["bytes"]
-
-    monkeypatch.setattr(budget, "free_memory", machine)
-    free["bytes"] = 1024  # nothing left: every stage that copies the model stops at once
+    monkeypatch.setattr(budget, "free_memory", lambda: 1024)  # nothing left: every stage that copies stops at once
     report = check_pipeline("course_mnli_broken.py", stages=["config", "decode", "collate", "forward", "backward",
                                                             "overfit", "memory"])
     assert report.stage("forward").status == "skip" and report.stage("overfit").status == "skip"
@@ -97,14 +91,12 @@ def test_in_place_stages_see_the_model_as_the_script_left_it(check_pipeline):
     assert codes(in_place) == codes(on_copies)
 
 
-def test_a_killed_walks_snapshot_is_removed_by_the_next(tmp_path, monkeypatch):
+def test_a_killed_walks_snapshot_is_removed_by_the_next(tmp_path):
     import subprocess
     import sys
-    import tempfile
 
     from ftdoctor.targets import base
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f"{base.SNAPSHOT_PREFIX}{gone.stdout.strip()}-x.pt"
     stale.write_bytes(b"0" * 10)

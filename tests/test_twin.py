@@ -56,12 +56,17 @@ def test_twin_keeps_class_head_and_the_users_first_layers():
 
 
 def test_twin_keeps_per_layer_config_lists():
+    """A config list with one entry per layer (attention kinds) keeps the kept layers' entries."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
     from ftdoctor import twin
 
-    model = _llama(layers=4)
-    made = twin.build(model)
-    kinds = getattr(made.model.config, "layer_types", None)
-    assert kinds is None or len(kinds) == 2
+    config = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    config.layer_types = ["full_attention", "sliding_attention", "full_attention", "sliding_attention"]
+    made = twin.build(Qwen2ForCausalLM(config))
+    assert made is not None and made.model.config.layer_types == ["full_attention", "sliding_attention"]
+    assert made.model.config.num_hidden_layers == 2
 
 
 @pytest.mark.parametrize("build", ["gpt2", "bert", "distilbert"])

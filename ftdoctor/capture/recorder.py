@@ -71,7 +71,9 @@ def _as_if_online(obj: Any, kwargs: dict) -> None:
     user's cached map would be recomputed (and cached twice). Record what the user's own run records."""
     import os
 
-    if "HF_HUB_OFFLINE" not in os.environ.get("FTDOCTOR_FORCED_OFFLINE", "").split(",") or "local_files_only" in kwargs:
+    from ..api import FORCED_OFFLINE
+
+    if "HF_HUB_OFFLINE" not in os.environ.get(FORCED_OFFLINE, "").split(",") or "local_files_only" in kwargs:
         return
     init = getattr(obj, "init_kwargs", None)
     if isinstance(init, dict) and init.get("local_files_only") is True:

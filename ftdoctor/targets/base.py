@@ -191,17 +191,16 @@ class Target:
     # copy's weights on top of the gradients and optimizer moments the step needs). Never in the user's own
     # process (the in-process pre-flight), and not when the snapshot cannot be written (then copies, as there).
     in_place_allowed = False
-    _in_place: bool | None = None
+    _in_place: bool | None = None  # decided at the first use: whether the snapshot could be written
     _snapshot: str | None = None
-    _dirty = False
+    _handed_out = False  # the model itself went to a stage: from then on, whoever holds it may change it
 
     def work_model(self) -> Any:
         """A fresh copy of the user's model on the CPU, to run and train without touching the original (or, in
         ftdoctor's own process, the model itself with its weights restored)."""
         if self._use_in_place():
             self.restore()
-            # From now on whoever holds it (this stage, a later one through the context) may change it.
-            self._dirty = True
+            self._handed_out = True
             return self.model
         return work_copy(self.model)
 
@@ -242,15 +241,19 @@ class Target:
         self._snapshot = path
         return True
 
+    @property
+    def worked_in_place(self) -> bool:
+        return bool(self._in_place)
+
     def copies(self) -> int:
         """How many copies of the trainable weights a working model costs: 1, or 0 when worked on in place."""
         return 0 if self._use_in_place() else 1
 
     def restore(self) -> None:
-        """Put the trainable weights back as the script left them (when a stage has changed them)."""
+        """Put the trainable weights back as the script left them (once the model has been handed out)."""
         import torch
 
-        if self._snapshot is None or not self._dirty:
+        if self._snapshot is None or not self._handed_out:
             return
         params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         saved = torch.load(self._snapshot, mmap=True, weights_only=True)
@@ -260,14 +263,11 @@ class Target:
                     p.copy_(saved[n])
                 p.grad = None
         del saved
-        self._dirty = False
 
     def stage_done(self) -> None:
-        """After each stage: the model in place is the script's again (and is marked as handed out again: a later
-        stage may get it from the context, not from work_model, and change it)."""
-        if self._in_place and self._snapshot is not None and self._dirty:
-            self.restore()
-            self._dirty = True
+        """After each stage the model in place is the script's again: a stage may change it through the context,
+        not only through work_model."""
+        self.restore()
 
     def discard(self) -> None:
         if self._snapshot is not None:

@@ -164,12 +164,7 @@ class TrainerTarget(Target):
         return seen.get("prediction")
 
     def distributed_wrapper(self) -> str:
-        args = self.trainer.args
-        if getattr(args, "fsdp", None):
-            return "fsdp"
-        if getattr(args, "deepspeed", None):
-            return "deepspeed"
-        return "ddp" if int(getattr(args, "world_size", 1) or 1) > 1 else "none"
+        return wrapper_from_args(self.trainer.args)
 
     def ddp_kwargs(self) -> dict:
         """What the Trainer's accelerator will pass to DistributedDataParallel."""
@@ -199,6 +194,15 @@ class TrainerTarget(Target):
 
 class _Seen(Exception):
     """Raised by the stand-in compute_metrics once it has what the real one would receive."""
+
+
+def wrapper_from_args(args: Any) -> str:
+    """How TrainingArguments (or a look-alike) wrap the model for several ranks: fsdp, deepspeed, ddp or none."""
+    if getattr(args, "fsdp", None):
+        return "fsdp"
+    if getattr(args, "deepspeed", None):
+        return "deepspeed"
+    return "ddp" if int(getattr(args, "world_size", 1) or 1) > 1 else "none"
 
 
 def _first_rows(dataset: Any, n: int) -> Any:
