@@ -92,13 +92,13 @@ rule("FTD806", "walk-short-of-memory", "memory", "warning", "A stage was not run
      """)
 
 
-def short_of_memory(model, times: int, what: str):
+def short_of_memory(model, times: int, what: str, device=None):
     """A FTD806 finding when ``what`` (``times`` the trainable weights' bytes) does not fit in the memory this
-    machine has free, else None."""
+    machine (or the accelerator ``device`` the stage works on) has free, else None."""
     from ftdoctor.budget import short_of_memory as short
     from ftdoctor.budget import trainable_bytes
 
-    reason = short(times * trainable_bytes(model), what) if times else None
+    reason = short(times * trainable_bytes(model), what, device) if times else None
     if reason is None:
         return None
     return finding("FTD806", reason[0].upper() + reason[1:] + ".",

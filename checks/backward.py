@@ -194,7 +194,9 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     if not trainable:
         return Provide({}, skip_reason="the model has no trainable parameters (FTD507)")
-    short = short_of_memory(model, 3, "One optimizer step (gradients and two optimizer moments)")
+    copies = target.copies()
+    short = short_of_memory(model, 1 + copies, "One optimizer step (the gradients" + (", on a copy)" if copies else ")"),
+                            target.work_device)
     if short is not None:
         return Provide({}, [short], skip_reason="not enough memory for one optimizer step (FTD806)")
     opt, held = target.build_optimizer(work_model)
@@ -216,7 +218,6 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
     work_model.train()
     work_model.zero_grad(set_to_none=True)
     params = dict(work_model.named_parameters())
-    before = {n: _fingerprint(params[n]) for n in trainable if n in params}
     started = time.perf_counter()
     ran: set[str] = set()
     hooks = _watch_children(work_model, ran)
@@ -260,13 +261,30 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
                            "custom loss, or float16 overflow (use bf16 or keep fp16 with float32 weights).",
                            location=pipeline.location(model), evidence={"parameters": non_finite[:20]}))
     lr = getattr(args, "learning_rate", None)
+    # The step runs on a sample of each parameter group (the others' gradients are dropped, as for a parameter a
+    # batch does not use): enough to see whether the optimizer moves what it holds, without allocating its state
+    # for every weight. Every parameter steps when some got no gradient: the second look below needs their
+    # zero-initialised partners moved.
+    stepped = _step_sample(opt, params, set(zero))
+    if no_grad:
+        short = short_of_memory(model, 3 + copies, "A step of every weight (gradients and two optimizer moments)",
+                                target.work_device)
+        if short is None:
+            stepped = set(trainable & held)
+        else:  # without it, a parameter whose zero-initialised partner blocks its gradient would look cut off
+            out.append(short)
+            no_grad = []
+    for n, p in params.items():
+        if n not in stepped:
+            p.grad = None
+    before = {n: _fingerprint(params[n]) for n in stepped if n in params and n not in no_grad}
     try:
         run_user("optimizer.step()", opt.step)
     except UserCodeError as err:
         out.append(finding("FTD505", f"optimizer.step() raised {type(err.exc).__name__}: {err.exc}",
                            "Fix the optimizer configuration.", location=opt_loc))
         return Provide({}, out)
-    with_grad = [n for n in before if n not in no_grad and n in held]
+    with_grad = list(before)
     moved = [n for n in with_grad if _fingerprint(params[n]) != before[n]]
     if no_grad:
         # A zero-initialised partner (LoRA's B, a zero-init gate) blocks the gradient of its partner at the first
@@ -302,7 +320,7 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
                            location=(pipeline.location(args) if lr == 0 else None) or opt_loc, evidence={"lrs": group_lrs}))
     work_model.zero_grad(set_to_none=True)
     counted = {id(p): p for p in model.parameters()}.values()
-    state_bytes = _state_bytes(opt)
+    state_bytes = _state_bytes(opt, params, stepped, trainable & held)
     # Measured: the state itself (twice the trainable weights for AdamW) is not needed by any later stage.
     opt.state.clear()
     evidence = {"loss": float(loss.detach()), "optimizer": type(opt).__name__, "trainable_params": len(trainable),
@@ -444,10 +462,47 @@ def _fingerprint(p) -> tuple:
         return total, tuple(flat[::step][:1024].double().tolist())
 
 
-def _state_bytes(opt) -> int:
+def _step_sample(opt, params: dict, zero: set[str]) -> set[str]:
+    """Per parameter group, the smallest parameter of each rank (vectors, matrices) whose gradient is not zero
+    (an optimizer moves a weight with a zero gradient by weight decay at most)."""
+    names = {id(p): n for n, p in params.items()}
+    sample: set[str] = set()
+    for group in opt.param_groups:
+        smallest: dict = {}
+        for p in group.get("params", ()):
+            n = names.get(id(p))
+            if n is None or p.grad is None or n in zero:
+                continue
+            rank = min(p.dim(), 2)
+            if rank not in smallest or p.numel() < smallest[rank].numel():
+                smallest[rank] = p
+        sample |= {names[id(p)] for p in smallest.values()}
+    return sample
+
+
+def _state_bytes(opt, params: dict, stepped: set[str], held: set[str]) -> int:
+    """The optimizer's state for every parameter it holds, measured on the stepped ones and scaled to all: state
+    shaped like its parameter (moments) per element, the rest (step counters, factored statistics) per tensor."""
     import torch
 
-    return sum(v.numel() * v.element_size() for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
+    by_id = {id(p): p for p in params.values()}
+    per_element = per_tensor = 0
+    for key, state in opt.state.items():
+        p = by_id.get(id(key))
+        for v in state.values():
+            if not torch.is_tensor(v):
+                continue
+            if p is not None and v.shape == p.shape:
+                per_element += v.numel() * v.element_size()
+            else:
+                per_tensor += v.numel() * v.element_size()
+    ran = [n for n in stepped if n in params]
+    numel = sum(params[n].numel() for n in ran)
+    if not ran or not numel:
+        return per_element + per_tensor
+    everything = [n for n in held if n in params]
+    return int(per_element * sum(params[n].numel() for n in everything) / numel
+               + per_tensor * len(everything) / len(ran))
 
 
 def _watch_children(model, ran: set[str]) -> list:

@@ -73,7 +73,7 @@ def _shape_mismatch(text, pipeline, model, batch):
 def forward_pass(model, batch, pipeline, findings_so_far, target):
     import torch
 
-    short = short_of_memory(model, target.copies(), "A working copy of the model")
+    short = short_of_memory(model, target.copies(), "A working copy of the model", target.work_device)
     if short is not None:
         # The walk marks every value this check provides as unavailable, with the reason.
         return Provide(findings=[short], skip_reason="not enough memory for a working copy (FTD806)")

@@ -398,6 +398,26 @@ def _eval_peak(params, optimizer, fit, seq_len, eval_bs, n_eval, args, model, pi
     return peak, accumulated, int(step_row)
 
 
+def _run_longest(work, batch, loss_fn, model) -> None:
+    """The longest row through the model. Where the overfit stage found the model too large to train here and
+    trained a twin of it (same class, config, embeddings and head, fewer layers), the twin runs the row: what a
+    longer row breaks (positions, masks, lengths the config allows) is theirs. A row the twin fails on is run through
+    the model itself before anything is reported."""
+    from ftdoctor import twin
+
+    made = twin.made_for(model)
+    if made is not None:
+        import torch
+
+        try:
+            with torch.no_grad():
+                loss_fn(made.model, batch)
+            return
+        except UserCodeError:
+            pass
+    loss_fn(work, batch)
+
+
 def _keeping_effective_batch(effective: int, limit: int) -> tuple[int, int]:
     """The largest per-device batch <= limit that divides the effective batch, and the accumulation it needs."""
     for b in range(min(limit, effective), 0, -1):
@@ -428,7 +448,7 @@ def _recompute_per_row(work, row, collator, loss_fn, args, precision, fit_ckpt, 
 def memory_model(model, effective_train_dataset, train_features, initial_loss, pipeline, findings_so_far, target,
                  args=None, step_evidence=None, work_optimizer=None, effective_eval_dataset=None,
                  eval_features=None, gpu_memory=None, gpu_name=None, gpu_probe=None):
-    short = short_of_memory(model, target.copies(), "The memory stage's working copy")
+    short = short_of_memory(model, target.copies(), "The memory stage's working copy", target.work_device)
     if short is not None:
         return Provide(findings=[short], skip_reason="not enough memory for a working copy (FTD806)")
     from ftdoctor import gpu
@@ -457,7 +477,7 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
         # The longest row as it is: a failure here is the pipeline's, on data no earlier stage ran.
         worst = dict(run_user("the data collator", collator, [row]))
         seq_len = _seq_len(worst)
-        loss_fn(work, worst)
+        _run_longest(work, worst, loss_fn, model)
     except UserCodeError as err:
         failure = explain(err.exc, "the forward pass on the longest rows", findings_so_far)
         info = finding("FTD801", f"Activations could not be measured on the longest rows: {failure.reason}", "",
@@ -515,7 +535,7 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
     if device is not None and _should_probe(gpu_probe, device):
         probe_note, extra = _probe(model, work, step, max_bs, evidence, effective_train_dataset, train_features,
                                    collator, loss_fn, args, precision, checkpointing, work_optimizer, pipeline,
-                                   findings_so_far)
+                                   findings_so_far, target)
     else:
         extra = []
     del work
@@ -715,7 +735,7 @@ def _should_probe(gpu_probe, device) -> bool:
 
 
 def _probe(model, work, step, max_bs, evidence, ds, features, collator, loss_fn, args, precision, checkpointing,
-           work_optimizer, pipeline, findings_so_far):
+           work_optimizer, pipeline, findings_so_far, target):
     """At most two trial steps in a child process: at the predicted maximum (must fit) and just above the
     device's capacity (must not); a CUDA error there is replayed on the CPU to find its cause."""
     from ftdoctor import gpu
@@ -735,7 +755,11 @@ def _probe(model, work, step, max_bs, evidence, ds, features, collator, loss_fn,
                "optimizer_class": f"{type(opt).__module__}.{type(opt).__name__}" if opt is not None
                else "torch.optim.AdamW",
                "optimizer_kwargs": _optimizer_kwargs(opt), "steps": 2}
-    result = gpu.run_trials(payload)
+    # Where ftdoctor's own process already runs the model itself on the GPU, the trials run on it there (a child
+    # would need a second copy of the model on the device); else in a child process that loads the working copy,
+    # so that nothing the trials do reaches the process the user's run goes on in.
+    here = target.worked_in_place and gpu.is_accelerator(gpu.model_device(work))
+    result = gpu.run_trials_here(payload) if here else gpu.run_trials(payload)
     evidence["probed"] = True
     evidence["probe"] = [t.__dict__ for t in result.trials]
     extra, notes = [], []
@@ -750,8 +774,16 @@ def _probe(model, work, step, max_bs, evidence, ds, features, collator, loss_fn,
             notes.append(f"batch {t.batch_size}: out of memory")
     if result.device_error:
         failed = next((t.batch_size for t in result.trials if t.cuda_error), sizes[0])
-        extra.append(replay_on_cpu(result.device_error, rows_of.get(failed) or rows_of[sizes[0]], model, collator,
-                                   loss_fn, pipeline, findings_so_far, evidence))
+        stand_in = None
+        if here:  # the weights on the GPU cannot be read any more: the CPU runs a stand-in of the model
+            from ftdoctor import twin
+
+            target.device_error = result.device_error
+            stand_in = twin.stand_in(model)
+        if not here or stand_in is not None:
+            extra.append(replay_on_cpu(result.device_error, rows_of.get(failed) or rows_of[sizes[0]], model,
+                                       collator, target.run_loss if here else loss_fn, pipeline, findings_so_far,
+                                       evidence, work=stand_in))
     note = (" Trial steps on the GPU (worst-case rows): " + "; ".join(notes) + ".") if notes else ""
     return note, [f for f in extra if f is not None]
 

@@ -268,10 +268,10 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
     seconds = getattr(budget, "overfit_seconds", None)
     copies = target.copies()
     short = short_of_memory(model, 3 + copies, "A training trial (its gradients and two optimizer moments"
-                            + (", on a copy)" if copies else ")"))
+                            + (", on a copy)" if copies else ")"), target.work_device)
     twin = _twin(model, target, batch, step_evidence, seconds, short is not None)
     if twin is not None:
-        short = short_of_memory(twin.model, 4, f"A training trial on {twin.describe()}")
+        short = short_of_memory(twin.model, 4, f"A training trial on {twin.describe()}", target.work_device)
     if short is not None:
         return Provide({}, [short], skip_reason="not enough memory for a training trial (FTD806)")
     fresh = never_trained(model)  # read before any trial: a model worked on in place is trained by them
@@ -431,6 +431,7 @@ def _twin(model, target, batch, step_evidence, seconds, short: bool):
             target.loss(made.model, batch)
     except UserCodeError:
         return None
+    twin.remember(model, made)
     return made
 
 

@@ -130,8 +130,13 @@ def _tail_documents(lengths: list[int], total: int) -> list[int]:
 MEMORY_MARGIN = 0.9  # of the memory free at the moment: what a stage may plan to take
 
 
-def free_memory() -> int | None:
-    """Bytes of memory this machine can still give (MemAvailable), or None where that cannot be read."""
+def free_memory(device: Any = None) -> int | None:
+    """Bytes of memory this machine can still give (MemAvailable), or, for an accelerator ``device``, what that
+    device can still give; None where that cannot be read."""
+    from .gpu import device_free_bytes, is_accelerator
+
+    if device is not None and is_accelerator(device):
+        return device_free_bytes(device)
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
@@ -157,10 +162,12 @@ def trainable_bytes(model: Any) -> int:
         return 0
 
 
-def short_of_memory(need: int, what: str) -> str | None:
-    """Why ``what`` cannot run here (it needs ``need`` bytes more than this machine can give), or None."""
-    free = free_memory()
+def short_of_memory(need: int, what: str, device: Any = None) -> str | None:
+    """Why ``what`` cannot run here (it needs ``need`` bytes more than this machine, or the accelerator
+    ``device``, can give), or None."""
+    free = free_memory(device)
     if free is None or need <= MEMORY_MARGIN * free:
         return None
-    return (f"{what} needs about {need / 2**30:.1f} GiB more and this machine has {free / 2**30:.1f} GiB free: "
+    where = f"{device} has" if device is not None and str(device) != "cpu" else "this machine has"
+    return (f"{what} needs about {need / 2**30:.1f} GiB more and {where} {free / 2**30:.1f} GiB free: "
             "it was not run, so the walk ends with a report instead of being killed")

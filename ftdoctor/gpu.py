@@ -113,6 +113,63 @@ def is_oom(text: str) -> bool:
     return any(re.search(p, text) for p in OOM)
 
 
+# -- where the walk runs the model ----------------------------------------------------------------------------------
+
+def model_device(model: Any) -> Any:
+    """The device of the model's trainable weights (of any weight when none trains); the CPU for a model without
+    any."""
+    import torch
+
+    params = list(model.parameters()) if hasattr(model, "parameters") else []
+    for p in [q for q in params if q.requires_grad] or params:
+        return p.device
+    return torch.device("cpu")
+
+
+def is_accelerator(device: Any) -> bool:
+    return getattr(device, "type", str(device).split(":")[0]) not in ("cpu", "meta")
+
+
+def on_device(batch: Any, device: Any) -> Any:
+    """``batch`` with its tensors on ``device`` (the same object when they are there already)."""
+    import torch
+
+    if torch.is_tensor(batch):
+        return batch if batch.device == device else batch.to(device)
+    if isinstance(batch, dict) and any(torch.is_tensor(v) and v.device != device for v in batch.values()):
+        return type(batch)({k: on_device(v, device) for k, v in batch.items()}) if type(batch) is dict else \
+            {k: on_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and any(torch.is_tensor(v) and v.device != device for v in batch):
+        return type(batch)(on_device(v, device) for v in batch)
+    return batch
+
+
+def device_free_bytes(device: Any) -> int | None:
+    """Bytes a tensor can still get on an accelerator: what the driver has free plus what this process's caching
+    allocator holds unused. None for the CPU (see budget.free_memory) or when it cannot be read."""
+    if not is_accelerator(device):
+        return None
+    try:
+        import torch
+
+        index = device.index if getattr(device, "index", None) is not None else torch.cuda.current_device()
+        free, _total = torch.cuda.mem_get_info(index)
+        cached = torch.cuda.memory_reserved(index) - torch.cuda.memory_allocated(index)
+        return int(free + max(cached, 0))
+    except Exception:
+        return None
+
+
+def release(device: Any) -> None:
+    """Give the accelerator memory the walk freed back to the driver, for the user's run that follows."""
+    if not is_accelerator(device):
+        return
+    with contextlib.suppress(Exception):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
 # -- GPU-like accounting on the CPU --------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -224,6 +281,44 @@ def trial_steps(task_path: str, result_path: str) -> None:
     task = torch.load(task_path, weights_only=False)
     device = task.get("device", "cuda")
     model = task["model"].to(device)
+
+    def write(trial: Trial) -> None:
+        with open(result_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(asdict(trial)) + "\n")
+        if trial.cuda_error:
+            sys.exit(3)
+
+    _trials(model, task, device, write)
+
+
+def run_trials_here(payload: dict[str, Any]) -> ChildResult:
+    """The trial steps in this process, on the model where it is: the walk already runs it on its GPU, and a child
+    would need a second copy of it there. An out-of-memory is recovered from (the cache is emptied); a CUDA error
+    ends the trials, as the context cannot be used after it."""
+    import torch
+
+    model = payload["model"]
+    trials: list[Trial] = []
+    checkpointing = getattr(model, "is_gradient_checkpointing", False)
+    try:
+        _trials(model, payload, model_device(model), trials.append)
+    finally:
+        if payload.get("gradient_checkpointing") and not checkpointing:
+            with contextlib.suppress(Exception):
+                model.gradient_checkpointing_disable()
+        with contextlib.suppress(Exception):
+            model.zero_grad(set_to_none=True)
+        if not any(t.cuda_error for t in trials):
+            release(model_device(model))
+    device_error = next((t.error for t in trials if t.cuda_error), None)
+    return ChildResult(trials, 0 if device_error is None else 3, "", device_error)
+
+
+def _trials(model, task: dict[str, Any], device, write) -> None:
+    """For each batch size, ``steps`` training steps as the Trainer takes them; each trial handed to ``write``.
+    Stops at a failed size (every larger one fails too) and at a CUDA error."""
+    import torch
+
     model.train()
     if task.get("gradient_checkpointing"):
         enable_checkpointing(model, task.get("gradient_checkpointing_kwargs"))
@@ -232,12 +327,9 @@ def trial_steps(task_path: str, result_path: str) -> None:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(task.get("mixed_precision") or "")
     for size, batch in task["batches"]:
         trial = _one_trial(model, optimizer, size, batch, device, dtype, task.get("steps", 2))
-        with open(result_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(asdict(trial)) + "\n")
-        if trial.cuda_error:
-            sys.exit(3)
+        write(trial)
         if not trial.ok:
-            break  # above a failed size every larger one fails too
+            break  # above a failed size every larger one fails too; after a CUDA error nothing runs
 
 
 def _one_trial(model, optimizer, size, batch, device, dtype, steps) -> Trial:

@@ -34,6 +34,9 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
             head.append("\n" + " " * 9 + task, style="dim")
     console.print(head)
     budget = report.budget or {}
+    if budget.get("device") and budget["device"] != "cpu":
+        console.print(Text(" " * 9 + f"the model stages run on {budget['device']}, where the script put the model",
+                           style="dim"))
     if budget.get("reduced"):
         console.print(Text(" " * 9 + f"budget {budget.get('mode', 'fast')}: " + "; ".join(budget["reduced"])
                            + " (`--budget full` runs the batch as configured)", style="dim"))

@@ -15,7 +15,9 @@ weights, a head or a forward the script replaced) is never shrunk: the stage run
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,24 @@ LAYERS = 2  # layers the twin keeps: enough for one layer's output to feed anoth
 # Config fields that count layers, besides num_hidden_layers (which most configs map their own name onto).
 _LAYER_FIELDS = ("num_hidden_layers", "n_layer", "num_layers", "encoder_layers", "decoder_layers",
                  "num_decoder_layers", "n_layers")
+
+
+# The twin a stage built for a model, for a later stage of the same walk (the memory stage runs the longest rows
+# through it): alive as long as the model is.
+_MADE: "weakref.WeakKeyDictionary[Any, Twin]" = weakref.WeakKeyDictionary()
+
+
+def made_for(model: Any) -> "Twin | None":
+    """The twin an earlier stage built for ``model`` and saw run its batch (`remember`), or None."""
+    try:
+        return _MADE.get(model)
+    except TypeError:
+        return None
+
+
+def remember(model: Any, twin: "Twin") -> None:
+    with contextlib.suppress(TypeError):
+        _MADE[model] = twin
 
 
 @dataclass
@@ -152,6 +172,44 @@ def _same_model_less_layers(own: dict, twin: dict, layers: int) -> bool:
     return True
 
 
+def stand_in(model: Any, layers: int | None = None) -> Any:
+    """A model of ``model``'s class and configuration with ``layers`` layers and fresh weights, on the CPU in
+    float32: what a CUDA error is replayed on once the GPU, and the weights on it, can no longer be read (an index
+    beyond the embeddings or the classes fails the same way with any weights). A PEFT model's stand-in is its base
+    model. None for a model not built from a transformers config."""
+    import torch
+
+    layers = LAYERS if layers is None else layers
+    peft = _adapter(model)
+    base = peft[0] if peft is not None else model
+    config = getattr(base, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        return None
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            made = type(base)(_shrunk_config(config, layers))
+        made.to(device="cpu", dtype=torch.float32)
+        _carry_forwards(base, made)
+    except Exception:  # noqa: BLE001 - no stand-in: the GPU's error is reported as it is
+        return None
+    made.train(model.training)
+    return made
+
+
+def _no_init():
+    """Building the twin without drawing initial weights (a third of its build time on a 124M model): every one is
+    overwritten by the user's."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        try:
+            from transformers.modeling_utils import no_init_weights
+        except ImportError:
+            return contextlib.nullcontext()
+    return no_init_weights()
+
+
 def build(model: Any, layers: int | None = None) -> Twin | None:
     """The twin of ``model`` with ``layers`` layers (default LAYERS), or None when none can be made (see
     `why_not`)."""
@@ -171,7 +229,8 @@ def build(model: Any, layers: int | None = None) -> Twin | None:
         # Built with the user's class on a generator of its own: the run's random stream does not move.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            twin = type(base)(config)
+            with _no_init():  # every weight and buffer is taken from the user's model below
+                twin = type(base)(config)
             twin.to(device=device, dtype=dtype)
             twin_base = twin
             if peft is not None:
@@ -187,12 +246,18 @@ def build(model: Any, layers: int | None = None) -> Twin | None:
         return None
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     copied = 0
+    # Buffers a state dict leaves out (rotary frequencies, position ids) too: the user's values, not the init's.
+    own_buffers = dict(model.named_buffers())
     with torch.no_grad():
         for name, tensor in twin.state_dict().items():
             source = own.get(name)
             if source is not None and source.shape == tensor.shape:
                 tensor.copy_(source)
                 copied += 1
+        for name, tensor in twin.named_buffers():
+            source = own_buffers.get(name)
+            if source is not None and source.shape == tensor.shape and name not in own:
+                tensor.copy_(source)
     if hasattr(twin, "tie_weights"):
         try:
             twin.tie_weights()

@@ -206,7 +206,8 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
         # in_place: the model itself was worked on (ftdoctor's own process), its weights restored after each stage.
         report.budget = {"mode": budget.mode, "rows": budget.rows, "max_tokens": budget.max_tokens,
                          "overfit_seconds": budget.overfit_seconds, "reduced": list(budget.notes),
-                         "in_place": bool(getattr(target, "worked_in_place", False))}
+                         "in_place": bool(getattr(target, "worked_in_place", False)),
+                         "device": str(getattr(target, "work_device", "cpu"))}
     report.environment = environment()
     report.duration_s = time.perf_counter() - start
     return report
@@ -246,7 +247,9 @@ def _decide_budget(values: dict[str, Any]) -> None:
     if model is None or isinstance(model, Unavailable):
         values["budget"] = Budget(mode)
         return
-    values["budget"] = decide(model, values.get("args"), mode)
+    target = values.get("target")
+    device = getattr(target, "work_device", None) if target is not None else None
+    values["budget"] = decide(model, values.get("args"), mode, str(device) if device is not None else "cpu")
 
 
 class preserved_state:

@@ -12,7 +12,7 @@ def test_stages_short_of_memory_say_so_and_the_rest_stands(check_pipeline, monke
     from ftdoctor import budget
 
     report_before = check_pipeline("course_mnli_broken.py", stages=["config", "decode", "collate"])
-    monkeypatch.setattr(budget, "free_memory", lambda: 1024)  # nothing left: every stage that copies stops at once
+    monkeypatch.setattr(budget, "free_memory", lambda device=None: 1024)  # nothing left: every stage that copies stops at once
     report = check_pipeline("course_mnli_broken.py", stages=["config", "decode", "collate", "forward", "backward",
                                                             "overfit", "memory"])
     assert report.stage("forward").status == "skip" and report.stage("overfit").status == "skip"
@@ -31,7 +31,7 @@ def test_backward_alone_short_of_memory(check_pipeline, monkeypatch):
 
     model_bytes = {}
 
-    def machine():
+    def machine(device=None):
         # Room for the working copy (1x the trainable weights) but not for a step (3x more).
         return int(model_bytes.get("n", 1 << 40) * 2)
 
@@ -60,7 +60,7 @@ def test_a_model_too_large_to_copy_is_walked_in_place_with_the_same_verdicts(che
     on_copies = check_pipeline("bert_mrpc_learning_rate_too_high.py", stages=stages)
     weights = budget.trainable_bytes(on_copies.context["model"])
     # Room for one step of the model itself (3x its weights), not for a trial on a copy beside it (5x).
-    monkeypatch.setattr(budget, "free_memory", lambda: 4 * weights)
+    monkeypatch.setattr(budget, "free_memory", lambda device=None: 4 * weights)
     in_place = check_pipeline("bert_mrpc_learning_rate_too_high.py", stages=stages, options={"disposable": True})
     target = in_place.context["target"]
     assert target.copies() == 0 and target._snapshot is None  # worked in place; the snapshot is gone
@@ -95,12 +95,12 @@ def test_a_killed_walks_snapshot_is_removed_by_the_next(tmp_path):
     import subprocess
     import sys
 
-    from ftdoctor.targets import base
+    from ftdoctor.targets import snapshot
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f"{base.SNAPSHOT_PREFIX}{gone.stdout.strip()}-x.pt"
+    stale = tmp_path / f"{snapshot.SNAPSHOT_PREFIX}{gone.stdout.strip()}-x.pt"
     stale.write_bytes(b"0" * 10)
-    live = tmp_path / f"{base.SNAPSHOT_PREFIX}{os.getpid()}-y.pt"
+    live = tmp_path / f"{snapshot.SNAPSHOT_PREFIX}{os.getpid()}-y.pt"
     live.write_bytes(b"0" * 10)
-    base._remove_stale_snapshots(str(tmp_path))
+    snapshot.remove_stale_snapshots(str(tmp_path))
     assert not stale.exists() and live.exists()

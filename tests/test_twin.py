@@ -160,7 +160,7 @@ def twin_forced(monkeypatch):
     real = overfit.short_of_memory
     monkeypatch.setattr(twin, "LAYERS", 1)
 
-    def short(model, times, what):
+    def short(model, times, what, device=None):
         if "twin" in what:
             return real(model, times, what)
         from ftdoctor.sdk import finding
@@ -197,7 +197,7 @@ def test_without_a_twin_a_model_too_large_is_skipped_with_ftd806(check_pipeline,
     from ftdoctor import twin
 
     monkeypatch.setattr(twin, "build", lambda model, layers=None: None)
-    monkeypatch.setattr(overfit, "short_of_memory", lambda model, times, what: __import__(
+    monkeypatch.setattr(overfit, "short_of_memory", lambda model, times, what, device=None: __import__(
         "ftdoctor.sdk", fromlist=["finding"]).finding("FTD806", f"{what} does not fit.", "-"))
     report = check_pipeline("mrpc_bert_fixed.py", stages=STEP + ["overfit"])
     assert findings_at(report, "overfit", "FTD806")

@@ -7,7 +7,7 @@ import itertools
 import os
 from typing import Any, Iterator
 
-from ..registry import run_user
+from ..registry import UserCodeError, run_user
 
 
 def work_copy(model: Any, device: Any = None) -> Any:
@@ -185,61 +185,63 @@ class Target:
         return None
 
     # -- the model ------------------------------------------------------------------------------------------------
+    # The stages run the model where the script put it: on its GPU when it is there (the fast budget is measured on
+    # that device), falling back to the CPU only to replay a CUDA error, whose text says nothing of its cause.
+    #
     # In ftdoctor's child process the user's objects die with the process, so the model is worked on in place
-    # there: its trainable weights are saved to disk once and restored before each use and at the end of each
-    # stage. A copy beside the model would make the walk take more memory than the user's own training step (the
-    # copy's weights on top of the gradients and optimizer moments the step needs). Never in the user's own
-    # process (the in-process pre-flight), and not when the snapshot cannot be written (then copies, as there).
+    # there: what an optimizer is about to change is saved first (snapshot.py, on the CPU) and put back before each
+    # use and at the end of each stage. A copy beside the model would make the walk take more memory than the
+    # user's own training step (the copy's weights on top of the gradients and optimizer moments the step needs).
+    # Never in the user's own process (the in-process pre-flight): copies there, beside the model on its GPU when
+    # that has room for a copy and one step of it, else on the CPU; the GPU memory they took is given back when
+    # the walk ends, for the run that follows.
     in_place_allowed = False
-    _in_place: bool | None = None  # decided at the first use: whether the snapshot could be written
-    _snapshot: str | None = None
+    _in_place: bool | None = None  # decided at the first use
+    _snapshot: Any = None  # the WeightSnapshot of the model worked on in place
     _handed_out = False  # the model itself went to a stage: from then on, whoever holds it may change it
+    _work_device: Any = None
+    device_error: str | None = None  # the CUDA error after which the GPU (and the weights on it) cannot be used
 
     def work_model(self) -> Any:
-        """A fresh copy of the user's model on the CPU, to run and train without touching the original (or, in
-        ftdoctor's own process, the model itself with its weights restored)."""
+        """The model to run and train: the model itself with its weights restored (ftdoctor's own process), or a
+        fresh copy of it on `work_device`."""
+        from ..registry import Skip
+
+        if self.device_error is not None:
+            raise Skip(f"the GPU cannot be used after `{self.device_error}` in an earlier stage")
         if self._use_in_place():
             self.restore()
             self._handed_out = True
             return self.model
-        return work_copy(self.model)
+        return work_copy(self.model, self.work_device)
+
+    @property
+    def work_device(self) -> Any:
+        """Where the stages run the model (see above)."""
+        if self._work_device is None:
+            import torch
+
+            from ..budget import short_of_memory, trainable_bytes
+            from ..gpu import is_accelerator, model_device
+
+            device = model_device(self.model)
+            if is_accelerator(device) and not self._use_in_place():
+                # The copy, its gradients and two optimizer moments, beside the model.
+                if short_of_memory(4 * trainable_bytes(self.model), "a working copy", device) is not None:
+                    device = torch.device("cpu")
+            self._work_device = device
+        return self._work_device
 
     def _use_in_place(self) -> bool:
         if not self.in_place_allowed:
             return False
         if self._in_place is None:
-            self._in_place = self._take_snapshot()
+            self._in_place = any(p.requires_grad for p in self.model.parameters())
+            if self._in_place:
+                from .snapshot import WeightSnapshot
+
+                self._snapshot = WeightSnapshot(self.model)
         return self._in_place
-
-    def _take_snapshot(self) -> bool:
-        import shutil
-        import tempfile
-
-        import torch
-
-        from ..budget import trainable_bytes
-
-        size = trainable_bytes(self.model)
-        params = {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
-        if not size or any(p.device.type != "cpu" for p in params.values()):
-            return False
-        folder = tempfile.gettempdir()
-        _remove_stale_snapshots(folder)
-        try:
-            if shutil.disk_usage(folder).free < 1.5 * size:
-                return False
-            fd, path = tempfile.mkstemp(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-", suffix=".pt", dir=folder)
-            os.close(fd)
-        except OSError:
-            return False
-        try:
-            torch.save(params, path)
-        except Exception:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            return False
-        self._snapshot = path
-        return True
 
     @property
     def worked_in_place(self) -> bool:
@@ -251,18 +253,8 @@ class Target:
 
     def restore(self) -> None:
         """Put the trainable weights back as the script left them (once the model has been handed out)."""
-        import torch
-
-        if self._snapshot is None or not self._handed_out:
-            return
-        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        saved = torch.load(self._snapshot, mmap=True, weights_only=True)
-        with torch.no_grad():
-            for n, p in params.items():
-                if n in saved:
-                    p.copy_(saved[n])
-                p.grad = None
-        del saved
+        if self._snapshot is not None and self._handed_out and self.device_error is None:
+            self._snapshot.restore()
 
     def stage_done(self) -> None:
         """After each stage the model in place is the script's again: a stage may change it through the context,
@@ -271,15 +263,62 @@ class Target:
 
     def discard(self) -> None:
         if self._snapshot is not None:
-            try:
-                os.unlink(self._snapshot)
-            except OSError:
-                pass
+            self._snapshot.discard()
             self._snapshot = None
+        if self._work_device is not None and self.device_error is None:
+            from ..gpu import release
+
+            release(self._work_device)
 
     def loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
-        """(loss, outputs) of ``batch`` as the run computes it."""
+        """(loss, outputs) of ``batch`` as the run computes it, on the model's device. A CUDA error there is
+        replayed on the CPU (see `replay_on_cpu`) and the CPU's error raised instead."""
+        from ..gpu import model_device, on_device
+
+        try:
+            return self.run_loss(model, on_device(batch, model_device(model)))
+        except UserCodeError as err:
+            replayed = self.replay_on_cpu(err, model, batch, self.run_loss)
+            if replayed is None:
+                raise
+            raise replayed from None
+
+    def run_loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
+        """`loss` on a batch already on the model's device: what a target overrides."""
         return run_user("the model's forward", model_loss, model, batch)
+
+    def replay_on_cpu(self, err: UserCodeError, model: Any, batch: Any, run: Any) -> UserCodeError | None:
+        """For a CUDA error of ``model`` on its GPU: ``run`` again on the CPU, on a stand-in of the model (its class
+        and configuration, two layers, fresh weights: the weights on the GPU cannot be read once a kernel has
+        failed), and the CPU's error with a note of the GPU's. None when ``err`` is no CUDA error, or the CPU runs
+        the batch (then the GPU's own error stands). Every later use of the GPU is skipped."""
+        from ..gpu import is_accelerator, is_cuda_error, model_device
+
+        text = f"{type(err.exc).__name__}: {err.exc}"
+        device = model_device(model)
+        if not is_accelerator(device) or not is_cuda_error(text):
+            return None
+        self.device_error = text.strip().splitlines()[0][:300]
+        from .. import twin
+
+        stand_in = twin.stand_in(model)
+        if stand_in is None:
+            _note(err.exc, "ftdoctor could not replay it on the CPU (the model is not built from a config); run "
+                           "the check with CUDA_VISIBLE_DEVICES= to see the cause there.")
+            return None
+        try:
+            run(stand_in, _to_cpu(batch))
+        except UserCodeError as cpu_err:
+            _note(cpu_err.exc, f"On {device} this batch raised `{self.device_error}`; replayed on the CPU (a "
+                               "2-layer stand-in of the model: its class and configuration, fresh weights) it "
+                               "raises the error above.")
+            cpu_err.device_error = self.device_error
+            return cpu_err
+        except Exception:  # noqa: BLE001 - the replay is ftdoctor's: the GPU's error stands
+            pass
+        _note(err.exc, "Replayed on the CPU the same batch runs: the fault is in a GPU kernel or the driver, not "
+                       "in the data. Run with CUDA_LAUNCH_BLOCKING=1 to see the failing kernel.")
+        return None
 
     def loss_code(self) -> list[Any]:
         """The functions of the run (besides the model's forward) that compute the loss."""
@@ -291,7 +330,22 @@ class Target:
         return retarget_optimizer(self.pipeline.optimizer, self.model, work)
 
     def predict(self, model: Any, batch: Any, preprocess: Any = None) -> tuple[Any, Any]:
-        """(predictions, label_ids) of one eval batch, as numpy, the way `compute_metrics` receives them."""
+        """(predictions, label_ids) of one eval batch, as numpy, the way `compute_metrics` receives them; on the
+        model's device, a CUDA error replayed on the CPU as in `loss`."""
+        from functools import partial
+
+        from ..gpu import model_device, on_device
+
+        try:
+            return self.run_predict(model, on_device(batch, model_device(model)), preprocess)
+        except UserCodeError as err:
+            replayed = self.replay_on_cpu(err, model, batch, partial(self.run_predict, preprocess=preprocess))
+            if replayed is None:
+                raise
+            raise replayed from None
+
+    def run_predict(self, model: Any, batch: Any, preprocess: Any = None) -> tuple[Any, Any]:
+        """`predict` on a batch already on the model's device: what a target overrides."""
         return run_user("prediction", _plain_predict, model, batch, preprocess)
 
     def eval_prediction(self, model: Any, dataset: Any, n: int, batch_size: int | None = None) -> Any:
@@ -354,31 +408,6 @@ class Target:
         return out
 
 
-SNAPSHOT_PREFIX = "ftdoctor-weights-"
-
-
-def _remove_stale_snapshots(folder: str) -> None:
-    """Snapshots left by a walk that was killed (its process is gone): as large as a model's weights each."""
-    import glob
-
-    for path in glob.glob(os.path.join(folder, SNAPSHOT_PREFIX + "*.pt")):
-        pid = os.path.basename(path)[len(SNAPSHOT_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def _dist_value(getter: str, env: str, default: int) -> int:
     try:
         import torch.distributed as dist
@@ -413,6 +442,19 @@ def take_rows(ds: Any, n: int) -> list[Any]:
     if size is None or not hasattr(ds, "__getitem__"):
         return list(itertools.islice(iter(ds), n))
     return [ds[i] for i in range(min(n, size))]
+
+
+def _note(exc: BaseException, text: str) -> None:
+    with contextlib.suppress(Exception):
+        exc.add_note(text)
+
+
+def _to_cpu(batch: Any) -> Any:
+    import torch
+
+    from ..gpu import on_device
+
+    return on_device(batch, torch.device("cpu"))
 
 
 def model_loss(model: Any, batch: Any) -> tuple[Any, Any]:

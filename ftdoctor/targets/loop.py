@@ -45,7 +45,7 @@ class LoopTarget(Target):
             raise Skip("the loop has no collator: its batches are built by its own code (the batch it ran is used)")
         return super().collate(rows)
 
-    def loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
+    def run_loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
         rec = self.record
         if rec is None or rec.loss_source in ("model", "none"):
             return run_user("the model's forward", _model_loss, model, batch, self._model_keys(batch))

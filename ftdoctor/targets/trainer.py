@@ -58,7 +58,7 @@ class TrainerTarget(Target):
             return [{k: v for k, v in r.items() if k in keep} for r in rows], removed
         return rows, []
 
-    def loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
+    def run_loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
         """The trainer's own compute_loss (a subclass's override or compute_loss_func included)."""
         return run_user("the model's forward", self.trainer.compute_loss, model, dict(batch), return_outputs=True)
 
@@ -79,7 +79,7 @@ class TrainerTarget(Target):
         held = {work_names[id(p)] for g in opt.param_groups for p in g["params"] if id(p) in work_names}
         return opt, held
 
-    def predict(self, model: Any, batch: Any, preprocess: Any = None) -> tuple[Any, Any]:
+    def run_predict(self, model: Any, batch: Any, preprocess: Any = None) -> tuple[Any, Any]:
         """One step of the trainer's evaluation loop (its prediction_step, then preprocess_logits_for_metrics)."""
         return run_user("prediction", self._predict, model, batch, preprocess)
 
