@@ -254,7 +254,7 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
         no_grad += zero
     head = [h for h in _head_names(work_model) if h.rstrip(".") in ran or h.rstrip(".").split(".")[-1] in ran]
     non_finite = [n for n in trainable if n in params and params[n].grad is not None
-                  and not torch.isfinite(params[n].grad).all()]
+                  and not torch.isfinite(params[n].grad.sum(dtype=torch.float32))]  # a NaN or inf makes the sum one
     if non_finite:
         out.append(finding("FTD502", f"{len(non_finite)} parameters have NaN/inf gradients (e.g. {non_finite[0]}); "
                            f"the loss was {float(loss):.4g}.", "Find the source: a non-finite loss, log(0) in a "

@@ -325,24 +325,27 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
     sample = train_features[0][key]
     values = data.column_values(ds, key) if data.is_hf_dataset(ds) and key in ds.column_names else \
         data.column_values(train_features, key)
+    # Every value with its count: a large dataset has few distinct labels, and what follows reads those.
+    tally = Counter(v for v in values if getattr(type(v), "__hash__", None) is not None)
     loc = pipeline.location(ds, trainer)
     out = []
-    missing = sum(1 for v in values if v is None)
+    missing = tally.pop(None, 0)
     if missing:
         out.append(finding("FTD213", f"{missing} of {len(values)} `{key}` values are None: those rows have no label, "
                            "and the collator fails on the first batch that holds one (\"Could not infer dtype of "
                            "NoneType\").", f"Drop them before training: `dataset = dataset.filter(lambda e: "
                            f"e[\"{key}\"] is not None)`.", location=loc, evidence={"missing": missing}))
-        values = [v for v in values if v is not None]
-    kinds = Counter(type(v).__name__ for v in values)
+    kinds = Counter()
+    for v, n in tally.items():
+        kinds[type(v).__name__] += n
     problem_type = getattr(model.config, "problem_type", None)
-    if any(isinstance(v, str) for v in values):
-        feat_names = sorted({v for v in values if isinstance(v, str)})[:10]
+    if any(isinstance(v, str) for v in tally):
+        feat_names = sorted(v for v in tally if isinstance(v, str))[:10]
         return finding("FTD204", f"The `{key}` column holds strings ({feat_names}); the loss needs integer class ids.",
                        f"Encode them: `dataset = dataset.class_encode_column(\"{key}\")` (or map each name to its "
                        "id with `label2id`).", location=loc, evidence={"example": sample})
-    ints = [v for v in values if isinstance(v, int)]
-    floats = [v for v in values if isinstance(v, float)]
+    ints = Counter({v: n for v, n in tally.items() if isinstance(v, int)})
+    floats = [v for v in tally if isinstance(v, float)]  # the distinct ones, in the order they come
     n_labels = data.num_labels(model) or 0
     if floats and problem_type != "multi_label_classification" and n_labels > 1 and task == "sequence-classification":
         return _float_labels(key, floats, n_labels, kinds, loc)
@@ -362,21 +365,21 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
     bad = sorted({v for v in ints if v < 0 and v != ignore} | ({v for v in classes if v >= upper} if upper else set()))
     if bad:
         out.append(_out_of_range(key, ints, bad, classes, upper, feat is not None, pipeline, loc))
-    real = [v for v in ints if v != ignore]
+    counts = Counter({v: n for v, n in ints.items() if v != ignore})
     # One label per row: per-token label lists in a sequence classifier are a shape problem (forward), and their
     # flattened counts say nothing about class balance.
     per_row = not isinstance(sample, (list, tuple)) and getattr(sample, "ndim", 0) == 0
-    if task == "sequence-classification" and real and per_row:
-        counts = Counter(real)
+    if task == "sequence-classification" and counts and per_row:
         top, top_n = counts.most_common(1)[0]
         names = feat.names if feat is not None else None
-        share = top_n / len(real)
+        real = sum(counts.values())
+        share = top_n / real
         label = names[top] if names and 0 <= top < len(names) else top
         if len(counts) == 1:
             out.append(finding("FTD211", f"Every training label is {label!r}: there is nothing to learn.",
                                "Use a split that holds every class, e.g. `dataset.shuffle(seed=42)` before `select`.",
                                location=loc, evidence={"counts": dict(counts)}))
-        elif share >= 0.9 and len(real) >= 20:
+        elif share >= 0.9 and real >= 20:
             out.append(finding("FTD209", f"{share:.0%} of training labels are {label!r}: a model predicting only "
                                "that class scores that accuracy while learning nothing.",
                                "Shuffle before selecting a subset, rebalance, or weight the loss; report F1 "
@@ -403,7 +406,8 @@ def _float_labels(key, floats, n_labels, kinds, loc):
 
 
 def _out_of_range(key, ints, bad, classes, upper, from_class_label, pipeline, loc):
-    count = sum(1 for v in ints if v in set(bad))
+    """``ints``: each integer label with its count."""
+    count = sum(ints[v] for v in bad)
     if upper is None:
         where = "the valid class ids"
     elif from_class_label:
@@ -411,7 +415,7 @@ def _out_of_range(key, ints, bad, classes, upper, from_class_label, pipeline, lo
     else:
         where = f"the model's {upper} outputs 0..{upper - 1}"
     hint = " A label of -1 marks an unlabelled split (GLUE test sets): train on the labelled split." if -1 in bad else ""
-    detail = f"{count} of {len(ints)} `{key}` values are outside {where}: {bad[:10]}.{hint}"
+    detail = f"{count} of {sum(ints.values())} `{key}` values are outside {where}: {bad[:10]}.{hint}"
     evidence = {"out_of_range": bad[:20], "count": count}
     if all(b < 0 for b in bad):
         fix = f"Drop or fix those rows: `dataset = dataset.filter(lambda e: e[\"{key}\"] >= 0)`."
@@ -795,7 +799,7 @@ rule("FTD217", "tokenizer-mismatch", "decode", "warning", "The tokenizer does no
      broken='tokenizer = AutoTokenizer.from_pretrained("bert-base-uncased")  # model: bert-base-cased',
      fixed='tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # the same checkpoint as the model')
 
-OVERLAP_SCAN = 20_000  # rows of each split compared (the walk's cost must not grow with the dataset)
+OVERLAP_SCAN = 10_000  # rows of each split compared (the walk's cost must not grow with the dataset)
 
 
 def _normalised_texts(ds, tokenizer, limit):
