@@ -195,7 +195,7 @@ def cuda_like_kernels():
             lse = q.new_empty(q.shape[:-1], dtype=torch.float32)
             saved = [q, k, v, out, lse]
             if mask is not None and mask.dtype == torch.bool:  # CUDA turns a boolean mask into an additive one
-                saved.append(torch.zeros(mask.shape, dtype=q.dtype))
+                saved.append(torch.zeros(mask.shape, dtype=q.dtype, device=q.device))
             elif mask is not None:
                 saved.append(mask)
             ctx.save_for_backward(*saved)

@@ -277,3 +277,45 @@ def test_beyond_its_share_of_free_memory_the_snapshot_goes_to_a_file_and_back(mo
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     snap.discard()
     assert not any(os.path.exists(f) for f in files)
+
+
+def test_a_walk_on_the_gpu_names_the_cause_of_a_cuda_error_and_skips_what_needs_the_gpu(check_pipeline, fake_gpu,
+                                                                                      monkeypatch):
+    """The whole walk, with the model's forward on the (fake) GPU failing as a kernel assert does: the forward stage
+    reports the CPU's error, matched to the finding that predicted it (tokens added to the tokenizer, beyond the
+    embeddings), and the later model stages say why they did not run."""
+    from ftdoctor import twin
+    from ftdoctor.registry import UserCodeError
+    from ftdoctor.targets.trainer import TrainerTarget
+
+    stand_ins = []
+    real_stand_in, real_run = twin.stand_in, TrainerTarget.run_loss
+
+    def stand_in(model, layers=None):
+        stand_ins.append(real_stand_in(model, layers))
+        return stand_ins[-1]
+
+    failed = []
+
+    def run_loss(self, model, batch):
+        """The user's model runs on the GPU: what fails there fails as a kernel assert, and after one nothing
+        runs; the stand-in runs on the CPU."""
+        if any(model is s for s in stand_ins):
+            return real_run(self, model, batch)
+        if not failed:
+            try:
+                return real_run(self, model, batch)
+            except UserCodeError:
+                failed.append(True)
+        raise UserCodeError("the model's forward", RuntimeError("CUDA error: device-side assert triggered"))
+
+    monkeypatch.setattr(twin, "stand_in", stand_in)
+    monkeypatch.setattr(TrainerTarget, "run_loss", run_loss)
+    report = check_pipeline("bert_mrpc_added_tokens.py",
+                            stages=["config", "decode", "collate", "forward", "backward", "overfit"])
+    assert any(f.code == "FTD103" for f in report.stage("config").findings)
+    forward = report.stage("forward")
+    assert forward.status == "skip" and "FTD103" in forward.reason, forward  # the CPU's IndexError, explained
+    assert stand_ins, "the CUDA error was not replayed"
+    assert report.stage("backward").status != "fail"  # its step needs the forward's model: not run
+    assert "GPU cannot be used after `RuntimeError: CUDA error: device-side assert" in report.stage("overfit").reason

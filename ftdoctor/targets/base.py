@@ -205,10 +205,7 @@ class Target:
     def work_model(self) -> Any:
         """The model to run and train: the model itself with its weights restored (ftdoctor's own process), or a
         fresh copy of it on `work_device`."""
-        from ..registry import Skip
-
-        if self.device_error is not None:
-            raise Skip(f"the GPU cannot be used after `{self.device_error}` in an earlier stage")
+        self._refuse_a_failed_device(self.work_device)
         if self._use_in_place():
             self.restore()
             self._handed_out = True
@@ -275,8 +272,10 @@ class Target:
         replayed on the CPU (see `replay_on_cpu`) and the CPU's error raised instead."""
         from ..gpu import model_device, on_device
 
+        device = model_device(model)
+        self._refuse_a_failed_device(device)
         try:
-            return self.run_loss(model, on_device(batch, model_device(model)))
+            return self.run_loss(model, on_device(batch, device))
         except UserCodeError as err:
             replayed = self.replay_on_cpu(err, model, batch, self.run_loss)
             if replayed is None:
@@ -286,6 +285,13 @@ class Target:
     def run_loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
         """`loss` on a batch already on the model's device: what a target overrides."""
         return run_user("the model's forward", model_loss, model, batch)
+
+    def _refuse_a_failed_device(self, device: Any) -> None:
+        from ..gpu import is_accelerator
+        from ..registry import Skip
+
+        if self.device_error is not None and is_accelerator(device):
+            raise Skip(f"the GPU cannot be used after `{self.device_error}` in an earlier stage")
 
     def replay_on_cpu(self, err: UserCodeError, model: Any, batch: Any, run: Any) -> UserCodeError | None:
         """For a CUDA error of ``model`` on its GPU: ``run`` again on the CPU, on a stand-in of the model (its class
@@ -336,8 +342,10 @@ class Target:
 
         from ..gpu import model_device, on_device
 
+        device = model_device(model)
+        self._refuse_a_failed_device(device)
         try:
-            return self.run_predict(model, on_device(batch, model_device(model)), preprocess)
+            return self.run_predict(model, on_device(batch, device), preprocess)
         except UserCodeError as err:
             replayed = self.replay_on_cpu(err, model, batch, partial(self.run_predict, preprocess=preprocess))
             if replayed is None:
