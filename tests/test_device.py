@@ -115,6 +115,10 @@ def test_a_copy_goes_beside_the_model_on_its_gpu_only_when_a_step_of_it_fits_the
     assert _target(model).work_device.type == "meta"
     fake_gpu["free"] = need // 2
     assert _target(model).work_device.type == "cpu"
+    fake_gpu["free"] = 2 * need
+    model.hf_device_map = {"bert": 0, "classifier": 1}  # dispatched over two GPUs: no copy goes whole to one
+    assert _target(model).work_device.type == "cpu"
+    del model.hf_device_map
     target = _target(model)
     target.in_place_allowed = True  # ftdoctor's own process: the model itself, where it is, whatever is free
     assert target.work_device.type == "meta" and target.copies() == 0

@@ -223,8 +223,10 @@ class Target:
 
             device = model_device(self.model)
             if is_accelerator(device) and not self._use_in_place():
-                # The copy, its gradients and two optimizer moments, beside the model.
-                if short_of_memory(4 * trainable_bytes(self.model), "a working copy", device) is not None:
+                # The copy, its gradients and two optimizer moments, beside the model; a model dispatched over
+                # several devices is copied whole to none of them.
+                spread = len(set((getattr(self.model, "hf_device_map", None) or {}).values())) > 1
+                if spread or short_of_memory(4 * trainable_bytes(self.model), "a working copy", device) is not None:
                     device = torch.device("cpu")
             self._work_device = device
         return self._work_device
