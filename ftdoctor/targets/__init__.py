@@ -4,6 +4,11 @@ Checks never touch a training framework. They ask the target for the rows as the
 collated batch, the loss of a batch, a working copy of the model, the optimizer the user's settings build, and
 the predictions as `compute_metrics` receives them. Each kind of pipeline (the `Trainer` and its subclasses, a
 hand-written or Accelerate loop; later TRL, PEFT, several ranks) answers these in its own module here.
+
+What every target shares lives in base.py: where the model runs (on its GPU when the script put it there, a CUDA
+error replayed on the CPU), the batch moved to it, the working model (in place with the copy-on-step snapshot of
+snapshot.py in ftdoctor's own process, a copy in the user's). A target overrides `run_loss` and `run_predict`,
+which receive a batch already on the model's device; checks call `loss` and `predict`.
 """
 
 from __future__ import annotations
