@@ -736,8 +736,9 @@ def _should_probe(gpu_probe, device) -> bool:
 
 def _probe(model, work, step, max_bs, evidence, ds, features, collator, loss_fn, args, precision, checkpointing,
            work_optimizer, pipeline, findings_so_far, target):
-    """At most two trial steps in a child process: at the predicted maximum (must fit) and just above the
-    device's capacity (must not); a CUDA error there is replayed on the CPU to find its cause."""
+    """At most two trial steps on the GPU (in a child process, or here when this process already holds the model
+    there): at the predicted maximum (must fit) and just above the device's capacity (must not); a CUDA error
+    there is replayed on the CPU to find its cause."""
     from ftdoctor import gpu
 
     capacity = evidence["max_batch_size_at_capacity"] or 0
@@ -784,6 +785,12 @@ def _probe(model, work, step, max_bs, evidence, ds, features, collator, loss_fn,
             extra.append(replay_on_cpu(result.device_error, rows_of.get(failed) or rows_of[sizes[0]], model,
                                        collator, target.run_loss if here else loss_fn, pipeline, findings_so_far,
                                        evidence, work=stand_in))
+        else:
+            extra.append(finding("FTD803", f"The trial step on the GPU failed with `{result.device_error}`; it could "
+                                 "not be replayed on the CPU (the model is not built from a transformers config).",
+                                 "Run the check with `CUDA_VISIBLE_DEVICES=` to see the error on the CPU, or with "
+                                 "`CUDA_LAUNCH_BLOCKING=1` to see the failing kernel.",
+                                 location=pipeline.location(model), evidence={"device_error": result.device_error}))
     note = (" Trial steps on the GPU (worst-case rows): " + "; ".join(notes) + ".") if notes else ""
     return note, [f for f in extra if f is not None]
 

@@ -239,6 +239,44 @@ def test_a_cuda_error_in_the_trial_is_replayed_on_the_cpu(trainer, fake_device, 
     assert findings_at(report, "memory", "FTD801")  # the estimate is still reported
 
 
+def test_a_cuda_error_in_the_trial_on_the_model_in_place_is_replayed_on_a_stand_in(trainer, monkeypatch):
+    """In ftdoctor's own process, with the model already on the (fake) GPU, the trial steps run on it there; a
+    kernel assert on a bad label ends them, and the CPU replays the rows on a stand-in of the model (the weights
+    on the GPU cannot be read any more)."""
+    import ftdoctor
+    from ftdoctor import gpu
+
+    ev = _memory(trainer).evidence
+    device = int((ev["params_bytes"] + ev["optimizer_bytes"] + ev["grads_bytes"]
+                  + 20 * ev["activation_bytes_per_row"]) / 0.9)
+    n_classes = trainer.model.config.num_labels
+
+    def kernel(module, args, kwargs):  # what a CUDA loss kernel does with a label outside the classes
+        labels = kwargs.get("labels")
+        if labels is not None and int(labels.max()) >= n_classes:
+            raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(gpu, "is_accelerator", lambda device: True)
+    monkeypatch.setattr(gpu, "device_free_bytes", lambda device: 1 << 40)
+    monkeypatch.setattr(gpu, "run_trials", lambda *a, **k: pytest.fail("a second process was started"))
+    hook = trainer.model.register_forward_pre_hook(kernel, with_kwargs=True)
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}  # after a GPU error none is put back
+    saved = trainer.train_dataset
+    trainer.train_dataset = _with_second_longest_row(trainer, "label", lambda v: 7)
+    try:
+        report = ftdoctor.check(trainer, stages=["decode", "collate", "forward", "backward", "memory"],
+                                gpu_memory=device, gpu_probe=True, disposable=True)
+    finally:
+        trainer.train_dataset = saved
+        hook.remove()
+        trainer.model.load_state_dict(weights)
+    assert report.budget["in_place"]
+    (replayed,) = findings_at(report, "memory", "FTD803")
+    assert "device-side assert" in replayed.evidence["device_error"]
+    assert "out of bounds" in replayed.evidence["cpu_error"]
+    assert report.context["target"].device_error  # nothing later uses the GPU
+
+
 def test_causal_lm_evaluation_keeps_every_logit_on_the_device(check_pipeline):
     """The Trainer piles eval logits (rows x length x vocabulary) on the GPU: the fix moves them off and keeps ids."""
     report = check_pipeline("gpt2_causal_lm_fixed.py", stages=["decode", "collate", "forward", "backward", "memory"])
