@@ -323,3 +323,29 @@ def test_a_walk_on_the_gpu_names_the_cause_of_a_cuda_error_and_skips_what_needs_
     assert stand_ins, "the CUDA error was not replayed"
     assert report.stage("backward").status != "fail"  # its step needs the forward's model: not run
     assert "GPU cannot be used after `RuntimeError: CUDA error: device-side assert" in report.stage("overfit").reason
+
+
+def test_a_step_that_computes_its_own_gradients_is_put_back_too():
+    """LBFGS takes a closure and makes the gradients inside its step: nothing has one when the step begins."""
+    import torch
+
+    from ftdoctor.targets.snapshot import WeightSnapshot
+
+    model = _bert()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    snap = WeightSnapshot(model)
+    try:
+        opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=2)
+
+        def closure():
+            opt.zero_grad()
+            loss = model(**_batch([0, 1])).loss
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        assert not all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+        snap.restore()
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and not snap.unrestorable
+    finally:
+        snap.discard()

@@ -45,11 +45,13 @@ class WeightSnapshot:
         return self.in_memory + sum(os.path.getsize(f) for f in self.files if os.path.exists(f))
 
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        # A step given a closure (LBFGS) computes the gradients itself: everything it holds may move.
+        closure = any(callable(a) for a in args or ()) or callable((kwargs or {}).get("closure"))
         todo = {}
         for group in getattr(optimizer, "param_groups", ()):
             for p in group.get("params", ()):
                 i = id(p)
-                if i not in self.params or p.grad is None:
+                if i not in self.params or (p.grad is None and not closure):
                     continue
                 if i not in self.saved and i not in self.on_disk and i not in self.stepped:
                     todo[i] = p
