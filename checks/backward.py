@@ -274,18 +274,29 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
         else:  # without it, a parameter whose zero-initialised partner blocks its gradient would look cut off
             out.append(short)
             no_grad = []
-    for n, p in params.items():
-        if n not in stepped:
-            p.grad = None
+    aside = {n: p.grad for n, p in params.items() if n not in stepped and p.grad is not None}
+    for n in aside:
+        params[n].grad = None
     before = {n: _fingerprint(params[n]) for n in stepped if n in params and n not in no_grad}
     try:
         run_user("optimizer.step()", opt.step)
+        with_grad = list(before)
+        moved = [n for n in with_grad if _fingerprint(params[n]) != before[n]]
+        if aside and with_grad and not moved and short_of_memory(model, 3 + copies, "", target.work_device) is None:
+            # Nothing of the sample moved (a rate of 0, or steps below the weights' rounding): every weight steps
+            # before that is said, as the run would step them.
+            for n, g in aside.items():
+                params[n].grad = g
+            before.update({n: _fingerprint(params[n]) for n in aside if n not in no_grad})
+            stepped |= set(aside)
+            run_user("optimizer.step()", opt.step)
+            with_grad = list(before)
+            moved = [n for n in with_grad if _fingerprint(params[n]) != before[n]]
     except UserCodeError as err:
         out.append(finding("FTD505", f"optimizer.step() raised {type(err.exc).__name__}: {err.exc}",
                            "Fix the optimizer configuration.", location=opt_loc))
         return Provide({}, out)
-    with_grad = list(before)
-    moved = [n for n in with_grad if _fingerprint(params[n]) != before[n]]
+    del aside
     if no_grad:
         # A zero-initialised partner (LoRA's B, a zero-init gate) blocks the gradient of its partner at the first
         # step only: what gets a gradient once the first update has moved the weights was never cut off.
