@@ -131,16 +131,22 @@ def is_accelerator(device: Any) -> bool:
 
 
 def on_device(batch: Any, device: Any) -> Any:
-    """``batch`` with its tensors on ``device`` (the same object when they are there already)."""
+    """``batch`` with its tensors on ``device``, nested ones too (the same object when they are there already; a
+    mapping such as a collator's BatchEncoding becomes a plain dict when something moves)."""
+    from collections.abc import Mapping
+
     import torch
 
     if torch.is_tensor(batch):
         return batch if batch.device == device else batch.to(device)
-    if isinstance(batch, dict) and any(torch.is_tensor(v) and v.device != device for v in batch.values()):
-        return type(batch)({k: on_device(v, device) for k, v in batch.items()}) if type(batch) is dict else \
-            {k: on_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)) and any(torch.is_tensor(v) and v.device != device for v in batch):
-        return type(batch)(on_device(v, device) for v in batch)
+    if isinstance(batch, Mapping):
+        moved = {k: on_device(v, device) for k, v in batch.items()}
+        return batch if all(moved[k] is v for k, v in batch.items()) else moved
+    if isinstance(batch, (list, tuple)):
+        moved = [on_device(v, device) for v in batch]
+        if all(m is v for m, v in zip(moved, batch)):
+            return batch
+        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
     return batch
 
 
