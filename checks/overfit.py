@@ -67,6 +67,7 @@ def _accuracy(outputs, batch, task):
     pred = logits.argmax(-1)
     if pred.shape != labels.shape:
         return None
+    labels = labels.to(pred.device)  # the batch stays on the CPU; a model on its GPU answers there
     mask = labels != -100
     return float((pred[mask] == labels[mask]).float().mean()) if mask.any() else None
 
