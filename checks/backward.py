@@ -277,21 +277,15 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
     aside = {n: p.grad for n, p in params.items() if n not in stepped and p.grad is not None}
     for n in aside:
         params[n].grad = None
-    before = {n: _fingerprint(params[n]) for n in stepped if n in params and n not in no_grad}
     try:
-        run_user("optimizer.step()", opt.step)
-        with_grad = list(before)
-        moved = [n for n in with_grad if _fingerprint(params[n]) != before[n]]
+        with_grad, moved = _step(opt, params, stepped - set(no_grad))
         if aside and with_grad and not moved and short_of_memory(model, 3 + copies, "", target.work_device) is None:
             # Nothing of the sample moved (a rate of 0, or steps below the weights' rounding): every weight steps
             # before that is said, as the run would step them.
             for n, g in aside.items():
                 params[n].grad = g
-            before.update({n: _fingerprint(params[n]) for n in aside if n not in no_grad})
             stepped |= set(aside)
-            run_user("optimizer.step()", opt.step)
-            with_grad = list(before)
-            moved = [n for n in with_grad if _fingerprint(params[n]) != before[n]]
+            with_grad, moved = _step(opt, params, stepped - set(no_grad))
     except UserCodeError as err:
         out.append(finding("FTD505", f"optimizer.step() raised {type(err.exc).__name__}: {err.exc}",
                            "Fix the optimizer configuration.", location=opt_loc))
@@ -471,6 +465,13 @@ def _fingerprint(p) -> tuple:
         step = max(1, flat.numel() // 1024)
         total = sum(float(chunk.double().sum()) for chunk in flat.split(1 << 20))  # 8 MiB of float64 at a time
         return total, tuple(flat[::step][:1024].double().tolist())
+
+
+def _step(opt, params: dict, watched: set[str]) -> tuple[list[str], list[str]]:
+    """One optimizer step: the ``watched`` parameters, and those of them it changed."""
+    before = {n: _fingerprint(params[n]) for n in watched if n in params}
+    run_user("optimizer.step()", opt.step)
+    return list(before), [n for n in before if _fingerprint(params[n]) != before[n]]
 
 
 def _step_sample(opt, params: dict, zero: set[str]) -> set[str]:

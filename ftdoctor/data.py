@@ -113,6 +113,11 @@ def is_quantized(model: Any) -> bool:
     return False
 
 
+def is_dispatched(model: Any) -> bool:
+    """Weights spread over several devices by accelerate (`device_map="auto"` and kin)."""
+    return len(set((getattr(model, "hf_device_map", None) or {}).values())) > 1
+
+
 def row_tokens(ds: Any, column: str, n: int) -> list[list[Any]]:
     """The first ``n`` rows of a token column, each row's tokens as one flat list (a multiple-choice row's choices
     joined), read through Arrow where possible."""

@@ -120,10 +120,13 @@ def model_device(model: Any) -> Any:
     any."""
     import torch
 
-    params = list(model.parameters()) if hasattr(model, "parameters") else []
-    for p in [q for q in params if q.requires_grad] or params:
-        return p.device
-    return torch.device("cpu")
+    first = None
+    for p in model.parameters() if hasattr(model, "parameters") else ():
+        if p.requires_grad:
+            return p.device
+        if first is None:
+            first = p.device
+    return first if first is not None else torch.device("cpu")
 
 
 def is_accelerator(device: Any) -> bool:
@@ -301,8 +304,6 @@ def run_trials_here(payload: dict[str, Any]) -> ChildResult:
     """The trial steps in this process, on the model where it is: the walk already runs it on its GPU, and a child
     would need a second copy of it there. An out-of-memory is recovered from (the cache is emptied); a CUDA error
     ends the trials, as the context cannot be used after it."""
-    import torch
-
     model = payload["model"]
     trials: list[Trial] = []
     checkpointing = getattr(model, "is_gradient_checkpointing", False)

@@ -247,8 +247,7 @@ def _decide_budget(values: dict[str, Any]) -> None:
     if model is None or isinstance(model, Unavailable):
         values["budget"] = Budget(mode)
         return
-    target = values.get("target")
-    device = getattr(target, "work_device", None) if target is not None else None
+    device = getattr(values.get("target"), "work_device", None)
     values["budget"] = decide(model, values.get("args"), mode, str(device) if device is not None else "cpu")
 
 

@@ -98,13 +98,17 @@ def test_free_memory_of_an_accelerator_is_the_drivers_and_short_of_memory_names_
 
     from ftdoctor import budget, gpu
 
-    monkeypatch.setattr(gpu, "device_free_bytes", lambda device: 3 * 2**30)
+    asked = []
+    monkeypatch.setattr(gpu, "device_free_bytes", lambda device: asked.append(device) or 3 * 2**30)
     cuda = torch.device("cuda", 0)
     assert budget.free_memory(cuda) == 3 * 2**30
     assert budget.short_of_memory(2 * 2**30, "A step", cuda) is None
     reason = budget.short_of_memory(4 * 2**30, "A step", cuda)
     assert reason and "cuda:0 has 3.0 GiB free" in reason
-    assert budget.free_memory() != 3 * 2**30 or budget.free_memory() is None  # the CPU is asked about its own
+    asked.clear()
+    budget.free_memory()
+    budget.short_of_memory(1, "A step", torch.device("cpu"))
+    assert asked == []  # the CPU's free memory is the machine's, never the driver's
 
 
 def test_a_copy_goes_beside_the_model_on_its_gpu_only_when_a_step_of_it_fits_there(fake_gpu, monkeypatch):

@@ -12,7 +12,8 @@ def test_stages_short_of_memory_say_so_and_the_rest_stands(check_pipeline, monke
     from ftdoctor import budget
 
     report_before = check_pipeline("course_mnli_broken.py", stages=["config", "decode", "collate"])
-    monkeypatch.setattr(budget, "free_memory", lambda device=None: 1024)  # nothing left: every stage that copies stops at once
+    # Nothing left: every stage that copies the model stops at once.
+    monkeypatch.setattr(budget, "free_memory", lambda device=None: 1024)
     report = check_pipeline("course_mnli_broken.py", stages=["config", "decode", "collate", "forward", "backward",
                                                             "overfit", "memory"])
     assert report.stage("forward").status == "skip" and report.stage("overfit").status == "skip"
@@ -32,7 +33,7 @@ def test_backward_alone_short_of_memory(check_pipeline, monkeypatch):
     model_bytes = {}
 
     def machine(device=None):
-        # Room for the working copy (1x the trainable weights) but not for a step (3x more).
+        # Room for the working copy (1x the trainable weights) but not for it and its gradients (2x).
         return int(model_bytes.get("n", 1 << 40) * 2)
 
     monkeypatch.setattr(budget, "free_memory", machine)
@@ -50,8 +51,8 @@ def _weights(model):
 
 def test_a_model_too_large_to_copy_is_walked_in_place_with_the_same_verdicts(check_pipeline, monkeypatch):
     """In ftdoctor's own (disposable) process, a model whose copy would not fit is trained in place, restored
-    from a disk snapshot between uses: the verdicts are those of the walk on copies, and the weights end as the
-    script left them."""
+    from its copy-on-step snapshot between uses: the verdicts are those of the walk on copies, and the weights end
+    as the script left them."""
     import torch
 
     from ftdoctor import budget

@@ -55,6 +55,22 @@ def test_twin_keeps_class_head_and_the_users_first_layers():
     assert "2-layer twin" in made.describe()
 
 
+def test_twin_buffers_outside_the_state_dict_are_the_users():
+    """The twin is built without drawing weights and everything is copied in: buffers a state dict leaves out
+    (the rotary frequencies) too, so the twin computes what the model computes."""
+    import torch
+
+    from ftdoctor import twin
+
+    model = _llama()
+    rotary = model.model.rotary_emb
+    assert "inv_freq" in dict(rotary.named_buffers()) and "model.rotary_emb.inv_freq" not in model.state_dict()
+    with torch.no_grad():
+        rotary.inv_freq.mul_(0.5)  # not what the class computes from the config
+    made = twin.build(model)
+    assert torch.equal(made.model.model.rotary_emb.inv_freq, rotary.inv_freq)
+
+
 def test_twin_keeps_per_layer_config_lists():
     """A config list with one entry per layer (attention kinds) keeps the kept layers' entries."""
     from transformers import Qwen2Config, Qwen2ForCausalLM

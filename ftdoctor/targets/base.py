@@ -221,12 +221,14 @@ class Target:
             from ..budget import short_of_memory, trainable_bytes
             from ..gpu import is_accelerator, model_device
 
+            from ..data import is_dispatched
+
             device = model_device(self.model)
             if is_accelerator(device) and not self._use_in_place():
                 # The copy, its gradients and two optimizer moments, beside the model; a model dispatched over
                 # several devices is copied whole to none of them.
-                spread = len(set((getattr(self.model, "hf_device_map", None) or {}).values())) > 1
-                if spread or short_of_memory(4 * trainable_bytes(self.model), "a working copy", device) is not None:
+                if is_dispatched(self.model) or short_of_memory(4 * trainable_bytes(self.model), "a working copy",
+                                                                device) is not None:
                     device = torch.device("cpu")
             self._work_device = device
         return self._work_device
@@ -270,23 +272,29 @@ class Target:
             release(self._work_device)
 
     def loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
-        """(loss, outputs) of ``batch`` as the run computes it, on the model's device. A CUDA error there is
-        replayed on the CPU (see `replay_on_cpu`) and the CPU's error raised instead."""
+        """(loss, outputs) of ``batch`` as the run computes it, on the model's device (see `_on_model_device`)."""
+        return self._on_model_device(model, batch, self.run_loss)
+
+    def run_loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
+        """`loss` on a batch already on the model's device: what a target overrides."""
+        return run_user("the model's forward", model_loss, model, batch)
+
+    def _on_model_device(self, model: Any, batch: Any, run: Any) -> Any:
+        """``run(model, batch)`` with the batch moved to the model's device. A CUDA error there is replayed on the
+        CPU (`_replayed_on_cpu`) and the CPU's error raised instead; after one, the GPU is not used again."""
+        import torch
+
         from ..gpu import model_device, on_device
 
         device = model_device(model)
         self._refuse_a_failed_device(device)
         try:
-            return self.run_loss(model, on_device(batch, device))
+            return run(model, on_device(batch, device))
         except UserCodeError as err:
-            replayed = self.replay_on_cpu(err, model, batch, self.run_loss)
+            replayed = self._replayed_on_cpu(err, model, device, on_device(batch, torch.device("cpu")), run)
             if replayed is None:
                 raise
             raise replayed from None
-
-    def run_loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
-        """`loss` on a batch already on the model's device: what a target overrides."""
-        return run_user("the model's forward", model_loss, model, batch)
 
     def _refuse_a_failed_device(self, device: Any) -> None:
         from ..gpu import is_accelerator
@@ -295,15 +303,15 @@ class Target:
         if self.device_error is not None and is_accelerator(device):
             raise Skip(f"the GPU cannot be used after `{self.device_error}` in an earlier stage")
 
-    def replay_on_cpu(self, err: UserCodeError, model: Any, batch: Any, run: Any) -> UserCodeError | None:
-        """For a CUDA error of ``model`` on its GPU: ``run`` again on the CPU, on a stand-in of the model (its class
-        and configuration, two layers, fresh weights: the weights on the GPU cannot be read once a kernel has
-        failed), and the CPU's error with a note of the GPU's. None when ``err`` is no CUDA error, or the CPU runs
-        the batch (then the GPU's own error stands). Every later use of the GPU is skipped."""
-        from ..gpu import is_accelerator, is_cuda_error, model_device
+    def _replayed_on_cpu(self, err: UserCodeError, model: Any, device: Any, batch: Any,
+                         run: Any) -> UserCodeError | None:
+        """For a CUDA error of ``model`` on its GPU ``device``: ``run`` again on the CPU, on a stand-in of the model
+        (its class and configuration, two layers, fresh weights: the weights on the GPU cannot be read once a kernel
+        has failed), and the CPU's error with a note of the GPU's. None when ``err`` is no CUDA error, or the CPU
+        runs the batch (then the GPU's own error stands). Every later use of the GPU is refused."""
+        from ..gpu import is_accelerator, is_cuda_error
 
         text = f"{type(err.exc).__name__}: {err.exc}"
-        device = model_device(model)
         if not is_accelerator(device) or not is_cuda_error(text):
             return None
         self.device_error = text.strip().splitlines()[0][:300]
@@ -315,7 +323,7 @@ class Target:
                            "the check with CUDA_VISIBLE_DEVICES= to see the cause there.")
             return None
         try:
-            run(stand_in, _to_cpu(batch))
+            run(stand_in, batch)
         except UserCodeError as cpu_err:
             _note(cpu_err.exc, f"On {device} this batch raised `{self.device_error}`; replayed on the CPU (a "
                                "2-layer stand-in of the model: its class and configuration, fresh weights) it "
@@ -339,20 +347,10 @@ class Target:
 
     def predict(self, model: Any, batch: Any, preprocess: Any = None) -> tuple[Any, Any]:
         """(predictions, label_ids) of one eval batch, as numpy, the way `compute_metrics` receives them; on the
-        model's device, a CUDA error replayed on the CPU as in `loss`."""
+        model's device (see `_on_model_device`)."""
         from functools import partial
 
-        from ..gpu import model_device, on_device
-
-        device = model_device(model)
-        self._refuse_a_failed_device(device)
-        try:
-            return self.run_predict(model, on_device(batch, device), preprocess)
-        except UserCodeError as err:
-            replayed = self.replay_on_cpu(err, model, batch, partial(self.run_predict, preprocess=preprocess))
-            if replayed is None:
-                raise
-            raise replayed from None
+        return self._on_model_device(model, batch, partial(self.run_predict, preprocess=preprocess))
 
     def run_predict(self, model: Any, batch: Any, preprocess: Any = None) -> tuple[Any, Any]:
         """`predict` on a batch already on the model's device: what a target overrides."""
@@ -457,14 +455,6 @@ def take_rows(ds: Any, n: int) -> list[Any]:
 def _note(exc: BaseException, text: str) -> None:
     with contextlib.suppress(Exception):
         exc.add_note(text)
-
-
-def _to_cpu(batch: Any) -> Any:
-    import torch
-
-    from ..gpu import on_device
-
-    return on_device(batch, torch.device("cpu"))
 
 
 def model_loss(model: Any, batch: Any) -> tuple[Any, Any]:

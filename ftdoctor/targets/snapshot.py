@@ -40,10 +40,6 @@ class WeightSnapshot:
         self.versions = {i: _state(p) for i, (_, p) in self.params.items()}
         self._hook = register_optimizer_step_pre_hook(self._before_step)
 
-    @property
-    def saved_bytes(self) -> int:
-        return self.in_memory + sum(os.path.getsize(f) for f in self.files if os.path.exists(f))
-
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         # A step given a closure (LBFGS) computes the gradients itself: everything it holds may move.
         closure = any(callable(a) for a in args or ()) or callable((kwargs or {}).get("closure"))
