@@ -27,6 +27,7 @@ STALL_STEPS, STALL_DROP = 10, 0.01  # after this many steps a loss that moved le
 BLOWUP = 10.0  # a loss above this multiple of the first one has diverged: stop early
 MAX_LR = 1.0
 MIN_LR = 1e-7
+MAX_TRIALS = 6  # the user's rate and at most five others (see _sweep)
 
 rule("FTD701", "cannot-overfit", "overfit", "error", "The pipeline cannot learn even one batch",
      """
@@ -411,14 +412,19 @@ def _with(evidence, f):
     return Provide(findings=[f], evidence=evidence)
 
 
+def sweep_too_long(step: float | None, seconds: float | None) -> bool:
+    """Whether the whole sweep, every trial running all its steps at the measured ``step`` time, would take longer
+    than the stage's ``seconds``."""
+    return bool(step and seconds and step * STEPS * MAX_TRIALS > seconds)
+
+
 def _twin(model, target, batch, step_evidence, seconds, short: bool):
-    """A shrunk twin (see ftdoctor.twin) when trials of the model itself cannot fit the stage: two trials of its
-    measured step would take longer than the stage's time, or its trial does not fit in memory. Never in the
-    full budget (no time limit), never for a model no twin can stand in for."""
+    """A shrunk twin (see ftdoctor.twin) when trials of the model itself cannot fit the stage: the whole sweep
+    (every trial running all its steps) at its measured step would take longer than the stage's time, or its trial
+    does not fit in memory. Never in the full budget (no time limit), never for a model no twin can stand in for."""
     if not seconds:
         return None
-    step = (step_evidence or {}).get("step_seconds")
-    if not short and not (step and step * STEPS * 2 > seconds):
+    if not short and not sweep_too_long((step_evidence or {}).get("step_seconds"), seconds):
         return None
     import torch
 

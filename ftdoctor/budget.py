@@ -2,8 +2,8 @@
 shown in the report.
 
 A pre-flight that costs more than the one-step trial it replaces will not be run. So in the default "fast" budget
-the model stages run the real model on a batch small enough that one forward and backward take about a second
-here: all of the user's rows (up to 8) for a small model, fewer rows, and rows cut to their last tokens, for a
+the model stages run the real model on a batch small enough that one forward and backward take about half a
+second here: all of the user's rows (up to 8) for a small model, fewer rows, and rows cut to their last tokens, for a
 large one. The overfit stage has a time limit. "full" runs the user's batch as configured.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 MODES = ("fast", "full")
-STEP_SECONDS = 1.0  # one forward + backward of the model stages, in the fast budget
+STEP_SECONDS = 0.5  # one forward + backward of the model stages, in the fast budget
 OVERFIT_SECONDS = 30.0  # every overfit trial together, in the fast budget
 MAX_ROWS = 8  # rows of a checked batch: enough to see padding, label mixes and shapes
 MIN_TOKENS = 32  # a row is never cut shorter than this

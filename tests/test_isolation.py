@@ -170,8 +170,10 @@ def test_ctrl_c_stops_the_script_with_exit_130_and_a_clean_message(tmp_path):
         open({str(pidfile)!r}, "w").write(str(os.getpid()))
         time.sleep(3600)
     """)
+    # Ctrl-C as at a terminal: a suite started in the background of a shell inherits SIGINT ignored.
     proc = subprocess.Popen([sys.executable, "-m", "ftdoctor", "check", script, "--json"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not pidfile.exists() and time.monotonic() < deadline:
         time.sleep(0.1)

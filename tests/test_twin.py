@@ -219,6 +219,25 @@ def test_without_a_twin_a_model_too_large_is_skipped_with_ftd806(check_pipeline,
     assert findings_at(report, "overfit", "FTD806")
 
 
+def test_the_twin_stands_in_when_the_whole_sweep_would_not_fit_the_stage():
+    """The decision counts every trial the sweep may run, not two: a model whose two trials fit the stage's time
+    but whose sweep does not (a verdict needs the sweep) is trained as a twin."""
+    from ftdoctor.checks.overfit import MAX_TRIALS, STEPS, Trial, _sweep, sweep_too_long
+
+    outcomes = {}
+    for losses in ([1.0, 50.0], [1.0] * 12, [1.0, 0.85, 0.8]):  # diverged, stalled, slow
+        for lr in (1e-6, 5e-5, 1e-3, 0.5):
+            user = Trial(lr, losses, None, None)
+            outcomes[user.outcome] = max(outcomes.get(user.outcome, 0), 1 + len(_sweep(user)))
+    assert set(outcomes) == {"diverged", "stalled", "slow"}
+    assert max(outcomes.values()) == MAX_TRIALS, outcomes
+    seconds = 30.0
+    assert 2 * STEPS * seconds / (STEPS * 4) <= seconds  # two trials of this step fit ...
+    assert sweep_too_long(seconds / (STEPS * 4), seconds)  # ... the sweep does not
+    assert not sweep_too_long(seconds / (STEPS * MAX_TRIALS * 2), seconds)
+    assert not sweep_too_long(None, seconds) and not sweep_too_long(1.0, None)
+
+
 def test_a_library_wrapper_on_forward_is_carried_to_the_twin_and_runs_the_twin():
     """TRL patches the model's forward with a wrapper (functools.wraps of the class's forward) that closes over
     the original bound forward; the twin gets the same wrapper, bound to its own modules."""
