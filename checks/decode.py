@@ -323,15 +323,14 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
         return None
     ds = effective_train_dataset
     sample = train_features[0][key]
-    values = data.column_values(ds, key) if data.is_hf_dataset(ds) and key in ds.column_names else \
-        data.column_values(train_features, key)
     # Every value with its count: a large dataset has few distinct labels, and what follows reads those.
-    tally = Counter(v for v in values if getattr(type(v), "__hash__", None) is not None)
+    tally, n_values = data.value_counts(ds, key) if data.is_hf_dataset(ds) and key in ds.column_names else \
+        data.value_counts(train_features, key)
     loc = pipeline.location(ds, trainer)
     out = []
     missing = tally.pop(None, 0)
     if missing:
-        out.append(finding("FTD213", f"{missing} of {len(values)} `{key}` values are None: those rows have no label, "
+        out.append(finding("FTD213", f"{missing} of {n_values} `{key}` values are None: those rows have no label, "
                            "and the collator fails on the first batch that holds one (\"Could not infer dtype of "
                            "NoneType\").", f"Drop them before training: `dataset = dataset.filter(lambda e: "
                            f"e[\"{key}\"] is not None)`.", location=loc, evidence={"missing": missing}))
@@ -488,14 +487,18 @@ def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline
     rows_emb = data.embedding_rows(model)
     tok_len = len(tokenizer) if tokenizer is not None and hasattr(tokenizer, "__len__") else None
     if rows_emb and (tok_len is None or tok_len <= rows_emb):  # otherwise config already reported the cause
-        ids = data.column_values(ds, "input_ids", limit=20_000) if hf else \
-            [t for r in rows for t in _flat(r["input_ids"])]
-        beyond = [t for t in ids if t >= rows_emb]
+        if hf:
+            # Read per token: the scan stops at SCAN_TOKENS (a vocabulary mismatch shows in nearly every row).
+            beyond, largest = data.values_at_least(ds, "input_ids", rows_emb,
+                                                   limit=data.rows_within(ds, 20_000, data.SCAN_TOKENS))
+        else:
+            over = [t for r in rows for t in _flat(r["input_ids"]) if t >= rows_emb]
+            beyond, largest = len(over), max(over, default=None)
         if beyond:
-            out.append(finding("FTD207", f"{len(beyond)} token ids are >= the {rows_emb} embedding rows (largest: "
-                               f"{max(beyond)}): the data was tokenized with another vocabulary than the model's.",
+            out.append(finding("FTD207", f"{beyond} token ids are >= the {rows_emb} embedding rows (largest: "
+                               f"{largest}): the data was tokenized with another vocabulary than the model's.",
                                "Tokenize with the checkpoint's own tokenizer: `AutoTokenizer.from_pretrained(checkpoint)`.",
-                               location=loc, evidence={"largest_id": max(beyond), "embedding_rows": rows_emb}))
+                               location=loc, evidence={"largest_id": largest, "embedding_rows": rows_emb}))
     specials = set(getattr(tokenizer, "all_special_ids", []) or [])
     empty = sum(1 for r in rows if not [t for t in _flat(r["input_ids"]) if t not in specials])
     if empty:
@@ -799,41 +802,64 @@ rule("FTD217", "tokenizer-mismatch", "decode", "warning", "The tokenizer does no
      broken='tokenizer = AutoTokenizer.from_pretrained("bert-base-uncased")  # model: bert-base-cased',
      fixed='tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # the same checkpoint as the model')
 
-OVERLAP_SCAN = 10_000  # rows of each split compared (the walk's cost must not grow with the dataset)
+# What each split contributes to the comparison. Its cost is per token (reading, hashing, decoding), so the scans
+# are bounded in tokens as well as rows: the walk's cost must not grow with the dataset or with its rows' length.
+OVERLAP_ROWS = 10_000  # rows of each split compared token for token ...
+OVERLAP_TOKENS = data.SCAN_TOKENS  # ... up to this many tokens
+NORMALISED_TOKENS = 100_000  # tokens of each split also decoded, to compare with case and whitespace normalised
 
 
-def _normalised_texts(ds, tokenizer, limit):
+def _normalised(token_rows, tokenizer) -> list[str]:
     """Each row's tokens decoded, lower-cased, whitespace collapsed (multiple choice: all choices together)."""
-    if not data.is_hf_dataset(ds) or "input_ids" not in (ds.column_names or []):
+    if not token_rows:
         return []
-    flat = data.row_tokens(ds, "input_ids", min(len(ds), limit))
     backend = getattr(tokenizer, "backend_tokenizer", None)
     try:  # a fast tokenizer's own batch decode: no Python-side conversion of every token
-        texts = backend.decode_batch(flat, skip_special_tokens=True)
+        texts = backend.decode_batch(token_rows, skip_special_tokens=True)
     except Exception:
-        texts = tokenizer.batch_decode(flat, skip_special_tokens=True)
+        texts = tokenizer.batch_decode(token_rows, skip_special_tokens=True)
     return [" ".join(t.lower().split()) for t in texts]
+
+
+def _split_rows(ds):
+    """The rows of a split to compare (each row's tokens as one list), and how many of them to decode."""
+    if not data.is_hf_dataset(ds) or "input_ids" not in (ds.column_names or []):
+        return [], 0
+    rows = data.row_tokens(ds, "input_ids", data.rows_within(ds, OVERLAP_ROWS, OVERLAP_TOKENS))
+    return rows, data.rows_within(ds, len(rows), NORMALISED_TOKENS)
 
 
 @check("decode", codes=("FTD215",))
 def train_eval_overlap(effective_train_dataset, effective_eval_dataset, pipeline, tokenizer, task=None):
     if task in ("causal-lm", "masked-lm"):
         return None  # text chunked into blocks: equal blocks across splits are boilerplate, not leaked examples
-    train = _normalised_texts(effective_train_dataset, tokenizer, OVERLAP_SCAN)
-    evals = _normalised_texts(effective_eval_dataset, tokenizer, OVERLAP_SCAN)
-    seen = {t for t in train if t}
-    shared = [t for t in evals if t and t in seen]
+    train, train_decoded = _split_rows(effective_train_dataset)
+    evals, eval_decoded = _split_rows(effective_eval_dataset)
+    # Token for token over every row compared; once normalised over the rows decoded. An eval row counts when its
+    # text is not empty (rows of special tokens only are no leaked example).
+    exact = {tuple(r) for r in train}
+    candidates = {i for i, r in enumerate(evals) if tuple(r) in exact}
+    seen = {t for t in _normalised(train[:train_decoded], tokenizer) if t}
+    texts = dict(enumerate(_normalised(evals[:eval_decoded], tokenizer)))
+    candidates |= {i for i, t in texts.items() if t in seen}
+    later = sorted(i for i in candidates if i not in texts)
+    texts.update(zip(later, _normalised([evals[i] for i in later], tokenizer)))
+    shared = [texts[i] for i in sorted(candidates) if texts[i]]
     if not shared:
         return None
     name = pipeline.name_of(effective_eval_dataset)
+    how = ("once case and whitespace are normalised" if train_decoded == len(train) and eval_decoded == len(evals)
+           else f"token for token (the first {train_decoded} training and {eval_decoded} evaluation rows also once "
+                "case and whitespace are normalised)")
     return finding("FTD215", f"{len(shared)} of {len(evals)} evaluation rows{' (' + name + ')' if name else ''} "
-                   f"also appear among {len(train)} training rows once case and whitespace are normalised (e.g. "
+                   f"also appear among {len(train)} training rows {how} (e.g. "
                    f"{shared[0][:120]!r}): evaluation scores them as unseen, so its metric is optimistic.",
                    "Evaluate on rows the model does not train on: drop from the evaluation set every row whose "
                    "normalised text is in the training set (`seen = {' '.join(t.lower().split()) for t in "
                    "train_texts}`, then `eval_ds.filter(lambda e: norm(e[...]) not in seen)`), or split after "
                    "deduplicating.", location=pipeline.location(effective_eval_dataset, pipeline.trainer),
-                   evidence={"shared": len(shared), "eval_rows": len(evals), "train_rows": len(train)})
+                   evidence={"shared": len(shared), "eval_rows": len(evals), "train_rows": len(train),
+                             "normalised_rows": {"train": train_decoded, "eval": eval_decoded}})
 
 
 @check("decode", codes=("FTD216",))

@@ -146,9 +146,12 @@ def worst_case_indices(ds, features, n: int, key: str = "input_ids") -> list[int
                 lengths = [a + b for a, b in zip(lengths, data.sequence_lengths(ds, col))]
             except Exception:
                 pass
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        if not order:
+        if not lengths:
             return None
+        import numpy as np
+
+        # Longest first, ties in dataset order; in numpy, so that 200k rows cost milliseconds.
+        order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")[:n].tolist()
         return [order[i % len(order)] for i in range(n)]
     return None
 

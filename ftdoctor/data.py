@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 LABEL_KEYS = ("labels", "label", "label_ids")
 MAX_SCAN_ROWS = 200_000  # whole-column scans (labels, lengths) stop here on very large datasets
+SCAN_TOKENS = 1_000_000  # scans that read every token stop here too (their cost is per token, not per row)
 
 
 def is_hf_dataset(ds: Any) -> bool:
@@ -139,16 +141,65 @@ def _arrow_list(arrow_type: Any) -> bool:
         pa.types.is_fixed_size_list(arrow_type)
 
 
+def rows_within(ds: Any, rows: int, tokens: int, column: str = "input_ids") -> int:
+    """How many of the first ``rows`` rows of ``ds`` hold at most ``tokens`` tokens of ``column`` together (at least
+    one): a scan's row limit for a cost bounded in tokens."""
+    total = 0
+    for k, n in enumerate(sequence_lengths(ds, column, rows)):
+        total += n
+        if total > tokens:
+            return max(k, 1)
+    return min(len(ds), rows)
+
+
+def values_at_least(ds: Any, column: str, bound: int, limit: int = MAX_SCAN_ROWS) -> tuple[int, Any]:
+    """How many values of ``column`` in its first ``limit`` rows (nested sequences flattened) are >= ``bound``, and
+    the largest of them (None when there are none). Counted in Arrow where the column is plain Arrow data: no Python
+    object per token, so 20k rows of 512 tokens cost milliseconds."""
+    try:
+        import pyarrow.compute as pc
+
+        col = _arrow_column(ds, column, limit)
+        over = pc.filter(col, pc.greater_equal(col, bound))
+        return len(over), (pc.max(over).as_py() if len(over) else None)
+    except Exception:  # not a datasets.Dataset, an extension type: the Python way below
+        over = [v for v in column_values(ds, column, limit) if isinstance(v, (int, float)) and v >= bound]
+        return len(over), (max(over) if over else None)
+
+
+def value_counts(ds: Any, column: str, limit: int = MAX_SCAN_ROWS) -> tuple[Counter, int]:
+    """Every value of ``column`` in its first ``limit`` rows (nested sequences flattened; None for a missing one)
+    with its count, and how many values were read; counted in Arrow where possible. Unhashable values are left
+    out."""
+    try:
+        import pyarrow.compute as pc
+
+        col = _arrow_column(ds, column, limit)
+        counts = pc.value_counts(col)
+        return Counter(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))), len(col)
+    except Exception:  # not a datasets.Dataset, values Arrow cannot count (structs): the Python way below
+        values = column_values(ds, column, limit)
+        return Counter(v for v in values if getattr(type(v), "__hash__", None) is not None), len(values)
+
+
+def _arrow_column(ds: Any, column: str, limit: int) -> Any:
+    """The first ``limit`` rows of a datasets.Dataset's ``column`` as one flat Arrow array (nested lists
+    flattened); raises for anything else."""
+    import pyarrow.compute as pc
+
+    if not is_hf_dataset(ds):
+        raise TypeError("not a datasets.Dataset")
+    col = ds.with_format("arrow")[:min(len(ds), limit)].column(column)
+    while _arrow_list(col.type):
+        col = pc.list_flatten(col)
+    return col
+
+
 def _arrow_flat(ds: Any, column: str, n: int) -> list[Any] | None:
     """The first ``n`` rows of ``column`` flattened in Arrow (no Python object per row until the end: a 400k-row
     token column takes milliseconds, not seconds); None when the column is not plain Arrow data."""
     try:
-        import pyarrow.compute as pc
-
-        col = ds.with_format("arrow")[:n].column(column)
-        while _arrow_list(col.type):
-            col = pc.list_flatten(col)
-        return col.to_pylist()
+        return _arrow_column(ds, column, n).to_pylist()
     except Exception:  # an extension type, a formatted dataset: the row-by-row way below
         return None
 
