@@ -73,21 +73,22 @@ def decide(model: Any, args: Any, mode: str = "fast", device: str = "cpu") -> Bu
     if mode == "full":
         return Budget("full", rows=user_rows, max_tokens=None, overfit_seconds=None, params=params)
     rows = max(1, min(user_rows, MAX_ROWS))
+    why = ""
+    max_tokens, flops = None, 0.0
+    if params:
+        flops = machine_flops(device)
+        tokens = STEP_SECONDS * flops * EFFICIENCY / (FLOPS_PER_PARAM_TOKEN * params)
+        if tokens < rows * 512:
+            # A large model for this machine: fewer rows, each cut to what one step can afford.
+            fit_rows = max(1, min(rows, int(tokens // 256)))
+            max_tokens = max(MIN_TOKENS, int(tokens // fit_rows))
+            if fit_rows < rows:
+                why = f" (a {params / 1e6:.0f}M-parameter model on this machine)"
+            rows = fit_rows
     notes = []
     if rows < user_rows:
-        notes.append(f"{rows} of the configured {user_rows} rows per batch")
-    if not params:
-        return Budget(mode, rows, None, OVERFIT_SECONDS, params, 0.0, notes)
-    flops = machine_flops(device)
-    tokens = STEP_SECONDS * flops * EFFICIENCY / (FLOPS_PER_PARAM_TOKEN * params)
-    max_tokens = None
-    if tokens < rows * 512:
-        # A large model for this machine: fewer rows, each cut to what one step can afford.
-        fit_rows = max(1, min(rows, int(tokens // 256)))
-        max_tokens = max(MIN_TOKENS, int(tokens // fit_rows))
-        if fit_rows < rows:
-            notes.append(f"{fit_rows} rows per batch (a {params / 1e6:.0f}M-parameter model on this machine)")
-        rows = fit_rows
+        notes.append(f"{rows} of the configured {user_rows} rows per batch{why}")
+    if max_tokens is not None:
         notes.append(f"rows longer than {max_tokens} tokens cut to their last {max_tokens}")
     return Budget(mode, rows, max_tokens, OVERFIT_SECONDS, params, flops, notes)
 
