@@ -487,13 +487,10 @@ def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline
     rows_emb = data.embedding_rows(model)
     tok_len = len(tokenizer) if tokenizer is not None and hasattr(tokenizer, "__len__") else None
     if rows_emb and (tok_len is None or tok_len <= rows_emb):  # otherwise config already reported the cause
-        if hf:
-            # Read per token: the scan stops at SCAN_TOKENS (a vocabulary mismatch shows in nearly every row).
-            beyond, largest = data.values_at_least(ds, "input_ids", rows_emb,
-                                                   limit=data.rows_within(ds, 20_000, data.SCAN_TOKENS))
-        else:
-            over = [t for r in rows for t in _flat(r["input_ids"]) if t >= rows_emb]
-            beyond, largest = len(over), max(over, default=None)
+        # Read per token: the scan stops at SCAN_TOKENS (a vocabulary mismatch shows in nearly every row).
+        scanned = ds if hf else rows
+        beyond, largest = data.values_at_least(scanned, "input_ids", rows_emb,
+                                               limit=data.rows_within(scanned, 20_000, data.SCAN_TOKENS))
         if beyond:
             out.append(finding("FTD207", f"{beyond} token ids are >= the {rows_emb} embedding rows (largest: "
                                f"{largest}): the data was tokenized with another vocabulary than the model's.",
@@ -826,7 +823,7 @@ def _split_rows(ds):
     if not data.is_hf_dataset(ds) or "input_ids" not in (ds.column_names or []):
         return [], 0
     rows = data.row_tokens(ds, "input_ids", data.rows_within(ds, OVERLAP_ROWS, OVERLAP_TOKENS))
-    return rows, data.rows_within(ds, len(rows), NORMALISED_TOKENS)
+    return rows, data.prefix_within([len(r) for r in rows], NORMALISED_TOKENS)
 
 
 @check("decode", codes=("FTD215",))

@@ -144,12 +144,17 @@ def _arrow_list(arrow_type: Any) -> bool:
 def rows_within(ds: Any, rows: int, tokens: int, column: str = "input_ids") -> int:
     """How many of the first ``rows`` rows of ``ds`` hold at most ``tokens`` tokens of ``column`` together (at least
     one): a scan's row limit for a cost bounded in tokens."""
+    return prefix_within(sequence_lengths(ds, column, rows), tokens)
+
+
+def prefix_within(lengths: list[int], tokens: int) -> int:
+    """How many of the first ``lengths`` add up to at most ``tokens`` (at least one, when there are any)."""
     total = 0
-    for k, n in enumerate(sequence_lengths(ds, column, rows)):
+    for k, n in enumerate(lengths):
         total += n
         if total > tokens:
             return max(k, 1)
-    return min(len(ds), rows)
+    return len(lengths)
 
 
 def values_at_least(ds: Any, column: str, bound: int, limit: int = MAX_SCAN_ROWS) -> tuple[int, Any]:

@@ -219,9 +219,8 @@ class Target:
             import torch
 
             from ..budget import short_of_memory, trainable_bytes
-            from ..gpu import is_accelerator, model_device
-
             from ..data import is_dispatched
+            from ..gpu import is_accelerator, model_device
 
             device = model_device(self.model)
             if is_accelerator(device) and not self._use_in_place():
