@@ -65,7 +65,7 @@ def synthetic_row(kind, seq_len, vocab):
 
 def predict(model, kind, seq_len, batch, device_bytes, optimizer):
     """ftdoctor's model of one Trainer step, as the memory stage builds it."""
-    from ftdoctor import gpu
+    from ftdoctor.runtime import devices as gpu
     from ftdoctor.checks.forward import copy_model
     from ftdoctor.checks.memory import StepModel, _head_grad_bytes, _unique_params, fit_activations
 
@@ -86,7 +86,7 @@ def real_step_peak(model, optimizer, kind, seq_len, b, device):
     """Peak bytes of two training steps at batch b (None on out-of-memory)."""
     import torch
 
-    from ftdoctor.gpu import _one_trial
+    from ftdoctor.runtime.trials import _one_trial
 
     batch = make_collator(kind)([synthetic_row(kind, seq_len, model.config.vocab_size)] * b)
     trial = _one_trial(model, optimizer, b, batch, device, None, 2)
@@ -199,8 +199,8 @@ def main() -> None:
         os.environ[var] = "1"
     import torch
 
-    from ftdoctor import gpu
-    from ftdoctor.cli import _parse_size
+    from ftdoctor.runtime import devices as gpu
+    from ftdoctor.entry.cli import _parse_size
 
     smoke = opts.cpu_smoke
     device = "cpu" if smoke else "cuda"

@@ -36,7 +36,7 @@ def run(path: str, seed: int):
     import transformers
     import transformers.trainer_utils as tu
 
-    from ftdoctor.api import check_script
+    from ftdoctor.process.parent import check_script
 
     real = tu.set_seed
 

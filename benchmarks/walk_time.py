@@ -94,7 +94,7 @@ def main() -> None:
         walk_s, check_s = statistics.median(walks), statistics.median(checks)
         inproc = ""
         if opts.in_process:
-            from ftdoctor.api import check_script
+            from ftdoctor.process.parent import check_script
 
             inproc = f"{statistics.median(check_script(path, in_process=True).report.duration_s for _ in range(opts.repeat)):18.2f}"
         walked[name] = walk_s

@@ -95,8 +95,8 @@ rule("FTD806", "walk-short-of-memory", "memory", "warning", "A stage was not run
 def short_of_memory(model, times: int, what: str, device=None):
     """A FTD806 finding when ``what`` (``times`` the trainable weights' bytes) does not fit in the memory this
     machine (or the accelerator ``device`` the stage works on) has free, else None."""
-    from ftdoctor.budget import short_of_memory as short
-    from ftdoctor.budget import trainable_bytes
+    from ftdoctor.runtime.devices import short_of_memory as short
+    from ftdoctor.runtime.devices import trainable_bytes
 
     reason = short(times * trainable_bytes(model), what, device) if times else None
     if reason is None:

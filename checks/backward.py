@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 
-from ftdoctor import data
+from ftdoctor.facts import models as data
 from ftdoctor.sdk import (Provide, Site, UserCodeError, check, deepest_user_frame, finding, read_source, rule,
                           run_user)
 
-from ._failures import explain, relay_fix, short_of_memory
+from ftdoctor.checks._failures import explain, relay_fix, short_of_memory
 
 rule("FTD501", "params-without-grad", "backward", "error", "Trainable parameters receive no gradient",
      """

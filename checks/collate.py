@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ftdoctor import data
-from ftdoctor.budget import cut_row
+from ftdoctor.facts import datasets, tokenizers
+from ftdoctor.facts.datasets import cut_row
 from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, rule
 
 MAX_BATCH = 8  # rows per checked batch: enough to see padding and shapes, cheap on a CPU
@@ -155,9 +155,9 @@ def build_batches(train_features, pipeline, findings_so_far, target, args=None, 
 @check("collate", codes=("FTD304",))
 def batch_has_labels(batch, train_features, pipeline, target, task=None):
     """The model computes a loss only when labels are in the batch (unless the run computes its own)."""
-    if data.label_key(batch, target.label_names) is not None or target.has_custom_loss:
+    if datasets.label_key(batch, target.label_names) is not None or target.has_custom_loss:
         return None
-    if data.label_key(train_features[0], target.label_names) is not None:
+    if datasets.label_key(train_features[0], target.label_names) is not None:
         detail = (f"The rows carry labels but `{type(target.collator).__name__}` drops them: the "
                   f"batch has only {sorted(batch)}.")
     elif task in ("causal-lm", "masked-lm"):
@@ -168,7 +168,7 @@ def batch_has_labels(batch, train_features, pipeline, target, task=None):
     # The language-modelling collator pads: without a pad token it fails as written.
     pad = "Use "
     if getattr(pipeline.tokenizer, "pad_token", 1) is None:
-        spare = _spare_pad(pipeline.tokenizer, data.end_tokens(pipeline.tokenizer))
+        spare = _spare_pad(pipeline.tokenizer, tokenizers.end_tokens(pipeline.tokenizer))
         pad = (f"Set `{tok}.pad_token = \"{spare}\"` (an unused special token, not EOS), then use " if spare else
                f"Set `{tok}.pad_token = {tok}.eos_token` (the collator then masks every EOS label: keep EOS out of "
                "the texts, or pad with a token of its own), then use ")
@@ -510,7 +510,7 @@ def supervised_tokens(batch, pipeline, target, model, train_features=None, token
     docs, packed = _documents(batch, ids, real)
     if not docs:
         return None
-    ends = data.end_tokens(tokenizer, model)
+    ends = tokenizers.end_tokens(tokenizer, model)
     bos = getattr(tokenizer, "bos_token_id", None)
     tok = pipeline.name_of(tokenizer) or "tokenizer"
     collator_loc = pipeline.location(target.collator, pipeline.trainer)

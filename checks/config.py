@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ftdoctor import data
+from ftdoctor.facts import datasets, models
 from ftdoctor.sdk import check, finding, rule
 
 rule("FTD101", "num-labels-mismatch", "config", "error", "The classifier has fewer outputs than the data has classes",
@@ -89,20 +89,20 @@ rule("FTD108", "mixed-precision-unavailable", "config", "error", "Mixed precisio
 @check("config", codes=("FTD101", "FTD102", "FTD104"))
 def num_labels_match_data(model, train_dataset, pipeline, target, task=None):
     """The head's outputs against the classes in the label column."""
-    if not data.is_classification(task):
+    if not models.is_classification(task):
         return None
-    columns = data.columns_of(train_dataset)
+    columns = datasets.columns_of(train_dataset)
     if not columns:
         return None
-    col = data.label_key(columns, target.label_names)
+    col = datasets.label_key(columns, target.label_names)
     if col is None:
         return None
-    n_model = data.num_labels(model)
-    feat = data.class_label(train_dataset, col)
+    n_model = models.num_labels(model)
+    feat = datasets.class_label(train_dataset, col)
     if feat is not None:
         n_data, names, how = feat.num_classes, list(feat.names), f"its ClassLabel has {feat.num_classes} names"
     else:
-        values = [v for v in data.column_values(train_dataset, col) if isinstance(v, int) and v >= 0]
+        values = [v for v in datasets.column_values(train_dataset, col) if isinstance(v, int) and v >= 0]
         if not values:
             return None
         if n_model is not None and len(set(values)) <= n_model:
@@ -115,7 +115,7 @@ def num_labels_match_data(model, train_dataset, pipeline, target, task=None):
         id2label = f", id2label={dict(enumerate(names))}" if names else ""
         out.append(finding(
             "FTD101",
-            f"`{data.model_name(model)}` has num_labels={n_model}, but the `{col}` column has {n_data} classes "
+            f"`{models.model_name(model)}` has num_labels={n_model}, but the `{col}` column has {n_data} classes "
             f"({how}). The loss will index past the logits.",
             f"Pass `num_labels={n_data}` to `from_pretrained`{' (it is currently ' + repr(kw.get('num_labels')) + ')' if 'num_labels' in kw else ''}"
             f", e.g. `from_pretrained(checkpoint, num_labels={n_data}{id2label})`.",
@@ -144,14 +144,14 @@ def _model_kwargs(pipeline, model) -> dict:
 
 @check("config", codes=("FTD103",))
 def vocabulary_fits_embeddings(model, tokenizer, pipeline):
-    rows = data.embedding_rows(model)
+    rows = models.embedding_rows(model)
     try:
         n_tok = len(tokenizer)
     except TypeError:
         return None
     if rows is None or n_tok <= rows:
         return None
-    return finding("FTD103", f"The tokenizer has {n_tok} tokens but `{data.model_name(model)}` has {rows} embedding "
+    return finding("FTD103", f"The tokenizer has {n_tok} tokens but `{models.model_name(model)}` has {rows} embedding "
                    f"rows: ids {rows}..{n_tok - 1} index past the embedding matrix.",
                    "Call `model.resize_token_embeddings(len(tokenizer))` after adding tokens and before training.",
                    location=pipeline.location(model), evidence={"tokenizer_size": n_tok, "embedding_rows": rows})
@@ -169,14 +169,14 @@ def pad_token_when_padding(model, tokenizer, pipeline, data_collator=None, task=
     tok = pipeline.name_of(tokenizer) or "tokenizer"
     if tokenizer.pad_token is None and (collator_pads or model_needs_pad):
         what = f"`{type(data_collator).__name__}` pads with it" if collator_pads else \
-            f"`{data.model_name(model)}` needs it to find each row's last token at batch size {batch}"
+            f"`{models.model_name(model)}` needs it to find each row's last token at batch size {batch}"
         return finding("FTD105", f"`{type(tokenizer).__name__}` has no pad token and {what}.",
                        f"Set `{tok}.pad_token = {tok}.eos_token` and `model.config.pad_token_id = {tok}.pad_token_id` "
                        "before building the collator.", location=pipeline.location(tokenizer),
                        evidence={"eos_token": getattr(tokenizer, "eos_token", None)})
     if tokenizer.pad_token is not None and model_needs_pad:
         return finding("FTD105", f"The tokenizer has a pad token but `model.config.pad_token_id` is None: "
-                       f"`{data.model_name(model)}` cannot find each row's last token in a padded batch.",
+                       f"`{models.model_name(model)}` cannot find each row's last token in a padded batch.",
                        f"Set `model.config.pad_token_id = {tok}.pad_token_id`.", location=pipeline.location(model))
     return None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ftdoctor import data
+from ftdoctor.facts import datasets, models
 from ftdoctor.sdk import Provide, Skip, Unavailable, UserCodeError, check, finding, rule, script_datasets, script_items
 from ftdoctor.targets.base import take_rows
 
@@ -132,11 +132,11 @@ def _tokenized_stand_in(pipeline, raw_ds, main_input):
     cap = pipeline.capture
     if cap is None:
         return None, None
-    n = data.safe_len(raw_ds)
+    n = datasets.safe_len(raw_ds)
     if n is None:
         return None, None
     for name, ds in script_datasets(cap.namespace):
-        if ds is not raw_ds and main_input in (ds.column_names or []) and data.safe_len(ds) == n \
+        if ds is not raw_ds and main_input in (ds.column_names or []) and datasets.safe_len(ds) == n \
                 and _same_split(raw_ds, ds):
             return name, ds
     return None, None
@@ -160,7 +160,7 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
     for split, ds in (("train", train_dataset), ("eval", eval_dataset)):
         if ds is None:
             continue
-        if data.safe_len(ds) == 0:
+        if datasets.safe_len(ds) == 0:
             what = "training" if split == "train" else "evaluation"
             findings.append(finding("FTD212", f"The {what} dataset{_named(pipeline, ds)} has 0 rows: "
                                     + ("training stops at once (\"num_samples should be a positive integer\")."
@@ -171,11 +171,11 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
                                                                                               "is empty")
             continue
         description = "training" if split == "train" else "evaluation"
-        if data.is_streaming(ds):
+        if datasets.is_streaming(ds):
             # A streaming dataset has no length and no index: the checks scan rows drawn from its start.
-            sample = take_rows(ds, data.STREAM_SAMPLE)
+            sample = take_rows(ds, datasets.STREAM_SAMPLE)
             if sample and isinstance(sample[0], dict):
-                ds = data.materialize(sample, getattr(ds, "features", None))
+                ds = datasets.materialize(sample, getattr(ds, "features", None))
                 values.setdefault("decode_streaming", {})[split] = len(sample)
         rows, removed = target.rows(ds, description, SAMPLE_ROWS)
         if main_input in removed:
@@ -287,21 +287,21 @@ def _forward_params(model) -> set[str]:
 
 def _model_columns(rows, model, target):
     """Rows reduced to what the (unwrapped) model's forward takes, and the labels."""
-    names = _forward_params(model) | set(data.LABEL_KEYS) | set(target.label_names)
+    names = _forward_params(model) | set(datasets.LABEL_KEYS) | set(target.label_names)
     return [{k: v for k, v in r.items() if k in names} for r in rows if isinstance(r, dict)]
 
 
 def _dropped_label_column(ds, rows, removed, target, pipeline):
-    if data.label_key(rows[0], target.label_names) is not None or not removed or not data.is_hf_dataset(ds):
+    if datasets.label_key(rows[0], target.label_names) is not None or not removed or not datasets.is_hf_dataset(ds):
         return None
     task = pipeline.task
-    if not data.is_classification(task):
+    if not models.is_classification(task):
         return None
     for col in removed:
-        if data.class_label(ds, col) is not None or _int_scalar_column(ds, col):
+        if datasets.class_label(ds, col) is not None or _int_scalar_column(ds, col):
             expected = (target.label_names or ["labels"])[0]
             return finding("FTD202", f"The `{col}` column holds the labels, but the Trainer drops it: "
-                           f"`{data.model_name(pipeline.model)}.forward` takes `{expected}`, not `{col}`. "
+                           f"`{models.model_name(pipeline.model)}.forward` takes `{expected}`, not `{col}`. "
                            "No labels reach the model and it returns no loss.",
                            f"Rename it: `dataset = dataset.rename_column(\"{col}\", \"{expected}\")`.",
                            location=pipeline.location(pipeline.trainer), evidence={"column": col, "expected": expected})
@@ -315,17 +315,17 @@ def _int_scalar_column(ds, col) -> bool:
 
 @check("decode", codes=("FTD203", "FTD204", "FTD209", "FTD211", "FTD213"))
 def labels_are_class_ids(effective_train_dataset, train_features, model, pipeline, target, trainer=None, task=None):
-    if not (data.is_classification(task) or task == "multiple-choice") or not train_features \
+    if not (models.is_classification(task) or task == "multiple-choice") or not train_features \
             or not isinstance(train_features[0], dict):
         return None
-    key = data.label_key(train_features[0], target.label_names)
+    key = datasets.label_key(train_features[0], target.label_names)
     if key is None:
         return None
     ds = effective_train_dataset
     sample = train_features[0][key]
     # Every value with its count: a large dataset has few distinct labels, and what follows reads those.
-    tally, n_values = data.value_counts(ds, key) if data.is_hf_dataset(ds) and key in ds.column_names else \
-        data.value_counts(train_features, key)
+    tally, n_values = datasets.value_counts(ds, key) if datasets.is_hf_dataset(ds) and key in ds.column_names else \
+        datasets.value_counts(train_features, key)
     loc = pipeline.location(ds, trainer)
     out = []
     missing = tally.pop(None, 0)
@@ -345,13 +345,13 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
                        "id with `label2id`).", location=loc, evidence={"example": sample})
     ints = Counter({v: n for v, n in tally.items() if isinstance(v, int)})
     floats = [v for v in tally if isinstance(v, float)]  # the distinct ones, in the order they come
-    n_labels = data.num_labels(model) or 0
+    n_labels = models.num_labels(model) or 0
     if floats and problem_type != "multi_label_classification" and n_labels > 1 and task == "sequence-classification":
         return _float_labels(key, floats, n_labels, kinds, loc)
     if not ints:
         return None
     ignore = -100
-    feat = data.class_label(ds, key) if data.is_hf_dataset(ds) else None
+    feat = datasets.class_label(ds, key) if datasets.is_hf_dataset(ds) else None
     classes = {v for v in ints if v >= 0}
     upper = feat.num_classes if feat is not None else None
     if task == "multiple-choice":
@@ -453,9 +453,9 @@ def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline
         return None
     out = []
     ds = effective_train_dataset
-    hf = data.is_hf_dataset(ds) and "input_ids" in ds.column_names
+    hf = datasets.is_hf_dataset(ds) and "input_ids" in ds.column_names
     loc = pipeline.location(ds, trainer)
-    label_keys = set(data.LABEL_KEYS) | set(target.label_names)
+    label_keys = set(datasets.LABEL_KEYS) | set(target.label_names)
     strings = sorted({k for r in rows[:8] for k, v in r.items() if (isinstance(v, str)
                       or (isinstance(v, list) and v and isinstance(v[0], str))) and k not in label_keys})
     if strings:  # text labels are a label problem (FTD204), never a column to drop
@@ -471,11 +471,11 @@ def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline
                            "tokenizer call: `tokenizer(texts, truncation=True)`.", location=loc))
     packed = "seq_lengths" in rows[0]
     if packed:  # packed rows: positions restart at every document, so each document must fit, not the row
-        lengths = [max(data.flatten(r["seq_lengths"]) or [0]) for r in
+        lengths = [max(datasets.flatten(r["seq_lengths"]) or [0]) for r in
                    (ds.select(range(min(len(ds), 20_000))).with_format(None) if hf else rows)]
     else:
-        lengths = data.sequence_lengths(ds) if hf else [_len(r["input_ids"]) for r in rows]
-    positions = data.max_positions(model)
+        lengths = datasets.sequence_lengths(ds) if hf else [_len(r["input_ids"]) for r in rows]
+    positions = models.max_positions(model)
     longest = max(lengths) if lengths else 0
     if positions and longest > positions:
         too_long = sum(1 for n in lengths if n > positions)
@@ -484,13 +484,13 @@ def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline
                            f"position embeddings (longest: {longest} tokens).",
                            f"Truncate when tokenizing: `tokenizer(..., truncation=True, max_length={positions})`.",
                            location=loc, evidence={"longest": longest, "max_positions": positions, "rows": too_long}))
-    rows_emb = data.embedding_rows(model)
+    rows_emb = models.embedding_rows(model)
     tok_len = len(tokenizer) if tokenizer is not None and hasattr(tokenizer, "__len__") else None
     if rows_emb and (tok_len is None or tok_len <= rows_emb):  # otherwise config already reported the cause
         # Read per token: the scan stops at SCAN_TOKENS (a vocabulary mismatch shows in nearly every row).
         scanned = ds if hf else rows
-        beyond, largest = data.values_at_least(scanned, "input_ids", rows_emb,
-                                               limit=data.rows_within(scanned, 20_000, data.SCAN_TOKENS))
+        beyond, largest = datasets.values_at_least(scanned, "input_ids", rows_emb,
+                                               limit=datasets.rows_within(scanned, 20_000, datasets.SCAN_TOKENS))
         if beyond:
             out.append(finding("FTD207", f"{beyond} token ids are >= the {rows_emb} embedding rows (largest: "
                                f"{largest}): the data was tokenized with another vocabulary than the model's.",
@@ -506,11 +506,11 @@ def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline
 
 
 def _len(x) -> int:
-    return data.token_length(x)
+    return datasets.token_length(x)
 
 
 def _flat(x):
-    return data.flatten(x)
+    return datasets.flatten(x)
 
 
 @check("decode")
@@ -530,13 +530,13 @@ def first_sample_evidence(ctx, train_features, pipeline, target, tokenizer=None)
                 ev["text"] = tokenizer.decode(_flat(ids))
         except Exception:
             pass
-    key = data.label_key(row, target.label_names)
+    key = datasets.label_key(row, target.label_names)
     if key is not None:
         label = row[key]
         label = label.tolist() if hasattr(label, "tolist") else label
         ev["label"] = label if not isinstance(label, list) else label[:32]
         ds = ctx.get("effective_train_dataset")
-        feat = data.class_label(ds, key) if data.is_hf_dataset(ds) and key in ds.column_names else None
+        feat = datasets.class_label(ds, key) if datasets.is_hf_dataset(ds) and key in ds.column_names else None
         if feat is not None and isinstance(label, int) and 0 <= label < feat.num_classes:
             ev["label_name"] = feat.names[label]
     return Provide(evidence={"first_sample": ev})
@@ -692,7 +692,7 @@ def _qa_examples(pipeline):
     """The SQuAD-format examples the QA rows were made from (a dataset with `context` and `answers` columns)."""
     cap = pipeline.capture
     return [ds for _, ds in (script_datasets(cap.namespace) if cap is not None else ())
-            if {"context", "answers"} <= set(ds.column_names or []) and data.safe_len(ds)]
+            if {"context", "answers"} <= set(ds.column_names or []) and datasets.safe_len(ds)]
 
 
 @check("decode", codes=("FTD223", "FTD224", "FTD225"))
@@ -802,7 +802,7 @@ rule("FTD217", "tokenizer-mismatch", "decode", "warning", "The tokenizer does no
 # What each split contributes to the comparison. Its cost is per token (reading, hashing, decoding), so the scans
 # are bounded in tokens as well as rows: the walk's cost must not grow with the dataset or with its rows' length.
 OVERLAP_ROWS = 10_000  # rows of each split compared token for token ...
-OVERLAP_TOKENS = data.SCAN_TOKENS  # ... up to this many tokens
+OVERLAP_TOKENS = datasets.SCAN_TOKENS  # ... up to this many tokens
 NORMALISED_TOKENS = 100_000  # tokens of each split also decoded, to compare with case and whitespace normalised
 
 
@@ -820,10 +820,10 @@ def _normalised(token_rows, tokenizer) -> list[str]:
 
 def _split_rows(ds):
     """The rows of a split to compare (each row's tokens as one list), and how many of them to decode."""
-    if not data.is_hf_dataset(ds) or "input_ids" not in (ds.column_names or []):
+    if not datasets.is_hf_dataset(ds) or "input_ids" not in (ds.column_names or []):
         return [], 0
-    rows = data.row_tokens(ds, "input_ids", data.rows_within(ds, OVERLAP_ROWS, OVERLAP_TOKENS))
-    return rows, data.prefix_within([len(r) for r in rows], NORMALISED_TOKENS)
+    rows = datasets.row_tokens(ds, "input_ids", datasets.rows_within(ds, OVERLAP_ROWS, OVERLAP_TOKENS))
+    return rows, datasets.prefix_within([len(r) for r in rows], NORMALISED_TOKENS)
 
 
 @check("decode", codes=("FTD215",))
@@ -863,12 +863,12 @@ def train_eval_overlap(effective_train_dataset, effective_eval_dataset, pipeline
 def one_label_column(effective_train_dataset, train_features, pipeline, target, task=None):
     """The dataset's other label-like columns must agree with the one the model receives."""
     ds = effective_train_dataset
-    if not data.is_hf_dataset(ds) or not train_features or not isinstance(train_features[0], dict):
+    if not datasets.is_hf_dataset(ds) or not train_features or not isinstance(train_features[0], dict):
         return None
-    used = data.label_key(train_features[0], target.label_names)
+    used = datasets.label_key(train_features[0], target.label_names)
     if used is None or used not in ds.column_names:
         return None
-    others = [c for c in ds.column_names if c != used and (c in data.LABEL_KEYS or data.class_label(ds, c) is not None)]
+    others = [c for c in ds.column_names if c != used and (c in datasets.LABEL_KEYS or datasets.class_label(ds, c) is not None)]
     n = min(len(ds), 2000)
     mine = ds.select(range(n)).with_format(None)[used]
     out = []
@@ -897,7 +897,7 @@ def tokenizer_fits(train_features, model, pipeline, tokenizer):
     unk = getattr(tokenizer, "unk_token_id", None)
     if unk in {getattr(tokenizer, a, None) for a in ("eos_token_id", "bos_token_id", "pad_token_id")}:
         unk = None  # GPT-2 style: the "unknown" token is the end-of-text marker, which byte-level BPE never needs
-    ids = [t for r in rows for t in data.flatten(r["input_ids"]) if t not in specials or t == unk]
+    ids = [t for r in rows for t in datasets.flatten(r["input_ids"]) if t not in specials or t == unk]
     problems, evidence = [], {}
     if unk is not None and ids:
         rate = sum(1 for t in ids if t == unk) / len(ids)
@@ -912,8 +912,8 @@ def tokenizer_fits(train_features, model, pipeline, tokenizer):
             evidence["cased_vocabulary_share"] = upper / len(words)
             problems.append(f"the tokenizer lower-cases its input, but {upper / len(words):.0%} of its vocabulary is "
                             "capitalised (a cased vocabulary: those embeddings are never used)")
-    rows_emb = data.embedding_rows(model)
-    n_tok = data.safe_len(tokenizer)
+    rows_emb = models.embedding_rows(model)
+    n_tok = datasets.safe_len(tokenizer)
     if rows_emb and n_tok and n_tok < 0.8 * rows_emb:
         evidence.update(tokenizer_size=n_tok, embedding_rows=rows_emb)
         problems.append(f"the tokenizer has {n_tok} tokens for an embedding table of {rows_emb} rows: every id is "

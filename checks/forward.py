@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from ftdoctor import data
+from ftdoctor.facts import models as data
 from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, rule
 
-from ._failures import explain, relay_fix, short_of_memory
+from ftdoctor.checks._failures import explain, relay_fix, short_of_memory
 
 rule("FTD401", "no-loss", "forward", "error", "The model returns no loss",
      """

@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ftdoctor import data
+from ftdoctor.facts import datasets, models
 from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule, run_user
 
-from ._failures import explain, root_codes, short_of_memory
+from ftdoctor.checks._failures import explain, root_codes, short_of_memory
 
 MARGIN = 0.10  # plan to use at most 90% of what the device offers (allocator fragmentation, kernels' workspaces)
 FIT_LENGTH = 48  # the longest sequence measured on the CPU; longer ones are extrapolated from the fit
@@ -138,12 +138,12 @@ def _length(v) -> int | None:
 def worst_case_indices(ds, features, n: int, key: str = "input_ids") -> list[int] | None:
     """Indices of the ``n`` longest rows (the batch that runs out of memory first), longest first; rows are
     repeated when the dataset has fewer than ``n``. None when the dataset has no length column to scan."""
-    if data.is_hf_dataset(ds) and key in ds.column_names:
-        lengths = data.sequence_lengths(ds, key)
+    if datasets.is_hf_dataset(ds) and key in ds.column_names:
+        lengths = datasets.sequence_lengths(ds, key)
         extra = [c for c in ("labels", "decoder_input_ids") if c in ds.column_names and c != key]
         for col in extra:  # seq2seq: the decoder side counts as much as the encoder side
             try:
-                lengths = [a + b for a, b in zip(lengths, data.sequence_lengths(ds, col))]
+                lengths = [a + b for a, b in zip(lengths, datasets.sequence_lengths(ds, col))]
             except Exception:
                 pass
         if not lengths:
@@ -177,7 +177,7 @@ def truncated(row: dict, fraction: float) -> dict:
     choice) has each of them cut."""
     ids = row.get("input_ids")
     nested = isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple))
-    tokens = data.token_length(ids) if ids is not None else None
+    tokens = datasets.token_length(ids) if ids is not None else None
     out = {}
     for k, v in row.items():
         if nested and isinstance(v, (list, tuple)) and len(v) == len(ids) and v and isinstance(v[0], (list, tuple)):
@@ -226,7 +226,7 @@ def saved_activation_bytes(model, batch, loss_fn=None, dtype=None) -> tuple[int,
 
     import torch
 
-    from ftdoctor.gpu import cuda_like_kernels
+    from ftdoctor.runtime.devices import cuda_like_kernels
     from ftdoctor.targets.base import model_loss
 
     loss_fn = loss_fn or model_loss
@@ -296,7 +296,7 @@ def fit_activations(work, row, collator, loss_fn=None, dtype=None, checkpointing
                     fit_length=FIT_LENGTH) -> ActivationFit:
     """Measure saved bytes at (1, S/4), (1, S/2), (1, S), (2, S) with S = min(longest row, fit_length) and fit
     them: linear in batch, quadratic in length."""
-    from ftdoctor.gpu import enable_checkpointing
+    from ftdoctor.runtime.trials import enable_checkpointing
 
     if checkpointing:
         # The reentrant form saves each layer's input through autograd, where it can be counted; the default
@@ -406,7 +406,7 @@ def _run_longest(work, batch, loss_fn, model) -> None:
     trained a twin of it (same class, config, embeddings and head, fewer layers), the twin runs the row: what a
     longer row breaks (positions, masks, lengths the config allows) is theirs. A row the twin fails on is run through
     the model itself before anything is reported."""
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     made = twin.made_for(model)
     if made is not None:
@@ -454,7 +454,7 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
     short = short_of_memory(model, target.copies(), "The memory stage's working copy", target.work_device)
     if short is not None:
         return Provide(findings=[short], skip_reason="not enough memory for a working copy (FTD806)")
-    from ftdoctor import gpu
+    from ftdoctor.runtime import devices
 
     params = _unique_params(model)
     params_bytes = sum(p.numel() * p.element_size() for p in params)
@@ -513,7 +513,7 @@ def memory_model(model, effective_train_dataset, train_features, initial_loss, p
     n_eval = len(effective_eval_dataset) if effective_eval_dataset is not None and hasattr(effective_eval_dataset, "__len__") else 0
     peak_eval, accumulated, eval_row_bytes = _eval_peak(params_bytes, optimizer_bytes, fit, eval_seq, eval_bs, n_eval,
                                                         args, model, pipeline, precision is not None)
-    device = gpu.plan_device(gpu_memory, name=gpu_name)
+    device = devices.plan_device(gpu_memory, name=gpu_name)
     device_bytes = device.total_bytes if device else None
     budget = device.plannable_bytes * (1 - MARGIN) if device else None
     peak_train = step.peak(train_bs)
@@ -652,9 +652,9 @@ def _train_fix(step, train_bs, accumulation, budget, work_factory, row, collator
         return (f"Set `per_device_train_batch_size={b}, gradient_accumulation_steps={ga}`: it keeps the effective "
                 f"batch of {effective} and peaks at {ga_step.peak(b) / GIB:.2f} GiB.", cfg)
     # Not even one row fits as configured: try what trades compute for memory, as the user would configure it.
-    from ftdoctor import gpu
+    from ftdoctor.runtime import devices
 
-    half = precision or ("bf16" if gpu.supports_bf16(device) else "fp16")
+    half = precision or ("bf16" if devices.supports_bf16(device) else "fp16")
     work = work_factory()
     try:
         fit = _measure(work, row, collator, loss_fn, args, half, True)
@@ -675,9 +675,9 @@ def _train_fix(step, train_bs, accumulation, budget, work_factory, row, collator
                     f"peaks at {alt.peak(b) / GIB:.2f} GiB.", cfg)
     alone = step.params + step.grads + step.optimizer
     frozen = _frozen_bytes(model)
-    if data.peft_adapters(model) is not None:  # the base is frozen, only adapters train
+    if models.peft_adapters(model) is not None:  # the base is frozen, only adapters train
         # Adapters already: what is left is the frozen base. Quantized to 4 bits it takes a quarter of 16-bit.
-        if not data.is_quantized(model) and frozen:
+        if not models.is_quantized(model) and frozen:
             in_4bit = step.params - frozen + frozen * 4 // (8 * max(1, _bytes_per_weight(model)))
             qlora = StepModel(**{**step.__dict__, "params": in_4bit, "accumulation": 2})
             fits = qlora.max_batch(budget) >= 1
@@ -742,7 +742,7 @@ def _probe(model, work, step, max_bs, evidence, ds, features, collator, loss_fn,
     """At most two trial steps on the GPU (in a child process, or here when this process already holds the model
     there): at the predicted maximum (must fit) and just above the device's capacity (must not); a CUDA error
     there is replayed on the CPU to find its cause."""
-    from ftdoctor import gpu
+    from ftdoctor.runtime import devices, trials
 
     capacity = evidence["max_batch_size_at_capacity"] or 0
     sizes = sorted({min(s, PROBE_CAP) for s in (max_bs, capacity + 1) if s and s >= 1})
@@ -762,8 +762,8 @@ def _probe(model, work, step, max_bs, evidence, ds, features, collator, loss_fn,
     # Where ftdoctor's own process already runs the model itself on the GPU, the trials run on it there (a child
     # would need a second copy of the model on the device); else in a child process that loads the working copy,
     # so that nothing the trials do reaches the process the user's run goes on in.
-    here = target.worked_in_place and gpu.is_accelerator(gpu.model_device(work))
-    result = gpu.run_trials_here(payload) if here else gpu.run_trials(payload)
+    here = target.worked_in_place and devices.is_accelerator(devices.model_device(work))
+    result = trials.run_trials_here(payload) if here else trials.run_trials(payload)
     evidence["probed"] = True
     evidence["probe"] = [t.__dict__ for t in result.trials]
     extra, notes = [], []
@@ -780,7 +780,7 @@ def _probe(model, work, step, max_bs, evidence, ds, features, collator, loss_fn,
         failed = next((t.batch_size for t in result.trials if t.cuda_error), sizes[0])
         stand_in = None
         if here:  # the weights on the GPU cannot be read any more: the CPU runs a stand-in of the model
-            from ftdoctor import twin
+            from ftdoctor.runtime import twin
 
             target.device_error = result.device_error
             stand_in = twin.stand_in(model)
@@ -869,11 +869,11 @@ def replay_on_cpu(device_error, rows, model, collator, loss_fn, pipeline, findin
 def _culprits(rows, model) -> list[str]:
     """The values in the replayed rows that a GPU kernel asserts on: labels outside the classes, token ids beyond
     the embedding matrix."""
-    n_labels = data.num_labels(model) if data.model_name(model).endswith("ForSequenceClassification") else None
-    n_rows = data.embedding_rows(model)
+    n_labels = models.num_labels(model) if models.model_name(model).endswith("ForSequenceClassification") else None
+    n_rows = models.embedding_rows(model)
     out = []
     for r in rows:
-        label = next((r[k] for k in data.LABEL_KEYS if k in r), None)
+        label = next((r[k] for k in datasets.LABEL_KEYS if k in r), None)
         if n_labels and isinstance(label, int) and not 0 <= label < n_labels:
             out.append(f"a row has label {label}, outside 0..{n_labels - 1}")
         ids = r.get("input_ids")

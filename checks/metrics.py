@@ -5,7 +5,7 @@ When the data stages fail, compute_metrics is still checked on synthetic inputs 
 
 from __future__ import annotations
 
-from ftdoctor import data
+from ftdoctor.facts import datasets, models
 from ftdoctor.sdk import user_site_in_traceback, Provide, Skip, UserCodeError, check, finding, rule, run_user
 
 rule("FTD601", "metrics-without-argmax", "metrics", "error", "compute_metrics passes logits where class ids are expected",
@@ -61,11 +61,11 @@ def _synthetic_batch(model, task):
     import torch
 
     g = torch.Generator().manual_seed(0)
-    rows = data.embedding_rows(model) or 100
+    rows = models.embedding_rows(model) or 100
     b, s = 4, 12
     ids = torch.randint(5, max(6, min(rows, 1000)), (b, s), generator=g)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    n = data.num_labels(model) or 2  # labels the head can score, so the loss of the eval step runs
+    n = models.num_labels(model) or 2  # labels the head can score, so the loss of the eval step runs
     if task == "sequence-classification":
         batch["labels"] = torch.arange(b) % n
     elif task == "token-classification":
@@ -300,9 +300,9 @@ def _batches_all_one_length(ds, target) -> bool:
     fixed-length blocks), so the Trainer never pads one batch to another's length."""
     if getattr(target.collator, "padding", None) == "max_length":
         return True
-    if not data.is_hf_dataset(ds) or "input_ids" not in (ds.column_names or []):
+    if not datasets.is_hf_dataset(ds) or "input_ids" not in (ds.column_names or []):
         return False
-    lengths = set(data.sequence_lengths(ds, limit=20_000))
+    lengths = set(datasets.sequence_lengths(ds, limit=20_000))
     return len(lengths) == 1
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import math
 
-from ftdoctor import data, progress
+from ftdoctor.facts import models as data
+from ftdoctor.core import progress
 from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule
-from ftdoctor.targets.base import work_copy
-from ._failures import short_of_memory
+from ftdoctor.runtime.copies import work_copy
+from ftdoctor.checks._failures import short_of_memory
 
 STEPS = 30
 TARGET_RATIO = 0.5  # learned: the loss falls to half its first value (or classification reaches accuracy 1.0)
@@ -383,7 +384,7 @@ def _affordable_batch(batch, features, target, step_evidence, seconds, budget=No
     keep = max(1, min(rows - 1, int(rows * seconds / (step * STEPS * 2))))
     fixed = target.fixed_batch()
     if features and fixed is None:
-        from ftdoctor.budget import cut_row
+        from ftdoctor.facts.datasets import cut_row
 
         try:
             rows_kept = [cut_row(r, getattr(budget, "max_tokens", None)) for r in features[:keep]]
@@ -419,7 +420,7 @@ def sweep_too_long(step: float | None, seconds: float | None) -> bool:
 
 
 def _twin(model, target, batch, step_evidence, seconds, short: bool):
-    """A shrunk twin (see ftdoctor.twin) when trials of the model itself cannot fit the stage: the whole sweep
+    """A shrunk twin (see ftdoctor.runtime.twin) when trials of the model itself cannot fit the stage: the whole sweep
     (every trial running all its steps) at its measured step would take longer than the stage's time, or its trial
     does not fit in memory. Never in the full budget (no time limit), never for a model no twin can stand in for."""
     if not seconds:
@@ -428,7 +429,7 @@ def _twin(model, target, batch, step_evidence, seconds, short: bool):
         return None
     import torch
 
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     made = twin.build(model)
     if made is None:

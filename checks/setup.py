@@ -8,7 +8,7 @@ import re
 
 from ftdoctor.sdk import check, finding, read_source, rule, user_site_in_traceback
 
-from ._failures import relay_fix
+from ftdoctor.checks._failures import relay_fix
 
 rule("FTD001", "removed-argument", "setup", "error", "An argument removed or renamed in transformers 5",
      """
@@ -544,7 +544,7 @@ def _conversation_columns(value) -> list[str] | None:
     """The columns of a row or dataset that hold conversations (None: it is neither, or holds none)."""
     from collections.abc import Mapping
 
-    from ftdoctor import data
+    from ftdoctor.facts import datasets as data
 
     try:
         if data.is_hf_dataset(value) and not data.is_streaming(value):
@@ -670,7 +670,7 @@ def _attribute_site(capture, name: str, attribute: str):
 
 def _script_name(capture, obj) -> str | None:
     """The script's name for ``obj``: at the failing line of the script, or in its module namespace."""
-    from ftdoctor.capture.frames import user_frame_in_traceback
+    from ftdoctor.core.frames import user_frame_in_traceback
 
     frame = user_frame_in_traceback(capture.exc_tb, capture.user_dir)
     spaces = ([frame.f_locals, frame.f_globals] if frame is not None else []) + [capture.namespace]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .findings import Finding, finding, rule
-from .registry import Provide, Skip, stage_check
-
-__version__ = "0.1.0"
+from ftdoctor.core.findings import Finding, finding
+from ftdoctor.core.registry import Provide, Skip, stage_check
+from ftdoctor.core.rules import VERSION as __version__
+from ftdoctor.core.rules import rule
 
 __all__ = ["check", "preflight", "FtDoctorCallback", "PreflightError", "stage_check", "finding", "rule", "Finding",
            "Provide", "Skip", "render_text", "__version__"]
@@ -14,11 +14,11 @@ __all__ = ["check", "preflight", "FtDoctorCallback", "PreflightError", "stage_ch
 def __getattr__(name):
     # The pre-flight pieces import transformers: load them only when asked for.
     if name in ("preflight", "FtDoctorCallback", "PreflightError"):
-        from . import inprocess
+        from ftdoctor.entry import preflight as inprocess
 
         return getattr(inprocess, name)
     if name == "render_text":  # the readable report as text: `assert report.ok, ftdoctor.render_text(report)`
-        from .render import render_text
+        from ftdoctor.output.terminal import render_text
 
         return render_text
     raise AttributeError(f"module 'ftdoctor' has no attribute {name!r}")
@@ -26,6 +26,6 @@ def __getattr__(name):
 
 def check(trainer, stages=None, **options):
     """Walk a live ``Trainer`` in-process; returns the report (``.ok``, ``.findings``, ``.to_json()``)."""
-    from .api import check as _check
+    from ftdoctor.entry.preflight import check as _check
 
     return _check(trainer, stages=stages, **options)

@@ -45,7 +45,7 @@ def pipeline_path(name: str) -> str:
 def check_pipeline(tmp_path, monkeypatch):
     """Walk a fixture pipeline from a scratch working directory, in this process (the same capture and walk as
     the child process of `ftdoctor check`, without paying its imports again; test_isolation runs the child)."""
-    from ftdoctor.api import check_script
+    from ftdoctor.process.parent import check_script
 
     monkeypatch.chdir(tmp_path)
 

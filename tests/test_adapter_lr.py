@@ -35,7 +35,7 @@ def test_lora_rate_too_low_in_a_loop(check_pipeline):
 
 
 def test_lora_rate_too_high_in_a_plain_trainer(tmp_path, monkeypatch):
-    from ftdoctor.api import check_script
+    from ftdoctor.process.parent import check_script
 
     source = open(pipeline_path("peft_trainer_chat_fixed.py"), encoding="utf-8").read()
     assert "learning_rate=1e-2," in source
@@ -54,7 +54,7 @@ def test_lora_at_a_lora_rate_passes(check_pipeline, name):
 
 def test_out_of_time_is_no_verdict(check_pipeline):
     """A stage cut by its time before the sweep could try other rates reports no verdict (info), never FTD701."""
-    from ftdoctor.budget import Budget
+    from ftdoctor.engine.budget import Budget
 
     report = check_pipeline("peft_loop_lr_too_low.py", stages=STAGES,
                             options={"budget": Budget("fast", overfit_seconds=0.01)})

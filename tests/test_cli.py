@@ -6,7 +6,8 @@ import json
 
 from conftest import pipeline_path, run_cli
 
-from ftdoctor.findings import DEFAULT_STAGES as STAGES, SEVERITIES
+from ftdoctor.core.stages import DEFAULT_STAGES as STAGES
+from ftdoctor.core.rules import SEVERITIES
 
 
 def test_demo_reports_the_course_bugs_and_exits_1(tmp_path):
@@ -22,7 +23,7 @@ def test_json_report_follows_the_schema(tmp_path):
     proc = run_cli("check", pipeline_path("course_mnli_broken.py"), "--json", "--offline", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     rep = json.loads(proc.stdout)
-    assert rep["schema"] == "ftdoctor.report/1"
+    assert rep["schema"] == "ftdoctor.core.report/1"
     assert rep["ok"] is False
     assert rep["task"] == "sequence-classification"
     assert set(rep["environment"]) >= {"python", "torch", "transformers", "device"}
@@ -53,7 +54,7 @@ def test_explain_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from ftdoctor.cli import main; main(['explain', '--all']); "
+    code = ("import sys; from ftdoctor.entry.cli import main; main(['explain', '--all']); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -68,7 +69,7 @@ def test_bad_arguments_exit_2(tmp_path):
 def test_readme_catalog_is_generated_from_the_rules():
     from pathlib import Path
 
-    from ftdoctor.catalog import markdown_catalog
+    from ftdoctor.output.rule_pages import markdown_catalog
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert markdown_catalog() in readme, "README catalog is stale: regenerate with `ftdoctor explain --markdown`"

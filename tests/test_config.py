@@ -10,10 +10,11 @@ import pytest
 
 from conftest import pipeline_path, run_cli
 
-from ftdoctor.config import KEYS, ConfigError, find_pyproject, load, parse_gpu_memory
-from ftdoctor.findings import DOCS_URL, Finding
-from ftdoctor.policy import Policy, apply_policy
-from ftdoctor.report import Report, StageResult
+from ftdoctor.entry.settings import KEYS, ConfigError, find_pyproject, load, parse_gpu_memory
+from ftdoctor.core.rules import page_url
+from ftdoctor.core.findings import Finding
+from ftdoctor.output.suppression import Policy, apply_policy
+from ftdoctor.core.report import Report, StageResult
 
 
 def _project(tmp_path, table: str, *scripts: str):
@@ -94,8 +95,8 @@ def test_the_closest_pyproject_with_the_table_wins(tmp_path):
 
 
 def test_gpu_memory_keeps_the_gpu_name():
-    from ftdoctor import gpu
-    from ftdoctor.cli import _parse_size, build_parser
+    from ftdoctor.runtime import devices as gpu
+    from ftdoctor.entry.cli import _parse_size, build_parser
 
     assert parse_gpu_memory("24GiB") == (24 * 2**30, None)
     assert parse_gpu_memory("A100-80GB") == (80 * 2**30, "A100-80GB")
@@ -177,8 +178,7 @@ def test_policy_sources_and_recomputed_status(tmp_path):
     assert rep.stages[0].status == "fail" and rep.stages[1].status == "skip"
     doc = json.loads(rep.to_json())
     assert {s["code"] for s in doc["suppressed"]} == set(reasons)
-    assert all(s["stage"] == "decode" and s["url"].startswith(f"{DOCS_URL}#{s['code'].lower()}-")
-               for s in doc["suppressed"])
+    assert all(s["stage"] == "decode" and s["url"] == page_url(s["code"]) for s in doc["suppressed"])
 
     rep = _report(src, ("FTD203", "error", 3))
     apply_policy(rep, Policy.from_lists(command_line_ignore=["FTD203"]))

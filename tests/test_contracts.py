@@ -51,7 +51,7 @@ def test_answers_lost_are_counted(check_pipeline):
 
 
 def test_new_rules_are_in_the_catalog():
-    from ftdoctor.catalog import rules
+    from ftdoctor.output.rule_pages import rules
 
     codes = {r.code: r for r in rules()}
     for code, stage in (("FTD221", "decode"), ("FTD222", "decode"), ("FTD223", "decode"), ("FTD224", "decode"), ("FTD225", "decode"),

@@ -97,7 +97,7 @@ def test_token_ids_beyond_the_embeddings_are_counted_in_arrow_and_in_python():
     row-by-row path a formatted dataset takes, bounded by the rows asked for."""
     from datasets import Dataset
 
-    from ftdoctor import data
+    from ftdoctor.facts import datasets as data
 
     rows = [[1, 2, 3], [4, 99, 5], [100, 6], [7]]
     flat = Dataset.from_dict({"input_ids": rows})

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from ftdoctor.runtime import devices
+
 
 def _bert(num_labels=2):
     import torch
@@ -39,11 +41,11 @@ def _target(model):
 @pytest.fixture
 def fake_gpu(monkeypatch):
     """Every device counts as an accelerator (the CPU model plays the GPU's); `free` is what the driver reports."""
-    from ftdoctor import gpu
+    from ftdoctor.runtime import devices
 
     state = {"free": 1 << 40}
-    monkeypatch.setattr(gpu, "is_accelerator", lambda device: True)
-    monkeypatch.setattr(gpu, "device_free_bytes", lambda device: state["free"])
+    monkeypatch.setattr(devices, "is_accelerator", lambda device: True)
+    monkeypatch.setattr(devices, "device_free_bytes", lambda device: state["free"])
     return state
 
 
@@ -61,7 +63,7 @@ def _cuda_assert_on(model):
 def test_a_batch_moves_to_the_models_device_and_stays_put_when_it_is_there():
     import torch
 
-    from ftdoctor.gpu import on_device
+    from ftdoctor.runtime.devices import on_device
 
     batch = {"input_ids": torch.ones(2, 3, dtype=torch.long), "meta": ["a", "b"],
              "pairs": (torch.zeros(1), torch.zeros(2))}
@@ -79,14 +81,14 @@ def test_a_batch_moves_to_the_models_device_and_stays_put_when_it_is_there():
 def test_the_targets_loss_runs_the_batch_where_the_model_is(monkeypatch):
     import torch
 
-    from ftdoctor import gpu
+    from ftdoctor.runtime import devices
 
     model = _bert()
     seen = {}
     model.register_forward_pre_hook(lambda m, a, kw: seen.update(device=kw["input_ids"].device), with_kwargs=True)
     moves = []
-    real = gpu.on_device
-    monkeypatch.setattr(gpu, "on_device", lambda batch, device: moves.append(device) or real(batch, device))
+    real = devices.on_device
+    monkeypatch.setattr(devices, "on_device", lambda batch, device: moves.append(device) or real(batch, device))
     loss, _ = _target(model).loss(model, _batch([0, 1]))
     assert torch.isfinite(loss) and moves[0] == torch.device("cpu") and seen["device"].type == "cpu"
 
@@ -96,10 +98,10 @@ def test_the_targets_loss_runs_the_batch_where_the_model_is(monkeypatch):
 def test_free_memory_of_an_accelerator_is_the_drivers_and_short_of_memory_names_the_device(monkeypatch):
     import torch
 
-    from ftdoctor import budget, gpu
+    from ftdoctor.runtime import devices as budget, devices
 
     asked = []
-    monkeypatch.setattr(gpu, "device_free_bytes", lambda device: asked.append(device) or 3 * 2**30)
+    monkeypatch.setattr(devices, "device_free_bytes", lambda device: asked.append(device) or 3 * 2**30)
     cuda = torch.device("cuda", 0)
     assert budget.free_memory(cuda) == 3 * 2**30
     assert budget.short_of_memory(2 * 2**30, "A step", cuda) is None
@@ -114,11 +116,11 @@ def test_free_memory_of_an_accelerator_is_the_drivers_and_short_of_memory_names_
 def test_a_copy_goes_beside_the_model_on_its_gpu_only_when_a_step_of_it_fits_there(fake_gpu, monkeypatch):
     import torch
 
-    from ftdoctor import gpu
-    from ftdoctor.budget import trainable_bytes
+    from ftdoctor.runtime import devices
+    from ftdoctor.runtime.devices import trainable_bytes
 
     model = _bert()
-    monkeypatch.setattr(gpu, "model_device", lambda model: torch.device("meta"))  # where the script put it
+    monkeypatch.setattr(devices, "model_device", lambda model: torch.device("meta"))  # where the script put it
     need = 4 * trainable_bytes(model)  # the copy, its gradients, two optimizer moments
     fake_gpu["free"] = 2 * need
     assert _target(model).work_device.type == "meta"
@@ -146,7 +148,7 @@ def test_stages_check_the_memory_of_the_device_they_run_on(check_pipeline, fake_
 # -- a CUDA error is replayed on the CPU ------------------------------------------------------------------------
 
 def test_a_cuda_error_is_replayed_on_the_cpu_and_the_gpu_is_not_used_again(fake_gpu):
-    from ftdoctor.registry import Skip, UserCodeError
+    from ftdoctor.core.registry import Skip, UserCodeError
 
     model = _bert(num_labels=2)
     _cuda_assert_on(model)
@@ -162,7 +164,7 @@ def test_a_cuda_error_is_replayed_on_the_cpu_and_the_gpu_is_not_used_again(fake_
 
 
 def test_a_cuda_error_the_cpu_does_not_reproduce_stays_the_gpus(fake_gpu):
-    from ftdoctor.registry import UserCodeError
+    from ftdoctor.core.registry import UserCodeError
 
     model = _bert(num_labels=2)
     _cuda_assert_on(model)
@@ -173,7 +175,7 @@ def test_a_cuda_error_the_cpu_does_not_reproduce_stays_the_gpus(fake_gpu):
 
 
 def test_an_error_on_the_cpu_is_never_replayed():
-    from ftdoctor.registry import UserCodeError
+    from ftdoctor.core.registry import UserCodeError
 
     model = _bert(num_labels=2)
     target = _target(model)
@@ -185,7 +187,7 @@ def test_an_error_on_the_cpu_is_never_replayed():
 def test_the_stand_in_keeps_class_configuration_and_shapes_with_fresh_weights():
     import torch
 
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     model = _bert(num_labels=3)
     made = twin.stand_in(model)
@@ -203,20 +205,20 @@ def _payload(model, batches):
 
 
 def test_trials_run_in_this_process_on_the_model_where_it_is():
-    from ftdoctor import gpu
+    from ftdoctor.runtime import trials
 
     model = _bert()
-    result = gpu.run_trials_here(_payload(model, [(2, _batch([0, 1])), (4, _batch([0, 1, 1, 0]))]))
+    result = trials.run_trials_here(_payload(model, [(2, _batch([0, 1])), (4, _batch([0, 1, 1, 0]))]))
     assert [t.batch_size for t in result.trials] == [2, 4] and all(t.ok for t in result.trials)
     assert result.device_error is None and all(p.grad is None for p in model.parameters())
 
 
 def test_a_cuda_error_in_the_trials_here_ends_them_with_the_error():
-    from ftdoctor import gpu
+    from ftdoctor.runtime import trials
 
     model = _bert()
     _cuda_assert_on(model)
-    result = gpu.run_trials_here(_payload(model, [(2, _batch([0, 1])), (4, _batch([0, 1, 1, 0]))]))
+    result = trials.run_trials_here(_payload(model, [(2, _batch([0, 1])), (4, _batch([0, 1, 1, 0]))]))
     assert len(result.trials) == 1 and result.trials[0].cuda_error
     assert "device-side assert" in result.device_error
 
@@ -229,7 +231,7 @@ def test_what_any_adamw_steps_is_put_back_exactly(kind):
     step counts as changed."""
     import torch
 
-    from ftdoctor.targets.snapshot import WeightSnapshot
+    from ftdoctor.runtime.snapshot import WeightSnapshot
 
     model = _bert()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -251,7 +253,7 @@ def test_what_any_adamw_steps_is_put_back_exactly(kind):
 def test_only_what_an_optimizer_steps_is_saved_and_a_forward_saves_nothing():
     import torch
 
-    from ftdoctor.targets.snapshot import WeightSnapshot
+    from ftdoctor.runtime.snapshot import WeightSnapshot
 
     model = _bert()
     snap = WeightSnapshot(model)
@@ -272,10 +274,9 @@ def test_beyond_its_share_of_free_memory_the_snapshot_goes_to_a_file_and_back(mo
 
     import torch
 
-    from ftdoctor import budget
-    from ftdoctor.targets import snapshot
+    from ftdoctor.runtime import snapshot
 
-    monkeypatch.setattr(budget, "free_memory", lambda device=None: 1024)  # a share of it holds nothing
+    monkeypatch.setattr(devices, "free_memory", lambda device=None: 1024)  # a share of it holds nothing
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)
     model = _bert()
@@ -297,8 +298,8 @@ def test_a_walk_on_the_gpu_names_the_cause_of_a_cuda_error_and_skips_what_needs_
     """The whole walk, with the model's forward on the (fake) GPU failing as a kernel assert does: the forward stage
     reports the CPU's error, matched to the finding that predicted it (tokens added to the tokenizer, beyond the
     embeddings), and the later model stages say why they did not run."""
-    from ftdoctor import twin
-    from ftdoctor.registry import UserCodeError
+    from ftdoctor.runtime import twin
+    from ftdoctor.core.registry import UserCodeError
     from ftdoctor.targets.trainer import TrainerTarget
 
     stand_ins = []
@@ -338,7 +339,7 @@ def test_a_step_that_computes_its_own_gradients_is_put_back_too():
     """LBFGS takes a closure and makes the gradients inside its step: nothing has one when the step begins."""
     import torch
 
-    from ftdoctor.targets.snapshot import WeightSnapshot
+    from ftdoctor.runtime.snapshot import WeightSnapshot
 
     model = _bert()
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -73,7 +73,7 @@ def test_a_collective_on_one_rank_becomes_a_finding_and_leaves_no_process(tmp_pa
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    if script.encode() in fh.read() or b"ftdoctor.child" in fh.read():
+                    if script.encode() in fh.read() or b"ftdoctor.process.child" in fh.read():
                         left.append(pid)
             except OSError:
                 pass
@@ -120,7 +120,7 @@ def test_callback_under_torchrun_checks_every_rank_and_stops_them_together(tmp_p
     import subprocess
     import sys
 
-    from ftdoctor.runner import free_port
+    from ftdoctor.core.env import free_port
 
     script = tmp_path / "train.py"
     script.write_text(CALLBACK_SCRIPT)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from ftdoctor.findings import RULES, finding, rule
-from ftdoctor.registry import Check, Provide, Skip
-from ftdoctor.render import render_text
-from ftdoctor.walk import walk
+from ftdoctor.core.rules import RULES, rule
+from ftdoctor.core.findings import finding
+from ftdoctor.core.registry import Check, Provide, Skip
+from ftdoctor.output.terminal import render_text
+from ftdoctor.engine.walk import walk
 
 
 @pytest.fixture
@@ -122,7 +123,7 @@ def test_finding_takes_severity_and_title_from_its_rule_only(rules):
 
 
 def test_user_code_errors_become_a_finding_not_an_internal_error():
-    from ftdoctor.registry import run_user
+    from ftdoctor.core.registry import run_user
 
     def collator(rows):
         raise ValueError("bad row")
@@ -137,7 +138,7 @@ def test_user_code_errors_become_a_finding_not_an_internal_error():
 
 
 def test_every_builtin_check_declares_rules_that_exist():
-    from ftdoctor.registry import all_checks, load_checks
+    from ftdoctor.core.registry import all_checks, load_checks
 
     load_checks()
     for chk in all_checks():

@@ -83,7 +83,7 @@ def test_a_stage_alone_runs_what_it_depends_on(check_pipeline):
 
 def test_notebook_cells_run_and_findings_point_at_the_cell(tmp_path, monkeypatch):
     import style_matrix as sm
-    from ftdoctor.api import check_script
+    from ftdoctor.process.parent import check_script
 
     monkeypatch.chdir(tmp_path)
     nb = tmp_path / "finetune.ipynb"
@@ -91,7 +91,7 @@ def test_notebook_cells_run_and_findings_point_at_the_cell(tmp_path, monkeypatch
     report = check_script(str(nb), in_process=True, timeout=300).report
     (f,) = findings_at(report, "config", "FTD101")
     assert f.location.startswith("finetune.ipynb#cell1:")
-    from ftdoctor.source import source_lines
+    from ftdoctor.core.source import source_lines
 
     start, code = source_lines(f.location)
     assert "from_pretrained" in code  # the shown line is the cell's, not the notebook's JSON

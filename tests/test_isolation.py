@@ -249,7 +249,7 @@ def test_a_folder_named_ftdoctor_in_the_working_directory_does_not_shadow_the_ch
     (proj / "ftdoctor").mkdir(parents=True)
     (proj / "ftdoctor" / "__init__.py").write_text("raise ImportError('the decoy ftdoctor was imported')\n")
     script = _script(tmp_path, "train.py", TRAINER_SCRIPT.format(after="trainer.train()\n"))
-    parent = "import sys; sys.path.pop(0); from ftdoctor.cli import main; sys.exit(main())"
+    parent = "import sys; sys.path.pop(0); from ftdoctor.entry.cli import main; sys.exit(main())"
     proc = subprocess.run([sys.executable, "-c", parent, "check", script, "--json", *FAST_STAGES, "--",
                            str(tmp_path)], cwd=proj, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -1,3 +1,4 @@
+from ftdoctor.runtime import devices
 """A machine short of memory: the stages that need copies of the model are not run and say so (FTD806), and the
 stages before them keep their findings: a report, never a process killed for memory."""
 
@@ -9,11 +10,10 @@ from conftest import findings_at
 
 
 def test_stages_short_of_memory_say_so_and_the_rest_stands(check_pipeline, monkeypatch):
-    from ftdoctor import budget
 
     report_before = check_pipeline("course_mnli_broken.py", stages=["config", "decode", "collate"])
     # Nothing left: every stage that copies the model stops at once.
-    monkeypatch.setattr(budget, "free_memory", lambda device=None: 1024)
+    monkeypatch.setattr(devices, "free_memory", lambda device=None: 1024)
     report = check_pipeline("course_mnli_broken.py", stages=["config", "decode", "collate", "forward", "backward",
                                                             "overfit", "memory"])
     assert report.stage("forward").status == "skip" and report.stage("overfit").status == "skip"
@@ -28,7 +28,7 @@ def test_stages_short_of_memory_say_so_and_the_rest_stands(check_pipeline, monke
 
 
 def test_backward_alone_short_of_memory(check_pipeline, monkeypatch):
-    from ftdoctor import budget
+    from ftdoctor.runtime import devices as budget
 
     model_bytes = {}
 
@@ -36,7 +36,7 @@ def test_backward_alone_short_of_memory(check_pipeline, monkeypatch):
         # Room for the working copy (1x the trainable weights) but not for it and its gradients (2x).
         return int(model_bytes.get("n", 1 << 40) * 2)
 
-    monkeypatch.setattr(budget, "free_memory", machine)
+    monkeypatch.setattr(devices, "free_memory", machine)
     first = check_pipeline("course_mnli_fixed.py", stages=["decode", "collate", "forward"])
     model_bytes["n"] = budget.trainable_bytes(first.context["model"])
     report = check_pipeline("course_mnli_fixed.py", stages=["decode", "collate", "forward", "backward"])
@@ -55,13 +55,13 @@ def test_a_model_too_large_to_copy_is_walked_in_place_with_the_same_verdicts(che
     as the script left them."""
     import torch
 
-    from ftdoctor import budget
+    from ftdoctor.runtime import devices as budget
 
     stages = ["decode", "collate", "forward", "backward", "overfit", "memory"]
     on_copies = check_pipeline("bert_mrpc_learning_rate_too_high.py", stages=stages)
     weights = budget.trainable_bytes(on_copies.context["model"])
     # Room for one step of the model itself (3x its weights), not for a trial on a copy beside it (5x).
-    monkeypatch.setattr(budget, "free_memory", lambda device=None: 4 * weights)
+    monkeypatch.setattr(devices, "free_memory", lambda device=None: 4 * weights)
     in_place = check_pipeline("bert_mrpc_learning_rate_too_high.py", stages=stages, options={"disposable": True})
     target = in_place.context["target"]
     assert target.copies() == 0 and target._snapshot is None  # worked in place; the snapshot is gone
@@ -96,7 +96,7 @@ def test_a_killed_walks_snapshot_is_removed_by_the_next(tmp_path):
     import subprocess
     import sys
 
-    from ftdoctor.targets import snapshot
+    from ftdoctor.runtime import snapshot
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f"{snapshot.SNAPSHOT_PREFIX}{gone.stdout.strip()}-x.pt"

@@ -159,25 +159,25 @@ def test_optimizer_state_by_type_without_a_measured_step():
 def test_device_inventory_without_a_gpu_and_the_named_device():
     import torch
 
-    from ftdoctor import gpu
-    from ftdoctor.cli import _parse_size
+    from ftdoctor.runtime import devices
+    from ftdoctor.entry.cli import _parse_size
 
     if not torch.cuda.is_available():
-        assert gpu.inventory() == [] and gpu.plan_device() is None
-    named = gpu.plan_device(_parse_size("A100-80GB"))
+        assert devices.inventory() == [] and devices.plan_device() is None
+    named = devices.plan_device(_parse_size("A100-80GB"))
     assert named.total_bytes == 80 * 2**30 and named.source == "--gpu-memory"
-    busy = gpu.Device(0, "NVIDIA H100", 80 * 2**30, 50 * 2**30, [{"pid": 1, "used_bytes": 30 * 2**30}])
-    assert busy.plannable_bytes == 50 * 2**30 - gpu.CONTEXT_RESERVE
+    busy = devices.Device(0, "NVIDIA H100", 80 * 2**30, 50 * 2**30, [{"pid": 1, "used_bytes": 30 * 2**30}])
+    assert busy.plannable_bytes == 50 * 2**30 - devices.CONTEXT_RESERVE
 
 
 def test_trial_steps_run_in_a_child_process(trainer):
     """The real child entry point, on the CPU: two steps per batch size, one JSON line per trial."""
     from ftdoctor.targets import work_copy as copy_model
-    from ftdoctor import gpu
+    from ftdoctor.runtime import trials
 
     train = trainer._remove_unused_columns(trainer.train_dataset, "training")
     batch = dict(trainer.data_collator([train[i] for i in range(4)]))
-    result = gpu.run_trials({"model": copy_model(trainer.model), "batches": [(4, batch)], "device": "cpu",
+    result = trials.run_trials({"model": copy_model(trainer.model), "batches": [(4, batch)], "device": "cpu",
                              "optimizer_class": "torch.optim.AdamW", "optimizer_kwargs": {"lr": 1e-3}}, timeout=300)
     assert result.returncode == 0, result.stderr
     assert [(t.batch_size, t.ok) for t in result.trials] == [(4, True)]
@@ -188,11 +188,11 @@ def fake_device(monkeypatch):
     """Trial steps go to a child process that fails like a GPU does (tests/fake_gpu.py)."""
     import os
 
-    from ftdoctor import gpu
+    from ftdoctor.runtime import trials
 
     here = os.path.dirname(os.path.abspath(__file__))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
-    monkeypatch.setattr(gpu, "TRIAL_TARGET", "fake_gpu:device_assert")
+    monkeypatch.setattr(trials, "TRIAL_TARGET", "fake_gpu:device_assert")
 
 
 def _with_second_longest_row(trainer, column, value):
@@ -244,7 +244,7 @@ def test_a_cuda_error_in_the_trial_on_the_model_in_place_is_replayed_on_a_stand_
     kernel assert on a bad label ends them, and the CPU replays the rows on a stand-in of the model (the weights
     on the GPU cannot be read any more)."""
     import ftdoctor
-    from ftdoctor import gpu
+    from ftdoctor.runtime import devices, trials
 
     ev = _memory(trainer).evidence
     device = int((ev["params_bytes"] + ev["optimizer_bytes"] + ev["grads_bytes"]
@@ -256,9 +256,9 @@ def test_a_cuda_error_in_the_trial_on_the_model_in_place_is_replayed_on_a_stand_
         if labels is not None and int(labels.max()) >= n_classes:
             raise RuntimeError("CUDA error: device-side assert triggered")
 
-    monkeypatch.setattr(gpu, "is_accelerator", lambda device: True)
-    monkeypatch.setattr(gpu, "device_free_bytes", lambda device: 1 << 40)
-    monkeypatch.setattr(gpu, "run_trials", lambda *a, **k: pytest.fail("a second process was started"))
+    monkeypatch.setattr(devices, "is_accelerator", lambda device: True)
+    monkeypatch.setattr(devices, "device_free_bytes", lambda device: 1 << 40)
+    monkeypatch.setattr(trials, "run_trials", lambda *a, **k: pytest.fail("a second process was started"))
     hook = trainer.model.register_forward_pre_hook(kernel, with_kwargs=True)
     weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}  # after a GPU error none is put back
     saved = trainer.train_dataset
@@ -283,7 +283,6 @@ def test_causal_lm_evaluation_keeps_every_logit_on_the_device(check_pipeline):
     (est,) = findings_at(report, "memory")
     ev = est.evidence
     assert ev["eval_accumulated_bytes"] > 0 and ev["peak_eval_bytes"] > ev["params_bytes"] + ev["eval_accumulated_bytes"]
-    from ftdoctor.pipeline import Pipeline  # noqa: F401  (the report above came from a captured script)
     import ftdoctor
 
     trainer = report.context["trainer"]

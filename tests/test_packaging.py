@@ -15,9 +15,9 @@ def test_wheel_install_runs_demo(tmp_path):
     build = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                             "--target", str(target), str(ROOT)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
-    for rel in ("ftdoctor/cli.py", "ftdoctor/checks/config.py", "ftdoctor/checks/memory.py",
+    for rel in ("ftdoctor/entry/cli.py", "ftdoctor/checks/config.py", "ftdoctor/checks/memory.py",
                 "ftdoctor/fixtures/pipelines/course_mnli_broken.py", "ftdoctor/fixtures/metrics/glue/glue.py",
-                "ftdoctor/references/token_classification.py", "ftdoctor/targets/trainer.py", "ftdoctor/child.py"):
+                "ftdoctor/references/token_classification.py", "ftdoctor/targets/trainer.py", "ftdoctor/process/child.py"):
         assert (target / rel).is_file(), rel
     env = {**os.environ, "PYTHONPATH": str(target)}
     work = tmp_path / "work"

@@ -20,7 +20,7 @@ def _errors(report):
 
 
 def _walk_script(path, monkeypatch, tmp_path, stages=None):
-    from ftdoctor.api import check_script
+    from ftdoctor.process.parent import check_script
 
     monkeypatch.chdir(tmp_path)
     result = check_script(str(path), [], timeout=300, stages=stages, in_process=True)
@@ -177,7 +177,7 @@ def test_frozen_adapter_fix_never_unfreezes_the_base():
     from peft import LoraConfig, get_peft_model
 
     from ftdoctor.checks.backward import some_parameters_train
-    from ftdoctor.pipeline import Pipeline
+    from ftdoctor.engine.pipeline import Pipeline
 
     base = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
     model = get_peft_model(base, LoraConfig(r=2, target_modules=["0"]))

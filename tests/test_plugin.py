@@ -54,7 +54,7 @@ def test_stage_items_fail_with_the_fix_and_correct_pipeline_passes(project):
     for stage in ("config", "decode", "collate", "metrics"):
         result.stdout.fnmatch_lines([f"FAILED broken.py::{stage}*"])
     assert "num_labels=3" in out and "DataCollatorWithPadding" in out and "argmax" in out
-    assert "Traceback" not in out and "ftdoctor/walk.py" not in out
+    assert "Traceback" not in out and "ftdoctor/engine/walk.py" not in out
     assert "broken.py:" in out  # the user's line is shown
     # fixed.py passes every stage; its warnings (if any) land in the warnings summary, not as failures.
     assert "FAILED fixed.py" not in out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from conftest import pipeline_path
 
-from ftdoctor import progress
+from ftdoctor.core import progress
 
 
 def test_step_estimates_the_time_left_and_respects_a_limit(monkeypatch):
@@ -30,7 +30,7 @@ def test_without_a_sink_a_step_does_nothing():
 
 
 def test_the_overfit_stage_reports_its_trials_through_the_child_process(tmp_path, monkeypatch):
-    from ftdoctor.api import check_script
+    from ftdoctor.process.parent import check_script
 
     monkeypatch.chdir(tmp_path)
     events = []

@@ -30,7 +30,7 @@ except ImportError:
 
 
 def smallest_budget():
-    from ftdoctor.budget import OVERFIT_SECONDS, Budget, MIN_TOKENS
+    from ftdoctor.engine.budget import OVERFIT_SECONDS, Budget, MIN_TOKENS
 
     return Budget("fast", rows=2, max_tokens=MIN_TOKENS, overfit_seconds=OVERFIT_SECONDS,
                   notes=["forced by the test: 2 rows per batch", f"rows cut to their last {MIN_TOKENS} tokens"])
@@ -46,8 +46,8 @@ def test_broken_fixture_found_at_reduced_size(check_pipeline, name, stages, stag
 def test_the_report_says_what_ran_at_reduced_size(check_pipeline):
     import json
 
-    from ftdoctor.report import Report
-    from ftdoctor.render import render_text
+    from ftdoctor.core.report import Report
+    from ftdoctor.output.terminal import render_text
 
     report = check_pipeline("course_mnli_fixed.py", stages=["decode", "collate"],
                             options={"budget": smallest_budget()})
@@ -68,7 +68,7 @@ def test_the_budget_names_each_reduction_once():
 
     import torch
 
-    from ftdoctor.budget import MAX_ROWS, MIN_TOKENS, decide
+    from ftdoctor.engine.budget import MAX_ROWS, MIN_TOKENS, decide
 
     large = torch.nn.Linear(20_000, 20_000, device="meta")  # 400M parameters, no memory
     budget = decide(large, types.SimpleNamespace(per_device_train_batch_size=32))

@@ -13,7 +13,7 @@ TASKS = list(references.TASKS)
 
 
 def test_one_reference_per_task():
-    from ftdoctor.pipeline import TASKS as REPORT_TASKS
+    from ftdoctor.engine.pipeline import TASKS as REPORT_TASKS
 
     assert tuple(TASKS) == REPORT_TASKS
     for task in TASKS:
@@ -23,7 +23,7 @@ def test_one_reference_per_task():
 @pytest.mark.parametrize("task", TASKS)
 def test_reference_is_clean(tmp_path, monkeypatch, task):
     """Every stage runs, overfit included: the references' learning rates suit the tiny fixture models."""
-    from ftdoctor.api import check_script
+    from ftdoctor.process.parent import check_script
 
     monkeypatch.chdir(tmp_path)
     result = check_script(references.get(task).path, [], timeout=300)
@@ -77,7 +77,7 @@ def test_reference_cli_run(tmp_path):
 def test_help_does_not_import_torch():
     import subprocess
 
-    code = ("import sys; from ftdoctor.cli import main\ntry:\n    main(['reference', '--help'])\nexcept SystemExit:\n"
+    code = ("import sys; from ftdoctor.entry.cli import main\ntry:\n    main(['reference', '--help'])\nexcept SystemExit:\n"
             "    pass\nprint('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip().endswith("False"), out.stdout + out.stderr

@@ -16,7 +16,7 @@ CASES = [(p, s) for p in sm.PIPELINES for s in sm.STYLES if sm.applies(p, s)]
 
 @pytest.mark.parametrize("pipeline,style", CASES, ids=[f"{p}-{s}" for p, s in CASES])
 def test_pipeline_in_style(tmp_path, monkeypatch, pipeline, style):
-    from ftdoctor.api import check_script
+    from ftdoctor.process.parent import check_script
 
     monkeypatch.chdir(tmp_path)
     path = tmp_path / sm.filename(pipeline, style)

@@ -25,7 +25,7 @@ def _variant(tmp_path, name: str, old: str, new: str) -> str:
 
 
 def _check(path, tmp_path, monkeypatch):
-    from ftdoctor.api import check_script
+    from ftdoctor.process.parent import check_script
 
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
@@ -126,7 +126,7 @@ def test_correct_counterparts_are_clean(check_pipeline, name):
 
 def test_trained_token_view(check_pipeline):
     """Assistant-only loss: the view shows the answers trained and the prompt masked, in JSON and in the text."""
-    from ftdoctor.render import render_text
+    from ftdoctor.output.terminal import render_text
 
     report = check_pipeline("trl_sft_assistant_only_fixed.py", stages=["decode", "collate"])
     view = report.stage("collate").evidence["trained_tokens"]

@@ -1,4 +1,4 @@
-"""The shrunk twin (ftdoctor/twin.py): the overfit stage's stand-in for a model too large to train for dozens of
+"""The shrunk twin (ftdoctor/runtime/twin.py): the overfit stage's stand-in for a model too large to train for dozens of
 steps on this machine. It must keep the user's class, head and weights where they exist, refuse what it cannot
 stand in for, and find the same learning bugs as the model itself."""
 
@@ -29,7 +29,7 @@ def _llama(layers=4, vocab=64, tie=False):
 def test_twin_keeps_class_head_and_the_users_first_layers():
     import torch
 
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     model = _llama()
     model.model.layers[0].mlp.down_proj.weight.requires_grad_(False)
@@ -60,7 +60,7 @@ def test_twin_buffers_outside_the_state_dict_are_the_users():
     (the rotary frequencies) too, so the twin computes what the model computes."""
     import torch
 
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     model = _llama()
     rotary = model.model.rotary_emb
@@ -75,7 +75,7 @@ def test_twin_keeps_per_layer_config_lists():
     """A config list with one entry per layer (attention kinds) keeps the kept layers' entries."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     config = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
@@ -91,7 +91,7 @@ def test_twin_of_other_families(build):
     from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig,
                               DistilBertForSequenceClassification, GPT2Config, GPT2LMHeadModel)
 
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     if build == "gpt2":
         model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=4, n_head=2, n_positions=32))
@@ -113,7 +113,7 @@ def test_twin_of_other_families(build):
 def test_no_twin_for_what_it_cannot_stand_in_for():
     import torch
 
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     replaced_head = _llama()
     replaced_head.lm_head = torch.nn.Linear(32, 100, bias=False)  # another vocabulary than the config's
@@ -134,7 +134,7 @@ def test_twin_of_a_lora_model_carries_the_adapter():
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     model = get_peft_model(_llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():  # the user's adapter has trained a little: B is no longer zero
@@ -157,7 +157,7 @@ def test_no_twin_for_several_adapters_or_a_frozen_one():
     pytest.importorskip("peft")
     from peft import LoraConfig, get_peft_model
 
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     two = get_peft_model(_llama(), LoraConfig(r=4, target_modules=["q_proj"]))
     two.add_adapter("other", LoraConfig(r=4, target_modules=["v_proj"]))
@@ -171,7 +171,7 @@ def twin_forced(monkeypatch):
     """The overfit stage as on a machine too small for a trial of the model itself: the twin then stands in (one
     layer of the fixtures' two)."""
     import ftdoctor.checks.overfit as overfit
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     real = overfit.short_of_memory
     monkeypatch.setattr(twin, "LAYERS", 1)
@@ -210,7 +210,7 @@ def test_correct_pipeline_learns_on_the_twin(check_pipeline, twin_forced, script
 
 def test_without_a_twin_a_model_too_large_is_skipped_with_ftd806(check_pipeline, monkeypatch):
     import ftdoctor.checks.overfit as overfit
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     monkeypatch.setattr(twin, "build", lambda model, layers=None: None)
     monkeypatch.setattr(overfit, "short_of_memory", lambda model, times, what, device=None: __import__(
@@ -246,7 +246,7 @@ def test_a_library_wrapper_on_forward_is_carried_to_the_twin_and_runs_the_twin()
 
     import torch
 
-    from ftdoctor import twin
+    from ftdoctor.runtime import twin
 
     model = _llama()
     original = model.forward

@@ -82,7 +82,7 @@ def test_walk_restores_weights_optimizer_and_rng(captured, tmp_path):
 
 
 def test_nothing_after_train_runs_and_output_dir_untouched(tmp_path, monkeypatch):
-    from ftdoctor.api import check_script
+    from ftdoctor.process.parent import check_script
 
     script = tmp_path / "train.py"
     marker = tmp_path / "after_train.txt"
@@ -101,7 +101,7 @@ def test_nothing_after_train_runs_and_output_dir_untouched(tmp_path, monkeypatch
 
 def test_script_sees_its_argv_main_and_directory(tmp_path, monkeypatch):
     """The script runs as `python SCRIPT ARGS` would."""
-    from ftdoctor.api import check_script
+    from ftdoctor.process.parent import check_script
 
     (tmp_path / "helper_mod.py").write_text("VALUE = 42\n")
     work = tmp_path / "cwd"

@@ -16,8 +16,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..source import Site
-from .frames import deepest_user_frame, is_user_file
+from ftdoctor.core.source import Site
+from ftdoctor.core.frames import deepest_user_frame, is_user_file
 
 # Loss functions a loop may call itself; recorded at top level (inside a model's forward they are the model's).
 FUNCTIONAL_LOSSES = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
@@ -553,7 +553,7 @@ class LoopHooks:
     def adopt_failure(self, exc_tb) -> None:
         """The loop raised before its first step: take the model and the inputs of the call that failed (or of
         the last model call, when the failure came after it), and an optimizer that holds its parameters."""
-        from .frames import user_frame_in_traceback
+        from ftdoctor.core.frames import user_frame_in_traceback
 
         frame = user_frame_in_traceback(exc_tb, self.cap.user_dir)
         call = self.failed_forward or (max(self.forwards.values(), key=lambda c: c.order) if self.forwards else None)

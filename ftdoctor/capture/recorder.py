@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..source import Site
-from .frames import deepest_user_frame
+from ftdoctor.core.source import Site
+from ftdoctor.core.frames import deepest_user_frame
 
 
 class Recorder:
@@ -71,7 +71,7 @@ def _as_if_online(obj: Any, kwargs: dict) -> None:
     user's cached map would be recomputed (and cached twice). Record what the user's own run records."""
     import os
 
-    from ..api import FORCED_OFFLINE
+    from ftdoctor.core.env import FORCED_OFFLINE
 
     if "HF_HUB_OFFLINE" not in os.environ.get(FORCED_OFFLINE, "").split(",") or "local_files_only" in kwargs:
         return

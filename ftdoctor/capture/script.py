@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any, Callable
 
-from ..source import Site
-from .frames import deepest_user_frame, is_user_file, user_frame_in_traceback
-from .imports import PostImportHooks
-from .loop import LoopHooks, LoopRecord, _StopLoop
-from .recorder import Recorder
+from ftdoctor.core.source import Site
+from ftdoctor.core.frames import deepest_user_frame, is_user_file
+from ftdoctor.capture.imports import PostImportHooks
+from ftdoctor.capture.loop import LoopHooks, LoopRecord, _StopLoop
+from ftdoctor.capture.recorder import Recorder
 
 
 class _TrainingStarted(BaseException):
@@ -284,7 +284,7 @@ def _one_rank_if_alone(init_process_group: Callable, cap: Capture) -> Callable:
         method = kwargs.get("init_method", args[1] if len(args) > 1 else None)
         if kwargs.get("store") is None and method in (None, "env://") and \
                 not any(v in os.environ for v in ("RANK", "WORLD_SIZE")):
-            from ..runner import free_port
+            from ftdoctor.core.env import free_port
 
             env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
                    "MASTER_PORT": str(free_port())}
@@ -319,7 +319,7 @@ def _run(script: str) -> None:
     import runpy
     import types
 
-    from ..source import is_notebook, notebook_source
+    from ftdoctor.core.source import is_notebook, notebook_source
 
     if not is_notebook(script):
         runpy.run_path(script, run_name="__main__")
@@ -350,7 +350,7 @@ def tensorflow_import(script: str) -> Site | None:
     """The first line importing TensorFlow/Keras or a TF* class from transformers, if the script has one."""
     import ast
 
-    from ..source import read_source
+    from ftdoctor.core.source import read_source
 
     try:
         tree = ast.parse(read_source(script))

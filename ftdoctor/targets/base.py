@@ -7,117 +7,8 @@ import itertools
 import os
 from typing import Any, Iterator
 
-from ..registry import UserCodeError, run_user
-
-
-def work_copy(model: Any, device: Any = None) -> Any:
-    """A copy of ``model`` to run and train on, leaving the user's model untouched.
-
-    Frozen parameters never change (no gradient reaches them, so no optimizer moves them): the copy shares them
-    with the user's model instead of duplicating them, unless the copy moves to another device.
-    """
-    import copy
-
-    import torch
-
-    params = list(model.parameters())
-    here = params[0].device if params else torch.device("cpu")
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    memo: dict[int, Any] = {}
-    if here == device:
-        for p in params:
-            if not p.requires_grad:
-                memo[id(p)] = p
-    work = copy.deepcopy(model, memo)
-    _rebind_functions(work, memo)
-    return work.to(device) if here != device else work
-
-
-def _rebind_functions(work: Any, memo: dict[int, Any]) -> None:
-    """Point functions set on the copy's modules at the copy.
-
-    ``copy.deepcopy`` shares plain functions: a ``forward`` the script set on a module (``layer.forward =
-    checkpointed``, closing over ``layer`` and ``layer.forward``) would run the user's modules from the copy, so
-    the copy's own parameters would never be used. Such a function is rebuilt with its defaults and closure mapped
-    to the copied objects.
-    """
-    import functools
-    import types
-
-    mapped = remapper(memo)
-    for module in work.modules():
-        for name, value in list(vars(module).items()):
-            if isinstance(value, (types.FunctionType, functools.partial, types.MethodType)):
-                new = mapped(value)
-                if new is not value:
-                    vars(module)[name] = new
-
-
-def remapper(memo: dict[int, Any]) -> Any:
-    """A function mapping a value to its counterpart under ``memo`` (id of an original -> its counterpart): the
-    counterpart itself, or a method, partial or function rebuilt so that what it is bound to, holds as arguments
-    or closes over is mapped too (a few levels deep)."""
-    import functools
-    import types
-
-    done: dict[int, Any] = {}
-
-    def mapped(value: Any, depth: int = 0) -> Any:
-        if id(value) in memo and id(value) != id(memo):
-            return memo[id(value)]
-        if depth > 3:
-            return value
-        if isinstance(value, types.MethodType):
-            owner = mapped(value.__self__, depth + 1)
-            func = mapped(value.__func__, depth + 1)
-            if owner is value.__self__ and func is value.__func__:
-                return value
-            return types.MethodType(func, owner)
-        if isinstance(value, functools.partial):
-            func = mapped(value.func, depth + 1)
-            args = tuple(mapped(a, depth + 1) for a in value.args)
-            kwargs = {k: mapped(v, depth + 1) for k, v in value.keywords.items()}
-            if func is value.func and all(x is y for x, y in zip(args, value.args)) \
-                    and all(kwargs[k] is v for k, v in value.keywords.items()):
-                return value
-            return functools.partial(func, *args, **kwargs)
-        if isinstance(value, types.FunctionType):
-            return function(value, depth)
-        return value
-
-    def function(fn: types.FunctionType, depth: int) -> types.FunctionType:
-        if id(fn) in done:
-            return done[id(fn)]
-        done[id(fn)] = fn  # a function reaching itself through its closure stays as it is
-        changed = False
-
-        def remap(v: Any) -> Any:
-            nonlocal changed
-            new = mapped(v, depth + 1)
-            changed = changed or new is not v
-            return new
-
-        defaults = tuple(remap(d) for d in fn.__defaults__) if fn.__defaults__ else fn.__defaults__
-        kwdefaults = {k: remap(v) for k, v in fn.__kwdefaults__.items()} if fn.__kwdefaults__ else None
-        cells = []
-        for cell in fn.__closure__ or ():
-            try:
-                contents = cell.cell_contents
-            except ValueError:  # an empty cell
-                cells.append(cell)
-                continue
-            new = remap(contents)
-            cells.append(cell if new is contents else types.CellType(new))
-        if not changed:
-            return fn
-        new = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, defaults, tuple(cells) or None)
-        new.__kwdefaults__ = kwdefaults
-        new.__dict__.update(fn.__dict__)
-        new.__qualname__, new.__module__, new.__doc__ = fn.__qualname__, fn.__module__, fn.__doc__
-        done[id(fn)] = new
-        return new
-
-    return mapped
+from ftdoctor.core.registry import UserCodeError, run_user
+from ftdoctor.runtime.copies import work_copy
 
 
 class Target:
@@ -175,7 +66,7 @@ class Target:
             return self.collator
         from functools import partial
 
-        from ..data import pad_rows
+        from ftdoctor.facts.datasets import pad_rows
 
         pad = getattr(self.pipeline.tokenizer, "pad_token_id", None)
         return partial(pad_rows, pad_id=pad if isinstance(pad, int) else 0)
@@ -218,9 +109,9 @@ class Target:
         if self._work_device is None:
             import torch
 
-            from ..budget import short_of_memory, trainable_bytes
-            from ..data import is_dispatched
-            from ..gpu import is_accelerator, model_device
+            from ftdoctor.runtime.devices import short_of_memory, trainable_bytes
+            from ftdoctor.facts.models import is_dispatched
+            from ftdoctor.runtime.devices import is_accelerator, model_device
 
             device = model_device(self.model)
             if is_accelerator(device) and not self._use_in_place():
@@ -238,7 +129,7 @@ class Target:
         if self._in_place is None:
             self._in_place = any(p.requires_grad for p in self.model.parameters())
             if self._in_place:
-                from .snapshot import WeightSnapshot
+                from ftdoctor.runtime.snapshot import WeightSnapshot
 
                 self._snapshot = WeightSnapshot(self.model)
         return self._in_place
@@ -266,7 +157,7 @@ class Target:
             self._snapshot.discard()
             self._snapshot = None
         if self._work_device is not None and self.device_error is None:
-            from ..gpu import release
+            from ftdoctor.runtime.devices import release
 
             release(self._work_device)
 
@@ -283,7 +174,7 @@ class Target:
         CPU (`_replayed_on_cpu`) and the CPU's error raised instead; after one, the GPU is not used again."""
         import torch
 
-        from ..gpu import model_device, on_device
+        from ftdoctor.runtime.devices import model_device, on_device
 
         device = model_device(model)
         self._refuse_a_failed_device(device)
@@ -296,8 +187,8 @@ class Target:
             raise replayed from None
 
     def _refuse_a_failed_device(self, device: Any) -> None:
-        from ..gpu import is_accelerator
-        from ..registry import Skip
+        from ftdoctor.runtime.devices import is_accelerator
+        from ftdoctor.core.registry import Skip
 
         if self.device_error is not None and is_accelerator(device):
             raise Skip(f"the GPU cannot be used after `{self.device_error}` in an earlier stage")
@@ -308,13 +199,13 @@ class Target:
         (its class and configuration, two layers, fresh weights: the weights on the GPU cannot be read once a kernel
         has failed), and the CPU's error with a note of the GPU's. None when ``err`` is no CUDA error, or the CPU
         runs the batch (then the GPU's own error stands). Every later use of the GPU is refused."""
-        from ..gpu import is_accelerator, is_cuda_error
+        from ftdoctor.runtime.devices import is_accelerator, is_cuda_error
 
         text = f"{type(err.exc).__name__}: {err.exc}"
         if not is_accelerator(device) or not is_cuda_error(text):
             return None
         self.device_error = text.strip().splitlines()[0][:300]
-        from .. import twin
+        from ftdoctor.runtime import twin
 
         stand_in = twin.stand_in(model)
         if stand_in is None:
@@ -388,7 +279,7 @@ class Target:
     def rank_samples(self, batches: int) -> dict:
         """What this rank trains on: the rows of its first batches, and the dataset indices of its whole first
         epoch when the loader's sampler tells them."""
-        from .distributed import batch_keys
+        from ftdoctor.runtime.ranks import batch_keys
 
         loader = run_user("building the training loader", self.train_loader)
         out: dict[str, Any] = {"sample_keys": [], "epoch_indices": None, "dataset_len": None, "sampler": None}
@@ -438,7 +329,7 @@ def _len(obj: Any) -> int | None:
 
 def take_rows(ds: Any, n: int) -> list[Any]:
     """The first ``n`` rows of a map-style or iterable (streaming) dataset."""
-    from .. import data
+    from ftdoctor.facts import datasets as data
 
     if data.is_hf_dataset(ds):
         size = data.safe_len(ds)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import Skip, run_user
-from .base import Target
+from ftdoctor.core.registry import Skip, run_user
+from ftdoctor.targets.base import Target
 
 
 class LoopTarget(Target):
@@ -64,7 +64,7 @@ class LoopTarget(Target):
         return [forward] if forward is not None else []
 
     def distributed_wrapper(self) -> str:
-        from .distributed import wrapper_of
+        from ftdoctor.runtime.ranks import wrapper_of
 
         if self.pipeline.extra.get("wrapper"):
             return self.pipeline.extra["wrapper"]
@@ -105,7 +105,7 @@ def _model_loss(model, batch, keys):
 
 
 def _criterion_loss(model, batch, keys, rec):
-    from ..capture.loop import make_arg
+    from ftdoctor.capture.loop import make_arg
 
     out = model(**{k: batch[k] for k in keys if k in batch})
     args = [make_arg(r, out, batch) for r in rec.criterion_args]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from ..registry import UserCodeError, run_user
-from .base import Target, take_rows, to_numpy
+from ftdoctor.core.registry import UserCodeError, run_user
+from ftdoctor.targets.base import Target, take_rows, to_numpy
 
 _RESTORED_ATTRS = ("optimizer", "lr_scheduler", "_signature_columns", "model")
 
@@ -39,7 +39,7 @@ class TrainerTarget(Target):
 
     def rows(self, dataset: Any, description: str, n: int) -> tuple[list[Any], list[str]]:
         """The rows with only the columns the trainer keeps (`remove_unused_columns`)."""
-        from .. import data
+        from ftdoctor.facts import datasets as data
 
         trainer = self.trainer
         keep_only = bool(getattr(trainer.args, "remove_unused_columns", False))
@@ -206,7 +206,7 @@ def wrapper_from_args(args: Any) -> str:
 
 
 def _first_rows(dataset: Any, n: int) -> Any:
-    from .. import data
+    from ftdoctor.facts import datasets as data
 
     if data.safe_len(dataset) is not None and hasattr(dataset, "select"):
         return dataset.select(range(min(n, len(dataset))))

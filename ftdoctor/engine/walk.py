@@ -1,0 +1,283 @@
+"""The stage walk: run every registered check in stage order, passing each what it asks for by name."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import time
+import traceback
+from typing import Any, Callable, Iterable
+
+from ftdoctor.core import progress as progress_mod
+
+from ftdoctor.core.stages import DEFAULT_STAGES, STAGES, with_dependencies
+from ftdoctor.core.rules import RULES
+from ftdoctor.core.findings import Finding
+from ftdoctor.core.registry import Check, Provide, Skip, Unavailable, UserCodeError, checks_for, load_checks, load_local_checks, run_user
+from ftdoctor.core.report import Report, StageResult, environment
+
+__all__ = ["walk", "Context", "Unavailable", "UserCodeError", "run_user"]
+
+
+class UndeclaredFinding(Exception):
+    """A check reported a code it did not declare, or changed the severity its rule fixes: a bug in the check."""
+
+
+class Context:
+    """The values checks can ask for by name; a missing one carries the reason."""
+
+    def __init__(self, values: dict[str, Any]):
+        self.values: dict[str, Any] = {}
+        self.reasons: dict[str, str] = {}
+        for k, v in values.items():
+            self.set(k, v)
+
+    def set(self, name: str, value: Any) -> None:
+        if isinstance(value, Unavailable):
+            self.values.pop(name, None)
+            self.reasons[name] = value.reason
+        else:
+            self.values[name] = value
+            self.reasons.pop(name, None)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+    def has(self, name: str) -> bool:
+        return name in self.values
+
+    def arguments_for(self, chk: Check) -> tuple[dict[str, Any] | None, str | None]:
+        kwargs: dict[str, Any] = {}
+        for p in chk.params:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if p.name == "ctx":
+                kwargs["ctx"] = self
+            elif p.name in self.values:
+                kwargs[p.name] = self.values[p.name]
+            elif p.default is not inspect.Parameter.empty:
+                kwargs[p.name] = p.default
+            else:
+                return None, self.reasons.get(p.name, f"`{p.name}` is not available for this pipeline")
+        return kwargs, None
+
+
+def _as_findings(result: Any, chk: Check) -> list[Finding]:
+    """The check's findings, each of a code it declared and with the severity its rule fixes."""
+    if result is None or result is True:
+        return []
+    if isinstance(result, (Finding, str)):
+        result = [result]
+    out = []
+    for f in result:
+        if isinstance(f, str):  # a check with its own rule may return just the detail
+            from ftdoctor.core.findings import finding
+
+            f = finding(chk.codes[-1], f, chk.default_fix)
+        if f is None:
+            continue
+        if f.code not in chk.codes:
+            raise UndeclaredFinding(f"check {chk.name} reported {f.code}, which it does not declare "
+                                    f"(declared: {', '.join(chk.codes) or 'none'})")
+        rule = RULES.get(f.code)
+        if rule is not None and f.severity != rule.severity:
+            raise UndeclaredFinding(f"check {chk.name} reported {f.code} as {f.severity}; its rule says "
+                                    f"{rule.severity}")
+        out.append(f)
+    return out
+
+
+def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: list[str],
+              checks: list[Check] | None = None) -> None:
+    skipped: list[str] = []
+    ran = 0
+    main_skipped = None  # the stage's main work (a check that provides values) could not be done
+    for chk in checks if checks is not None else checks_for(stage):
+        kwargs, reason = ctx.arguments_for(chk)
+        if kwargs is None:
+            skipped.append(reason or "")
+            for name in chk.provides:
+                ctx.set(name, Unavailable(reason or f"{chk.name} could not run"))
+            if chk.provides:  # the stage's main work could not be done
+                main_skipped = main_skipped or reason
+            continue
+        try:
+            out = chk.func(**kwargs)
+        except Skip as exc:
+            skipped.append(str(exc))
+            for name in chk.provides:
+                ctx.set(name, Unavailable(str(exc)))
+            continue
+        except UserCodeError as exc:
+            # A check that lets the user's exception through did not diagnose it: the walk reports it plainly.
+            from ftdoctor.core.findings import finding
+
+            relay = finding("FTD900", f"While {stage} ran, {exc}.", "See the traceback with --traceback.",
+                            evidence={"check": chk.name, "traceback": "".join(traceback.format_exception(exc.exc))})
+            result.findings.append(relay)
+            ctx.values["findings_so_far"].append(relay)
+            for name in chk.provides:
+                ctx.set(name, Unavailable(str(exc)))
+            ran += 1
+            continue
+        except Exception as exc:  # a bug in ftdoctor or in a third-party check: never blamed on the user
+            internal_errors.append(f"check {chk.name} ({stage}) crashed: {type(exc).__name__}: {exc}\n"
+                                   + traceback.format_exc())
+            for name in chk.provides:
+                ctx.set(name, Unavailable(f"ftdoctor's check {chk.name} crashed"))
+            skipped.append(f"ftdoctor's check {chk.name} crashed (an ftdoctor bug, not yours)")
+            continue
+        ran += 1
+        if isinstance(out, Provide):
+            if out.skip_reason and not out.findings:
+                ran -= 1
+                skipped.append(out.skip_reason)
+                if chk.provides:
+                    main_skipped = main_skipped or out.skip_reason
+            for name in chk.provides:
+                value = out.values.get(name)
+                ctx.set(name, value if value is not None else
+                        Unavailable(out.skip_reason or f"{stage} could not build `{name}`"))
+            for name, value in out.values.items():
+                if name not in chk.provides:
+                    ctx.set(name, value)
+            result.evidence.update(out.evidence)
+            out = out.findings
+        try:
+            new = _as_findings(out, chk)
+        except UndeclaredFinding as exc:
+            internal_errors.append(f"check {chk.name} ({stage}): {exc}")
+            continue
+        result.findings.extend(new)
+        ctx.values["findings_so_far"].extend(new)
+    if ran == 0 or (main_skipped and not result.findings):
+        result.status = "skip"
+        result.reason = main_skipped or next((r for r in skipped if r), "no check applies to this pipeline")
+    elif any(f.severity == "error" for f in result.findings):
+        result.status = "fail"
+    elif any(f.severity == "warning" for f in result.findings):
+        result.status = "warn"
+    else:
+        result.status = "pass"
+
+
+def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[str] | None = None,
+         progress: Callable[[str], Any] | None = None, check_dirs: Iterable[str] = (),
+         checks: list[Check] | None = None) -> Report:
+    """Run the stages over ``values`` (see pipeline.context_values) and return the report. ``checks`` replaces
+    the registered checks (the engine's own tests)."""
+    start = time.perf_counter()
+    report = Report(script=script, task=values.get("task"))
+    if checks is None:
+        report.internal_errors.extend(load_checks())
+        report.internal_errors.extend(load_local_checks(check_dirs))
+    asked = set(stages) if stages else set(DEFAULT_STAGES)
+    unknown = asked - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stage(s): {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}")
+    wanted = set(with_dependencies(asked)) if checks is None else asked
+    target = values.get("target")
+    keep = target.preserved() if hasattr(target, "preserved") else contextlib.nullcontext()
+    if values.get("disposable") and target is not None:
+        target.in_place_allowed = True  # ftdoctor's own process: the model may be worked on in place
+    with preserved_state(), keep, _discarding(target):
+        _decide_budget(values)  # inside: it measures this machine, and measuring must not move the RNGs
+        ctx = Context(values)
+        ctx.set("findings_so_far", [])
+        for stage in STAGES:
+            if stage not in wanted:
+                continue
+            result = StageResult(stage)
+            report.stages.append(result)
+            if progress is not None:
+                progress(stage)
+            progress_mod.begin(stage)
+            t0 = time.perf_counter()
+            run_stage(stage, ctx, result, report.internal_errors,
+                      None if checks is None else [c for c in checks if c.stage == stage])
+            result.duration_s = time.perf_counter() - t0
+            _release(ctx, [s for s in STAGES[STAGES.index(stage) + 1:] if s in wanted], checks)
+            if hasattr(target, "stage_done"):
+                target.stage_done()
+    report.context = ctx.values
+    from ftdoctor.engine.budget import Budget
+
+    budget = values.get("budget")
+    if isinstance(budget, Budget):
+        # in_place: the model itself was worked on (ftdoctor's own process), its weights restored after each stage.
+        report.budget = {"mode": budget.mode, "rows": budget.rows, "max_tokens": budget.max_tokens,
+                         "overfit_seconds": budget.overfit_seconds, "reduced": list(budget.notes),
+                         "in_place": bool(getattr(target, "worked_in_place", False)),
+                         "device": str(getattr(target, "work_device", "cpu"))}
+    report.environment = environment()
+    report.duration_s = time.perf_counter() - start
+    return report
+
+
+@contextlib.contextmanager
+def _discarding(target: Any):
+    try:
+        yield
+    finally:
+        if hasattr(target, "discard"):
+            target.discard()
+
+
+# Values as large as the model (a working copy, its optimizer): dropped once no later check asks for them, so a
+# large model's walk does not hold a second copy through the stages that make copies of their own.
+HEAVY = ("work_model", "work_optimizer", "outputs")
+
+
+def _release(ctx: "Context", later: list[str], checks: list[Check] | None) -> None:
+    wanted = {p.name for stage in later
+              for chk in (checks_for(stage) if checks is None else [c for c in checks if c.stage == stage])
+              for p in chk.params}
+    for name in HEAVY:
+        if name in ctx.values and name not in wanted:
+            ctx.set(name, Unavailable(f"`{name}` was released after the last stage that uses it"))
+
+
+def _decide_budget(values: dict[str, Any]) -> None:
+    """The budget option ("fast", "full") becomes the walk's Budget for this pipeline on this machine."""
+    from ftdoctor.engine.budget import Budget, decide
+
+    if isinstance(values.get("budget"), Budget):
+        return
+    mode = values.get("budget") if isinstance(values.get("budget"), str) else "fast"
+    model = values.get("model")
+    if model is None or isinstance(model, Unavailable):
+        values["budget"] = Budget(mode)
+        return
+    device = getattr(values.get("target"), "work_device", None)
+    values["budget"] = decide(model, values.get("args"), mode, str(device) if device is not None else "cpu")
+
+
+class preserved_state:
+    """Restore every random number generator and the grad mode (the target restores its framework's state)."""
+
+    def __enter__(self):
+        import random
+
+        import numpy as np
+        import torch
+
+        self.py = random.getstate()
+        self.np = np.random.get_state()
+        self.torch = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        self.grad = torch.is_grad_enabled()
+        return self
+
+    def __exit__(self, *exc):
+        import random
+
+        import numpy as np
+        import torch
+
+        random.setstate(self.py)
+        np.random.set_state(self.np)
+        torch.set_rng_state(self.torch)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+        torch.set_grad_enabled(self.grad)
+        return False

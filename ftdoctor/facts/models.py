@@ -1,0 +1,56 @@
+"""What a model holds that the checks judge by: its head, its sizes, adapters, quantisation and dispatch."""
+
+from __future__ import annotations
+from typing import Any
+
+
+def peft_adapters(model: Any) -> dict | None:
+    """The adapter configs of a PEFT model (name -> config), None for a model without adapters."""
+    configs = getattr(model, "peft_config", None)
+    if isinstance(configs, dict) and configs and all(hasattr(c, "peft_type") for c in configs.values()):
+        return configs
+    return None
+
+
+def is_quantized(model: Any) -> bool:
+    """Weights loaded in 8 or 4 bits (bitsandbytes and kin), as transformers marks them, here or in a PEFT base."""
+    for m in (model, getattr(model, "get_base_model", lambda: None)()):
+        if m is not None and (getattr(m, "is_quantized", False) or getattr(m, "is_loaded_in_4bit", False)
+                              or getattr(m, "is_loaded_in_8bit", False)
+                              or getattr(getattr(m, "config", None), "quantization_config", None) is not None):
+            return True
+    return False
+
+
+def is_dispatched(model: Any) -> bool:
+    """Weights spread over several devices by accelerate (`device_map="auto"` and kin)."""
+    return len(set((getattr(model, "hf_device_map", None) or {}).values())) > 1
+
+
+def max_positions(model: Any) -> int | None:
+    cfg = getattr(model, "config", None)
+    for attr in ("max_position_embeddings", "n_positions", "max_seq_len", "n_ctx"):
+        v = getattr(cfg, attr, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def embedding_rows(model: Any) -> int | None:
+    try:
+        emb = model.get_input_embeddings()
+    except Exception:
+        return None
+    return getattr(emb, "num_embeddings", None)
+
+
+def num_labels(model: Any) -> int | None:
+    return getattr(getattr(model, "config", None), "num_labels", None)
+
+
+def is_classification(task: str | None) -> bool:
+    return task in ("sequence-classification", "token-classification")
+
+
+def model_name(model: Any) -> str:
+    return type(model).__name__

@@ -1,0 +1,41 @@
+"""The report as GitHub Actions workflow commands (annotations at the user's lines)."""
+
+from __future__ import annotations
+from typing import Any
+from ftdoctor.output.document import Outcome, _place, _root, _workspace_path
+
+
+_GITHUB_LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def workflow_command(level: str, message: str, **props: Any) -> str:
+    """`::level file=F,line=N,title=T::message`, escaped as the Actions runner expects."""
+    head = ",".join(f"{k}={_escape_property(str(v))}" for k, v in props.items() if v is not None)
+    return f"::{level}{' ' + head if head else ''}::{_escape_data(message)}"
+
+
+def to_github(outcomes: list[Outcome]) -> str:
+    """One annotation per finding, on the user's file and line (a notebook finding names its cell)."""
+    lines = []
+    for o in outcomes:
+        if o.report is None:
+            lines.append(workflow_command("error", o.error or "no report", title="ftdoctor could not run",
+                                          file=_workspace_path(o.script) if o.script else None))
+            continue
+        for st in o.report.stages:
+            for f in st.findings:
+                file, line, where = _place(f.location, o.report.script or o.script)
+                message = where + f.detail + (f" (fix: {f.fix})" if f.fix else "")
+                lines.append(workflow_command(_GITHUB_LEVEL[f.severity], message, file=file, line=line,
+                                              title=f"{f.code} {f.title}"))
+        for err in o.report.internal_errors:
+            lines.append(workflow_command("error", err, title="ftdoctor internal error (not your pipeline)"))
+    return "\n".join(lines)

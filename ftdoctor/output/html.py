@@ -1,0 +1,24 @@
+"""The terminal report, as rich records it, saved as an HTML page."""
+
+from __future__ import annotations
+from ftdoctor.output.document import Outcome, _place, _root, _workspace_path
+
+
+def write_html(outcomes: list[Outcome], path: str, show_traceback: bool = False, width: int = 110) -> None:
+    """The terminal report, as rich records it, saved as an HTML page (with the decoded sample and batch table)."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from ftdoctor.output.terminal import render
+
+    console = Console(record=True, file=StringIO(), width=width, force_terminal=True, color_system="truecolor",
+                      highlight=False)
+    for o in outcomes:
+        if o.report is not None:
+            render(o.report, console=console, show_traceback=show_traceback)
+        else:
+            console.print(Text(f"ftdoctor could not walk {o.script}: {o.error}", style="bold red"))
+        console.print()
+    console.save_html(path)

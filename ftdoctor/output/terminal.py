@@ -1,0 +1,171 @@
+"""Rendering the report for a terminal (rich) or as plain text; the data lives in report.py."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ftdoctor.core.report import Report
+
+_STATUS = {"pass": ("PASS", "green"), "warn": ("WARN", "yellow"), "fail": ("FAIL", "bold red"), "skip": ("SKIP", "dim")}
+_SEVERITY = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def render(report: Report, console: Any = None, show_traceback: bool = False) -> None:
+    """Print the report with rich: per stage its status, findings with evidence, the user's line and the fix."""
+    from rich.console import Console, Group
+    from rich.padding import Padding
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.table import Table
+    from rich.text import Text
+
+    from ftdoctor.core.source import source_lines
+
+    console = console or Console()
+    script = fit_path(_shown(report.script) if report.script else "<in-process>", console.width - 9)
+    head = Text.assemble(("ftdoctor ", "bold"), (script, "bold cyan"))
+    if report.task:
+        task = f"task: {report.task}"
+        # The task goes on its own line rather than being split from its name at the edge of the screen.
+        if head.cell_len + 2 + len(task) <= console.width:
+            head.append("  " + task, style="dim")
+        else:
+            head.append("\n" + " " * 9 + task, style="dim")
+    console.print(head)
+    budget = report.budget or {}
+    if budget.get("device") and budget["device"] != "cpu":
+        console.print(Text(" " * 9 + f"the model stages run on {budget['device']}, where the script put the model",
+                           style="dim"))
+    if budget.get("reduced"):
+        console.print(Text(" " * 9 + f"budget {budget.get('mode', 'fast')}: " + "; ".join(budget["reduced"])
+                           + " (`--budget full` runs the batch as configured)", style="dim"))
+    inner = max(20, console.width - 4)  # a finding's panel: borders and padding
+    for st in report.stages:
+        label, style = _STATUS[st.status]
+        line = Text.assemble((f" {label} ", f"{style} reverse"), " ", (f"{st.stage:<9}", "bold"),
+                             (f" {st.duration_s:6.2f}s", "dim"))
+        if st.reason:
+            line.append(f"  {st.reason}", style="dim")
+        console.print(line)
+        for f in st.findings:
+            parts: list[Any] = []
+            title = Text.assemble((f"{f.code} ", _SEVERITY[f.severity]), (f.title, "bold"))
+            parts.append(Text(f.detail))
+            if f.location:
+                src = source_lines(f.location)
+                parts.append(Text("at " + fit_path(_shown_location(f.location), inner - 3), style="dim"))
+                if src is not None:
+                    start, code = src
+                    # Long lines wrap inside the panel: a cropped line would cut the user's names in half.
+                    parts.append(Syntax(code, "python", line_numbers=True, start_line=start, theme="ansi_dark",
+                                        highlight_lines={int(f.location.rsplit(':', 1)[1])}, word_wrap=True))
+            if f.fix:
+                parts.append(Text.assemble(("fix: ", "bold green"), f.fix))
+            if show_traceback and f.evidence.get("traceback"):
+                parts.append(Text(f.evidence["traceback"], style="dim"))
+            console.print(Panel(Group(*parts), title=title, title_align="left", border_style=_SEVERITY[f.severity],
+                                expand=True, padding=(0, 1)))
+        _evidence(console, st, Table, Text)
+    s = report.summary()
+    verdict = Text(" OK ", style="bold green reverse") if report.ok else Text(" FAILED ", style="bold red reverse")
+    counts = sum(1 for f in report.findings if f.severity == "error"), sum(1 for f in report.findings if f.severity == "warning")
+    console.print(Text.assemble(verdict, f"  {counts[0]} errors, {counts[1]} warnings  ·  ",
+                                f"{s['pass']} pass, {s['warn']} warn, {s['fail']} fail, {s['skip']} skip  ·  "
+                                f"{report.duration_s:.1f}s"))
+    if report.suppressed:
+        listed = ", ".join(f"{x.finding.code} ({x.reason})" for x in report.suppressed)
+        console.print(Padding(Text(f"{len(report.suppressed)} suppressed: {listed}", style="dim"), (0, 0, 0, 2),
+                              expand=False))
+    for err in report.internal_errors:
+        console.print(Text("ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n" + err, style="magenta"))
+
+
+def fit_path(path: str, width: int) -> str:
+    """``path`` whole when it fits in ``width`` columns, else its last components after "…/": a path is never
+    broken in the middle of a name, and the file name and line always show."""
+    if len(path) <= width:
+        return path
+    parts = path.replace("\\", "/").split("/")
+    for i in range(1, len(parts)):
+        tail = "…/" + "/".join(parts[i:])
+        if len(tail) <= width:
+            return tail
+    return parts[-1]
+
+
+def _shown(path: str) -> str:
+    """A path as the user should see it: relative to the working directory when it is inside it."""
+    from ftdoctor.core.source import display_path
+
+    return display_path(path) if os.path.isabs(path) else path
+
+
+def _shown_location(location: str) -> str:
+    if "#cell" in location:
+        path, rest = location.split("#cell", 1)
+        return _shown(path) + "#cell" + rest
+    path, sep, line = location.rpartition(":")
+    return _shown(path) + ":" + line if sep else location
+
+
+def _evidence(console, st, Table, Text) -> None:
+    ev = st.evidence
+    if not ev:
+        return
+    sample = ev.get("first_sample")
+    if sample:
+        from rich.padding import Padding
+
+        t = Text("first training sample: ", style="dim")
+        if "text" in sample:
+            t.append(repr(sample["text"][:200]))
+        if "label" in sample:
+            t.append(f"  label={sample['label']!r}")
+            if "label_name" in sample:
+                t.append(f" ({sample['label_name']})", style="bold")
+        console.print(Padding(t, (0, 0, 0, 3), expand=False))  # wrapped lines stay indented under the stage
+    view = ev.get("trained_tokens")
+    if isinstance(view, dict) and isinstance(view.get("segments"), list):
+        _trained_view(console, view, Text)
+    batch = ev.get("batch")
+    if isinstance(batch, list) and all(isinstance(r, dict) and {"key", "shape", "dtype"} <= r.keys() for r in batch):
+        table = Table(title=None, show_edge=False, padding=(0, 1), box=None, header_style="dim")
+        for col in ("key", "shape", "dtype"):
+            table.add_column(col)
+        for row in batch:
+            table.add_row(row["key"], str(row["shape"]), row["dtype"])
+        console.print(Text("   batch:", style="dim"))
+        console.print(table)
+
+
+def _trained_view(console, view: dict, Text) -> None:
+    """One row of the batch with the tokens the loss trains on marked: green where trained, dim where masked
+    (without colour, trained text is wrapped in «»)."""
+    from rich.padding import Padding
+
+    plain = console.no_color or console.color_system is None
+    head = Text(f"row {view.get('row', 0)} as trained ({view.get('trained', '?')} of {view.get('tokens', '?')} "
+                "tokens trained" + (", «trained»" if plain else ": green trained, grey masked") + "):", style="dim")
+    body = Text()
+    for segment in view["segments"]:
+        if not (isinstance(segment, (list, tuple)) and len(segment) == 2):
+            continue
+        text, trained = str(segment[0]).replace("\n", "\\n"), bool(segment[1])
+        if trained:
+            body.append(f"«{text}»" if plain else text, style="bold green")
+        else:
+            body.append(text, style="dim")
+    console.print(Padding(head, (0, 0, 0, 3), expand=False))
+    console.print(Padding(body, (0, 0, 0, 5), expand=False))
+
+
+def render_text(report: Report) -> str:
+    """The report as plain text (assertion messages, pytest failures, logs)."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    buf = StringIO()
+    render(report, Console(file=buf, width=110, no_color=True, force_terminal=False, highlight=False))
+    return buf.getvalue()
