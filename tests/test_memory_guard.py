@@ -1,4 +1,3 @@
-from ftdoctor.runtime import devices
 """A machine short of memory: the stages that need copies of the model are not run and say so (FTD806), and the
 stages before them keep their findings: a report, never a process killed for memory."""
 
@@ -7,6 +6,8 @@ from __future__ import annotations
 import os
 
 from conftest import findings_at
+
+from ftdoctor.runtime import devices
 
 
 def test_stages_short_of_memory_say_so_and_the_rest_stands(check_pipeline, monkeypatch):
