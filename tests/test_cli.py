@@ -23,7 +23,7 @@ def test_json_report_follows_the_schema(tmp_path):
     proc = run_cli("check", pipeline_path("course_mnli_broken.py"), "--json", "--offline", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     rep = json.loads(proc.stdout)
-    assert rep["schema"] == "ftdoctor.core.report/1"
+    assert rep["schema"] == "ftdoctor.report/1"
     assert rep["ok"] is False
     assert rep["task"] == "sequence-classification"
     assert set(rep["environment"]) >= {"python", "torch", "transformers", "device"}

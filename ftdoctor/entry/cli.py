@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _walk_options(c: argparse.ArgumentParser) -> None:
     out = c.add_argument_group("output")
-    out.add_argument("--format", choices=FORMATS, help="text (default), json (schema ftdoctor.core.report/1), github "
+    out.add_argument("--format", choices=FORMATS, help="text (default), json (schema ftdoctor.report/1), github "
                                                        "(workflow annotations), sarif (2.1.0), junit (XML)")
     out.add_argument("--json", action="store_true", help="the same as --format json")
     out.add_argument("--html", metavar="FILE", help="also write the text report as an HTML page")
