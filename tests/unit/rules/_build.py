@@ -8,7 +8,7 @@ import runpy
 import sys
 from typing import Any
 
-from ftdoctor.core.findings import Finding
+from ftdoctor.core.findings import Finding, finding
 from ftdoctor.core.registry import Check, Provide, Unavailable, all_checks, load_checks
 from ftdoctor.core.rules import RULES
 
@@ -48,8 +48,10 @@ def findings(code: str, stage: str | None = None, /, **values: Any) -> list[Find
         out = out.findings
     if out is None:
         return []
-    if isinstance(out, Finding):
+    if isinstance(out, (Finding, str)):
         out = [out]
+    # A check that declares its own rule may return just the detail (the walk makes the finding).
+    out = [finding(chk.codes[-1], f, chk.default_fix) if isinstance(f, str) else f for f in out]
     for f in out:
         assert f.code in chk.codes, f"{chk.name} reported {f.code}, which it does not declare"
         assert f.severity == RULES[f.code].severity and f.title == RULES[f.code].title, f
@@ -58,8 +60,9 @@ def findings(code: str, stage: str | None = None, /, **values: Any) -> list[Find
 
 def one(code: str, stage: str | None = None, /, **values: Any) -> Finding:
     """The one finding of rule ``code`` the check reports (it may report others beside it)."""
-    got = [f for f in findings(code, stage, **values) if f.code == code]
-    assert len(got) == 1, f"expected one {code}, got {[(f.code, f.detail) for f in findings(code, stage, **values)]}"
+    found = findings(code, stage, **values)
+    got = [f for f in found if f.code == code]
+    assert len(got) == 1, f"expected one {code}, got {[(f.code, f.detail) for f in found]}"
     return got[0]
 
 
@@ -71,11 +74,13 @@ def codes(found: list[Finding]) -> list[str]:
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CHARS = list(".,!?'-:") + list("0123456789abcdefghijklmnopqrstuvwxyz")
-WORDS = ("the a an this that it is was were not very good bad great awful film movie plot actors play "
-         "john mary lives works in at paris london acme bank who where what does did when answer question "
-         "river park city old young cat dog sat on mat and of to").split()
+WORDS = (
+    "the a an this that it is was were not very good bad great awful film movie plot actors play "
+    "john mary lives works in at paris london acme bank who where what does did when answer question "
+    "river park city old young cat dog sat on mat and of to"
+).split()
 PIECES = ["##ing", "##ed", "##s", "##er", "##ton", "##ville"] + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
-VOCAB = SPECIALS + CHARS + WORDS + PIECES
+VOCAB = list(dict.fromkeys(SPECIALS + CHARS + WORDS + PIECES))  # the `wordpiece()` vocabulary, in id order
 
 
 def wordpiece(words: list[str] | None = None, *, lowercase: bool = True, cls: Any = None, max_length: int = 64):
@@ -85,19 +90,29 @@ def wordpiece(words: list[str] | None = None, *, lowercase: bool = True, cls: An
     from tokenizers.models import WordPiece
     from transformers import BertTokenizerFast
 
-    tokens = SPECIALS + CHARS + list(words if words is not None else WORDS) + PIECES
+    tokens = VOCAB if words is None else SPECIALS + CHARS + list(words) + PIECES
     vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
     backend = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
-                                                    lowercase=lowercase)
+    backend.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+    )
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
     backend.post_processor = processors.TemplateProcessing(
-        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    return (cls or BertTokenizerFast)(tokenizer_object=backend, do_lower_case=lowercase, unk_token="[UNK]",
-                                      sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
-                                      model_max_length=max_length)
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return (cls or BertTokenizerFast)(
+        tokenizer_object=backend,
+        do_lower_case=lowercase,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        model_max_length=max_length,
+    )
 
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
@@ -116,11 +131,18 @@ def causal(*, pad: str | None = PAD, bos: bool = True, chat_template: str | None
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
     if bos:
-        backend.post_processor = processors.TemplateProcessing(single=f"{BOS}:0 $A:0",
-                                                               special_tokens=[(BOS, vocab[BOS])])
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=BOS if bos else None, eos_token=EOS,
-                                  unk_token="<unk>", pad_token=pad, model_max_length=64,
-                                  additional_special_tokens=["<|reserved_pad|>"])
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{BOS}:0 $A:0", special_tokens=[(BOS, vocab[BOS])]
+        )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=BOS if bos else None,
+        eos_token=EOS,
+        unk_token="<unk>",
+        pad_token=pad,
+        model_max_length=64,
+        additional_special_tokens=["<|reserved_pad|>"],
+    )
     if chat_template is not None:
         tok.chat_template = chat_template
     return tok
@@ -128,8 +150,9 @@ def causal(*, pad: str | None = PAD, bos: bool = True, chat_template: str | None
 
 # -- models: random-init from small configs ----------------------------------------------------------------------
 
-SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-             max_position_embeddings=64)
+SMALL = dict(
+    hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, max_position_embeddings=64
+)
 
 
 def bert(cls_name: str = "BertForSequenceClassification", *, vocab_size: int = len(VOCAB), **config: Any):
@@ -160,11 +183,22 @@ def bart(*, tokenizer: Any = None, **config: Any):
 
     tok = tokenizer if tokenizer is not None else causal()
     torch.manual_seed(0)
-    cfg = transformers.BartConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1,
-                                  encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=37,
-                                  decoder_ffn_dim=37, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
-                                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                  decoder_start_token_id=tok.eos_token_id, **config)
+    cfg = transformers.BartConfig(
+        vocab_size=len(tok),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=37,
+        decoder_ffn_dim=37,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.eos_token_id,
+        **config,
+    )
     return transformers.BartForConditionalGeneration(cfg)
 
 
@@ -209,18 +243,39 @@ def context(pipeline: Any) -> dict[str, Any]:
     return {k: v for k, v in context_values(pipeline).items() if not isinstance(v, Unavailable)}
 
 
-def trainer_values(tmp_path, model: Any, train_dataset: Any = None, *, tokenizer: Any = None, eval_dataset: Any = None,
-                   data_collator: Any = None, cap: Any = None, trainer_cls: Any = None, **arguments: Any) -> dict:
+def trainer_values(
+    tmp_path,
+    model: Any,
+    train_dataset: Any = None,
+    *,
+    tokenizer: Any = None,
+    eval_dataset: Any = None,
+    data_collator: Any = None,
+    cap: Any = None,
+    trainer_cls: Any = None,
+    **arguments: Any,
+) -> dict:
     """The walk's values for a tiny `Trainer` built in-process (its TrainingArguments from ``arguments``)."""
     from transformers import Trainer, TrainingArguments
 
     from ftdoctor.engine.pipeline import Pipeline
 
-    arguments = {"report_to": [], "use_cpu": True, "per_device_train_batch_size": 4,
-                 "per_device_eval_batch_size": 4, **arguments}
+    arguments = {
+        "report_to": [],
+        "use_cpu": True,
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 4,
+        **arguments,
+    }
     args = TrainingArguments(str(tmp_path / "out"), **arguments)
-    trainer = (trainer_cls or Trainer)(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                                       processing_class=tokenizer, data_collator=data_collator)
+    trainer = (trainer_cls or Trainer)(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=data_collator,
+    )
     return context(Pipeline.from_trainer(trainer, cap))
 
 
@@ -255,7 +310,7 @@ def run_script(tmp_path, source: str, name: str = "train.py", **given: Any):
     sys.path.insert(0, str(tmp_path))
     try:
         cap.namespace = runpy.run_path(str(script), init_globals=given, run_name="__main__")
-    except BaseException as exc:  # noqa: BLE001 - the script's own failure is what the setup checks judge
+    except BaseException as exc:
         cap.outcome, cap.exception, cap.exc_tb = "error", exc, exc.__traceback__
     finally:
         sys.path[:] = saved_path

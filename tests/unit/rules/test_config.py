@@ -86,8 +86,9 @@ def test_padding_collator_over_a_tokenizer_without_pad_token(tmp_path):
     from transformers import DataCollatorWithPadding
 
     tok = causal(pad=None)
-    values = trainer_values(tmp_path, gpt2(tokenizer=tok), dataset(_nli_rows()), tokenizer=tok,
-                            data_collator=DataCollatorWithPadding(tok))
+    values = trainer_values(
+        tmp_path, gpt2(tokenizer=tok), dataset(_nli_rows()), tokenizer=tok, data_collator=DataCollatorWithPadding(tok)
+    )
     f = one("FTD105", "config", **values)
     assert "`DataCollatorWithPadding` pads with it" in f.detail and f.evidence == {"eos_token": "</s>"}
     assert "`tokenizer.pad_token = tokenizer.eos_token`" in f.fix
@@ -106,8 +107,9 @@ def test_decoder_classifier_without_pad_token_id_at_batch_size_above_one(tmp_pat
 def test_decoder_classifier_at_batch_size_one_needs_no_pad(tmp_path):
     tok = causal()
     model = gpt2("GPT2ForSequenceClassification", tokenizer=tok, num_labels=3)
-    values = trainer_values(tmp_path, model, dataset(_nli_rows(), {"label": NLI}), tokenizer=tok,
-                            per_device_train_batch_size=1)
+    values = trainer_values(
+        tmp_path, model, dataset(_nli_rows(), {"label": NLI}), tokenizer=tok, per_device_train_batch_size=1
+    )
     assert findings("FTD105", "config", **values) == []
 
 

@@ -6,11 +6,30 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ._build import (bert, call, capture, causal, codes, dataset, encoded, findings, gpt2, one, rows, trainer_values,
-                     wordpiece)
+from ._build import (
+    bert,
+    call,
+    capture,
+    causal,
+    codes,
+    dataset,
+    encoded,
+    findings,
+    gpt2,
+    one,
+    rows,
+    trainer_values,
+    wordpiece,
+)
 
-TEXTS = ["the film was good", "the plot was bad", "a great movie", "an awful film", "the actors play well",
-         "this movie was not good"]
+TEXTS = [
+    "the film was good",
+    "the plot was bad",
+    "a great movie",
+    "an awful film",
+    "the actors play well",
+    "this movie was not good",
+]
 
 
 def _judged(tmp_path, ds, model=None, tokenizer=None, **kwargs) -> dict:
@@ -40,7 +59,8 @@ def test_raw_text_given_while_the_script_holds_the_tokenized_split(tmp_path):
     out = call("FTD201", **trainer_values(tmp_path, bert(), raw, tokenizer=tok, cap=cap))
     [f] = out.findings
     assert f.fix == "Pass the tokenized dataset: `train_dataset=tokenized`." and f.evidence["stand_in"] == [
-        "train: tokenized"]
+        "train: tokenized"
+    ]
     assert "`train_dataset` (raw) has `text`" in f.detail
     # the later checks go on with the split that was meant
     assert out.values["effective_train_dataset"] is tokenized and "input_ids" in out.values["train_features"][0]
@@ -111,8 +131,9 @@ def test_wrapped_model_hides_its_inputs_from_the_trainer(tmp_path):
 def _labelled(tok, labels, class_names=None):
     texts = [TEXTS[i % len(TEXTS)] for i in range(len(labels))]
     enc = tok(texts)
-    return dataset({**{k: list(v) for k, v in enc.items()}, "label": labels},
-                   {"label": class_names} if class_names else None)
+    return dataset(
+        {**{k: list(v) for k, v in enc.items()}, "label": labels}, {"label": class_names} if class_names else None
+    )
 
 
 def test_unlabelled_split_with_minus_one(tmp_path):
@@ -129,7 +150,9 @@ def test_class_ids_numbered_from_one_name_the_mapping_to_fix(tmp_path):
     cap = capture(tmp_path, {"label2id": label2id})
     f = one("FTD203", **_judged(tmp_path, ds, bert(num_labels=3), cap=cap))
     assert "shifted by 1" in f.detail and f.evidence["mapping"] == "label2id"
-    assert f.fix == "Number the classes from 0 in `label2id`: `label2id = {'negative': 0, 'neutral': 1, 'positive': 2}`."
+    assert (
+        f.fix == "Number the classes from 0 in `label2id`: `label2id = {'negative': 0, 'neutral': 1, 'positive': 2}`."
+    )
 
 
 def test_ignore_index_is_no_label_out_of_range(tmp_path):
@@ -170,7 +193,8 @@ def test_every_label_is_one_class(tmp_path):
     ds = _labelled(wordpiece(), [1] * 8, ["negative", "positive"])
     f = one("FTD211", **_judged(tmp_path, ds, bert(num_labels=2)))
     assert f.detail == "Every training label is 'positive': there is nothing to learn." and f.evidence == {
-        "counts": {1: 8}}
+        "counts": {1: 8}
+    }
 
 
 def test_rows_without_a_label(tmp_path):
@@ -193,8 +217,9 @@ def _ids(rows_, **columns):
 
 
 def test_attention_mask_of_another_length(tmp_path):
-    ds = dataset({"input_ids": [[2, 50, 51, 3], [2, 52, 3]], "attention_mask": [[1, 1, 1, 1], [1, 1, 1, 1, 1]],
-                  "label": [0, 1]})
+    ds = dataset(
+        {"input_ids": [[2, 50, 51, 3], [2, 52, 3]], "attention_mask": [[1, 1, 1, 1], [1, 1, 1, 1, 1]], "label": [0, 1]}
+    )
     f = one("FTD205", **_judged(tmp_path, ds))
     assert "1 of 2 sampled rows" in f.detail and "(row 1: 5 vs 3)" in f.detail
 
@@ -277,8 +302,28 @@ def test_a_copy_of_the_label_column_is_silent(tmp_path):
 
 
 def test_lowercasing_tokenizer_over_a_cased_vocabulary(tmp_path):
-    cased = ["The", "Film", "Was", "Good", "Paris", "London", "John", "Mary", "Bank", "River", "Movie", "Plot",
-             "Actors", "City", "Park", "Old", "Young", "Cat", "Dog", "Bad"]
+    cased = [
+        "The",
+        "Film",
+        "Was",
+        "Good",
+        "Paris",
+        "London",
+        "John",
+        "Mary",
+        "Bank",
+        "River",
+        "Movie",
+        "Plot",
+        "Actors",
+        "City",
+        "Park",
+        "Old",
+        "Young",
+        "Cat",
+        "Dog",
+        "Bad",
+    ]
     tok = wordpiece(words=cased + ["the", "film", "was", "good"], lowercase=True)
     ds = encoded(tok, TEXTS[:1], label=[0])
     f = one("FTD217", **_judged(tmp_path, ds, bert(vocab_size=len(tok)), tokenizer=tok))
@@ -292,8 +337,11 @@ def test_many_unknown_tokens(tmp_path):
     assert "of the sampled tokens are the unknown token" in f.detail and f.evidence["unknown_rate"] > 0.05
 
 
-@pytest.mark.xfail(strict=True, reason="tokenizer_fits capitalises its detail with str.capitalize(), which lower-cases "
-                                       "the rest: the unknown token `[UNK]` is shown as `[unk]`")
+@pytest.mark.xfail(
+    strict=True,
+    reason="tokenizer_fits capitalises its detail with str.capitalize(), which lower-cases "
+    "the rest: the unknown token `[UNK]` is shown as `[unk]`",
+)
 def test_unknown_token_is_named_as_the_tokenizer_spells_it(tmp_path):
     tok = wordpiece()
     ds = encoded(tok, ["zebras quietly munched €€€ ☃☃☃ grass", "the film was good"], label=[0, 1])
@@ -355,19 +403,31 @@ def test_inside_tag_on_a_later_piece_is_silent(tmp_path):
 
 # --- extractive question answering -----------------------------------------------------------------------------------
 
-QA = [("who lives in paris", "the old cat and the young dog sat on the mat in paris and john lives in london", "john"),
-      ("where does mary work", "mary works at the acme bank in london near the river and the park", "acme bank"),
-      ("what sat on the mat", "the old cat sat on the mat in the city of paris near the river", "the old cat"),
-      ("where does john live", "the young dog and the old cat sat in the park and john lives in paris", "paris")]
+QA = [
+    ("who lives in paris", "the old cat and the young dog sat on the mat in paris and john lives in london", "john"),
+    ("where does mary work", "mary works at the acme bank in london near the river and the park", "acme bank"),
+    ("what sat on the mat", "the old cat sat on the mat in the city of paris near the river", "the old cat"),
+    ("where does john live", "the young dog and the old cat sat in the park and john lives in paris", "paris"),
+]
 
 
 def _qa(tmp_path, max_length=64, shift=0):
     """SQuAD-style examples and their rows, each answer located through the offsets (``shift`` moves every end)."""
     tok = wordpiece()
-    examples = dataset({"question": [q for q, _, _ in QA], "context": [c for _, c, _ in QA],
-                        "answers": [{"text": [a], "answer_start": [c.rindex(a)]} for _, c, a in QA]})
-    enc = tok([q for q, _, _ in QA], [c for _, c, _ in QA], truncation="only_second", max_length=max_length,
-              return_offsets_mapping=True)
+    examples = dataset(
+        {
+            "question": [q for q, _, _ in QA],
+            "context": [c for _, c, _ in QA],
+            "answers": [{"text": [a], "answer_start": [c.rindex(a)]} for _, c, a in QA],
+        }
+    )
+    enc = tok(
+        [q for q, _, _ in QA],
+        [c for _, c, _ in QA],
+        truncation="only_second",
+        max_length=max_length,
+        return_offsets_mapping=True,
+    )
     starts, ends = [], []
     for i, (_, context, answer) in enumerate(QA):
         first, last = context.rindex(answer), context.rindex(answer) + len(answer)
@@ -375,8 +435,14 @@ def _qa(tmp_path, max_length=64, shift=0):
         inside = [j for j, (s, e) in enumerate(offsets) if seq[j] == 1 and s >= first and e <= last]
         starts.append(inside[0] if inside else 0)
         ends.append(inside[-1] + shift if inside else 0)
-    ds = dataset({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                  "start_positions": starts, "end_positions": ends})
+    ds = dataset(
+        {
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+            "start_positions": starts,
+            "end_positions": ends,
+        }
+    )
     cap = capture(tmp_path, {"raw_examples": examples})
     return _judged(tmp_path, ds, bert("BertForQuestionAnswering"), tokenizer=tok, cap=cap)
 
