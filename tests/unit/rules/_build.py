@@ -66,6 +66,12 @@ def one(code: str, stage: str | None = None, /, **values: Any) -> Finding:
     return got[0]
 
 
+def reported(code: str, detail: str) -> Finding:
+    """A finding an earlier stage already reported (for a check that reads `findings_so_far`)."""
+    load_checks()  # the stage rules are registered with their checks
+    return finding(code, detail)
+
+
 def codes(found: list[Finding]) -> list[str]:
     return [f.code for f in found]
 

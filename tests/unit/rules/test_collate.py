@@ -6,7 +6,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ._build import EOS, bart, bert, call, causal, codes, findings, gpt2, loop_values, one, trainer_values, wordpiece
+from ._build import (
+    EOS,
+    bart,
+    bert,
+    call,
+    causal,
+    codes,
+    findings,
+    gpt2,
+    loop_values,
+    one,
+    reported,
+    trainer_values,
+    wordpiece,
+)
 
 # --- building batches: build_batches ---------------------------------------------------------------------------------
 
@@ -78,13 +92,11 @@ def test_padding_collator_over_a_tokenizer_without_pad_token(tmp_path):
 def test_missing_pad_token_already_reported_by_config_is_not_repeated(tmp_path):
     from transformers import DataCollatorWithPadding
 
-    from ftdoctor.core.findings import finding
-
     tok = causal(pad=None)
     values = trainer_values(
         tmp_path, gpt2("GPT2ForSequenceClassification", tokenizer=tok), data_collator=DataCollatorWithPadding(tok)
     )
-    earlier = finding("FTD105", "config saw it first")
+    earlier = reported("FTD105", "config saw it first")
     out = _batches(values, _token_rows([4, 6]), [earlier])
     assert out.findings == [] and "(config FTD105)" in out.values["batch"].reason
 
@@ -102,11 +114,9 @@ def test_text_values_reaching_the_collator(tmp_path):
 
 
 def test_text_values_already_reported_by_decode_are_not_repeated(tmp_path):
-    from ftdoctor.core.findings import finding
-
     values = trainer_values(tmp_path, bert(), data_collator=_tensor_of_every_key, remove_unused_columns=False)
     features = _token_rows([4, 4], sentence=["the film", "a plot"])
-    out = _batches(values, features, [finding("FTD210", "decode saw it first")])
+    out = _batches(values, features, [reported("FTD210", "decode saw it first")])
     assert out.findings == [] and "(decode FTD210)" in out.values["batch"].reason
 
 
