@@ -146,11 +146,6 @@ def test_collator_that_drops_the_labels(tmp_path):
     assert f.evidence == {"batch_keys": ["attention_mask", "input_ids"]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='batch_has_labels names a function collator by its type: "`function` drops '
-    "them\" (build_batches uses the function's __name__)",
-)
 def test_function_collator_that_drops_the_labels_is_named(tmp_path):
     tok = wordpiece()
 
