@@ -212,6 +212,27 @@ def gpt2(seed: int = 0, **config: Any):
     return GPT2LMHeadModel(GPT2Config(**cfg))
 
 
+def bart(seed: int = 0, **config: Any):
+    """A one-layer, 16-wide BART (encoder-decoder) with BART's special ids: pad 1, decoder start 2."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    cfg = dict(
+        vocab_size=VOCAB,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=16,
+        decoder_ffn_dim=16,
+        pad_token_id=1,
+        decoder_start_token_id=2,
+    )
+    cfg.update(config)
+    torch.manual_seed(seed)
+    return BartForConditionalGeneration(BartConfig(**cfg))
+
+
 def token_batch(rows: int = 4, length: int = 10, *, labels: Any = "classes", num_labels: int = 3, seed: int = 0):
     """Token ids in the tiny vocabulary (ids 5 and up: 0-4 are left for special tokens), a full attention mask, and
     ``labels``: one class per row ("classes"), one per token ("tokens"), the ids themselves ("ids"), or None."""

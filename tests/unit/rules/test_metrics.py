@@ -11,6 +11,7 @@ from sklearn.metrics import accuracy_score
 from transformers import EvalPrediction
 
 from ._build_b import (
+    bart,
     bert,
     call,
     capture,
@@ -162,40 +163,29 @@ def test_minus100_once_the_batch_is_padded():
     assert "reference show token-classification" in f.fix and f.evidence["minus100_positions"] == 8
 
 
-def decoded_match(eval_pred, tokenizer=None):
-    predictions, labels = eval_pred
-    preds = tokenizer.batch_decode(predictions, skip_special_tokens=True)
-    refs = tokenizer.batch_decode(labels, skip_special_tokens=True)
-    return {"exact_match": float(np.mean([p == r for p, r in zip(preds, refs)]))}
+def decoded_match_with(tokenizer):
+    """A seq2seq metric that decodes predictions and labels as they come (-100 included)."""
+
+    def decoded_match(eval_pred):
+        predictions, labels = eval_pred
+        preds = tokenizer.batch_decode(predictions, skip_special_tokens=True)
+        refs = tokenizer.batch_decode(labels, skip_special_tokens=True)
+        return {"exact_match": float(np.mean([p == r for p, r in zip(preds, refs)]))}
+
+    return decoded_match
 
 
 def test_minus100_reaching_a_decode_in_a_seq2seq_metric():
-    from functools import partial
-
-    from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     from ftdoctor.fixtures._tokenizers import _wordpiece_backend
 
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=_wordpiece_backend(), pad_token="[PAD]")
-    compute = partial(decoded_match, tokenizer=tokenizer)
-    compute.__name__ = "decoded_match"
-    model = BartForConditionalGeneration(
-        BartConfig(
-            vocab_size=100,
-            d_model=16,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=16,
-            decoder_ffn_dim=16,
-        )
-    )
     ids = np.array([[7, 8, 9, 10], [11, 12, 13, 14]])
-    values = _values(compute, ids, ids, model=model, task="summarization", tokenizer=tokenizer)
+    values = _values(decoded_match_with(tokenizer), ids, ids, model=bart(), task="summarization", tokenizer=tokenizer)
     first = call("FTD601", **values)
     f = call("FTD621", named="metrics_ignore_minus100", **values, **first.values).one("FTD621")
-    assert "works on this eval batch but raised OverflowError" in f.detail
+    assert f.detail.startswith("`decoded_match` works on this eval batch but raised OverflowError")
     assert "`labels = np.where(labels != -100, labels, tokenizer.pad_token_id)`" in f.fix
     assert "reference show summarization" in f.fix
 
