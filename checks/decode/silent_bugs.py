@@ -156,7 +156,8 @@ def tokenizer_fits(train_features, model, pipeline, tokenizer):
     if not problems:
         return None
     names = [getattr(tokenizer, "name_or_path", None), getattr(getattr(model, "config", None), "_name_or_path", None)]
-    return finding("FTD217", "; ".join(problems).capitalize() + ".",
+    text = "; ".join(problems)
+    return finding("FTD217", text[:1].upper() + text[1:] + ".",
                    "Load the tokenizer from the model's own checkpoint: `AutoTokenizer.from_pretrained(checkpoint)` "
                    "with the same `checkpoint` as the model" + (f" (tokenizer: {names[0]!r}, model: {names[1]!r})"
                                                                  if all(names) and names[0] != names[1] else "") + ".",

@@ -193,7 +193,7 @@ def tensorflow_script(capture):
 
 
 @check("setup", codes=("FTD001", "FTD002", "FTD003", "FTD004", "FTD005", "FTD007", "FTD008", "FTD009", "FTD010",
-                        "FTD011", "FTD012", "FTD013", "FTD014", "FTD015", "FTD106", "FTD108"))
+                        "FTD011", "FTD012", "FTD013", "FTD014", "FTD015", "FTD106", "FTD108", "FTD504"))
 def script_raised(capture):
     """Diagnose the exception that stopped the script before training."""
     if capture.outcome != "error" or capture.exception is None:

@@ -337,11 +337,6 @@ def test_many_unknown_tokens(tmp_path):
     assert "of the sampled tokens are the unknown token" in f.detail and f.evidence["unknown_rate"] > 0.05
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tokenizer_fits capitalises its detail with str.capitalize(), which lower-cases "
-    "the rest: the unknown token `[UNK]` is shown as `[unk]`",
-)
 def test_unknown_token_is_named_as_the_tokenizer_spells_it(tmp_path):
     tok = wordpiece()
     ds = encoded(tok, ["zebras quietly munched €€€ ☃☃☃ grass", "the film was good"], label=[0, 1])

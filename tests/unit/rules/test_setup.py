@@ -192,11 +192,6 @@ def test_bf16_where_it_cannot_run(tmp_path, monkeypatch):
     assert "bf16" in f.detail and "torch.cuda.is_bf16_supported()" in f.fix
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="script_raised reports FTD504 (an empty optimizer) without declaring it: the "
-    "walk refuses the finding as an internal error",
-)
 def test_optimizer_over_no_parameters(tmp_path):
     cap = run_script(tmp_path, "import torch\noptimizer = torch.optim.AdamW([], lr=1e-3)\n")
     f = one("FTD504", "setup", capture=cap)
