@@ -66,16 +66,17 @@ def synthetic_row(kind, seq_len, vocab):
 def predict(model, kind, seq_len, batch, device_bytes, optimizer):
     """ftdoctor's model of one Trainer step, as the memory stage builds it."""
     from ftdoctor.runtime import devices as gpu
-    from ftdoctor.checks.forward import copy_model
-    from ftdoctor.checks.memory import StepModel, _head_grad_bytes, _unique_params, fit_activations
+    from ftdoctor.runtime.memory_model import StepModel, fit_activations, head_grad_bytes, unique_params
+    from ftdoctor.targets import work_copy as copy_model
+    from ftdoctor.targets.base import model_loss
 
     t0 = time.perf_counter()
-    params = _unique_params(model)
+    params = unique_params(model)
     p = sum(x.numel() * x.element_size() for x in params)
     opt = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values() if hasattr(v, "numel"))
     row = synthetic_row(kind, seq_len, model.config.vocab_size)
-    fit = fit_activations(copy_model(model), row, make_collator(kind))
-    step = StepModel(p, p, opt, _head_grad_bytes(model), fit, seq_len, 1)
+    fit = fit_activations(copy_model(model), row, make_collator(kind), model_loss)
+    step = StepModel(p, p, opt, head_grad_bytes(model), fit, seq_len, 1)
     device = gpu.Device(0, "bench", device_bytes)
     out = {"peak": step.peak(batch), "max_capacity": step.max_batch(device.plannable_bytes),
            "max_margin": step.max_batch(device.plannable_bytes * 0.9), "seconds": time.perf_counter() - t0}

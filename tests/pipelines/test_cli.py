@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import pipeline_path, run_cli
+from helpers import pipeline_path, run_cli
 
 from ftdoctor.core.stages import DEFAULT_STAGES as STAGES
 from ftdoctor.core.rules import SEVERITIES
@@ -27,7 +27,7 @@ def test_json_report_follows_the_schema(tmp_path):
     proc = run_cli("check", pipeline_path("course_mnli_broken.py"), "--json", "--offline", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     rep = json.loads(proc.stdout)
-    assert rep["schema"] == "ftdoctor.core.report/1"
+    assert rep["schema"] == "ftdoctor.report/1"
     assert rep["ok"] is False
     assert rep["task"] == "sequence-classification"
     assert set(rep["environment"]) >= {"python", "torch", "transformers", "device"}
@@ -49,7 +49,7 @@ def test_explain_prints_a_rule_page_and_unknown_code_exits_2():
     proc = run_cli("explain", "FTD601")
     assert proc.returncode == 0
     assert "argmax" in proc.stdout and "Broken" in proc.stdout and "Fixed" in proc.stdout
-    assert run_cli("explain", "num-labels-mismatch").stdout.startswith("FTD101")
+    assert run_cli("explain", "num-labels-mismatch").stdout.startswith("# FTD101 num-labels-mismatch\n")
     bad = run_cli("explain", "FTD999")
     assert bad.returncode == 2 and "explain --all" in bad.stderr
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import findings_at, pipeline_path
+from helpers import findings_at, pipeline_path
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ def test_a_device_too_small_gets_a_configuration_that_keeps_the_effective_batch(
 
 def test_activations_match_a_direct_measurement_at_the_worst_case_batch(trainer):
     """The fit uses batches of 1 and 2 and at most 48 tokens; the configured batch of the longest rows is new."""
-    from ftdoctor.checks.memory import saved_activation_bytes, worst_case_rows
+    from ftdoctor.runtime.memory_model import saved_activation_bytes, worst_case_rows
 
     from ftdoctor.targets import work_copy as copy_model
 

@@ -44,7 +44,7 @@ def test_overlap_is_found_token_for_token_beyond_the_rows_it_decodes(monkeypatch
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    import ftdoctor.checks.decode as decode
+    import ftdoctor.checks.decode.silent_bugs as decode
     from ftdoctor.fixtures import fixture_path
 
     tok = AutoTokenizer.from_pretrained(fixture_path("tokenizers/gpt2"))

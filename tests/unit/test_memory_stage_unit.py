@@ -23,7 +23,8 @@ def test_activation_fit_extrapolates_in_length_and_batch(kind):
     import torch
     from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
 
-    from ftdoctor.checks.memory import fit_activations, saved_activation_bytes
+    from ftdoctor.runtime.memory_model import fit_activations, saved_activation_bytes
+    from ftdoctor.targets.base import model_loss
 
     torch.manual_seed(0)
     if kind.startswith("bert"):
@@ -37,9 +38,9 @@ def test_activation_fit_extrapolates_in_length_and_batch(kind):
         row = {"input_ids": [i % 99 + 1 for i in range(96)]}
         row["labels"] = list(row["input_ids"])
     for dtype in (None, torch.bfloat16):
-        fit = fit_activations(model, row, _pad_collator, dtype=dtype, fit_length=16)
+        fit = fit_activations(model, row, _pad_collator, model_loss, dtype=dtype, fit_length=16)
         assert max(s for s, _, _ in fit.shapes) <= 16
-        direct, _ = saved_activation_bytes(model, _pad_collator([row] * 3), dtype=dtype)
+        direct, _ = saved_activation_bytes(model, _pad_collator([row] * 3), model_loss, dtype=dtype)
         assert abs(fit.total(3, 96) - direct) <= 0.15 * direct, (kind, dtype, fit.total(3, 96), direct)
         assert (fit.c > 0) == (kind == "bert-eager")  # only eager attention materialises S x S on a GPU
 
@@ -47,7 +48,7 @@ def test_activation_fit_extrapolates_in_length_and_batch(kind):
 def test_worst_case_rows_are_the_longest_not_the_first_batch():
     from datasets import Dataset
 
-    from ftdoctor.checks.memory import worst_case_rows
+    from ftdoctor.runtime.memory_model import worst_case_rows
 
     lengths = [5, 7, 6, 40, 8, 33, 9]
     ds = Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "label": [0] * len(lengths)})
@@ -59,7 +60,7 @@ def test_worst_case_rows_are_the_longest_not_the_first_batch():
 def test_optimizer_state_by_type_without_a_measured_step():
     import torch
 
-    from ftdoctor.checks.memory import optimizer_state_estimate
+    from ftdoctor.runtime.memory_model import optimizer_state_estimate
 
     params = [torch.nn.Parameter(torch.zeros(64, 32)), torch.nn.Parameter(torch.zeros(32))]
     n = 64 * 32 + 32

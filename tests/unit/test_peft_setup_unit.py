@@ -10,7 +10,7 @@ def test_linear_layer_names_follow_the_architecture():
     """BERT's attention layers are query/key/value (its `dense` layers are everywhere), GPT-2's are Conv1D."""
     from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
 
-    from ftdoctor.checks.setup import _linear_layer_names
+    from ftdoctor.checks.setup.llm_libraries import _linear_layer_names
 
     bert = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                       intermediate_size=32))
