@@ -11,6 +11,9 @@ from ftdoctor.core.findings import Finding
 from ftdoctor.core.rules import rule_url
 
 SCHEMA = "ftdoctor.core.report/1"
+# How each output names a failure of ftdoctor itself, and one of a check the project wrote (its file is to blame).
+INTERNAL_ERROR = "ftdoctor internal error (a bug in ftdoctor, not in your pipeline)"
+CHECK_ERROR = "a check of this project could not run (a fault in the check's own file, not in ftdoctor)"
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:
@@ -75,6 +78,7 @@ class Report:
     duration_s: float = 0.0
     environment: dict[str, Any] = field(default_factory=dict)
     internal_errors: list[str] = field(default_factory=list)
+    check_errors: list[str] = field(default_factory=list)  # a team's or a plugin's check that failed to load or run
     suppressed: list[Suppressed] = field(default_factory=list)  # findings removed by the project's policy
     # How much of the user's work the walk did: "fast" or "full", and what ran at reduced size.
     budget: dict[str, Any] | None = None
@@ -107,6 +111,8 @@ class Report:
             d["budget"] = self.budget
         if self.internal_errors:
             d["internal_errors"] = self.internal_errors
+        if self.check_errors:
+            d["check_errors"] = self.check_errors
         return d
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -119,6 +125,7 @@ class Report:
                    stages=[StageResult.from_dict(s) for s in d.get("stages", [])],
                    duration_s=d.get("duration_s", 0.0), environment=d.get("environment") or {},
                    internal_errors=list(d.get("internal_errors") or []),
+                   check_errors=list(d.get("check_errors") or []),
                    suppressed=[Suppressed.from_dict(s) for s in d.get("suppressed") or []],
                    budget=d.get("budget"))
 
