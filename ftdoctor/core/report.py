@@ -82,6 +82,9 @@ class Report:
     suppressed: list[Suppressed] = field(default_factory=list)  # findings removed by the project's policy
     # How much of the user's work the walk did: "fast" or "full", and what ran at reduced size.
     budget: dict[str, Any] | None = None
+    # Why the walk stopped before its end (--walk-timeout): the stages here are those that finished. Not in the
+    # JSON document, which carries the reason as "error".
+    stopped: str | None = field(default=None, compare=False)
     # The live values the walk built (pipeline, batch, ...): for pytest fixtures and in-process use, never serialised.
     context: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 

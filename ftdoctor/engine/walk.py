@@ -13,7 +13,8 @@ from ftdoctor.core import progress as progress_mod
 from ftdoctor.core.stages import DEFAULT_STAGES, STAGES, with_dependencies
 from ftdoctor.core.rules import RULES
 from ftdoctor.core.findings import Finding
-from ftdoctor.core.registry import Check, Provide, Skip, Unavailable, UserCodeError, check_origin, checks_for, load_checks, load_local_checks, run_user
+from ftdoctor.core.registry import (Check, Provide, Skip, Unavailable, UserCodeError, check_origin, checks_for,
+                                    load_checks, load_local_checks, run_user)
 from ftdoctor.core.report import Report, StageResult, environment
 
 __all__ = ["walk", "Context", "Unavailable", "UserCodeError", "run_user"]

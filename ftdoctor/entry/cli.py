@@ -394,7 +394,7 @@ def _check_one(script: str, script_args: list[str], args, settings, policy, fmt:
         for title, errors in ((CHECK_ERROR, report.check_errors), (INTERNAL_ERROR, report.internal_errors)):
             for error in errors:
                 print(f"ftdoctor: {title}:\n{block(error)}", file=sys.stderr)
-    if result.message is not None:  # the walk stopped part way (--walk-timeout): the report has what finished
+    if result.outcome == "timeout":  # the walk stopped part way (--walk-timeout): the report has what finished
         return failed(result.message, report=report)
     code = EXIT_HARNESS if report.internal_errors or report.check_errors else EXIT_OK if report.ok else EXIT_FINDINGS
     return Outcome(report.script or shown, report, None, code)

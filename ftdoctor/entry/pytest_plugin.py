@@ -289,7 +289,7 @@ class StageItem(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
-        return self.path, 0, f"ftdoctor {self.stage}: {os.path.basename(self.parent.script)}"
+        return self.path, 0, f"ftdoctor {self.stage}: {inline(os.path.basename(self.parent.script), NAME)}"
 
 
 def format_stage(st) -> str:

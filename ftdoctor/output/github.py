@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 from ftdoctor.core.report import CHECK_ERROR, INTERNAL_ERROR
 from ftdoctor.core.untrusted import BLOCK, NAME, TITLE, cut, visible
-from ftdoctor.output.document import Outcome, _place, _root, _workspace_path
+from ftdoctor.output.document import Outcome, _place, _workspace_path
 
 
 _GITHUB_LEVEL = {"error": "error", "warning": "warning", "info": "notice"}

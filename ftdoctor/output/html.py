@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 from ftdoctor.core.untrusted import NAME, block, inline
-from ftdoctor.output.document import Outcome, _place, _root, _workspace_path
+from ftdoctor.output.document import Outcome
 
 
 def write_html(outcomes: list[Outcome], path: str, show_traceback: bool = False, width: int = 110) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from ftdoctor.core.report import CHECK_ERROR, INTERNAL_ERROR
 from ftdoctor.core.untrusted import BLOCK, cut, visible
-from ftdoctor.output.document import Outcome, _place, _root, _workspace_path
+from ftdoctor.output.document import Outcome, _workspace_path
 from ftdoctor.output.text import format_stage
 
 

@@ -63,8 +63,9 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
                 if src is not None:
                     start, code = src
                     # Long lines wrap inside the panel: a cropped line would cut the user's names in half.
-                    parts.append(Syntax(visible(code, None), "python", line_numbers=True, start_line=start, theme="ansi_dark",
-                                        highlight_lines={int(f.location.rsplit(':', 1)[1])}, word_wrap=True))
+                    parts.append(Syntax(visible(code, None), "python", line_numbers=True, start_line=start,
+                                        theme="ansi_dark", highlight_lines={int(f.location.rsplit(':', 1)[1])},
+                                        word_wrap=True))
             if f.fix:
                 parts.append(Text.assemble(("fix: ", "bold green"), inline(f.fix)))
             if show_traceback and f.evidence.get("traceback"):
@@ -74,7 +75,9 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
                                 expand=True, padding=(0, 1)))
         _evidence(console, st, Table, Text)
     s = report.summary()
-    verdict = Text(" OK ", style="bold green reverse") if report.ok else Text(" FAILED ", style="bold red reverse")
+    verdict = (Text(" STOPPED ", style="bold red reverse") if report.stopped
+               else Text(" OK ", style="bold green reverse") if report.ok
+               else Text(" FAILED ", style="bold red reverse"))
     counts = sum(1 for f in report.findings if f.severity == "error"), sum(1 for f in report.findings if f.severity == "warning")
     console.print(Text.assemble(verdict, f"  {counts[0]} errors, {counts[1]} warnings  ·  ",
                                 f"{s['pass']} pass, {s['warn']} warn, {s['fail']} fail, {s['skip']} skip  ·  "

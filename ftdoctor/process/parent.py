@@ -86,7 +86,8 @@ def run_child(script: str, argv: list[str], *, stages: list[str] | None, options
     """Run the script in a child process (or, with ``nproc`` > 1, in that many ranks under torchrun)."""
     timeout = DEFAULT_TIMEOUT if timeout is None else timeout
     walk_timeout = DEFAULT_WALK_TIMEOUT if walk_timeout is None else walk_timeout
-    for name, value in (("timeout", timeout), ("walk_timeout", walk_timeout), ("collective_timeout", collective_timeout)):
+    limits = (("timeout", timeout), ("walk_timeout", walk_timeout), ("collective_timeout", collective_timeout))
+    for name, value in limits:
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise HarnessError(f"{name} must be a positive number of seconds, not {value!r}")
     with stop_signals():
@@ -206,12 +207,12 @@ def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progr
         where = f" in the {running} stage" if running else ""
         msg = (f"the walk of {rel} did not finish within {walk_timeout:g} s (--walk-timeout){where}; the process was "
                "stopped. Run fewer stages (--stages) or allow more time.")
-        return ScriptResult(_finished_stages(spec["partial_path"], running, walk_timeout), msg, "timeout", output,
+        return ScriptResult(_finished_stages(spec["partial_path"], running, walk_timeout, msg), msg, "timeout", output,
                             returncode=proc.returncode, stopped_at=running)
     return ScriptResult(None, _abnormal_end(rel, proc.returncode), "crashed", output, returncode=proc.returncode)
 
 
-def _finished_stages(path: str, running: str | None, walk_timeout: float):
+def _finished_stages(path: str, running: str | None, walk_timeout: float, message: str):
     """The report of the stages that finished before the walk was stopped (the child writes it after each stage),
     with the stage that was running marked as stopped; None when no stage finished."""
     from ftdoctor.core.report import Report, StageResult
@@ -224,6 +225,8 @@ def _finished_stages(path: str, running: str | None, walk_timeout: float):
     if running and report.stage(running) is None:
         report.stages.append(StageResult(running, "skip", reason=f"stopped: the walk did not finish within "
                                                                   f"{walk_timeout:g} s (--walk-timeout)"))
+    report.stopped = message
+    report.duration_s = walk_timeout
     return report
 
 

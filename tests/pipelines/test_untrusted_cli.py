@@ -70,9 +70,11 @@ def _no_command_lines(text: str, allowed: int = 0) -> list[str]:
 
 def test_hostile_data_stays_inert_in_text_junit_and_github(tmp_path):
     _write(tmp_path, "hostile.py", HOSTILE)
-    text = run_cli("check", "hostile.py", *STAGES, cwd=tmp_path, timeout=600)
+    text = run_cli("check", "hostile.py", *STAGES, "--html", "report.html", cwd=tmp_path, timeout=600)
     assert text.returncode == 1, text.stderr[-3000:]
     assert not RAW_CONTROL.search(text.stdout + text.stderr)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert not RAW_CONTROL.search(page) and "\\u202eevil" in page  # the override shown, not obeyed
     assert not _no_command_lines(text.stdout) and "##[" not in text.stdout
     assert "\\x1b[2J" in text.stdout and "\\x00\\x01" in text.stdout  # shown, as escapes
     assert "FTD602" in text.stdout
