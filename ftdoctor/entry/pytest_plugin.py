@@ -88,7 +88,14 @@ def settings(config):
                        gpu_memory=parse_gpu_memory(gpu) if gpu else None)
         cli_ignore = [c for v in config.getoption("ftdoctor_ignore") or [] for c in parse_codes(v)]
     except (ConfigError, ValueError) as exc:
-        raise pytest.UsageError(f"ftdoctor: {exc}") from None
+        raise pytest.UsageError(f"ftdoctor: {inline(exc)}") from None
+    from ftdoctor.process.parent import script_problem
+
+    # A script that is missing, a folder, or not Python is a usage error, as for `ftdoctor check`.
+    for script, _ in s.scripts:
+        problem = script_problem(script)
+        if problem:
+            raise pytest.UsageError(f"ftdoctor: {problem}")
     return s, cli_ignore
 
 

@@ -104,3 +104,15 @@ def test_html_over_the_script_exits_2_before_running_it(tmp_path, capsys, monkey
     assert main(["check", "train.py", "--json", "--html", "nowhere/report.html"]) == 2
     assert not (tmp_path / "ran").exists()
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_pytest_refuses_a_configured_script_that_is_a_directory(pytester):
+    (pytester.path / "project").mkdir()
+    pytester.makeini("[pytest]\nftdoctor_scripts = project\nftdoctor_timeout = inf\n")
+    result = pytester.runpytest("--ftdoctor")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ftdoctor_timeout* must be a positive number of seconds*"])
+    pytester.makeini("[pytest]\nftdoctor_scripts = project\n")
+    result = pytester.runpytest("--ftdoctor")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*project is a directory, not a script*"])
