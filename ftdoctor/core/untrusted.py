@@ -107,9 +107,22 @@ def defuse_lines(rendered: str) -> str:
     for line in rendered.split("\n"):
         plain = _ANSI.sub("", line) if "\x1b" in line else line
         if plain.lstrip().startswith("::"):
-            line = line.replace(":", "\\x3a", 1)  # rich's colour codes hold no colon: this is the text's first
+            line = _first_colon_escaped(line)
         out.append(line.replace("##[", "##\\x5b"))
     return "\n".join(out)
+
+
+def _first_colon_escaped(line: str) -> str:
+    """``line`` with the first colon of its text (not of an escape sequence around it, a link's URL) escaped."""
+    pos = 0
+    for m in _ANSI.finditer(line):
+        at = line.find(":", pos, m.start())
+        if at >= 0:
+            break
+        pos = m.end()
+    else:
+        at = line.find(":", pos)
+    return line[:at] + "\\x3a" + line[at + 1 :] if at >= 0 else line
 
 
 def deep(value: Any, fn=visible) -> Any:

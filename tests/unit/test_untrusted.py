@@ -102,6 +102,8 @@ def test_defusing_a_rendered_report_keeps_its_colours():
     out = defuse_lines(rendered)
     assert out.split("\n")[0] == "\x1b[2m   \x1b[0m\\x3a:error file=a::b"
     assert out.split("\n")[2] == "\x1b[1m##\\x5bwarning]\x1b[0m"
+    linked = "\x1b]8;id=1;https://example.org\x1b\\::error::x"  # a link's URL holds a colon of its own
+    assert defuse_lines(linked) == "\x1b]8;id=1;https://example.org\x1b\\\\x3a:error::x"
 
 
 def test_json_keeps_the_data_and_hides_legacy_commands_from_the_log():
