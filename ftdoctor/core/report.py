@@ -11,6 +11,9 @@ from ftdoctor.core.findings import Finding
 from ftdoctor.core.rules import rule_url
 
 SCHEMA = "ftdoctor.report/1"
+# How each output names a failure of ftdoctor itself, and one of a check the project wrote (its file is to blame).
+INTERNAL_ERROR = "ftdoctor internal error (a bug in ftdoctor, not in your pipeline)"
+CHECK_ERROR = "a check of this project could not run (a fault in the check's own file, not in ftdoctor)"
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:
@@ -75,9 +78,13 @@ class Report:
     duration_s: float = 0.0
     environment: dict[str, Any] = field(default_factory=dict)
     internal_errors: list[str] = field(default_factory=list)
+    check_errors: list[str] = field(default_factory=list)  # a team's or a plugin's check that failed to load or run
     suppressed: list[Suppressed] = field(default_factory=list)  # findings removed by the project's policy
     # How much of the user's work the walk did: "fast" or "full", and what ran at reduced size.
     budget: dict[str, Any] | None = None
+    # Why the walk stopped before its end (--walk-timeout): the stages here are those that finished. Not in the
+    # JSON document, which carries the reason as "error".
+    stopped: str | None = field(default=None, compare=False)
     # The live values the walk built (pipeline, batch, ...): for pytest fixtures and in-process use, never serialised.
     context: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -107,6 +114,8 @@ class Report:
             d["budget"] = self.budget
         if self.internal_errors:
             d["internal_errors"] = self.internal_errors
+        if self.check_errors:
+            d["check_errors"] = self.check_errors
         return d
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -119,6 +128,7 @@ class Report:
                    stages=[StageResult.from_dict(s) for s in d.get("stages", [])],
                    duration_s=d.get("duration_s", 0.0), environment=d.get("environment") or {},
                    internal_errors=list(d.get("internal_errors") or []),
+                   check_errors=list(d.get("check_errors") or []),
                    suppressed=[Suppressed.from_dict(s) for s in d.get("suppressed") or []],
                    budget=d.get("budget"))
 

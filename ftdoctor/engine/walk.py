@@ -13,7 +13,8 @@ from ftdoctor.core import progress as progress_mod
 from ftdoctor.core.stages import DEFAULT_STAGES, STAGES, with_dependencies
 from ftdoctor.core.rules import RULES
 from ftdoctor.core.findings import Finding
-from ftdoctor.core.registry import Check, Provide, Skip, Unavailable, UserCodeError, checks_for, load_checks, load_local_checks, run_user
+from ftdoctor.core.registry import (Check, Provide, Skip, Unavailable, UserCodeError, check_origin, checks_for,
+                                    load_checks, load_local_checks, run_user)
 from ftdoctor.core.report import Report, StageResult, environment
 
 __all__ = ["walk", "Context", "Unavailable", "UserCodeError", "run_user"]
@@ -88,7 +89,9 @@ def _as_findings(result: Any, chk: Check) -> list[Finding]:
 
 
 def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: list[str],
-              checks: list[Check] | None = None) -> None:
+              checks: list[Check] | None = None, check_errors: list[str] | None = None) -> None:
+    """Run the checks of ``stage``. A built-in check that fails is ftdoctor's internal error; a project's or a
+    plugin's check that fails goes to ``check_errors``, named with its file."""
     skipped: list[str] = []
     ran = 0
     main_skipped = None  # the stage's main work (a check that provides values) could not be done
@@ -120,12 +123,18 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
                 ctx.set(name, Unavailable(str(exc)))
             ran += 1
             continue
-        except Exception as exc:  # a bug in ftdoctor or in a third-party check: never blamed on the user
-            internal_errors.append(f"check {chk.name} ({stage}) crashed: {type(exc).__name__}: {exc}\n"
-                                   + traceback.format_exc())
+        except Exception as exc:  # a bug in ftdoctor or in a third-party check: never blamed on the user's pipeline
+            where = check_origin(chk)
+            text = f"check {chk.name} ({stage}) crashed: {type(exc).__name__}: {exc}\n" + traceback.format_exc()
+            if where is None or check_errors is None:
+                internal_errors.append(text)
+                reason = f"ftdoctor's check {chk.name} crashed (an ftdoctor bug, not yours)"
+            else:
+                check_errors.append(f"{where}: {text}")
+                reason = f"the check {chk.name} ({where}) crashed"
             for name in chk.provides:
-                ctx.set(name, Unavailable(f"ftdoctor's check {chk.name} crashed"))
-            skipped.append(f"ftdoctor's check {chk.name} crashed (an ftdoctor bug, not yours)")
+                ctx.set(name, Unavailable(reason))
+            skipped.append(reason)
             continue
         ran += 1
         if isinstance(out, Provide):
@@ -146,7 +155,11 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
         try:
             new = _as_findings(out, chk)
         except UndeclaredFinding as exc:
-            internal_errors.append(f"check {chk.name} ({stage}): {exc}")
+            where = check_origin(chk)
+            if where is None or check_errors is None:
+                internal_errors.append(f"check {chk.name} ({stage}): {exc}")
+            else:
+                check_errors.append(f"{where}: check {chk.name} ({stage}): {exc}")
             continue
         result.findings.extend(new)
         ctx.values["findings_so_far"].extend(new)
@@ -163,14 +176,16 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
 
 def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[str] | None = None,
          progress: Callable[[str], Any] | None = None, check_dirs: Iterable[str] = (),
-         checks: list[Check] | None = None) -> Report:
+         checks: list[Check] | None = None, stage_done: Callable[[Report], Any] | None = None) -> Report:
     """Run the stages over ``values`` (see pipeline.context_values) and return the report. ``checks`` replaces
-    the registered checks (the engine's own tests)."""
+    the registered checks (the engine's own tests); ``stage_done`` receives the report so far after each stage
+    (the child saves it, so a walk stopped by its timeout still reports the stages that finished)."""
     start = time.perf_counter()
     report = Report(script=script, task=values.get("task"))
     if checks is None:
-        report.internal_errors.extend(load_checks())
-        report.internal_errors.extend(load_local_checks(check_dirs))
+        # A plugin or a project check that does not import is its own file's fault, not ftdoctor's.
+        report.check_errors.extend(load_checks())
+        report.check_errors.extend(load_local_checks(check_dirs))
     asked = set(stages) if stages else set(DEFAULT_STAGES)
     unknown = asked - set(STAGES)
     if unknown:
@@ -194,11 +209,14 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
             progress_mod.begin(stage)
             t0 = time.perf_counter()
             run_stage(stage, ctx, result, report.internal_errors,
-                      None if checks is None else [c for c in checks if c.stage == stage])
+                      None if checks is None else [c for c in checks if c.stage == stage],
+                      report.check_errors if checks is None else None)
             result.duration_s = time.perf_counter() - t0
             _release(ctx, [s for s in STAGES[STAGES.index(stage) + 1:] if s in wanted], checks)
             if hasattr(target, "stage_done"):
                 target.stage_done()
+            if stage_done is not None:
+                stage_done(report)
     report.context = ctx.values
     from ftdoctor.engine.budget import Budget
 
