@@ -62,13 +62,25 @@ class Context:
         return kwargs, None
 
 
-def _as_findings(result: Any, chk: Check) -> list[Finding]:
-    """The check's findings, each of a code it declared and with the severity its rule fixes."""
+STRICT_ENV = "FTDOCTOR_STRICT_CONTRACTS"  # set by ftdoctor's own test suite: a broken check contract fails the run
+
+
+def strict_contracts() -> bool:
+    """Whether a check that reports an undeclared code stops the walk (ftdoctor's tests) or is noted (users)."""
+    import os
+
+    return os.environ.get(STRICT_ENV) == "1"
+
+
+def _as_findings(result: Any, chk: Check) -> tuple[list[Finding], list[str]]:
+    """The check's findings, each with the severity its rule fixes, and how the check broke its contract (a code
+    it did not declare, another severity than its rule's). Such findings are kept: the report stands."""
     if result is None or result is True:
-        return []
+        return [], []
     if isinstance(result, (Finding, str)):
         result = [result]
-    out = []
+    out: list[Finding] = []
+    broken: list[str] = []
     for f in result:
         if isinstance(f, str):  # a check with its own rule may return just the detail
             from ftdoctor.core.findings import finding
@@ -76,15 +88,15 @@ def _as_findings(result: Any, chk: Check) -> list[Finding]:
             f = finding(chk.codes[-1], f, chk.default_fix)
         if f is None:
             continue
-        if f.code not in chk.codes:
-            raise UndeclaredFinding(f"check {chk.name} reported {f.code}, which it does not declare "
-                                    f"(declared: {', '.join(chk.codes) or 'none'})")
         rule = RULES.get(f.code)
+        if f.code not in chk.codes:
+            broken.append(f"it reported {f.code}, which it does not declare (declared: "
+                          f"{', '.join(chk.codes) or 'none'})" + ("" if rule else "; no rule has that code"))
         if rule is not None and f.severity != rule.severity:
-            raise UndeclaredFinding(f"check {chk.name} reported {f.code} as {f.severity}; its rule says "
-                                    f"{rule.severity}")
+            broken.append(f"it reported {f.code} as {f.severity}; its rule says {rule.severity}")
+            f.severity = rule.severity
         out.append(f)
-    return out
+    return out, broken
 
 
 def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: list[str],
@@ -123,6 +135,7 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
         except Exception as exc:  # a bug in ftdoctor or in a third-party check: never blamed on the user
             internal_errors.append(f"check {chk.name} ({stage}) crashed: {type(exc).__name__}: {exc}\n"
                                    + traceback.format_exc())
+            result.crashed.append(chk.name)
             for name in chk.provides:
                 ctx.set(name, Unavailable(f"ftdoctor's check {chk.name} crashed"))
             skipped.append(f"ftdoctor's check {chk.name} crashed (an ftdoctor bug, not yours)")
@@ -143,11 +156,13 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
                     ctx.set(name, value)
             result.evidence.update(out.evidence)
             out = out.findings
-        try:
-            new = _as_findings(out, chk)
-        except UndeclaredFinding as exc:
-            internal_errors.append(f"check {chk.name} ({stage}): {exc}")
-            continue
+        new, broken = _as_findings(out, chk)
+        if broken:
+            if strict_contracts():
+                raise UndeclaredFinding("; ".join(broken))
+            # In a user's run the findings stand (with their rule's severity): the check's contract is ftdoctor's
+            # bug to fix, not a reason to throw the report away.
+            internal_errors.extend(f"check {chk.name} ({stage}) broke its contract: {b}" for b in broken)
         result.findings.extend(new)
         ctx.values["findings_so_far"].extend(new)
     if ran == 0 or (main_skipped and not result.findings):

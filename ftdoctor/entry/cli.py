@@ -327,8 +327,15 @@ def _check_one(script: str, script_args: list[str], args, settings, policy, fmt:
             print(result.traceback, file=sys.stderr)
     elif report.internal_errors:
         print("\n".join(report.internal_errors), file=sys.stderr)
-    code = EXIT_HARNESS if report.internal_errors else EXIT_OK if report.ok else EXIT_FINDINGS
-    return Outcome(report.script or shown, report, None, code)
+    return Outcome(report.script or shown, report, None, exit_code(report))
+
+
+def exit_code(report) -> int:
+    """0 clean, 1 error findings; 2 only when ftdoctor failed and no stage could run at all. A check of ftdoctor's
+    that crashed is reported as ftdoctor's; the other stages' findings decide."""
+    if report.internal_errors and not report.walked:
+        return EXIT_HARNESS
+    return EXIT_OK if report.ok else EXIT_FINDINGS
 
 
 def _emit(outcomes, fmt: str, args) -> int:

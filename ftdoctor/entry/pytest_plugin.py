@@ -248,9 +248,13 @@ class StageItem(pytest.Item):
                 raise HarnessFailed(result.message)
             _skip(f"no pipeline was captured: {result.message}")
         report = result.report
-        if report.internal_errors and self.stage == "setup":
+        crashed = {name for s in report.stages for name in s.crashed}
+        # Internal errors of no stage (a team's checks that failed to load, a broken contract, the capture) go to
+        # the setup item, a crashed check to its own stage's item; the other stages keep their verdicts.
+        general = [e for e in report.internal_errors if not any(f"check {name} " in e for name in crashed)]
+        if general and self.stage == "setup":
             raise HarnessFailed("ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n"
-                                + "\n".join(report.internal_errors))
+                                + "\n".join(general))
         st = report.stage(self.stage)
         if st is None:
             _skip(f"stage {self.stage} was not run")
@@ -258,6 +262,10 @@ class StageItem(pytest.Item):
             _skip(st.reason or "skipped")
         if st.status == "fail":
             raise StageFailed(st, report)
+        if st.crashed:  # no error finding here, but the stage was not judged whole
+            raise HarnessFailed("ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n"
+                                + "\n".join(e for e in report.internal_errors
+                                             if any(f"check {name} " in e for name in st.crashed)))
         for f in st.findings:
             if f.severity == "warning":
                 warnings.warn(FtDoctorWarning(f"{self.nodeid} {f.code} {f.title}: {f.detail} "
