@@ -253,18 +253,20 @@ def _release(ctx: "Context", later: list[str], checks: list[Check] | None) -> No
 
 
 def _decide_budget(values: dict[str, Any]) -> None:
-    """The budget option ("fast", "full") becomes the walk's Budget for this pipeline on this machine."""
+    """The budget option ("fast", "full") becomes the walk's Budget for this pipeline on its kind of device; an
+    ``overfit_seconds`` option sets the overfit stage's time (None: no limit)."""
     from ftdoctor.engine.budget import Budget, decide
 
-    if isinstance(values.get("budget"), Budget):
-        return
-    mode = values.get("budget") if isinstance(values.get("budget"), str) else "fast"
-    model = values.get("model")
-    if model is None or isinstance(model, Unavailable):
-        values["budget"] = Budget(mode)
-        return
-    device = getattr(values.get("target"), "work_device", None)
-    values["budget"] = decide(model, values.get("args"), mode, str(device) if device is not None else "cpu")
+    if not isinstance(values.get("budget"), Budget):
+        mode = values.get("budget") if isinstance(values.get("budget"), str) else "fast"
+        model = values.get("model")
+        if model is None or isinstance(model, Unavailable):
+            values["budget"] = Budget(mode)
+        else:
+            device = getattr(values.get("target"), "work_device", None)
+            values["budget"] = decide(model, values.get("args"), mode, str(device) if device is not None else "cpu")
+    if "overfit_seconds" in values:
+        values["budget"].overfit_seconds = values["overfit_seconds"]
 
 
 class preserved_state:

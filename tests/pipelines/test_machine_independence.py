@@ -18,6 +18,10 @@ STAGES = ["setup", "config", "decode", "collate", "forward", "backward", "overfi
 CORRECT = ["torch_loop_fixed.py", "peft_resume_adapter_fixed.py", "mrpc_bert_fixed.py"]
 
 
+# The default fast budget, time limit included (check_pipeline lifts the limit unless a test sets one).
+TIMED = {"overfit_seconds": 30.0}
+
+
 def _verdicts(report):
     return sorted((s.stage, f.code, f.severity) for s in report.stages for f in s.findings)
 
@@ -32,7 +36,7 @@ def test_a_slow_machine_gets_no_verdict_instead_of_a_wrong_one(check_pipeline, m
 
     ticks = itertools.count()
     monkeypatch.setattr(overfit, "clock", lambda: 4.0 * next(ticks))
-    report = check_pipeline(name, stages=STAGES)
+    report = check_pipeline(name, stages=STAGES, options=TIMED)
     overfit_findings = findings_at(report, "overfit")
     assert all(f.severity == "info" for f in overfit_findings), _verdicts(report)
     assert not any(f.severity in ("error", "warning") for f in report.findings), _verdicts(report)
@@ -40,11 +44,11 @@ def test_a_slow_machine_gets_no_verdict_instead_of_a_wrong_one(check_pipeline, m
 
 @pytest.mark.subprocess
 def test_a_busy_machine_gives_the_same_findings_as_an_idle_one(check_pipeline):
-    idle = {name: _verdicts(check_pipeline(name, stages=STAGES)) for name in CORRECT}
+    idle = {name: _verdicts(check_pipeline(name, stages=STAGES, options=TIMED)) for name in CORRECT}
     # Two processes that keep both cores busy for the whole second walk.
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
-        busy = {name: _verdicts(check_pipeline(name, stages=STAGES)) for name in CORRECT}
+        busy = {name: _verdicts(check_pipeline(name, stages=STAGES, options=TIMED)) for name in CORRECT}
     finally:
         for p in burners:
             p.kill()
@@ -62,6 +66,6 @@ def test_a_diverging_trial_cut_short_is_no_verdict_either(check_pipeline, monkey
 
     ticks = itertools.count()
     monkeypatch.setattr(overfit, "clock", lambda: 4.0 * next(ticks))
-    report = check_pipeline("bert_mrpc_learning_rate_too_high.py", stages=STAGES)
+    report = check_pipeline("bert_mrpc_learning_rate_too_high.py", stages=STAGES, options=TIMED)
     codes = [f.code for f in findings_at(report, "overfit")]
     assert codes == ["FTD705"], _verdicts(report)
