@@ -348,9 +348,9 @@ def _note(exc: BaseException, text: str) -> None:
 
 
 def model_loss(model: Any, batch: Any) -> tuple[Any, Any]:
-    out = model(**batch)
-    loss = out.get("loss") if hasattr(out, "get") else getattr(out, "loss", None)
-    return loss, out
+    from ftdoctor.facts.models import loss_and_outputs
+
+    return loss_and_outputs(model(**batch), labelled="labels" in batch)
 
 
 def to_numpy(x: Any) -> Any:
