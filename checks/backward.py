@@ -256,7 +256,7 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
                   and not torch.isfinite(params[n].grad.sum(dtype=torch.float32))]  # a NaN or inf makes the sum one
     if non_finite:
         out.append(finding("FTD502", f"{len(non_finite)} parameters have NaN/inf gradients (e.g. {non_finite[0]}); "
-                           f"the loss was {float(loss):.4g}.", "Find the source: a non-finite loss, log(0) in a "
+                           f"the loss was {float(loss.detach()):.4g}.", "Find the source: a non-finite loss, log(0) in a "
                            "custom loss, or float16 overflow (use bf16 or keep fp16 with float32 weights).",
                            location=pipeline.location(model), evidence={"parameters": non_finite[:20]}))
     lr = getattr(args, "learning_rate", None)

@@ -158,7 +158,8 @@ def batch_has_labels(batch, train_features, pipeline, target, task=None):
     if datasets.label_key(batch, target.label_names) is not None or target.has_custom_loss:
         return None
     if datasets.label_key(train_features[0], target.label_names) is not None:
-        detail = (f"The rows carry labels but `{type(target.collator).__name__}` drops them: the "
+        name = getattr(target.collator, "__name__", type(target.collator).__name__)
+        detail = (f"The rows carry labels but `{name}` drops them: the "
                   f"batch has only {sorted(batch)}.")
     elif task in ("causal-lm", "masked-lm"):
         detail = f"Nothing creates the language-modelling labels: the batch has only {sorted(batch)}."

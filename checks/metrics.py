@@ -147,7 +147,7 @@ def eval_predictions(model, pipeline, target, trainer=None, eval_batch=None, wor
                                                        "labels_shape": list(getattr(labels, "shape", []))})
 
 
-@check("metrics", provides=("metric_values",), codes=("FTD601", "FTD602", "FTD604", "FTD606"))
+@check("metrics", provides=("metric_values",), codes=("FTD601", "FTD602", "FTD604", "FTD606", "FTD621"))
 def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx, model=None):
     import numpy as np
     from transformers import EvalPrediction

@@ -23,7 +23,7 @@ def test_json_report_follows_the_schema(tmp_path):
     proc = run_cli("check", pipeline_path("course_mnli_broken.py"), "--json", "--offline", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     rep = json.loads(proc.stdout)
-    assert rep["schema"] == "ftdoctor.core.report/1"
+    assert rep["schema"] == "ftdoctor.report/1"
     assert rep["ok"] is False
     assert rep["task"] == "sequence-classification"
     assert set(rep["environment"]) >= {"python", "torch", "transformers", "device"}
@@ -45,7 +45,7 @@ def test_explain_prints_a_rule_page_and_unknown_code_exits_2():
     proc = run_cli("explain", "FTD601")
     assert proc.returncode == 0
     assert "argmax" in proc.stdout and "Broken" in proc.stdout and "Fixed" in proc.stdout
-    assert run_cli("explain", "num-labels-mismatch").stdout.startswith("FTD101")
+    assert run_cli("explain", "num-labels-mismatch").stdout.startswith("# FTD101 num-labels-mismatch\n")
     bad = run_cli("explain", "FTD999")
     assert bad.returncode == 2 and "explain --all" in bad.stderr
 
@@ -64,12 +64,3 @@ def test_bad_arguments_exit_2(tmp_path):
     assert run_cli("check", str(tmp_path / "missing.py")).returncode == 2
     proc = run_cli("check", pipeline_path("course_mnli_fixed.py"), "--stages", "decode,nonsense")
     assert proc.returncode == 2 and "nonsense" in proc.stderr
-
-
-def test_readme_catalog_is_generated_from_the_rules():
-    from pathlib import Path
-
-    from ftdoctor.output.rule_pages import markdown_catalog
-
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert markdown_catalog() in readme, "README catalog is stale: regenerate with `ftdoctor explain --markdown`"

@@ -144,7 +144,7 @@ def test_the_import_contract_holds(tmp_path):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(site), str(ROOT)], check=True, capture_output=True)
-    proc = subprocess.run(["lint-imports", "--config", str(ROOT / ".importlinter"), "--no-cache"], cwd=tmp_path,
+    proc = subprocess.run(["lint-imports", "--no-cache", "--no-logo", str(ROOT / ".importlinter")], cwd=tmp_path,
                           env={"PYTHONPATH": str(site), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"},
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:]

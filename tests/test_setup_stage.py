@@ -110,5 +110,5 @@ def test_harness_outcome_exits_2_with_a_message_and_json(name, options, message,
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     report = json.loads(result.stdout)  # stdout holds only the JSON document
-    assert report["ok"] is False and report["schema"] == "ftdoctor.core.report/1"
+    assert report["ok"] is False and report["schema"] == "ftdoctor.report/1"
     assert message in report["error"]

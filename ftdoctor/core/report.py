@@ -10,7 +10,7 @@ from typing import Any
 from ftdoctor.core.findings import Finding
 from ftdoctor.core.rules import rule_url
 
-SCHEMA = "ftdoctor.core.report/1"
+SCHEMA = "ftdoctor.report/1"
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:

@@ -65,11 +65,6 @@ class Rule:
     fix_safe: bool = False  # the fix can be applied as written, without a judgement call about the pipeline
 
     @property
-    def anchor(self) -> str:
-        """The heading's anchor in a page that lists rules (GitHub's slug of "FTD101 num-labels-mismatch")."""
-        return f"{self.code.lower()}-{self.name}"
-
-    @property
     def url(self) -> str | None:
         """The rule's published page (``docs/rules/CODE.md``), or None where there is none."""
         return page_url(self.code)

@@ -50,15 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
                                     "exits 1: it has four bugs)")
     _walk_options(d)
 
-    e = sub.add_parser("explain", help="explain a finding: what, why, broken and fixed example")
+    e = sub.add_parser("explain", help="print a finding's page: what, why, broken and fixed example (as docs/rules)")
     e.add_argument("code", nargs="?", help="a finding code (FTD101) or name (num-labels-mismatch)")
     e.add_argument("--all", action="store_true", help="list every finding")
-    e.add_argument("--markdown", action="store_true", help="print the catalog as Markdown (the README's catalog)")
 
     rl = sub.add_parser("rules", help="list the rules: code, name, stage, severity, fix safety, version added")
     rl.add_argument("--stage", choices=STAGES, help="only the rules of this stage")
     rl.add_argument("--severity", choices=SEVERITIES, help="only the rules of this severity")
     rl.add_argument("--json", action="store_true", help="print the rules as a JSON list (with their page's url)")
+    rl.add_argument("--write-pages", metavar="DIR", help="write one Markdown page per rule and their index into DIR "
+                                                         "(docs/rules in ftdoctor's repository), removing stale ones")
 
     r = sub.add_parser("reference", help="reference pipelines per task: list, show the script, run it (offline)")
     rsub = r.add_subparsers(dest="reference_command", metavar="ACTION")
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _walk_options(c: argparse.ArgumentParser) -> None:
     out = c.add_argument_group("output")
-    out.add_argument("--format", choices=FORMATS, help="text (default), json (schema ftdoctor.core.report/1), github "
+    out.add_argument("--format", choices=FORMATS, help="text (default), json (schema ftdoctor.report/1), github "
                                                        "(workflow annotations), sarif (2.1.0), junit (XML)")
     out.add_argument("--json", action="store_true", help="the same as --format json")
     out.add_argument("--html", metavar="FILE", help="also write the text report as an HTML page")
@@ -386,11 +387,8 @@ def _reference(args, parser) -> int:
 
 
 def _explain(args) -> int:
-    from ftdoctor.output.rule_pages import find_rule, markdown_catalog, rule_page, rules
+    from ftdoctor.output.rule_pages import find_rule, rule_page, rules
 
-    if args.markdown:
-        _out(markdown_catalog())
-        return EXIT_OK
     if args.all or not args.code:
         every = rules()
         n, s = (max(len(getattr(r, k)) for r in every) for k in ("name", "stage"))
@@ -400,13 +398,22 @@ def _explain(args) -> int:
     if r is None:
         print(f"ftdoctor: no finding {args.code!r}; `ftdoctor explain --all` lists them", file=sys.stderr)
         return EXIT_HARNESS
-    _out(rule_page(r))
+    _out(rule_page(r).rstrip("\n"))
     return EXIT_OK
 
 
 def _rules(args) -> int:
-    from ftdoctor.output.rule_pages import rule_dict, rules, rules_table
+    from ftdoctor.output.rule_pages import rule_dict, rules, rules_table, write_pages
 
+    if args.write_pages:
+        try:
+            written, removed = write_pages(args.write_pages)
+        except OSError as exc:
+            print(f"ftdoctor: cannot write the rule pages into {args.write_pages}: {exc}", file=sys.stderr)
+            return EXIT_HARNESS
+        _out(f"{args.write_pages}: {len(written)} written, {len(removed)} removed"
+             + "".join(f"\n  wrote {name}" for name in written) + "".join(f"\n  removed {name}" for name in removed))
+        return EXIT_OK
     selected = rules(stage=args.stage, severity=args.severity)
     if args.json:
         import json

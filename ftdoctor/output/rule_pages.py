@@ -1,11 +1,17 @@
-"""The findings catalog, rendered from the rules registered next to each check (one source of text)."""
+"""The rule pages, rendered from the rules registered next to each check (one source of text): `docs/rules/CODE.md`
+and their index, `ftdoctor explain CODE` (the same page, offline) and `ftdoctor rules`."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from ftdoctor.core.rules import RULES, Rule
 from ftdoctor.core.stages import STAGES
+
+PAGE = re.compile(r"FTD\d+\.md")  # a generated page; anything else in the folder is left alone
+INDEX = "README.md"
 
 
 def rules(stage: str | None = None, severity: str | None = None) -> list[Rule]:
@@ -32,22 +38,57 @@ def fix_label(r: Rule) -> str:
 
 def rule_dict(r: Rule) -> dict[str, Any]:
     """A rule as data (`ftdoctor rules --json`, the SARIF rule list)."""
-    return {"code": r.code, "name": r.name, "stage": r.stage, "severity": r.severity, "title": r.title,
-            "fix_safe": r.fix_safe, "added": r.added, "url": r.url, "why": r.why, "broken": r.broken,
-            "fixed": r.fixed}
+    return {
+        "code": r.code,
+        "name": r.name,
+        "stage": r.stage,
+        "severity": r.severity,
+        "title": r.title,
+        "fix_safe": r.fix_safe,
+        "added": r.added,
+        "url": r.url,
+        "why": r.why,
+        "broken": r.broken,
+        "fixed": r.fixed,
+    }
+
+
+_SAFETY = {
+    True: "Safe: the fix can be applied as written.",
+    False: "Unsafe: the fix needs a look at the pipeline before it is applied.",
+}
 
 
 def rule_page(r: Rule) -> str:
-    out = [f"{r.code} {r.name}  ({r.stage} stage, {r.severity})", "", r.title, "",
-           f"Added in {r.added}. Fix: {fix_label(r)}" + ("" if r.fix_safe else " (review it before applying)") + "."]
-    if r.url:
-        out.append(r.url)
-    out += ["", "Why it matters", "  " + r.why.replace("\n", "\n  ")]
-    if r.broken:
-        out += ["", "Broken", _indent(r.broken)]
-    if r.fixed:
-        out += ["", "Fixed", _indent(r.fixed)]
-    return "\n".join(out)
+    """The page of one rule, in Markdown: `docs/rules/CODE.md` and what `ftdoctor explain CODE` prints. Every page
+    has the same sections, in the same order."""
+    out = [
+        f"# {r.code} {r.name}",
+        "",
+        f"Stage: {r.stage}. Severity: {r.severity}.",
+        "",
+        "## What it finds",
+        "",
+        r.title + ".",
+        "",
+        "## Why it matters",
+        "",
+        r.why,
+        "",
+        "## Example",
+        "",
+    ]
+    if r.broken or r.fixed:
+        for label, code in (("Broken", r.broken), ("Fixed", r.fixed)):
+            out += (
+                [f"{label}:", ""]
+                + (["```python", code, "```"] if code else [f"This rule has no {label.lower()} example."])
+                + [""]
+            )
+    else:
+        out += ["None: this rule has no broken and fixed example.", ""]
+    out += ["## Fix safety", "", _SAFETY[r.fix_safe], "", "## Added in", "", r.added]
+    return "\n".join(out) + "\n"
 
 
 def rules_table(selected: list[Rule]) -> str:
@@ -61,38 +102,57 @@ def rules_table(selected: list[Rule]) -> str:
     return "\n".join(lines)
 
 
-def _indent(code: str) -> str:
-    return "\n".join("    " + line for line in code.splitlines())
+def paged_rules() -> list[Rule]:
+    """The rules that have a page: ftdoctor's own (FTD codes); a plugin's or a team's codes have none here."""
+    return [r for r in rules() if r.code.startswith("FTD")]
 
 
-def markdown_catalog() -> str:
-    lines = ["| code | name | stage | severity | fix | added | what it detects |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rules():
-        lines.append(f"| [{r.code}](#{r.anchor}) | `{r.name}` | {r.stage} | {r.severity} | {fix_label(r)} | {r.added} "
-                     f"| {r.title} |")
-    for r in rules():
-        lines += ["", f"### {r.code} {r.name}", "",
-                  f"*{r.stage} stage, {r.severity}; fix {fix_label(r)}; added in {r.added}.* {r.title}.", "",
-                  " ".join(r.why.split())]
-        if r.broken:
-            lines += ["", "Broken:", "", "```python", r.broken, "```"]
-        if r.fixed:
-            lines += ["", "Fixed:", "", "```python", r.fixed, "```"]
-    return "\n".join(lines)
+def index_page(selected: list[Rule]) -> str:
+    """`docs/rules/README.md`: one row per rule, its code linked to its page."""
+    out = [
+        "# ftdoctor rules",
+        "",
+        "Every finding ftdoctor reports is one of these rules: a stable code, a name, and a page that says",
+        "what it finds, why it matters, a broken and a fixed example where there is one, whether its fix is",
+        "safe to apply as written, and the version that added it. `ftdoctor explain CODE` prints the same",
+        "page offline; `ftdoctor rules` lists the rules (`--stage`, `--severity`, `--json`).",
+        "",
+        "These pages are generated from the rules declared next to each check (`rule(...)` in `checks/`):",
+        "do not edit them by hand, run `ftdoctor rules --write-pages docs/rules` (a test fails when they are",
+        "stale).",
+        "",
+        "| code | name | stage | severity | title |",
+        "|---|---|---|---|---|",
+    ]
+    for r in selected:
+        title = r.title.replace("|", "\\|")
+        out.append(f"| [{r.code}]({r.code}.md) | `{r.name}` | {r.stage} | {r.severity} | {title} |")
+    return "\n".join(out) + "\n"
 
 
-def update_readme(path: str) -> None:
-    """Rewrite the catalog between the README's markers: `python -m ftdoctor.output.rule_pages README.md`."""
-    import re
-
-    text = open(path, encoding="utf-8").read()
-    block = "<!-- catalog:start -->\n" + markdown_catalog() + "\n<!-- catalog:end -->"
-    text = re.sub(r"<!-- catalog:start -->.*<!-- catalog:end -->", lambda m: block, text, flags=re.S)
-    open(path, "w", encoding="utf-8").write(text)
+def render_pages() -> dict[str, str]:
+    """Every generated file of the rules folder, by file name: one page per rule and the index."""
+    selected = paged_rules()
+    pages = {f"{r.code}.md": rule_page(r) for r in selected}
+    pages[INDEX] = index_page(selected)
+    return dict(sorted(pages.items()))
 
 
-if __name__ == "__main__":
-    import sys
-
-    update_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+def write_pages(folder: str | Path) -> tuple[list[str], list[str]]:
+    """Write the rule pages and their index into ``folder`` and remove the pages of rules that no longer exist;
+    return (written, removed) file names. Only files whose text changed are rewritten."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pages = render_pages()
+    written, removed = [], []
+    for name, text in pages.items():
+        path = folder / name
+        data = text.encode("utf-8")
+        if not path.is_file() or path.read_bytes() != data:
+            path.write_bytes(data)  # bytes: the same file on every platform (no CRLF)
+            written.append(name)
+    for path in sorted(folder.iterdir()):
+        if PAGE.fullmatch(path.name) and path.name not in pages:
+            path.unlink()
+            removed.append(path.name)
+    return written, removed
