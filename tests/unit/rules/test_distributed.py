@@ -78,11 +78,6 @@ def test_every_rank_draws_the_same_rows():
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: ranks.batch_keys keys only dict batches, so a loop over a TensorDataset (batches [ids, labels]) "
-    "records no rows and FTD950 cannot compare the ranks",
-)
 def test_every_rank_draws_the_same_rows_of_a_tensor_dataset():
     ids = _batch(10)["input_ids"]
     keys = batch_keys([ids, torch.tensor([0, 1, 0])])  # what a DataLoader over a TensorDataset yields
