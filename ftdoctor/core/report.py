@@ -38,6 +38,7 @@ class StageResult:
     findings: list[Finding] = field(default_factory=list)
     reason: str | None = None  # why a stage was skipped
     evidence: dict[str, Any] = field(default_factory=dict)
+    crashed: list[str] = field(default_factory=list)  # ftdoctor's own checks that crashed here (not the user's bug)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"stage": self.stage, "status": self.status, "duration_s": round(self.duration_s, 3),
@@ -46,12 +47,15 @@ class StageResult:
             d["reason"] = self.reason
         if self.evidence:
             d["evidence"] = self.evidence
+        if self.crashed:
+            d["crashed"] = self.crashed
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StageResult":
         return cls(d["stage"], d.get("status", "skip"), d.get("duration_s", 0.0),
-                   [Finding.from_dict(f) for f in d.get("findings", [])], d.get("reason"), d.get("evidence") or {})
+                   [Finding.from_dict(f) for f in d.get("findings", [])], d.get("reason"), d.get("evidence") or {},
+                   list(d.get("crashed") or []))
 
 
 @dataclass
@@ -95,6 +99,17 @@ class Report:
     @property
     def ok(self) -> bool:
         return not any(f.severity == "error" for f in self.findings)
+
+    @property
+    def complete(self) -> bool:
+        """Every check that ran finished: no internal error of ftdoctor's and no failure of a project's own check (a
+        crashed check, a check that broke its contract, checks that failed to load) left part of it unjudged."""
+        return not self.internal_errors and not self.check_errors
+
+    @property
+    def walked(self) -> bool:
+        """At least one stage ran (was not skipped): the report judges something."""
+        return any(s.status != "skip" for s in self.stages)
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in self.stages if s.stage == name), None)

@@ -63,13 +63,25 @@ class Context:
         return kwargs, None
 
 
-def _as_findings(result: Any, chk: Check) -> list[Finding]:
-    """The check's findings, each of a code it declared and with the severity its rule fixes."""
+STRICT_ENV = "FTDOCTOR_STRICT_CONTRACTS"  # set by ftdoctor's own test suite: a broken check contract fails the run
+
+
+def strict_contracts() -> bool:
+    """Whether a check that reports an undeclared code stops the walk (ftdoctor's tests) or is noted (users)."""
+    import os
+
+    return os.environ.get(STRICT_ENV) == "1"
+
+
+def _as_findings(result: Any, chk: Check) -> tuple[list[Finding], list[str]]:
+    """The check's findings, each with the severity its rule fixes, and how the check broke its contract (a code
+    it did not declare, another severity than its rule's). Such findings are kept: the report stands."""
     if result is None or result is True:
-        return []
+        return [], []
     if isinstance(result, (Finding, str)):
         result = [result]
-    out = []
+    out: list[Finding] = []
+    broken: list[str] = []
     for f in result:
         if isinstance(f, str):  # a check with its own rule may return just the detail
             from ftdoctor.core.findings import finding
@@ -77,15 +89,15 @@ def _as_findings(result: Any, chk: Check) -> list[Finding]:
             f = finding(chk.codes[-1], f, chk.default_fix)
         if f is None:
             continue
-        if f.code not in chk.codes:
-            raise UndeclaredFinding(f"check {chk.name} reported {f.code}, which it does not declare "
-                                    f"(declared: {', '.join(chk.codes) or 'none'})")
         rule = RULES.get(f.code)
+        if f.code not in chk.codes:
+            broken.append(f"it reported {f.code}, which it does not declare (declared: "
+                          f"{', '.join(chk.codes) or 'none'})" + ("" if rule else "; no rule has that code"))
         if rule is not None and f.severity != rule.severity:
-            raise UndeclaredFinding(f"check {chk.name} reported {f.code} as {f.severity}; its rule says "
-                                    f"{rule.severity}")
+            broken.append(f"it reported {f.code} as {f.severity}; its rule says {rule.severity}")
+            f.severity = rule.severity
         out.append(f)
-    return out
+    return out, broken
 
 
 def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: list[str],
@@ -132,6 +144,7 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
             else:
                 check_errors.append(f"{where}: {text}")
                 reason = f"the check {chk.name} ({where}) crashed"
+            result.crashed.append(chk.name)
             for name in chk.provides:
                 ctx.set(name, Unavailable(reason))
             skipped.append(reason)
@@ -152,15 +165,17 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
                     ctx.set(name, value)
             result.evidence.update(out.evidence)
             out = out.findings
-        try:
-            new = _as_findings(out, chk)
-        except UndeclaredFinding as exc:
+        new, broken = _as_findings(out, chk)
+        if broken:
+            if strict_contracts():
+                raise UndeclaredFinding("; ".join(broken))
+            # In a user's run the findings stand (with their rule's severity): a check's broken contract is the
+            # check's bug (ftdoctor's, or the file of a project's own check), not a reason to drop the report.
             where = check_origin(chk)
             if where is None or check_errors is None:
-                internal_errors.append(f"check {chk.name} ({stage}): {exc}")
+                internal_errors.extend(f"check {chk.name} ({stage}) broke its contract: {x}" for x in broken)
             else:
-                check_errors.append(f"{where}: check {chk.name} ({stage}): {exc}")
-            continue
+                check_errors.extend(f"{where}: check {chk.name} ({stage}) broke its contract: {x}" for x in broken)
         result.findings.extend(new)
         ctx.values["findings_so_far"].extend(new)
     if ran == 0 or (main_skipped and not result.findings):
@@ -256,18 +271,20 @@ def _release(ctx: "Context", later: list[str], checks: list[Check] | None) -> No
 
 
 def _decide_budget(values: dict[str, Any]) -> None:
-    """The budget option ("fast", "full") becomes the walk's Budget for this pipeline on this machine."""
+    """The budget option ("fast", "full") becomes the walk's Budget for this pipeline on its kind of device; an
+    ``overfit_seconds`` option sets the overfit stage's time (None: no limit)."""
     from ftdoctor.engine.budget import Budget, decide
 
-    if isinstance(values.get("budget"), Budget):
-        return
-    mode = values.get("budget") if isinstance(values.get("budget"), str) else "fast"
-    model = values.get("model")
-    if model is None or isinstance(model, Unavailable):
-        values["budget"] = Budget(mode)
-        return
-    device = getattr(values.get("target"), "work_device", None)
-    values["budget"] = decide(model, values.get("args"), mode, str(device) if device is not None else "cpu")
+    if not isinstance(values.get("budget"), Budget):
+        mode = values.get("budget") if isinstance(values.get("budget"), str) else "fast"
+        model = values.get("model")
+        if model is None or isinstance(model, Unavailable):
+            values["budget"] = Budget(mode)
+        else:
+            device = getattr(values.get("target"), "work_device", None)
+            values["budget"] = decide(model, values.get("args"), mode, str(device) if device is not None else "cpu")
+    if "overfit_seconds" in values:
+        values["budget"].overfit_seconds = values["overfit_seconds"]
 
 
 class preserved_state:

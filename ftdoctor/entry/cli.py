@@ -397,8 +397,16 @@ def _check_one(script: str, script_args: list[str], args, settings, policy, fmt:
                 print(f"ftdoctor: {title}:\n{block(error)}", file=sys.stderr)
     if result.outcome == "timeout":  # the walk stopped part way (--walk-timeout): the report has what finished
         return failed(result.message, report=report)
-    code = EXIT_HARNESS if report.internal_errors or report.check_errors else EXIT_OK if report.ok else EXIT_FINDINGS
-    return Outcome(report.script or shown, report, None, code)
+    return Outcome(report.script or shown, report, None, exit_code(report))
+
+
+def exit_code(report) -> int:
+    """0 clean, 1 error findings. 2 when no stage could run at all because ftdoctor failed, or when a check of the
+    project's own could not run (its file is at fault, as with a bad argument). A check of ftdoctor's that crashed
+    is reported as ftdoctor's, and the other stages' findings decide."""
+    if (report.internal_errors and not report.walked) or report.check_errors:
+        return EXIT_HARNESS
+    return EXIT_OK if report.ok else EXIT_FINDINGS
 
 
 def _emit(outcomes, fmt: str, args, html: bool = True) -> int:

@@ -267,10 +267,18 @@ class StageItem(pytest.Item):
                 raise HarnessFailed(result.message)
             _skip(f"no pipeline was captured: {inline(result.message)}")
         report = result.report
+        crashed = {name for s in report.stages for name in s.crashed}
+
+        def of_crashed(error: str, names) -> bool:
+            return any(f"check {name} " in error for name in names)
+
+        # Errors of no stage (checks that failed to load, a broken contract, the capture) go to the setup item, a
+        # crashed check to its own stage's item; the other stages keep their verdicts.
         if self.stage == "setup":
             for title, errors in ((CHECK_ERROR, report.check_errors), (INTERNAL_ERROR, report.internal_errors)):
-                if errors:
-                    raise HarnessFailed(f"{title}:\n" + "\n".join(errors))
+                general = [e for e in errors if not of_crashed(e, crashed)]
+                if general:
+                    raise HarnessFailed(f"{title}:\n" + "\n".join(general))
         if result.stopped_at is not None and self.stage == result.stopped_at:  # --walk-timeout, in this stage
             raise HarnessFailed(result.message)
         st = report.stage(self.stage)
@@ -283,6 +291,11 @@ class StageItem(pytest.Item):
             _skip(inline(st.reason or "skipped"))
         if st.status == "fail":
             raise StageFailed(st, report)
+        if st.crashed:  # no error finding here, but the stage was not judged whole
+            for title, errors in ((CHECK_ERROR, report.check_errors), (INTERNAL_ERROR, report.internal_errors)):
+                mine = [e for e in errors if of_crashed(e, st.crashed)]
+                if mine:
+                    raise HarnessFailed(f"{title}:\n" + "\n".join(mine))
         for f in st.findings:
             if f.severity == "warning":
                 warnings.warn(FtDoctorWarning(f"{self.nodeid} {inline(f.code, NAME)} {inline(f.title, TITLE)}: "

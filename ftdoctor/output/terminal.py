@@ -50,6 +50,9 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
                              (f" {st.duration_s:6.2f}s", "dim"))
         if st.reason:
             line.append(f"  {inline(st.reason)}", style="dim")
+        if st.crashed and st.status != "skip":
+            names = ", ".join(inline(n) for n in st.crashed)
+            line.append(f"  incomplete: the check {names} crashed (see below)", style="magenta")
         console.print(line)
         for f in st.findings:
             parts: list[Any] = []
@@ -75,9 +78,14 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
                                 expand=True, padding=(0, 1)))
         _evidence(console, st, Table, Text)
     s = report.summary()
-    verdict = (Text(" STOPPED ", style="bold red reverse") if report.stopped
-               else Text(" OK ", style="bold green reverse") if report.ok
-               else Text(" FAILED ", style="bold red reverse"))
+    if report.stopped:
+        verdict = Text(" STOPPED ", style="bold red reverse")
+    elif not report.ok:
+        verdict = Text(" FAILED ", style="bold red reverse")
+    elif not report.complete:  # never "OK" when part of the pipeline went unjudged because a check failed
+        verdict = Text(" INCOMPLETE ", style="bold magenta reverse")
+    else:
+        verdict = Text(" OK ", style="bold green reverse")
     counts = sum(1 for f in report.findings if f.severity == "error"), sum(1 for f in report.findings if f.severity == "warning")
     console.print(Text.assemble(verdict, f"  {counts[0]} errors, {counts[1]} warnings  ·  ",
                                 f"{s['pass']} pass, {s['warn']} warn, {s['fail']} fail, {s['skip']} skip  ·  "
