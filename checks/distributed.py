@@ -154,13 +154,20 @@ def every_rank_its_own_data(rank_facts, pipeline):
     world = len(facts)
     keys = [set(f.get("sample_keys") or []) for f in facts]
     out = []
-    if all(keys) and all(k == keys[0] for k in keys[1:]):
+    epochs = [f.get("epoch_indices") for f in facts]
+    drawn = min((len(f.get("sample_keys") or []) for f in facts), default=0)
+    if drawn and all(isinstance(e, list) and len(e) >= drawn for e in epochs):
+        # Which rows a rank drew is known by their indices: equal contents at other indices (a dataset with
+        # repeated rows) are other rows.
+        same = all(e[:drawn] == epochs[0][:drawn] for e in epochs[1:])
+    else:
+        same = all(keys) and all(k == keys[0] for k in keys[1:])
+    if same:
         out.append(finding("FTD950", f"Ranks {_ranks(facts)} drew the same {len(keys[0])} rows in their first "
                            "batches: every rank trains on the same data.",
                            _same_data_fix(facts[0]), location=pipeline.location(_loader(pipeline)),
                            evidence={"rows_compared": len(keys[0]), "sampler": facts[0].get("sampler")}))
         return out
-    epochs = [f.get("epoch_indices") for f in facts]
     n = facts[0].get("dataset_len")
     if n and all(isinstance(e, list) for e in epochs):
         union = set().union(*map(set, epochs))

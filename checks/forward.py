@@ -101,8 +101,13 @@ def forward_pass(model, batch, pipeline, findings_so_far, target):
         return Provide({"work_model": work, "initial_loss": Unavailable("the model returns no loss"),
                         "outputs": outputs}, [f])
     logits = outputs.get("logits") if hasattr(outputs, "get") else None
-    ev = {"loss": float(loss), "logits_shape": list(logits.shape) if logits is not None else None}
-    return Provide({"work_model": work, "initial_loss": float(loss.detach()), "outputs": outputs}, evidence=ev)
+    # A loss of one value per example (reduction="none") is judged by its mean here; backward says that
+    # backpropagating it needs a scalar (FTD505).
+    value = float(loss.detach().float().mean()) if getattr(loss, "ndim", 0) else float(loss.detach())
+    ev = {"loss": value, "logits_shape": list(logits.shape) if logits is not None else None}
+    if getattr(loss, "ndim", 0):
+        ev["loss_shape"] = list(loss.shape)
+    return Provide({"work_model": work, "initial_loss": value, "outputs": outputs}, evidence=ev)
 
 
 @check("forward", codes=("FTD403", "FTD404"))

@@ -14,6 +14,7 @@ not a bug; it is called too low only when even a long run could not move its wei
 from __future__ import annotations
 
 import math
+import time
 
 from ftdoctor.facts import models as data
 from ftdoctor.core import progress
@@ -29,6 +30,11 @@ BLOWUP = 10.0  # a loss above this multiple of the first one has diverged: stop 
 MAX_LR = 1.0
 MIN_LR = 1e-7
 MAX_TRIALS = 6  # the user's rate and at most five others (see _sweep)
+
+
+def clock() -> float:
+    """The stage's clock: its time limit is measured with this (and faked by the tests of a slow machine)."""
+    return time.perf_counter()
 
 rule("FTD701", "cannot-overfit", "overfit", "error", "The pipeline cannot learn even one batch",
      """
@@ -58,6 +64,13 @@ rule("FTD704", "learning-rate-slow", "overfit", "info", "The learning rate learn
      """
      At the configured learning rate the loss on one batch falls, but does not reach half its first value within
      the step budget, while a higher rate gets there. Not a bug: a note for runs that seem slow to converge.
+     """)
+rule("FTD705", "overfit-undecided", "overfit", "info", "No verdict on learning one batch: the stage's time ran out",
+     """
+     The overfit stage trains on one batch for a fixed time. When that time runs out before a trial could show
+     whether the batch is learned (on a slow or busy machine, or for a large model), the stage gives no verdict
+     rather than one that depends on the machine's speed: a trial cut short says nothing about the pipeline.
+     `ftdoctor check --budget full` runs the trials without a time limit.
      """)
 
 
@@ -151,8 +164,6 @@ def _diverged(losses) -> bool:
 def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None, on_step=None, twin=None):
     """Train a fresh copy (of the model, or of its ``twin``) on ``batch`` at ``lr``, stopping early once it
     learned, blew up or stalled (or the stage's time is up)."""
-    import time
-
     import torch
 
     with torch.random.fork_rng(devices=[]):
@@ -176,7 +187,7 @@ def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None, on_
                 break
             if step == STALL_STEPS and (losses[0] - min(losses)) < STALL_DROP * abs(losses[0]):
                 break
-            if deadline is not None and time.perf_counter() > deadline and step >= 2:
+            if deadline is not None and clock() > deadline and step >= 2:
                 cut = True
                 break
             loss.backward()
@@ -259,11 +270,9 @@ def _sweep(user: Trial) -> list[float]:
     return [r for r in (u * 10, u / 10, u / 100) if MIN_LR <= r <= MAX_LR]
 
 
-@check("overfit", codes=("FTD701", "FTD702", "FTD703", "FTD704", "FTD806"))
+@check("overfit", codes=("FTD701", "FTD702", "FTD703", "FTD704", "FTD705", "FTD806"))
 def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, target, trainer=None, optimizer=None,
                       args=None, task=None, overfit_seed=0, budget=None, train_features=None):
-    import time
-
     # A step that already fails (no gradient, NaN, nothing moves) makes every trial fail: reported once, there.
     roots = [f.code for f in findings_so_far if f.severity == "error" and f.code[:4] in ("FTD4", "FTD5")]
     if roots:
@@ -279,7 +288,7 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
         return Provide({}, [short], skip_reason="not enough memory for a training trial (FTD806)")
     fresh = never_trained(model)  # read before any trial: a model worked on in place is trained by them
     user_lr = _user_lr(args, optimizer)
-    deadline = time.perf_counter() + seconds if seconds else None
+    deadline = clock() + seconds if seconds else None
     if twin is not None and (step_evidence or {}).get("step_seconds"):
         # A step of the twin costs about its share of the model's parameters.
         step_evidence = {**step_evidence, "step_seconds": step_evidence["step_seconds"] * twin.params / twin.of_params}
@@ -290,7 +299,7 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
         """Progress of trial number len(runs) + 1 of up to ``trials`` at ``lr``: its step, and the time left."""
         def on_step(step, steps):
             k = len(runs)
-            left = deadline - time.perf_counter() if deadline is not None else None
+            left = deadline - clock() if deadline is not None else None
             progress.step(k * steps + step, trials * steps,
                           f"trial {k + 1} of up to {trials} at lr={lr:g}, step {step + 1}/{steps}", left)
         return on_step
@@ -303,7 +312,7 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
         if not user.learned:
             rates = _sweep(user)
             for k, lr in enumerate(rates):
-                if deadline is not None and time.perf_counter() > deadline:
+                if deadline is not None and clock() > deadline:
                     untried = len(rates) - k
                     break
                 runs.append(trial(target, batch, lr, args, task, seed=overfit_seed, deadline=deadline,
@@ -320,6 +329,10 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
         evidence["twin"] = twin.evidence()
     if user.learned:
         return Provide(evidence=evidence)
+    if user.cut:
+        # The user's own rate was cut short by the stage's time: whether it learns is not known, whatever the
+        # other rates did.
+        return _undecided(evidence, user, untried, seconds, step_evidence, pipeline.location(args, optimizer, trainer))
     worked = next((r for r in runs[1:] if r.learned), None)
     where = pipeline.location(args) if optimizer is None else pipeline.location(optimizer)
     where = where or pipeline.location(optimizer, args, trainer)
@@ -352,14 +365,9 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
             "FTD704", f"No rate tried learned one batch within {STEPS} steps, but the loss does fall (by "
             f"{best.drop:.0%} at {best.lr:g}): the pipeline learns, slowly.", "Not a bug; a longer run will tell.",
             location=where, evidence=evidence))
-    if (untried or any(r.cut for r in runs)) and user.outcome != "diverged":
-        # The stage's time ran out before the sweep could say which rate works: no verdict, said as such.
-        left = f", and {untried} other rate{'s' if untried > 1 else ''} went untried" if untried else ""
-        return _with(evidence, finding(
-            "FTD704", f"No verdict within the overfit stage's {seconds:.0f} s: at {setting}={user_lr:g} the {summary}"
-            f" (one step of this batch takes {(step_evidence or {}).get('step_seconds', 0):.2f} s here){left}.",
-            "Not a bug by itself. For a verdict, give the stage more time: `ftdoctor check --budget full`.",
-            location=where, evidence={**evidence, "untried_rates": untried}))
+    if untried or any(r.cut for r in runs):
+        # The stage's time ran out before every rate was tried to the end: "no rate learns" is not known.
+        return _undecided(evidence, user, untried, seconds, step_evidence, where)
     tried = ", ".join(f"{r.lr:g}" for r in runs)
     floor = (f"; {user.prior:.3f} is what predicting the batch's label frequencies scores without looking at the "
              "inputs") if user.prior is not None else ""
@@ -368,6 +376,19 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
         "Check that the inputs differ between examples (truncation, padding) and that the labels belong to their "
         "inputs; that the parameters that matter are trainable and reach the loss (see backward); and that the "
         "loss is the task's.", location=pipeline.location(trainer), evidence=evidence))
+
+
+def _undecided(evidence, user, untried, seconds, step_evidence, where):
+    """FTD705: the stage's time ran out before the trials could judge; what ran out, and what was seen."""
+    cut = "the trial at the configured rate was cut short" if user.cut else "the trials were cut short"
+    left = f" and {untried} other rate{'s' if untried > 1 else ''} went untried" if untried else ""
+    step = (step_evidence or {}).get("step_seconds")
+    pace = f"; one step of this batch takes {step:.2f} s here" if step else ""
+    return _with(evidence, finding(
+        "FTD705", f"The overfit stage's {seconds or 0:.0f} s ran out: {cut} after {len(user.losses)} steps (loss "
+        f"{user.first:.3f} -> {user.last:.3f}){left}{pace}. A trial cut short tells nothing about the pipeline.",
+        "For a verdict, run the stage without its time limit: `ftdoctor check --budget full`.", location=where,
+        evidence={**evidence, "untried_rates": untried, "cut": True}))
 
 
 def _affordable_batch(batch, features, target, step_evidence, seconds, budget=None):

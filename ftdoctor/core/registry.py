@@ -121,6 +121,15 @@ def all_checks() -> list[Check]:
     return sorted(_CHECKS.values(), key=lambda c: (STAGES.index(c.stage), c.order))
 
 
+def check_origin(chk: Check) -> str | None:
+    """The file of a check that a project or a plugin wrote; None for ftdoctor's own checks."""
+    module = getattr(chk.func, "__module__", "") or ""
+    if module == "ftdoctor" or module.startswith("ftdoctor."):
+        return None
+    code = getattr(chk.func, "__code__", None)
+    return code.co_filename if code is not None else module or chk.name
+
+
 _loaded = False
 _local_loaded: set[str] = set()
 LOCAL_DIR = "ftdoctor_checks"  # a project's own checks: every .py file in this folder

@@ -11,6 +11,9 @@ from ftdoctor.core.findings import Finding
 from ftdoctor.core.rules import rule_url
 
 SCHEMA = "ftdoctor.report/1"
+# How each output names a failure of ftdoctor itself, and one of a check the project wrote (its file is to blame).
+INTERNAL_ERROR = "ftdoctor internal error (a bug in ftdoctor, not in your pipeline)"
+CHECK_ERROR = "a check of this project could not run (a fault in the check's own file, not in ftdoctor)"
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:
@@ -35,6 +38,7 @@ class StageResult:
     findings: list[Finding] = field(default_factory=list)
     reason: str | None = None  # why a stage was skipped
     evidence: dict[str, Any] = field(default_factory=dict)
+    crashed: list[str] = field(default_factory=list)  # ftdoctor's own checks that crashed here (not the user's bug)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"stage": self.stage, "status": self.status, "duration_s": round(self.duration_s, 3),
@@ -43,12 +47,15 @@ class StageResult:
             d["reason"] = self.reason
         if self.evidence:
             d["evidence"] = self.evidence
+        if self.crashed:
+            d["crashed"] = self.crashed
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StageResult":
         return cls(d["stage"], d.get("status", "skip"), d.get("duration_s", 0.0),
-                   [Finding.from_dict(f) for f in d.get("findings", [])], d.get("reason"), d.get("evidence") or {})
+                   [Finding.from_dict(f) for f in d.get("findings", [])], d.get("reason"), d.get("evidence") or {},
+                   list(d.get("crashed") or []))
 
 
 @dataclass
@@ -75,9 +82,13 @@ class Report:
     duration_s: float = 0.0
     environment: dict[str, Any] = field(default_factory=dict)
     internal_errors: list[str] = field(default_factory=list)
+    check_errors: list[str] = field(default_factory=list)  # a team's or a plugin's check that failed to load or run
     suppressed: list[Suppressed] = field(default_factory=list)  # findings removed by the project's policy
     # How much of the user's work the walk did: "fast" or "full", and what ran at reduced size.
     budget: dict[str, Any] | None = None
+    # Why the walk stopped before its end (--walk-timeout): the stages here are those that finished. Not in the
+    # JSON document, which carries the reason as "error".
+    stopped: str | None = field(default=None, compare=False)
     # The live values the walk built (pipeline, batch, ...): for pytest fixtures and in-process use, never serialised.
     context: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -88,6 +99,17 @@ class Report:
     @property
     def ok(self) -> bool:
         return not any(f.severity == "error" for f in self.findings)
+
+    @property
+    def complete(self) -> bool:
+        """Every check that ran finished: no internal error of ftdoctor's and no failure of a project's own check (a
+        crashed check, a check that broke its contract, checks that failed to load) left part of it unjudged."""
+        return not self.internal_errors and not self.check_errors
+
+    @property
+    def walked(self) -> bool:
+        """At least one stage ran (was not skipped): the report judges something."""
+        return any(s.status != "skip" for s in self.stages)
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in self.stages if s.stage == name), None)
@@ -107,6 +129,8 @@ class Report:
             d["budget"] = self.budget
         if self.internal_errors:
             d["internal_errors"] = self.internal_errors
+        if self.check_errors:
+            d["check_errors"] = self.check_errors
         return d
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -119,6 +143,7 @@ class Report:
                    stages=[StageResult.from_dict(s) for s in d.get("stages", [])],
                    duration_s=d.get("duration_s", 0.0), environment=d.get("environment") or {},
                    internal_errors=list(d.get("internal_errors") or []),
+                   check_errors=list(d.get("check_errors") or []),
                    suppressed=[Suppressed.from_dict(s) for s in d.get("suppressed") or []],
                    budget=d.get("budget"))
 

@@ -176,12 +176,15 @@ def source_lines(location: str | None, context: int = 0, max_lines: int = 14) ->
             start, end = best.lineno, best.end_lineno or best.lineno
     start = max(1, start - context)
     end = min(end + context, start + max_lines - 1)
-    if is_notebook(path):
-        source = notebook_source(path)[0].splitlines(True)
-        lines = source[start - 1:end]
-        place = _cell_place(path, start)
-        start = place[1] if place is not None else start
-    else:
-        lines = [linecache.getline(path, i) for i in range(start, end + 1)]
+    try:
+        if is_notebook(path):
+            source = notebook_source(path)[0].splitlines(True)
+            lines = source[start - 1:end]
+            place = _cell_place(path, start)
+            start = place[1] if place is not None else start
+        else:
+            lines = [linecache.getline(path, i) for i in range(start, end + 1)]
+    except (OSError, ValueError):  # a location whose file name cannot be a path (a NUL in it): nothing to show
+        return None
     text = "".join(lines).rstrip("\n")
     return (start, text) if text else None

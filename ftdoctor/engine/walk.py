@@ -13,7 +13,8 @@ from ftdoctor.core import progress as progress_mod
 from ftdoctor.core.stages import DEFAULT_STAGES, STAGES, with_dependencies
 from ftdoctor.core.rules import RULES
 from ftdoctor.core.findings import Finding
-from ftdoctor.core.registry import Check, Provide, Skip, Unavailable, UserCodeError, checks_for, load_checks, load_local_checks, run_user
+from ftdoctor.core.registry import (Check, Provide, Skip, Unavailable, UserCodeError, check_origin, checks_for,
+                                    load_checks, load_local_checks, run_user)
 from ftdoctor.core.report import Report, StageResult, environment
 
 __all__ = ["walk", "Context", "Unavailable", "UserCodeError", "run_user"]
@@ -62,13 +63,25 @@ class Context:
         return kwargs, None
 
 
-def _as_findings(result: Any, chk: Check) -> list[Finding]:
-    """The check's findings, each of a code it declared and with the severity its rule fixes."""
+STRICT_ENV = "FTDOCTOR_STRICT_CONTRACTS"  # set by ftdoctor's own test suite: a broken check contract fails the run
+
+
+def strict_contracts() -> bool:
+    """Whether a check that reports an undeclared code stops the walk (ftdoctor's tests) or is noted (users)."""
+    import os
+
+    return os.environ.get(STRICT_ENV) == "1"
+
+
+def _as_findings(result: Any, chk: Check) -> tuple[list[Finding], list[str]]:
+    """The check's findings, each with the severity its rule fixes, and how the check broke its contract (a code
+    it did not declare, another severity than its rule's). Such findings are kept: the report stands."""
     if result is None or result is True:
-        return []
+        return [], []
     if isinstance(result, (Finding, str)):
         result = [result]
-    out = []
+    out: list[Finding] = []
+    broken: list[str] = []
     for f in result:
         if isinstance(f, str):  # a check with its own rule may return just the detail
             from ftdoctor.core.findings import finding
@@ -76,19 +89,21 @@ def _as_findings(result: Any, chk: Check) -> list[Finding]:
             f = finding(chk.codes[-1], f, chk.default_fix)
         if f is None:
             continue
-        if f.code not in chk.codes:
-            raise UndeclaredFinding(f"check {chk.name} reported {f.code}, which it does not declare "
-                                    f"(declared: {', '.join(chk.codes) or 'none'})")
         rule = RULES.get(f.code)
+        if f.code not in chk.codes:
+            broken.append(f"it reported {f.code}, which it does not declare (declared: "
+                          f"{', '.join(chk.codes) or 'none'})" + ("" if rule else "; no rule has that code"))
         if rule is not None and f.severity != rule.severity:
-            raise UndeclaredFinding(f"check {chk.name} reported {f.code} as {f.severity}; its rule says "
-                                    f"{rule.severity}")
+            broken.append(f"it reported {f.code} as {f.severity}; its rule says {rule.severity}")
+            f.severity = rule.severity
         out.append(f)
-    return out
+    return out, broken
 
 
 def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: list[str],
-              checks: list[Check] | None = None) -> None:
+              checks: list[Check] | None = None, check_errors: list[str] | None = None) -> None:
+    """Run the checks of ``stage``. A built-in check that fails is ftdoctor's internal error; a project's or a
+    plugin's check that fails goes to ``check_errors``, named with its file."""
     skipped: list[str] = []
     ran = 0
     main_skipped = None  # the stage's main work (a check that provides values) could not be done
@@ -120,12 +135,19 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
                 ctx.set(name, Unavailable(str(exc)))
             ran += 1
             continue
-        except Exception as exc:  # a bug in ftdoctor or in a third-party check: never blamed on the user
-            internal_errors.append(f"check {chk.name} ({stage}) crashed: {type(exc).__name__}: {exc}\n"
-                                   + traceback.format_exc())
+        except Exception as exc:  # a bug in ftdoctor or in a third-party check: never blamed on the user's pipeline
+            where = check_origin(chk)
+            text = f"check {chk.name} ({stage}) crashed: {type(exc).__name__}: {exc}\n" + traceback.format_exc()
+            if where is None or check_errors is None:
+                internal_errors.append(text)
+                reason = f"ftdoctor's check {chk.name} crashed (an ftdoctor bug, not yours)"
+            else:
+                check_errors.append(f"{where}: {text}")
+                reason = f"the check {chk.name} ({where}) crashed"
+            result.crashed.append(chk.name)
             for name in chk.provides:
-                ctx.set(name, Unavailable(f"ftdoctor's check {chk.name} crashed"))
-            skipped.append(f"ftdoctor's check {chk.name} crashed (an ftdoctor bug, not yours)")
+                ctx.set(name, Unavailable(reason))
+            skipped.append(reason)
             continue
         ran += 1
         if isinstance(out, Provide):
@@ -143,11 +165,17 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
                     ctx.set(name, value)
             result.evidence.update(out.evidence)
             out = out.findings
-        try:
-            new = _as_findings(out, chk)
-        except UndeclaredFinding as exc:
-            internal_errors.append(f"check {chk.name} ({stage}): {exc}")
-            continue
+        new, broken = _as_findings(out, chk)
+        if broken:
+            if strict_contracts():
+                raise UndeclaredFinding("; ".join(broken))
+            # In a user's run the findings stand (with their rule's severity): a check's broken contract is the
+            # check's bug (ftdoctor's, or the file of a project's own check), not a reason to drop the report.
+            where = check_origin(chk)
+            if where is None or check_errors is None:
+                internal_errors.extend(f"check {chk.name} ({stage}) broke its contract: {x}" for x in broken)
+            else:
+                check_errors.extend(f"{where}: check {chk.name} ({stage}) broke its contract: {x}" for x in broken)
         result.findings.extend(new)
         ctx.values["findings_so_far"].extend(new)
     if ran == 0 or (main_skipped and not result.findings):
@@ -163,14 +191,16 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
 
 def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[str] | None = None,
          progress: Callable[[str], Any] | None = None, check_dirs: Iterable[str] = (),
-         checks: list[Check] | None = None) -> Report:
+         checks: list[Check] | None = None, stage_done: Callable[[Report], Any] | None = None) -> Report:
     """Run the stages over ``values`` (see pipeline.context_values) and return the report. ``checks`` replaces
-    the registered checks (the engine's own tests)."""
+    the registered checks (the engine's own tests); ``stage_done`` receives the report so far after each stage
+    (the child saves it, so a walk stopped by its timeout still reports the stages that finished)."""
     start = time.perf_counter()
     report = Report(script=script, task=values.get("task"))
     if checks is None:
-        report.internal_errors.extend(load_checks())
-        report.internal_errors.extend(load_local_checks(check_dirs))
+        # A plugin or a project check that does not import is its own file's fault, not ftdoctor's.
+        report.check_errors.extend(load_checks())
+        report.check_errors.extend(load_local_checks(check_dirs))
     asked = set(stages) if stages else set(DEFAULT_STAGES)
     unknown = asked - set(STAGES)
     if unknown:
@@ -194,11 +224,14 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
             progress_mod.begin(stage)
             t0 = time.perf_counter()
             run_stage(stage, ctx, result, report.internal_errors,
-                      None if checks is None else [c for c in checks if c.stage == stage])
+                      None if checks is None else [c for c in checks if c.stage == stage],
+                      report.check_errors if checks is None else None)
             result.duration_s = time.perf_counter() - t0
             _release(ctx, [s for s in STAGES[STAGES.index(stage) + 1:] if s in wanted], checks)
             if hasattr(target, "stage_done"):
                 target.stage_done()
+            if stage_done is not None:
+                stage_done(report)
     report.context = ctx.values
     from ftdoctor.engine.budget import Budget
 
@@ -238,18 +271,20 @@ def _release(ctx: "Context", later: list[str], checks: list[Check] | None) -> No
 
 
 def _decide_budget(values: dict[str, Any]) -> None:
-    """The budget option ("fast", "full") becomes the walk's Budget for this pipeline on this machine."""
+    """The budget option ("fast", "full") becomes the walk's Budget for this pipeline on its kind of device; an
+    ``overfit_seconds`` option sets the overfit stage's time (None: no limit)."""
     from ftdoctor.engine.budget import Budget, decide
 
-    if isinstance(values.get("budget"), Budget):
-        return
-    mode = values.get("budget") if isinstance(values.get("budget"), str) else "fast"
-    model = values.get("model")
-    if model is None or isinstance(model, Unavailable):
-        values["budget"] = Budget(mode)
-        return
-    device = getattr(values.get("target"), "work_device", None)
-    values["budget"] = decide(model, values.get("args"), mode, str(device) if device is not None else "cpu")
+    if not isinstance(values.get("budget"), Budget):
+        mode = values.get("budget") if isinstance(values.get("budget"), str) else "fast"
+        model = values.get("model")
+        if model is None or isinstance(model, Unavailable):
+            values["budget"] = Budget(mode)
+        else:
+            device = getattr(values.get("target"), "work_device", None)
+            values["budget"] = decide(model, values.get("args"), mode, str(device) if device is not None else "cpu")
+    if "overfit_seconds" in values:
+        values["budget"].overfit_seconds = values["overfit_seconds"]
 
 
 class preserved_state:

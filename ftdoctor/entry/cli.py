@@ -31,6 +31,25 @@ def _parse_gpu_memory(text: str) -> tuple[int, str | None]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _seconds(text: str) -> float:
+    """A timeout on the command line, held to the same rule as in pyproject.toml."""
+    from ftdoctor.entry.settings import ConfigError, parse_seconds
+
+    try:
+        return parse_seconds(text, "seconds", "the command line")
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}") from None
+
+
+def _ranks(text: str) -> int:
+    from ftdoctor.entry.settings import ConfigError, parse_nproc
+
+    try:
+        return parse_nproc(text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"must be a number of ranks from 1 to 8, not {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ftdoctor", description="Walk a transformers fine-tuning pipeline stage by "
                                 "stage (" + " ".join(DEFAULT_STAGES) + ") and report every failure with its fix.")
@@ -86,16 +105,16 @@ def _walk_options(c: argparse.ArgumentParser) -> None:
     w.add_argument("--ignore", action="append", metavar="CODE[,CODE]",
                    help="leave these findings out of the report and the exit code (repeatable; adds to the "
                         "configured `ignore`)")
-    w.add_argument("--timeout", type=float, help=f"seconds the script may take to reach training (default "
+    w.add_argument("--timeout", type=_seconds, help=f"seconds the script may take to reach training (default "
                                                  f"{DEFAULT_TIMEOUT:g})")
-    w.add_argument("--walk-timeout", type=float, help=f"seconds the walk may take once training is reached "
+    w.add_argument("--walk-timeout", type=_seconds, help=f"seconds the walk may take once training is reached "
                                                       f"(default {DEFAULT_WALK_TIMEOUT:g})")
     w.add_argument("--offline", action=argparse.BooleanOptionalAction, default=None,
                    help="set HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, HF_EVALUATE_OFFLINE=1 for the script")
     w.add_argument("--budget", choices=("fast", "full"), help="how much the walk may spend (rows, steps)")
-    w.add_argument("--nproc", type=int, metavar="N", help="launch the script on N ranks with torchrun (gloo on the "
+    w.add_argument("--nproc", type=_ranks, metavar="N", help="launch the script on N ranks with torchrun (gloo on the "
                                                           "CPU, 127.0.0.1) and add the `distributed` stage")
-    w.add_argument("--collective-timeout", type=float, metavar="S", help="with --nproc: seconds a collective may "
+    w.add_argument("--collective-timeout", type=_seconds, metavar="S", help="with --nproc: seconds a collective may "
                                                                          "wait for the other ranks (default 30)")
     w.add_argument("--gpu-memory", type=_parse_gpu_memory, metavar="SIZE|GPU",
                    help="plan memory for this device (24GiB, 80GB or a GPU name such as A100-80GB) when no GPU "
@@ -120,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # a reader that went away (`ftdoctor explain X | head -1`) is not an error
         _stdout_gone()
         return EXIT_OK
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP during a check (parent.Interrupted), outside a walk
+        import signal
+
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"ftdoctor: {_stopped_by(signum)}.", file=sys.stderr)
+        return 128 + signum
     except Exception as exc:  # ftdoctor's own failure: said as such, with where the traceback went
         return _internal_error(exc)
 
@@ -131,7 +156,9 @@ def _internal_error(exc: BaseException) -> int:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     with tempfile.NamedTemporaryFile("w", prefix="ftdoctor-crash-", suffix=".txt", delete=False) as fh:
         fh.write(text)
-    print(f"ftdoctor: internal error (a bug in ftdoctor, not in your script): {type(exc).__name__}: {exc}\n"
+    from ftdoctor.core.untrusted import inline
+
+    print(f"ftdoctor: internal error (a bug in ftdoctor, not in your script): {type(exc).__name__}: {inline(exc)}\n"
           f"  the traceback is in {fh.name}; please attach it to a bug report.", file=sys.stderr)
     return EXIT_HARNESS
 
@@ -163,11 +190,30 @@ def _main(argv: list[str] | None) -> int:
     return _check(args)
 
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + the signal: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
+
+
+def _stopped_by(signum: int) -> str:
+    import signal
+
+    return {signal.SIGINT: "interrupted (Ctrl-C)", getattr(signal, "SIGTERM", -1): "terminated (SIGTERM)",
+            getattr(signal, "SIGHUP", -2): "hung up (SIGHUP)"}.get(signum, f"stopped by signal {signum}")
+
+
+def _say(message: str, tail: str = "", limit: int | None = None) -> None:
+    """A message on stderr: quoted text in it shown inert, a script's last lines under it, both bounded."""
+    from ftdoctor.core.untrusted import DETAIL, tail as last_lines, visible
+
+    print(f"ftdoctor: {visible(message, limit or DETAIL)}", file=sys.stderr)
+    if tail:
+        print("last lines the script printed:\n" + "\n".join("  | " + line for line in last_lines(tail).split("\n")),
+              file=sys.stderr)
 
 
 def _out(text: str) -> None:
     """Print to stdout; when the reader has gone away (`| head`), the rest is dropped quietly."""
+    if sys.stdout is None:  # started with its standard output closed (`>&-`)
+        return
     try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
@@ -191,8 +237,17 @@ def _format(args) -> str | None:
 
 
 def _check(args, demo: bool = False) -> int:
-    from ftdoctor.entry.settings import ConfigError, Settings, load, parse_codes, parse_stages
+    from ftdoctor.process.parent import stop_signals
+
+    # SIGTERM and SIGHUP stop a check the way Ctrl-C does, also between scripts and while the report is printed.
+    with stop_signals():
+        return _check_all(args, demo)
+
+
+def _check_all(args, demo: bool) -> int:
+    from ftdoctor.entry.settings import ConfigError, Settings, load, output_problem, parse_codes, parse_stages
     from ftdoctor.output.suppression import Policy
+    from ftdoctor.process.parent import script_problem
 
     fmt = _format(args)
     if fmt is None:
@@ -222,6 +277,15 @@ def _check(args, demo: bool = False) -> int:
         where = f" ({settings.path} has no `scripts`)" if settings.path else ""
         return _refuse(None, f"no SCRIPT given and no `scripts` configured in [tool.ftdoctor] of pyproject.toml{where}",
                        fmt, args)
+    # Everything that can be judged before a script runs is judged now, not after a walk of minutes.
+    for script, _ in targets:
+        problem = script_problem(script)
+        if problem:
+            return _refuse(_display(script), problem, fmt, args)
+    if args.html:
+        problem = output_problem(args.html, targets)
+        if problem:
+            return _refuse(shown, problem, fmt, args, html=False)
     if settings.offline:
         from ftdoctor.core.env import set_offline
 
@@ -230,17 +294,17 @@ def _check(args, demo: bool = False) -> int:
     for script, script_args in targets:
         outcome = _check_one(script, script_args, args, settings, policy, fmt)
         outcomes.append(outcome)
-        if outcome.code == EXIT_INTERRUPTED:
+        if outcome.code > 128:  # stopped by a signal: the other scripts are not started
             break
     return _emit(outcomes, fmt, args)
 
 
-def _refuse(shown: str | None, message: str, fmt: str, args) -> int:
+def _refuse(shown: str | None, message: str, fmt: str, args, html: bool = True) -> int:
     """ftdoctor cannot start: say why on stderr, and still print the document of the chosen format."""
     from ftdoctor.output.document import Outcome
 
-    print(f"ftdoctor: {message}", file=sys.stderr)
-    return _emit([Outcome(shown, None, message, EXIT_HARNESS)], fmt, args)
+    _say(message)
+    return _emit([Outcome(shown, None, message, EXIT_HARNESS)], fmt, args, html=html)
 
 
 def _display(path: str) -> str:
@@ -251,26 +315,25 @@ def _display(path: str) -> str:
 
 def _check_one(script: str, script_args: list[str], args, settings, policy, fmt: str):
     """Check one script; its outcome, with the text report already printed for the text format."""
-    from ftdoctor.process.result import HarnessError
-    from ftdoctor.process.parent import check_script
+    from ftdoctor.core.report import INTERNAL_ERROR
+    from ftdoctor.core.untrusted import BLOCK, NAME, block, inline
     from ftdoctor.output.document import Outcome
     from ftdoctor.output.suppression import apply_policy
-    from ftdoctor.process.parent import Interrupted
+    from ftdoctor.process.parent import Interrupted, check_script
+    from ftdoctor.process.result import HarnessError
 
     shown = _display(script)
 
-    def failed(message: str, tail: str = "", code: int = EXIT_HARNESS) -> Outcome:
-        print(f"ftdoctor: {message}", file=sys.stderr)
-        if tail:
-            print("last lines the script printed:\n" + tail, file=sys.stderr)
-        return Outcome(shown, None, message, code)
+    def failed(message: str, tail: str = "", code: int = EXIT_HARNESS, report=None, limit=None) -> Outcome:
+        _say(message, tail, limit)
+        return Outcome(shown, report, message, code)
 
-    if not os.path.isfile(script):
-        return failed(f"no such script: {shown}")
     err = _stderr_console()
     status = None
     if fmt == "text" and err.is_terminal and not args.show_script_output:
-        status = err.status(f"running {os.path.basename(script)} up to trainer.train() ...")
+        from rich.markup import escape
+
+        status = err.status(f"running {escape(inline(os.path.basename(script), NAME))} up to trainer.train() ...")
         status.start()
 
     def progress(event: str, value: str | None = None) -> None:
@@ -282,60 +345,74 @@ def _check_one(script: str, script_args: list[str], args, settings, policy, fmt:
             status.stop()
             err.print(value or "", end="", markup=False, highlight=False)
             return
+        from rich.markup import escape
+
         status.start()
         if event == "captured":
             status.update("training reached: walking the pipeline ...")
         elif event == "stage":
-            status.update(f"stage [bold]{value}[/bold] ...")
+            status.update(f"stage [bold]{escape(inline(value or '', NAME))}[/bold] ...")
         elif event == "step":  # "overfit: trial 2 at lr=0.001, step 12/30 · about 8 s left"
-            from rich.markup import escape
-
             stage, _, text = (value or "").partition(": ")
-            status.update(f"stage [bold]{stage}[/bold]: {escape(text)}")
+            status.update(f"stage [bold]{escape(inline(stage, NAME))}[/bold]: {escape(inline(text))}")
 
     try:
         result = check_script(script, script_args, timeout=settings.timeout, walk_timeout=settings.walk_timeout,
                               stages=settings.stages, progress=progress, show_output=args.show_script_output,
                               options=settings.options(), nproc=settings.nproc or 1,
                               collective_timeout=args.collective_timeout)
-    except (Interrupted, KeyboardInterrupt):
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (Interrupted): the child and its folder are gone
         if status is not None:
             status.stop()
-        return failed("interrupted (Ctrl-C); the script's process was stopped.", code=EXIT_INTERRUPTED)
+        signum = exc.signum if isinstance(exc, Interrupted) else EXIT_INTERRUPTED - 128
+        return failed(f"{_stopped_by(signum)}; the script's process was stopped.", code=128 + signum)
     except HarnessError as exc:
         return failed(str(exc))
     except Exception:  # a failure inside ftdoctor itself is never reported as the user's bug
         import traceback
 
-        return failed("internal error (a bug in ftdoctor, not in your pipeline):\n" + traceback.format_exc())
+        return failed(INTERNAL_ERROR + ":\n" + traceback.format_exc(), limit=BLOCK)
     finally:
         if status is not None:
             status.stop()
     if result.report is None:
-        tail = "".join(result.output.splitlines(keepends=True)[-15:]).rstrip("\n")
         if args.traceback and result.traceback:
-            print(result.traceback, file=sys.stderr)
-        return failed(result.message or "no report", tail)
+            print(block(result.traceback), file=sys.stderr)
+        return failed(result.message or "no report", result.output)
     report = apply_policy(result.report, policy)
     if fmt == "text":
-        from ftdoctor.output.terminal import render
+        from ftdoctor.output.terminal import print_report
 
         try:
-            render(report, console=_stdout_console(), show_traceback=args.traceback)
+            print_report(report, show_traceback=args.traceback)
         except BrokenPipeError:
             _stdout_gone()
         if args.traceback and result.traceback:
-            print(result.traceback, file=sys.stderr)
-    elif report.internal_errors:
-        print("\n".join(report.internal_errors), file=sys.stderr)
-    code = EXIT_HARNESS if report.internal_errors else EXIT_OK if report.ok else EXIT_FINDINGS
-    return Outcome(report.script or shown, report, None, code)
+            print(block(result.traceback), file=sys.stderr)
+    else:
+        from ftdoctor.core.report import CHECK_ERROR
+
+        for title, errors in ((CHECK_ERROR, report.check_errors), (INTERNAL_ERROR, report.internal_errors)):
+            for error in errors:
+                print(f"ftdoctor: {title}:\n{block(error)}", file=sys.stderr)
+    if result.outcome == "timeout":  # the walk stopped part way (--walk-timeout): the report has what finished
+        return failed(result.message, report=report)
+    return Outcome(report.script or shown, report, None, exit_code(report))
 
 
-def _emit(outcomes, fmt: str, args) -> int:
+def exit_code(report) -> int:
+    """0 clean, 1 error findings. 2 when no stage could run at all because ftdoctor failed, or when a check of the
+    project's own could not run (its file is at fault, as with a bad argument). A check of ftdoctor's that crashed
+    is reported as ftdoctor's, and the other stages' findings decide."""
+    if (report.internal_errors and not report.walked) or report.check_errors:
+        return EXIT_HARNESS
+    return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def _emit(outcomes, fmt: str, args, html: bool = True) -> int:
     """Print the machine formats (the text report is printed as each script finishes), write --html, and return
     the worst exit code."""
-    from ftdoctor.output import document, github, html, junit, sarif
+    from ftdoctor.output import document, github, junit, sarif
 
     text = {"json": document.to_json, "github": github.to_github, "sarif": sarif.to_sarif,
             "junit": junit.to_junit}.get(fmt)
@@ -344,19 +421,25 @@ def _emit(outcomes, fmt: str, args) -> int:
         if doc:
             _out(doc)
     code = max((o.code for o in outcomes), default=EXIT_OK)
-    if args.html:
-        try:
-            html.write_html(outcomes, args.html, show_traceback=args.traceback)
-        except OSError as exc:
-            print(f"ftdoctor: cannot write {args.html}: {exc}", file=sys.stderr)
-            code = max(code, EXIT_HARNESS)
+    if args.html and html:
+        code = max(code, _write_html(outcomes, args))
     return code
 
 
-def _stdout_console():
-    from rich.console import Console
+def _write_html(outcomes, args) -> int:
+    from ftdoctor.entry.settings import output_problem
+    from ftdoctor.output import html
 
-    return Console(highlight=False)
+    # Judged again: the script ran since, and may have made the file.
+    problem = output_problem(args.html, [(o.script, []) for o in outcomes if o.script and os.path.isfile(o.script)])
+    try:
+        if problem:
+            raise OSError(problem)
+        html.write_html(outcomes, args.html, show_traceback=args.traceback)
+    except OSError as exc:
+        _say(f"cannot write {args.html}: {exc}")
+        return EXIT_HARNESS
+    return EXIT_OK
 
 
 def _stderr_console():

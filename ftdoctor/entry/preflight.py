@@ -102,9 +102,12 @@ def _warn_internal(report: Report) -> None:
     """ftdoctor's own failures never stop the user's run: they are warned about."""
     import warnings
 
-    for err in report.internal_errors:
-        warnings.warn(f"ftdoctor internal error (a bug in ftdoctor, not in your pipeline): {err.splitlines()[0]}",
-                      RuntimeWarning, stacklevel=3)
+    from ftdoctor.core.report import CHECK_ERROR, INTERNAL_ERROR
+    from ftdoctor.core.untrusted import inline
+
+    for title, errors in ((CHECK_ERROR, report.check_errors), (INTERNAL_ERROR, report.internal_errors)):
+        for err in errors:
+            warnings.warn(f"{title}: {inline((err.splitlines() or [''])[0])}", RuntimeWarning, stacklevel=3)
 
 
 class FtDoctorCallback(_CallbackBase):

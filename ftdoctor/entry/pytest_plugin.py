@@ -6,12 +6,14 @@ Without ``--ftdoctor`` the plugin adds its options and nothing else: no item is 
 from __future__ import annotations
 
 import os
+import signal
 import warnings
 from typing import Any
 
 import pytest
 
 from ftdoctor.core.stages import default_stages
+from ftdoctor.core.untrusted import BLOCK, NAME, TITLE, inline, visible
 
 
 class FtDoctorWarning(UserWarning):
@@ -86,7 +88,14 @@ def settings(config):
                        gpu_memory=parse_gpu_memory(gpu) if gpu else None)
         cli_ignore = [c for v in config.getoption("ftdoctor_ignore") or [] for c in parse_codes(v)]
     except (ConfigError, ValueError) as exc:
-        raise pytest.UsageError(f"ftdoctor: {exc}") from None
+        raise pytest.UsageError(f"ftdoctor: {inline(exc)}") from None
+    from ftdoctor.process.parent import script_problem
+
+    # A script that is missing, a folder, or not Python is a usage error, as for `ftdoctor check`.
+    for script, _ in s.scripts:
+        problem = script_problem(script)
+        if problem:
+            raise pytest.UsageError(f"ftdoctor: {problem}")
     return s, cli_ignore
 
 
@@ -121,6 +130,8 @@ class _Walks:
             if self._artifacts is None:
                 self._artifacts = tempfile.mkdtemp(prefix="ftdoctor-pytest-")
             s = self.config._ftdoctor_settings
+            from ftdoctor.process.parent import Interrupted
+
             try:
                 with _offline(s.offline):
                     result = check_script(
@@ -132,6 +143,12 @@ class _Walks:
                 self.results[key] = result
             except HarnessError as exc:
                 self.results[key] = exc
+            except Interrupted as exc:
+                if exc.signum == signal.SIGINT:
+                    raise
+                # SIGTERM or SIGHUP: the child and its folder are gone; end the session as that signal asks.
+                pytest.exit(f"ftdoctor: stopped by {signal.Signals(exc.signum).name} while walking {script}; the "
+                            "script's process was stopped", returncode=exc.exit_code)
         return self.results[key]
 
     def close(self) -> None:
@@ -240,38 +257,59 @@ class StageItem(pytest.Item):
         self.add_marker("ftdoctor")
 
     def runtest(self):
+        from ftdoctor.core.report import CHECK_ERROR, INTERNAL_ERROR
+
         result = self.config._ftdoctor_walks.get(self.parent.script, self.parent.script_args)
         if isinstance(result, Exception):
             raise HarnessFailed(str(result))
         if result.report is None:
             if self.stage == "setup":
                 raise HarnessFailed(result.message)
-            _skip(f"no pipeline was captured: {result.message}")
+            _skip(f"no pipeline was captured: {inline(result.message)}")
         report = result.report
-        if report.internal_errors and self.stage == "setup":
-            raise HarnessFailed("ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n"
-                                + "\n".join(report.internal_errors))
+        crashed = {name for s in report.stages for name in s.crashed}
+
+        def of_crashed(error: str, names) -> bool:
+            return any(f"check {name} " in error for name in names)
+
+        # Errors of no stage (checks that failed to load, a broken contract, the capture) go to the setup item, a
+        # crashed check to its own stage's item; the other stages keep their verdicts.
+        if self.stage == "setup":
+            for title, errors in ((CHECK_ERROR, report.check_errors), (INTERNAL_ERROR, report.internal_errors)):
+                general = [e for e in errors if not of_crashed(e, crashed)]
+                if general:
+                    raise HarnessFailed(f"{title}:\n" + "\n".join(general))
+        if result.stopped_at is not None and self.stage == result.stopped_at:  # --walk-timeout, in this stage
+            raise HarnessFailed(result.message)
         st = report.stage(self.stage)
         if st is None:
+            if result.stopped_at is not None:
+                _skip(f"not reached: the walk was stopped in the {inline(result.stopped_at, NAME)} stage "
+                      "(--walk-timeout)")
             _skip(f"stage {self.stage} was not run")
         if st.status == "skip":
-            _skip(st.reason or "skipped")
+            _skip(inline(st.reason or "skipped"))
         if st.status == "fail":
             raise StageFailed(st, report)
+        if st.crashed:  # no error finding here, but the stage was not judged whole
+            for title, errors in ((CHECK_ERROR, report.check_errors), (INTERNAL_ERROR, report.internal_errors)):
+                mine = [e for e in errors if of_crashed(e, st.crashed)]
+                if mine:
+                    raise HarnessFailed(f"{title}:\n" + "\n".join(mine))
         for f in st.findings:
             if f.severity == "warning":
-                warnings.warn(FtDoctorWarning(f"{self.nodeid} {f.code} {f.title}: {f.detail} "
-                                              f"Fix: {f.fix}"))
+                warnings.warn(FtDoctorWarning(f"{self.nodeid} {inline(f.code, NAME)} {inline(f.title, TITLE)}: "
+                                              f"{inline(f.detail)} Fix: {inline(f.fix)}"))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, StageFailed):
             return format_stage(excinfo.value.stage_result)
         if isinstance(excinfo.value, HarnessFailed):
-            return f"ftdoctor could not walk {self.parent.script}: {excinfo.value}"
+            return f"ftdoctor could not walk {inline(self.parent.script, NAME)}: {visible(str(excinfo.value), BLOCK)}"
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
-        return self.path, 0, f"ftdoctor {self.stage}: {os.path.basename(self.parent.script)}"
+        return self.path, 0, f"ftdoctor {self.stage}: {inline(os.path.basename(self.parent.script), NAME)}"
 
 
 def format_stage(st) -> str:

@@ -4,6 +4,7 @@ above the working directory that has the table. The command line and pytest's in
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import shlex
@@ -120,7 +121,7 @@ def from_table(table: dict[str, Any], path: str) -> Settings:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ConfigError(f"`gpu-memory` in {where} must be a size (\"24GiB\") or a GPU name (\"A100-80GB\")")
         try:
-            s.gpu_memory = (value, None) if isinstance(value, int) else parse_gpu_memory(value)
+            s.gpu_memory = parse_gpu_memory(str(value))
         except ValueError as exc:
             raise ConfigError(f"`gpu-memory` in {where}: {exc}") from None
     return s
@@ -166,9 +167,11 @@ def parse_severity(table: dict[str, Any], where: str) -> dict[str, str]:
 
 
 def parse_seconds(value: Any, key: str, where: str) -> float:
+    """A timeout: a positive, finite number of seconds (0, a negative number, nan or inf would turn it off or
+    make it fire at once)."""
     try:
         seconds = float(value)
-        if isinstance(value, bool) or not seconds > 0:
+        if isinstance(value, bool) or not (seconds > 0 and math.isfinite(seconds)):
             raise ValueError
     except (TypeError, ValueError):
         raise ConfigError(f"`{key}` in {where} must be a positive number of seconds, not {value!r}") from None
@@ -230,13 +233,97 @@ def parse_gpu_memory(text: str) -> tuple[int, str | None]:
     m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]i?B?|B)?\s*", text, re.I)
     if m:
         try:
-            return int(float(m.group(1)) * _UNITS[(m.group(2) or "B").upper()]), None
+            size = int(float(m.group(1)) * _UNITS[(m.group(2) or "B").upper()])
         except ValueError:
-            pass
+            size = None
+        if size is not None:
+            if size <= 0:
+                raise ValueError(f"a memory size must be more than 0 bytes, not {text!r}")
+            return size, None
     gib = GPUS.get(text.lower().replace(" ", "").replace("nvidia", ""))
     if gib:
         return int(gib * 2**30), text.strip()
     raise ValueError(f"not a size or a known GPU name: {text!r} (e.g. 24GiB, 80GB, A100-80GB)")
+
+
+# -- paths: scripts to check, files to write -----------------------------------------------------------------
+
+def output_problem(path: str, scripts: list[tuple[str, list[str]]], option: str = "--html") -> str | None:
+    """Why the report may not be written to ``path`` (None when it may): its folder does not exist, it is a
+    folder, it is a file the checked scripts read (the script, a module it imports, a file it names), or an
+    existing file that is not an HTML page (a report overwrites only an earlier report)."""
+    from ftdoctor.core.untrusted import NAME, inline
+
+    shown = inline(path, NAME)
+    full = os.path.abspath(path)
+    if os.path.isdir(full):
+        return f"{option} {shown} is a directory: name the file to write (e.g. {os.path.join(shown, 'report.html')})"
+    folder = os.path.dirname(full)
+    if not os.path.isdir(folder):
+        return f"{option} {shown}: the folder {inline(folder, NAME)} does not exist"
+    if not os.path.exists(full):
+        return None
+    for script, args in scripts:
+        for what, candidate in script_inputs(script, args):
+            try:
+                same = os.path.samefile(candidate, full)
+            except OSError:
+                same = False
+            if same:
+                return f"{option} {shown} is {what}: writing the report there would overwrite it"
+    if not _is_html_page(full):
+        return f"{option} {shown} exists and is not an HTML page: ftdoctor does not overwrite it"
+    return None
+
+
+def _is_html_page(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512).lstrip().lower()
+    except OSError:
+        return False
+    if not head:  # an empty file: taken as a page only where its name says so
+        return path.lower().endswith((".html", ".htm"))
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+def script_inputs(script: str, args: list[str]) -> list[tuple[str, str]]:
+    """(what, path) of the files a script reads that can be known before it runs: itself, the modules beside it
+    (or in the working directory) that it imports, and the existing files it names in a string or an argument."""
+    import ast
+
+    out = [("the script being checked", script)]
+    try:
+        with open(script, encoding="utf-8", errors="replace") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError):
+        tree = None
+    roots = [os.path.dirname(os.path.abspath(script)), os.getcwd()]
+    named: list[str] = list(args)
+    for node in ast.walk(tree) if tree is not None else ():
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and 0 < len(node.value) < 1024:
+            named.append(node.value)
+        for module in modules:
+            parts = module.split(".")
+            for root in roots:
+                for i in range(1, len(parts) + 1):
+                    base = os.path.join(root, *parts[:i])
+                    for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+                        if os.path.isfile(candidate):
+                            out.append((f"a module that {os.path.basename(script)} imports", candidate))
+    for value in named:
+        if "\0" in value or "\n" in value:
+            continue
+        for root in (os.getcwd(), roots[0]):
+            candidate = os.path.join(root, value)
+            if os.path.isfile(candidate):
+                out.append((f"a file that {os.path.basename(script)} names", candidate))
+    return out
 
 
 def _mentions_ftdoctor(path: str) -> bool:

@@ -280,18 +280,26 @@ def cut_row(row: dict, max_tokens: int | None) -> dict:
     """A row cut to its last ``max_tokens`` tokens (where the answer and the end-of-sequence token are), its
     token-aligned columns together; other columns stay. Packed rows keep the lengths of the documents left."""
     ids = row.get("input_ids") if isinstance(row, dict) else None
-    if max_tokens is None or ids is None or not hasattr(ids, "__len__") or len(ids) <= max_tokens:
+    n = _length(ids)
+    if max_tokens is None or n is None or n <= max_tokens:
         return row
-    n = len(ids)
     out = {}
     for k, v in row.items():
         if k == "seq_lengths" and isinstance(v, (list, tuple)):
             out[k] = _tail_documents(list(v), max_tokens)
-        elif hasattr(v, "__len__") and not isinstance(v, (str, bytes, dict)) and len(v) == n:
+        elif not isinstance(v, (str, bytes, dict)) and _length(v) == n:
             out[k] = v[n - max_tokens:]
         else:
             out[k] = v
     return out
+
+
+def _length(value: Any) -> int | None:
+    """``len(value)``, or None for what has none (a scalar; a 0-d tensor or array, whose ``__len__`` raises)."""
+    try:
+        return len(value)
+    except TypeError:
+        return None
 
 
 def _tail_documents(lengths: list[int], total: int) -> list[int]:

@@ -54,3 +54,23 @@ def is_classification(task: str | None) -> bool:
 
 def model_name(model: Any) -> str:
     return type(model).__name__
+
+
+def loss_and_outputs(out: Any, labelled: bool = True) -> tuple[Any, Any]:
+    """(loss, outputs) of whatever a forward or a loss function returned: a ModelOutput or dict, a tuple
+    (``return_dict=False``: the loss first when labels were given), or a bare tensor (a 0-d one is a loss).
+    The outputs come back as a mapping when they held any logits, so checks read ``outputs.get("logits")``."""
+    import torch
+
+    if hasattr(out, "get") and hasattr(out, "keys"):
+        return out.get("loss"), out
+    if torch.is_tensor(out):
+        return (out, None) if out.dim() == 0 else (None, {"logits": out})
+    if isinstance(out, (tuple, list)) and out:
+        first = out[0]
+        if torch.is_tensor(first) and first.dim() == 0 and (labelled or len(out) > 1):
+            rest = out[1:]
+            return first, ({"loss": first, "logits": rest[0]} if rest and torch.is_tensor(rest[0]) else None)
+        if torch.is_tensor(first):
+            return None, {"logits": first}
+    return getattr(out, "loss", None), out

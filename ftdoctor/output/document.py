@@ -34,10 +34,14 @@ def harness_document(script: str | None, message: str) -> dict[str, Any]:
 
 
 def to_json(outcomes: list[Outcome]) -> str:
-    """One report object; a list of them when several configured scripts were checked."""
-    docs = [o.report.to_dict() if o.report is not None else harness_document(o.script, o.error or "no report")
+    """One report object; a list of them when several configured scripts were checked. A walk that stopped part
+    way is its report with the reason under "error"."""
+    from ftdoctor.core.untrusted import json_text
+
+    docs = [harness_document(o.script, o.error or "no report") if o.report is None
+            else o.report.to_dict() if o.error is None else {**o.report.to_dict(), "error": o.error}
             for o in outcomes]
-    return json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, default=_jsonable)
+    return json_text(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, default=_jsonable))
 
 
 # -- GitHub workflow commands ----------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 from typing import Any
-from ftdoctor.output.document import Outcome, _place, _root, _workspace_path
+from ftdoctor.core.report import CHECK_ERROR, INTERNAL_ERROR
+from ftdoctor.core.untrusted import BLOCK, NAME, TITLE, cut, visible
+from ftdoctor.output.document import Outcome, _place, _workspace_path
 
 
 _GITHUB_LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
@@ -17,9 +19,16 @@ def _escape_property(text: str) -> str:
 
 
 def workflow_command(level: str, message: str, **props: Any) -> str:
-    """`::level file=F,line=N,title=T::message`, escaped as the Actions runner expects."""
-    head = ",".join(f"{k}={_escape_property(str(v))}" for k, v in props.items() if v is not None)
-    return f"::{level}{' ' + head if head else ''}::{_escape_data(message)}"
+    """`::level file=F,line=N,title=T::message`, escaped as the Actions runner expects; control characters in the
+    text are shown as escapes (the log is a terminal too)."""
+    head = ",".join(f"{k}={_escape_property(_shown(v, TITLE if k == 'title' else NAME))}"
+                    for k, v in props.items() if v is not None)
+    return f"::{level}{' ' + head if head else ''}::{_escape_data(_shown(message, BLOCK))}"
+
+
+def _shown(value: Any, limit: int) -> str:
+    # Carriage returns stay for the runner's own escape (%0D); every other control character is shown.
+    return "\r".join(visible(part, None) for part in cut(value, limit).split("\r"))
 
 
 def to_github(outcomes: list[Outcome]) -> str:
@@ -36,6 +45,11 @@ def to_github(outcomes: list[Outcome]) -> str:
                 message = where + f.detail + (f" (fix: {f.fix})" if f.fix else "")
                 lines.append(workflow_command(_GITHUB_LEVEL[f.severity], message, file=file, line=line,
                                               title=f"{f.code} {f.title}"))
+        if o.error is not None:  # the walk stopped part way: the stages that finished are above
+            lines.append(workflow_command("error", o.error, title="ftdoctor could not finish",
+                                          file=_workspace_path(o.report.script or o.script or "")))
+        for err in o.report.check_errors:
+            lines.append(workflow_command("error", err, title=CHECK_ERROR))
         for err in o.report.internal_errors:
-            lines.append(workflow_command("error", err, title="ftdoctor internal error (not your pipeline)"))
+            lines.append(workflow_command("error", err, title=INTERNAL_ERROR))
     return "\n".join(lines)

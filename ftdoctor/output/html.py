@@ -1,7 +1,8 @@
 """The terminal report, as rich records it, saved as an HTML page."""
 
 from __future__ import annotations
-from ftdoctor.output.document import Outcome, _place, _root, _workspace_path
+from ftdoctor.core.untrusted import NAME, block, inline
+from ftdoctor.output.document import Outcome
 
 
 def write_html(outcomes: list[Outcome], path: str, show_traceback: bool = False, width: int = 110) -> None:
@@ -18,7 +19,8 @@ def write_html(outcomes: list[Outcome], path: str, show_traceback: bool = False,
     for o in outcomes:
         if o.report is not None:
             render(o.report, console=console, show_traceback=show_traceback)
-        else:
-            console.print(Text(f"ftdoctor could not walk {o.script}: {o.error}", style="bold red"))
+        if o.error is not None:
+            console.print(Text(f"ftdoctor could not {'walk' if o.report is None else 'finish'} "
+                               f"{inline(o.script or '', NAME)}: {block(o.error)}", style="bold red"))
         console.print()
     console.save_html(path)

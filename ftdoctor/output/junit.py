@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 import re
-from ftdoctor.output.document import Outcome, _place, _root, _workspace_path
+from ftdoctor.core.report import CHECK_ERROR, INTERNAL_ERROR
+from ftdoctor.core.untrusted import BLOCK, cut, visible
+from ftdoctor.output.document import Outcome, _workspace_path
 from ftdoctor.output.text import format_stage
 
 
@@ -22,7 +24,7 @@ def to_junit(outcomes: list[Outcome]) -> str:
         duration = 0.0
         if o.report is None:
             case = ET.SubElement(suite, "testcase", classname=classname, name="setup", time="0")
-            ET.SubElement(case, "error", message=_first_line(o.error), type="ftdoctor").text = o.error
+            ET.SubElement(case, "error", message=_first_line(o.error), type="ftdoctor").text = cut(o.error, BLOCK)
             counts["tests"] += 1
             counts["errors"] += 1
         else:
@@ -44,10 +46,11 @@ def to_junit(outcomes: list[Outcome]) -> str:
                     counts["skipped"] += 1
                 elif st.findings:
                     ET.SubElement(case, "system-out").text = format_stage(st, heading=f"ftdoctor stage `{st.stage}`")
-            for err in o.report.internal_errors:
+            stopped = [(o.error, "ftdoctor could not finish")] if o.error is not None else []
+            for err, title in (stopped + [(e, CHECK_ERROR) for e in o.report.check_errors]
+                               + [(e, INTERNAL_ERROR) for e in o.report.internal_errors]):
                 case = ET.SubElement(suite, "testcase", classname=classname, name="ftdoctor", time="0")
-                ET.SubElement(case, "error", message="ftdoctor internal error (not your pipeline)",
-                              type="ftdoctor").text = err
+                ET.SubElement(case, "error", message=title, type="ftdoctor").text = cut(err, BLOCK)
                 counts["tests"] += 1
                 counts["errors"] += 1
             if o.report.suppressed:
@@ -63,8 +66,21 @@ def to_junit(outcomes: list[Outcome]) -> str:
     for k, v in totals.items():
         root.set(k, str(v))
     root.set("time", f"{total_time:.3f}")
+    _inert(root)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode")
+
+
+def _inert(root) -> None:
+    """Every text and attribute of the tree made valid XML 1.0, control characters shown as escapes (a character
+    reference such as &#27; is not allowed either: one such character and a CI drops the whole file)."""
+    for el in root.iter():
+        for key, value in el.attrib.items():
+            el.set(key, visible(value, BLOCK))
+        if el.text:
+            el.text = visible(el.text, None)
+        if el.tail:
+            el.tail = visible(el.tail, None)
 
 
 def _first_line(text: str | None) -> str:

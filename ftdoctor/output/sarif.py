@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import os
 from typing import Any
-from ftdoctor.core.report import _jsonable
+from ftdoctor.core.report import CHECK_ERROR, INTERNAL_ERROR, _jsonable
+from ftdoctor.core.untrusted import BLOCK, cut, deep, json_text, visible
 from ftdoctor.output.document import Outcome, _place, _root, _workspace_path
 
 
@@ -51,7 +52,9 @@ def to_sarif(outcomes: list[Outcome]) -> str:
            "originalUriBaseIds": {"%SRCROOT%": {"uri": _file_uri(_root()) + "/"}},
            "invocations": invocations, "results": results}
     log = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
-    return json.dumps(log, indent=2, default=_jsonable)
+    # Every text of the log shown as a viewer should show it: control characters as escapes, nothing XML forbids.
+    log = deep(json.loads(json.dumps(log, default=_jsonable)), visible)
+    return json_text(json.dumps(log, indent=2))
 
 
 def _sarif_rule(code: str, rule: Any, example: Any) -> dict[str, Any]:
@@ -94,13 +97,14 @@ def _sarif_result(f: Any, stage: str, script: str, index: dict[str, int]) -> dic
 
 def _sarif_invocation(o: Outcome) -> dict[str, Any]:
     notes = []
-    if o.report is None:
-        notes.append({"level": "error", "message": {"text": o.error or "no report"}})
-    else:
-        notes += [{"level": "error", "message": {"text": "ftdoctor internal error: " + e}}
+    if o.error is not None or o.report is None:
+        notes.append({"level": "error", "message": {"text": cut(o.error or "no report", BLOCK)}})
+    if o.report is not None:
+        notes += [{"level": "error", "message": {"text": f"{CHECK_ERROR}: {cut(e, BLOCK)}"}}
+                  for e in o.report.check_errors]
+        notes += [{"level": "error", "message": {"text": f"{INTERNAL_ERROR}: {cut(e, BLOCK)}"}}
                   for e in o.report.internal_errors]
-    inv: dict[str, Any] = {"executionSuccessful": o.error is None and not (o.report and o.report.internal_errors),
-                           "exitCode": o.code}
+    inv: dict[str, Any] = {"executionSuccessful": not notes, "exitCode": o.code}
     if o.script:
         inv["properties"] = {"script": _workspace_path(o.script)}
     if notes:
@@ -109,15 +113,25 @@ def _sarif_invocation(o: Outcome) -> dict[str, Any]:
 
 
 def _uri(path: str) -> str:
-    from urllib.parse import quote
-
-    return _file_uri(path) if os.path.isabs(path) else quote(path.replace(os.sep, "/"))
+    return _file_uri(path) if os.path.isabs(path) else _quote(path.replace(os.sep, "/"))
 
 
 def _file_uri(path: str) -> str:
     from pathlib import Path
 
-    return Path(path).absolute().as_uri()
+    try:
+        return Path(path).absolute().as_uri()
+    except (UnicodeEncodeError, ValueError):  # a name that is not text (a lone surrogate): its bytes, quoted
+        return "file://" + _quote(os.path.abspath(path).replace(os.sep, "/"))
+
+
+def _quote(path: str) -> str:
+    from urllib.parse import quote
+
+    try:  # a file name's undecodable bytes come back as they were on disk
+        return quote(path, errors="surrogateescape")
+    except UnicodeEncodeError:
+        return quote(path, errors="replace")
 
 
 def _version() -> str:

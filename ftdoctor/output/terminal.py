@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ftdoctor.core.report import Report
+from ftdoctor.core.report import CHECK_ERROR, INTERNAL_ERROR, Report
+from ftdoctor.core.untrusted import DETAIL, NAME, TITLE, block, defuse_lines, inline, visible
 
 _STATUS = {"pass": ("PASS", "green"), "warn": ("WARN", "yellow"), "fail": ("FAIL", "bold red"), "skip": ("SKIP", "dim")}
 _SEVERITY = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -23,10 +24,10 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
     from ftdoctor.core.source import source_lines
 
     console = console or Console()
-    script = fit_path(_shown(report.script) if report.script else "<in-process>", console.width - 9)
+    script = fit_path(inline(_shown(report.script), NAME) if report.script else "<in-process>", console.width - 9)
     head = Text.assemble(("ftdoctor ", "bold"), (script, "bold cyan"))
     if report.task:
-        task = f"task: {report.task}"
+        task = f"task: {inline(report.task, NAME)}"
         # The task goes on its own line rather than being split from its name at the edge of the screen.
         if head.cell_len + 2 + len(task) <= console.width:
             head.append("  " + task, style="dim")
@@ -35,10 +36,12 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
     console.print(head)
     budget = report.budget or {}
     if budget.get("device") and budget["device"] != "cpu":
-        console.print(Text(" " * 9 + f"the model stages run on {budget['device']}, where the script put the model",
+        console.print(Text(" " * 9 + f"the model stages run on {inline(budget['device'], NAME)}, where the script "
+                           "put the model",
                            style="dim"))
     if budget.get("reduced"):
-        console.print(Text(" " * 9 + f"budget {budget.get('mode', 'fast')}: " + "; ".join(budget["reduced"])
+        console.print(Text(" " * 9 + f"budget {inline(budget.get('mode', 'fast'), NAME)}: "
+                           + "; ".join(inline(note) for note in budget["reduced"])
                            + " (`--budget full` runs the batch as configured)", style="dim"))
     inner = max(20, console.width - 4)  # a finding's panel: borders and padding
     for st in report.stages:
@@ -46,39 +49,55 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
         line = Text.assemble((f" {label} ", f"{style} reverse"), " ", (f"{st.stage:<9}", "bold"),
                              (f" {st.duration_s:6.2f}s", "dim"))
         if st.reason:
-            line.append(f"  {st.reason}", style="dim")
+            line.append(f"  {inline(st.reason)}", style="dim")
+        if st.crashed and st.status != "skip":
+            names = ", ".join(inline(n) for n in st.crashed)
+            line.append(f"  incomplete: the check {names} crashed (see below)", style="magenta")
         console.print(line)
         for f in st.findings:
             parts: list[Any] = []
-            title = Text.assemble((f"{f.code} ", _SEVERITY[f.severity]), (f.title, "bold"))
-            parts.append(Text(f.detail))
+            title = Text.assemble((f"{inline(f.code, NAME)} ", _SEVERITY.get(f.severity, "bold")),
+                                  (inline(f.title, TITLE), "bold"))
+            parts.append(Text(inline(f.detail)))
             if f.location:
                 src = source_lines(f.location)
-                parts.append(Text("at " + fit_path(_shown_location(f.location), inner - 3), style="dim"))
+                parts.append(Text("at " + fit_path(inline(_shown_location(f.location), NAME), inner - 3),
+                                  style="dim"))
                 if src is not None:
                     start, code = src
                     # Long lines wrap inside the panel: a cropped line would cut the user's names in half.
-                    parts.append(Syntax(code, "python", line_numbers=True, start_line=start, theme="ansi_dark",
-                                        highlight_lines={int(f.location.rsplit(':', 1)[1])}, word_wrap=True))
+                    parts.append(Syntax(visible(code, None), "python", line_numbers=True, start_line=start,
+                                        theme="ansi_dark", highlight_lines={int(f.location.rsplit(':', 1)[1])},
+                                        word_wrap=True))
             if f.fix:
-                parts.append(Text.assemble(("fix: ", "bold green"), f.fix))
+                parts.append(Text.assemble(("fix: ", "bold green"), inline(f.fix)))
             if show_traceback and f.evidence.get("traceback"):
-                parts.append(Text(f.evidence["traceback"], style="dim"))
-            console.print(Panel(Group(*parts), title=title, title_align="left", border_style=_SEVERITY[f.severity],
+                parts.append(Text(block(f.evidence["traceback"]), style="dim"))
+            console.print(Panel(Group(*parts), title=title, title_align="left",
+                                border_style=_SEVERITY.get(f.severity, "bold"),
                                 expand=True, padding=(0, 1)))
         _evidence(console, st, Table, Text)
     s = report.summary()
-    verdict = Text(" OK ", style="bold green reverse") if report.ok else Text(" FAILED ", style="bold red reverse")
+    if report.stopped:
+        verdict = Text(" STOPPED ", style="bold red reverse")
+    elif not report.ok:
+        verdict = Text(" FAILED ", style="bold red reverse")
+    elif not report.complete:  # never "OK" when part of the pipeline went unjudged because a check failed
+        verdict = Text(" INCOMPLETE ", style="bold magenta reverse")
+    else:
+        verdict = Text(" OK ", style="bold green reverse")
     counts = sum(1 for f in report.findings if f.severity == "error"), sum(1 for f in report.findings if f.severity == "warning")
     console.print(Text.assemble(verdict, f"  {counts[0]} errors, {counts[1]} warnings  ·  ",
                                 f"{s['pass']} pass, {s['warn']} warn, {s['fail']} fail, {s['skip']} skip  ·  "
                                 f"{report.duration_s:.1f}s"))
     if report.suppressed:
-        listed = ", ".join(f"{x.finding.code} ({x.reason})" for x in report.suppressed)
+        listed = ", ".join(f"{inline(x.finding.code, NAME)} ({inline(x.reason, NAME)})" for x in report.suppressed)
         console.print(Padding(Text(f"{len(report.suppressed)} suppressed: {listed}", style="dim"), (0, 0, 0, 2),
                               expand=False))
+    for err in report.check_errors:
+        console.print(Text(CHECK_ERROR + ":\n" + block(err), style="magenta"))
     for err in report.internal_errors:
-        console.print(Text("ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n" + err, style="magenta"))
+        console.print(Text(INTERNAL_ERROR + ":\n" + block(err), style="magenta"))
 
 
 def fit_path(path: str, width: int) -> str:
@@ -119,11 +138,11 @@ def _evidence(console, st, Table, Text) -> None:
 
         t = Text("first training sample: ", style="dim")
         if "text" in sample:
-            t.append(repr(sample["text"][:200]))
+            t.append(inline(repr(sample["text"][:200]), None))
         if "label" in sample:
-            t.append(f"  label={sample['label']!r}")
+            t.append(f"  label={inline(repr(sample['label']), NAME)}")
             if "label_name" in sample:
-                t.append(f" ({sample['label_name']})", style="bold")
+                t.append(f" ({inline(sample['label_name'], NAME)})", style="bold")
         console.print(Padding(t, (0, 0, 0, 3), expand=False))  # wrapped lines stay indented under the stage
     view = ev.get("trained_tokens")
     if isinstance(view, dict) and isinstance(view.get("segments"), list):
@@ -134,7 +153,7 @@ def _evidence(console, st, Table, Text) -> None:
         for col in ("key", "shape", "dtype"):
             table.add_column(col)
         for row in batch:
-            table.add_row(row["key"], str(row["shape"]), row["dtype"])
+            table.add_row(inline(row["key"], NAME), inline(row["shape"], NAME), inline(row["dtype"], NAME))
         console.print(Text("   batch:", style="dim"))
         console.print(table)
 
@@ -151,7 +170,7 @@ def _trained_view(console, view: dict, Text) -> None:
     for segment in view["segments"]:
         if not (isinstance(segment, (list, tuple)) and len(segment) == 2):
             continue
-        text, trained = str(segment[0]).replace("\n", "\\n"), bool(segment[1])
+        text, trained = inline(segment[0], DETAIL), bool(segment[1])
         if trained:
             body.append(f"«{text}»" if plain else text, style="bold green")
         else:
@@ -168,4 +187,24 @@ def render_text(report: Report) -> str:
 
     buf = StringIO()
     render(report, Console(file=buf, width=110, no_color=True, force_terminal=False, highlight=False))
-    return buf.getvalue()
+    return defuse_lines(buf.getvalue())
+
+
+def print_report(report: Report, file: Any = None, show_traceback: bool = False) -> None:
+    """Print the report to ``file`` (stdout) as rich would for that stream (its width, colours), with no line that
+    a CI runner would take for a workflow command: a line wrapped inside quoted text can start with anything."""
+    import sys
+    from io import StringIO
+
+    from rich.console import Console
+
+    target = file if file is not None else sys.stdout
+    if target is None:  # started with its standard output closed (`>&-`): nobody to show it to
+        return
+    probe = Console(file=target, highlight=False)  # what rich decides for the real stream
+    buf = StringIO()
+    console = Console(file=buf, width=probe.width, color_system=probe.color_system, force_terminal=probe.is_terminal,
+                      no_color=probe.no_color, highlight=False, legacy_windows=False)
+    render(report, console=console, show_traceback=show_traceback)
+    target.write(defuse_lines(buf.getvalue()))
+    target.flush()

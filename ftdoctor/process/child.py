@@ -114,7 +114,8 @@ def run(spec: dict[str, Any]) -> None:
                 finish(spec, {"report": None, "outcome": "rank", "message": None})
         try:
             result = walk_capture(cap, stages=spec.get("stages"), options=options,
-                                  check_dirs=spec.get("check_dirs") or (), progress=progress)
+                                  check_dirs=spec.get("check_dirs") or (), progress=progress,
+                                  stage_done=_saving_partial(spec.get("partial_path")))
             if spec.get("artifacts_dir") and result.report is not None:
                 result.artifacts = save_artifacts(result.report.context, spec["artifacts_dir"])
             envelope = envelope_of(result)
@@ -126,6 +127,22 @@ def run(spec: dict[str, Any]) -> None:
 
     cap = capture_script(spec["script"], spec.get("argv") or [], on_capture=walk_and_finish, quiet=False)
     walk_and_finish(cap)  # the script ended, exited or raised before training: say what happened
+
+
+def _saving_partial(path: str | None) -> Callable[[Any], None] | None:
+    """After each stage, the report so far, written where the parent reads it if the walk runs out of time."""
+    if not path:
+        return None
+
+    def save(report: Any) -> None:
+        try:
+            with open(path + ".tmp", "w", encoding="utf-8") as fh:
+                json.dump(report.to_dict(), fh, default=_jsonable)
+            os.replace(path + ".tmp", path)
+        except Exception:  # noqa: BLE001 - a report that cannot be saved part way is still sent whole at the end
+            pass
+
+    return save
 
 
 def _shorten_collective_timeouts(seconds: float) -> None:
@@ -251,7 +268,7 @@ if __name__ == "__main__":
 
 def walk_capture(cap: Any, *, stages: Iterable[str] | None = None, options: dict[str, Any] | None = None,
                  check_dirs: Iterable[str] = (), progress: Callable[..., Any] | None = None,
-                 timeout: float | None = None) -> ScriptResult:
+                 timeout: float | None = None, stage_done: Callable[..., Any] | None = None) -> ScriptResult:
     """Walk what running the script captured, or say why there is nothing to walk."""
     from ftdoctor.capture import format_exception
     from ftdoctor.engine.pipeline import Pipeline, context_values
@@ -269,7 +286,7 @@ def walk_capture(cap: Any, *, stages: Iterable[str] | None = None, options: dict
     else:
         return ScriptResult(None, _no_walk_message(cap, rel, timeout), cap.outcome, cap.output, trace)
     values.update(options or {})
-    report = walk(values, script=rel, stages=stages, progress=progress, check_dirs=check_dirs)
+    report = walk(values, script=rel, stages=stages, progress=progress, check_dirs=check_dirs, stage_done=stage_done)
     report.internal_errors[:0] = cap.internal_errors
     return ScriptResult(report, None, cap.outcome, cap.output, trace)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import os
 import queue
 import shutil
@@ -33,8 +34,48 @@ DEFAULT_WALK_TIMEOUT = 1800.0
 DEFAULT_COLLECTIVE_TIMEOUT = 30.0  # a collective only some ranks enter fails after this, instead of hanging
 
 
+LINE_BYTES = 4096  # of one line the script printed, what is kept (a 50 MB line is not held, nor reprinted)
+
+
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C while a script was being checked: the child is already gone."""
+    """Ctrl-C (or SIGTERM, SIGHUP) while a script was being checked: the child is already gone, and so is the run's
+    temporary folder by the time this reaches the caller."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP
+
+
+class stop_signals:
+    """Within this block SIGTERM and SIGHUP (what `timeout`, a CI cancel, `docker stop` and a closed terminal send)
+    raise `Interrupted` like Ctrl-C does, so every `finally:` runs: the child is killed and the temporary folder
+    removed. Only in the main thread, and only where the signal has its default action (an ignored SIGHUP, as
+    under nohup, stays ignored; a handler of the host's stays)."""
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+
+    def __enter__(self):
+        self.saved: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in self.SIGNALS:
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                self.saved[sig] = signal.signal(sig, self._raise)
+        return self
+
+    def _raise(self, signum, frame):
+        for sig in self.saved:  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    def __exit__(self, *exc):
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        return False
 
 
 def run_child(script: str, argv: list[str], *, stages: list[str] | None, options: dict[str, Any],
@@ -43,14 +84,19 @@ def run_child(script: str, argv: list[str], *, stages: list[str] | None, options
               artifacts_dir: str | None = None, env: dict[str, str] | None = None, nproc: int = 1,
               collective_timeout: float = DEFAULT_COLLECTIVE_TIMEOUT) -> ScriptResult:
     """Run the script in a child process (or, with ``nproc`` > 1, in that many ranks under torchrun)."""
-    timeout = timeout or DEFAULT_TIMEOUT
-    walk_timeout = walk_timeout or DEFAULT_WALK_TIMEOUT
-    work = tempfile.mkdtemp(prefix="ftdoctor-")
-    try:
-        return _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progress, show_output,
-                    artifacts_dir, env, work, nproc, collective_timeout)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+    walk_timeout = DEFAULT_WALK_TIMEOUT if walk_timeout is None else walk_timeout
+    limits = (("timeout", timeout), ("walk_timeout", walk_timeout), ("collective_timeout", collective_timeout))
+    for name, value in limits:
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise HarnessError(f"{name} must be a positive number of seconds, not {value!r}")
+    with stop_signals():
+        work = tempfile.mkdtemp(prefix="ftdoctor-")
+        try:
+            return _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progress, show_output,
+                        artifacts_dir, env, work, nproc, collective_timeout)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 # The child starts from this file, written beside the spec, rather than with `python -m ftdoctor.process.child`: `-m` puts
@@ -88,6 +134,7 @@ def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progr
     spec = {"script": os.path.abspath(script), "argv": argv, "cwd": os.getcwd(), "stages": stages,
             "options": options, "check_dirs": check_dirs, "result_path": os.path.join(work, "result.json"),
             "events_path": events_path, "artifacts_dir": artifacts_dir, "ranks_dir": work,
+            "partial_path": os.path.join(work, "partial.json"),
             "collective_timeout": collective_timeout if nproc > 1 else None}
     spec_path = os.path.join(work, "spec.json")
     with open(spec_path, "w", encoding="utf-8") as fh:
@@ -107,7 +154,7 @@ def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progr
     for t in readers:
         t.start()
     phase, phase_start, limit = "script", time.monotonic(), timeout
-    timed_out, ended_at = None, None
+    timed_out, ended_at, running = None, None, None
     try:
         while True:
             try:
@@ -118,6 +165,8 @@ def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progr
                 kind = ev.get("event")
                 if kind == "captured":
                     phase, phase_start, limit = "walk", time.monotonic(), walk_timeout
+                elif kind == "stage":
+                    running = ev.get("stage")
                 if progress is not None and kind in ("captured", "stage", "input"):
                     progress(kind, ev.get("stage") or ev.get("prompt") or ev.get("outcome"))
                 elif progress is not None and kind == "step":
@@ -132,9 +181,9 @@ def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progr
             if time.monotonic() - phase_start > limit:
                 timed_out = phase
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _kill_group(proc)
-        raise Interrupted() from None
+        raise (exc if isinstance(exc, Interrupted) else Interrupted()) from None
     finally:
         if timed_out is not None or proc.poll() is None:
             # The child reports and ends itself; anything still running (a timeout, a grandchild) is killed.
@@ -155,10 +204,30 @@ def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progr
                "network (try --offline), for input, or preprocessing a large dataset.")
         return ScriptResult(None, msg, "timeout", output, returncode=proc.returncode)
     if timed_out == "walk":
-        msg = (f"the walk of {rel} did not finish within {walk_timeout:g} s (--walk-timeout); the process was "
+        where = f" in the {running} stage" if running else ""
+        msg = (f"the walk of {rel} did not finish within {walk_timeout:g} s (--walk-timeout){where}; the process was "
                "stopped. Run fewer stages (--stages) or allow more time.")
-        return ScriptResult(None, msg, "timeout", output, returncode=proc.returncode)
+        return ScriptResult(_finished_stages(spec["partial_path"], running, walk_timeout, msg), msg, "timeout", output,
+                            returncode=proc.returncode, stopped_at=running)
     return ScriptResult(None, _abnormal_end(rel, proc.returncode), "crashed", output, returncode=proc.returncode)
+
+
+def _finished_stages(path: str, running: str | None, walk_timeout: float, message: str):
+    """The report of the stages that finished before the walk was stopped (the child writes it after each stage),
+    with the stage that was running marked as stopped; None when no stage finished."""
+    from ftdoctor.core.report import Report, StageResult
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            report = Report.from_dict(json.load(fh))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if running and report.stage(running) is None:
+        report.stages.append(StageResult(running, "skip", reason=f"stopped: the walk did not finish within "
+                                                                  f"{walk_timeout:g} s (--walk-timeout)"))
+    report.stopped = message
+    report.duration_s = walk_timeout
+    return report
 
 
 def _result(envelope: dict[str, Any], output: str, returncode: int | None) -> ScriptResult:
@@ -190,8 +259,9 @@ def _rel(path: str) -> str:
 
 
 def _pump_output(stream, tail, show: bool) -> None:
-    """Keep the last lines the script prints; pass them on to stderr with --show-script-output."""
-    buf = b""
+    """Keep the last lines the script prints, each cut to LINE_BYTES with a note of what was left out; pass them on
+    to stderr with --show-script-output."""
+    line = _Line()
     while True:
         chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
         if not chunk:
@@ -202,13 +272,33 @@ def _pump_output(stream, tail, show: bool) -> None:
                 sys.stderr.flush()
             except (AttributeError, OSError, ValueError):
                 pass
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            tail.append(line.decode("utf-8", "replace") + "\n")
-    if buf:
-        tail.append(buf.decode("utf-8", "replace"))
+        *ended, rest = chunk.split(b"\n")
+        for piece in ended:
+            line.add(piece)
+            tail.append(line.take() + "\n")
+        line.add(rest)
+    if line.size:
+        tail.append(line.take())
     stream.close()
+
+
+class _Line:
+    """One line of output as it arrives: its first LINE_BYTES bytes and how many more came."""
+
+    def __init__(self):
+        self.head, self.size = b"", 0
+
+    def add(self, piece: bytes) -> None:
+        if len(self.head) < LINE_BYTES:
+            self.head += piece[:LINE_BYTES - len(self.head)]
+        self.size += len(piece)
+
+    def take(self) -> str:
+        text = self.head.decode("utf-8", "replace")
+        if self.size > len(self.head):
+            text += f" … [{self.size - len(self.head)} more bytes]"
+        self.head, self.size = b"", 0
+        return text
 
 
 def _pump_events(path: str, events: queue.Queue, done: threading.Event) -> None:
@@ -264,9 +354,7 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
     ``in_process=True`` runs the script in this process instead (the old way: the script is unwound by an
     exception, so its ``finally:`` blocks run); only for tests that need the live objects.
     """
-    if not os.path.isfile(script):
-        raise HarnessError(f"no such script: {script}")
-    problem = not_a_script(script)
+    problem = script_problem(script)
     if problem:
         raise HarnessError(problem)
     dirs = list(check_dirs) if check_dirs is not None else default_check_dirs(os.path.dirname(os.path.abspath(script)))
@@ -298,6 +386,20 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
                      check_dirs=dirs, timeout=timeout, walk_timeout=walk_timeout, progress=progress,
                      show_output=show_output, artifacts_dir=artifacts_dir, nproc=nproc,
                      **({"collective_timeout": collective_timeout} if collective_timeout else {}))
+
+
+def script_problem(path: str) -> str | None:
+    """Why ``path`` cannot be checked as a script (missing, a folder, not Python), or None."""
+    from ftdoctor.core.source import display_path
+    from ftdoctor.core.untrusted import NAME, inline
+
+    shown = inline(display_path(path), NAME)
+    if os.path.isdir(path):
+        return (f"{shown} is a directory, not a script: name the training script in it "
+                f"(ftdoctor check {os.path.join(shown, 'train.py')})")
+    if not os.path.isfile(path):
+        return f"no such script: {shown}"
+    return not_a_script(path)
 
 
 def not_a_script(path: str) -> str | None:

@@ -22,3 +22,4 @@ class ScriptResult:
     returncode: int | None = None  # the child's exit status
     artifacts: dict[str, str] = field(default_factory=dict)  # files the child left for pytest fixtures
     capture: Any = None  # the live capture (in-process runs only)
+    stopped_at: str | None = None  # the stage that was running when the walk timed out (the report has those before)

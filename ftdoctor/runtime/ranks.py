@@ -43,8 +43,13 @@ def _row_key(row: dict) -> str:
 
 
 def batch_keys(batch: Any) -> list[str]:
+    """The identity of each row of a batch: a mapping of columns, or a list of tensors (a TensorDataset's
+    loader yields ``[ids, labels]``), keyed by its first tensor."""
     from ftdoctor.facts import datasets as data
 
+    if isinstance(batch, (list, tuple)) and batch and all(getattr(t, "ndim", 0) >= 1 for t in batch):
+        n = len(batch[0])
+        return [_row_key({"input_ids": batch[0][i]}) for i in range(n)] if all(len(t) == n for t in batch) else []
     if not hasattr(batch, "items"):
         return []
     rows = data.rows_from_batch(dict(batch)) or []

@@ -348,9 +348,9 @@ def _note(exc: BaseException, text: str) -> None:
 
 
 def model_loss(model: Any, batch: Any) -> tuple[Any, Any]:
-    out = model(**batch)
-    loss = out.get("loss") if hasattr(out, "get") else getattr(out, "loss", None)
-    return loss, out
+    from ftdoctor.facts.models import loss_and_outputs
+
+    return loss_and_outputs(model(**batch), labelled="labels" in batch)
 
 
 def to_numpy(x: Any) -> Any:
@@ -368,9 +368,11 @@ def to_numpy(x: Any) -> Any:
 def _plain_predict(model: Any, batch: Any, preprocess: Any) -> tuple[Any, Any]:
     import torch
 
+    from ftdoctor.facts.models import loss_and_outputs
+
     model.eval()
     with torch.no_grad():
-        out = model(**batch)
+        _, out = loss_and_outputs(model(**batch), labelled="labels" in batch)
         logits = out.get("logits") if hasattr(out, "get") else None
         labels = batch.get("labels")
         if preprocess is not None and logits is not None:

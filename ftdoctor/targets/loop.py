@@ -22,13 +22,36 @@ class LoopTarget(Target):
         return rec is not None and rec.loss_source not in ("model", "none")
 
     def fixed_batch(self) -> dict | None:
-        """The batch the loop ran, when no loader and collator can make another one (or the loop's loss needs
-        tensors its loader's batches do not carry)."""
+        """The batch the loop ran, when no loader and collator can make another one (or the loop's loss, or its
+        model call, needs tensors its loader's batches do not carry: labels built in the loop body)."""
         rec = self.record
         own_tensors = any(str(k).startswith("__arg") for k in getattr(rec, "extra", {}) or {})
-        if self.collator is None or own_tensors:
+        if self.collator is None or own_tensors or self.labels_made_by_loop():
             return self.pipeline.extra.get("batch")
         return None
+
+    def labels_made_by_loop(self) -> bool:
+        """The model was called with labels its loader's batches do not carry (`labels = input_ids.masked_fill(
+        ...)`; `model(**batch, labels=labels)`): what the model got, not what the collator made, is the batch."""
+        if "_labels_made" not in self.__dict__:
+            self._labels_made = self._labels_outside_loader()
+        return self._labels_made
+
+    def _labels_outside_loader(self) -> bool:
+        from ftdoctor.facts.datasets import LABEL_KEYS
+        from ftdoctor.targets.base import take_rows
+
+        rec = self.record
+        passed = [k for k in (getattr(rec, "model_keys", None) or []) if k in LABEL_KEYS]
+        loader = self.train_loader()
+        dataset = getattr(loader, "dataset", None)
+        if not passed or self.collator is None or dataset is None:
+            return False
+        try:
+            batch = self.collator(take_rows(dataset, 2))
+            return not any(k in batch for k in passed)
+        except Exception:  # the collate stage runs the collator again and reports what it raises
+            return False
 
     def rows(self, dataset: Any, description: str, n: int) -> tuple[list[Any], list[str]]:
         """Rows as the loop uses them: for a loop that builds its own batches, only the columns its batch has."""
@@ -99,9 +122,9 @@ class LoopTarget(Target):
 
 
 def _model_loss(model, batch, keys):
-    out = model(**{k: batch[k] for k in keys if k in batch})
-    loss = out.get("loss") if hasattr(out, "get") else getattr(out, "loss", None)
-    return loss, out
+    from ftdoctor.facts.models import loss_and_outputs
+
+    return loss_and_outputs(model(**{k: batch[k] for k in keys if k in batch}), labelled="labels" in keys)
 
 
 def _criterion_loss(model, batch, keys, rec):

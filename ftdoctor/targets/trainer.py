@@ -60,7 +60,14 @@ class TrainerTarget(Target):
 
     def run_loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
         """The trainer's own compute_loss (a subclass's override or compute_loss_func included)."""
-        return run_user("the model's forward", self.trainer.compute_loss, model, dict(batch), return_outputs=True)
+        from ftdoctor.facts.models import loss_and_outputs
+
+        out = run_user("the model's forward", self.trainer.compute_loss, model, dict(batch), return_outputs=True)
+        if isinstance(out, tuple) and len(out) == 2 and not (hasattr(out[1], "dim") and out[1].dim() == 0):
+            loss, outputs = out
+            return loss, loss_and_outputs(outputs, labelled=False)[1] if outputs is not None else None
+        # An override that ignores return_outputs returns the loss alone (the Trainer only needs it in training).
+        return loss_and_outputs(out)
 
     def loss_code(self) -> list[Any]:
         return [type(self.trainer).compute_loss, getattr(self.trainer, "compute_loss_func", None)]

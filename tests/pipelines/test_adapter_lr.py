@@ -62,5 +62,5 @@ def test_out_of_time_is_no_verdict(check_pipeline):
                             options={"budget": Budget("fast", overfit_seconds=0.01)})
     codes = _overfit_codes(report)
     assert "FTD701" not in codes and "FTD703" not in codes, codes
-    f = findings_at(report, "overfit", "FTD704")
-    assert f and "--budget full" in f[0].fix
+    f = findings_at(report, "overfit", "FTD705")
+    assert f and "--budget full" in f[0].fix and f[0].severity == "info" and f[0].evidence["cut"]

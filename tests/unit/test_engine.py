@@ -89,7 +89,10 @@ def test_a_crashing_check_is_an_internal_error_and_the_walk_goes_on(rules):
     assert "TST201" in text and "a bug in ftdoctor" in text
 
 
-def test_a_check_may_only_report_the_codes_it_declares(rules):
+def test_a_check_may_only_report_the_codes_it_declares(rules, monkeypatch):
+    from ftdoctor.engine.walk import STRICT_ENV, UndeclaredFinding
+
+    monkeypatch.delenv(STRICT_ENV, raising=False)  # as in a user's run
     rules("TST301", "config")
     rules("TST302", "config")
 
@@ -97,13 +100,21 @@ def test_a_check_may_only_report_the_codes_it_declares(rules):
         return [finding("TST301", "declared"), finding("TST302", "not declared")]
 
     report = walk({"rows": []}, stages=["config"], checks=[_check("config", sneaky, codes=["TST301"])])
+    # A user's run keeps the report whole and names the broken contract as ftdoctor's ...
     assert any("TST302" in e and "does not declare" in e for e in report.internal_errors)
-    assert "TST302" not in [f.code for f in report.findings]
+    assert [f.code for f in report.findings] == ["TST301", "TST302"]
+    # ... while ftdoctor's own tests (FTDOCTOR_STRICT_CONTRACTS=1) stop at it.
+    monkeypatch.setenv(STRICT_ENV, "1")
+    with pytest.raises(UndeclaredFinding, match="TST302"):
+        walk({"rows": []}, stages=["config"], checks=[_check("config", sneaky, codes=["TST301"])])
 
 
-def test_severity_is_fixed_by_the_rule(rules):
+def test_severity_is_fixed_by_the_rule(rules, monkeypatch):
     from dataclasses import replace
 
+    from ftdoctor.engine.walk import STRICT_ENV
+
+    monkeypatch.delenv(STRICT_ENV, raising=False)  # as in a user's run
     rules("TST401", "config", severity="warning")
 
     def louder(rows):
@@ -111,7 +122,7 @@ def test_severity_is_fixed_by_the_rule(rules):
 
     report = walk({"rows": []}, stages=["config"], checks=[_check("config", louder, codes=["TST401"])])
     assert any("its rule says warning" in e for e in report.internal_errors)
-    assert report.ok
+    assert report.ok and [f.severity for f in report.findings] == ["warning"]
 
 
 def test_finding_takes_severity_and_title_from_its_rule_only(rules):

@@ -78,16 +78,22 @@ def test_every_rank_draws_the_same_rows():
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: ranks.batch_keys keys only dict batches, so a loop over a TensorDataset (batches [ids, labels]) "
-    "records no rows and FTD950 cannot compare the ranks",
-)
 def test_every_rank_draws_the_same_rows_of_a_tensor_dataset():
     ids = _batch(10)["input_ids"]
     keys = batch_keys([ids, torch.tensor([0, 1, 0])])  # what a DataLoader over a TensorDataset yields
     facts = rank_facts({"sample_keys": keys}, {"sample_keys": keys}, sampler="RandomSampler")
     assert call("FTD950", rank_facts=facts, pipeline=_pipeline()).codes == ["FTD950"]
+
+
+def test_ranks_drawing_other_rows_of_equal_contents_are_not_the_same_data():
+    """A dataset with repeated rows: the ranks' first batches hold the same contents at other indices."""
+    keys = batch_keys(_batch(10))
+    facts = rank_facts({"sample_keys": keys, "epoch_indices": [0, 1, 2, 3]},
+                       {"sample_keys": keys, "epoch_indices": [4, 5, 6, 7]}, dataset_len=8)
+    assert call("FTD950", rank_facts=facts, pipeline=_pipeline()).findings == []
+    same = rank_facts({"sample_keys": keys, "epoch_indices": [3, 0, 2, 1]},
+                      {"sample_keys": keys, "epoch_indices": [3, 0, 2, 1]}, dataset_len=8)
+    assert call("FTD950", rank_facts=same, pipeline=_pipeline()).codes == ["FTD950"]
 
 
 def test_ranks_with_their_own_rows_and_a_whole_epoch_between_them():

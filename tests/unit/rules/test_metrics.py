@@ -64,11 +64,6 @@ def test_compute_metrics_receives_the_logits_of_an_eval_batch():
     np.testing.assert_array_equal(got.values["eval_prediction"].label_ids, token_batch()["labels"].numpy())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the prediction of a model that returns a tuple (return_dict=False) is None (targets.base "
-    "_plain_predict reads only a `logits` key), and compute_metrics is judged on predictions=None",
-)
 def test_compute_metrics_receives_the_logits_of_a_model_that_returns_a_tuple():
     got = _predicted(bert(return_dict=False))
     assert got.evidence["predictions_shape"] == [4, 3]
