@@ -126,8 +126,6 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_configure(config):
-    # xdist registers it too; this keeps a run without xdist (-p no:xdist) free of unknown-mark warnings.
-    config.addinivalue_line("markers", "xdist_group(name): under xdist, the tests of one group run on one worker")
     if _xdist_worker(config):
         # Each worker gets its share of the cores, and so do its child processes: torch's threads of several
         # workers on the same cores wait on each other, every walk runs slower, and the tests that time a walk or
@@ -140,13 +138,23 @@ def pytest_configure(config):
                 sys.modules["torch"].set_num_threads(threads)
 
 
+# Modules whose module- or session-scoped fixtures build every fixture, or run every LLM pipeline, in fresh
+# interpreters: under xdist each runs whole on one worker, so that is done once, not once per worker.
+ONE_WORKER = ("pipelines/test_fixtures.py", "pipelines/test_llm_fixtures.py")
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """`-n N` alone distributes test by test (--dist load); here it also keeps an xdist_group on one worker, so a
-    module whose module-scoped fixtures build every fixture or run every LLM pipeline does that once, not once per
-    worker. Any --dist given explicitly is left as it is."""
-    if config.getvalue("dist") == "load":
-        from xdist.scheduler import LoadGroupScheduling
+    """`-n N` (--dist load) sends test by test to the workers; this does the same but keeps each ONE_WORKER module
+    on one worker. (xdist_group with --dist loadgroup does not group under pytest 9.2, pytest-xdist#1386.) Any
+    other --dist is left to xdist."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
 
-        return LoadGroupScheduling(config, log)
-    return None
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path.endswith(ONE_WORKER) else nodeid
+
+    return Scheduling(config, log)

@@ -13,7 +13,7 @@ import pytest
 from ftdoctor import fixtures
 from ftdoctor.fixtures import _corpus, fixture_path
 
-pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.xdist_group("fixtures")]
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1"}
 TOKENIZERS = ("tokenizers/bert", "tokenizers/distilbert", "tokenizers/gpt2", "tokenizers/bart")

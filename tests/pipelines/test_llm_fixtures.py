@@ -22,7 +22,7 @@ import pytest
 from ftdoctor import fixtures
 from ftdoctor.fixtures import _llm, _llm_corpus, fixture_path
 
-pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.xdist_group("llm_fixtures")]
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 PIPELINES = Path(__file__).resolve().parents[2] / "fixtures" / "pipelines"
 LLM_FIXTURES = sorted(name for name, (module, _) in fixtures._BUILDERS.items() if module == "_llm")
