@@ -22,8 +22,8 @@ def test_a_walk_on_the_gpu_names_the_cause_of_a_cuda_error_and_skips_what_needs_
     """The whole walk, with the model's forward on the (fake) GPU failing as a kernel assert does: the forward stage
     reports the CPU's error, matched to the finding that predicted it (tokens added to the tokenizer, beyond the
     embeddings), and the later model stages say why they did not run."""
-    from ftdoctor.runtime import twin
     from ftdoctor.core.registry import UserCodeError
+    from ftdoctor.runtime import twin
     from ftdoctor.targets.trainer import TrainerTarget
 
     stand_ins = []

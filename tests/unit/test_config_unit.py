@@ -57,8 +57,8 @@ def test_the_closest_pyproject_with_the_table_wins(tmp_path):
 
 
 def test_gpu_memory_keeps_the_gpu_name():
-    from ftdoctor.runtime import devices as gpu
     from ftdoctor.entry.cli import _parse_size, build_parser
+    from ftdoctor.runtime import devices as gpu
 
     assert parse_gpu_memory("24GiB") == (24 * 2**30, None)
     assert parse_gpu_memory("A100-80GB") == (80 * 2**30, "A100-80GB")

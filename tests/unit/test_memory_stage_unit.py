@@ -74,8 +74,8 @@ def test_optimizer_state_by_type_without_a_measured_step():
 def test_device_inventory_without_a_gpu_and_the_named_device():
     import torch
 
-    from ftdoctor.runtime import devices
     from ftdoctor.entry.cli import _parse_size
+    from ftdoctor.runtime import devices
 
     if not torch.cuda.is_available():
         assert devices.inventory() == [] and devices.plan_device() is None
