@@ -1,18 +1,21 @@
-"""Shared test setup: offline Hugging Face, a temporary HF_HOME, fixtures built once per test session."""
+"""Shared test setup: offline Hugging Face, a temporary HF_HOME, fixtures built once per test session, and the
+tiers: tests/unit is the quick tier, tests/pipelines (marked slow) walks whole pipelines; tests that start a
+process run last. Helpers to import are in tests/helpers.py."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+# Re-exported for tests that still import them from here; new tests import them from helpers.
+from helpers import PIPELINES, ROOT, findings_at, pipeline_path, run_cli  # noqa: F401
+
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parent.parent
-PIPELINES = ROOT / "fixtures" / "pipelines"
+TIERED = Path(__file__).resolve().parent / "pipelines"
 
 # Set before anything imports transformers, datasets or evaluate: a hub miss must fail at once, never retry.
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -23,12 +26,20 @@ os.environ["FTDOCTOR_STRICT_CONTRACTS"] = "1"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def hf_home(tmp_path_factory):
-    """A temporary HF_HOME and fixture cache for the whole session (fixtures are built once and reused)."""
+def hf_home(tmp_path_factory, request):
+    """A temporary HF_HOME and fixture cache for the whole session (fixtures are built once and reused). Under
+    xdist each worker has its own HF_HOME and the workers share one fixture cache (see `fixtures_built`)."""
     home = tmp_path_factory.mktemp("hf_home")
     old = {k: os.environ.get(k) for k in ("HF_HOME", "FTDOCTOR_FIXTURES_DIR")}
     os.environ["HF_HOME"] = str(home)
-    os.environ.setdefault("FTDOCTOR_FIXTURES_DIR", str(tmp_path_factory.mktemp("ftdoctor_fixtures")))
+    if "FTDOCTOR_FIXTURES_DIR" not in os.environ:
+        if _xdist_worker(request.config):
+            # The parent of a worker's basetemp is the run's, the same for every worker.
+            shared = tmp_path_factory.getbasetemp().parent / "ftdoctor_fixtures"
+            shared.mkdir(exist_ok=True)
+        else:
+            shared = tmp_path_factory.mktemp("ftdoctor_fixtures")
+        os.environ["FTDOCTOR_FIXTURES_DIR"] = str(shared)
     yield home
     for k, v in old.items():
         if v is None:
@@ -37,10 +48,41 @@ def hf_home(tmp_path_factory):
             os.environ[k] = v
 
 
-def pipeline_path(name: str) -> str:
-    path = PIPELINES / name
-    assert path.is_file(), f"no fixture pipeline {name}"
-    return str(path)
+def _xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+_PREBUILT: list[bool] = []
+
+
+@pytest.fixture(autouse=True)
+def fixtures_built(request, hf_home):
+    """Under xdist, the first slow test of each worker builds every fixture not built yet, holding a lock on the
+    shared cache: one worker builds, the others wait and then find them built (a fixture is never built by two
+    workers at once). A serial run builds each fixture when it is first asked for, as before."""
+    if _PREBUILT or not _xdist_worker(request.config) or request.node.get_closest_marker("slow") is None:
+        return
+    from filelock import FileLock
+
+    from ftdoctor import fixtures
+
+    lock = fixtures.cache_dir() + ".lock"
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    with FileLock(lock):
+        fixtures.build_all()
+    _PREBUILT.append(True)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """Every device counts as an accelerator (the CPU model plays the GPU's); `free` is what the driver reports
+    (tests/unit/test_device.py and tests/pipelines/test_device_e2e.py)."""
+    from ftdoctor.runtime import devices
+
+    state = {"free": 1 << 40}
+    monkeypatch.setattr(devices, "is_accelerator", lambda device: True)
+    monkeypatch.setattr(devices, "device_free_bytes", lambda device: state["free"])
+    return state
 
 
 @pytest.fixture
@@ -64,13 +106,47 @@ def check_pipeline(tmp_path, monkeypatch):
     return run
 
 
-def run_cli(*args: str, cwd=None, timeout=600) -> subprocess.CompletedProcess:
-    """The ftdoctor command as a user runs it, in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "ftdoctor", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env=os.environ.copy())
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/pipelines is slow (a file that forgets its pytestmark still leaves the quick tier);
+    then, as pytest's own suite does, the quick tests first and those that start a process last (before `-m`
+    deselects, so the order holds for any selection)."""
+    quick, slow, spawning = [], [], []
+    for item in items:
+        if item.get_closest_marker("slow") is None and TIERED in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("subprocess") is not None:
+            spawning.append(item)
+        elif item.get_closest_marker("slow") is not None:
+            slow.append(item)
+        else:
+            quick.append(item)
+    items[:] = quick + slow + spawning
+    return (yield)
 
 
-def findings_at(report, stage: str, code: str | None = None):
-    st = report.stage(stage)
-    assert st is not None, f"stage {stage} did not run"
-    return [f for f in st.findings if code is None or f.code == code]
+def pytest_configure(config):
+    # xdist registers it too; this keeps a run without xdist (-p no:xdist) free of unknown-mark warnings.
+    config.addinivalue_line("markers", "xdist_group(name): under xdist, the tests of one group run on one worker")
+    if _xdist_worker(config):
+        # Each worker gets its share of the cores, and so do its child processes: torch's threads of several
+        # workers on the same cores wait on each other, every walk runs slower, and the tests that time a walk or
+        # a collective (test_distributed waits 8 s for the other rank) run closer to their limits.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // int(config.workerinput.get("workercount", 1)))
+        if "OMP_NUM_THREADS" not in os.environ:
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(threads)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N` alone distributes test by test (--dist load); here it also keeps an xdist_group on one worker, so a
+    module whose module-scoped fixtures build every fixture or run every LLM pipeline does that once, not once per
+    worker. Any --dist given explicitly is left as it is."""
+    if config.getvalue("dist") == "load":
+        from xdist.scheduler import LoadGroupScheduling
+
+        return LoadGroupScheduling(config, log)
+    return None
