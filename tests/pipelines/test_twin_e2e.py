@@ -32,11 +32,14 @@ def twin_forced(monkeypatch):
     monkeypatch.setattr(overfit, "short_of_memory", short)
 
 
-@pytest.mark.parametrize("script,code", [
-    ("bert_mrpc_learning_rate_too_high.py", "FTD702"),
-    ("distilbert_reviews_learning_rate_too_low.py", "FTD703"),
-    ("bert_reviews_max_length_2.py", "FTD701"),
-])
+@pytest.mark.parametrize(
+    "script,code",
+    [
+        ("bert_mrpc_learning_rate_too_high.py", "FTD702"),
+        ("distilbert_reviews_learning_rate_too_low.py", "FTD703"),
+        ("bert_reviews_max_length_2.py", "FTD701"),
+    ],
+)
 def test_learning_bugs_found_on_the_twin(check_pipeline, twin_forced, script, code):
     report = check_pipeline(script, stages=STEP + ["overfit"])
     found = findings_at(report, "overfit", code)
@@ -45,8 +48,9 @@ def test_learning_bugs_found_on_the_twin(check_pipeline, twin_forced, script, co
     assert found[0].evidence["twin"]["of_layers"] == 2
 
 
-@pytest.mark.parametrize("script", ["mrpc_bert_fixed.py", "gpt2_causal_lm_fixed.py", "peft_trainer_clm_fixed.py",
-                                    "trl_sft_lora_fixed.py"])
+@pytest.mark.parametrize(
+    "script", ["mrpc_bert_fixed.py", "gpt2_causal_lm_fixed.py", "peft_trainer_clm_fixed.py", "trl_sft_lora_fixed.py"]
+)
 def test_correct_pipeline_learns_on_the_twin(check_pipeline, twin_forced, script):
     report = check_pipeline(script, stages=STEP + ["overfit"])
     stage = report.stage("overfit")
@@ -59,7 +63,12 @@ def test_without_a_twin_a_model_too_large_is_skipped_with_ftd806(check_pipeline,
     from ftdoctor.runtime import twin
 
     monkeypatch.setattr(twin, "build", lambda model, layers=None: None)
-    monkeypatch.setattr(overfit, "short_of_memory", lambda model, times, what, device=None: __import__(
-        "ftdoctor.sdk", fromlist=["finding"]).finding("FTD806", f"{what} does not fit.", "-"))
+    monkeypatch.setattr(
+        overfit,
+        "short_of_memory",
+        lambda model, times, what, device=None: __import__("ftdoctor.sdk", fromlist=["finding"]).finding(
+            "FTD806", f"{what} does not fit.", "-"
+        ),
+    )
     report = check_pipeline("mrpc_bert_fixed.py", stages=STEP + ["overfit"])
     assert findings_at(report, "overfit", "FTD806")
