@@ -50,8 +50,16 @@ MANIFEST = os.path.join(HERE, "manifest.toml")
 RELAYS = frozenset({"FTD900", "FTD005", "FTD302", "FTD405", "FTD505", "FTD602"})
 
 KINDS = ("crashing", "silent")
-TASKS = ("sequence-classification", "token-classification", "question-answering", "summarization", "translation",
-         "causal-lm", "masked-lm", "multiple-choice")
+TASKS = (
+    "sequence-classification",
+    "token-classification",
+    "question-answering",
+    "summarization",
+    "translation",
+    "causal-lm",
+    "masked-lm",
+    "multiple-choice",
+)
 STYLES = ("trainer", "seq2seq-trainer", "trl-sft", "trl-dpo", "peft", "loop", "accelerate", "notebook")
 
 
@@ -60,8 +68,11 @@ def load_manifest(path: str = MANIFEST) -> list[dict]:
         cases = tomllib.load(f)["case"]
     names = set()
     for case in cases:
-        missing = [k for k in ("name", "thread", "library", "kind", "task", "style", "cause", "expected", "bug", "fixed")
-                   if k not in case]
+        missing = [
+            k
+            for k in ("name", "thread", "library", "kind", "task", "style", "cause", "expected", "bug", "fixed")
+            if k not in case
+        ]
         if missing:
             raise SystemExit(f"manifest: case {case.get('name', '?')} lacks {', '.join(missing)}")
         if case["name"] in names:
@@ -83,9 +94,17 @@ def expected_codes(case: dict) -> list[str]:
 
 
 def env_for(work: str) -> dict[str, str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_EVALUATE_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", HF_HOME=os.path.join(work, "hf_home"), TOKENIZERS_PARALLELISM="false",
-               PYTHONDONTWRITEBYTECODE="1", WANDB_DISABLED="true")
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_EVALUATE_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_HOME=os.path.join(work, "hf_home"),
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONDONTWRITEBYTECODE="1",
+        WANDB_DISABLED="true",
+    )
     env.pop("PYTHONPATH", None)
     return env
 
@@ -95,8 +114,9 @@ def run_cmd(cmd: list[str], cwd: str, env: dict, timeout: int, nice: int):
     if nice and shutil.which("nice"):
         cmd = ["nice", "-n", str(nice), *cmd]
     start = time.time()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
         rc = proc.returncode
@@ -109,7 +129,7 @@ def run_cmd(cmd: list[str], cwd: str, env: dict, timeout: int, nice: int):
 
 def parse_report(stdout: str):
     text = stdout.strip()
-    for candidate in (text, text[text.find("{"):] if "{" in text else ""):
+    for candidate in (text, text[text.find("{") :] if "{" in text else ""):
         try:
             report = json.loads(candidate)
         except ValueError:
@@ -121,8 +141,9 @@ def parse_report(stdout: str):
 
 def findings(report: dict) -> list[tuple[str, str]]:
     """(code, severity) of every finding of the report."""
-    return [(f.get("code"), f.get("severity")) for stage in report.get("stages") or []
-            for f in stage.get("findings") or []]
+    return [
+        (f.get("code"), f.get("severity")) for stage in report.get("stages") or [] for f in stage.get("findings") or []
+    ]
 
 
 def judge_bug(report, rc, expected: list[str]) -> str:
@@ -185,9 +206,11 @@ def run_case(case: dict, work: str, env: dict, args) -> dict:
             as_reported = bug["rc"] not in (0, None) and (not raises or raises in bug["stderr"])
         else:
             as_reported = bug["rc"] == 0
-        line = (f"{case['name']:44s} bug {'as reported' if as_reported else 'NOT as reported'} (exit {bug['rc']}, "
-                f"{bug['seconds']:.0f}s)  twin {'runs' if twin['rc'] == 0 else 'FAILS'} (exit {twin['rc']}, "
-                f"{twin['seconds']:.0f}s)")
+        line = (
+            f"{case['name']:44s} bug {'as reported' if as_reported else 'NOT as reported'} (exit {bug['rc']}, "
+            f"{bug['seconds']:.0f}s)  twin {'runs' if twin['rc'] == 0 else 'FAILS'} (exit {twin['rc']}, "
+            f"{twin['seconds']:.0f}s)"
+        )
         if not as_reported or twin["rc"] != 0:
             tail = (bug["stderr"] if not as_reported else twin["stderr"]).strip().splitlines()[-3:]
             line += "\n    " + "\n    ".join(tail)
@@ -196,10 +219,17 @@ def run_case(case: dict, work: str, env: dict, args) -> dict:
     verdict = judge_bug(bug["report"], bug["rc"], expected)
     twin_verdict = judge_twin(twin["report"], twin["rc"])
     want = ",".join(expected) or "none yet"
-    line = (f"{case['name']:44s} {case['kind']:8s} bug {verdict:11s} [{describe(bug['report'])}] want {want}  "
-            f"twin {twin_verdict} [{describe(twin['report'])}]  ({bug['seconds']:.0f}s+{twin['seconds']:.0f}s)")
-    return {"name": case["name"], "verdict": verdict, "twin": twin_verdict,
-            "harness": int(verdict == "harness") + int(twin_verdict == "harness"), "line": line}
+    line = (
+        f"{case['name']:44s} {case['kind']:8s} bug {verdict:11s} [{describe(bug['report'])}] want {want}  "
+        f"twin {twin_verdict} [{describe(twin['report'])}]  ({bug['seconds']:.0f}s+{twin['seconds']:.0f}s)"
+    )
+    return {
+        "name": case["name"],
+        "verdict": verdict,
+        "twin": twin_verdict,
+        "harness": int(verdict == "harness") + int(twin_verdict == "harness"),
+        "line": line,
+    }
 
 
 def build_fixtures(env: dict, work: str, nice: int) -> None:
@@ -250,15 +280,19 @@ def main(argv=None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     print()
     if args.plain:
-        print(f"bugs-plain: as-reported {sum(r['as_reported'] for r in rows)}/{len(rows)} "
-              f"twins-run {sum(r['twin_runs'] for r in rows)}/{len(rows)}")
+        print(
+            f"bugs-plain: as-reported {sum(r['as_reported'] for r in rows)}/{len(rows)} "
+            f"twins-run {sum(r['twin_runs'] for r in rows)}/{len(rows)}"
+        )
         return 0
 
     def count(v):
         return sum(r["verdict"] == v for r in rows)
 
-    print(f"bugs: named {count('named')}/{len(rows)} relayed {count('relayed')} wrong-cause {count('wrong-cause')} "
-          f"clean-false-errors {sum(r['twin'] == 'false-error' for r in rows)} harness {sum(r['harness'] for r in rows)}")
+    print(
+        f"bugs: named {count('named')}/{len(rows)} relayed {count('relayed')} wrong-cause {count('wrong-cause')} "
+        f"clean-false-errors {sum(r['twin'] == 'false-error' for r in rows)} harness {sum(r['harness'] for r in rows)}"
+    )
     return 0
 
 

@@ -14,7 +14,11 @@ from ftdoctor.fixtures import fixture_path
 
 
 class DataCollatorForCompletionOnlyLM(DataCollatorForLanguageModeling):
-    """Labels are -100 up to the end of the response template (trl.DataCollatorForCompletionOnlyLM, TRL <= 0.19)."""
+    """Labels are -100 up to the end of the response template (trl.DataCollatorForCompletionOnlyLM, TRL <= 0.19).
+
+    It builds the labels itself from input_ids, as it did when SFTTrainer tokenized rows without a labels column;
+    the labels column current SFTTrainer adds is dropped here.
+    """
 
     def __init__(self, response_template, *args, mlm=False, ignore_index=-100, **kwargs):
         super().__init__(*args, mlm=mlm, **kwargs)
@@ -23,6 +27,7 @@ class DataCollatorForCompletionOnlyLM(DataCollatorForLanguageModeling):
         self.ignore_index = ignore_index
 
     def torch_call(self, examples):
+        examples = [{k: v for k, v in example.items() if k != "labels"} for example in examples]
         batch = super().torch_call(examples)
         for i in range(len(examples)):
             start = None
