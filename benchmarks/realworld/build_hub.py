@@ -256,7 +256,11 @@ def fam_bart(opts):
 
 
 def fam_t5(opts):
+    import transformers
     from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
+
+    if opts.get("mt5"):
+        T5Config, T5ForConditionalGeneration = transformers.MT5Config, transformers.MT5ForConditionalGeneration
 
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + unigram_pieces()
     tok = T5Tokenizer(vocab=vocab, extra_ids=100, model_max_length=MAX_LEN)
@@ -325,6 +329,13 @@ def _llm_tokenizer(kind, opts):
         if opts.get("instruct"):
             tok.chat_template = GEMMA
         return tok
+    if kind == "bloom":
+        vocab, merges = byte_bpe()
+        full = ordered(vocab, head=["<unk>", "<s>", "</s>", "<pad>"])
+        return transformers.PreTrainedTokenizerFast(
+            tokenizer_object=_bytelevel_backend(full, merges), bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+            pad_token="<pad>", padding_side="left", model_max_length=2048,
+            model_input_names=["input_ids", "attention_mask"])
     if kind == "opt":
         vocab, merges = byte_bpe()
         full = ordered(vocab, head=["<s>", "<pad>", "</s>", "<unk>"])
@@ -382,6 +393,10 @@ def fam_llm(opts):
     elif kind == "gemma":
         cfg = transformers.GemmaConfig(**common, **ids, head_dim=16)
         cls = transformers.GemmaForCausalLM
+    elif kind == "bloom":
+        cfg = transformers.BloomConfig(vocab_size=n, hidden_size=64, n_layer=2, n_head=4, bos_token_id=1,
+                                       eos_token_id=2, pad_token_id=3)
+        cls = transformers.BloomForCausalLM
     elif kind == "opt":
         cfg = transformers.OPTConfig(vocab_size=n, hidden_size=64, ffn_dim=128, num_hidden_layers=2,
                                      num_attention_heads=4, word_embed_proj_dim=64, max_position_embeddings=2048,
@@ -394,6 +409,11 @@ def fam_llm(opts):
         cls = transformers.GPTNeoXForCausalLM
     else:
         raise KeyError(kind)
+    if opts.get("reward"):
+        # a reward model checkpoint: the sequence-classification head with one label
+        cfg.num_labels = 1
+        cfg.architectures = None
+        cls = getattr(transformers, cls.__name__.replace("ForCausalLM", "ForSequenceClassification"))
     return _init(cls, cfg), tok
 
 
@@ -420,6 +440,8 @@ MODELS: dict[str, tuple[str, dict]] = {
     **_aliases("t5", {}, "t5-small", "google-t5/t5-small", "t5-base", "google-t5/t5-base"),
     **_aliases("t5", {"ff": "gated-gelu", "tied": False}, "google/flan-t5-small", "google/flan-t5-base",
                "google/flan-t5-large"),
+    **_aliases("t5", {"ff": "gated-gelu", "tied": False, "mt5": True}, "google/mt5-small", "google/mt5-base",
+               "bigscience/mt0-small", "bigscience/mt0-base", "bigscience/mt0-large"),
     **_aliases("llm", {"kind": "llama2"}, "meta-llama/Llama-2-7b-hf", "huggyllama/llama-7b", "NousResearch/Llama-2-7b-hf"),
     **_aliases("llm", {"kind": "llama2", "instruct": True}, "meta-llama/Llama-2-7b-chat-hf",
                "NousResearch/Llama-2-7b-chat-hf"),
@@ -432,7 +454,12 @@ MODELS: dict[str, tuple[str, dict]] = {
                "meta-llama/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-3B-Instruct"),
     **_aliases("llm", {"kind": "qwen2"}, "Qwen/Qwen2-0.5B", "Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-1.5B", "Qwen/Qwen2.5-7B"),
     **_aliases("llm", {"kind": "qwen2", "instruct": True}, "Qwen/Qwen2-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct",
-               "Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "trl-lib/Qwen2-0.5B-Reward"),
+               "Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2-1.5B-Instruct"),
+    **_aliases("llm", {"kind": "qwen2", "instruct": True, "reward": True}, "trl-lib/Qwen2-0.5B-Reward"),
+    **_aliases("llm", {"kind": "qwen2", "instruct": True, "name": "qwen1.5-sft"}, "trl-lib/qwen1.5-1.8b-sft"),
+    **_aliases("llm", {"kind": "neox", "name": "tldr-sft"}, "trl-lib/pythia-1b-deduped-tldr-sft",
+               "EleutherAI/pythia-1b-deduped"),
+    **_aliases("llm", {"kind": "neox", "reward": True}, "trl-lib/pythia-1b-deduped-tldr-rm"),
     **_aliases("llm", {"kind": "qwen3"}, "Qwen/Qwen3-0.6B", "Qwen/Qwen3-0.6B-Base", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B"),
     **_aliases("llm", {"kind": "smollm"}, "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-360M",
                "HuggingFaceTB/SmolLM-135M", "HuggingFaceTB/SmolLM-360M", "HuggingFaceTB/SmolLM2-1.7B"),
@@ -441,6 +468,7 @@ MODELS: dict[str, tuple[str, dict]] = {
                "HuggingFaceTB/SmolLM2-1.7B-Instruct"),
     **_aliases("llm", {"kind": "gemma"}, "google/gemma-2b", "google/gemma-7b"),
     **_aliases("llm", {"kind": "gemma", "instruct": True}, "google/gemma-2b-it", "google/gemma-7b-it"),
+    **_aliases("llm", {"kind": "bloom"}, "bigscience/bloomz-560m", "bigscience/bloom-560m", "bigscience/bloom-1b1"),
     **_aliases("llm", {"kind": "opt"}, "facebook/opt-125m", "facebook/opt-350m", "facebook/opt-1.3b",
                "facebook/opt-6.7b"),
     **_aliases("llm", {"kind": "neox"}, "EleutherAI/pythia-70m", "EleutherAI/pythia-160m", "EleutherAI/pythia-410m"),
@@ -801,6 +829,78 @@ def ds_preference(splits, conversational=True, scores=True, seed="pref", prompt_
     return build
 
 
+def ds_prompt_completion(splits, seed, conversational=True, label=False, completion=True):
+    """prompt/completion rows (TRL's prompt-completion and unpaired-preference formats), or prompt-only rows."""
+    def build(config):
+        w = T.Writer(seed_of(seed + config))
+
+        def make(split, i):
+            q, a = _qa_pair(w)
+            good = not label or w.rng.random() < 0.5
+            answer = a if good else _wrong(w, a)
+            if conversational:
+                row = {"prompt": [{"role": "user", "content": q}]}
+                if completion:
+                    row["completion"] = [{"role": "assistant", "content": answer}]
+            else:
+                row = {"prompt": f"Question: {q}\nAnswer:"}
+                if completion:
+                    row["completion"] = " " + answer
+            if label:
+                row["label"] = good
+            return row
+
+        msgs = _list({"content": _v(), "role": _v()})
+        feats = {"prompt": msgs if conversational else _v()}
+        if completion:
+            feats["completion"] = msgs if conversational else _v()
+        if label:
+            feats["label"] = _v("bool")
+        return feats, unique_rows(make, splits)
+
+    return build
+
+
+def ds_implicit_preference(splits, seed, reference=False, conversational=True):
+    """prompt/chosen/rejected with the prompt apart (TRL style), conversational or plain text."""
+    def build(config):
+        w = T.Writer(seed_of(seed + config))
+
+        def make(split, i):
+            q, a = _qa_pair(w)
+            bad = _wrong(w, a)
+            if conversational:
+                row = {"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": a}],
+                       "rejected": [{"role": "assistant", "content": bad}]}
+                if reference:
+                    row["reference"] = [{"role": "assistant", "content": a + " That is certain."}]
+            else:
+                row = {"prompt": q, "chosen": " " + a, "rejected": " " + bad}
+                if reference:
+                    row["reference"] = " " + a + " That is certain."
+            return row
+
+        msgs = _list({"content": _v(), "role": _v()}) if conversational else _v()
+        feats = {"prompt": msgs, "chosen": msgs, "rejected": msgs}
+        if reference:
+            feats["reference"] = msgs
+        return feats, unique_rows(make, splits)
+
+    return build
+
+
+def ds_stepwise(config):
+    w = T.Writer(seed_of("prm800k"))
+
+    def make(split, i):
+        q, a = _qa_pair(w)
+        steps = [w.sentence() for _ in range(w.rng.randrange(2, 4))] + [a]
+        return {"prompt": q, "completions": steps, "labels": [w.rng.random() < 0.8 for _ in steps]}
+
+    return ({"prompt": _v(), "completions": _list(_v()), "labels": _list(_v("bool"))},
+            unique_rows(make, {"train": 96, "test": 16}))
+
+
 def ds_columns(columns, splits, seed):
     """Rows of free-form text columns: instruction/input/output, prompt/completion, quote/author, ..."""
     def build(config):
@@ -811,7 +911,7 @@ def ds_columns(columns, splits, seed):
             values = {"instruction": q, "input": w.rng.choice(["", w.sentence()]), "output": a, "response": a,
                       "context": w.rng.choice(["", w.sentence()]), "category": w.pick(["open_qa", "closed_qa"]),
                       "prompt": q, "completion": a, "question": q, "answer": a + f" #### {w.rng.randrange(100)}",
-                      "quote": f"\u201c{w.sentence()}\u201d", "author": w.person(), "text": f"### Human: {q}### Assistant: {a}"}
+                      "quote": f"\u201c{w.sentence()}\u201d", "author": w.person(), "act": w.pick(T.NOUNS).title(), "text": f"### Human: {q}### Assistant: {a}"}
             row = {c: values[c] for c in columns if c != "tags"}
             if "tags" in columns:
                 row["tags"] = [w.pick(T.TOPICS) for _ in range(2)]
@@ -839,6 +939,25 @@ def ds_amazon(config):
     feats = {"review_id": _v(), "product_id": _v(), "reviewer_id": _v(), "stars": _v("int32"), "review_body": _v(),
              "review_title": _v(), "language": _v(), "product_category": _v()}
     return feats, unique_rows(make, SMALL)
+
+
+def ds_eli5(config):
+    w = T.Writer(seed_of("eli5"))
+
+    def make(split, i):
+        q, _ = _qa_pair(w)
+        n = w.rng.randrange(1, 4)
+        return {"q_id": f"{split[:2]}{i:05x}", "title": q, "selftext": w.rng.choice(["", w.sentence()]),
+                "category": w.pick(["Biology", "Physics", "Economics", "Technology"]), "subreddit": "explainlikeimfive",
+                "answers": {"a_id": [f"a{i}_{k}" for k in range(n)], "text": [w.paragraph(4) for _ in range(n)],
+                            "score": [w.rng.randrange(1, 50) for _ in range(n)], "text_urls": [[] for _ in range(n)]},
+                "title_urls": [], "selftext_urls": []}
+
+    feats = {"q_id": _v(), "title": _v(), "selftext": _v(), "category": _v(), "subreddit": _v(),
+             "answers": {"a_id": _list(_v()), "text": _list(_v()), "score": _list(_v("int32")),
+                         "text_urls": _list(_list(_v()))},
+             "title_urls": _list(_v()), "selftext_urls": _list(_v())}
+    return feats, unique_rows(make, {"train": 128, "validation1": 32, "validation2": 32, "test": 32})
 
 
 TRAIN_TEST = {"train": 96, "test": 32}
@@ -882,6 +1001,7 @@ register(["yelp_review_full", "Yelp/yelp_review_full"],
 register(["ag_news", "fancyzhx/ag_news"], ds_text_label(["World", "Sports", "Business", "Sci/Tech"], TRAIN_TEST,
                                                          seed="ag"), ["default"])
 register(["emotion", "dair-ai/emotion"], ds_emotion, ["split"])
+register(["eli5_category", "dany0407/eli5_category"], ds_eli5, ["default"])
 register(["amazon_reviews_multi", "mteb/amazon_reviews_multi"], ds_amazon, ["en", "de", "es"])
 register(["sst2", "stanfordnlp/sst2"], ds_text_label(["negative", "positive"], SMALL, text="sentence", seed="sst2"),
          ["default"])
@@ -897,6 +1017,18 @@ register(["trl-lib/ultrafeedback_binarized"], ds_preference({"train": 96, "test"
 register(["HuggingFaceH4/ultrafeedback_binarized"],
          ds_preference({"train_prefs": 96, "test_prefs": 16, "train_sft": 32, "test_sft": 16, "train_gen": 16,
                         "test_gen": 16}, seed="h4ufb", prompt_msgs=True), ["default"])
+register(["trl-lib/kto-mix-14k", "trl-lib/ultrafeedback-gpt-3.5-turbo-helpfulness"],
+         ds_prompt_completion({"train": 96, "test": 16}, "kto", label=True), ["default"])
+register(["trl-lib/chatbot_arena_completions"], ds_prompt_completion({"train": 96, "test": 16}, "arena"), ["default"])
+register(["trl-lib/ultrafeedback-prompt"], ds_prompt_completion({"train": 96, "test": 16}, "ufp", completion=False),
+         ["default"])
+register(["trl-internal-testing/hh-rlhf-helpful-base-trl-style", "trl-lib/hh-rlhf-helpful-base"],
+         ds_implicit_preference({"train": 96, "test": 16}, "hh"), ["default"])
+register(["tpo-alignment/triple-preference-ultrafeedback-40K"],
+         ds_implicit_preference({"train": 96, "test": 16}, "tpo", reference=True, conversational=False), ["default"])
+register(["trl-internal-testing/descriptiveness-sentiment-trl-style"],
+         ds_implicit_preference({"descriptiveness": 96, "sentiment": 96}, "desc", conversational=False), ["default"])
+register(["trl-lib/prm800k"], ds_stepwise, ["default"])
 register(["trl-lib/tldr"], ds_columns(["prompt", "completion"], {"train": 96, "validation": 16, "test": 16}, "tldr"),
          ["default"])
 register(["timdettmers/openassistant-guanaco"], ds_columns(["text"], TRAIN_TEST, "guanaco"), ["default"])
@@ -907,6 +1039,7 @@ register(["tatsu-lab/alpaca"], ds_columns(["instruction", "input", "output", "te
 register(["databricks/databricks-dolly-15k"],
          ds_columns(["instruction", "context", "response", "category"], {"train": 128}, "dolly"), ["default"])
 register(["Abirate/english_quotes"], ds_columns(["quote", "author", "tags"], {"train": 128}, "quotes"), ["default"])
+register(["fka/awesome-chatgpt-prompts"], ds_columns(["act", "prompt"], {"train": 96}, "fka"), ["default"])
 register(["openai/gsm8k", "gsm8k"], ds_columns(["question", "answer"], TRAIN_TEST, "gsm8k"), ["main", "socratic"])
 
 

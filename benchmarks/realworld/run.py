@@ -255,6 +255,9 @@ def run_entry(entry, work, mirrors, hub, a):
         if row["plain"] != "ok":
             print(f"[{NAME}] {name:44s} plain=BROKEN ({row['plain_error'][:150]})", flush=True)
             return row
+        if a.plain_only:
+            print(f"[{NAME}] {name:44s} plain=ok ({done} steps, {wall:.0f}s)", flush=True)
+            return row
     src, script, cwd, hf_home = fresh(work, entry, mirrors, hub, "ftd")
     cmd = ftdoctor_command(a.ftdoctor, script, entry.get("args", []))
     rc, out, err, wall = run_cmd(cmd, cwd, env_for(hf_home, entry, src), a.timeout, a.nice)
@@ -373,6 +376,7 @@ def main():
     ap.add_argument("--keep-runs", action="store_true", help="keep each run's folder under DIR/runs too")
     ap.add_argument("--skip-plain", action="store_true", help="do not run the scripts plainly first")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per run (default 900)")
+    ap.add_argument("--plain-only", action="store_true", help="only the plain runs: check that the entries work")
     ap.add_argument("--steps", type=int, default=3, help="optimizer steps of the plain run (default 3)")
     ap.add_argument("--nice", type=int, default=10, help="niceness of the runs (default 10; 0 = off)")
     ap.add_argument("--mirrors", default=os.environ.get("FTD_REALWORLD_MIRRORS", "/work/.mirror"),
@@ -435,6 +439,12 @@ def main():
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
+    if a.plain_only:
+        broken = [r for r in rows if r["plain"] != "ok"]
+        for r in broken:
+            print(f"script broken: {r['name']} ({r.get('plain_error')})")
+        print(f"{NAME}: plain runs ok {len(rows) - len(broken)}/{len(rows)}")
+        return 0
     summary(rows)
     return 0
 
