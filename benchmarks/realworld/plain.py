@@ -19,8 +19,20 @@ import runpy
 import sys
 import types
 
-FOREIGN_CELLS = ("%%bash", "%%sh", "%%script", "%%writefile", "%%html", "%%javascript", "%%latex", "%%markdown",
-                 "%%svg", "%%perl", "%%ruby", "%%capture --no-display")
+FOREIGN_CELLS = (
+    "%%bash",
+    "%%sh",
+    "%%script",
+    "%%writefile",
+    "%%html",
+    "%%javascript",
+    "%%latex",
+    "%%markdown",
+    "%%svg",
+    "%%perl",
+    "%%ruby",
+    "%%capture --no-display",
+)
 
 
 class _Enough(BaseException):
@@ -59,8 +71,6 @@ def _finish(steps: int, how: str, code: int = 0) -> None:
 
 def main() -> None:
     limit, script, args = int(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3:]
-    import torch
-
     count = [0]
 
     def hook(optimizer, *_):
@@ -77,8 +87,14 @@ def main() -> None:
         if script.endswith(".ipynb"):
             source = notebook_source(script)
             module = types.ModuleType("__main__")
-            module.__dict__.update({"__file__": script, "__builtins__": builtins, "display": print,
-                                    "get_ipython": lambda: _NoIPython()})
+            module.__dict__.update(
+                {
+                    "__file__": script,
+                    "__builtins__": builtins,
+                    "display": print,
+                    "get_ipython": lambda: _NoIPython(),
+                }
+            )
             sys.modules["__main__"] = module
             exec(compile(source, script, "exec"), module.__dict__)
         else:

@@ -40,8 +40,21 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 MANIFEST = os.path.join(HERE, "MANIFEST.json")
 NAME = "realworld"
-NEEDED = ("torch", "transformers", "datasets", "tokenizers", "accelerate", "evaluate", "sklearn", "seqeval",
-          "sacrebleu", "rouge_score", "nltk", "trl", "peft")
+NEEDED = (
+    "torch",
+    "transformers",
+    "datasets",
+    "tokenizers",
+    "accelerate",
+    "evaluate",
+    "sklearn",
+    "seqeval",
+    "sacrebleu",
+    "rouge_score",
+    "nltk",
+    "trl",
+    "peft",
+)
 SEV = {"info": 0, "warning": 1, "error": 2}
 
 
@@ -99,7 +112,9 @@ def apply_patches(text, entry):
     for p in entry.get("patches", []):
         i = p["line"] - 1
         if not 0 <= i < len(lines) or lines[i] != p["old"]:
-            raise ValueError(f"patch for line {p['line']} does not match the file ({lines[i][:80] if 0 <= i < len(lines) else 'no such line'!r})")
+            raise ValueError(
+                f"patch for line {p['line']} does not match the file ({lines[i][:80] if 0 <= i < len(lines) else 'no such line'!r})"
+            )
         lines[i] = p["new"]
     return "\n".join(lines)
 
@@ -118,7 +133,7 @@ def patch_notebook(raw, entry):
         joined += lines
     patched = apply_patches("\n".join(joined), entry).split("\n")
     for c, (start, n) in zip(cells, spans):
-        text = "\n".join(patched[start:start + n])
+        text = "\n".join(patched[start : start + n])
         c["source"] = text.splitlines(True)
     return json.dumps(nb, indent=1).encode()
 
@@ -143,11 +158,23 @@ def extract(entry, mirrors, dest):
 # ------------------------------------------------------------------------------------------------ running
 def env_for(hf_home, entry, root):
     paths = [os.path.join(HERE, "standin")] + [os.path.join(root, p) for p in entry.get("pythonpath", [])]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_EVALUATE_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", HF_HOME=hf_home, TOKENIZERS_PARALLELISM="false", PYTHONHASHSEED="0",
-               PYTHONDONTWRITEBYTECODE="1", FTD_REALWORLD_STANDIN="1", WANDB_MODE="disabled",
-               HF_HUB_DISABLE_TELEMETRY="1", NLTK_DATA=os.path.join(hf_home, "nltk_data"), CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-               PYTHONPATH=os.pathsep.join(paths + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_EVALUATE_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_HOME=hf_home,
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONHASHSEED="0",
+        PYTHONDONTWRITEBYTECODE="1",
+        FTD_REALWORLD_STANDIN="1",
+        WANDB_MODE="disabled",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        NLTK_DATA=os.path.join(hf_home, "nltk_data"),
+        CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        PYTHONPATH=os.pathsep.join(paths + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+    )
     env.update(entry.get("env", {}))
     return env
 
@@ -157,8 +184,16 @@ def run_cmd(cmd, cwd, env, timeout, nice):
     if nice and shutil.which("nice"):
         cmd = ["nice", "-n", str(nice)] + cmd
     t0 = time.time()
-    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         errors="replace", start_new_session=True)
+    p = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
     try:
         out, err = p.communicate(timeout=timeout)
         rc = p.returncode
@@ -171,11 +206,13 @@ def run_cmd(cmd, cwd, env, timeout, nice):
 
 def link_tree(src, dst):
     """A copy of the built hub whose files are hard links (cheap; runs only add files), or copies across devices."""
+
     def link(s, d):
         try:
             os.link(s, d)
         except OSError:
             shutil.copy2(s, d)
+
     shutil.copytree(src, dst, copy_function=link)
 
 
@@ -194,7 +231,7 @@ def fresh(work, entry, mirrors, hub, tag):
 
 def parse_report(stdout):
     text = stdout.strip()
-    for candidate in (text, text[text.find("{"):] if "{" in text else ""):
+    for candidate in (text, text[text.find("{") :] if "{" in text else ""):
         try:
             rep = json.loads(candidate)
             if isinstance(rep, dict) and "stages" in rep:
@@ -205,8 +242,11 @@ def parse_report(stdout):
 
 
 def findings(rep):
-    return [{"stage": s.get("stage"), "code": f.get("code"), "severity": f.get("severity"), "title": f.get("title")}
-            for s in rep.get("stages", []) or [] for f in s.get("findings", []) or []]
+    return [
+        {"stage": s.get("stage"), "code": f.get("code"), "severity": f.get("severity"), "title": f.get("title")}
+        for s in rep.get("stages", []) or []
+        for f in s.get("findings", []) or []
+    ]
 
 
 def ftdoctor_command(spec, script, args):
@@ -239,8 +279,13 @@ def run_entry(entry, work, mirrors, hub, a):
     if not a.skip_plain:
         src, script, cwd, hf_home = fresh(work, entry, mirrors, hub, "plain")
         steps = entry.get("steps", a.steps)
-        rc, out, err, wall = run_cmd([sys.executable, os.path.join(HERE, "plain.py"), str(steps), script,
-                                      *entry.get("args", [])], cwd, env_for(hf_home, entry, src), a.timeout, a.nice)
+        rc, out, err, wall = run_cmd(
+            [sys.executable, os.path.join(HERE, "plain.py"), str(steps), script, *entry.get("args", [])],
+            cwd,
+            env_for(hf_home, entry, src),
+            a.timeout,
+            a.nice,
+        )
         with open(os.path.join(res, f"{name}.plain.log"), "w") as fh:
             fh.write(out + "\n--- stderr ---\n" + err)
         done = plain_steps(out)
@@ -249,7 +294,7 @@ def run_entry(entry, work, mirrors, hub, a):
             row["plain"] = "ok"
         else:
             row["plain"] = "script broken"
-            row["plain_error"] = ("no optimizer step" if rc == 0 else last_line(err))
+            row["plain_error"] = "no optimizer step" if rc == 0 else last_line(err)
         if not a.keep_runs:
             shutil.rmtree(os.path.dirname(src), ignore_errors=True)
         if row["plain"] != "ok":
@@ -269,15 +314,24 @@ def run_entry(entry, work, mirrors, hub, a):
         shutil.rmtree(os.path.dirname(src), ignore_errors=True)
     rep = parse_report(out)
     found = findings(rep) if rep else []
-    row.update(rc=rc, report=rep is not None, ok=rep.get("ok") if rep else None, wall=wall, found=found,
-               walk=rep.get("duration_s") if rep else None, harness=rep is None or rc not in (0, 1),
-               errors=any(SEV.get(f["severity"], 2) >= 2 for f in found),
-               warnings=any(f["severity"] == "warning" for f in found))
+    row.update(
+        rc=rc,
+        report=rep is not None,
+        ok=rep.get("ok") if rep else None,
+        wall=wall,
+        found=found,
+        walk=rep.get("duration_s") if rep else None,
+        harness=rep is None or rc not in (0, 1),
+        errors=any(SEV.get(f["severity"], 2) >= 2 for f in found),
+        warnings=any(f["severity"] == "warning" for f in found),
+    )
     if row["harness"]:
         row["harness_note"] = last_line(err)
     shown = ", ".join(f"{f['code']}/{f['severity']}/{f['stage']}" for f in found if SEV.get(f["severity"], 2) >= 1)
-    print(f"[{NAME}] {name:44s} plain={row['plain']:7s} ftdoctor exit={rc} ok={row['ok']} "
-          f"wall={wall:.0f}s {shown}", flush=True)
+    print(
+        f"[{NAME}] {name:44s} plain={row['plain']:7s} ftdoctor exit={rc} ok={row['ok']} wall={wall:.0f}s {shown}",
+        flush=True,
+    )
     return row
 
 
@@ -290,8 +344,14 @@ def summary(rows):
         if r["plain"] == "script broken":
             print(f"| {r['name']} | {e['task']} | {e['style']} | broken: {r['plain_error'][:100]} | - | - | - |")
             continue
-        fs = "; ".join(f"{f['code']}/{f['severity']}/{f['stage']}: {f['title']}" for f in r["found"]
-                       if SEV.get(f["severity"], 2) >= 1) or "none"
+        fs = (
+            "; ".join(
+                f"{f['code']}/{f['severity']}/{f['stage']}: {f['title']}"
+                for f in r["found"]
+                if SEV.get(f["severity"], 2) >= 1
+            )
+            or "none"
+        )
         if r["harness"]:
             fs += f"; HARNESS: {r['harness_note']}"
         print(f"| {r['name']} | {e['task']} | {e['style']} | {r['plain']} | {r['rc']} | {r['ok']} | {fs} |")
@@ -311,12 +371,17 @@ def summary(rows):
 def check_environment():
     missing = [m for m in NEEDED if importlib.util.find_spec(m) is None]
     if missing:
-        print(f"{NAME}: this Python ({sys.executable}) lacks {', '.join(missing)}; run run.py with the Python of "
-              "the environment under test (pip install -e '.[test,llm]').", file=sys.stderr)
+        print(
+            f"{NAME}: this Python ({sys.executable}) lacks {', '.join(missing)}; run run.py with the Python of "
+            "the environment under test (pip install -e '.[test,llm]').",
+            file=sys.stderr,
+        )
         sys.exit(2)
-    code = ("import torch, transformers, datasets, trl, peft, accelerate; print(f'torch {torch.__version__}, "
-            "transformers {transformers.__version__}, datasets {datasets.__version__}, trl {trl.__version__}, "
-            "peft {peft.__version__}, accelerate {accelerate.__version__}')")
+    code = (
+        "import torch, transformers, datasets, trl, peft, accelerate; print(f'torch {torch.__version__}, "
+        "transformers {transformers.__version__}, datasets {datasets.__version__}, trl {trl.__version__}, "
+        "peft {peft.__version__}, accelerate {accelerate.__version__}')"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if p.returncode != 0:
         print(f"{NAME}: importing the libraries failed in {sys.executable}:\n{p.stderr[-2000:]}", file=sys.stderr)
@@ -326,8 +391,13 @@ def check_environment():
 
 def build_hub(work, nice):
     hub = os.path.join(work, "hub")
-    rc, out, err, wall = run_cmd([sys.executable, os.path.join(HERE, "build_hub.py"), hub], HERE,
-                                 dict(os.environ, TOKENIZERS_PARALLELISM="false"), 3600, nice)
+    rc, out, err, wall = run_cmd(
+        [sys.executable, os.path.join(HERE, "build_hub.py"), hub],
+        HERE,
+        dict(os.environ, TOKENIZERS_PARALLELISM="false"),
+        3600,
+        nice,
+    )
     print(f"[{NAME}] build_hub.py: exit {rc} ({wall:.0f}s) {last_line(out, '')}", flush=True)
     if rc != 0:
         print(out[-2000:] + err[-4000:], file=sys.stderr)
@@ -370,8 +440,11 @@ def write_manifest(data):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", metavar="NAME,...", help="run only these entries (names, or task:/style:/source: "
-                    "selectors, e.g. style:loop)")
+    ap.add_argument(
+        "--only",
+        metavar="NAME,...",
+        help="run only these entries (names, or task:/style:/source: selectors, e.g. style:loop)",
+    )
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (hub, raw reports in DIR/results)")
     ap.add_argument("--keep-runs", action="store_true", help="keep each run's folder under DIR/runs too")
     ap.add_argument("--skip-plain", action="store_true", help="do not run the scripts plainly first")
@@ -379,9 +452,11 @@ def main():
     ap.add_argument("--plain-only", action="store_true", help="only the plain runs: check that the entries work")
     ap.add_argument("--steps", type=int, default=3, help="optimizer steps of the plain run (default 3)")
     ap.add_argument("--nice", type=int, default=10, help="niceness of the runs (default 10; 0 = off)")
-    ap.add_argument("--mirrors", default=os.environ.get("FTD_REALWORLD_MIRRORS", "/work/.mirror"),
-                    help="folder of fetched snapshots, OWNER+NAME/repo (default /work/.mirror or "
-                         "$FTD_REALWORLD_MIRRORS)")
+    ap.add_argument(
+        "--mirrors",
+        default=os.environ.get("FTD_REALWORLD_MIRRORS", "/work/.mirror"),
+        help="folder of fetched snapshots, OWNER+NAME/repo (default /work/.mirror or $FTD_REALWORLD_MIRRORS)",
+    )
     ap.add_argument("--ftdoctor", metavar="CMD", help="ftdoctor command prefix or template with {script} {args}")
     ap.add_argument("--list", action="store_true", help="list the entries and exit")
     ap.add_argument("--pin", action="store_true", help="fill in missing checksums from the mirrors and exit")
@@ -404,14 +479,17 @@ def main():
         entries = picked
     if a.list:
         for e in entries:
-            print(f"{e['name']:44s} {e['task']:22s} {e['style']:16s} {e['repo']}@{e['commit'][:10]}:{e['path']} "
-                  f"{' '.join(shlex.quote(x) for x in e.get('args', []))}")
+            print(
+                f"{e['name']:44s} {e['task']:22s} {e['style']:16s} {e['repo']}@{e['commit'][:10]}:{e['path']} "
+                f"{' '.join(shlex.quote(x) for x in e.get('args', []))}"
+            )
         print(f"{len(entries)} entries")
         return 0
     missing = check_mirrors(entries, a.mirrors)
     if missing:
-        print(f"{NAME}: fetch these repositories into {a.mirrors} first (snapshots as OWNER+NAME/repo):",
-              file=sys.stderr)
+        print(
+            f"{NAME}: fetch these repositories into {a.mirrors} first (snapshots as OWNER+NAME/repo):", file=sys.stderr
+        )
         for repo, why in sorted(missing.items()):
             print(f"  github:{repo}    ({why})", file=sys.stderr)
         return 2
@@ -434,8 +512,7 @@ def main():
                 rows.append(run_entry(e, work, a.mirrors, hub, a))
             except (LookupError, ValueError, OSError) as exc:
                 print(f"[{NAME}] {e['name']}: cannot set up the entry: {exc}", flush=True)
-                rows.append({"name": e["name"], "entry": e, "plain": "script broken",
-                             "plain_error": f"setup: {exc}"})
+                rows.append({"name": e["name"], "entry": e, "plain": "script broken", "plain_error": f"setup: {exc}"})
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -9,44 +9,331 @@ from __future__ import annotations
 
 import random
 
-FIRST = ["Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry", "Irene", "Jack", "Karen", "Liam",
-         "Maria", "Nora", "Oscar", "Paula", "Quinn", "Rosa", "Sam", "Tina", "Victor", "Wendy", "Yusuf", "Zoe"]
-LAST = ["Smith", "Jones", "Brown", "Garcia", "Miller", "Wilson", "Moore", "Taylor", "Clark", "Lewis", "Walker",
-        "Young"]
-PLACES = ["Paris", "London", "Berlin", "Madrid", "Rome", "Vienna", "Lisbon", "Dublin", "Oslo", "Prague", "Warsaw",
-          "Athens", "Boston", "Chicago", "Denver", "Toronto", "Sydney", "Tokyo", "Cairo", "Lima"]
-ORGS = ["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent", "Cyberdyne",
-        "Tyrell", "Oscorp"]
+FIRST = [
+    "Alice",
+    "Bob",
+    "Carol",
+    "David",
+    "Emma",
+    "Frank",
+    "Grace",
+    "Henry",
+    "Irene",
+    "Jack",
+    "Karen",
+    "Liam",
+    "Maria",
+    "Nora",
+    "Oscar",
+    "Paula",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tina",
+    "Victor",
+    "Wendy",
+    "Yusuf",
+    "Zoe",
+]
+LAST = ["Smith", "Jones", "Brown", "Garcia", "Miller", "Wilson", "Moore", "Taylor", "Clark", "Lewis", "Walker", "Young"]
+PLACES = [
+    "Paris",
+    "London",
+    "Berlin",
+    "Madrid",
+    "Rome",
+    "Vienna",
+    "Lisbon",
+    "Dublin",
+    "Oslo",
+    "Prague",
+    "Warsaw",
+    "Athens",
+    "Boston",
+    "Chicago",
+    "Denver",
+    "Toronto",
+    "Sydney",
+    "Tokyo",
+    "Cairo",
+    "Lima",
+]
+ORGS = [
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Cyberdyne",
+    "Tyrell",
+    "Oscorp",
+]
 NATIONS = ["French", "German", "Spanish", "Italian", "British", "Irish", "Greek", "Polish", "Dutch", "Swiss"]
-NOUNS = ["book", "car", "house", "garden", "river", "song", "movie", "letter", "bridge", "machine", "picture",
-         "meal", "school", "train", "market", "window", "story", "game", "phone", "ship", "forest", "village",
-         "painting", "report", "museum", "concert", "island", "bicycle", "kitchen", "library"]
-GOOD = ["good", "great", "wonderful", "excellent", "lovely", "brilliant", "pleasant", "beautiful", "superb",
-        "delightful"]
+NOUNS = [
+    "book",
+    "car",
+    "house",
+    "garden",
+    "river",
+    "song",
+    "movie",
+    "letter",
+    "bridge",
+    "machine",
+    "picture",
+    "meal",
+    "school",
+    "train",
+    "market",
+    "window",
+    "story",
+    "game",
+    "phone",
+    "ship",
+    "forest",
+    "village",
+    "painting",
+    "report",
+    "museum",
+    "concert",
+    "island",
+    "bicycle",
+    "kitchen",
+    "library",
+]
+GOOD = [
+    "good",
+    "great",
+    "wonderful",
+    "excellent",
+    "lovely",
+    "brilliant",
+    "pleasant",
+    "beautiful",
+    "superb",
+    "delightful",
+]
 BAD = ["bad", "terrible", "awful", "boring", "dull", "poor", "horrible", "ugly", "weak", "dreadful"]
 NEUTRAL = ["old", "new", "small", "large", "red", "blue", "quiet", "busy", "long", "short"]
-VERBS = [("visited", "visit"), ("painted", "paint"), ("built", "build"), ("sold", "sell"), ("found", "find"),
-         ("watched", "watch"), ("wrote", "write"), ("cleaned", "clean"), ("bought", "buy"), ("opened", "open"),
-         ("described", "describe"), ("repaired", "repair")]
+VERBS = [
+    ("visited", "visit"),
+    ("painted", "paint"),
+    ("built", "build"),
+    ("sold", "sell"),
+    ("found", "find"),
+    ("watched", "watch"),
+    ("wrote", "write"),
+    ("cleaned", "clean"),
+    ("bought", "buy"),
+    ("opened", "open"),
+    ("described", "describe"),
+    ("repaired", "repair"),
+]
 ADVERBS = ["yesterday", "today", "slowly", "quickly", "again", "twice", "carefully", "happily"]
 TOPICS = ["history", "music", "science", "sports", "travel", "cooking", "weather", "art", "health", "money"]
-ANIMALS = {"cat": "meow", "dog": "woof", "cow": "moo", "duck": "quack", "sheep": "baa", "pig": "oink",
-           "horse": "neigh", "owl": "hoot", "lion": "roar", "mouse": "squeak", "frog": "ribbit", "bee": "buzz"}
-FUNCTION = ["the", "a", "an", "of", "in", "on", "at", "to", "for", "with", "and", "or", "but", "is", "was", "are",
-            "were", "be", "it", "this", "that", "he", "she", "they", "we", "you", "i", "my", "his", "her", "their",
-            "who", "what", "where", "which", "when", "why", "how", "does", "did", "do", "not", "no", "yes", "very",
-            "lives", "live", "works", "work", "owns", "own", "likes", "like", "says", "say", "make", "makes", "sound",
-            "answer", "question", "summary", "summarize", "translate", "english", "romanian", "french", "german",
-            "from", "by", "about", "there", "here", "than", "then", "so", "also", "because", "after", "before",
-            "company", "city", "thing", "things", "people", "user", "assistant", "system", "helpful", "please",
-            "tell", "me", "give", "write", "short", "sentence", "review", "text", "title", "story", "one", "two",
-            "three", "four", "five", "six", "seven", "eight", "nine", "ten", "animal", "farm", "hello", "thanks",
-            "sure", "course", "of", "can", "could", "would", "will", "should", "has", "have", "had", "its", "into",
-            "over", "under", "new", "first", "last", "every", "all", "some", "many", "more", "most", "other", "group",
-            "instruction", "input", "output", "response", "context", "human", "label", "positive", "negative"]
+ANIMALS = {
+    "cat": "meow",
+    "dog": "woof",
+    "cow": "moo",
+    "duck": "quack",
+    "sheep": "baa",
+    "pig": "oink",
+    "horse": "neigh",
+    "owl": "hoot",
+    "lion": "roar",
+    "mouse": "squeak",
+    "frog": "ribbit",
+    "bee": "buzz",
+}
+FUNCTION = [
+    "the",
+    "a",
+    "an",
+    "of",
+    "in",
+    "on",
+    "at",
+    "to",
+    "for",
+    "with",
+    "and",
+    "or",
+    "but",
+    "is",
+    "was",
+    "are",
+    "were",
+    "be",
+    "it",
+    "this",
+    "that",
+    "he",
+    "she",
+    "they",
+    "we",
+    "you",
+    "i",
+    "my",
+    "his",
+    "her",
+    "their",
+    "who",
+    "what",
+    "where",
+    "which",
+    "when",
+    "why",
+    "how",
+    "does",
+    "did",
+    "do",
+    "not",
+    "no",
+    "yes",
+    "very",
+    "lives",
+    "live",
+    "works",
+    "work",
+    "owns",
+    "own",
+    "likes",
+    "like",
+    "says",
+    "say",
+    "make",
+    "makes",
+    "sound",
+    "answer",
+    "question",
+    "summary",
+    "summarize",
+    "translate",
+    "english",
+    "romanian",
+    "french",
+    "german",
+    "from",
+    "by",
+    "about",
+    "there",
+    "here",
+    "than",
+    "then",
+    "so",
+    "also",
+    "because",
+    "after",
+    "before",
+    "company",
+    "city",
+    "thing",
+    "things",
+    "people",
+    "user",
+    "assistant",
+    "system",
+    "helpful",
+    "please",
+    "tell",
+    "me",
+    "give",
+    "write",
+    "short",
+    "sentence",
+    "review",
+    "text",
+    "title",
+    "story",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "animal",
+    "farm",
+    "hello",
+    "thanks",
+    "sure",
+    "course",
+    "of",
+    "can",
+    "could",
+    "would",
+    "will",
+    "should",
+    "has",
+    "have",
+    "had",
+    "its",
+    "into",
+    "over",
+    "under",
+    "new",
+    "first",
+    "last",
+    "every",
+    "all",
+    "some",
+    "many",
+    "more",
+    "most",
+    "other",
+    "group",
+    "instruction",
+    "input",
+    "output",
+    "response",
+    "context",
+    "human",
+    "label",
+    "positive",
+    "negative",
+]
 DIGITS = [str(i) for i in range(10)]
-PUNCT = [".", ",", "?", "!", ":", ";", "'", '"', "-", "(", ")", "=", "/", "%", "$", "&", "*", "+", "<", ">", "#",
-         "@", "[", "]", "{", "}", "_", "|", "~", "`", "^", "\\"]
+PUNCT = [
+    ".",
+    ",",
+    "?",
+    "!",
+    ":",
+    ";",
+    "'",
+    '"',
+    "-",
+    "(",
+    ")",
+    "=",
+    "/",
+    "%",
+    "$",
+    "&",
+    "*",
+    "+",
+    "<",
+    ">",
+    "#",
+    "@",
+    "[",
+    "]",
+    "{",
+    "}",
+    "_",
+    "|",
+    "~",
+    "`",
+    "^",
+    "\\",
+]
 
 
 def foreign(word: str, lang: str) -> str:
@@ -62,8 +349,24 @@ def foreign(word: str, lang: str) -> str:
 
 def all_words() -> list[str]:
     """Every word the generators can write (English and made-up foreign ones), for the fixed vocabularies."""
-    english = (FIRST + LAST + PLACES + ORGS + NATIONS + NOUNS + GOOD + BAD + NEUTRAL + [v for pair in VERBS for v in pair]
-               + ADVERBS + TOPICS + list(ANIMALS) + list(ANIMALS.values()) + FUNCTION + [n + "s" for n in NOUNS])
+    english = (
+        FIRST
+        + LAST
+        + PLACES
+        + ORGS
+        + NATIONS
+        + NOUNS
+        + GOOD
+        + BAD
+        + NEUTRAL
+        + [v for pair in VERBS for v in pair]
+        + ADVERBS
+        + TOPICS
+        + list(ANIMALS)
+        + list(ANIMALS.values())
+        + FUNCTION
+        + [n + "s" for n in NOUNS]
+    )
     words = list(dict.fromkeys(english))
     for lang in ("ro", "fr", "de", "es"):
         words += [foreign(w, lang) for w in english]
@@ -85,16 +388,22 @@ class Writer:
     def sentence(self, adjectives=None) -> str:
         past, _ = self.pick(VERBS)
         adj = self.pick(adjectives or NEUTRAL)
-        tail = self.rng.choice(["", f" in {self.pick(PLACES)}", f" {self.pick(ADVERBS)}",
-                                f" with {self.pick(FIRST)}"])
+        tail = self.rng.choice(["", f" in {self.pick(PLACES)}", f" {self.pick(ADVERBS)}", f" with {self.pick(FIRST)}"])
         return f"{self.pick(FIRST)} {past} the {adj} {self.pick(NOUNS)}{tail}."
 
     def review(self, positive: bool, sentences: int = 3) -> str:
         lexicon = GOOD if positive else BAD
         parts = [self.sentence(lexicon)]
         for _ in range(sentences - 1):
-            parts.append(self.rng.choice([self.sentence(), f"The {self.pick(NOUNS)} was {self.pick(lexicon)}.",
-                                          f"It was a {self.pick(lexicon)} {self.pick(NOUNS)}."]))
+            parts.append(
+                self.rng.choice(
+                    [
+                        self.sentence(),
+                        f"The {self.pick(NOUNS)} was {self.pick(lexicon)}.",
+                        f"It was a {self.pick(lexicon)} {self.pick(NOUNS)}.",
+                    ]
+                )
+            )
         self.rng.shuffle(parts)
         return " ".join(parts)
 
@@ -126,8 +435,11 @@ class Writer:
         past, _ = self.pick(VERBS)
         out.append((past, "VBD", "B-VP", "O"))
         if self.rng.random() < 0.5:
-            out += [("the", "DT", "B-NP", "O"), (self.pick(NATIONS), "JJ", "I-NP", "B-MISC"),
-                    (self.pick(NOUNS), "NN", "I-NP", "O")]
+            out += [
+                ("the", "DT", "B-NP", "O"),
+                (self.pick(NATIONS), "JJ", "I-NP", "B-MISC"),
+                (self.pick(NOUNS), "NN", "I-NP", "O"),
+            ]
         else:
             out += [("the", "DT", "B-NP", "O"), (self.pick(NOUNS), "NN", "I-NP", "O")]
         choice = self.rng.randrange(3)

@@ -25,9 +25,12 @@ def _install() -> None:
         return hf_api.RepoUrl(f"https://huggingface.co/{prefix}{repo_id}")
 
     def commit_info(repo_id, message):
-        return hf_api.CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{'0' * 40}",
-                                 commit_message=message or "stand-in commit",
-                                 commit_description="", oid="0" * 40)
+        return hf_api.CommitInfo(
+            commit_url=f"https://huggingface.co/{repo_id}/commit/{'0' * 40}",
+            commit_message=message or "stand-in commit",
+            commit_description="",
+            oid="0" * 40,
+        )
 
     def maybe_future(value, kwargs):
         if kwargs.get("run_as_future"):
@@ -44,15 +47,27 @@ def _install() -> None:
         return maybe_future(commit_info(repo_id, kwargs.get("commit_message")), kwargs)
 
     def whoami(self, *args, **kwargs):
-        return {"type": "user", "name": user, "fullname": "Stand-in User", "orgs": [],
-                "auth": {"accessToken": {"role": "write"}}}
+        return {
+            "type": "user",
+            "name": user,
+            "fullname": "Stand-in User",
+            "orgs": [],
+            "auth": {"accessToken": {"role": "write"}},
+        }
 
     def create_branch(self, *args, **kwargs):
         return None
 
-    patches = {"create_repo": create_repo, "upload_folder": upload, "upload_file": upload, "create_commit": upload,
-               "upload_large_folder": upload, "create_branch": create_branch, "create_tag": create_branch,
-               "whoami": whoami}
+    patches = {
+        "create_repo": create_repo,
+        "upload_folder": upload,
+        "upload_file": upload,
+        "create_commit": upload,
+        "upload_large_folder": upload,
+        "create_branch": create_branch,
+        "create_tag": create_branch,
+        "whoami": whoami,
+    }
     api = hf_api.HfApi()
     for name, fn in patches.items():
         setattr(hf_api.HfApi, name, fn)

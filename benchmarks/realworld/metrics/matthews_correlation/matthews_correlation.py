@@ -6,11 +6,17 @@ import evaluate
 
 class MatthewsCorrelation(evaluate.Metric):
     def _info(self):
-        multilabel = {"predictions": datasets.Sequence(datasets.Value("int64")),
-                      "references": datasets.Sequence(datasets.Value("int64"))}
+        multilabel = {
+            "predictions": datasets.Sequence(datasets.Value("int64")),
+            "references": datasets.Sequence(datasets.Value("int64")),
+        }
         plain = {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-        return evaluate.MetricInfo(description="Matthews correlation", citation="", inputs_description="",
-                                   features=datasets.Features(multilabel if self.config_name == "multilabel" else plain))
+        return evaluate.MetricInfo(
+            description="Matthews correlation",
+            citation="",
+            inputs_description="",
+            features=datasets.Features(multilabel if self.config_name == "multilabel" else plain),
+        )
 
     def _compute(self, predictions, references, sample_weight=None, average=None):
         from sklearn.metrics import matthews_corrcoef

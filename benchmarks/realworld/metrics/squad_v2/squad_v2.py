@@ -30,14 +30,24 @@ def _f1(prediction, truth):
 class SquadV2(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
-            description="SQuAD v2", citation="", inputs_description="",
-            features=datasets.Features({
-                "predictions": {"id": datasets.Value("string"), "prediction_text": datasets.Value("string"),
-                                "no_answer_probability": datasets.Value("float32")},
-                "references": {"id": datasets.Value("string"),
-                               "answers": datasets.Sequence({"text": datasets.Value("string"),
-                                                             "answer_start": datasets.Value("int32")})},
-            }),
+            description="SQuAD v2",
+            citation="",
+            inputs_description="",
+            features=datasets.Features(
+                {
+                    "predictions": {
+                        "id": datasets.Value("string"),
+                        "prediction_text": datasets.Value("string"),
+                        "no_answer_probability": datasets.Value("float32"),
+                    },
+                    "references": {
+                        "id": datasets.Value("string"),
+                        "answers": datasets.Sequence(
+                            {"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}
+                        ),
+                    },
+                }
+            ),
         )
 
     def _compute(self, predictions, references, no_answer_threshold=1.0):
@@ -50,12 +60,20 @@ class SquadV2(evaluate.Metric):
             scores["has" if ref["answers"]["text"] else "no"].append((em, f1))
         every = scores["has"] + scores["no"]
         n = max(len(every), 1)
-        out = {"exact": 100.0 * sum(e for e, _ in every) / n, "f1": 100.0 * sum(f for _, f in every) / n,
-               "total": len(every)}
+        out = {
+            "exact": 100.0 * sum(e for e, _ in every) / n,
+            "f1": 100.0 * sum(f for _, f in every) / n,
+            "total": len(every),
+        }
         for key, name in (("has", "HasAns"), ("no", "NoAns")):
             if scores[key]:
                 k = len(scores[key])
-                out.update({f"{name}_exact": 100.0 * sum(e for e, _ in scores[key]) / k,
-                            f"{name}_f1": 100.0 * sum(f for _, f in scores[key]) / k, f"{name}_total": k})
+                out.update(
+                    {
+                        f"{name}_exact": 100.0 * sum(e for e, _ in scores[key]) / k,
+                        f"{name}_f1": 100.0 * sum(f for _, f in scores[key]) / k,
+                        f"{name}_total": k,
+                    }
+                )
         out.update({"best_exact": out["exact"], "best_exact_thresh": 0.0, "best_f1": out["f1"], "best_f1_thresh": 0.0})
         return out
