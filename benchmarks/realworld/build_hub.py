@@ -1189,8 +1189,9 @@ def ds_preference(splits, conversational=True, scores=True, seed="pref", prompt_
     return build
 
 
-def ds_prompt_completion(splits, seed, conversational=True, label=False, completion=True):
-    """prompt/completion rows (TRL's prompt-completion and unpaired-preference formats), or prompt-only rows."""
+def ds_prompt_completion(splits, seed, conversational=True, label=False, completion=True, messages=False):
+    """prompt/completion rows (TRL's prompt-completion and unpaired-preference formats), or prompt-only rows;
+    with `messages`, the whole conversation too (what GKD's collator reads)."""
 
     def build(config):
         w = T.Writer(seed_of(seed + config))
@@ -1209,6 +1210,8 @@ def ds_prompt_completion(splits, seed, conversational=True, label=False, complet
                     row["completion"] = " " + answer
             if label:
                 row["label"] = good
+            if messages:
+                row["messages"] = [{"role": "user", "content": q}, {"role": "assistant", "content": answer}]
             return row
 
         msgs = _list({"content": _v(), "role": _v()})
@@ -1217,6 +1220,8 @@ def ds_prompt_completion(splits, seed, conversational=True, label=False, complet
             feats["completion"] = msgs if conversational else _v()
         if label:
             feats["label"] = _v("bool")
+        if messages:
+            feats["messages"] = msgs
         return feats, unique_rows(make, splits)
 
     return build
@@ -1483,7 +1488,12 @@ register(
     ds_prompt_completion({"train": 96, "test": 16}, "kto", label=True),
     ["default"],
 )
-register(["trl-lib/chatbot_arena_completions"], ds_prompt_completion({"train": 96, "test": 16}, "arena"), ["default"])
+register(
+    ["trl-lib/chatbot_arena_completions"],
+    # GKD's collator reads `messages` (and a `prompt`, if any, as text); the distillation trainer reads `prompt`
+    ds_prompt_completion({"train": 96, "test": 16}, "arena", conversational=False, messages=True),
+    ["default"],
+)
 register(
     ["trl-lib/ultrafeedback-prompt"],
     ds_prompt_completion({"train": 96, "test": 16}, "ufp", completion=False),

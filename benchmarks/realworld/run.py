@@ -208,6 +208,10 @@ def link_tree(src, dst):
     """A copy of the built hub whose files are hard links (cheap; runs only add files), or copies across devices."""
 
     def link(s, d):
+        # nltk refuses to open a file with more than one link (CWE-59 check): its data is copied
+        if os.sep + "nltk_data" + os.sep in s:
+            shutil.copy2(s, d)
+            return
         try:
             os.link(s, d)
         except OSError:
