@@ -936,8 +936,11 @@ def ds_squad(config, v2=False):
     w = T.Writer(seed_of("squad_v2" if v2 else "squad"))
 
     def make(split, i):
+        # contexts of 6 to 14 sentences (about 60 to 140 words, as SQuAD's paragraphs), the facts among filler
         facts = [w.fact() for _ in range(w.rng.randrange(2, 5))]
-        context = " ".join(f[0] for f in facts)
+        parts = [f[0] for f in facts] + [w.sentence() for _ in range(w.rng.randrange(4, 10))]
+        w.rng.shuffle(parts)
+        context = " ".join(parts)
         sentence, question, answer = w.pick(facts)
         start = context.index(sentence) + sentence.index(answer)
         if v2 and w.rng.random() < 0.3:
