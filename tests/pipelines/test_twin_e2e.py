@@ -10,6 +10,9 @@ pytestmark = pytest.mark.slow
 
 
 STEP = ["setup", "config", "decode", "collate", "forward", "backward"]
+# The twin stands in only where the overfit stage has a time limit (the default fast budget; check_pipeline lifts
+# the limit unless a test sets one).
+TIMED = {"overfit_seconds": 30.0}
 
 
 @pytest.fixture
@@ -41,7 +44,7 @@ def twin_forced(monkeypatch):
     ],
 )
 def test_learning_bugs_found_on_the_twin(check_pipeline, twin_forced, script, code):
-    report = check_pipeline(script, stages=STEP + ["overfit"])
+    report = check_pipeline(script, stages=STEP + ["overfit"], options=TIMED)
     found = findings_at(report, "overfit", code)
     assert found, [(f.code, f.detail[:200]) for f in report.stage("overfit").findings] or report.stage("overfit")
     assert "1-layer twin" in found[0].detail
@@ -52,7 +55,7 @@ def test_learning_bugs_found_on_the_twin(check_pipeline, twin_forced, script, co
     "script", ["mrpc_bert_fixed.py", "gpt2_causal_lm_fixed.py", "peft_trainer_clm_fixed.py", "trl_sft_lora_fixed.py"]
 )
 def test_correct_pipeline_learns_on_the_twin(check_pipeline, twin_forced, script):
-    report = check_pipeline(script, stages=STEP + ["overfit"])
+    report = check_pipeline(script, stages=STEP + ["overfit"], options=TIMED)
     stage = report.stage("overfit")
     assert stage.status == "pass" and not [f for f in stage.findings if f.severity != "info"], stage.findings
     assert stage.evidence["twin"]["layers"] == 1
@@ -70,5 +73,5 @@ def test_without_a_twin_a_model_too_large_is_skipped_with_ftd806(check_pipeline,
             "FTD806", f"{what} does not fit.", "-"
         ),
     )
-    report = check_pipeline("mrpc_bert_fixed.py", stages=STEP + ["overfit"])
+    report = check_pipeline("mrpc_bert_fixed.py", stages=STEP + ["overfit"], options=TIMED)
     assert findings_at(report, "overfit", "FTD806")
