@@ -35,9 +35,36 @@ def eval_rows(rows: int) -> int:
 
 # --------------------------------------------------------------------------------------------------- the corpus
 
+
 def _syllables() -> list[str]:
-    onsets = ["b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z",
-              "ch", "sh", "th", "st", "tr", "pl", "br", "gr"]
+    onsets = [
+        "b",
+        "c",
+        "d",
+        "f",
+        "g",
+        "h",
+        "j",
+        "k",
+        "l",
+        "m",
+        "n",
+        "p",
+        "r",
+        "s",
+        "t",
+        "v",
+        "w",
+        "z",
+        "ch",
+        "sh",
+        "th",
+        "st",
+        "tr",
+        "pl",
+        "br",
+        "gr",
+    ]
     nuclei = ["a", "e", "i", "o", "u", "ai", "ea", "ou"]
     codas = ["", "n", "r", "s", "t", "l", "m", "nd", "st"]
     return [o + n + c for o in onsets for n in nuclei for c in codas]
@@ -132,6 +159,7 @@ def dataset(root: str, rows: int, log=print) -> str:
 
 # ----------------------------------------------------------------------------------------------- the tokenizers
 
+
 def _bert_vocab() -> list[str]:
     """BERT's layout ([PAD], [unused*], [UNK] [CLS] [SEP] [MASK] at 100-103), then characters, syllables as word
     starts and as ##continuations, then the most frequent words, to exactly BERT_VOCAB entries."""
@@ -175,8 +203,12 @@ def _train_bpe(vocab_size: int, special: list[str]):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(_bpe_sample(), trainer=trainer)
     if tok.get_vocab_size() != vocab_size:
         raise RuntimeError(f"byte-level BPE stopped at {tok.get_vocab_size()} tokens, not {vocab_size}")
@@ -209,10 +241,12 @@ def llama_tokenizer(root: str, log=print) -> str:
 
         log(f"  training the Llama byte-level BPE tokenizer ({LLAMA_VOCAB} tokens) on {BPE_SAMPLE_ROWS} rows")
         tok = _train_bpe(LLAMA_VOCAB, ["<unk>", "<s>", "</s>"])
-        tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                           special_tokens=[("<s>", 1)])
-        PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                model_max_length=2048).save_pretrained(tmp)
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+        )
+        PreTrainedTokenizerFast(
+            tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", model_max_length=2048
+        ).save_pretrained(tmp)
 
     return _atomic(os.path.join(root, "tokenizers", "llama"), build)
 
@@ -222,29 +256,62 @@ def llama_tokenizer(root: str, log=print) -> str:
 MODELS = {
     "bert-base": dict(tokenizer=bert_tokenizer, about="BertForSequenceClassification, BERT-base shape"),
     "gpt2": dict(tokenizer=gpt2_tokenizer, about="GPT2LMHeadModel, GPT-2 small shape"),
-    "llama-1b": dict(tokenizer=llama_tokenizer, about="LlamaForCausalLM, hidden 2048, 20 layers, 32 heads, 8 KV "
-                                                    "heads, intermediate 5632, vocab 32000"),
+    "llama-1b": dict(
+        tokenizer=llama_tokenizer,
+        about="LlamaForCausalLM, hidden 2048, 20 layers, 32 heads, 8 KV heads, intermediate 5632, vocab 32000",
+    ),
 }
 
 
 def _make_model(name: str):
     import torch
-    from transformers import (BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel, LlamaConfig,
-                              LlamaForCausalLM)
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     torch.manual_seed(0)
     if name == "bert-base":
-        cfg = BertConfig(vocab_size=BERT_VOCAB, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                         intermediate_size=3072, max_position_embeddings=512, num_labels=2, pad_token_id=0)
+        cfg = BertConfig(
+            vocab_size=BERT_VOCAB,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=512,
+            num_labels=2,
+            pad_token_id=0,
+        )
         return BertForSequenceClassification(cfg)
     if name == "gpt2":
-        cfg = GPT2Config(vocab_size=GPT2_VOCAB, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
-                         bos_token_id=GPT2_VOCAB - 1, eos_token_id=GPT2_VOCAB - 1)
+        cfg = GPT2Config(
+            vocab_size=GPT2_VOCAB,
+            n_positions=1024,
+            n_embd=768,
+            n_layer=12,
+            n_head=12,
+            bos_token_id=GPT2_VOCAB - 1,
+            eos_token_id=GPT2_VOCAB - 1,
+        )
         return GPT2LMHeadModel(cfg)
     if name == "llama-1b":
-        cfg = LlamaConfig(vocab_size=LLAMA_VOCAB, hidden_size=2048, intermediate_size=5632, num_hidden_layers=20,
-                          num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=2048,
-                          rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+        cfg = LlamaConfig(
+            vocab_size=LLAMA_VOCAB,
+            hidden_size=2048,
+            intermediate_size=5632,
+            num_hidden_layers=20,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            max_position_embeddings=2048,
+            rms_norm_eps=1e-5,
+            bos_token_id=1,
+            eos_token_id=2,
+            tie_word_embeddings=False,
+        )
         return LlamaForCausalLM(cfg)
     raise KeyError(name)
 
@@ -427,7 +494,7 @@ eval_results = trainer.evaluate()
 print(f"Perplexity: {{math.exp(eval_results['eval_loss']):.2f}}")
 '''
 
-_LORA = '''\
+_LORA = """\
 lora_config = LoraConfig(
     r=16,
     lora_alpha=32,
@@ -437,7 +504,7 @@ lora_config = LoraConfig(
 )
 model = get_peft_model(model, lora_config)
 model.print_trainable_parameters()
-'''
+"""
 
 _LM_COLLATOR = "DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm=False)"
 
@@ -455,21 +522,52 @@ def script(root: str, pipeline: str, rows: int, model_dir: str, data_dir: str) -
     if pipeline == "bert":
         text = _BERT.format(model=model_dir, data=data_dir)
     elif pipeline == "gpt2":
-        text = _CLM.format(model=model_dir, hub="gpt2", data=data_dir, block=512, pad="eos_token", batch=8,
-                           lr="5e-5", output="gpt2-reviews-clm", extra="", peft_import="", peft_setup="",
-                           # GPT-2 pads with its EOS: a padding collator would mask every EOS label (FTD325).
-                           # Blocks are full, so no padding is needed (as run_clm.py does).
-                           collator="default_data_collator")
+        text = _CLM.format(
+            model=model_dir,
+            hub="gpt2",
+            data=data_dir,
+            block=512,
+            pad="eos_token",
+            batch=8,
+            lr="5e-5",
+            output="gpt2-reviews-clm",
+            extra="",
+            peft_import="",
+            peft_setup="",
+            # GPT-2 pads with its EOS: a padding collator would mask every EOS label (FTD325).
+            # Blocks are full, so no padding is needed (as run_clm.py does).
+            collator="default_data_collator",
+        )
     elif pipeline == "llama1b":
-        text = _CLM.format(model=model_dir, hub="TinyLlama/TinyLlama_v1.1", data=data_dir, block=512,
-                           pad="unk_token", batch=4, lr="2e-5", output="llama-1b-reviews-clm",
-                           extra="    gradient_checkpointing=True,\n", peft_import="", peft_setup="",
-                           collator=_LM_COLLATOR)
+        text = _CLM.format(
+            model=model_dir,
+            hub="TinyLlama/TinyLlama_v1.1",
+            data=data_dir,
+            block=512,
+            pad="unk_token",
+            batch=4,
+            lr="2e-5",
+            output="llama-1b-reviews-clm",
+            extra="    gradient_checkpointing=True,\n",
+            peft_import="",
+            peft_setup="",
+            collator=_LM_COLLATOR,
+        )
     elif pipeline == "llama1b-lora":
-        text = _CLM.format(model=model_dir, hub="TinyLlama/TinyLlama_v1.1", data=data_dir, block=512,
-                           pad="unk_token", batch=4, lr="2e-4", output="llama-1b-reviews-lora", extra="",
-                           peft_import="from peft import LoraConfig, get_peft_model\n", peft_setup=_LORA,
-                           collator=_LM_COLLATOR)
+        text = _CLM.format(
+            model=model_dir,
+            hub="TinyLlama/TinyLlama_v1.1",
+            data=data_dir,
+            block=512,
+            pad="unk_token",
+            batch=4,
+            lr="2e-4",
+            output="llama-1b-reviews-lora",
+            extra="",
+            peft_import="from peft import LoraConfig, get_peft_model\n",
+            peft_setup=_LORA,
+            collator=_LM_COLLATOR,
+        )
     else:
         raise KeyError(pipeline)
     folder = os.path.join(root, "scripts")
@@ -490,8 +588,12 @@ def prepare(root: str, pipeline: str, rows: int, log=print) -> dict:
     name = PIPELINES[pipeline][0]
     model_dir = model(root, name, log)
     data_dir = dataset(root, rows, log)
-    return {"script": script(root, pipeline, rows, model_dir, data_dir), "model": model_dir, "data": data_dir,
-            **model_info(model_dir)}
+    return {
+        "script": script(root, pipeline, rows, model_dir, data_dir),
+        "model": model_dir,
+        "data": data_dir,
+        **model_info(model_dir),
+    }
 
 
 if __name__ == "__main__":

@@ -32,11 +32,19 @@ def build(kind, smoke):
 
     torch.manual_seed(0)
     if kind == "bert":
-        cfg = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                   vocab_size=30522, max_position_embeddings=512, num_labels=3)
+        cfg = dict(
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            vocab_size=30522,
+            max_position_embeddings=512,
+            num_labels=3,
+        )
         if smoke:
-            cfg.update(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-                       vocab_size=1000)
+            cfg.update(
+                hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, vocab_size=1000
+            )
         return BertForSequenceClassification(BertConfig(**cfg))
     cfg = dict(n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=1024, bos_token_id=0, eos_token_id=0)
     if smoke:
@@ -78,8 +86,12 @@ def predict(model, kind, seq_len, batch, device_bytes, optimizer):
     fit = fit_activations(copy_model(model), row, make_collator(kind), model_loss)
     step = StepModel(p, p, opt, head_grad_bytes(model), fit, seq_len, 1)
     device = gpu.Device(0, "bench", device_bytes)
-    out = {"peak": step.peak(batch), "max_capacity": step.max_batch(device.plannable_bytes),
-           "max_margin": step.max_batch(device.plannable_bytes * 0.9), "seconds": time.perf_counter() - t0}
+    out = {
+        "peak": step.peak(batch),
+        "max_capacity": step.max_batch(device.plannable_bytes),
+        "max_margin": step.max_batch(device.plannable_bytes * 0.9),
+        "seconds": time.perf_counter() - t0,
+    }
     return out, step
 
 
@@ -136,7 +148,7 @@ def accelerate_finder(model, optimizer, kind, seq_len, device, start):
     def run(batch_size):
         nonlocal trials
         trials += 1
-        peak, ok = real_step_peak(model, optimizer, kind, seq_len, batch_size, device)
+        _peak, ok = real_step_peak(model, optimizer, kind, seq_len, batch_size, device)
         if not ok:
             import torch
 
@@ -168,8 +180,9 @@ def lightning_finder(model, kind, seq_len, device, start):
 
         def train_dataloader(self):
             self.trials += 1
-            return torch.utils.data.DataLoader([row] * (self.batch_size * 3), batch_size=self.batch_size,
-                                               collate_fn=collate)
+            return torch.utils.data.DataLoader(
+                [row] * (self.batch_size * 3), batch_size=self.batch_size, collate_fn=collate
+            )
 
         def training_step(self, batch, _):
             return self.model(**batch).loss
@@ -178,11 +191,17 @@ def lightning_finder(model, kind, seq_len, device, start):
             return torch.optim.AdamW(self.model.parameters(), lr=1e-5)
 
     module = Module()
-    trainer = pl.Trainer(accelerator="gpu" if device != "cpu" else "cpu", devices=1, max_steps=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="gpu" if device != "cpu" else "cpu",
+        devices=1,
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     t0 = time.perf_counter()
-    found = Tuner(trainer).scale_batch_size(module, mode="binsearch", steps_per_trial=2, init_val=start,
-                                            max_trials=25)
+    found = Tuner(trainer).scale_batch_size(module, mode="binsearch", steps_per_trial=2, init_val=start, max_trials=25)
     return found, module.trials, time.perf_counter() - t0
 
 
@@ -193,15 +212,18 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["bert", "gpt2"])
     ap.add_argument("--batch", type=int, default=8, help="the configured per-device batch")
     ap.add_argument("--no-finders", action="store_true", help="skip accelerate's and Lightning's finders")
-    ap.add_argument("--gpu-memory", default=None, help="plan for this device size instead of the real one "
-                                                       "(the CPU smoke test uses 64MiB)")
+    ap.add_argument(
+        "--gpu-memory",
+        default=None,
+        help="plan for this device size instead of the real one (the CPU smoke test uses 64MiB)",
+    )
     opts = ap.parse_args()
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ[var] = "1"
     import torch
 
-    from ftdoctor.runtime import devices as gpu
     from ftdoctor.entry.cli import _parse_size
+    from ftdoctor.runtime import devices as gpu
 
     smoke = opts.cpu_smoke
     device = "cpu" if smoke else "cuda"
@@ -215,19 +237,21 @@ def main() -> None:
         # What the caching allocator can hand out: total less the CUDA context and other processes.
         free, total = torch.cuda.mem_get_info()
         device_bytes = inv.total_bytes if opts.gpu_memory else free
-        print(f"device: {torch.cuda.get_device_name()} total {total / 2**30:.1f} GiB, free {free / 2**30:.1f} GiB; "
-              f"torch {torch.__version__}")
+        print(
+            f"device: {torch.cuda.get_device_name()} total {total / 2**30:.1f} GiB, free {free / 2**30:.1f} GiB; "
+            f"torch {torch.__version__}"
+        )
     rows = []
     for kind in opts.models:
         for s in seq_lens:
             model = build(kind, smoke)
-            opt = torch.optim.AdamW([p for p in model.parameters()], lr=1e-5, fused=not smoke)
+            opt = torch.optim.AdamW(list(model.parameters()), lr=1e-5, fused=not smoke)
             # One CPU step so the optimizer state exists, as the backward stage measures it.
             batch = make_collator(kind)([synthetic_row(kind, 4, model.config.vocab_size)])
             model(**batch).loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            pred, step = predict(model, kind, s, opts.batch, device_bytes, opt)
+            pred, _step = predict(model, kind, s, opts.batch, device_bytes, opt)
             model.to(device)
             if not smoke:
                 # The optimizer state must live with the parameters.
@@ -245,10 +269,14 @@ def main() -> None:
             probe = []
             for b in sorted({pred["max_margin"], cap + 1}):
                 if b >= 1:
-                    peak, ok = real_step_peak(model, opt, kind, s, b, device) if not smoke or b <= 4096 else (None, True)
+                    peak, ok = (
+                        real_step_peak(model, opt, kind, s, b, device) if not smoke or b <= 4096 else (None, True)
+                    )
                     probe.append((b, ok, peak))
             limit = 4096 if not smoke else 64
-            tmax, t_trials, t_sec = true_max(model, opt, kind, s, device, max(1, cap), limit) if not smoke else (None, 0, 0.0)
+            tmax, t_trials, t_sec = (
+                true_max(model, opt, kind, s, device, max(1, cap), limit) if not smoke else (None, 0, 0.0)
+            )
             acc = lightning = None
             if not opts.no_finders:
                 start = 2 ** max(1, math.ceil(math.log2(max(cap, 2) * 1.5))) if not smoke else 8
@@ -261,8 +289,11 @@ def main() -> None:
                 except Exception as exc:
                     lightning = (f"error: {type(exc).__name__}: {str(exc)[:60]}", 0, 0.0)
             rows.append((kind, s, pred, measured, probe, (tmax, t_trials, t_sec), acc, lightning))
-            print(f"done {kind} S={s}: predicted {pred['peak']} measured {measured} max {pred['max_capacity']} "
-                  f"true {tmax} probe {probe} accelerate {acc} lightning {lightning}", flush=True)
+            print(
+                f"done {kind} S={s}: predicted {pred['peak']} measured {measured} max {pred['max_capacity']} "
+                f"true {tmax} probe {probe} accelerate {acc} lightning {lightning}",
+                flush=True,
+            )
             model.to("cpu")
             del model, opt
             if not smoke:
@@ -271,11 +302,13 @@ def main() -> None:
 
 
 def _print(rows, batch, smoke):
-    gib = 2 ** 30
+    gib = 2**30
     print(f"\nconfigured batch {batch}; peaks in GiB; max batch without margin (with 10% margin)")
-    print(f"{'model':<6}{'S':>5} {'pred peak':>10} {'meas peak':>10} {'ratio':>6} {'pred max':>12} {'true max':>9} "
-          f"{'ratio':>6} {'ftd trials':>11} {'ftd s':>6} {'bisect (trials, s)':>19} {'accelerate (b, trials, s)':>26} "
-          f"{'lightning (b, trials, s)':>25}")
+    print(
+        f"{'model':<6}{'S':>5} {'pred peak':>10} {'meas peak':>10} {'ratio':>6} {'pred max':>12} {'true max':>9} "
+        f"{'ratio':>6} {'ftd trials':>11} {'ftd s':>6} {'bisect (trials, s)':>19} {'accelerate (b, trials, s)':>26} "
+        f"{'lightning (b, trials, s)':>25}"
+    )
     for kind, s, pred, measured, probe, (tmax, tt, ts), acc, lit in rows:
         ratio = f"{pred['peak'] / measured:.3f}" if measured else "-"
         mratio = f"{pred['max_capacity'] / tmax:.3f}" if tmax else "-"
@@ -286,9 +319,11 @@ def _print(rows, batch, smoke):
             return f"{r[0]}, {r[1]}, {r[2]:.1f}s"
 
         probe_txt = f"{len(probe)} " + "/".join(f"{b}:{'ok' if ok else 'oom'}" for b, ok, _ in probe)
-        print(f"{kind:<6}{s:>5} {pred['peak'] / gib:>10.3f} {(measured or 0) / gib:>10.3f} {ratio:>6} "
-              f"{pred['max_capacity']:>5} ({pred['max_margin']:>4}) {tmax if tmax is not None else '-':>9} {mratio:>6} "
-              f"{probe_txt:>11} {pred['seconds']:>6.2f} {f'{tt}, {ts:.1f}s':>19} {fmt(acc):>26} {fmt(lit):>25}")
+        print(
+            f"{kind:<6}{s:>5} {pred['peak'] / gib:>10.3f} {(measured or 0) / gib:>10.3f} {ratio:>6} "
+            f"{pred['max_capacity']:>5} ({pred['max_margin']:>4}) {tmax if tmax is not None else '-':>9} {mratio:>6} "
+            f"{probe_txt:>11} {pred['seconds']:>6.2f} {f'{tt}, {ts:.1f}s':>19} {fmt(acc):>26} {fmt(lit):>25}"
+        )
     if smoke:
         print("(--cpu-smoke: no allocator statistics or true maximum on the CPU; the table shows the code paths run)")
 

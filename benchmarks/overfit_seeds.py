@@ -47,8 +47,7 @@ def run(path: str, seed: int):
     saved = (transformers.set_seed, tu.set_seed)
     transformers.set_seed = tu.set_seed = shifted
     try:
-        return check_script(path, [], stages=["overfit"], in_process=True, timeout=600,
-                            options={"overfit_seed": seed})
+        return check_script(path, [], stages=["overfit"], in_process=True, timeout=600, options={"overfit_seed": seed})
     finally:
         transformers.set_seed, tu.set_seed = saved
 
@@ -72,18 +71,28 @@ def main() -> None:
             st = result.report.stage("overfit") if result.report else None
             codes = [f.code for f in st.findings] if st else []
             # A correct pipeline must come out clean at every stage the overfit stage needs, not only there.
-            errors = [f"{s.stage}:{f.code}" for s in (result.report.stages if result.report else [])
-                      for f in s.findings if f.severity == "error"]
+            errors = [
+                f"{s.stage}:{f.code}"
+                for s in (result.report.stages if result.report else [])
+                for f in s.findings
+                if f.severity == "error"
+            ]
             false += bool(errors)
             counts.update(codes or [st.status if st else "no-report"])
             if errors or (st is not None and st.status == "skip"):
-                print(f"  seed {seed}: {', '.join(errors) or 'no error'}; overfit {st.status if st else '-'}"
-                      f"{': ' + st.reason if st is not None and st.reason else ''}", flush=True)
+                print(
+                    f"  seed {seed}: {', '.join(errors) or 'no error'}; overfit {st.status if st else '-'}"
+                    f"{': ' + st.reason if st is not None and st.reason else ''}",
+                    flush=True,
+                )
         per = (time.perf_counter() - t0) / opts.seeds
         total_runs += opts.seeds
         total_false += false
-        print(f"{os.path.basename(path):<40} {opts.seeds:4d} {false:12d} {counts['FTD703']:6d} {counts['FTD704']:6d} "
-              f"{per:6.2f}  {dict(counts)}", flush=True)
+        print(
+            f"{os.path.basename(path):<40} {opts.seeds:4d} {false:12d} {counts['FTD703']:6d} {counts['FTD704']:6d} "
+            f"{per:6.2f}  {dict(counts)}",
+            flush=True,
+        )
     print(f"overfit-seeds: runs {total_runs} false-errors {total_false}")
 
 

@@ -55,9 +55,8 @@ from dataclasses import asdict, dataclass, field
 HERE = os.path.dirname(os.path.abspath(__file__))
 ASSETS = os.path.join(HERE, "_real_size_assets.py")
 PIPELINES = ("bert", "gpt2", "llama1b", "llama1b-lora")
-STAGES = ("setup", "config", "decode", "collate", "forward", "backward", "metrics", "overfit", "memory",
-          "distributed")
-GiB = 1024 ** 3
+STAGES = ("setup", "config", "decode", "collate", "forward", "backward", "metrics", "overfit", "memory", "distributed")
+GiB = 1024**3
 POLL_S = 0.2
 
 # Runs a script as `python SCRIPT` would and ends the process the moment trainer.train() is called.
@@ -206,8 +205,17 @@ class Run:
         return f"{self.status.upper()} ({self.detail})" if self.detail else self.status.upper()
 
 
-def measure(cmd: list[str], *, cwd: str, env: dict, timeout: float, min_free: float, log_path: str,
-            ok_codes=(0,), tmpdir: str | None = None) -> Run:
+def measure(
+    cmd: list[str],
+    *,
+    cwd: str,
+    env: dict,
+    timeout: float,
+    min_free: float,
+    log_path: str,
+    ok_codes=(0,),
+    tmpdir: str | None = None,
+) -> Run:
     """Run ``cmd`` in a session of its own; wall time, peak RSS of its whole tree, and how it ended. With
     ``tmpdir`` (the run's TMPDIR), also when ftdoctor announced each stage (see _StageWatch)."""
     out_path, err_path = log_path + ".out", log_path + ".err"
@@ -262,8 +270,9 @@ def measure(cmd: list[str], *, cwd: str, env: dict, timeout: float, min_free: fl
     if killed:
         return Run(killed, wall, peak, rc, detail, stdout, tail, load, cpu, others, timeline, stage_events)
     if rc not in ok_codes:
-        why = f"signal {-rc}" + (" (killed: out of memory?)" if rc == -signal.SIGKILL else "") if rc < 0 \
-            else f"exit {rc}"
+        why = (
+            f"signal {-rc}" + (" (killed: out of memory?)" if rc == -signal.SIGKILL else "") if rc < 0 else f"exit {rc}"
+        )
         return Run("crash", wall, peak, rc, why, stdout, tail, load, cpu, others, timeline, stage_events)
     return Run("ok", wall, peak, rc, "", stdout, tail, load, cpu, others, timeline, stage_events)
 
@@ -287,7 +296,7 @@ class _StageWatch:
                     chunk = fh.read()
             except OSError:
                 continue
-            complete = chunk[:chunk.rfind("\n") + 1]
+            complete = chunk[: chunk.rfind("\n") + 1]
             self._read[path] = self._read.get(path, 0) + len(complete.encode())
             for line in complete.splitlines():
                 try:
@@ -306,6 +315,7 @@ class _StageWatch:
 
 
 # ------------------------------------------------------------------------------------------------------ one case
+
 
 @dataclass
 class Case:
@@ -367,8 +377,11 @@ class Case:
         return out
 
     def findings(self) -> list[tuple[str, str, str, str]]:
-        return [(s["stage"], f.get("code", "?"), f.get("severity", "?"), f.get("title", ""))
-                for s in (self.report or {}).get("stages", []) for f in s.get("findings", [])]
+        return [
+            (s["stage"], f.get("code", "?"), f.get("severity", "?"), f.get("title", ""))
+            for s in (self.report or {}).get("stages", [])
+            for f in s.get("findings", [])
+        ]
 
 
 def run_case(case: Case, opts, env: dict, say) -> None:
@@ -379,8 +392,15 @@ def run_case(case: Case, opts, env: dict, say) -> None:
 
     t = time.perf_counter()
     say(f"[{case.pipeline} {case.rows}] assets")
-    proc = subprocess.run([sys.executable, ASSETS, root, case.pipeline, str(case.rows)], env=env, cwd=run_dir,
-                          stdout=subprocess.PIPE, stderr=None, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, ASSETS, root, case.pipeline, str(case.rows)],
+        env=env,
+        cwd=run_dir,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         case.error = f"building the assets failed (exit {proc.returncode}); see the lines above"
         return
@@ -393,8 +413,16 @@ def run_case(case: Case, opts, env: dict, say) -> None:
         if tmpdir:
             os.makedirs(tmpdir, exist_ok=True)
             run_env = {**env, "TMPDIR": tmpdir}
-        r = measure(cmd, cwd=run_dir, env=run_env, timeout=opts.timeout, min_free=opts.min_free,
-                    log_path=f"{log}-{what.replace(' ', '-')}", ok_codes=ok_codes, tmpdir=tmpdir)
+        r = measure(
+            cmd,
+            cwd=run_dir,
+            env=run_env,
+            timeout=opts.timeout,
+            min_free=opts.min_free,
+            log_path=f"{log}-{what.replace(' ', '-')}",
+            ok_codes=ok_codes,
+            tmpdir=tmpdir,
+        )
         say(f"[{case.pipeline} {case.rows}] {what}: {r.wall_s:.1f} s, {r.peak_rss / GiB:.2f} GiB, {r.brief()}")
         if r.status != "ok" and r.stderr_tail:
             say("    " + r.stderr_tail.strip().replace("\n", "\n    "))
@@ -425,8 +453,18 @@ def run_case(case: Case, opts, env: dict, say) -> None:
                     pass
         if case.t2.status == "ok" and case.one_step is None:
             case.t2.status, case.t2.detail = "crash", "ended without finishing the step"
-    cmd = [sys.executable, "-m", "ftdoctor", "check", script, "--json", "--timeout", str(opts.timeout),
-           "--walk-timeout", str(opts.timeout)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ftdoctor",
+        "check",
+        script,
+        "--json",
+        "--timeout",
+        str(opts.timeout),
+        "--walk-timeout",
+        str(opts.timeout),
+    ]
     if opts.budget:
         cmd += ["--budget", opts.budget]
     case.engine = engine_checksum(opts.ftdoctor)
@@ -439,8 +477,10 @@ def run_case(case: Case, opts, env: dict, say) -> None:
             if run.status == "ok":
                 run.status, run.detail = "crash", f"exit {run.returncode}, no JSON report"
         if rep is not None:
-            say(f"    walk {rep.get('duration_s')} s: " + ", ".join(
-                f"{s['stage']} {s.get('duration_s')}" for s in rep.get("stages", [])))
+            say(
+                f"    walk {rep.get('duration_s')} s: "
+                + ", ".join(f"{s['stage']} {s.get('duration_s')}" for s in rep.get("stages", []))
+            )
         checks.append((run, rep))
     case.check_runs = [r for r, _ in checks]
     case.walks = [rep.get("duration_s") if rep else None for _, rep in checks]
@@ -472,6 +512,7 @@ def _median(items: list, key):
 
 # -------------------------------------------------------------------------------------------------- the tables
 
+
 def _s(x, fmt="{:.1f}"):
     return "-" if x is None else fmt.format(x)
 
@@ -491,16 +532,22 @@ def _ok_time(run):
 def report(cases: list[Case], opts, started: str) -> str:
     lines = []
     p = lines.append
-    p(f"real-size pipelines: ftdoctor ({opts.ftdoctor}, HEAD {opts.ftdoctor_commit}, plus any uncommitted changes) "
-      f"check --budget {opts.budget or '(default)'}; {os.cpu_count()} CPUs, "
-      f"{(getattr(opts, 'available', 0) or 0) / GiB:.1f} GiB available at the start; "
-      f"python {platform.python_version()}; threads {getattr(opts, 'threads', None) or 'default'}; started {started}")
-    p("T0 = script up to train(); T2 = max_steps=1 + one eval batch; check = `ftdoctor check --json`; walk = "
-      "report duration_s; RSS = peak GiB of the process tree; engine = checksum of ftdoctor/ and checks/ "
-      "sources when the check ran")
+    p(
+        f"real-size pipelines: ftdoctor ({opts.ftdoctor}, HEAD {opts.ftdoctor_commit}, plus any uncommitted changes) "
+        f"check --budget {opts.budget or '(default)'}; {os.cpu_count()} CPUs, "
+        f"{(getattr(opts, 'available', 0) or 0) / GiB:.1f} GiB available at the start; "
+        f"python {platform.python_version()}; threads {getattr(opts, 'threads', None) or 'default'}; started {started}"
+    )
+    p(
+        "T0 = script up to train(); T2 = max_steps=1 + one eval batch; check = `ftdoctor check --json`; walk = "
+        "report duration_s; RSS = peak GiB of the process tree; engine = checksum of ftdoctor/ and checks/ "
+        "sources when the check ran"
+    )
     p("")
-    head = (f"{'pipeline':<13}{'rows':>7}{'params':>7}{'T0 s':>8}{'T2 s':>8}{'T2 RSS':>8}{'check s':>9}{'walk s':>8}"
-            f"{'walk/T0':>8}{'walk/T2':>8}{'chk RSS':>8}  status")
+    head = (
+        f"{'pipeline':<13}{'rows':>7}{'params':>7}{'T0 s':>8}{'T2 s':>8}{'T2 RSS':>8}{'check s':>9}{'walk s':>8}"
+        f"{'walk/T0':>8}{'walk/T2':>8}{'chk RSS':>8}  status"
+    )
     p(head)
     p("-" * len(head))
     for c in cases:
@@ -518,16 +565,22 @@ def report(cases: list[Case], opts, started: str) -> str:
             status.append(f"engine {c.engine}")
         if c.error:
             status.append(c.error)
-        p(f"{c.pipeline:<13}{c.rows:>7}{_s(c.params and c.params / 1e6, '{:.0f}M'):>7}{_s(_ok_time(c.t0)):>8}"
-          f"{_s(_ok_time(c.t2)) if not opts.skip_t2 else 'skip':>8}{_gib(c.t2):>8}{_s(c.check and c.check.wall_s):>9}"
-          f"{_s(walk):>8}{_s(_ratio(walk, _ok_time(c.t0)), '{:.2f}'):>8}{_s(_ratio(walk, _ok_time(c.t2)), '{:.2f}'):>8}"
-          f"{_gib(c.check):>8}  {'; '.join(status)}")
+        p(
+            f"{c.pipeline:<13}{c.rows:>7}{_s(c.params and c.params / 1e6, '{:.0f}M'):>7}{_s(_ok_time(c.t0)):>8}"
+            f"{_s(_ok_time(c.t2)) if not opts.skip_t2 else 'skip':>8}{_gib(c.t2):>8}{_s(c.check and c.check.wall_s):>9}"
+            f"{_s(walk):>8}{_s(_ratio(walk, _ok_time(c.t0)), '{:.2f}'):>8}{_s(_ratio(walk, _ok_time(c.t2)), '{:.2f}'):>8}"
+            f"{_gib(c.check):>8}  {'; '.join(status)}"
+        )
 
     p("")
-    p("CPU seconds (user+system of the process tree; other processes on the machine change wall times more) and "
-      "the CPU cores other processes kept busy during T0, T2 and the check")
-    head = (f"{'pipeline':<13}{'rows':>7}{'T0 cpu':>9}{'T2 cpu':>9}{'check cpu':>10}{'check-T0':>10}"
-            f"{'(check-T0)/T0':>14}{'(check-T0)/T2':>14}{'others T0/T2/check':>20}  walk s of each repeat")
+    p(
+        "CPU seconds (user+system of the process tree; other processes on the machine change wall times more) and "
+        "the CPU cores other processes kept busy during T0, T2 and the check"
+    )
+    head = (
+        f"{'pipeline':<13}{'rows':>7}{'T0 cpu':>9}{'T2 cpu':>9}{'check cpu':>10}{'check-T0':>10}"
+        f"{'(check-T0)/T0':>14}{'(check-T0)/T2':>14}{'others T0/T2/check':>20}  walk s of each repeat"
+    )
     p(head)
     p("-" * len(head))
     for c in cases:
@@ -537,10 +590,11 @@ def report(cases: list[Case], opts, started: str) -> str:
         t2c = c.t2.cpu_s if c.t2 is not None and c.t2.status == "ok" else None
         chc = c.check.cpu_s if c.check is not None and c.check.status == "ok" else None
         extra = None if chc is None or t0c is None else chc - t0c
-        p(f"{c.pipeline:<13}{c.rows:>7}{_s(t0c):>9}{_s(t2c):>9}{_s(chc):>10}{_s(extra):>10}"
-          f"{_s(_ratio(extra, t0c), '{:.2f}'):>14}{_s(_ratio(extra, t2c), '{:.2f}'):>14}"
-          f"{'/'.join(_s(r and r.others) for r in (c.t0, c.t2, c.check)):>20}  "
-          + ", ".join(_s(w) for w in c.walks))
+        p(
+            f"{c.pipeline:<13}{c.rows:>7}{_s(t0c):>9}{_s(t2c):>9}{_s(chc):>10}{_s(extra):>10}"
+            f"{_s(_ratio(extra, t0c), '{:.2f}'):>14}{_s(_ratio(extra, t2c), '{:.2f}'):>14}"
+            f"{'/'.join(_s(r and r.others) for r in (c.t0, c.t2, c.check)):>20}  " + ", ".join(_s(w) for w in c.walks)
+        )
 
     seen = {s for c in cases for s in c.stage_s()}
     seen |= {s for c in cases if c.check for _, s in c.check.stage_events if s != "captured"}
@@ -559,10 +613,16 @@ def report(cases: list[Case], opts, started: str) -> str:
                 # No report: the times between ftdoctor's stage announcements; "+" marks the stage it was in when
                 # the run ended.
                 marks = [(t, s) for t, s in c.check.stage_events if s != "captured"]
-                st = {s: f"{(marks[i + 1][0] if i + 1 < len(marks) else c.check.wall_s) - t:.2f}"
-                      + ("" if i + 1 < len(marks) else "+") for i, (t, s) in enumerate(marks)}
-                p(f"{c.pipeline:<13}{c.rows:>7}" + "".join(f"{st.get(s, '-'):>10}" for s in stages)
-                  + f"  (no report: from stage announcements, {c.check.brief()})")
+                st = {
+                    s: f"{(marks[i + 1][0] if i + 1 < len(marks) else c.check.wall_s) - t:.2f}"
+                    + ("" if i + 1 < len(marks) else "+")
+                    for i, (t, s) in enumerate(marks)
+                }
+                p(
+                    f"{c.pipeline:<13}{c.rows:>7}"
+                    + "".join(f"{st.get(s, '-'):>10}" for s in stages)
+                    + f"  (no report: from stage announcements, {c.check.brief()})"
+                )
         p("")
         p("walk, peak GiB of the check's process tree per stage ((script): before the walk; from the 0.2 s samples)")
         head = f"{'pipeline':<13}{'rows':>7}{'(script)':>10}" + "".join(f"{s:>10}" for s in stages)
@@ -571,12 +631,20 @@ def report(cases: list[Case], opts, started: str) -> str:
         for c in cases:
             rss = c.stage_rss()
             if rss:
-                p(f"{c.pipeline:<13}{c.rows:>7}{rss['(script)'] / GiB:>10.2f}"
-                  + "".join(f"{_s(rss.get(s) and rss[s] / GiB, '{:.2f}'):>10}" for s in stages))
-        statuses = {(c.pipeline, c.rows): {s["stage"]: s["status"] for s in c.report.get("stages", [])}
-                    for c in cases if c.report}
-        not_pass = [f"{k[0]} {k[1]}: " + ", ".join(f"{s} {v}" for s, v in st.items() if v != "pass")
-                    for k, st in statuses.items() if any(v != "pass" for v in st.values())]
+                p(
+                    f"{c.pipeline:<13}{c.rows:>7}{rss['(script)'] / GiB:>10.2f}"
+                    + "".join(f"{_s(rss.get(s) and rss[s] / GiB, '{:.2f}'):>10}" for s in stages)
+                )
+        statuses = {
+            (c.pipeline, c.rows): {s["stage"]: s["status"] for s in c.report.get("stages", [])}
+            for c in cases
+            if c.report
+        }
+        not_pass = [
+            f"{k[0]} {k[1]}: " + ", ".join(f"{s} {v}" for s, v in st.items() if v != "pass")
+            for k, st in statuses.items()
+            if any(v != "pass" for v in st.values())
+        ]
         if not_pass:
             p("stages that did not pass: " + "; ".join(not_pass))
 
@@ -585,22 +653,35 @@ def report(cases: list[Case], opts, started: str) -> str:
     for c in cases:
         if c.report:
             fs = c.findings()
-            p(f"  {c.pipeline} {c.rows}: " + ("none" if not fs else "; ".join(
-                f"{code} {sev} [{stage}] {title}" for stage, code, sev, title in fs)))
+            p(
+                f"  {c.pipeline} {c.rows}: "
+                + ("none" if not fs else "; ".join(f"{code} {sev} [{stage}] {title}" for stage, code, sev, title in fs))
+            )
             budget = c.report.get("budget") or next(
-                (s["evidence"]["budget"] for s in c.report.get("stages", [])
-                 if isinstance(s.get("evidence"), dict) and s["evidence"].get("budget")), None)
+                (
+                    s["evidence"]["budget"]
+                    for s in c.report.get("stages", [])
+                    if isinstance(s.get("evidence"), dict) and s["evidence"].get("budget")
+                ),
+                None,
+            )
             if budget:
                 p(f"      budget: {json.dumps(budget)[:300]}")
-            skipped = [f"{s['stage']} ({s.get('reason', '?')})" for s in c.report.get("stages", [])
-                       if s.get("status") == "skip"]
+            skipped = [
+                f"{s['stage']} ({s.get('reason', '?')})"
+                for s in c.report.get("stages", [])
+                if s.get("status") == "skip"
+            ]
             if skipped:
                 p(f"      skipped: {'; '.join(skipped)}")
         elif c.check is not None:
             p(f"  {c.pipeline} {c.rows}: no report ({c.check.brief()})")
             if c.check.stage_events:
-                p("      stages started at (s after the command started): " + ", ".join(
-                    f"{s} {t:.1f}" for t, s in c.check.stage_events) + f"; it ended at {c.check.wall_s:.1f}")
+                p(
+                    "      stages started at (s after the command started): "
+                    + ", ".join(f"{s} {t:.1f}" for t, s in c.check.stage_events)
+                    + f"; it ended at {c.check.wall_s:.1f}"
+                )
             if c.check.stderr_tail:
                 p("      " + c.check.stderr_tail.strip().replace("\n", "\n      "))
     one = [c for c in cases if c.one_step]
@@ -623,15 +704,21 @@ def report(cases: list[Case], opts, started: str) -> str:
             # compute_metrics), which the report names.
             got = bool(c.report) and c.check.status == "ok"
             within = got and c.check.peak_rss <= 24 * GiB
-            p(f"{tag} complete report within 24 GiB: "
-              f"{'report' if got else 'no report: ' + c.check.brief()}, {_gib(c.check)} GiB {_verdict(within, True)}")
+            p(
+                f"{tag} complete report within 24 GiB: "
+                f"{'report' if got else 'no report: ' + c.check.brief()}, {_gib(c.check)} GiB {_verdict(within, True)}"
+            )
             chk = _ok_time(c.check) if got else None
-            p(f"{tag} faster than T2: check {f'{chk:.1f} s' if got else c.check.status.upper()} vs T2 {_s(t2)} s "
-              f"(walk {_s(walk)} s) {_verdict(chk is not None and t2 is not None and chk < t2, t2)}")
+            p(
+                f"{tag} faster than T2: check {f'{chk:.1f} s' if got else c.check.status.upper()} vs T2 {_s(t2)} s "
+                f"(walk {_s(walk)} s) {_verdict(chk is not None and t2 is not None and chk < t2, t2)}"
+            )
         if c.t2 is not None and c.check is not None:
             ok = c.t2.status == "ok" and c.check.peak_rss <= c.t2.peak_rss
-            p(f"{tag} check RSS <= T2 RSS: {_gib(c.check)} vs {_gib(c.t2)} GiB "
-              f"{_verdict(ok, c.t2.status == 'ok' or None)}")
+            p(
+                f"{tag} check RSS <= T2 RSS: {_gib(c.check)} vs {_gib(c.t2)} GiB "
+                f"{_verdict(ok, c.t2.status == 'ok' or None)}"
+            )
     by = {}
     for c in cases:
         by.setdefault(c.pipeline, {})[c.rows] = c.walk_s
@@ -643,8 +730,10 @@ def report(cases: list[Case], opts, started: str) -> str:
                 continue
             lo, hi = min(got), max(got)
             change = got[hi] / got[lo] - 1
-            p(f"  {pipe}: walk independent of rows: {hi} rows {got[hi]:.1f} s vs {lo} rows {got[lo]:.1f} s "
-              f"({change:+.0%}) {_verdict(abs(change) <= 0.2, change)}")
+            p(
+                f"  {pipe}: walk independent of rows: {hi} rows {got[hi]:.1f} s vs {lo} rows {got[lo]:.1f} s "
+                f"({change:+.0%}) {_verdict(abs(change) <= 0.2, change)}"
+            )
     return "\n".join(lines)
 
 
@@ -656,21 +745,37 @@ def _verdict(ok: bool, measured) -> str:
 
 # ------------------------------------------------------------------------------------------------------- main
 
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="bert,gpt2", help=f"comma-separated pipelines of {','.join(PIPELINES)}")
     ap.add_argument("--rows", default="1000,400000", help="comma-separated training-set sizes")
-    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "ftdoctor-real-size"),
-                    help="folder for models, tokenizers, datasets, scripts and runs; reuse it between runs")
+    ap.add_argument(
+        "--cache",
+        default=os.path.join(tempfile.gettempdir(), "ftdoctor-real-size"),
+        help="folder for models, tokenizers, datasets, scripts and runs; reuse it between runs",
+    )
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds each run may take (default 1800)")
     ap.add_argument("--budget", choices=("fast", "full"), help="passed to ftdoctor check (default: its own)")
     ap.add_argument("--skip-t2", action="store_true", help="do not run the one-step trial")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="run T0 and the check this many times and show the median (T2 runs once; default 1)")
-    ap.add_argument("--threads", type=int, help="set OMP_NUM_THREADS for every run (default: as the environment "
-                    "has it); 1 makes times less sensitive to other processes on a small machine")
-    ap.add_argument("--min-free", type=float, default=1.0,
-                    help="GiB the machine must keep available; a run that leaves less is killed (default 1)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run T0 and the check this many times and show the median (T2 runs once; default 1)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        help="set OMP_NUM_THREADS for every run (default: as the environment "
+        "has it); 1 makes times less sensitive to other processes on a small machine",
+    )
+    ap.add_argument(
+        "--min-free",
+        type=float,
+        default=1.0,
+        help="GiB the machine must keep available; a run that leaves less is killed (default 1)",
+    )
     ap.add_argument("--render", metavar="RESULTS_JSON", help="print the tables of a saved run again and exit")
     opts = ap.parse_args()
     if opts.render:
@@ -690,13 +795,19 @@ def main() -> None:
     env["HF_HOME"] = os.path.join(opts.cache, "hf-home")
     if opts.threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(opts.threads)
-    where = subprocess.run([sys.executable, "-c", "import ftdoctor, ftdoctor.checks; print(ftdoctor.__file__)"],
-                           env=env, capture_output=True, text=True, check=False)
+    where = subprocess.run(
+        [sys.executable, "-c", "import ftdoctor, ftdoctor.checks; print(ftdoctor.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if where.returncode != 0:
         sys.exit("install ftdoctor first: pip install -e .  (`python -m ftdoctor` must import ftdoctor.checks)")
     opts.ftdoctor = os.path.dirname(os.path.dirname(where.stdout.strip()))
-    commit = subprocess.run(["git", "-C", opts.ftdoctor, "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", opts.ftdoctor, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     opts.ftdoctor_commit = commit or None
 
     def say(msg):
@@ -704,15 +815,18 @@ def main() -> None:
 
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     opts.available = _available()
-    say(f"cache: {opts.cache}; load average {os.getloadavg()[0]:.1f}; "
-        f"memory sampler: {'psutil' if psutil else '/proc'}")
+    say(
+        f"cache: {opts.cache}; load average {os.getloadavg()[0]:.1f}; memory sampler: {'psutil' if psutil else '/proc'}"
+    )
     cases = []
     for pipeline in pipelines:
         for n in rows:
             case = Case(pipeline, n)
             cases.append(case)
-            if pipeline == "llama1b-lora" and subprocess.run([sys.executable, "-c", "import peft"], env=env,
-                                                             capture_output=True).returncode != 0:
+            if (
+                pipeline == "llama1b-lora"
+                and subprocess.run([sys.executable, "-c", "import peft"], env=env, capture_output=True).returncode != 0
+            ):
                 case.error = "skipped: peft is not installed"
                 continue
             try:
@@ -728,8 +842,9 @@ def main() -> None:
     os.makedirs(os.path.join(opts.cache, "results"), exist_ok=True)
     path = os.path.join(opts.cache, "results", f"real-size-{time.strftime('%Y%m%d-%H%M%S')}.json")
     with open(path, "w") as fh:
-        json.dump({"options": vars(opts), "started": started, "cases": [_raw(c) for c in cases], "table": text},
-                  fh, indent=1)
+        json.dump(
+            {"options": vars(opts), "started": started, "cases": [_raw(c) for c in cases], "table": text}, fh, indent=1
+        )
     say(f"raw results: {path}")
 
 

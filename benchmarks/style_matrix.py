@@ -39,16 +39,25 @@ def main() -> int:
             with open(path, "w") as fh:
                 fh.write(sm.render(name, style))
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "ftdoctor", "check", path, "--json"], cwd=work, env=env,
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "ftdoctor", "check", path, "--json"],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             try:
                 report = json.loads(proc.stdout)
             except ValueError:
                 report = {}
             pairs += 1
             expected = sm.PIPELINES[name][1]
-            errors = [(s["stage"], f["code"]) for s in report.get("stages", []) for f in s["findings"]
-                      if f["severity"] == "error"]
+            errors = [
+                (s["stage"], f["code"])
+                for s in report.get("stages", [])
+                for f in s["findings"]
+                if f["severity"] == "error"
+            ]
             if proc.returncode not in (0, 1) or "stages" not in report:
                 harness += 1
                 cell = "HARNESS"
@@ -70,8 +79,10 @@ def main() -> int:
     for name in pipelines:
         print(f"| {name} | " + " | ".join(table.get((name, s), "n/a") for s in styles) + " |")
     bugs = found + missed
-    print(f"\nstyle-matrix: pairs {pairs} bugs found {found}/{bugs} correct clean {clean}/{clean + false} "
-          f"harness {harness}")
+    print(
+        f"\nstyle-matrix: pairs {pairs} bugs found {found}/{bugs} correct clean {clean}/{clean + false} "
+        f"harness {harness}"
+    )
     return 0 if not (missed or false or harness) else 1
 
 

@@ -87,8 +87,9 @@ def main() -> None:
         walks, checks = [], []
         for _ in range(opts.repeat):
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "ftdoctor", "check", path, "--json"], capture_output=True,
-                                  text=True, check=False)
+            proc = subprocess.run(
+                [sys.executable, "-m", "ftdoctor", "check", path, "--json"], capture_output=True, text=True, check=False
+            )
             checks.append(time.perf_counter() - t0)
             walks.append(json.loads(proc.stdout)["duration_s"])
         walk_s, check_s = statistics.median(walks), statistics.median(checks)
@@ -103,8 +104,10 @@ def main() -> None:
         lora, full = walked.values()
         print(f"walk of the LoRA run / walk of the full fine-tune: {lora / full:.2f}")
     base, _ = _seconds([sys.executable, "-c", "pass"], opts.repeat)
-    for label, args in (("ftdoctor --help", ["-m", "ftdoctor", "--help"]),
-                        ("ftdoctor explain FTD601", ["-m", "ftdoctor", "explain", "FTD601"])):
+    for label, args in (
+        ("ftdoctor --help", ["-m", "ftdoctor", "--help"]),
+        ("ftdoctor explain FTD601", ["-m", "ftdoctor", "explain", "FTD601"]),
+    ):
         t, _ = _seconds([sys.executable, *args], opts.repeat)
         print(f"{label:<24} {t:6.3f} s   ({t / base:.1f}x a bare `python -c pass` at {base:.3f} s)")
 

@@ -1,5 +1,15 @@
 """ftdoctor's built-in checks, one module per stage (the module name is the stage name)."""
 
-from . import backward, collate, config, decode, forward, memory, metrics, overfit, setup  # noqa: F401
-from . import loop  # noqa: F401  (hand-written loop checks, registered at their stages)
-from . import distributed  # noqa: F401  (run with --nproc N)
+from . import (  # noqa: F401
+    backward,
+    collate,
+    config,
+    decode,
+    distributed,
+    forward,
+    loop,
+    memory,
+    metrics,
+    overfit,
+    setup,
+)

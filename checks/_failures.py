@@ -45,8 +45,13 @@ def explain(exc: BaseException, where: str, findings_so_far) -> Failure:
         if re.search(pattern, text):
             already = [c for c in roots if c in seen]
             if already:
-                return Failure(text, "predicted", f"{where} fails as predicted by {', '.join(already)}: "
-                               f"{text.splitlines()[0][:160]}", already, roots)
+                return Failure(
+                    text,
+                    "predicted",
+                    f"{where} fails as predicted by {', '.join(already)}: {text.splitlines()[0][:160]}",
+                    already,
+                    roots,
+                )
             if "FTD402" in roots:
                 return Failure(text, "shape", text.splitlines()[0], roots=roots)
             if "FTD304" in roots:
@@ -56,8 +61,10 @@ def explain(exc: BaseException, where: str, findings_so_far) -> Failure:
 
 
 # Phrases with which libraries state the remedy in their own error messages.
-_REMEDY = re.compile(r"(?:^|(?<=[.!:;]\s))((?:[Yy]ou (?:should|need to|must|can|may want to)|[Pp]lease|[Tt]ry|"
-                     r"[Cc]onsider|[Mm]ake sure|[Ee]nsure|[Ss]et|[Uu]se|[Pp]ass|[Ii]nstall|[Rr]un|[Cc]heck)\b[^\n]*)")
+_REMEDY = re.compile(
+    r"(?:^|(?<=[.!:;]\s))((?:[Yy]ou (?:should|need to|must|can|may want to)|[Pp]lease|[Tt]ry|"
+    r"[Cc]onsider|[Mm]ake sure|[Ee]nsure|[Ss]et|[Uu]se|[Pp]ass|[Ii]nstall|[Rr]un|[Cc]heck)\b[^\n]*)"
+)
 
 
 def stated_remedy(text: str) -> str | None:
@@ -83,13 +90,19 @@ def root_codes(text: str) -> list[str]:
     return []
 
 
-rule("FTD806", "walk-short-of-memory", "memory", "warning", "A stage was not run: this machine lacks the memory",
-     """
+rule(
+    "FTD806",
+    "walk-short-of-memory",
+    "memory",
+    "warning",
+    "A stage was not run: this machine lacks the memory",
+    """
      The forward, backward, overfit and memory stages work on a copy of the trainable weights (with gradients
      and optimizer state for the ones that train). When this machine cannot hold that beside your own model,
      the stage is not run and says so, and the stages before it keep their findings: a report instead of a
      process killed for memory. It says nothing about your pipeline; the stages that ran still stand.
-     """)
+     """,
+)
 
 
 def short_of_memory(model, times: int, what: str, device=None):
@@ -101,6 +114,10 @@ def short_of_memory(model, times: int, what: str, device=None):
     reason = short(times * trainable_bytes(model), what, device) if times else None
     if reason is None:
         return None
-    return finding("FTD806", reason[0].upper() + reason[1:] + ".",
-                   "Run the check where more memory is free (close other jobs, or a larger machine); the stages "
-                   "that ran stand as reported.", evidence={"needed_copies_of_trainable_weights": times})
+    return finding(
+        "FTD806",
+        reason[0].upper() + reason[1:] + ".",
+        "Run the check where more memory is free (close other jobs, or a larger machine); the stages "
+        "that ran stand as reported.",
+        evidence={"needed_copies_of_trainable_weights": times},
+    )

@@ -5,52 +5,72 @@ from __future__ import annotations
 import contextlib
 import time
 
-from ftdoctor.facts import models as data
-from ftdoctor.sdk import (Provide, Site, UserCodeError, check, deepest_user_frame, finding, read_source, rule,
-                          run_user)
-
 from ftdoctor.checks._failures import explain, relay_fix, short_of_memory
+from ftdoctor.facts import models as data
+from ftdoctor.sdk import Provide, Site, UserCodeError, check, deepest_user_frame, finding, read_source, rule, run_user
 
-rule("FTD501", "params-without-grad", "backward", "error", "Trainable parameters receive no gradient",
-     """
+rule(
+    "FTD501",
+    "params-without-grad",
+    "backward",
+    "error",
+    "Trainable parameters receive no gradient",
+    """
      Parameters with `requires_grad=True` that get no gradient never change: the graph is cut (`.detach()`,
      `torch.no_grad()`, `.item()`, a numpy round trip) or those modules are not used by the loss. When the task
      head gets none, the model cannot learn the task at all.
      """,
-     broken="""
+    broken="""
      with torch.no_grad():
          features = self.encoder(**inputs).last_hidden_state
      logits = self.head(features)
      """,
-     fixed="""
+    fixed="""
      features = self.encoder(**inputs).last_hidden_state
      logits = self.head(features)
-     """)
-rule("FTD506", "some-params-without-grad", "backward", "warning", "Some trainable parameters receive no gradient",
-     """
+     """,
+)
+rule(
+    "FTD506",
+    "some-params-without-grad",
+    "backward",
+    "warning",
+    "Some trainable parameters receive no gradient",
+    """
      A minority of the parameters with `requires_grad=True` got no gradient on a real batch, none of them in the
      task head: modules the loss does not use (a pooler, an unused embedding type), or a partial cut in the graph.
      They never change; freeze them on purpose if that is meant.
      """,
-     broken="model.bert.pooler  # unused by a token classification loss, still requires_grad",
-     fixed="for p in model.bert.pooler.parameters(): p.requires_grad = False")
-rule("FTD507", "no-trainable-parameters", "backward", "error", "The model has no trainable parameters",
-     """
+    broken="model.bert.pooler  # unused by a token classification loss, still requires_grad",
+    fixed="for p in model.bert.pooler.parameters(): p.requires_grad = False",
+)
+rule(
+    "FTD507",
+    "no-trainable-parameters",
+    "backward",
+    "error",
+    "The model has no trainable parameters",
+    """
      Every parameter has `requires_grad=False`, usually from a loop that freezes the encoder and catches the
      head too. Nothing can learn: a hand-written loop fails at `loss.backward()`, the Trainer builds an empty
      optimizer.
      """,
-     broken="""
+    broken="""
      for p in model.parameters():
          p.requires_grad = False
      """,
-     fixed="""
+    fixed="""
      for p in model.base_model.parameters():  # the encoder only; the classification head still learns
          p.requires_grad = False
-     """)
-rule("FTD508", "checkpointing-without-input-grads", "backward", "error",
-     "Checkpointed blocks get no gradient: their input does not require grad",
-     """
+     """,
+)
+rule(
+    "FTD508",
+    "checkpointing-without-input-grads",
+    "backward",
+    "error",
+    "Checkpointed blocks get no gradient: their input does not require grad",
+    """
      Reentrant gradient checkpointing (`torch.utils.checkpoint(..., use_reentrant=True)`) back-propagates into a
      recomputed block only when one of the block's inputs requires grad. With a frozen base (LoRA and other
      adapters) the embeddings' output does not, so the adapters inside every checkpointed block get no gradient and
@@ -59,48 +79,73 @@ rule("FTD508", "checkpointing-without-input-grads", "backward", "error",
      `gradient_checkpointing_enable()` and TRL make the embeddings' output require grad themselves; checkpointing
      applied by the script's own code must.
      """,
-     broken="""
+    broken="""
      model = get_peft_model(base, lora_config)
      for layer in model.get_base_model().model.layers:  # the script's own reentrant checkpointing
          layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=True)
      """,
-     fixed="""
+    fixed="""
      model = get_peft_model(base, lora_config)
      for layer in model.get_base_model().model.layers:
          layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=True)
      model.enable_input_require_grads()  # the embeddings' output requires grad: gradients enter every block
-     """)
-rule("FTD502", "non-finite-gradients", "backward", "error", "Gradients are NaN or infinite",
-     """
+     """,
+)
+rule(
+    "FTD502",
+    "non-finite-gradients",
+    "backward",
+    "error",
+    "Gradients are NaN or infinite",
+    """
      Non-finite gradients destroy the weights at the first step. Causes: a non-finite loss, log of zero in a
      custom loss, float16 overflow.
-     """)
-rule("FTD503", "params-not-updated", "backward", "error", "The optimizer step changes no parameter",
-     """
+     """,
+)
+rule(
+    "FTD503",
+    "params-not-updated",
+    "backward",
+    "error",
+    "The optimizer step changes no parameter",
+    """
      After one optimizer step with non-zero gradients, the weights must move. A learning rate of 0, an optimizer
      holding another model's parameters, or frozen parameters leave the model exactly as it was.
      """,
-     broken='TrainingArguments("out", learning_rate=0)',
-     fixed='TrainingArguments("out", learning_rate=2e-5)')
-rule("FTD504", "optimizer-missing-params", "backward", "error", "The optimizer does not hold the trainable parameters",
-     """
+    broken='TrainingArguments("out", learning_rate=0)',
+    fixed='TrainingArguments("out", learning_rate=2e-5)',
+)
+rule(
+    "FTD504",
+    "optimizer-missing-params",
+    "backward",
+    "error",
+    "The optimizer does not hold the trainable parameters",
+    """
      An optimizer updates only the parameters it was given. Built before the model was replaced or its head
      swapped, or from an empty list, it holds none (or only some) of the parameters that train.
      """,
-     broken="""
+    broken="""
      optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
      model = AutoModelForSequenceClassification.from_pretrained(ckpt, num_labels=3)  # a new model
      trainer = Trainer(model, args, optimizers=(optimizer, None))
      """,
-     fixed="""
+    fixed="""
      model = AutoModelForSequenceClassification.from_pretrained(ckpt, num_labels=3)
      optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
      trainer = Trainer(model, args, optimizers=(optimizer, None))
-     """)
-rule("FTD505", "backward-error", "backward", "error", "The backward pass or the optimizer step raised",
-     """
+     """,
+)
+rule(
+    "FTD505",
+    "backward-error",
+    "backward",
+    "error",
+    "The backward pass or the optimizer step raised",
+    """
      Computing gradients or applying them failed on a real batch; training would fail the same way.
-     """)
+     """,
+)
 
 
 @check("backward", codes=("FTD507",))
@@ -117,29 +162,53 @@ def some_parameters_train(model, pipeline):
         loaded = [a for a, config in adapters.items() if getattr(config, "inference_mode", False) is True]
         load_site, call = _adapter_load_site(pipeline)
         if loaded:
-            detail = (f"No parameter of `{data.model_name(model)}` has requires_grad=True: the adapter "
-                      f"{', '.join(f'`{a}`' for a in loaded)} was loaded for inference (PEFT loads adapters frozen "
-                      "unless told otherwise), and the base model is frozen under it. Nothing can train.")
-            fix = ("Load the adapter for training: "
-                   + (f"`{call}`" if call else "`PeftModel.from_pretrained(base, adapter_path, is_trainable=True)`")
-                   + " (PEFT loads adapters for inference by default; `model.load_adapter(path, adapter_name, "
-                   "is_trainable=True)` likewise). Leave the base frozen.")
-            return finding("FTD507", detail, fix, location=load_site or pipeline.location(model),
-                           evidence={**evidence, "adapters_in_inference_mode": loaded})
-        fix = (f"Make the adapter trainable, not the base: `get_peft_model(base, config)` leaves exactly the adapter "
-               f"trainable, so freeze nothing after it, or turn it back on with "
-               f"`{name}.set_requires_grad(\"{next(iter(adapters), 'default')}\")`.")
-        return finding("FTD507", f"No parameter of `{data.model_name(model)}` has requires_grad=True: the adapter "
-                       "was frozen along with the base model, so nothing can train.", fix,
-                       location=_freeze_site(pipeline) or pipeline.location(model), evidence=evidence)
+            detail = (
+                f"No parameter of `{data.model_name(model)}` has requires_grad=True: the adapter "
+                f"{', '.join(f'`{a}`' for a in loaded)} was loaded for inference (PEFT loads adapters frozen "
+                "unless told otherwise), and the base model is frozen under it. Nothing can train."
+            )
+            fix = (
+                "Load the adapter for training: "
+                + (f"`{call}`" if call else "`PeftModel.from_pretrained(base, adapter_path, is_trainable=True)`")
+                + " (PEFT loads adapters for inference by default; `model.load_adapter(path, adapter_name, "
+                "is_trainable=True)` likewise). Leave the base frozen."
+            )
+            return finding(
+                "FTD507",
+                detail,
+                fix,
+                location=load_site or pipeline.location(model),
+                evidence={**evidence, "adapters_in_inference_mode": loaded},
+            )
+        fix = (
+            f"Make the adapter trainable, not the base: `get_peft_model(base, config)` leaves exactly the adapter "
+            f"trainable, so freeze nothing after it, or turn it back on with "
+            f'`{name}.set_requires_grad("{next(iter(adapters), "default")}")`.'
+        )
+        return finding(
+            "FTD507",
+            f"No parameter of `{data.model_name(model)}` has requires_grad=True: the adapter "
+            "was frozen along with the base model, so nothing can train.",
+            fix,
+            location=_freeze_site(pipeline) or pipeline.location(model),
+            evidence=evidence,
+        )
     heads = [h.rstrip(".") for h in _head_names(model)]
-    fix = (f"Leave the task head trainable: freeze only the encoder, or unfreeze the head after freezing "
-           f"(`for p in {name}.{heads[-1]}.parameters(): p.requires_grad = True`)." if heads else
-           "Leave at least the parameters that should learn with `requires_grad=True`.")
-    return finding("FTD507", f"No parameter of `{data.model_name(model)}` has requires_grad=True: nothing can train "
-                   "(a loop's `loss.backward()` raises \"element 0 of tensors does not require grad\"; the Trainer's "
-                   "optimizer gets an empty parameter list).", fix,
-                   location=_freeze_site(pipeline) or pipeline.location(model), evidence=evidence)
+    fix = (
+        f"Leave the task head trainable: freeze only the encoder, or unfreeze the head after freezing "
+        f"(`for p in {name}.{heads[-1]}.parameters(): p.requires_grad = True`)."
+        if heads
+        else "Leave at least the parameters that should learn with `requires_grad=True`."
+    )
+    return finding(
+        "FTD507",
+        f"No parameter of `{data.model_name(model)}` has requires_grad=True: nothing can train "
+        "(a loop's `loss.backward()` raises \"element 0 of tensors does not require grad\"; the Trainer's "
+        "optimizer gets an empty parameter list).",
+        fix,
+        location=_freeze_site(pipeline) or pipeline.location(model),
+        evidence=evidence,
+    )
 
 
 def _adapter_load_site(pipeline) -> tuple[str | None, str | None]:
@@ -183,10 +252,14 @@ def _adapter_load_site(pipeline) -> tuple[str | None, str | None]:
     return None, None
 
 
-@check("backward", provides=("step_evidence", "work_optimizer"),
-       codes=("FTD501", "FTD502", "FTD503", "FTD504", "FTD505", "FTD506", "FTD508", "FTD806"))
-def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, target, trainer=None, optimizer=None,
-                       args=None):
+@check(
+    "backward",
+    provides=("step_evidence", "work_optimizer"),
+    codes=("FTD501", "FTD502", "FTD503", "FTD504", "FTD505", "FTD506", "FTD508", "FTD806"),
+)
+def one_optimizer_step(
+    work_model, batch, model, pipeline, findings_so_far, target, trainer=None, optimizer=None, args=None
+):
     import torch
 
     out = []
@@ -194,26 +267,39 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
     if not trainable:
         return Provide({}, skip_reason="the model has no trainable parameters (FTD507)")
     copies = target.copies()
-    short = short_of_memory(model, 1 + copies, "One optimizer step (the gradients" + (", on a copy)" if copies else ")"),
-                            target.work_device)
+    short = short_of_memory(
+        model, 1 + copies, "One optimizer step (the gradients" + (", on a copy)" if copies else ")"), target.work_device
+    )
     if short is not None:
         return Provide({}, [short], skip_reason="not enough memory for one optimizer step (FTD806)")
     opt, held = target.build_optimizer(work_model)
     opt_loc = pipeline.location(optimizer, trainer) if optimizer is not None else pipeline.location(trainer)
     missing = sorted(trainable - held)
     if opt is None or not held:
-        out.append(finding("FTD504", f"The optimizer holds none of the {len(trainable)} trainable parameters of "
-                           f"`{data.model_name(model)}`: it was built from another model or an empty list.",
-                           "Build the optimizer from the model you train, after creating it: "
-                           "`torch.optim.AdamW(model.parameters(), lr=...)`.", location=opt_loc,
-                           evidence={"trainable": len(trainable), "held": 0}))
+        out.append(
+            finding(
+                "FTD504",
+                f"The optimizer holds none of the {len(trainable)} trainable parameters of "
+                f"`{data.model_name(model)}`: it was built from another model or an empty list.",
+                "Build the optimizer from the model you train, after creating it: "
+                "`torch.optim.AdamW(model.parameters(), lr=...)`.",
+                location=opt_loc,
+                evidence={"trainable": len(trainable), "held": 0},
+            )
+        )
         return Provide({}, out)
     if missing:
-        out.append(finding("FTD504", f"The optimizer holds {len(held & trainable)} of {len(trainable)} trainable "
-                           f"parameters; missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.",
-                           "Build the optimizer after the last change to the model (head replaced, layers unfrozen): "
-                           "`torch.optim.AdamW(model.parameters(), lr=...)`.", location=opt_loc,
-                           evidence={"missing": missing[:50], "trainable": len(trainable)}))
+        out.append(
+            finding(
+                "FTD504",
+                f"The optimizer holds {len(held & trainable)} of {len(trainable)} trainable "
+                f"parameters; missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.",
+                "Build the optimizer after the last change to the model (head replaced, layers unfrozen): "
+                "`torch.optim.AdamW(model.parameters(), lr=...)`.",
+                location=opt_loc,
+                evidence={"missing": missing[:50], "trainable": len(trainable)},
+            )
+        )
     work_model.train()
     work_model.zero_grad(set_to_none=True)
     params = dict(work_model.named_parameters())
@@ -240,9 +326,13 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
         failure = explain(err.exc, "the backward pass", findings_so_far)
         if failure.kind == "predicted":
             return Provide({}, out, skip_reason=failure.reason)
-        f = finding("FTD505", failure.first_line,
-                    relay_fix(failure.text, "Fix the cause shown; --traceback prints the whole trace."),
-                    location=pipeline.location(model), evidence={"exception": failure.text})
+        f = finding(
+            "FTD505",
+            failure.first_line,
+            relay_fix(failure.text, "Fix the cause shown; --traceback prints the whole trace."),
+            location=pipeline.location(model),
+            evidence={"exception": failure.text},
+        )
         return Provide({}, out + [f], skip_reason=failure.reason)
     no_grad = [n for n in trainable if n in params and params[n].grad is None]
     # A gradient that exists but is exactly zero means the parameter is in the graph and the loss is flat along it
@@ -252,13 +342,23 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
     if zero and len(zero) == sum(1 for n in trainable if n in params and params[n].grad is not None):
         no_grad += zero
     head = [h for h in _head_names(work_model) if h.rstrip(".") in ran or h.rstrip(".").split(".")[-1] in ran]
-    non_finite = [n for n in trainable if n in params and params[n].grad is not None
-                  and not torch.isfinite(params[n].grad.sum(dtype=torch.float32))]  # a NaN or inf makes the sum one
+    non_finite = [
+        n
+        for n in trainable
+        if n in params and params[n].grad is not None and not torch.isfinite(params[n].grad.sum(dtype=torch.float32))
+    ]  # a NaN or inf makes the sum one
     if non_finite:
-        out.append(finding("FTD502", f"{len(non_finite)} parameters have NaN/inf gradients (e.g. {non_finite[0]}); "
-                           f"the loss was {float(loss.detach()):.4g}.", "Find the source: a non-finite loss, log(0) in a "
-                           "custom loss, or float16 overflow (use bf16 or keep fp16 with float32 weights).",
-                           location=pipeline.location(model), evidence={"parameters": non_finite[:20]}))
+        out.append(
+            finding(
+                "FTD502",
+                f"{len(non_finite)} parameters have NaN/inf gradients (e.g. {non_finite[0]}); "
+                f"the loss was {float(loss.detach()):.4g}.",
+                "Find the source: a non-finite loss, log(0) in a "
+                "custom loss, or float16 overflow (use bf16 or keep fp16 with float32 weights).",
+                location=pipeline.location(model),
+                evidence={"parameters": non_finite[:20]},
+            )
+        )
     lr = getattr(args, "learning_rate", None)
     # The step runs on a sample of each parameter group (the others' gradients are dropped, as for a parameter a
     # batch does not use): enough to see whether the optimizer moves what it holds, without allocating its state
@@ -266,8 +366,9 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
     # zero-initialised partners moved.
     stepped = _step_sample(opt, params, set(zero))
     if no_grad:
-        short = short_of_memory(model, 3 + copies, "A step of every weight (gradients and two optimizer moments)",
-                                target.work_device)
+        short = short_of_memory(
+            model, 3 + copies, "A step of every weight (gradients and two optimizer moments)", target.work_device
+        )
         if short is None:
             stepped = set(trainable & held)
         else:  # without it, a parameter whose zero-initialised partner blocks its gradient would look cut off
@@ -286,8 +387,14 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
             stepped |= set(aside)
             with_grad, moved = _step(opt, params, stepped - set(no_grad))
     except UserCodeError as err:
-        out.append(finding("FTD505", f"optimizer.step() raised {type(err.exc).__name__}: {err.exc}",
-                           "Fix the optimizer configuration.", location=opt_loc))
+        out.append(
+            finding(
+                "FTD505",
+                f"optimizer.step() raised {type(err.exc).__name__}: {err.exc}",
+                "Fix the optimizer configuration.",
+                location=opt_loc,
+            )
+        )
         return Provide({}, out)
     del aside
     if no_grad:
@@ -305,32 +412,55 @@ def one_optimizer_step(work_model, batch, model, pipeline, findings_so_far, targ
         share = len(no_grad) / len(trainable)
         rule_code = "FTD501" if head_cut or share > 0.5 else "FTD506"
         cuts = graph_cuts(pipeline, target, model)
-        fix = ("Make sure the loss depends on them: no `.detach()`, `torch.no_grad()` or `.item()` between them and "
-               "the loss; freeze on purpose with `p.requires_grad = False` what should not train.")
+        fix = (
+            "Make sure the loss depends on them: no `.detach()`, `torch.no_grad()` or `.item()` between them and "
+            "the loss; freeze on purpose with `p.requires_grad = False` what should not train."
+        )
         if cuts:
             site, code = cuts[0]
-            fix = (f"The graph is cut at {site}: `{code}`. Remove the `{_cut_token(code)}` so the loss reaches them; "
-                   "freeze on purpose with `p.requires_grad = False` what should not train.")
-        out.append(finding(rule_code, f"{len(no_grad)} of {len(trainable)} trainable parameters got no gradient "
-                           f"(e.g. {', '.join(sorted(no_grad)[:4])}).", fix,
-                           location=str(cuts[0][0]) if cuts else pipeline.location(model),
-                           evidence={"parameters": sorted(no_grad)[:50], "graph_cuts": [f"{s}: {c}" for s, c in cuts]}))
+            fix = (
+                f"The graph is cut at {site}: `{code}`. Remove the `{_cut_token(code)}` so the loss reaches them; "
+                "freeze on purpose with `p.requires_grad = False` what should not train."
+            )
+        out.append(
+            finding(
+                rule_code,
+                f"{len(no_grad)} of {len(trainable)} trainable parameters got no gradient "
+                f"(e.g. {', '.join(sorted(no_grad)[:4])}).",
+                fix,
+                location=str(cuts[0][0]) if cuts else pipeline.location(model),
+                evidence={"parameters": sorted(no_grad)[:50], "graph_cuts": [f"{s}: {c}" for s, c in cuts]},
+            )
+        )
 
     if with_grad and not moved:
         group_lrs = sorted({g.get("lr") for g in opt.param_groups})
-        out.append(finding("FTD503", f"No parameter changed after one optimizer step (learning rates {group_lrs}).",
-                           "Use a non-zero learning rate: `TrainingArguments(..., learning_rate=2e-5)`."
-                           if all(not x for x in group_lrs) else "Check the optimizer's parameters and settings.",
-                           location=(pipeline.location(args) if lr == 0 else None) or opt_loc, evidence={"lrs": group_lrs}))
+        out.append(
+            finding(
+                "FTD503",
+                f"No parameter changed after one optimizer step (learning rates {group_lrs}).",
+                "Use a non-zero learning rate: `TrainingArguments(..., learning_rate=2e-5)`."
+                if all(not x for x in group_lrs)
+                else "Check the optimizer's parameters and settings.",
+                location=(pipeline.location(args) if lr == 0 else None) or opt_loc,
+                evidence={"lrs": group_lrs},
+            )
+        )
     work_model.zero_grad(set_to_none=True)
     counted = {id(p): p for p in model.parameters()}.values()
     state_bytes = _state_bytes(opt, params, stepped, trainable & held)
     # Measured: the state itself (twice the trainable weights for AdamW) is not needed by any later stage.
     opt.state.clear()
-    evidence = {"loss": float(loss.detach()), "optimizer": type(opt).__name__, "trainable_params": len(trainable),
-                "moved": len(moved), "optimizer_state_bytes": state_bytes, "step_seconds": step_seconds,
-                "trainable_numel": sum(p.numel() for p in counted if p.requires_grad),
-                "total_numel": sum(p.numel() for p in counted)}
+    evidence = {
+        "loss": float(loss.detach()),
+        "optimizer": type(opt).__name__,
+        "trainable_params": len(trainable),
+        "moved": len(moved),
+        "optimizer_state_bytes": state_bytes,
+        "step_seconds": step_seconds,
+        "trainable_numel": sum(p.numel() for p in counted if p.requires_grad),
+        "total_numel": sum(p.numel() for p in counted),
+    }
     return Provide({"step_evidence": evidence, "work_optimizer": opt}, out, evidence=evidence)
 
 
@@ -408,18 +538,29 @@ def _checkpoint_cut(cut: list, work_model, trainable: set, pipeline, model, *, l
     blocks = len({id(_block_of(fn)) for fn, _ in cut}) if all(_block_of(fn) is not None for fn, _ in cut) else None
     what = f"{blocks} checkpointed block{'s' if blocks != 1 else ''}" if blocks else "the checkpointed blocks"
     why = " (the embeddings are frozen)" if _embeddings_frozen(work_model) else ""
-    detail = (f"Reentrant gradient checkpointing is on{where} and the input of {what} does not require grad{why}, "
-              f"so torch does not back-propagate into them: {len(lost)} of {len(trainable)} trainable parameters get "
-              f"no gradient (e.g. {', '.join(lost[:3])}).")
+    detail = (
+        f"Reentrant gradient checkpointing is on{where} and the input of {what} does not require grad{why}, "
+        f"so torch does not back-propagate into them: {len(lost)} of {len(trainable)} trainable parameters get "
+        f"no gradient (e.g. {', '.join(lost[:3])})."
+    )
     if whole_loss:
-        detail += (" None is outside those blocks, so the loss itself has no grad_fn and `loss.backward()` raises "
-                   "\"element 0 of tensors does not require grad\".")
-    fix = (f"Make the embeddings' output require grad before training: `{name}.enable_input_require_grads()`; or "
-           "checkpoint without reentrancy (`gradient_checkpointing_kwargs={\"use_reentrant\": False}`, or "
-           "`checkpoint(..., use_reentrant=False)` in your own code); for a quantized base, "
-           "`prepare_model_for_kbit_training(model)` does it too.")
-    return finding("FTD508", detail, fix, location=str(site) if site is not None else pipeline.location(model),
-                   evidence={"parameters": lost[:50], "checkpoints_without_input_grad": len(cut)})
+        detail += (
+            " None is outside those blocks, so the loss itself has no grad_fn and `loss.backward()` raises "
+            '"element 0 of tensors does not require grad".'
+        )
+    fix = (
+        f"Make the embeddings' output require grad before training: `{name}.enable_input_require_grads()`; or "
+        'checkpoint without reentrancy (`gradient_checkpointing_kwargs={"use_reentrant": False}`, or '
+        "`checkpoint(..., use_reentrant=False)` in your own code); for a quantized base, "
+        "`prepare_model_for_kbit_training(model)` does it too."
+    )
+    return finding(
+        "FTD508",
+        detail,
+        fix,
+        location=str(site) if site is not None else pipeline.location(model),
+        evidence={"parameters": lost[:50], "checkpoints_without_input_grad": len(cut)},
+    )
 
 
 def _embeddings_frozen(model) -> bool:
@@ -444,12 +585,21 @@ def _freeze_site(pipeline) -> str | None:
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return None
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == "requires_grad"
-                                                for t in node.targets) \
-                and isinstance(node.value, ast.Constant) and node.value.value is False:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Attribute) and t.attr == "requires_grad" for t in node.targets)
+            and isinstance(node.value, ast.Constant)
+            and node.value.value is False
+        ):
             return str(Site(cap.script, node.lineno))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "requires_grad_" \
-                and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value is False:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "requires_grad_"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value is False
+        ):
             return str(Site(cap.script, node.lineno))
     return None
 
@@ -512,8 +662,9 @@ def _state_bytes(opt, params: dict, stepped: set[str], held: set[str]) -> int:
     if not ran or not numel:
         return per_element + per_tensor
     everything = [n for n in held if n in params]
-    return int(per_element * sum(params[n].numel() for n in everything) / numel
-               + per_tensor * len(everything) / len(ran))
+    return int(
+        per_element * sum(params[n].numel() for n in everything) / numel + per_tensor * len(everything) / len(ran)
+    )
 
 
 def _watch_children(model, ran: set[str]) -> list:
@@ -533,7 +684,8 @@ def _watch_children(model, ran: set[str]) -> list:
         handles.append(m.register_forward_pre_hook(hook))
     out_emb = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     if out_emb is not None and id(out_emb) in names:
-        handles.append(out_emb.register_forward_pre_hook(lambda module, args, name=names[id(out_emb)]: ran.add(name)))
+        name = names[id(out_emb)]
+        handles.append(out_emb.register_forward_pre_hook(lambda module, args: ran.add(name)))
     return handles
 
 
@@ -567,8 +719,14 @@ def _head_names(model) -> list[str]:
     return heads
 
 
-_CUTS = ((r"\.detach\(\)", ".detach()"), (r"no_grad\(\)", "torch.no_grad()"), (r"inference_mode\(", "torch.inference_mode()"),
-         (r"\.item\(\)", ".item()"), (r"\.numpy\(\)", ".numpy()"), (r"\.data\b", ".data"))
+_CUTS = (
+    (r"\.detach\(\)", ".detach()"),
+    (r"no_grad\(\)", "torch.no_grad()"),
+    (r"inference_mode\(", "torch.inference_mode()"),
+    (r"\.item\(\)", ".item()"),
+    (r"\.numpy\(\)", ".numpy()"),
+    (r"\.data\b", ".data"),
+)
 
 
 def _cut_token(code: str) -> str:

@@ -8,37 +8,59 @@ from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, ru
 
 MAX_BATCH = 8  # rows per checked batch: enough to see padding and shapes, cheap on a CPU
 
-rule("FTD301", "no-padding-collator", "collate", "error", "The collator cannot pad rows of different lengths",
-     """
+rule(
+    "FTD301",
+    "no-padding-collator",
+    "collate",
+    "error",
+    "The collator cannot pad rows of different lengths",
+    """
      Dynamic padding is done by the collator. Without a processing class the Trainer uses
      `default_data_collator`, which only stacks, so the first batch whose rows differ in length fails with
      "expected sequence of length 23 at dim 1 (got 31)" or "Unable to create tensor".
      """,
-     broken="trainer = Trainer(model, args, train_dataset=tokenized[\"train\"])",
-     fixed="""
+    broken='trainer = Trainer(model, args, train_dataset=tokenized["train"])',
+    fixed="""
      trainer = Trainer(model, args, train_dataset=tokenized["train"],
                        data_collator=DataCollatorWithPadding(tokenizer))
-     """)
-rule("FTD302", "collator-error", "collate", "error", "The collator raised",
-     """
+     """,
+)
+rule(
+    "FTD302",
+    "collator-error",
+    "collate",
+    "error",
+    "The collator raised",
+    """
      The pipeline's collator failed on real rows of the training set, so the first training step would fail
      the same way.
-     """)
-rule("FTD304", "batch-without-labels", "collate", "error", "Batches carry no labels, so the model returns no loss",
-     """
+     """,
+)
+rule(
+    "FTD304",
+    "batch-without-labels",
+    "collate",
+    "error",
+    "Batches carry no labels, so the model returns no loss",
+    """
      Transformers models compute the loss only when `labels` are in the batch. Without them `Trainer` stops with
      "The model did not return a loss from the inputs". Language-modelling collators create the labels;
      classification datasets must carry them.
      """,
-     broken="data_collator = DataCollatorWithPadding(tokenizer)  # causal LM: nothing makes labels",
-     fixed="data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)")
+    broken="data_collator = DataCollatorWithPadding(tokenizer)  # causal LM: nothing makes labels",
+    fixed="data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)",
+)
 
 
 def _describe(batch) -> list[dict]:
     rows = []
     for k, v in batch.items():
-        shape = list(v.shape) if hasattr(v, "shape") else (f"list[{len(v)}]" if isinstance(v, list) else type(v).__name__)
-        rows.append({"key": k, "shape": shape, "dtype": str(getattr(v, "dtype", type(v).__name__)).replace("torch.", "")})
+        shape = (
+            list(v.shape) if hasattr(v, "shape") else (f"list[{len(v)}]" if isinstance(v, list) else type(v).__name__)
+        )
+        rows.append(
+            {"key": k, "shape": shape, "dtype": str(getattr(v, "dtype", type(v).__name__)).replace("torch.", "")}
+        )
     return rows
 
 
@@ -51,31 +73,54 @@ def _diagnose(exc: BaseException, features, collator, findings_so_far, tokenizer
         if "FTD105" in seen:
             return None, "the collator cannot pad without a pad token (config FTD105)"
         tok = pipeline.name_of(tokenizer) or "tokenizer"
-        return finding("FTD105", f"`{name}` pads, but the tokenizer has no pad token: {text.splitlines()[0]}",
-                       f"Set `{tok}.pad_token = {tok}.eos_token` before building the collator."), "no pad token"
+        return finding(
+            "FTD105",
+            f"`{name}` pads, but the tokenizer has no pad token: {text.splitlines()[0]}",
+            f"Set `{tok}.pad_token = {tok}.eos_token` before building the collator.",
+        ), "no pad token"
     if "FTD213" in seen and ("NoneType" in text or "Unable to create tensor" in text or "None" in text):
         return None, "rows without a label (decode FTD213)"
     if "too many dimensions 'str'" in text or ("FTD210" in seen and ("str" in text or "excessive nesting" in text)):
-        return (None, "text columns reach the collator (decode FTD210)") if "FTD210" in seen else \
-            (finding("FTD210", f"`{name}` received text values: {text}", "Remove text columns after tokenizing."), "text")
+        return (
+            (None, "text columns reach the collator (decode FTD210)")
+            if "FTD210" in seen
+            else (
+                finding("FTD210", f"`{name}` received text values: {text}", "Remove text columns after tokenizing."),
+                "text",
+            )
+        )
     lengths = {len(f["input_ids"]) for f in features if isinstance(f, dict) and "input_ids" in f}
-    if len(lengths) > 1 and not hasattr(collator, "tokenizer") and \
-            any(s in text for s in ("expected sequence of length", "Unable to create tensor", "stack expects each tensor")):
+    if (
+        len(lengths) > 1
+        and not hasattr(collator, "tokenizer")
+        and any(
+            s in text for s in ("expected sequence of length", "Unable to create tensor", "stack expects each tensor")
+        )
+    ):
         return _no_padding(name, lengths, pipeline), "the collator cannot pad"
-    return (finding("FTD302", f"`{name}` raised {type(exc).__name__}: {text.splitlines()[0] if text else ''}",
-                    "Fix the collator so it accepts rows of the training set (see the traceback with --traceback).",
-                    location=pipeline.location(collator, pipeline.trainer),
-                    evidence={"exception": f"{type(exc).__name__}: {text}"}), "the collator raised")
+    return (
+        finding(
+            "FTD302",
+            f"`{name}` raised {type(exc).__name__}: {text.splitlines()[0] if text else ''}",
+            "Fix the collator so it accepts rows of the training set (see the traceback with --traceback).",
+            location=pipeline.location(collator, pipeline.trainer),
+            evidence={"exception": f"{type(exc).__name__}: {text}"},
+        ),
+        "the collator raised",
+    )
 
 
 def _no_padding(name, lengths, pipeline):
     tok = pipeline.name_of(pipeline.tokenizer) or "tokenizer"
-    return finding("FTD301", f"`{name}` only stacks rows, and the tokenized rows have {len(lengths)} different lengths "
-                   f"({min(lengths)}..{max(lengths)} tokens): the first batch fails.",
-                   f"Pad per batch: `data_collator=DataCollatorWithPadding({tok})` in `Trainer(...)` "
-                   f"(or pass `processing_class={tok}`, which makes it the default).",
-                   location=pipeline.location(pipeline.trainer), evidence={"min_length": min(lengths),
-                                                                          "max_length": max(lengths)})
+    return finding(
+        "FTD301",
+        f"`{name}` only stacks rows, and the tokenized rows have {len(lengths)} different lengths "
+        f"({min(lengths)}..{max(lengths)} tokens): the first batch fails.",
+        f"Pad per batch: `data_collator=DataCollatorWithPadding({tok})` in `Trainer(...)` "
+        f"(or pass `processing_class={tok}`, which makes it the default).",
+        location=pipeline.location(pipeline.trainer),
+        evidence={"min_length": min(lengths), "max_length": max(lengths)},
+    )
 
 
 def _varied(features, n):
@@ -85,8 +130,11 @@ def _varied(features, n):
     dicts = [f for f in features if isinstance(f, dict)]
     if len(dicts) == len(features):
         for key in ("input_ids", "labels"):
-            lengths = [(len(f[key]), i) for i, f in enumerate(features)
-                       if hasattr(f.get(key), "__len__") and not isinstance(f.get(key), str)]
+            lengths = [
+                (len(f[key]), i)
+                for i, f in enumerate(features)
+                if hasattr(f.get(key), "__len__") and not isinstance(f.get(key), str)
+            ]
             if len({length for length, _ in lengths}) > 1:
                 for _, i in (min(lengths), max(lengths)):
                     if i not in picked:
@@ -107,16 +155,21 @@ def _extremes(features):
 
 
 @check("collate", provides=("batch", "eval_batch"), codes=("FTD301", "FTD302", "FTD105", "FTD210"))
-def build_batches(train_features, pipeline, findings_so_far, target, args=None, tokenizer=None,
-                  eval_features=None, budget=None):
+def build_batches(
+    train_features, pipeline, findings_so_far, target, args=None, tokenizer=None, eval_features=None, budget=None
+):
     collator = target.collator
     values, findings = {}, []
     fixed = target.fixed_batch()
     if fixed is not None:  # a loop without a loader: the batch it ran is the batch
-        return Provide({"batch": dict(fixed), "eval_batch": Unavailable("the loop has no evaluation loader")},
-                       evidence={"batch": _describe(fixed), "source": "the batch the loop ran"})
-    for split, features, size in (("batch", train_features, getattr(args, "per_device_train_batch_size", 8)),
-                                  ("eval_batch", eval_features, getattr(args, "per_device_eval_batch_size", 8))):
+        return Provide(
+            {"batch": dict(fixed), "eval_batch": Unavailable("the loop has no evaluation loader")},
+            evidence={"batch": _describe(fixed), "source": "the batch the loop ran"},
+        )
+    for split, features, size in (
+        ("batch", train_features, getattr(args, "per_device_train_batch_size", 8)),
+        ("eval_batch", eval_features, getattr(args, "per_device_eval_batch_size", 8)),
+    ):
         if not features:
             values[split] = Unavailable("the trainer has no eval_dataset" if split == "eval_batch" else "no rows")
             continue
@@ -138,9 +191,14 @@ def build_batches(train_features, pipeline, findings_so_far, target, args=None, 
             values[split] = Unavailable(f"no {split.replace('_', ' ')}: {reason}")
             continue
         if not hasattr(batch, "items"):
-            findings.append(finding("FTD302", f"The collator returned a {type(batch).__name__}, not a mapping of "
-                                    "tensors.", "Return a dict (or BatchEncoding) of tensors keyed by the model's "
-                                    "argument names.", location=pipeline.location(collator)))
+            findings.append(
+                finding(
+                    "FTD302",
+                    f"The collator returned a {type(batch).__name__}, not a mapping of tensors.",
+                    "Return a dict (or BatchEncoding) of tensors keyed by the model's argument names.",
+                    location=pipeline.location(collator),
+                )
+            )
             values[split] = Unavailable("the collator returned no mapping")
             continue
         values[split] = dict(batch)
@@ -159,8 +217,7 @@ def batch_has_labels(batch, train_features, pipeline, target, task=None):
         return None
     if datasets.label_key(train_features[0], target.label_names) is not None:
         name = getattr(target.collator, "__name__", type(target.collator).__name__)
-        detail = (f"The rows carry labels but `{name}` drops them: the "
-                  f"batch has only {sorted(batch)}.")
+        detail = f"The rows carry labels but `{name}` drops them: the batch has only {sorted(batch)}."
     elif task in ("causal-lm", "masked-lm"):
         detail = f"Nothing creates the language-modelling labels: the batch has only {sorted(batch)}."
     else:
@@ -170,25 +227,40 @@ def batch_has_labels(batch, train_features, pipeline, target, task=None):
     pad = "Use "
     if getattr(pipeline.tokenizer, "pad_token", 1) is None:
         spare = _spare_pad(pipeline.tokenizer, tokenizers.end_tokens(pipeline.tokenizer))
-        pad = (f"Set `{tok}.pad_token = \"{spare}\"` (an unused special token, not EOS), then use " if spare else
-               f"Set `{tok}.pad_token = {tok}.eos_token` (the collator then masks every EOS label: keep EOS out of "
-               "the texts, or pad with a token of its own), then use ")
-    fix = {"causal-lm": f"{pad}`data_collator=DataCollatorForLanguageModeling({tok}, mlm=False)`: it copies "
-                        "the inputs into `labels` and masks the padding with -100.",
-           "masked-lm": f"{pad}`data_collator=DataCollatorForLanguageModeling({tok}, mlm_probability=0.15)`."}.get(
-        task, "Keep the label column in each row: the collator must return it as `labels`.")
-    return finding("FTD304", detail, fix, location=pipeline.location(target.collator, pipeline.trainer),
-                   evidence={"batch_keys": sorted(batch)})
+        pad = (
+            f'Set `{tok}.pad_token = "{spare}"` (an unused special token, not EOS), then use '
+            if spare
+            else f"Set `{tok}.pad_token = {tok}.eos_token` (the collator then masks every EOS label: keep EOS out of "
+            "the texts, or pad with a token of its own), then use "
+        )
+    fix = {
+        "causal-lm": f"{pad}`data_collator=DataCollatorForLanguageModeling({tok}, mlm=False)`: it copies "
+        "the inputs into `labels` and masks the padding with -100.",
+        "masked-lm": f"{pad}`data_collator=DataCollatorForLanguageModeling({tok}, mlm_probability=0.15)`.",
+    }.get(task, "Keep the label column in each row: the collator must return it as `labels`.")
+    return finding(
+        "FTD304",
+        detail,
+        fix,
+        location=pipeline.location(target.collator, pipeline.trainer),
+        evidence={"batch_keys": sorted(batch)},
+    )
 
 
-rule("FTD305", "label-key-not-taken", "collate", "error", "The batch carries `label`, but the model takes `labels`",
-     """
+rule(
+    "FTD305",
+    "label-key-not-taken",
+    "collate",
+    "error",
+    "The batch carries `label`, but the model takes `labels`",
+    """
      Transformers models compute the loss from an argument named `labels`. A batch that carries `label` (or
      `label_ids`) straight into `model(**batch)` is swallowed by the forward's `**kwargs`: no loss is returned.
      The Trainer's collators rename `label` to `labels`; a hand-written loop or a custom collator must do it.
      """,
-     broken='tokenized = tokenized.remove_columns(["sentence"])  # "label" stays "label"',
-     fixed='tokenized = tokenized.remove_columns(["sentence"]).rename_column("label", "labels")')
+    broken='tokenized = tokenized.remove_columns(["sentence"])  # "label" stays "label"',
+    fixed='tokenized = tokenized.remove_columns(["sentence"]).rename_column("label", "labels")',
+)
 
 
 @check("collate", codes=("FTD305",))
@@ -205,37 +277,58 @@ def batch_label_key_is_taken(batch, model, pipeline, target):
     wrong = [k for k in ("label", "label_ids") if k in batch and k not in params]
     if not wrong or "labels" in batch or "labels" not in params:
         return None
-    return finding("FTD305", f"The batch has `{wrong[0]}` but `{type(model).__name__}.forward` takes `labels`: the "
-                   "model returns no loss.", f"Rename it: `dataset = dataset.rename_column(\"{wrong[0]}\", \"labels\")` "
-                   f"(or `batch[\"labels\"] = batch.pop(\"{wrong[0]}\")` in the loop).",
-                   location=pipeline.location(pipeline.data_collator, pipeline.trainer),
-                   evidence={"batch_keys": sorted(batch)})
+    return finding(
+        "FTD305",
+        f"The batch has `{wrong[0]}` but `{type(model).__name__}.forward` takes `labels`: the model returns no loss.",
+        f'Rename it: `dataset = dataset.rename_column("{wrong[0]}", "labels")` '
+        f'(or `batch["labels"] = batch.pop("{wrong[0]}")` in the loop).',
+        location=pipeline.location(pipeline.data_collator, pipeline.trainer),
+        evidence={"batch_keys": sorted(batch)},
+    )
 
 
 # --- task contracts: the labels each task's loss expects in a batch ---------------------------------------------
 
-rule("FTD321", "clm-labels-preshifted", "collate", "error", "Causal LM labels are shifted by hand",
-     """
+rule(
+    "FTD321",
+    "clm-labels-preshifted",
+    "collate",
+    "error",
+    "Causal LM labels are shifted by hand",
+    """
      A causal language model shifts the labels itself inside the loss (position t predicts label t+1), so the
      labels must be a plain copy of `input_ids`. Shifting them in the data as well makes each position predict the
      token two places ahead: the loss stays high and generation is garbled.
      """,
-     broken='result["labels"] = [ids[1:] + [-100] for ids in result["input_ids"]]',
-     fixed="data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)  # labels = a copy of input_ids")
-rule("FTD322", "clm-pads-not-masked", "collate", "error", "Padding positions carry labels",
-     """
+    broken='result["labels"] = [ids[1:] + [-100] for ids in result["input_ids"]]',
+    fixed="data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)  # labels = a copy of input_ids",
+)
+rule(
+    "FTD322",
+    "clm-pads-not-masked",
+    "collate",
+    "error",
+    "Padding positions carry labels",
+    """
      The loss ignores only -100. Labels copied from padded `input_ids` keep the pad id at the padding positions,
      so the model is trained to predict padding (for GPT-2, the end-of-text token pads: it learns to stop).
      """,
-     broken='result["labels"] = result["input_ids"].copy()  # padded to max_length',
-     fixed="data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)  # -100 on padding")
-rule("FTD323", "seq2seq-labels-padded-with-pad-id", "collate", "error", "Seq2seq labels are padded with the pad id",
-     """
+    broken='result["labels"] = result["input_ids"].copy()  # padded to max_length',
+    fixed="data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)  # -100 on padding",
+)
+rule(
+    "FTD323",
+    "seq2seq-labels-padded-with-pad-id",
+    "collate",
+    "error",
+    "Seq2seq labels are padded with the pad id",
+    """
      The loss ignores only -100. Labels padded with the tokenizer's pad id count every padding position as a
      target: the model learns to generate padding, and the loss is dominated by it.
      """,
-     broken="DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=tokenizer.pad_token_id)",
-     fixed="DataCollatorForSeq2Seq(tokenizer, model=model)  # label_pad_token_id=-100")
+    broken="DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=tokenizer.pad_token_id)",
+    fixed="DataCollatorForSeq2Seq(tokenizer, model=model)  # label_pad_token_id=-100",
+)
 
 
 def _see(task):
@@ -262,22 +355,32 @@ def causal_lm_labels(batch, pipeline, target, task=None):
         shifted_scored = scored[:, :-1] & real[:, 1:]
         shifted = float((labels[:, :-1] == ids[:, 1:])[shifted_scored].float().mean()) if shifted_scored.any() else 0.0
         if shifted > 0.9 and same < 0.5:
-            out.append(finding("FTD321", f"The labels are `input_ids` shifted left by one ({shifted:.0%} of positions "
-                               "match the next token), but the model shifts them again inside the loss: each "
-                               "position learns the token two places ahead.",
-                               "Make the labels a plain copy of `input_ids` (drop the hand shift), or let "
-                               "`DataCollatorForLanguageModeling(tokenizer, mlm=False)` make them; "
-                               + _see("causal-lm") + ".", location=loc,
-                               evidence={"match_next_token": shifted, "match_same_token": same}))
+            out.append(
+                finding(
+                    "FTD321",
+                    f"The labels are `input_ids` shifted left by one ({shifted:.0%} of positions "
+                    "match the next token), but the model shifts them again inside the loss: each "
+                    "position learns the token two places ahead.",
+                    "Make the labels a plain copy of `input_ids` (drop the hand shift), or let "
+                    "`DataCollatorForLanguageModeling(tokenizer, mlm=False)` make them; " + _see("causal-lm") + ".",
+                    location=loc,
+                    evidence={"match_next_token": shifted, "match_same_token": same},
+                )
+            )
     pads = ~real
     labelled_pads = int((labels[pads] != -100).sum()) if pads.any() else 0
     if labelled_pads:
-        out.append(finding("FTD322", f"{labelled_pads} of {int(pads.sum())} padding positions (attention_mask 0) "
-                           "carry a label instead of -100: the model is trained to predict padding.",
-                           "Set the labels to -100 where `attention_mask` is 0, or let "
-                           "`DataCollatorForLanguageModeling(tokenizer, mlm=False)` build them; "
-                           + _see("causal-lm") + ".", location=loc,
-                           evidence={"labelled_padding": labelled_pads}))
+        out.append(
+            finding(
+                "FTD322",
+                f"{labelled_pads} of {int(pads.sum())} padding positions (attention_mask 0) "
+                "carry a label instead of -100: the model is trained to predict padding.",
+                "Set the labels to -100 where `attention_mask` is 0, or let "
+                "`DataCollatorForLanguageModeling(tokenizer, mlm=False)` build them; " + _see("causal-lm") + ".",
+                location=loc,
+                evidence={"labelled_padding": labelled_pads},
+            )
+        )
     return out
 
 
@@ -299,69 +402,114 @@ def seq2seq_labels_padding(batch, pipeline, model, target, tokenizer=None, task=
         return None
     rows = int(padded.any(-1).sum())
     name = task if task in ("translation", "summarization") else "translation"
-    return finding("FTD323", f"{rows} of {labels.shape[0]} label rows hold the pad id {pad} ({int(padded.sum())} "
-                   "positions) where -100 belongs: the loss counts padding as a target, and the model learns to "
-                   "generate it.",
-                   "Pad the labels with -100: `DataCollatorForSeq2Seq(tokenizer, model=model)` (its "
-                   "`label_pad_token_id` is -100 by default; do not set it to the pad id), and if the labels were "
-                   "padded when tokenizing, replace the pad id by -100 there; " + _see(name) + ".",
-                   location=pipeline.location(target.collator, pipeline.train_dataset),
-                   evidence={"rows": rows, "pad_token_id": pad})
+    return finding(
+        "FTD323",
+        f"{rows} of {labels.shape[0]} label rows hold the pad id {pad} ({int(padded.sum())} "
+        "positions) where -100 belongs: the loss counts padding as a target, and the model learns to "
+        "generate it.",
+        "Pad the labels with -100: `DataCollatorForSeq2Seq(tokenizer, model=model)` (its "
+        "`label_pad_token_id` is -100 by default; do not set it to the pad id), and if the labels were "
+        "padded when tokenizing, replace the pad id by -100 there; " + _see(name) + ".",
+        location=pipeline.location(target.collator, pipeline.train_dataset),
+        evidence={"rows": rows, "pad_token_id": pad},
+    )
 
 
 # --- the supervised-token contract: which tokens a causal LM is trained on ------------------------------------
 
-rule("FTD324", "no-supervised-tokens", "collate", "error", "No token of the batch is trained",
-     """
+rule(
+    "FTD324",
+    "no-supervised-tokens",
+    "collate",
+    "error",
+    "No token of the batch is trained",
+    """
      A causal LM learns only from the positions whose label is not -100. When the masking (completion-only or
      assistant-only loss, a hand-written collator) hides every position, the loss is 0/0: NaN on the first
      step, or a loss of 0 that never moves, and nothing is learnt. The usual cause is a response template that
      is searched for as token ids: tokenized on its own it splits differently than inside a row, so it is found
      in no row and every label is masked.
      """,
-     broken='template_ids = tokenizer.encode("\\nAnswer:", add_special_tokens=False)  # "?\\n" merges in context',
-     fixed='SFTTrainer(..., train_dataset=prompt_completion_dataset)  # masks the prompt by its length')
-rule("FTD325", "eos-masked-as-padding", "collate", "error", "The end-of-text token is never trained",
-     """
+    broken='template_ids = tokenizer.encode("\\nAnswer:", add_special_tokens=False)  # "?\\n" merges in context',
+    fixed="SFTTrainer(..., train_dataset=prompt_completion_dataset)  # masks the prompt by its length",
+)
+rule(
+    "FTD325",
+    "eos-masked-as-padding",
+    "collate",
+    "error",
+    "The end-of-text token is never trained",
+    """
      When the pad token is the EOS token, a collator that masks the labels of every pad id also masks the real
      EOS at the end of each text. The model is never trained to emit it: it does not stop generating. Padding
      must be masked by position (`attention_mask`), or the pad token must differ from EOS.
      """,
-     broken="tokenizer.pad_token = tokenizer.eos_token  # DataCollatorForLanguageModeling masks it as padding",
-     fixed='tokenizer.pad_token = "<|finetune_right_pad_id|>"  # an unused special token, not EOS')
-rule("FTD326", "answers-truncated", "collate", "error", "Truncation cuts off most answers",
-     """
+    broken="tokenizer.pad_token = tokenizer.eos_token  # DataCollatorForLanguageModeling masks it as padding",
+    fixed='tokenizer.pad_token = "<|finetune_right_pad_id|>"  # an unused special token, not EOS',
+)
+rule(
+    "FTD326",
+    "answers-truncated",
+    "collate",
+    "error",
+    "Truncation cuts off most answers",
+    """
      With completion-only or assistant-only loss only the answer is trained. Rows cut at `max_length` lose the
      end of their answer (and its EOS), or all of it: the model learns answers that stop mid-sentence and never
      end, from a few tokens per row.
      """,
-     broken="SFTConfig(max_length=128, assistant_only_loss=True)  # the conversations run to 400 tokens",
-     fixed="SFTConfig(max_length=512, assistant_only_loss=True)  # or drop the longer rows")
-rule("FTD327", "some-answers-truncated", "collate", "warning", "Truncation cuts off some answers",
-     """
+    broken="SFTConfig(max_length=128, assistant_only_loss=True)  # the conversations run to 400 tokens",
+    fixed="SFTConfig(max_length=512, assistant_only_loss=True)  # or drop the longer rows",
+)
+rule(
+    "FTD327",
+    "some-answers-truncated",
+    "collate",
+    "warning",
+    "Truncation cuts off some answers",
+    """
      Some rows are cut at `max_length` before their answer ends: those rows teach answers without an end.
-     """)
-rule("FTD328", "answers-without-eos", "collate", "warning", "Trained answers do not end with an end token",
-     """
+     """,
+)
+rule(
+    "FTD328",
+    "answers-without-eos",
+    "collate",
+    "warning",
+    "Trained answers do not end with an end token",
+    """
      The trained part of each row stops without EOS (or the chat template's end-of-turn token): the model never
      learns to stop after an answer and runs on until `max_new_tokens`.
      """,
-     broken='tokenizer(prompt + completion)',
-     fixed='tokenizer(prompt + completion + tokenizer.eos_token)')
-rule("FTD329", "documents-packed-without-eos", "collate", "warning", "Packed documents run into each other",
-     """
+    broken="tokenizer(prompt + completion)",
+    fixed="tokenizer(prompt + completion + tokenizer.eos_token)",
+)
+rule(
+    "FTD329",
+    "documents-packed-without-eos",
+    "collate",
+    "warning",
+    "Packed documents run into each other",
+    """
      Documents concatenated into fixed-length blocks need an end token between them; without one the model is
      trained to continue one document into the next and never learns where a text ends.
      """,
-     broken="concatenated = sum(tokenized['input_ids'], [])",
-     fixed="tokenizer([t + tokenizer.eos_token for t in batch['text']])  # then concatenate")
-rule("FTD330", "double-bos", "collate", "warning", "Rows start with two BOS tokens",
-     """
+    broken="concatenated = sum(tokenized['input_ids'], [])",
+    fixed="tokenizer([t + tokenizer.eos_token for t in batch['text']])  # then concatenate",
+)
+rule(
+    "FTD330",
+    "double-bos",
+    "collate",
+    "warning",
+    "Rows start with two BOS tokens",
+    """
      A chat template that writes the BOS token itself, rendered to text and tokenized again with the default
      `add_special_tokens=True`, gets a second BOS. The model is trained on a prefix it never sees at inference.
      """,
-     broken="tokenizer(tokenizer.apply_chat_template(messages, tokenize=False))",
-     fixed="tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)")
+    broken="tokenizer(tokenizer.apply_chat_template(messages, tokenize=False))",
+    fixed="tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)",
+)
 
 _VIEW_TEXT = 160  # characters of a masked span shown in the trained-token view before it is elided
 
@@ -380,8 +528,14 @@ def _supervised(batch):
     if torch.is_tensor(labels) and labels.shape == ids.shape:
         trained = labels != -100
     else:  # TRL's preference and completion batches carry the mask the loss uses instead of labels
-        given = next((batch[k] for k in ("completion_mask", "assistant_masks")
-                      if torch.is_tensor(batch.get(k)) and batch[k].shape == ids.shape), None)
+        given = next(
+            (
+                batch[k]
+                for k in ("completion_mask", "assistant_masks")
+                if torch.is_tensor(batch.get(k)) and batch[k].shape == ids.shape
+            ),
+            None,
+        )
         if given is None:
             return None
         trained = given.bool()
@@ -428,7 +582,7 @@ def _trained_view(tokenizer, ids, real, trained, docs):
         if run and s != state:
             text = tokenizer.decode([int(ids[r, q]) for q in run])
             if not state and len(text) > _VIEW_TEXT:
-                text = text[:_VIEW_TEXT // 2] + " … " + text[-_VIEW_TEXT // 2:]
+                text = text[: _VIEW_TEXT // 2] + " … " + text[-_VIEW_TEXT // 2 :]
             segments.append([text, state])
             run = []
         state = s
@@ -496,8 +650,9 @@ def _uncut_batch(target, batch, train_features, budget):
 
 
 @check("collate", codes=("FTD324", "FTD325", "FTD326", "FTD327", "FTD328", "FTD329", "FTD330"))
-def supervised_tokens(batch, pipeline, target, model, train_features=None, tokenizer=None, task=None, args=None,
-                      budget=None):
+def supervised_tokens(
+    batch, pipeline, target, model, train_features=None, tokenizer=None, task=None, args=None, budget=None
+):
     """Causal LM: per row, which tokens are trained; none at all, the end token masked as padding, answers cut by
     truncation or never ended, documents packed without an end token, a doubled BOS. Also the trained-token view
     of one row (evidence)."""
@@ -524,16 +679,21 @@ def supervised_tokens(batch, pipeline, target, model, train_features=None, token
     evidence["trained_per_row"] = per_doc[:64]
     out = []
     if sum(per_doc) == 0:
-        said = _collator_warnings(target, train_features[:ids.shape[0]]) if train_features else []
-        told = f" The collator warns: \"{said[0]}\"." if said else ""
-        out.append(finding(
-            "FTD324", f"Every label of the {ids.shape[0]}-row batch is -100: no token is trained, so the loss is "
-            f"0/0 (NaN) or stuck at 0 and the model learns nothing.{told}",
-            "Check the masking against the tokenized rows: a response template tokenized on its own can split "
-            "differently inside a row (\"?\\n\" + \"Answer\" instead of \"\\n\" + \"Answer\"), so it is found "
-            "nowhere. Search for the ids the template has in context, or give TRL a prompt/completion dataset "
-            "(`completion_only_loss=True` masks the prompt by its length, no search).",
-            location=collator_loc, evidence={**evidence, "collator_warnings": said}))
+        said = _collator_warnings(target, train_features[: ids.shape[0]]) if train_features else []
+        told = f' The collator warns: "{said[0]}".' if said else ""
+        out.append(
+            finding(
+                "FTD324",
+                f"Every label of the {ids.shape[0]}-row batch is -100: no token is trained, so the loss is "
+                f"0/0 (NaN) or stuck at 0 and the model learns nothing.{told}",
+                "Check the masking against the tokenized rows: a response template tokenized on its own can split "
+                'differently inside a row ("?\\n" + "Answer" instead of "\\n" + "Answer"), so it is found '
+                "nowhere. Search for the ids the template has in context, or give TRL a prompt/completion dataset "
+                "(`completion_only_loss=True` masks the prompt by its length, no search).",
+                location=collator_loc,
+                evidence={**evidence, "collator_warnings": said},
+            )
+        )
         return Provide(evidence=evidence, findings=out)
 
     # The end token: masked wherever it closes trained text, and trained nowhere.
@@ -548,23 +708,35 @@ def supervised_tokens(batch, pipeline, target, model, train_features=None, token
                 closing_masked += 1
     pad = getattr(tokenizer, "pad_token_id", None)
     if closing_masked and not ends_trained:
-        why = (f"the pad token is the end token (id {pad}), and the collator sets the label of every pad id to "
-               "-100, the real ones included" if pad in ends else "the labels mask it")
+        why = (
+            f"the pad token is the end token (id {pad}), and the collator sets the label of every pad id to "
+            "-100, the real ones included"
+            if pad in ends
+            else "the labels mask it"
+        )
         spare = _spare_pad(tokenizer, ends)
-        use = f"`{tok}.pad_token = \"{spare}\"` (an unused special token of this tokenizer)" if spare else \
-            f"`{tok}.add_special_tokens({{\"pad_token\": \"<pad>\"}})` with `model.resize_token_embeddings(len({tok}))`"
-        out.append(finding(
-            "FTD325", f"The end token closes the trained text {closing_masked} times in this batch and its label "
-            f"is -100 every time: {why}. The model never learns to stop generating.",
-            f"Give the tokenizer a pad token that is not the end token: {use}; or mask padding by position "
-            "(`labels[attention_mask == 0] = -100`) instead of by id.",
-            location=pipeline.location(tokenizer, target.collator), evidence={"masked_end_tokens": closing_masked,
-                                                                               "pad_token_id": pad}))
+        use = (
+            f'`{tok}.pad_token = "{spare}"` (an unused special token of this tokenizer)'
+            if spare
+            else f'`{tok}.add_special_tokens({{"pad_token": "<pad>"}})` with `model.resize_token_embeddings(len({tok}))`'
+        )
+        out.append(
+            finding(
+                "FTD325",
+                f"The end token closes the trained text {closing_masked} times in this batch and its label "
+                f"is -100 every time: {why}. The model never learns to stop generating.",
+                f"Give the tokenizer a pad token that is not the end token: {use}; or mask padding by position "
+                "(`labels[attention_mask == 0] = -100`) instead of by id.",
+                location=pipeline.location(tokenizer, target.collator),
+                evidence={"masked_end_tokens": closing_masked, "pad_token_id": pad},
+            )
+        )
 
     # Answers (rows whose prompt is masked): ended, or cut by truncation.
     width = ids.shape[1]
     prompted = [(r, p) for r, p in docs if not trained[r, p].all()]
     if ends and prompted and not packed and not any(f.code == "FTD325" for f in out):
+
         def ended(r, positions):
             tr = [p for p in positions if trained[r, p]]
             if not tr:
@@ -581,28 +753,42 @@ def supervised_tokens(batch, pipeline, target, model, train_features=None, token
         at_cap = [(r, p) for r, p in prompted if len(p) == width]
         complete = [(r, p) for r, p in prompted if len(p) < width and trained[r, p].any()]
         cut = [(r, p) for r, p in at_cap if not ended(r, p)]
-        cap = next((v for v in (getattr(args, "max_length", None), getattr(args, "max_seq_length", None))
-                    if isinstance(v, int)), None)
+        cap = next(
+            (
+                v
+                for v in (getattr(args, "max_length", None), getattr(args, "max_seq_length", None))
+                if isinstance(v, int)
+            ),
+            None,
+        )
         if complete and not any(ended(r, p) for r, p in complete):
-            out.append(finding(
-                "FTD328", f"None of the {len(complete)} answers that fit ends with an end token (EOS or the chat "
-                "template's end of turn) among its trained tokens: the model never learns to stop after an answer.",
-                f"Append the end token to each answer (`prompt + completion + {tok}.eos_token`), or let the chat "
-                "template (or TRL) write it.", location=data_loc,
-                evidence={"answers": len(complete)}))
+            out.append(
+                finding(
+                    "FTD328",
+                    f"None of the {len(complete)} answers that fit ends with an end token (EOS or the chat "
+                    "template's end of turn) among its trained tokens: the model never learns to stop after an answer.",
+                    f"Append the end token to each answer (`prompt + completion + {tok}.eos_token`), or let the chat "
+                    "template (or TRL) write it.",
+                    location=data_loc,
+                    evidence={"answers": len(complete)},
+                )
+            )
         elif cut:
             sizes = sorted(int(trained[r, p].sum()) for r, p in cut)
             code = "FTD326" if len(cut) * 2 >= len(prompted) else "FTD327"
             limit = f"`max_length={cap}`" if cap == width else f"{width} tokens"
-            out.append(finding(
-                code, f"{len(cut)} of {len(prompted)} rows are cut at {limit} before their answer ends: they keep "
-                f"{sizes[0]}–{sizes[-1]} trained tokens and no end token, so the model learns answers that stop "
-                "mid-sentence and never end.",
-                f"Raise `max_length` so the whole conversation fits (these rows need more than {width} tokens), "
-                "or drop the rows longer than it before training (or shorten their prompts).",
-                location=pipeline.location(args, pipeline.trainer), evidence={"cut_rows": len(cut),
-                                                                              "rows": len(prompted),
-                                                                              "trained_tokens": sizes}))
+            out.append(
+                finding(
+                    code,
+                    f"{len(cut)} of {len(prompted)} rows are cut at {limit} before their answer ends: they keep "
+                    f"{sizes[0]}–{sizes[-1]} trained tokens and no end token, so the model learns answers that stop "
+                    "mid-sentence and never end.",
+                    f"Raise `max_length` so the whole conversation fits (these rows need more than {width} tokens), "
+                    "or drop the rows longer than it before training (or shorten their prompts).",
+                    location=pipeline.location(args, pipeline.trainer),
+                    evidence={"cut_rows": len(cut), "rows": len(prompted), "trained_tokens": sizes},
+                )
+            )
 
     # Documents packed into one row need an end token between them.
     joins = 0
@@ -614,25 +800,38 @@ def supervised_tokens(batch, pipeline, target, model, train_features=None, token
         elif bos is not None and bos not in ends:
             starts = {p for p in where[1:] if int(ids[r, p]) == bos}
         for p in starts:
-            if int(ids[r, p]) not in ends and int(ids[r, p - 1]) != bos and not _ended_before(ids, r, p, ends,
-                                                                                               tokenizer):
+            if (
+                int(ids[r, p]) not in ends
+                and int(ids[r, p - 1]) != bos
+                and not _ended_before(ids, r, p, ends, tokenizer)
+            ):
                 joins += 1
     if joins and ends:
-        out.append(finding(
-            "FTD329", f"{joins} documents in this batch begin right after the previous one's last token, with no "
-            "end token between them: the model learns to run on from one text into the next.",
-            f"Add `{tok}.eos_token` to the end of each document before concatenating (e.g. "
-            f"`{tok}([t + {tok}.eos_token for t in batch[\"text\"]])`).", location=data_loc,
-            evidence={"joins": joins}))
+        out.append(
+            finding(
+                "FTD329",
+                f"{joins} documents in this batch begin right after the previous one's last token, with no "
+                "end token between them: the model learns to run on from one text into the next.",
+                f"Add `{tok}.eos_token` to the end of each document before concatenating (e.g. "
+                f'`{tok}([t + {tok}.eos_token for t in batch["text"]])`).',
+                location=data_loc,
+                evidence={"joins": joins},
+            )
+        )
 
     # A template that writes BOS, tokenized again with special tokens.
     if bos is not None and bos not in ends:
         doubled = sum(1 for r, p in docs if len(p) > 1 and int(ids[r, p[0]]) == bos and int(ids[r, p[1]]) == bos)
         if doubled:
-            out.append(finding(
-                "FTD330", f"{doubled} of {len(docs)} rows start with two BOS tokens: the chat template writes one "
-                "and the tokenizer adds another.",
-                "Tokenize the rendered template with `add_special_tokens=False`, or let "
-                "`apply_chat_template(messages, tokenize=True)` tokenize it.", location=data_loc,
-                evidence={"rows": doubled}))
+            out.append(
+                finding(
+                    "FTD330",
+                    f"{doubled} of {len(docs)} rows start with two BOS tokens: the chat template writes one "
+                    "and the tokenizer adds another.",
+                    "Tokenize the rendered template with `add_special_tokens=False`, or let "
+                    "`apply_chat_template(messages, tokenize=True)` tokenize it.",
+                    location=data_loc,
+                    evidence={"rows": doubled},
+                )
+            )
     return Provide(evidence=evidence, findings=out)

@@ -4,40 +4,70 @@ from __future__ import annotations
 
 import math
 
+from ftdoctor.checks._failures import explain, relay_fix, short_of_memory
 from ftdoctor.facts import models as data
 from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, rule
 
-from ftdoctor.checks._failures import explain, relay_fix, short_of_memory
-
-rule("FTD401", "no-loss", "forward", "error", "The model returns no loss",
-     """
+rule(
+    "FTD401",
+    "no-loss",
+    "forward",
+    "error",
+    "The model returns no loss",
+    """
      `Trainer` trains on the `loss` the model returns, and the model computes it only from `labels` in the batch.
      """,
-     broken="batch = {\"input_ids\": ..., \"attention_mask\": ...}  # no labels",
-     fixed="batch = {\"input_ids\": ..., \"attention_mask\": ..., \"labels\": ...}")
-rule("FTD402", "logits-labels-shape", "forward", "error", "Labels do not fit the shape of the logits",
-     """
+    broken='batch = {"input_ids": ..., "attention_mask": ...}  # no labels',
+    fixed='batch = {"input_ids": ..., "attention_mask": ..., "labels": ...}',
+)
+rule(
+    "FTD402",
+    "logits-labels-shape",
+    "forward",
+    "error",
+    "Labels do not fit the shape of the logits",
+    """
      The loss compares logits and labels position by position. Per-token labels on a sequence classifier (or one
      label per sequence on a token classifier) fail with "Expected input batch_size (A) to match target
      batch_size (B)".
      """,
-     broken="model = AutoModelForSequenceClassification.from_pretrained(ckpt)  # NER labels, one per token",
-     fixed="model = AutoModelForTokenClassification.from_pretrained(ckpt, num_labels=len(label_names))")
-rule("FTD403", "non-finite-loss", "forward", "error", "The loss is NaN or infinite before any training",
-     """
+    broken="model = AutoModelForSequenceClassification.from_pretrained(ckpt)  # NER labels, one per token",
+    fixed="model = AutoModelForTokenClassification.from_pretrained(ckpt, num_labels=len(label_names))",
+)
+rule(
+    "FTD403",
+    "non-finite-loss",
+    "forward",
+    "error",
+    "The loss is NaN or infinite before any training",
+    """
      A NaN or infinite loss on the first batch comes from the data (NaN/inf inputs or labels), an
      attention mask of all zeros, or weights already broken when loaded.
-     """)
-rule("FTD404", "loss-far-from-chance", "forward", "warning", "The first loss is far from chance level",
-     """
+     """,
+)
+rule(
+    "FTD404",
+    "loss-far-from-chance",
+    "forward",
+    "warning",
+    "The first loss is far from chance level",
+    """
      A freshly initialised classification head predicts close to uniformly, so the first loss should be near
      ln(number of classes). Far above it, the labels, the loss or the head do not match (for example labels
      scaled or shifted, or a head loaded from another task).
-     """)
-rule("FTD405", "forward-error", "forward", "error", "The forward pass raised",
-     """
+     """,
+)
+rule(
+    "FTD405",
+    "forward-error",
+    "forward",
+    "error",
+    "The forward pass raised",
+    """
      The model failed on a real batch of the training set; training would fail the same way at step one.
-     """)
+     """,
+)
+
 
 def forward_failure(exc, where, findings_so_far, pipeline, model, batch):
     """(finding or None, reason) for an exception of the forward pass: a cause already reported becomes a skip
@@ -48,11 +78,16 @@ def forward_failure(exc, where, findings_so_far, pipeline, model, batch):
     if failure.kind == "shape":
         return _shape_mismatch(failure.text, pipeline, model, batch), failure.text
     if failure.kind == "no-labels":
-        return finding("FTD401", failure.first_line, "Put `labels` in the batch.",
-                       location=pipeline.location(pipeline.trainer)), failure.text
-    return finding("FTD405", failure.first_line,
-                   relay_fix(failure.text, "Fix the cause shown; --traceback prints the whole trace."),
-                   location=pipeline.location(model), evidence={"exception": failure.text}), failure.text
+        return finding(
+            "FTD401", failure.first_line, "Put `labels` in the batch.", location=pipeline.location(pipeline.trainer)
+        ), failure.text
+    return finding(
+        "FTD405",
+        failure.first_line,
+        relay_fix(failure.text, "Fix the cause shown; --traceback prints the whole trace."),
+        location=pipeline.location(model),
+        evidence={"exception": failure.text},
+    ), failure.text
 
 
 def _shape_mismatch(text, pipeline, model, batch):
@@ -62,14 +97,17 @@ def _shape_mismatch(text, pipeline, model, batch):
     if len(shape) == 2 and name.endswith("ForSequenceClassification"):
         fix = f"The labels are per token ({shape}): use `AutoModelForTokenClassification` instead of `{name}`."
     elif len(shape) == 1 and name.endswith("ForTokenClassification"):
-        fix = f"The labels are one per sequence ({shape}): use `AutoModelForSequenceClassification` instead of `{name}`."
+        fix = (
+            f"The labels are one per sequence ({shape}): use `AutoModelForSequenceClassification` instead of `{name}`."
+        )
     else:
         fix = "Make the labels match the model's output: one per sequence for classification, one per token for NER."
-    return finding("FTD402", text.splitlines()[0], fix, location=pipeline.location(model), evidence={"labels_shape": shape})
+    return finding(
+        "FTD402", text.splitlines()[0], fix, location=pipeline.location(model), evidence={"labels_shape": shape}
+    )
 
 
-@check("forward", provides=("work_model", "initial_loss", "outputs"), codes=("FTD401", "FTD402", "FTD405",
-                                                                            "FTD806"))
+@check("forward", provides=("work_model", "initial_loss", "outputs"), codes=("FTD401", "FTD402", "FTD405", "FTD806"))
 def forward_pass(model, batch, pipeline, findings_so_far, target):
     import torch
 
@@ -88,18 +126,27 @@ def forward_pass(model, batch, pipeline, findings_so_far, target):
             loss, outputs = target.loss(work, batch)
     except UserCodeError as err:
         f, reason = forward_failure(err.exc, "the forward pass", findings_so_far, pipeline, model, batch)
-        return Provide({"work_model": work, "initial_loss": Unavailable(reason), "outputs": Unavailable(reason)},
-                       [f] if f else [], skip_reason=reason)
+        return Provide(
+            {"work_model": work, "initial_loss": Unavailable(reason), "outputs": Unavailable(reason)},
+            [f] if f else [],
+            skip_reason=reason,
+        )
     if loss is None:
         known = [c for c in ("FTD202", "FTD304", "FTD305") if c in {x.code for x in findings_so_far}]
         if known:
             reason = f"the model returns no loss, as {', '.join(known)} predicted"
-            return Provide({"work_model": work, "initial_loss": Unavailable(reason), "outputs": outputs},
-                           skip_reason=reason)
-        f = finding("FTD401", f"`{data.model_name(model)}` returned no loss for a batch with keys {sorted(batch)}.",
-                    "Put `labels` in the batch (see collate).", location=pipeline.location(pipeline.trainer))
-        return Provide({"work_model": work, "initial_loss": Unavailable("the model returns no loss"),
-                        "outputs": outputs}, [f])
+            return Provide(
+                {"work_model": work, "initial_loss": Unavailable(reason), "outputs": outputs}, skip_reason=reason
+            )
+        f = finding(
+            "FTD401",
+            f"`{data.model_name(model)}` returned no loss for a batch with keys {sorted(batch)}.",
+            "Put `labels` in the batch (see collate).",
+            location=pipeline.location(pipeline.trainer),
+        )
+        return Provide(
+            {"work_model": work, "initial_loss": Unavailable("the model returns no loss"), "outputs": outputs}, [f]
+        )
     logits = outputs.get("logits") if hasattr(outputs, "get") else None
     # A loss of one value per example (reduction="none") is judged by its mean here; backward says that
     # backpropagating it needs a scalar (FTD505).
@@ -114,15 +161,22 @@ def forward_pass(model, batch, pipeline, findings_so_far, target):
 def loss_at_initialisation(initial_loss, outputs, model, pipeline, batch, target, task=None):
     if not math.isfinite(initial_loss):
         return _non_finite_loss(initial_loss, outputs, model, pipeline, batch, target)
-    if task == "sequence-classification" and getattr(model.config, "problem_type", None) in (None, "single_label_classification"):
+    if task == "sequence-classification" and getattr(model.config, "problem_type", None) in (
+        None,
+        "single_label_classification",
+    ):
         n = data.num_labels(model) or 0
         if n > 1:
             chance = math.log(n)
             if initial_loss > 3 * chance + 1.0:
-                return finding("FTD404", f"The first loss is {initial_loss:.2f}; a fresh {n}-class head starts near "
-                               f"ln({n}) = {chance:.2f}.", "Check that the labels are class ids 0..num_labels-1 and "
-                               "the head was freshly initialised for this task.", location=pipeline.location(model),
-                               evidence={"loss": initial_loss, "chance": chance})
+                return finding(
+                    "FTD404",
+                    f"The first loss is {initial_loss:.2f}; a fresh {n}-class head starts near ln({n}) = {chance:.2f}.",
+                    "Check that the labels are class ids 0..num_labels-1 and "
+                    "the head was freshly initialised for this task.",
+                    location=pipeline.location(model),
+                    evidence={"loss": initial_loss, "chance": chance},
+                )
     return None
 
 
@@ -130,8 +184,9 @@ def _non_finite_loss(initial_loss, outputs, model, pipeline, batch, target):
     """Say where the first NaN/inf comes from: the data, empty masks, the weights, or an operation in user code."""
     import torch
 
-    bad_inputs = [k for k, v in batch.items() if torch.is_tensor(v) and v.is_floating_point()
-                  and not torch.isfinite(v).all()]
+    bad_inputs = [
+        k for k, v in batch.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]
     empty_masks = int((batch["attention_mask"].sum(-1) == 0).sum()) if "attention_mask" in batch else 0
     bad_weights = [n for n, p in model.named_parameters() if p.is_floating_point() and not torch.isfinite(p).all()]
     origin = None if bad_inputs or bad_weights else first_non_finite(target, batch, pipeline)
@@ -151,20 +206,33 @@ def _non_finite_loss(initial_loss, outputs, model, pipeline, batch, target):
     else:
         cause = "non-finite activations"
         fix = "Check the loss computation and the inputs for values that overflow."
-    return finding("FTD403", f"The first loss is {initial_loss}: {cause}.", fix, location=location,
-                   evidence={"loss": initial_loss, "bad_inputs": bad_inputs, "empty_masks": empty_masks,
-                             "origin": list(map(str, origin)) if origin else None})
+    return finding(
+        "FTD403",
+        f"The first loss is {initial_loss}: {cause}.",
+        fix,
+        location=location,
+        evidence={
+            "loss": initial_loss,
+            "bad_inputs": bad_inputs,
+            "empty_masks": empty_masks,
+            "origin": list(map(str, origin)) if origin else None,
+        },
+    )
 
 
 def _origin_fix(op: str, what: str) -> str:
     if "empty" in what:
-        return ("A mean over an empty selection is 0/0 = NaN (a class or token kind missing from the batch): skip "
-                "empty selections, or sum and divide by `count.clamp(min=1)`.")
+        return (
+            "A mean over an empty selection is 0/0 = NaN (a class or token kind missing from the batch): skip "
+            "empty selections, or sum and divide by `count.clamp(min=1)`."
+        )
     if op in ("div", "true_divide", "__truediv__", "__rtruediv__", "divide"):
         return "A division by a count that can be 0: divide by `count.clamp(min=1)` or skip the empty case."
     if op in ("log", "log2", "log10", "__pow__", "pow", "sqrt", "rsqrt"):
-        return (f"`{op}` of 0 or of a negative number: compute in log space (`torch.log_softmax`, "
-                "`F.cross_entropy`) or clamp the argument (`x.clamp(min=1e-12)`).")
+        return (
+            f"`{op}` of 0 or of a negative number: compute in log space (`torch.log_softmax`, "
+            "`F.cross_entropy`) or clamp the argument (`x.clamp(min=1e-12)`)."
+        )
     return "Guard the operation against zero denominators, log(0) and overflow."
 
 
@@ -223,14 +291,20 @@ def first_non_finite(target, batch, pipeline):
 
 # --- task contract: seq2seq decoder inputs -------------------------------------------------------------------------
 
-rule("FTD421", "decoder-inputs-not-from-labels", "forward", "error", "decoder_input_ids are not the labels shifted right",
-     """
+rule(
+    "FTD421",
+    "decoder-inputs-not-from-labels",
+    "forward",
+    "error",
+    "decoder_input_ids are not the labels shifted right",
+    """
      An encoder-decoder model is trained by teacher forcing: the decoder reads the target shifted right by one
      (a start token first) and predicts each next token. Decoder inputs equal to the labels let it read the
      very token it must predict: the loss falls to zero and the model generates nothing useful.
      """,
-     broken='model_inputs["decoder_input_ids"] = model_inputs["labels"]',
-     fixed="data_collator = DataCollatorForSeq2Seq(tokenizer, model=model)  # derives decoder_input_ids from labels")
+    broken='model_inputs["decoder_input_ids"] = model_inputs["labels"]',
+    fixed="data_collator = DataCollatorForSeq2Seq(tokenizer, model=model)  # derives decoder_input_ids from labels",
+)
 
 
 @check("forward", codes=("FTD421",))
@@ -248,17 +322,25 @@ def decoder_inputs_from_labels(batch, model, pipeline, task=None):
     target = labels.masked_fill(labels == -100, pad)
     expected = torch.cat([torch.full_like(target[:, :1], start if start is not None else pad), target[:, :-1]], 1)
     # Compare where the decoder reads a real target token (the start position and after each real label).
-    judged = torch.cat([torch.ones_like(target[:, :1], dtype=torch.bool), (labels != -100)[:, :-1]], 1) & (target != pad)
+    judged = torch.cat([torch.ones_like(target[:, :1], dtype=torch.bool), (labels != -100)[:, :-1]], 1) & (
+        target != pad
+    )
     if not judged.any() or bool((dec == expected)[judged].all()):
         return None
     same = float((dec == target)[judged].float().mean())
-    cause = ("they equal the labels: at each position the decoder reads the token it must predict"
-             if same > 0.9 else "they are not the labels shifted right by one")
+    cause = (
+        "they equal the labels: at each position the decoder reads the token it must predict"
+        if same > 0.9
+        else "they are not the labels shifted right by one"
+    )
     name = task if task in ("translation", "summarization") else "translation"
-    return finding("FTD421", f"The batch's `decoder_input_ids` do not come from its labels: {cause}. Teacher forcing "
-                   "needs the decoder to read the target shifted right, starting with the decoder start token.",
-                   "Drop `decoder_input_ids` from the data and let `DataCollatorForSeq2Seq(tokenizer, model=model)` "
-                   "derive them (`model.prepare_decoder_input_ids_from_labels`), or leave them out and the model "
-                   "shifts the labels itself; " + f"see `ftdoctor reference show {name}`.",
-                   location=pipeline.location(pipeline.train_dataset, pipeline.trainer),
-                   evidence={"equal_to_labels": same})
+    return finding(
+        "FTD421",
+        f"The batch's `decoder_input_ids` do not come from its labels: {cause}. Teacher forcing "
+        "needs the decoder to read the target shifted right, starting with the decoder start token.",
+        "Drop `decoder_input_ids` from the data and let `DataCollatorForSeq2Seq(tokenizer, model=model)` "
+        "derive them (`model.prepare_decoder_input_ids_from_labels`), or leave them out and the model "
+        "shifts the labels itself; " + f"see `ftdoctor reference show {name}`.",
+        location=pipeline.location(pipeline.train_dataset, pipeline.trainer),
+        evidence={"equal_to_labels": same},
+    )

@@ -10,58 +10,88 @@ import ast
 
 from ftdoctor.sdk import Site, check, finding, read_source, rule
 
-rule("FTD410", "model-not-in-train-mode", "forward", "warning", "The loop trains a model that is in eval mode",
-     """
+rule(
+    "FTD410",
+    "model-not-in-train-mode",
+    "forward",
+    "warning",
+    "The loop trains a model that is in eval mode",
+    """
      `from_pretrained` returns the model in eval mode. A loop that never calls `model.train()` trains with dropout
      off (and batch-norm statistics frozen): it fits differently from what the checkpoint's recipe expects, and
      after an evaluation the model stays in eval mode for the rest of training.
      """,
-     broken="""
+    broken="""
      for batch in train_dataloader:
          loss = model(**batch).loss
      """,
-     fixed="""
+    fixed="""
      model.train()
      for batch in train_dataloader:
          loss = model(**batch).loss
-     """)
-rule("FTD411", "batch-on-another-device", "forward", "error", "The batch is on another device than the model",
-     """
+     """,
+)
+rule(
+    "FTD411",
+    "batch-on-another-device",
+    "forward",
+    "error",
+    "The batch is on another device than the model",
+    """
      The model's parameters and the tensors it receives must be on the same device: "Expected all tensors to be
      on the same device". A loop must move each batch (`.to(device)`), or let Accelerate's prepared dataloader do it.
      """,
-     broken="model.to(device)\nfor batch in train_dataloader:\n    outputs = model(**batch)",
-     fixed="model.to(device)\nfor batch in train_dataloader:\n    batch = {k: v.to(device) for k, v in batch.items()}\n"
-           "    outputs = model(**batch)")
-rule("FTD510", "gradients-not-zeroed", "backward", "error", "Gradients are never zeroed between steps",
-     """
+    broken="model.to(device)\nfor batch in train_dataloader:\n    outputs = model(**batch)",
+    fixed="model.to(device)\nfor batch in train_dataloader:\n    batch = {k: v.to(device) for k, v in batch.items()}\n"
+    "    outputs = model(**batch)",
+)
+rule(
+    "FTD510",
+    "gradients-not-zeroed",
+    "backward",
+    "error",
+    "Gradients are never zeroed between steps",
+    """
      `backward()` adds to `.grad`. Without `optimizer.zero_grad()` after each step, every step applies the sum of
      all gradients so far: the effective learning rate grows with each step and training diverges or stalls.
      """,
-     broken="loss.backward()\noptimizer.step()\nlr_scheduler.step()",
-     fixed="loss.backward()\noptimizer.step()\nlr_scheduler.step()\noptimizer.zero_grad()")
-rule("FTD511", "scheduler-before-optimizer", "backward", "warning", "The scheduler steps before the optimizer",
-     """
+    broken="loss.backward()\noptimizer.step()\nlr_scheduler.step()",
+    fixed="loss.backward()\noptimizer.step()\nlr_scheduler.step()\noptimizer.zero_grad()",
+)
+rule(
+    "FTD511",
+    "scheduler-before-optimizer",
+    "backward",
+    "warning",
+    "The scheduler steps before the optimizer",
+    """
      `lr_scheduler.step()` before `optimizer.step()` skips the first value of the schedule (PyTorch warns about
      it); with warmup the first update then uses the second step's rate.
      """,
-     broken="lr_scheduler.step()\noptimizer.step()",
-     fixed="optimizer.step()\nlr_scheduler.step()")
-rule("FTD610", "eval-without-eval-mode", "metrics", "warning", "Evaluation runs without model.eval() or torch.no_grad()",
-     """
+    broken="lr_scheduler.step()\noptimizer.step()",
+    fixed="optimizer.step()\nlr_scheduler.step()",
+)
+rule(
+    "FTD610",
+    "eval-without-eval-mode",
+    "metrics",
+    "warning",
+    "Evaluation runs without model.eval() or torch.no_grad()",
+    """
      Evaluated in train mode, dropout randomises the predictions, so the metric is noisy and too low; without
      `torch.no_grad()` every evaluation batch keeps its activation graph alive, which costs memory (and time).
      """,
-     broken="""
+    broken="""
      for batch in eval_dataloader:
          outputs = model(**batch)
      """,
-     fixed="""
+    fixed="""
      model.eval()
      for batch in eval_dataloader:
          with torch.no_grad():
              outputs = model(**batch)
-     """)
+     """,
+)
 
 
 @check("forward", codes=("FTD410", "FTD411"))
@@ -69,17 +99,29 @@ def loop_forward_conditions(loop, pipeline):
     out = []
     site = str(pipeline.capture.train_site) if pipeline.capture and pipeline.capture.train_site else None
     if loop.model_training is False:
-        out.append(finding("FTD410", "The forward before the first optimizer step ran with `model.training == False`: "
-                           "the loop never called `model.train()` (from_pretrained returns eval mode).",
-                           "Call `model.train()` before the training loop (and again after each evaluation).",
-                           location=site))
+        out.append(
+            finding(
+                "FTD410",
+                "The forward before the first optimizer step ran with `model.training == False`: "
+                "the loop never called `model.train()` (from_pretrained returns eval mode).",
+                "Call `model.train()` before the training loop (and again after each evaluation).",
+                location=site,
+            )
+        )
     other = [d for d in loop.input_devices if d != loop.param_device]
     if loop.param_device and other:
-        out.append(finding("FTD411", f"The model's parameters are on `{loop.param_device}` but the batch is on "
-                           f"{', '.join(f'`{d}`' for d in other)}.", "Move each batch to the model's device: "
-                           "`batch = {k: v.to(device) for k, v in batch.items()}`, or prepare the dataloader with "
-                           "`accelerator.prepare(...)`.", location=site,
-                           evidence={"param_device": loop.param_device, "input_devices": loop.input_devices}))
+        out.append(
+            finding(
+                "FTD411",
+                f"The model's parameters are on `{loop.param_device}` but the batch is on "
+                f"{', '.join(f'`{d}`' for d in other)}.",
+                "Move each batch to the model's device: "
+                "`batch = {k: v.to(device) for k, v in batch.items()}`, or prepare the dataloader with "
+                "`accelerator.prepare(...)`.",
+                location=site,
+                evidence={"param_device": loop.param_device, "input_devices": loop.input_devices},
+            )
+        )
     return out
 
 
@@ -88,15 +130,25 @@ def loop_step_order(loop, pipeline):
     out = []
     opt_name = pipeline.name_of(pipeline.optimizer) or "optimizer"
     if loop.grads_accumulated:
-        out.append(finding("FTD510", "The second backward found the first step's gradients still in `.grad`: the "
-                           "loop never zeroes them, so each step applies the sum of all gradients so far.",
-                           f"Call `{opt_name}.zero_grad()` after `{opt_name}.step()` in every iteration.",
-                           location=pipeline.location(pipeline.optimizer)))
+        out.append(
+            finding(
+                "FTD510",
+                "The second backward found the first step's gradients still in `.grad`: the "
+                "loop never zeroes them, so each step applies the sum of all gradients so far.",
+                f"Call `{opt_name}.zero_grad()` after `{opt_name}.step()` in every iteration.",
+                location=pipeline.location(pipeline.optimizer),
+            )
+        )
     if loop.scheduler_before_optimizer is not None:
         sched = pipeline.name_of(pipeline.lr_scheduler) or "lr_scheduler"
-        out.append(finding("FTD511", f"`{sched}.step()` ran before the first `{opt_name}.step()`.",
-                           f"Call `{sched}.step()` after `{opt_name}.step()`.",
-                           location=str(loop.scheduler_before_optimizer)))
+        out.append(
+            finding(
+                "FTD511",
+                f"`{sched}.step()` ran before the first `{opt_name}.step()`.",
+                f"Call `{sched}.step()` after `{opt_name}.step()`.",
+                location=str(loop.scheduler_before_optimizer),
+            )
+        )
     return out
 
 
@@ -122,10 +174,16 @@ def loop_evaluation_mode(loop, pipeline):
                 if not _without_grad(scope, node):
                     missing.append("`torch.no_grad()`")
                 if missing:
-                    out.append(finding("FTD610", f"The evaluation loop over `{name}` runs without "
-                                       f"{' and '.join(missing)}.", "Call `model.eval()` before it and wrap the "
-                                       "forward in `with torch.no_grad():` (then `model.train()` to resume training).",
-                                       location=str(Site(cap.script, node.lineno)), evidence={"missing": missing}))
+                    out.append(
+                        finding(
+                            "FTD610",
+                            f"The evaluation loop over `{name}` runs without {' and '.join(missing)}.",
+                            "Call `model.eval()` before it and wrap the "
+                            "forward in `with torch.no_grad():` (then `model.train()` to resume training).",
+                            location=str(Site(cap.script, node.lineno)),
+                            evidence={"missing": missing},
+                        )
+                    )
     return out[:1]
 
 
@@ -141,8 +199,13 @@ def _own_nodes(scope):
 
 def _calls_eval_before(scope, loop) -> bool:
     for node in _own_nodes(scope):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "eval" \
-                and not node.args and node.lineno <= (loop.end_lineno or loop.lineno):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "eval"
+            and not node.args
+            and node.lineno <= (loop.end_lineno or loop.lineno)
+        ):
             return True
     return False
 
@@ -152,7 +215,9 @@ _NO_GRAD = ("no_grad", "inference_mode")
 
 def _is_no_grad(expr) -> bool:
     call = expr.func if isinstance(expr, ast.Call) else expr
-    return isinstance(call, ast.Attribute) and call.attr in _NO_GRAD or isinstance(call, ast.Name) and call.id in _NO_GRAD
+    return (isinstance(call, ast.Attribute) and call.attr in _NO_GRAD) or (
+        isinstance(call, ast.Name) and call.id in _NO_GRAD
+    )
 
 
 def _without_grad(scope, loop) -> bool:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 import time
 
-from ftdoctor.facts import models as data
-from ftdoctor.core import progress
-from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule
-from ftdoctor.runtime.copies import work_copy
 from ftdoctor.checks._failures import short_of_memory
+from ftdoctor.core import progress
+from ftdoctor.facts import models as data
+from ftdoctor.runtime.copies import work_copy
+from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule
 
 STEPS = 30
 TARGET_RATIO = 0.5  # learned: the loss falls to half its first value (or classification reaches accuracy 1.0)
@@ -36,42 +36,73 @@ def clock() -> float:
     """The stage's clock: its time limit is measured with this (and faked by the tests of a slow machine)."""
     return time.perf_counter()
 
-rule("FTD701", "cannot-overfit", "overfit", "error", "The pipeline cannot learn even one batch",
-     """
+
+rule(
+    "FTD701",
+    "cannot-overfit",
+    "overfit",
+    "error",
+    "The pipeline cannot learn even one batch",
+    """
      Trained for dozens of steps on a single batch, a working pipeline drives the loss down and memorises the
      labels. When it cannot, at any learning rate, something between the data and the loss is broken: labels
      not matching the inputs, inputs that are all alike (truncated to nothing), a frozen or detached model, a
      loss that does not depend on the parameters. For classification, falling only to the loss of always
      predicting the batch's label frequencies does not count: that needs no input at all.
-     """)
-rule("FTD702", "learning-rate-too-high", "overfit", "error", "The learning rate is too high: the loss diverges",
-     """
+     """,
+)
+rule(
+    "FTD702",
+    "learning-rate-too-high",
+    "overfit",
+    "error",
+    "The learning rate is too high: the loss diverges",
+    """
      At the configured learning rate the loss on one batch goes up, becomes NaN or never settles, while a lower
      rate learns it. A full run would diverge the same way.
      """,
-     broken='TrainingArguments("out", learning_rate=1.0)',
-     fixed='TrainingArguments("out", learning_rate=2e-5)')
-rule("FTD703", "learning-rate-too-low", "overfit", "warning", "The learning rate is too low to learn one batch",
-     """
+    broken='TrainingArguments("out", learning_rate=1.0)',
+    fixed='TrainingArguments("out", learning_rate=2e-5)',
+)
+rule(
+    "FTD703",
+    "learning-rate-too-low",
+    "overfit",
+    "warning",
+    "The learning rate is too low to learn one batch",
+    """
      At the configured learning rate the loss on one batch barely moves in dozens of steps, while a higher rate
      learns it. For a model that was never trained this is reported only when even 100,000 steps could not move
      its weights by a tenth of their size (a model learning from scratch is slow at fine-tuning rates, which is
      not a bug).
      """,
-     broken='TrainingArguments("out", learning_rate=1e-8)',
-     fixed='TrainingArguments("out", learning_rate=2e-5)')
-rule("FTD704", "learning-rate-slow", "overfit", "info", "The learning rate learns one batch slowly",
-     """
+    broken='TrainingArguments("out", learning_rate=1e-8)',
+    fixed='TrainingArguments("out", learning_rate=2e-5)',
+)
+rule(
+    "FTD704",
+    "learning-rate-slow",
+    "overfit",
+    "info",
+    "The learning rate learns one batch slowly",
+    """
      At the configured learning rate the loss on one batch falls, but does not reach half its first value within
      the step budget, while a higher rate gets there. Not a bug: a note for runs that seem slow to converge.
-     """)
-rule("FTD705", "overfit-undecided", "overfit", "info", "No verdict on learning one batch: the stage's time ran out",
-     """
+     """,
+)
+rule(
+    "FTD705",
+    "overfit-undecided",
+    "overfit",
+    "info",
+    "No verdict on learning one batch: the stage's time ran out",
+    """
      The overfit stage trains on one batch for a fixed time. When that time runs out before a trial could show
      whether the batch is learned (on a slow or busy machine, or for a large model), the stage gives no verdict
      rather than one that depends on the machine's speed: a trial cut short says nothing about the pipeline.
      `ftdoctor check --budget full` runs the trials without a time limit.
-     """)
+     """,
+)
 
 
 def _accuracy(outputs, batch, task):
@@ -140,9 +171,16 @@ class Trial:
         return "slow" if self.drop >= SLOW_DROP else "stalled"
 
     def evidence(self) -> dict:
-        return {"lr": self.lr, "first_loss": self.first, "last_loss": self.last, "steps": len(self.losses),
-                "accuracy": self.acc, "outcome": self.outcome, "learned": self.learned,
-                "relative_step": self.step_size}
+        return {
+            "lr": self.lr,
+            "first_loss": self.first,
+            "last_loss": self.last,
+            "steps": len(self.losses),
+            "accuracy": self.acc,
+            "outcome": self.outcome,
+            "learned": self.learned,
+            "relative_step": self.step_size,
+        }
 
 
 def _learned(losses, acc, prior=None) -> bool:
@@ -182,8 +220,9 @@ def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None, on_
             loss, outputs = target.loss(work, batch)
             losses.append(float(loss.detach()))
             acc = _accuracy(outputs, batch, task)
-            if _learned(losses, acc, prior) or _diverged(losses) and (not math.isfinite(losses[-1])
-                                                                      or losses[-1] > BLOWUP * losses[0]):
+            if _learned(losses, acc, prior) or (
+                _diverged(losses) and (not math.isfinite(losses[-1]) or losses[-1] > BLOWUP * losses[0])
+            ):
                 break
             if step == STALL_STEPS and (losses[0] - min(losses)) < STALL_DROP * abs(losses[0]):
                 break
@@ -235,8 +274,13 @@ def never_trained(model) -> bool:
     ever trained this model (a model built from a config, or saved right after that)."""
     import torch
 
-    norms = [m for m in model.modules() if "norm" in type(m).__name__.lower()
-             and isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() == 1]
+    norms = [
+        m
+        for m in model.modules()
+        if "norm" in type(m).__name__.lower()
+        and isinstance(getattr(m, "weight", None), torch.Tensor)
+        and m.weight.dim() == 1
+    ]
     if not norms:
         return False
     for m in norms:
@@ -254,8 +298,10 @@ def _adapter_note(model) -> str:
     if config is None:
         return ""
     kind = str(getattr(next(iter(config.values())), "peft_type", "") or "").split(".")[-1] or "adapter"
-    return (f" ({kind} adapters on full-size checkpoints usually train at 1e-4 to 3e-4; the rate above is the one "
-            "that worked on this model and batch.)")
+    return (
+        f" ({kind} adapters on full-size checkpoints usually train at 1e-4 to 3e-4; the rate above is the one "
+        "that worked on this model and batch.)"
+    )
 
 
 def _sweep(user: Trial) -> list[float]:
@@ -263,24 +309,41 @@ def _sweep(user: Trial) -> list[float]:
     it fell slowly (too low, or too high to settle)."""
     u = user.lr
     if user.outcome == "diverged":
-        return [r for r in (u / 10 ** k for k in range(1, 6)) if r >= MIN_LR]
+        return [r for r in (u / 10**k for k in range(1, 6)) if r >= MIN_LR]
     if user.outcome == "stalled":
         start = max(u * 10, 1e-4)  # below 1e-4 nothing learns in a few dozen steps: skip the hopeless rungs
-        return [r for r in (start * 10 ** k for k in range(4)) if r <= MAX_LR]
+        return [r for r in (start * 10**k for k in range(4)) if r <= MAX_LR]
     return [r for r in (u * 10, u / 10, u / 100) if MIN_LR <= r <= MAX_LR]
 
 
 @check("overfit", codes=("FTD701", "FTD702", "FTD703", "FTD704", "FTD705", "FTD806"))
-def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, target, trainer=None, optimizer=None,
-                      args=None, task=None, overfit_seed=0, budget=None, train_features=None):
+def overfit_one_batch(
+    model,
+    batch,
+    step_evidence,
+    pipeline,
+    findings_so_far,
+    target,
+    trainer=None,
+    optimizer=None,
+    args=None,
+    task=None,
+    overfit_seed=0,
+    budget=None,
+    train_features=None,
+):
     # A step that already fails (no gradient, NaN, nothing moves) makes every trial fail: reported once, there.
     roots = [f.code for f in findings_so_far if f.severity == "error" and f.code[:4] in ("FTD4", "FTD5")]
     if roots:
         return Provide({}, skip_reason=f"training cannot work as forward/backward showed ({', '.join(roots)})")
     seconds = getattr(budget, "overfit_seconds", None)
     copies = target.copies()
-    short = short_of_memory(model, 3 + copies, "A training trial (its gradients and two optimizer moments"
-                            + (", on a copy)" if copies else ")"), target.work_device)
+    short = short_of_memory(
+        model,
+        3 + copies,
+        "A training trial (its gradients and two optimizer moments" + (", on a copy)" if copies else ")"),
+        target.work_device,
+    )
     twin = _twin(model, target, batch, step_evidence, seconds, short is not None)
     if twin is not None:
         short = short_of_memory(twin.model, 4, f"A training trial on {twin.describe()}", target.work_device)
@@ -297,16 +360,31 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
 
     def shown(lr, trials):
         """Progress of trial number len(runs) + 1 of up to ``trials`` at ``lr``: its step, and the time left."""
+
         def on_step(step, steps):
             k = len(runs)
             left = deadline - clock() if deadline is not None else None
-            progress.step(k * steps + step, trials * steps,
-                          f"trial {k + 1} of up to {trials} at lr={lr:g}, step {step + 1}/{steps}", left)
+            progress.step(
+                k * steps + step,
+                trials * steps,
+                f"trial {k + 1} of up to {trials} at lr={lr:g}, step {step + 1}/{steps}",
+                left,
+            )
+
         return on_step
 
     try:
-        user = trial(target, batch, user_lr, args, task, seed=overfit_seed, deadline=deadline,
-                     on_step=shown(user_lr, 1), twin=twin)
+        user = trial(
+            target,
+            batch,
+            user_lr,
+            args,
+            task,
+            seed=overfit_seed,
+            deadline=deadline,
+            on_step=shown(user_lr, 1),
+            twin=twin,
+        )
         runs.append(user)
         untried = 0
         if not user.learned:
@@ -315,13 +393,28 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
                 if deadline is not None and clock() > deadline:
                     untried = len(rates) - k
                     break
-                runs.append(trial(target, batch, lr, args, task, seed=overfit_seed, deadline=deadline,
-                                  on_step=shown(lr, 1 + len(rates)), twin=twin))
+                runs.append(
+                    trial(
+                        target,
+                        batch,
+                        lr,
+                        args,
+                        task,
+                        seed=overfit_seed,
+                        deadline=deadline,
+                        on_step=shown(lr, 1 + len(rates)),
+                        twin=twin,
+                    )
+                )
                 if runs[-1].learned:
                     break
     except UserCodeError as err:
-        return finding("FTD701", f"Training on one batch raised {type(err.exc).__name__}: {err.exc}",
-                       "Fix the error; it would stop the real run too.", location=pipeline.location(trainer))
+        return finding(
+            "FTD701",
+            f"Training on one batch raised {type(err.exc).__name__}: {err.exc}",
+            "Fix the error; it would stop the real run too.",
+            location=pipeline.location(trainer),
+        )
     evidence = {"runs": [r.evidence() for r in runs], "prior_loss": user.prior, "never_trained": fresh}
     if reduced:
         evidence["batch_rows"] = reduced
@@ -340,42 +433,85 @@ def overfit_one_batch(model, batch, step_evidence, pipeline, findings_so_far, ta
     summary = f"loss {user.first:.3f} -> {user.last:.3f} in {len(user.losses)} steps"
     if worked is not None and worked.lr < user_lr:
         how = "diverges" if user.outcome == "diverged" else "does not settle"
-        return _with(evidence, finding(
-            "FTD702", f"At {setting}={user_lr:g} the loss on one batch {how} ({summary}); at {worked.lr:g} it falls "
-            f"to {worked.last:.3f} in {len(worked.losses)} steps.",
-            f"Lower it: `{setting}={worked.lr:g}` learned one batch here." + _adapter_note(model), location=where,
-            evidence=evidence))
+        return _with(
+            evidence,
+            finding(
+                "FTD702",
+                f"At {setting}={user_lr:g} the loss on one batch {how} ({summary}); at {worked.lr:g} it falls "
+                f"to {worked.last:.3f} in {len(worked.losses)} steps.",
+                f"Lower it: `{setting}={worked.lr:g}` learned one batch here." + _adapter_note(model),
+                location=where,
+                evidence=evidence,
+            ),
+        )
     if worked is not None:
-        learned = (f"at {worked.lr:g} it falls to {worked.last:.3f} in {len(worked.losses)} steps")
+        learned = f"at {worked.lr:g} it falls to {worked.last:.3f} in {len(worked.losses)} steps"
         if user.outcome == "stalled" and (not fresh or hopeless(user.step_size)):
-            return _with(evidence, finding(
-                "FTD703", f"At {setting}={user_lr:g} the loss on one batch barely moves ({summary}); {learned}."
-                + _step_note(user), f"Raise it: `{setting}={worked.lr:g}` learned one batch here." + _adapter_note(model),
-                location=where, evidence=evidence))
-        why = (" The model has never been trained (its normalisation layers are at their initial weights): a model "
-               "learning from scratch moves slowly at fine-tuning rates.") if fresh else ""
+            return _with(
+                evidence,
+                finding(
+                    "FTD703",
+                    f"At {setting}={user_lr:g} the loss on one batch barely moves ({summary}); {learned}."
+                    + _step_note(user),
+                    f"Raise it: `{setting}={worked.lr:g}` learned one batch here." + _adapter_note(model),
+                    location=where,
+                    evidence=evidence,
+                ),
+            )
+        why = (
+            (
+                " The model has never been trained (its normalisation layers are at their initial weights): a model "
+                "learning from scratch moves slowly at fine-tuning rates."
+            )
+            if fresh
+            else ""
+        )
         verb = "barely moves" if user.outcome == "stalled" else "falls slowly"
-        return _with(evidence, finding(
-            "FTD704", f"At {setting}={user_lr:g} the loss on one batch {verb} ({summary}); {learned}.{why}",
-            f"Not a bug. For faster progress try `{setting}={worked.lr:g}`.", location=where, evidence=evidence))
+        return _with(
+            evidence,
+            finding(
+                "FTD704",
+                f"At {setting}={user_lr:g} the loss on one batch {verb} ({summary}); {learned}.{why}",
+                f"Not a bug. For faster progress try `{setting}={worked.lr:g}`.",
+                location=where,
+                evidence=evidence,
+            ),
+        )
     progressing = [r for r in runs if r.outcome == "slow" and (r.prior is None or r.last < 0.95 * r.prior)]
     if progressing:
         best = max(progressing, key=lambda r: r.drop)
-        return _with(evidence, finding(
-            "FTD704", f"No rate tried learned one batch within {STEPS} steps, but the loss does fall (by "
-            f"{best.drop:.0%} at {best.lr:g}): the pipeline learns, slowly.", "Not a bug; a longer run will tell.",
-            location=where, evidence=evidence))
+        return _with(
+            evidence,
+            finding(
+                "FTD704",
+                f"No rate tried learned one batch within {STEPS} steps, but the loss does fall (by "
+                f"{best.drop:.0%} at {best.lr:g}): the pipeline learns, slowly.",
+                "Not a bug; a longer run will tell.",
+                location=where,
+                evidence=evidence,
+            ),
+        )
     if untried or any(r.cut for r in runs):
         # The stage's time ran out before every rate was tried to the end: "no rate learns" is not known.
         return _undecided(evidence, user, untried, seconds, step_evidence, where)
     tried = ", ".join(f"{r.lr:g}" for r in runs)
-    floor = (f"; {user.prior:.3f} is what predicting the batch's label frequencies scores without looking at the "
-             "inputs") if user.prior is not None else ""
-    return _with(evidence, finding(
-        "FTD701", f"No learning rate tried ({tried}) learned one batch ({summary} at {user_lr:g}{floor}).",
-        "Check that the inputs differ between examples (truncation, padding) and that the labels belong to their "
-        "inputs; that the parameters that matter are trainable and reach the loss (see backward); and that the "
-        "loss is the task's.", location=pipeline.location(trainer), evidence=evidence))
+    floor = (
+        (f"; {user.prior:.3f} is what predicting the batch's label frequencies scores without looking at the inputs")
+        if user.prior is not None
+        else ""
+    )
+    return _with(
+        evidence,
+        finding(
+            "FTD701",
+            f"No learning rate tried ({tried}) learned one batch ({summary} at {user_lr:g}{floor}).",
+            "Check that the inputs differ between examples (truncation, padding) and that the labels belong to their "
+            "inputs; that the parameters that matter are trainable and reach the loss (see backward); and that the "
+            "loss is the task's.",
+            location=pipeline.location(trainer),
+            evidence=evidence,
+        ),
+    )
 
 
 def _undecided(evidence, user, untried, seconds, step_evidence, where):
@@ -384,11 +520,17 @@ def _undecided(evidence, user, untried, seconds, step_evidence, where):
     left = f" and {untried} other rate{'s' if untried > 1 else ''} went untried" if untried else ""
     step = (step_evidence or {}).get("step_seconds")
     pace = f"; one step of this batch takes {step:.2f} s here" if step else ""
-    return _with(evidence, finding(
-        "FTD705", f"The overfit stage's {seconds or 0:.0f} s ran out: {cut} after {len(user.losses)} steps (loss "
-        f"{user.first:.3f} -> {user.last:.3f}){left}{pace}. A trial cut short tells nothing about the pipeline.",
-        "For a verdict, run the stage without its time limit: `ftdoctor check --budget full`.", location=where,
-        evidence={**evidence, "untried_rates": untried, "cut": True}))
+    return _with(
+        evidence,
+        finding(
+            "FTD705",
+            f"The overfit stage's {seconds or 0:.0f} s ran out: {cut} after {len(user.losses)} steps (loss "
+            f"{user.first:.3f} -> {user.last:.3f}){left}{pace}. A trial cut short tells nothing about the pipeline.",
+            "For a verdict, run the stage without its time limit: `ftdoctor check --budget full`.",
+            location=where,
+            evidence={**evidence, "untried_rates": untried, "cut": True},
+        ),
+    )
 
 
 def _affordable_batch(batch, features, target, step_evidence, seconds, budget=None):
@@ -412,25 +554,30 @@ def _affordable_batch(batch, features, target, step_evidence, seconds, budget=No
             return target.collate(rows_kept), f"{keep} of {rows} rows (time)"
         except UserCodeError:
             pass
-    sliced = {k: (v[:keep] if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == rows else v)
-              for k, v in batch.items()}
+    sliced = {
+        k: (v[:keep] if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == rows else v) for k, v in batch.items()
+    }
     return sliced, f"{keep} of {rows} rows (time)"
 
 
 def _step_note(user) -> str:
     if user.step_size is None:
         return ""
-    return (f" One step moves the weights by {user.step_size:.1e} of their size; {LONG_RUN_STEPS:,} such steps "
-            f"would move them by {user.step_size * LONG_RUN_STEPS:.1e}.")
+    return (
+        f" One step moves the weights by {user.step_size:.1e} of their size; {LONG_RUN_STEPS:,} such steps "
+        f"would move them by {user.step_size * LONG_RUN_STEPS:.1e}."
+    )
 
 
 def _with(evidence, f):
     twin = evidence.get("twin")
     if twin:
         # A verdict measured on the twin says so.
-        f.detail += (f" (Measured on a {twin['layers']}-layer twin of the model: same class, head, vocabulary, "
-                      f"data and optimizer settings, its first {twin['layers']} of {twin['of_layers']} layers; "
-                      "`ftdoctor check --budget full` trains the model itself.)")
+        f.detail += (
+            f" (Measured on a {twin['layers']}-layer twin of the model: same class, head, vocabulary, "
+            f"data and optimizer settings, its first {twin['layers']} of {twin['of_layers']} layers; "
+            "`ftdoctor check --budget full` trains the model itself.)"
+        )
     return Provide(findings=[f], evidence=evidence)
 
 

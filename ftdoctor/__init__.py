@@ -7,8 +7,20 @@ from ftdoctor.core.registry import Provide, Skip, stage_check
 from ftdoctor.core.rules import VERSION as __version__
 from ftdoctor.core.rules import rule
 
-__all__ = ["check", "preflight", "FtDoctorCallback", "PreflightError", "stage_check", "finding", "rule", "Finding",
-           "Provide", "Skip", "render_text", "__version__"]
+__all__ = [
+    "Finding",
+    "FtDoctorCallback",
+    "PreflightError",
+    "Provide",
+    "Skip",
+    "__version__",
+    "check",
+    "finding",
+    "preflight",
+    "render_text",
+    "rule",
+    "stage_check",
+]
 
 
 def __getattr__(name):

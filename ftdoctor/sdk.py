@@ -11,14 +11,35 @@ calls the user's code through ``run_user`` so that the user's exceptions are nev
 
 from __future__ import annotations
 
-from ftdoctor.core.stages import DEFAULT_STAGES, STAGES
-from ftdoctor.core.rules import RULES, SEVERITIES, Rule, rule
 from ftdoctor.core.findings import Finding, finding
-from ftdoctor.core.registry import Provide, Skip, Unavailable, UserCodeError, check, run_user, stage_check
 from ftdoctor.core.frames import deepest_user_frame, user_site_in_traceback
+from ftdoctor.core.registry import Provide, Skip, Unavailable, UserCodeError, check, run_user, stage_check
+from ftdoctor.core.rules import RULES, SEVERITIES, Rule, rule
+from ftdoctor.core.source import Site, read_source
+from ftdoctor.core.stages import DEFAULT_STAGES, STAGES
 from ftdoctor.facts.namespace import datasets as script_datasets
 from ftdoctor.facts.namespace import items as script_items
-from ftdoctor.core.source import Site, read_source
 
-__all__ = ["check", "stage_check", "rule", "finding", "Finding", "Rule", "RULES", "Provide", "Skip", "Unavailable",
-           "UserCodeError", "run_user", "Site", "read_source", "script_datasets", "script_items", "deepest_user_frame", "user_site_in_traceback", "STAGES", "DEFAULT_STAGES", "SEVERITIES"]
+__all__ = [
+    "DEFAULT_STAGES",
+    "RULES",
+    "SEVERITIES",
+    "STAGES",
+    "Finding",
+    "Provide",
+    "Rule",
+    "Site",
+    "Skip",
+    "Unavailable",
+    "UserCodeError",
+    "check",
+    "deepest_user_frame",
+    "finding",
+    "read_source",
+    "rule",
+    "run_user",
+    "script_datasets",
+    "script_items",
+    "stage_check",
+    "user_site_in_traceback",
+]

@@ -97,8 +97,9 @@ def check_pipeline(tmp_path, monkeypatch):
         # No time limit on the overfit stage unless a test sets one: its verdicts must not depend on how busy the
         # machine running the tests is (a budget that runs out gives no verdict, FTD705).
         options = {"overfit_seconds": None} if options is None else options
-        result = check_script(pipeline_path(name), list(args), timeout=300, stages=stages, in_process=True,
-                              options=options)
+        result = check_script(
+            pipeline_path(name), list(args), timeout=300, stages=stages, in_process=True, options=options
+        )
         assert result.report is not None, result.message
         assert not result.report.internal_errors, result.report.internal_errors
         return result.report

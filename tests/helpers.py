@@ -22,8 +22,14 @@ def pipeline_path(name: str) -> str:
 
 def run_cli(*args: str, cwd=None, timeout=600) -> subprocess.CompletedProcess:
     """The ftdoctor command as a user runs it, in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "ftdoctor", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env=os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-m", "ftdoctor", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
 
 
 def findings_at(report, stage: str, code: str | None = None):
@@ -36,6 +42,11 @@ def source_copy(folder: Path) -> Path:
     """A copy of the repository's sources under ``folder``, for pip to build: pip builds in the source tree
     (build/, the egg-info), and two tests building the repository itself at once (xdist) would share those."""
     copy = Path(folder) / "source"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "tests", "benchmarks", "build", "dist",
-                                                              "*.egg-info", "__pycache__", ".venv", "venv"))
+    shutil.copytree(
+        ROOT,
+        copy,
+        ignore=shutil.ignore_patterns(
+            ".git", "tests", "benchmarks", "build", "dist", "*.egg-info", "__pycache__", ".venv", "venv"
+        ),
+    )
     return copy

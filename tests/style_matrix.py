@@ -21,10 +21,20 @@ PIPELINES = {
     "vocab_too_small": ({"vocab": 60}, ("config", "FTD103"), ()),
 }
 
-STYLES = ("trainer", "dataloader", "one_batch", "batch_list", "generator", "slices", "accelerate", "own_loss",
-          "main_function", "notebook")
+STYLES = (
+    "trainer",
+    "dataloader",
+    "one_batch",
+    "batch_list",
+    "generator",
+    "slices",
+    "accelerate",
+    "own_loss",
+    "main_function",
+    "notebook",
+)
 
-PREAMBLE = '''
+PREAMBLE = """
 import torch
 from datasets import load_from_disk
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
@@ -38,33 +48,33 @@ tokenized = raw.map(lambda e: tokenizer(e["premise"], e["hypothesis"], truncatio
 tokenized = tokenized.remove_columns(["premise", "hypothesis", "idx"]).rename_column("label", "labels")
 collator = DataCollatorWithPadding(tokenizer)
 model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels={num_labels})
-{vocab}{freeze}'''
+{vocab}{freeze}"""
 
-TRAINER = '''
+TRAINER = """
 from transformers import Trainer, TrainingArguments
 
 args = TrainingArguments("out", learning_rate={lr}, per_device_train_batch_size=8, max_steps=5, report_to=[],
                          save_strategy="no", use_cpu=True)
 trainer = Trainer(model, args, train_dataset=tokenized["train"], data_collator=collator)
 trainer.train()
-'''
+"""
 
 # The body of each loop style: it defines `batches` (an iterable of dicts the model takes as **kwargs).
 BATCH_SOURCES = {
-    "dataloader": '''
+    "dataloader": """
 from torch.utils.data import DataLoader
 
 batches = DataLoader(tokenized["train"], batch_size=8, shuffle=True, collate_fn=collator)
-''',
-    "one_batch": '''
+""",
+    "one_batch": """
 batch = collator([tokenized["train"][i] for i in range(8)])
 batches = [batch] * 5
-''',
-    "batch_list": '''
+""",
+    "batch_list": """
 train = tokenized["train"]
 batches = [collator([train[j] for j in range(i, min(i + 8, len(train)))]) for i in range(0, 40, 8)]
-''',
-    "generator": '''
+""",
+    "generator": """
 def make_batches(dataset, size):
     rows = []
     for row in dataset:
@@ -74,10 +84,10 @@ def make_batches(dataset, size):
             rows = []
 
 batches = make_batches(tokenized["train"], 8)
-''',
+""",
 }
 
-LOOP = '''
+LOOP = """
 optimizer = torch.optim.AdamW(model.parameters(), lr={lr})
 model.train()
 for step, batch in enumerate(batches):
@@ -87,9 +97,9 @@ for step, batch in enumerate(batches):
     optimizer.step()
 {zero}    if step == 4:
         break
-'''
+"""
 
-SLICES = '''
+SLICES = """
 train = raw["train"][:]  # a dict of lists
 enc = tokenizer(train["premise"], train["hypothesis"], truncation=True, padding=True, return_tensors="pt")
 labels = torch.tensor(train["label"])
@@ -100,9 +110,9 @@ for i in range(0, 40, 8):
                     labels=labels[i:i + 8])
     outputs.loss.backward()
     optimizer.step()
-{zero}'''
+{zero}"""
 
-ACCELERATE = '''
+ACCELERATE = """
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
@@ -117,9 +127,9 @@ for step, batch in enumerate(loader):
     optimizer.step()
 {zero}    if step == 4:
         break
-'''
+"""
 
-OWN_LOSS = '''
+OWN_LOSS = """
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
@@ -134,7 +144,7 @@ for step, batch in enumerate(loader):
     optimizer.step()
 {zero}    if step == 4:
         break
-'''
+"""
 
 
 def knobs(pipeline: str) -> dict:
@@ -172,12 +182,29 @@ def render(pipeline: str, style: str) -> str:
         body = head + _training("dataloader", k)
         return "def main():\n" + textwrap.indent(body, "    ") + '\n\nif __name__ == "__main__":\n    main()\n'
     if style == "notebook":
-        cells = [head, "!pip install -q transformers  # a shell line, as notebooks have them\n%matplotlib inline\n",
-                 _training("dataloader", k)]
-        return json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "source": c.splitlines(True),
-                                      "outputs": [], "execution_count": None} for c in cells]
-                           + [{"cell_type": "markdown", "metadata": {}, "source": ["# notes\n"]}],
-                           "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+        cells = [
+            head,
+            "!pip install -q transformers  # a shell line, as notebooks have them\n%matplotlib inline\n",
+            _training("dataloader", k),
+        ]
+        return json.dumps(
+            {
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "metadata": {},
+                        "source": c.splitlines(True),
+                        "outputs": [],
+                        "execution_count": None,
+                    }
+                    for c in cells
+                ]
+                + [{"cell_type": "markdown", "metadata": {}, "source": ["# notes\n"]}],
+                "metadata": {},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+        )
     return head + _training(style, k)
 
 

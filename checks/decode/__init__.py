@@ -4,6 +4,8 @@ The modules register their checks and rules in the order they are imported here:
 provides the samples every later check reads), then the tasks' contracts, then the silent bugs.
 """
 
-from . import rows  # noqa: F401
-from . import task_contracts  # noqa: F401
-from . import silent_bugs  # noqa: F401
+from . import (
+    rows,  # noqa: F401
+    silent_bugs,  # noqa: F401
+    task_contracts,  # noqa: F401
+)

@@ -11,121 +11,205 @@ from ftdoctor.targets.base import take_rows
 
 SAMPLE_ROWS = 64
 
-rule("FTD201", "raw-text-dataset", "decode", "error", "The trainer receives raw text, not token ids",
-     """
+rule(
+    "FTD201",
+    "raw-text-dataset",
+    "decode",
+    "error",
+    "The trainer receives raw text, not token ids",
+    """
      The dataset given to the Trainer has text columns but no `input_ids`. The Trainer drops every column the
      model's forward does not take, so the model receives only the labels and fails with "You must specify
      exactly one of input_ids or inputs_embeds". Usually the tokenized dataset exists in the script but the raw
      one was passed.
      """,
-     broken="""
+    broken="""
      tokenized = raw_datasets.map(preprocess, batched=True)
      trainer = Trainer(model, args, train_dataset=raw_datasets["train"])
      """,
-     fixed="""
+    fixed="""
      tokenized = raw_datasets.map(preprocess, batched=True)
      trainer = Trainer(model, args, train_dataset=tokenized["train"])
-     """)
-rule("FTD202", "label-column-dropped", "decode", "error", "The label column never reaches the model",
-     """
+     """,
+)
+rule(
+    "FTD202",
+    "label-column-dropped",
+    "decode",
+    "error",
+    "The label column never reaches the model",
+    """
      The Trainer keeps only the columns the model's forward accepts, plus `label`/`label_ids` and the
      trainer's `label_names`. A label column under any other name is silently dropped: the model gets no
      `labels`, returns no loss, and training stops with "The model did not return a loss".
      """,
-     broken='dataset = dataset.map(tokenize)  # labels live in the "sentiment" column',
-     fixed='dataset = dataset.map(tokenize).rename_column("sentiment", "labels")')
-rule("FTD203", "labels-out-of-range", "decode", "error", "Labels outside the classes",
-     """
+    broken='dataset = dataset.map(tokenize)  # labels live in the "sentiment" column',
+    fixed='dataset = dataset.map(tokenize).rename_column("sentiment", "labels")',
+)
+rule(
+    "FTD203",
+    "labels-out-of-range",
+    "decode",
+    "error",
+    "Labels outside the classes",
+    """
      Some labels are negative or beyond the last class (a test split labelled -1, an off-by-one in a
      label mapping). Cross-entropy cannot use them: "Target -1 is out of bounds" on the CPU, a device-side
      assert on a GPU. Only -100 is ignored, and only by design.
      """,
-     broken='trainer = Trainer(model, args, train_dataset=tokenized["test"])  # GLUE test labels are -1',
-     fixed='trainer = Trainer(model, args, train_dataset=tokenized["train"])')
-rule("FTD204", "label-dtype", "decode", "error", "Labels of the wrong type for the loss",
-     """
+    broken='trainer = Trainer(model, args, train_dataset=tokenized["test"])  # GLUE test labels are -1',
+    fixed='trainer = Trainer(model, args, train_dataset=tokenized["train"])',
+)
+rule(
+    "FTD204",
+    "label-dtype",
+    "decode",
+    "error",
+    "Labels of the wrong type for the loss",
+    """
      Single-label classification needs integer class ids: float labels make transformers pick the multi-label
      (BCE) loss, which wants one float per class, and string labels cannot become a tensor at all.
      """,
-     broken='dataset = dataset.map(lambda e: {"label": float(e["score"])})',
-     fixed='dataset = dataset.map(lambda e: {"label": int(e["score"])})')
-rule("FTD205", "mask-length-mismatch", "decode", "error", "attention_mask and input_ids differ in length",
-     """
+    broken='dataset = dataset.map(lambda e: {"label": float(e["score"])})',
+    fixed='dataset = dataset.map(lambda e: {"label": int(e["score"])})',
+)
+rule(
+    "FTD205",
+    "mask-length-mismatch",
+    "decode",
+    "error",
+    "attention_mask and input_ids differ in length",
+    """
      Each row's `attention_mask` must have exactly one entry per token. A mismatch means the mask was built
      separately (or truncated differently) and the model attends to the wrong positions or fails to collate.
      """,
-     broken='enc["attention_mask"] = [[1] * 128 for _ in enc["input_ids"]]',
-     fixed='enc = tokenizer(texts, truncation=True)  # ids and mask come from the same call')
-rule("FTD206", "sequence-exceeds-positions", "decode", "error", "Sequences longer than the model's position embeddings",
-     """
+    broken='enc["attention_mask"] = [[1] * 128 for _ in enc["input_ids"]]',
+    fixed="enc = tokenizer(texts, truncation=True)  # ids and mask come from the same call",
+)
+rule(
+    "FTD206",
+    "sequence-exceeds-positions",
+    "decode",
+    "error",
+    "Sequences longer than the model's position embeddings",
+    """
      The model has a fixed number of position embeddings. A longer row indexes past them: "index out of range
      in self" on the CPU, a device-side assert on a GPU, often hours in when the first long row arrives.
      """,
-     broken="tokenizer(batch['text'])  # no truncation",
-     fixed="tokenizer(batch['text'], truncation=True, max_length=512)")
-rule("FTD207", "token-ids-beyond-embeddings", "decode", "error", "Token ids beyond the embedding matrix",
-     """
+    broken="tokenizer(batch['text'])  # no truncation",
+    fixed="tokenizer(batch['text'], truncation=True, max_length=512)",
+)
+rule(
+    "FTD207",
+    "token-ids-beyond-embeddings",
+    "decode",
+    "error",
+    "Token ids beyond the embedding matrix",
+    """
      The dataset holds ids the model has no embedding for: it was tokenized with another tokenizer than the one
      that matches the model.
      """,
-     broken='tokenized = raw.map(lambda b: other_tokenizer(b["text"]))',
-     fixed='tokenized = raw.map(lambda b: tokenizer(b["text"]))  # the checkpoint\'s own tokenizer')
-rule("FTD208", "empty-samples", "decode", "warning", "Empty samples",
-     """
+    broken='tokenized = raw.map(lambda b: other_tokenizer(b["text"]))',
+    fixed='tokenized = raw.map(lambda b: tokenizer(b["text"]))  # the checkpoint\'s own tokenizer',
+)
+rule(
+    "FTD208",
+    "empty-samples",
+    "decode",
+    "warning",
+    "Empty samples",
+    """
      Rows with no tokens besides the special ones carry no signal and, for language modelling, no targets.
      """,
-     broken='dataset = load_dataset("text", data_files="corpus.txt")  # blank lines become rows',
-     fixed='dataset = dataset.filter(lambda e: len(e["text"].strip()) > 0)')
-rule("FTD209", "class-balance", "decode", "warning", "Labels of one class dominate",
-     """
+    broken='dataset = load_dataset("text", data_files="corpus.txt")  # blank lines become rows',
+    fixed='dataset = dataset.filter(lambda e: len(e["text"].strip()) > 0)',
+)
+rule(
+    "FTD209",
+    "class-balance",
+    "decode",
+    "warning",
+    "Labels of one class dominate",
+    """
      When (nearly) every label is the same class, the model learns to predict that class and reaches a high
      accuracy while learning nothing. A single class in the training data is an error: nothing can be learned.
      """,
-     broken='train = dataset.sort("label").select(range(1000))  # the first 1000 are all class 0',
-     fixed='train = dataset.shuffle(seed=42).select(range(1000))')
-rule("FTD214", "trainer-drops-model-inputs", "decode", "error", "The Trainer drops the model's input columns",
-     """
+    broken='train = dataset.sort("label").select(range(1000))  # the first 1000 are all class 0',
+    fixed="train = dataset.shuffle(seed=42).select(range(1000))",
+)
+rule(
+    "FTD214",
+    "trainer-drops-model-inputs",
+    "decode",
+    "error",
+    "The Trainer drops the model's input columns",
+    """
      `Trainer` keeps only the dataset columns named in the signature of `model.forward`. A model wrapped before it
      is handed over (`torch.compile(model)`, a module whose forward takes `*args, **kwargs`) hides those names,
      so every input column is dropped and the model receives only the labels: "You should supply an encoding
      ... that includes input_ids".
      """,
-     broken="""
+    broken="""
      model = torch.compile(model)
      trainer = Trainer(model, args, train_dataset=tokenized["train"])
      """,
-     fixed="""
+    fixed="""
      args = TrainingArguments("out", torch_compile=True)  # the Trainer compiles it and still reads its signature
      trainer = Trainer(model, args, train_dataset=tokenized["train"])
-     """)
-rule("FTD213", "labels-missing", "decode", "error", "Rows without a label",
-     """
+     """,
+)
+rule(
+    "FTD213",
+    "labels-missing",
+    "decode",
+    "error",
+    "Rows without a label",
+    """
      Some rows carry no label (None): a merge or a mapping left them empty. The collator cannot make a tensor of
      None ("Could not infer dtype of NoneType"), so the first batch holding one fails, possibly hours in.
      """,
-     broken='dataset = dataset.map(lambda e: {"label": label2id.get(e["category"])})  # unknown categories -> None',
-     fixed='dataset = dataset.filter(lambda e: e["label"] is not None)')
-rule("FTD212", "empty-dataset", "decode", "error", "A dataset with no rows",
-     """
+    broken='dataset = dataset.map(lambda e: {"label": label2id.get(e["category"])})  # unknown categories -> None',
+    fixed='dataset = dataset.filter(lambda e: e["label"] is not None)',
+)
+rule(
+    "FTD212",
+    "empty-dataset",
+    "decode",
+    "error",
+    "A dataset with no rows",
+    """
      The training (or evaluation) dataset is empty: a filter that removed everything, a `select` of a range past
      its end, a split name that matched nothing. Training stops at once; an empty evaluation set scores nothing.
      """,
-     broken='train = dataset["train"].filter(lambda e: len(e["text"]) > 10_000)  # nothing is that long',
-     fixed='train = dataset["train"].filter(lambda e: len(e["text"]) > 0)')
-rule("FTD211", "single-class-labels", "decode", "error", "The training labels are all one class",
-     """
+    broken='train = dataset["train"].filter(lambda e: len(e["text"]) > 10_000)  # nothing is that long',
+    fixed='train = dataset["train"].filter(lambda e: len(e["text"]) > 0)',
+)
+rule(
+    "FTD211",
+    "single-class-labels",
+    "decode",
+    "error",
+    "The training labels are all one class",
+    """
      When every training label is the same class there is nothing to learn: the model predicts that class and
      the loss goes to zero. Usually a subset was taken from a dataset sorted by label.
      """,
-     broken='train = dataset.sort("label").select(range(1000))  # the first 1000 are all class 0',
-     fixed='train = dataset.shuffle(seed=42).select(range(1000))')
-rule("FTD210", "non-tensor-columns", "decode", "error", "Columns the collator cannot turn into tensors",
-     """
+    broken='train = dataset.sort("label").select(range(1000))  # the first 1000 are all class 0',
+    fixed="train = dataset.shuffle(seed=42).select(range(1000))",
+)
+rule(
+    "FTD210",
+    "non-tensor-columns",
+    "decode",
+    "error",
+    "Columns the collator cannot turn into tensors",
+    """
      With `remove_unused_columns=False`, or a dataset that is not a `datasets.Dataset`, every key of a sample
      reaches the collator. Text columns cannot become tensors ("too many dimensions 'str'").
      """,
-     broken='tokenized = raw.map(tokenize, batched=True)  # keeps "sentence"; remove_unused_columns=False',
-     fixed='tokenized = raw.map(tokenize, batched=True, remove_columns=["sentence"])')
+    broken='tokenized = raw.map(tokenize, batched=True)  # keeps "sentence"; remove_unused_columns=False',
+    fixed='tokenized = raw.map(tokenize, batched=True, remove_columns=["sentence"])',
+)
 
 
 def _tokenized_stand_in(pipeline, raw_ds, main_input):
@@ -137,8 +221,12 @@ def _tokenized_stand_in(pipeline, raw_ds, main_input):
     if n is None:
         return None, None
     for name, ds in script_datasets(cap.namespace):
-        if ds is not raw_ds and main_input in (ds.column_names or []) and datasets.safe_len(ds) == n \
-                and _same_split(raw_ds, ds):
+        if (
+            ds is not raw_ds
+            and main_input in (ds.column_names or [])
+            and datasets.safe_len(ds) == n
+            and _same_split(raw_ds, ds)
+        ):
             return name, ds
     return None, None
 
@@ -151,8 +239,11 @@ def _same_split(raw_ds, ds) -> bool:
     return all(raw_ds[0][c] == ds[0][c] for c in shared)
 
 
-@check("decode", provides=("train_features", "eval_features", "effective_train_dataset", "effective_eval_dataset"),
-       codes=("FTD201", "FTD202", "FTD212", "FTD214"))
+@check(
+    "decode",
+    provides=("train_features", "eval_features", "effective_train_dataset", "effective_eval_dataset"),
+    codes=("FTD201", "FTD202", "FTD212", "FTD214"),
+)
 def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_dataset=None):
     """Rows as the collator will see them; raw text is reported, and a tokenized stand-in used if the script has one."""
     main_input = getattr(model, "main_input_name", "input_ids")
@@ -163,13 +254,22 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
             continue
         if datasets.safe_len(ds) == 0:
             what = "training" if split == "train" else "evaluation"
-            findings.append(finding("FTD212", f"The {what} dataset{_named(pipeline, ds)} has 0 rows: "
-                                    + ("training stops at once (\"num_samples should be a positive integer\")."
-                                       if split == "train" else "evaluation has nothing to score."),
-                                    "Check the split, filter or select that produced it (print `len(dataset)` after "
-                                    "each step).", location=pipeline.location(ds, trainer)))
-            values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(f"the {what} dataset "
-                                                                                              "is empty")
+            findings.append(
+                finding(
+                    "FTD212",
+                    f"The {what} dataset{_named(pipeline, ds)} has 0 rows: "
+                    + (
+                        'training stops at once ("num_samples should be a positive integer").'
+                        if split == "train"
+                        else "evaluation has nothing to score."
+                    ),
+                    "Check the split, filter or select that produced it (print `len(dataset)` after each step).",
+                    location=pipeline.location(ds, trainer),
+                )
+            )
+            values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(
+                f"the {what} dataset is empty"
+            )
             continue
         description = "training" if split == "train" else "evaluation"
         if datasets.is_streaming(ds):
@@ -185,8 +285,14 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
             if split == "train":
                 findings.append(_inputs_dropped(removed, model, pipeline, trainer))
             rows = _model_columns(take_rows(ds, SAMPLE_ROWS), model, target)
-        if rows and isinstance(rows[0], dict) and main_input not in rows[0] and "inputs_embeds" not in rows[0] \
-                and not _token_columns(rows[0]) and not _collator_tokenizes(target, rows, main_input):
+        if (
+            rows
+            and isinstance(rows[0], dict)
+            and main_input not in rows[0]
+            and "inputs_embeds" not in rows[0]
+            and not _token_columns(rows[0])
+            and not _collator_tokenizes(target, rows, main_input)
+        ):
             raw_row = take_rows(ds, 1)[0]
             text_cols = [k for k, v in raw_row.items() if isinstance(v, str)]
             name, stand_in = _tokenized_stand_in(pipeline, ds, main_input)
@@ -214,13 +320,23 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
         if all(fixes):
             fix = "Pass the tokenized dataset: " + ", ".join(fixes) + "."
         else:
-            fix = ("Tokenize first: `tokenized = dataset.map(lambda b: tokenizer(b[\"text\"], truncation=True), "
-                   "batched=True)` and pass `train_dataset=tokenized[\"train\"]`.")
+            fix = (
+                'Tokenize first: `tokenized = dataset.map(lambda b: tokenizer(b["text"], truncation=True), '
+                'batched=True)` and pass `train_dataset=tokenized["train"]`.'
+            )
         detail = "; ".join(parts) + ". The Trainer drops the text columns, so the model gets no inputs."
         if stand_ins:
             detail += " The remaining stages were checked with " + ", ".join(stand_ins) + " instead."
-        findings.insert(0, finding("FTD201", detail, fix, location=pipeline.location(trainer),
-                                   evidence={"text_columns": raw_notes[0][2], "stand_in": stand_ins or None}))
+        findings.insert(
+            0,
+            finding(
+                "FTD201",
+                detail,
+                fix,
+                location=pipeline.location(trainer),
+                evidence={"text_columns": raw_notes[0][2], "stand_in": stand_ins or None},
+            ),
+        )
     if eval_dataset is None:
         values["eval_features"] = values["effective_eval_dataset"] = _unavailable("the trainer has no eval_dataset")
     streaming = values.pop("decode_streaming", None)
@@ -264,13 +380,17 @@ def _inputs_dropped(removed, model, pipeline, trainer):
     wrapped = getattr(trainer, "model", None)
     wrapper = type(wrapped if wrapped is not None else model).__name__
     inputs = [c for c in removed if c in _forward_params(model)]
-    return finding("FTD214", f"The dataset has the model's inputs ({', '.join(f'`{c}`' for c in inputs)}), but the "
-                   f"Trainer drops them: it keeps only the columns named in the signature of `{wrapper}.forward`, "
-                   f"which does not name them. The model would receive only what is left ({_kept(removed)}).",
-                   "Give the Trainer the model itself: for torch.compile pass the plain model and "
-                   "`TrainingArguments(..., torch_compile=True)`; otherwise `remove_unused_columns=False` with a "
-                   "dataset that holds only the model's inputs and labels.",
-                   location=pipeline.location(trainer), evidence={"dropped": removed, "signature_of": wrapper})
+    return finding(
+        "FTD214",
+        f"The dataset has the model's inputs ({', '.join(f'`{c}`' for c in inputs)}), but the "
+        f"Trainer drops them: it keeps only the columns named in the signature of `{wrapper}.forward`, "
+        f"which does not name them. The model would receive only what is left ({_kept(removed)}).",
+        "Give the Trainer the model itself: for torch.compile pass the plain model and "
+        "`TrainingArguments(..., torch_compile=True)`; otherwise `remove_unused_columns=False` with a "
+        "dataset that holds only the model's inputs and labels.",
+        location=pipeline.location(trainer),
+        evidence={"dropped": removed, "signature_of": wrapper},
+    )
 
 
 def _kept(removed) -> str:
@@ -301,11 +421,15 @@ def _dropped_label_column(ds, rows, removed, target, pipeline):
     for col in removed:
         if datasets.class_label(ds, col) is not None or _int_scalar_column(ds, col):
             expected = (target.label_names or ["labels"])[0]
-            return finding("FTD202", f"The `{col}` column holds the labels, but the Trainer drops it: "
-                           f"`{models.model_name(pipeline.model)}.forward` takes `{expected}`, not `{col}`. "
-                           "No labels reach the model and it returns no loss.",
-                           f"Rename it: `dataset = dataset.rename_column(\"{col}\", \"{expected}\")`.",
-                           location=pipeline.location(pipeline.trainer), evidence={"column": col, "expected": expected})
+            return finding(
+                "FTD202",
+                f"The `{col}` column holds the labels, but the Trainer drops it: "
+                f"`{models.model_name(pipeline.model)}.forward` takes `{expected}`, not `{col}`. "
+                "No labels reach the model and it returns no loss.",
+                f'Rename it: `dataset = dataset.rename_column("{col}", "{expected}")`.',
+                location=pipeline.location(pipeline.trainer),
+                evidence={"column": col, "expected": expected},
+            )
     return None
 
 
@@ -316,8 +440,11 @@ def _int_scalar_column(ds, col) -> bool:
 
 @check("decode", codes=("FTD203", "FTD204", "FTD209", "FTD211", "FTD213"))
 def labels_are_class_ids(effective_train_dataset, train_features, model, pipeline, target, trainer=None, task=None):
-    if not (models.is_classification(task) or task == "multiple-choice") or not train_features \
-            or not isinstance(train_features[0], dict):
+    if (
+        not (models.is_classification(task) or task == "multiple-choice")
+        or not train_features
+        or not isinstance(train_features[0], dict)
+    ):
         return None
     key = datasets.label_key(train_features[0], target.label_names)
     if key is None:
@@ -325,25 +452,40 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
     ds = effective_train_dataset
     sample = train_features[0][key]
     # Every value with its count: a large dataset has few distinct labels, and what follows reads those.
-    tally, n_values = datasets.value_counts(ds, key) if datasets.is_hf_dataset(ds) and key in ds.column_names else \
-        datasets.value_counts(train_features, key)
+    tally, n_values = (
+        datasets.value_counts(ds, key)
+        if datasets.is_hf_dataset(ds) and key in ds.column_names
+        else datasets.value_counts(train_features, key)
+    )
     loc = pipeline.location(ds, trainer)
     out = []
     missing = tally.pop(None, 0)
     if missing:
-        out.append(finding("FTD213", f"{missing} of {n_values} `{key}` values are None: those rows have no label, "
-                           "and the collator fails on the first batch that holds one (\"Could not infer dtype of "
-                           "NoneType\").", f"Drop them before training: `dataset = dataset.filter(lambda e: "
-                           f"e[\"{key}\"] is not None)`.", location=loc, evidence={"missing": missing}))
+        out.append(
+            finding(
+                "FTD213",
+                f"{missing} of {n_values} `{key}` values are None: those rows have no label, "
+                'and the collator fails on the first batch that holds one ("Could not infer dtype of '
+                'NoneType").',
+                f'Drop them before training: `dataset = dataset.filter(lambda e: e["{key}"] is not None)`.',
+                location=loc,
+                evidence={"missing": missing},
+            )
+        )
     kinds = Counter()
     for v, n in tally.items():
         kinds[type(v).__name__] += n
     problem_type = getattr(model.config, "problem_type", None)
     if any(isinstance(v, str) for v in tally):
         feat_names = sorted(v for v in tally if isinstance(v, str))[:10]
-        return finding("FTD204", f"The `{key}` column holds strings ({feat_names}); the loss needs integer class ids.",
-                       f"Encode them: `dataset = dataset.class_encode_column(\"{key}\")` (or map each name to its "
-                       "id with `label2id`).", location=loc, evidence={"example": sample})
+        return finding(
+            "FTD204",
+            f"The `{key}` column holds strings ({feat_names}); the loss needs integer class ids.",
+            f'Encode them: `dataset = dataset.class_encode_column("{key}")` (or map each name to its '
+            "id with `label2id`).",
+            location=loc,
+            evidence={"example": sample},
+        )
     ints = Counter({v: n for v, n in tally.items() if isinstance(v, int)})
     floats = [v for v in tally if isinstance(v, float)]  # the distinct ones, in the order they come
     n_labels = models.num_labels(model) or 0
@@ -376,33 +518,54 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
         share = top_n / real
         label = names[top] if names and 0 <= top < len(names) else top
         if len(counts) == 1:
-            out.append(finding("FTD211", f"Every training label is {label!r}: there is nothing to learn.",
-                               "Use a split that holds every class, e.g. `dataset.shuffle(seed=42)` before `select`.",
-                               location=loc, evidence={"counts": dict(counts)}))
+            out.append(
+                finding(
+                    "FTD211",
+                    f"Every training label is {label!r}: there is nothing to learn.",
+                    "Use a split that holds every class, e.g. `dataset.shuffle(seed=42)` before `select`.",
+                    location=loc,
+                    evidence={"counts": dict(counts)},
+                )
+            )
         elif share >= 0.9 and real >= 20:
-            out.append(finding("FTD209", f"{share:.0%} of training labels are {label!r}: a model predicting only "
-                               "that class scores that accuracy while learning nothing.",
-                               "Shuffle before selecting a subset, rebalance, or weight the loss; report F1 "
-                               "rather than accuracy.", location=loc, evidence={"counts": dict(counts)}))
+            out.append(
+                finding(
+                    "FTD209",
+                    f"{share:.0%} of training labels are {label!r}: a model predicting only "
+                    "that class scores that accuracy while learning nothing.",
+                    "Shuffle before selecting a subset, rebalance, or weight the loss; report F1 rather than accuracy.",
+                    location=loc,
+                    evidence={"counts": dict(counts)},
+                )
+            )
     return out
 
 
 def _float_labels(key, floats, n_labels, kinds, loc):
     distinct = sorted(set(floats))
     if all(float(v).is_integer() for v in distinct):
-        fix = f"Make them integers: `dataset = dataset.cast_column(\"{key}\", Value(\"int64\"))`."
+        fix = f'Make them integers: `dataset = dataset.cast_column("{key}", Value("int64"))`.'
     elif len(distinct) <= n_labels:
         to_id = ", ".join(f"{v!r}: {i}" for i, v in enumerate(distinct))
-        fix = (f"Map the {len(distinct)} values to class ids: `to_id = {{{to_id}}}` and "
-               f"`dataset = dataset.map(lambda e: {{\"{key}\": to_id[e[\"{key}\"]]}})`; for a continuous target "
-               "(regression) load the model with `num_labels=1` instead.")
+        fix = (
+            f"Map the {len(distinct)} values to class ids: `to_id = {{{to_id}}}` and "
+            f'`dataset = dataset.map(lambda e: {{"{key}": to_id[e["{key}"]]}})`; for a continuous target '
+            "(regression) load the model with `num_labels=1` instead."
+        )
     else:
-        fix = (f"For a continuous target (regression) load the model with `num_labels=1`; for {n_labels} classes "
-               f"the labels must be integer ids 0..{n_labels - 1}.")
-    return finding("FTD204", f"The `{key}` values are floats ({floats[0]!r}, ...): with num_labels={n_labels} "
-                   "transformers then picks the multi-label BCE loss, which expects one float per class, "
-                   "and fails on the shapes.", fix, location=loc,
-                   evidence={"dtypes": dict(kinds), "distinct": distinct[:20]})
+        fix = (
+            f"For a continuous target (regression) load the model with `num_labels=1`; for {n_labels} classes "
+            f"the labels must be integer ids 0..{n_labels - 1}."
+        )
+    return finding(
+        "FTD204",
+        f"The `{key}` values are floats ({floats[0]!r}, ...): with num_labels={n_labels} "
+        "transformers then picks the multi-label BCE loss, which expects one float per class, "
+        "and fails on the shapes.",
+        fix,
+        location=loc,
+        evidence={"dtypes": dict(kinds), "distinct": distinct[:20]},
+    )
 
 
 def _out_of_range(key, ints, bad, classes, upper, from_class_label, pipeline, loc):
@@ -414,13 +577,19 @@ def _out_of_range(key, ints, bad, classes, upper, from_class_label, pipeline, lo
         where = f"the {upper} classes 0..{upper - 1}"
     else:
         where = f"the model's {upper} outputs 0..{upper - 1}"
-    hint = " A label of -1 marks an unlabelled split (GLUE test sets): train on the labelled split." if -1 in bad else ""
+    hint = (
+        " A label of -1 marks an unlabelled split (GLUE test sets): train on the labelled split." if -1 in bad else ""
+    )
     detail = f"{count} of {sum(ints.values())} `{key}` values are outside {where}: {bad[:10]}.{hint}"
     evidence = {"out_of_range": bad[:20], "count": count}
     if all(b < 0 for b in bad):
-        fix = f"Drop or fix those rows: `dataset = dataset.filter(lambda e: e[\"{key}\"] >= 0)`."
-    elif upper is not None and len(classes) <= upper and min(classes) > 0 \
-            and sorted(classes) == list(range(min(classes), max(classes) + 1)):
+        fix = f'Drop or fix those rows: `dataset = dataset.filter(lambda e: e["{key}"] >= 0)`.'
+    elif (
+        upper is not None
+        and len(classes) <= upper
+        and min(classes) > 0
+        and sorted(classes) == list(range(min(classes), max(classes) + 1))
+    ):
         # Contiguous ids that start above 0: a mapping numbered from 1 (or a shift), not missing classes.
         lo = min(classes)
         detail += f" The labels run {lo}..{max(classes)}: the class ids are shifted by {lo}."
@@ -430,7 +599,7 @@ def _out_of_range(key, ints, bad, classes, upper, from_class_label, pipeline, lo
             fix = f"Number the classes from 0 in `{name}`: `{name} = {fixed}`."
             evidence["mapping"] = name
         else:
-            fix = f"Shift them to start at 0: `dataset = dataset.map(lambda e: {{\"{key}\": e[\"{key}\"] - {lo}}})`."
+            fix = f'Shift them to start at 0: `dataset = dataset.map(lambda e: {{"{key}": e["{key}"] - {lo}}})`.'
     else:
         fix = f"Check the label mapping that produced {bad[:3]}: ids must be 0..{upper - 1 if upper else 'n-1'}."
     return finding("FTD203", detail, fix, location=loc, evidence=evidence)
@@ -439,16 +608,19 @@ def _out_of_range(key, ints, bad, classes, upper, from_class_label, pipeline, lo
 def _mapping_that_made(pipeline, classes):
     """A name -> id dict in the script whose ids are exactly the labels found: the mapping to fix."""
     cap = pipeline.capture
-    for var, value in (script_items(cap.namespace) if cap is not None else ()):
-        if type(value) is dict and value and all(isinstance(k, str) and type(v) is int for k, v in value.items()) \
-                and set(value.values()) == classes:
+    for var, value in script_items(cap.namespace) if cap is not None else ():
+        if (
+            type(value) is dict
+            and value
+            and all(isinstance(k, str) and type(v) is int for k, v in value.items())
+            and set(value.values()) == classes
+        ):
             return var, value
     return None, None
 
 
 @check("decode", codes=("FTD205", "FTD206", "FTD207", "FTD208", "FTD210"))
-def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline, target, tokenizer=None,
-                        trainer=None):
+def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline, target, tokenizer=None, trainer=None):
     rows = train_features
     if not rows or not isinstance(rows[0], dict) or "input_ids" not in rows[0]:
         return None
@@ -457,23 +629,46 @@ def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline
     hf = datasets.is_hf_dataset(ds) and "input_ids" in ds.column_names
     loc = pipeline.location(ds, trainer)
     label_keys = set(datasets.LABEL_KEYS) | set(target.label_names)
-    strings = sorted({k for r in rows[:8] for k, v in r.items() if (isinstance(v, str)
-                      or (isinstance(v, list) and v and isinstance(v[0], str))) and k not in label_keys})
+    strings = sorted(
+        {
+            k
+            for r in rows[:8]
+            for k, v in r.items()
+            if (isinstance(v, str) or (isinstance(v, list) and v and isinstance(v[0], str))) and k not in label_keys
+        }
+    )
     if strings:  # text labels are a label problem (FTD204), never a column to drop
-        out.append(finding("FTD210", f"Samples still carry text columns {strings}; the collator cannot make tensors "
-                           "of them.", f"Drop them when tokenizing: `.map(..., remove_columns={strings})`, or keep "
-                           "`remove_unused_columns=True` (the default).", location=loc, evidence={"columns": strings}))
-    mismatched = [i for i, r in enumerate(rows) if "attention_mask" in r and _len(r["attention_mask"]) != _len(r["input_ids"])]
+        out.append(
+            finding(
+                "FTD210",
+                f"Samples still carry text columns {strings}; the collator cannot make tensors of them.",
+                f"Drop them when tokenizing: `.map(..., remove_columns={strings})`, or keep "
+                "`remove_unused_columns=True` (the default).",
+                location=loc,
+                evidence={"columns": strings},
+            )
+        )
+    mismatched = [
+        i for i, r in enumerate(rows) if "attention_mask" in r and _len(r["attention_mask"]) != _len(r["input_ids"])
+    ]
     if mismatched:
         i = mismatched[0]
-        out.append(finding("FTD205", f"{len(mismatched)} of {len(rows)} sampled rows have an attention_mask of another "
-                           f"length than input_ids (row {i}: {_len(rows[i]['attention_mask'])} vs "
-                           f"{_len(rows[i]['input_ids'])}).", "Build input_ids and attention_mask in the same "
-                           "tokenizer call: `tokenizer(texts, truncation=True)`.", location=loc))
+        out.append(
+            finding(
+                "FTD205",
+                f"{len(mismatched)} of {len(rows)} sampled rows have an attention_mask of another "
+                f"length than input_ids (row {i}: {_len(rows[i]['attention_mask'])} vs "
+                f"{_len(rows[i]['input_ids'])}).",
+                "Build input_ids and attention_mask in the same tokenizer call: `tokenizer(texts, truncation=True)`.",
+                location=loc,
+            )
+        )
     packed = "seq_lengths" in rows[0]
     if packed:  # packed rows: positions restart at every document, so each document must fit, not the row
-        lengths = [max(datasets.flatten(r["seq_lengths"]) or [0]) for r in
-                   (ds.select(range(min(len(ds), 20_000))).with_format(None) if hf else rows)]
+        lengths = [
+            max(datasets.flatten(r["seq_lengths"]) or [0])
+            for r in (ds.select(range(min(len(ds), 20_000))).with_format(None) if hf else rows)
+        ]
     else:
         lengths = datasets.sequence_lengths(ds) if hf else [_len(r["input_ids"]) for r in rows]
     positions = models.max_positions(model)
@@ -481,28 +676,47 @@ def token_ids_fit_model(effective_train_dataset, train_features, model, pipeline
     if positions and longest > positions:
         too_long = sum(1 for n in lengths if n > positions)
         unit = "packed rows hold a document" if packed else "rows are"
-        out.append(finding("FTD206", f"{too_long} of {len(lengths)} {unit} longer than the model's {positions} "
-                           f"position embeddings (longest: {longest} tokens).",
-                           f"Truncate when tokenizing: `tokenizer(..., truncation=True, max_length={positions})`.",
-                           location=loc, evidence={"longest": longest, "max_positions": positions, "rows": too_long}))
+        out.append(
+            finding(
+                "FTD206",
+                f"{too_long} of {len(lengths)} {unit} longer than the model's {positions} "
+                f"position embeddings (longest: {longest} tokens).",
+                f"Truncate when tokenizing: `tokenizer(..., truncation=True, max_length={positions})`.",
+                location=loc,
+                evidence={"longest": longest, "max_positions": positions, "rows": too_long},
+            )
+        )
     rows_emb = models.embedding_rows(model)
     tok_len = len(tokenizer) if tokenizer is not None and hasattr(tokenizer, "__len__") else None
     if rows_emb and (tok_len is None or tok_len <= rows_emb):  # otherwise config already reported the cause
         # Read per token: the scan stops at SCAN_TOKENS (a vocabulary mismatch shows in nearly every row).
         scanned = ds if hf else rows
-        beyond, largest = datasets.values_at_least(scanned, "input_ids", rows_emb,
-                                               limit=datasets.rows_within(scanned, 20_000, datasets.SCAN_TOKENS))
+        beyond, largest = datasets.values_at_least(
+            scanned, "input_ids", rows_emb, limit=datasets.rows_within(scanned, 20_000, datasets.SCAN_TOKENS)
+        )
         if beyond:
-            out.append(finding("FTD207", f"{beyond} token ids are >= the {rows_emb} embedding rows (largest: "
-                               f"{largest}): the data was tokenized with another vocabulary than the model's.",
-                               "Tokenize with the checkpoint's own tokenizer: `AutoTokenizer.from_pretrained(checkpoint)`.",
-                               location=loc, evidence={"largest_id": largest, "embedding_rows": rows_emb}))
+            out.append(
+                finding(
+                    "FTD207",
+                    f"{beyond} token ids are >= the {rows_emb} embedding rows (largest: "
+                    f"{largest}): the data was tokenized with another vocabulary than the model's.",
+                    "Tokenize with the checkpoint's own tokenizer: `AutoTokenizer.from_pretrained(checkpoint)`.",
+                    location=loc,
+                    evidence={"largest_id": largest, "embedding_rows": rows_emb},
+                )
+            )
     specials = set(getattr(tokenizer, "all_special_ids", []) or [])
     empty = sum(1 for r in rows if not [t for t in _flat(r["input_ids"]) if t not in specials])
     if empty:
-        out.append(finding("FTD208", f"{empty} of {len(rows)} sampled rows hold no tokens besides special ones.",
-                           "Filter empty rows before tokenizing: `dataset.filter(lambda e: len(e[\"text\"].strip()) > 0)`.",
-                           location=loc, evidence={"empty_rows": empty, "sampled": len(rows)}))
+        out.append(
+            finding(
+                "FTD208",
+                f"{empty} of {len(rows)} sampled rows hold no tokens besides special ones.",
+                'Filter empty rows before tokenizing: `dataset.filter(lambda e: len(e["text"].strip()) > 0)`.',
+                location=loc,
+                evidence={"empty_rows": empty, "sampled": len(rows)},
+            )
+        )
     return out
 
 

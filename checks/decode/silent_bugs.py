@@ -5,34 +5,52 @@ from __future__ import annotations
 from ftdoctor.facts import datasets, models
 from ftdoctor.sdk import check, finding, rule
 
-rule("FTD215", "train-eval-overlap", "decode", "warning", "Evaluation rows also appear in the training set",
-     """
+rule(
+    "FTD215",
+    "train-eval-overlap",
+    "decode",
+    "warning",
+    "Evaluation rows also appear in the training set",
+    """
      Rows of the evaluation set that are also training rows (exactly, or once case and whitespace are normalised)
      are scored as if the model had never seen them: the evaluation metric is optimistic, and model selection on
      it prefers memorisation. Common causes: evaluating on the training split, or duplicates across splits of a
      scraped dataset.
      """,
-     broken='trainer = Trainer(model, args, train_dataset=tok["train"], eval_dataset=tok["train"].select(range(200)))',
-     fixed="""
+    broken='trainer = Trainer(model, args, train_dataset=tok["train"], eval_dataset=tok["train"].select(range(200)))',
+    fixed="""
      seen = {" ".join(t.lower().split()) for t in raw["train"]["text"]}
      raw["test"] = raw["test"].filter(lambda e: " ".join(e["text"].lower().split()) not in seen)
-     """)
-rule("FTD216", "second-label-column", "decode", "warning", "A second label column disagrees with the one the model trains on",
-     """
+     """,
+)
+rule(
+    "FTD216",
+    "second-label-column",
+    "decode",
+    "warning",
+    "A second label column disagrees with the one the model trains on",
+    """
      The model receives one column as its labels (`labels`, or `label` renamed by the collator), while the dataset
      holds another label column with different values: usually a mapping applied to a copy, or a column renamed
      to `labels` while the corrected `label` stayed behind. The model silently learns the wrong one.
      """,
-     broken='ds = ds.map(lambda e: {"labels": e["label"] - 1})  # and later the corrected "label" column is kept',
-     fixed='ds = ds.map(lambda e: {"labels": e["label"]}).remove_columns(["label"])  # one label column')
-rule("FTD217", "tokenizer-mismatch", "decode", "warning", "The tokenizer does not fit the model or the text",
-     """
+    broken='ds = ds.map(lambda e: {"labels": e["label"] - 1})  # and later the corrected "label" column is kept',
+    fixed='ds = ds.map(lambda e: {"labels": e["label"]}).remove_columns(["label"])  # one label column',
+)
+rule(
+    "FTD217",
+    "tokenizer-mismatch",
+    "decode",
+    "warning",
+    "The tokenizer does not fit the model or the text",
+    """
      A tokenizer from another checkpoint than the model's (or the right one with the wrong settings) trains
      silently: many unknown tokens, capitals lowered for a cased vocabulary, or a vocabulary far smaller than the
      model's embedding table (every id is valid, but means another token to the model).
      """,
-     broken='tokenizer = AutoTokenizer.from_pretrained("bert-base-uncased")  # model: bert-base-cased',
-     fixed='tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # the same checkpoint as the model')
+    broken='tokenizer = AutoTokenizer.from_pretrained("bert-base-uncased")  # model: bert-base-cased',
+    fixed="tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # the same checkpoint as the model",
+)
 
 # What each split contributes to the comparison. Its cost is per token (reading, hashing, decoding), so the scans
 # are bounded in tokens as well as rows: the walk's cost must not grow with the dataset or with its rows' length.
@@ -80,18 +98,29 @@ def train_eval_overlap(effective_train_dataset, effective_eval_dataset, pipeline
     if not shared:
         return None
     name = pipeline.name_of(effective_eval_dataset)
-    how = ("once case and whitespace are normalised" if train_decoded == len(train) and eval_decoded == len(evals)
-           else f"token for token (the first {train_decoded} training and {eval_decoded} evaluation rows also once "
-                "case and whitespace are normalised)")
-    return finding("FTD215", f"{len(shared)} of {len(evals)} evaluation rows{' (' + name + ')' if name else ''} "
-                   f"also appear among {len(train)} training rows {how} (e.g. "
-                   f"{shared[0][:120]!r}): evaluation scores them as unseen, so its metric is optimistic.",
-                   "Evaluate on rows the model does not train on: drop from the evaluation set every row whose "
-                   "normalised text is in the training set (`seen = {' '.join(t.lower().split()) for t in "
-                   "train_texts}`, then `eval_ds.filter(lambda e: norm(e[...]) not in seen)`), or split after "
-                   "deduplicating.", location=pipeline.location(effective_eval_dataset, pipeline.trainer),
-                   evidence={"shared": len(shared), "eval_rows": len(evals), "train_rows": len(train),
-                             "normalised_rows": {"train": train_decoded, "eval": eval_decoded}})
+    how = (
+        "once case and whitespace are normalised"
+        if train_decoded == len(train) and eval_decoded == len(evals)
+        else f"token for token (the first {train_decoded} training and {eval_decoded} evaluation rows also once "
+        "case and whitespace are normalised)"
+    )
+    return finding(
+        "FTD215",
+        f"{len(shared)} of {len(evals)} evaluation rows{' (' + name + ')' if name else ''} "
+        f"also appear among {len(train)} training rows {how} (e.g. "
+        f"{shared[0][:120]!r}): evaluation scores them as unseen, so its metric is optimistic.",
+        "Evaluate on rows the model does not train on: drop from the evaluation set every row whose "
+        "normalised text is in the training set (`seen = {' '.join(t.lower().split()) for t in "
+        "train_texts}`, then `eval_ds.filter(lambda e: norm(e[...]) not in seen)`), or split after "
+        "deduplicating.",
+        location=pipeline.location(effective_eval_dataset, pipeline.trainer),
+        evidence={
+            "shared": len(shared),
+            "eval_rows": len(evals),
+            "train_rows": len(train),
+            "normalised_rows": {"train": train_decoded, "eval": eval_decoded},
+        },
+    )
 
 
 @check("decode", codes=("FTD216",))
@@ -103,7 +132,11 @@ def one_label_column(effective_train_dataset, train_features, pipeline, target, 
     used = datasets.label_key(train_features[0], target.label_names)
     if used is None or used not in ds.column_names:
         return None
-    others = [c for c in ds.column_names if c != used and (c in datasets.LABEL_KEYS or datasets.class_label(ds, c) is not None)]
+    others = [
+        c
+        for c in ds.column_names
+        if c != used and (c in datasets.LABEL_KEYS or datasets.class_label(ds, c) is not None)
+    ]
     n = min(len(ds), 2000)
     mine = ds.select(range(n)).with_format(None)[used]
     out = []
@@ -115,11 +148,17 @@ def one_label_column(effective_train_dataset, train_features, pipeline, target, 
         if not differ:
             continue
         i = differ[0]
-        out.append(finding("FTD216", f"The model trains on `{used}`, but the dataset also holds `{col}`, and the two "
-                           f"differ on {len(differ)} of {n} rows (row {i}: {used}={mine[i]!r}, {col}={theirs[i]!r}).",
-                           f"Keep one label column: drop the one you do not mean (`dataset.remove_columns([\"{col}\"])`"
-                           f"), or rename the right one to `{used}`.", location=pipeline.location(ds, pipeline.trainer),
-                           evidence={"used": used, "other": col, "differ": len(differ), "rows": n}))
+        out.append(
+            finding(
+                "FTD216",
+                f"The model trains on `{used}`, but the dataset also holds `{col}`, and the two "
+                f"differ on {len(differ)} of {n} rows (row {i}: {used}={mine[i]!r}, {col}={theirs[i]!r}).",
+                f'Keep one label column: drop the one you do not mean (`dataset.remove_columns(["{col}"])`'
+                f"), or rename the right one to `{used}`.",
+                location=pipeline.location(ds, pipeline.trainer),
+                evidence={"used": used, "other": col, "differ": len(differ), "rows": n},
+            )
+        )
     return out
 
 
@@ -145,23 +184,32 @@ def tokenizer_fits(train_features, model, pipeline, tokenizer):
         upper = sum(1 for t in words if any(c.isupper() for c in t))
         if words and upper / len(words) > 0.1:
             evidence["cased_vocabulary_share"] = upper / len(words)
-            problems.append(f"the tokenizer lower-cases its input, but {upper / len(words):.0%} of its vocabulary is "
-                            "capitalised (a cased vocabulary: those embeddings are never used)")
+            problems.append(
+                f"the tokenizer lower-cases its input, but {upper / len(words):.0%} of its vocabulary is "
+                "capitalised (a cased vocabulary: those embeddings are never used)"
+            )
     rows_emb = models.embedding_rows(model)
     n_tok = datasets.safe_len(tokenizer)
     if rows_emb and n_tok and n_tok < 0.8 * rows_emb:
         evidence.update(tokenizer_size=n_tok, embedding_rows=rows_emb)
-        problems.append(f"the tokenizer has {n_tok} tokens for an embedding table of {rows_emb} rows: every id is "
-                        "valid, but the model reads another vocabulary")
+        problems.append(
+            f"the tokenizer has {n_tok} tokens for an embedding table of {rows_emb} rows: every id is "
+            "valid, but the model reads another vocabulary"
+        )
     if not problems:
         return None
     names = [getattr(tokenizer, "name_or_path", None), getattr(getattr(model, "config", None), "_name_or_path", None)]
     text = "; ".join(problems)
-    return finding("FTD217", text[:1].upper() + text[1:] + ".",
-                   "Load the tokenizer from the model's own checkpoint: `AutoTokenizer.from_pretrained(checkpoint)` "
-                   "with the same `checkpoint` as the model" + (f" (tokenizer: {names[0]!r}, model: {names[1]!r})"
-                                                                 if all(names) and names[0] != names[1] else "") + ".",
-                   location=pipeline.location(tokenizer), evidence=evidence)
+    return finding(
+        "FTD217",
+        text[:1].upper() + text[1:] + ".",
+        "Load the tokenizer from the model's own checkpoint: `AutoTokenizer.from_pretrained(checkpoint)` "
+        "with the same `checkpoint` as the model"
+        + (f" (tokenizer: {names[0]!r}, model: {names[1]!r})" if all(names) and names[0] != names[1] else "")
+        + ".",
+        location=pipeline.location(tokenizer),
+        evidence=evidence,
+    )
 
 
 def _lowercases(tokenizer) -> bool:

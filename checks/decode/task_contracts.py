@@ -7,60 +7,90 @@ from ftdoctor.facts import datasets
 from ftdoctor.facts.datasets import flatten as _flat
 from ftdoctor.sdk import check, finding, rule, script_datasets
 
-rule("FTD221", "token-labels-not-aligned", "decode", "error", "Token labels are not aligned to the tokens",
-     """
+rule(
+    "FTD221",
+    "token-labels-not-aligned",
+    "decode",
+    "error",
+    "Token labels are not aligned to the tokens",
+    """
      A token classifier scores every token, so its labels need one entry per token: the word's tag on the word's
      first token and -100 (ignored by the loss) on special tokens. Word-level tags given as they are fall out of
      step as soon as one word splits into several pieces, and [CLS]/[SEP] get real tags: the model learns tags
      for the wrong tokens, silently.
      """,
-     broken='tokenized["labels"] = examples["ner_tags"]  # one tag per word',
-     fixed="""
+    broken='tokenized["labels"] = examples["ner_tags"]  # one tag per word',
+    fixed="""
      def align_labels_with_tokens(labels, word_ids):
          new, previous = [], None
          for word_id in word_ids:
              new.append(-100 if word_id is None or word_id == previous else labels[word_id])
              previous = word_id
          return new
-     """)
-rule("FTD222", "subword-labels-copied", "decode", "warning", "A word's B- tag is copied onto its other pieces",
-     """
+     """,
+)
+rule(
+    "FTD222",
+    "subword-labels-copied",
+    "decode",
+    "warning",
+    "A word's B- tag is copied onto its other pieces",
+    """
      When a word splits into pieces, copying its `B-` tag onto every piece makes each piece start a new entity:
      the model is taught to predict several entities where there is one. Label only the first piece (-100 on the
      others), or, with `label_all_tokens`, turn the copies into the matching `I-` tag.
      """,
-     broken="new_labels.append(labels[word_id])  # every piece of the word, B- included",
-     fixed="new_labels.append(-100 if word_id == previous_word else labels[word_id])")
-rule("FTD223", "qa-positions-off", "decode", "error", "Answer positions do not decode to the answer text",
-     """
+    broken="new_labels.append(labels[word_id])  # every piece of the word, B- included",
+    fixed="new_labels.append(-100 if word_id == previous_word else labels[word_id])",
+)
+rule(
+    "FTD223",
+    "qa-positions-off",
+    "decode",
+    "error",
+    "Answer positions do not decode to the answer text",
+    """
      Extractive QA trains on `start_positions`/`end_positions`: the tokens between them must spell the answer.
      Mapping character offsets to tokens off by one (or with the question's offsets) makes the model learn
      spans next to the answers; the exact match stays near 0 however long it trains.
      """,
-     broken="end_positions.append(idx)  # one token past the answer",
-     fixed="end_positions.append(idx + 1)  # after `while offset[idx][1] >= end_char: idx -= 1`")
-rule("FTD225", "qa-most-answers-truncated", "decode", "error", "Truncation cut most answers out of their contexts",
-     """
+    broken="end_positions.append(idx)  # one token past the answer",
+    fixed="end_positions.append(idx + 1)  # after `while offset[idx][1] >= end_char: idx -= 1`",
+)
+rule(
+    "FTD225",
+    "qa-most-answers-truncated",
+    "decode",
+    "error",
+    "Truncation cut most answers out of their contexts",
+    """
      For at least half of the sampled questions, every window of the context is labelled (0, 0): truncation cut
      the answer away, so training mostly teaches the model that there is no answer. Split long contexts into
      overlapping windows with `return_overflowing_tokens=True` and a `stride`.
      """,
-     broken='tokenizer(questions, contexts, max_length=384, truncation="only_second")',
-     fixed="""
+    broken='tokenizer(questions, contexts, max_length=384, truncation="only_second")',
+    fixed="""
      tokenizer(questions, contexts, max_length=384, truncation="only_second", stride=128,
                return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
-     """)
-rule("FTD224", "qa-answers-truncated", "decode", "warning", "Truncation cut answers out of their contexts",
-     """
+     """,
+)
+rule(
+    "FTD224",
+    "qa-answers-truncated",
+    "decode",
+    "warning",
+    "Truncation cut answers out of their contexts",
+    """
      Contexts longer than `max_length` are cut; an answer beyond the cut is labelled (0, 0), the [CLS] token, and
      the question teaches the model that there is no answer. Split long contexts into overlapping windows with
      `return_overflowing_tokens=True` and a `stride`, and label the window that holds the answer.
      """,
-     broken='tokenizer(questions, contexts, max_length=384, truncation="only_second")',
-     fixed="""
+    broken='tokenizer(questions, contexts, max_length=384, truncation="only_second")',
+    fixed="""
      tokenizer(questions, contexts, max_length=384, truncation="only_second", stride=128,
                return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
-     """)
+     """,
+)
 
 
 def _see(task):
@@ -93,31 +123,52 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
     """Token-classification rows: one label per token, -100 on special tokens, B- tags not copied onto pieces."""
     if task != "token-classification" or tokenizer is None or not train_features:
         return None
-    rows = [r for r in train_features if isinstance(r, dict) and "input_ids" in r and "labels" in r
-            and isinstance(_flat(r["labels"]), list)]
+    rows = [
+        r
+        for r in train_features
+        if isinstance(r, dict) and "input_ids" in r and "labels" in r and isinstance(_flat(r["labels"]), list)
+    ]
     if not rows:
         return None
     specials = set(getattr(tokenizer, "all_special_ids", []) or [])
     loc = pipeline.location(pipeline.train_dataset, trainer)
-    fix = ("Align the word tags to the tokens with `word_ids()`: the word's tag on its first token, -100 on special "
-           "tokens (word id None) and on the word's other pieces, in the `tokenize_and_align_labels` function you "
-           "map over the dataset; " + _see("token-classification") + ".")
+    fix = (
+        "Align the word tags to the tokens with `word_ids()`: the word's tag on its first token, -100 on special "
+        "tokens (word id None) and on the word's other pieces, in the `tokenize_and_align_labels` function you "
+        "map over the dataset; " + _see("token-classification") + "."
+    )
     wrong_length = [i for i, r in enumerate(rows) if len(_flat(r["labels"])) != len(_flat(r["input_ids"]))]
-    on_specials = [i for i, r in enumerate(rows) if i not in wrong_length and any(
-        t in specials and lab != -100 for t, lab in zip(_flat(r["input_ids"]), _flat(r["labels"])))]
+    on_specials = [
+        i
+        for i, r in enumerate(rows)
+        if i not in wrong_length
+        and any(t in specials and lab != -100 for t, lab in zip(_flat(r["input_ids"]), _flat(r["labels"])))
+    ]
     if wrong_length or on_specials:
         parts = []
         if wrong_length:
             i = wrong_length[0]
-            parts.append(f"{len(wrong_length)} of {len(rows)} sampled rows have labels of another length than their "
-                         f"tokens (row {i}: {len(_flat(rows[i]['labels']))} labels for "
-                         f"{len(_flat(rows[i]['input_ids']))} tokens): the tags are per word, not per token")
+            parts.append(
+                f"{len(wrong_length)} of {len(rows)} sampled rows have labels of another length than their "
+                f"tokens (row {i}: {len(_flat(rows[i]['labels']))} labels for "
+                f"{len(_flat(rows[i]['input_ids']))} tokens): the tags are per word, not per token"
+            )
         if on_specials:
-            parts.append(f"{len(on_specials)} of {len(rows)} sampled rows give special tokens ([CLS], [SEP]) a real "
-                         "label instead of -100")
-        return finding("FTD221", "; ".join(parts) + ". The loss then trains tags on the wrong tokens.", fix,
-                       location=loc, evidence={"wrong_length_rows": len(wrong_length),
-                                               "labelled_special_rows": len(on_specials), "sampled": len(rows)})
+            parts.append(
+                f"{len(on_specials)} of {len(rows)} sampled rows give special tokens ([CLS], [SEP]) a real "
+                "label instead of -100"
+            )
+        return finding(
+            "FTD221",
+            "; ".join(parts) + ". The loss then trains tags on the wrong tokens.",
+            fix,
+            location=loc,
+            evidence={
+                "wrong_length_rows": len(wrong_length),
+                "labelled_special_rows": len(on_specials),
+                "sampled": len(rows),
+            },
+        )
     marker = _continuation_marker(tokenizer)
     names = getattr(getattr(model, "config", None), "id2label", None) or {}
     if marker is None or not names:
@@ -136,12 +187,17 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
                 example = example or (tokens[j - 1], tokens[j], name)
     if not copied:
         return None
-    return finding("FTD222", f"{copied} of {pieces} word-continuation pieces repeat the word's `B-` tag (e.g. "
-                   f"`{example[0]}` `{example[1]}` both {example[2]}): each piece is taught to start a new entity.",
-                   "Put -100 on a word's later pieces (`-100 if word_id == previous_word else labels[word_id]`), or, "
-                   "to label every piece (label_all_tokens), turn a copied `B-X` into `I-X`; "
-                   + _see("token-classification") + ".", location=loc,
-                   evidence={"copied": copied, "continuation_pieces": pieces})
+    return finding(
+        "FTD222",
+        f"{copied} of {pieces} word-continuation pieces repeat the word's `B-` tag (e.g. "
+        f"`{example[0]}` `{example[1]}` both {example[2]}): each piece is taught to start a new entity.",
+        "Put -100 on a word's later pieces (`-100 if word_id == previous_word else labels[word_id]`), or, "
+        "to label every piece (label_all_tokens), turn a copied `B-X` into `I-X`; "
+        + _see("token-classification")
+        + ".",
+        location=loc,
+        evidence={"copied": copied, "continuation_pieces": pieces},
+    )
 
 
 def _norm(text):
@@ -154,17 +210,26 @@ def _norm(text):
 def _qa_examples(pipeline):
     """The SQuAD-format examples the QA rows were made from (a dataset with `context` and `answers` columns)."""
     cap = pipeline.capture
-    return [ds for _, ds in (script_datasets(cap.namespace) if cap is not None else ())
-            if {"context", "answers"} <= set(ds.column_names or []) and datasets.safe_len(ds)]
+    return [
+        ds
+        for _, ds in (script_datasets(cap.namespace) if cap is not None else ())
+        if {"context", "answers"} <= set(ds.column_names or []) and datasets.safe_len(ds)
+    ]
 
 
 @check("decode", codes=("FTD223", "FTD224", "FTD225"))
-def qa_positions_decode_to_answers(train_features, pipeline, effective_train_dataset=None, tokenizer=None,
-                                   trainer=None, task=None):
+def qa_positions_decode_to_answers(
+    train_features, pipeline, effective_train_dataset=None, tokenizer=None, trainer=None, task=None
+):
     """QA rows: the tokens between start and end spell the answer; count the answers truncation cut away."""
     rows = train_features
-    if task != "question-answering" or tokenizer is None or not rows or not isinstance(rows[0], dict) \
-            or not {"input_ids", "start_positions", "end_positions"} <= set(rows[0]):
+    if (
+        task != "question-answering"
+        or tokenizer is None
+        or not rows
+        or not isinstance(rows[0], dict)
+        or not {"input_ids", "start_positions", "end_positions"} <= set(rows[0])
+    ):
         return None
     sources = _qa_examples(pipeline)
     if not sources:
@@ -189,29 +254,37 @@ def qa_positions_decode_to_answers(train_features, pipeline, effective_train_dat
         if owner is None:
             continue
         matched += 1
-        context, answers, raw_answers = examples[owner]
-        start, end = int(_flat(r["start_positions"])[0] if isinstance(r["start_positions"], list) else r["start_positions"]), \
-            int(_flat(r["end_positions"])[0] if isinstance(r["end_positions"], list) else r["end_positions"])
+        _context, answers, raw_answers = examples[owner]
+        start, end = (
+            int(_flat(r["start_positions"])[0] if isinstance(r["start_positions"], list) else r["start_positions"]),
+            int(_flat(r["end_positions"])[0] if isinstance(r["end_positions"], list) else r["end_positions"]),
+        )
         no_answer = start == end == 0 or (ids[start] in specials and start == end)
         lost_groups.setdefault(owner, []).append(no_answer)
         if no_answer:
             continue
-        span = _norm(tokenizer.decode(ids[start:end + 1])) if end >= start else ""
+        span = _norm(tokenizer.decode(ids[start : end + 1])) if end >= start else ""
         if span not in answers:
             off += 1
-            first_off = first_off or (i, start, end, tokenizer.decode(ids[start:end + 1]).strip(), raw_answers[0])
+            first_off = first_off or (i, start, end, tokenizer.decode(ids[start : end + 1]).strip(), raw_answers[0])
     out = []
     loc = pipeline.location(pipeline.train_dataset, trainer)
     if off:
         i, s, e, got, want = first_off
-        out.append(finding("FTD223", f"{off} of {matched} sampled rows have start/end positions that do not decode "
-                           f"to their answer (row {i}: positions ({s}, {e}) decode to {got!r}, the answer is "
-                           f"{want!r}). The model learns spans beside the answers.",
-                           "Map the answer's characters to tokens through `offset_mapping`, counting only context "
-                           "tokens (`sequence_ids(i) == 1`): start = the token whose span holds the first character, "
-                           "end = the token whose span holds the last one (`idx + 1` after the `while "
-                           "offset[idx][1] >= end_char: idx -= 1` loop); " + _see("question-answering") + ".",
-                           location=loc, evidence={"off": off, "matched_rows": matched}))
+        out.append(
+            finding(
+                "FTD223",
+                f"{off} of {matched} sampled rows have start/end positions that do not decode "
+                f"to their answer (row {i}: positions ({s}, {e}) decode to {got!r}, the answer is "
+                f"{want!r}). The model learns spans beside the answers.",
+                "Map the answer's characters to tokens through `offset_mapping`, counting only context "
+                "tokens (`sequence_ids(i) == 1`): start = the token whose span holds the first character, "
+                "end = the token whose span holds the last one (`idx + 1` after the `while "
+                "offset[idx][1] >= end_char: idx -= 1` loop); " + _see("question-answering") + ".",
+                location=loc,
+                evidence={"off": off, "matched_rows": matched},
+            )
+        )
     # The last example's windows may continue past the sample: judge only examples seen whole. Questions
     # without an answer (SQuAD v2) are labelled (0, 0) on purpose.
     owners = list(lost_groups)[:-1] if len(rows) >= 64 else list(lost_groups)
@@ -219,13 +292,18 @@ def qa_positions_decode_to_answers(train_features, pipeline, effective_train_dat
     lost = sum(1 for g in groups if all(g))
     if lost:
         code = "FTD225" if lost * 2 >= len(groups) else "FTD224"
-        out.append(finding(code, f"{lost} of {len(groups)} sampled questions lost their answer to truncation: "
-                           "every window of their context is labelled (0, 0), [CLS], so they teach the model that "
-                           "there is no answer.",
-                           "Keep long contexts whole in overlapping windows: `tokenizer(questions, contexts, "
-                           "truncation=\"only_second\", max_length=..., stride=..., return_overflowing_tokens=True, "
-                           "return_offsets_mapping=True)`, and label each window from its `offset_mapping` "
-                           "(`overflow_to_sample_mapping` names its example); " + _see("question-answering") + ".",
-                           location=loc,
-                           evidence={"answers_lost": lost, "questions": len(groups)}))
+        out.append(
+            finding(
+                code,
+                f"{lost} of {len(groups)} sampled questions lost their answer to truncation: "
+                "every window of their context is labelled (0, 0), [CLS], so they teach the model that "
+                "there is no answer.",
+                "Keep long contexts whole in overlapping windows: `tokenizer(questions, contexts, "
+                'truncation="only_second", max_length=..., stride=..., return_overflowing_tokens=True, '
+                "return_offsets_mapping=True)`, and label each window from its `offset_mapping` "
+                "(`overflow_to_sample_mapping` names its example); " + _see("question-answering") + ".",
+                location=loc,
+                evidence={"answers_lost": lost, "questions": len(groups)},
+            )
+        )
     return out

@@ -22,7 +22,7 @@ _RENAMED = {
 _DROPPED = {
     "overwrite_output_dir": "the Trainer writes into output_dir as it is; delete the argument",
     "logging_dir": "TensorBoard logs go under output_dir; set the TENSORBOARD_LOGGING_DIR environment variable "
-                   "for another folder, and delete the argument",
+    "for another folder, and delete the argument",
     "use_mps_device": "Apple MPS is used automatically when present; delete the argument",
     "fp16_backend": "delete the argument: mixed precision always uses torch.amp",
     "half_precision_backend": "delete the argument: mixed precision always uses torch.amp",
@@ -36,8 +36,8 @@ _DROPPED = {
 _REMOVED_IMPORTS = {
     "AdamW": "from torch.optim import AdamW",
     "AdamWeightDecay": "TensorFlow classes were removed: write the script with PyTorch (torch.optim.AdamW)",
-    "TextDataset": "build the dataset with datasets: load_dataset(\"text\", data_files=...) and tokenize with .map()",
-    "LineByLineTextDataset": "build the dataset with datasets: load_dataset(\"text\", data_files=...)",
+    "TextDataset": 'build the dataset with datasets: load_dataset("text", data_files=...) and tokenize with .map()',
+    "LineByLineTextDataset": 'build the dataset with datasets: load_dataset("text", data_files=...)',
     "is_torch_tpu_available": "from transformers.utils import is_torch_xla_available",
 }
 
@@ -49,20 +49,35 @@ def removed_argument(exc):
     if not m:
         return None
     owner, arg = m.groups()
-    owner_base = "Trainer" if owner.endswith("Trainer") else ("TrainingArguments" if owner.endswith("TrainingArguments") else owner)
+    owner_base = (
+        "Trainer"
+        if owner.endswith("Trainer")
+        else ("TrainingArguments" if owner.endswith("TrainingArguments") else owner)
+    )
     new = _RENAMED.get((owner_base, arg))
     if new is not None:
         new_code = new.format(value=_passed_value(exc, arg) or "...")
-        return finding("FTD001", f"`{owner}` no longer takes `{arg}=`: it was renamed in transformers 5.",
-                       f"Use `{new_code}` instead of `{arg}=...`.", evidence={"argument": arg, "owner": owner,
-                                                                              "replacement": new_code.split("=")[0]})
+        return finding(
+            "FTD001",
+            f"`{owner}` no longer takes `{arg}=`: it was renamed in transformers 5.",
+            f"Use `{new_code}` instead of `{arg}=...`.",
+            evidence={"argument": arg, "owner": owner, "replacement": new_code.split("=")[0]},
+        )
     if arg in _DROPPED:
-        return finding("FTD001", f"`{owner}` no longer takes `{arg}=`: it was removed in transformers 5.",
-                       f"Remove `{arg}=...`: {_DROPPED[arg]}.", evidence={"argument": arg, "owner": owner})
+        return finding(
+            "FTD001",
+            f"`{owner}` no longer takes `{arg}=`: it was removed in transformers 5.",
+            f"Remove `{arg}=...`: {_DROPPED[arg]}.",
+            evidence={"argument": arg, "owner": owner},
+        )
     close = _close_parameter(owner, arg)
     if close:
-        return finding("FTD009", f"`{owner}` has no argument `{arg}`.", f"Did you mean `{close}=`?",
-                       evidence={"argument": arg, "owner": owner, "suggestion": close})
+        return finding(
+            "FTD009",
+            f"`{owner}` has no argument `{arg}`.",
+            f"Did you mean `{close}=`?",
+            evidence={"argument": arg, "owner": owner, "suggestion": close},
+        )
     return None
 
 
@@ -111,10 +126,13 @@ def removed_import(exc):
     name, module = m.groups()
     fix = _REMOVED_IMPORTS.get(name)
     if fix is None:
-        if name.startswith("TF") or name.startswith("Flax"):
+        if name.startswith(("TF", "Flax")):
             fix = "transformers 5 removed its TensorFlow and Flax models: use the PyTorch class without the prefix"
         else:
             return None
-    return finding("FTD002", f"`{name}` is no longer exported by `{module}`.",
-                   fix if fix.startswith(("from", "import")) else fix[0].upper() + fix[1:] + ".",
-                   evidence={"name": name})
+    return finding(
+        "FTD002",
+        f"`{name}` is no longer exported by `{module}`.",
+        fix if fix.startswith(("from", "import")) else fix[0].upper() + fix[1:] + ".",
+        evidence={"name": name},
+    )

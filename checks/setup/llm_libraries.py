@@ -21,12 +21,15 @@ def missing_llm_library(exc, capture):
     if root not in _LLM_LIBRARIES or (exc.name or "") != root:
         return None
     others = [m for m in _LLM_LIBRARIES if m != root]
-    return finding("FTD014", f"The script imports `{root}`, which this Python cannot import: it is not installed "
-                   f"in this environment ({type(exc).__name__}: {exc}).",
-                   f"Install the LLM fine-tuning libraries: `pip install {' '.join(_LLM_LIBRARIES)}` (or `pip install "
-                   "'pytest-ftdoctor[llm]'` for the versions ftdoctor supports) into this Python "
-                   f"(`{sys.executable} -m pip install ...`), then run again.",
-                   evidence={"module": root, "also_needed": others})
+    return finding(
+        "FTD014",
+        f"The script imports `{root}`, which this Python cannot import: it is not installed "
+        f"in this environment ({type(exc).__name__}: {exc}).",
+        f"Install the LLM fine-tuning libraries: `pip install {' '.join(_LLM_LIBRARIES)}` (or `pip install "
+        "'pytest-ftdoctor[llm]'` for the versions ftdoctor supports) into this Python "
+        f"(`{sys.executable} -m pip install ...`), then run again.",
+        evidence={"module": root, "also_needed": others},
+    )
 
 
 def _attr(obj, name: str):
@@ -59,8 +62,11 @@ def _is_conversation(value) -> bool:
     """A list of chat messages: mappings with a role and a content."""
     from collections.abc import Mapping
 
-    return isinstance(value, (list, tuple)) and bool(value) and all(
-        isinstance(m, Mapping) and "role" in m for m in value[:8])
+    return (
+        isinstance(value, (list, tuple))
+        and bool(value)
+        and all(isinstance(m, Mapping) and "role" in m for m in value[:8])
+    )
 
 
 def _conversation_columns(value) -> list[str] | None:
@@ -129,48 +135,80 @@ def chat_template(exc, capture):
     if not reading or not tokenizers or not conversational:
         return None
     missing = [t for t in tokenizers if _template_text(t) is None]
-    unmarked = [t for t in tokenizers if _template_text(t) is not None
-                and not _GENERATION_MARK.search(_template_text(t))]
+    unmarked = [
+        t for t in tokenizers if _template_text(t) is not None and not _GENERATION_MARK.search(_template_text(t))
+    ]
     where = f" (column{'s' if len(columns) > 1 else ''} {', '.join(f'`{c}`' for c in columns)})" if columns else ""
     if missing:
         tok = missing[0]
         name = _script_name(capture, tok) or "tokenizer"
         source = str(_attr(tok, "name_or_path") or "")
         loaded = f" loaded from `{source}`" if source else ""
-        detail = (f"The data is conversational{where} and `{name}`{loaded} has no chat template "
-                  f"(`{name}.chat_template` is None), so the conversations cannot be rendered into tokens: base "
-                  f"(not instruct) checkpoints often ship without one. {type(exc).__name__}: "
-                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''}")
-        copy_from = ("`model, tokenizer, _ = clone_chat_template(model, tokenizer, \"<instruct checkpoint>\")` (from "
-                     "`trl`: it also adds the template's special tokens and resizes the embeddings)" if trl else
-                     f"`{name}.chat_template = AutoTokenizer.from_pretrained(\"<instruct checkpoint>\").chat_template`")
-        fix = (f"Load the tokenizer of the instruct/chat checkpoint, which carries the template "
-               f"(`{name} = AutoTokenizer.from_pretrained(\"<instruct checkpoint>\")`); or give this one a template: "
-               f"{copy_from}, or set `{name}.chat_template` to a Jinja template; or render the conversations into a "
-               "`text` column yourself (`dataset.map(lambda ex: {\"text\": ...})`) and train on that."
-               + (" With `assistant_only_loss=True` the template needs `{% generation %}` markers around the "
-                  "assistant's turns." if assistant_only else ""))
+        detail = (
+            f"The data is conversational{where} and `{name}`{loaded} has no chat template "
+            f"(`{name}.chat_template` is None), so the conversations cannot be rendered into tokens: base "
+            f"(not instruct) checkpoints often ship without one. {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        )
+        copy_from = (
+            '`model, tokenizer, _ = clone_chat_template(model, tokenizer, "<instruct checkpoint>")` (from '
+            "`trl`: it also adds the template's special tokens and resizes the embeddings)"
+            if trl
+            else f'`{name}.chat_template = AutoTokenizer.from_pretrained("<instruct checkpoint>").chat_template`'
+        )
+        fix = (
+            f"Load the tokenizer of the instruct/chat checkpoint, which carries the template "
+            f'(`{name} = AutoTokenizer.from_pretrained("<instruct checkpoint>")`); or give this one a template: '
+            f"{copy_from}, or set `{name}.chat_template` to a Jinja template; or render the conversations into a "
+            '`text` column yourself (`dataset.map(lambda ex: {"text": ...})`) and train on that.'
+            + (
+                " With `assistant_only_loss=True` the template needs `{% generation %}` markers around the "
+                "assistant's turns."
+                if assistant_only
+                else ""
+            )
+        )
         site = _attribute_site(capture, name, "chat_template") or capture.site_of(tok)
-        return finding("FTD011", detail, fix, location=str(site) if site else None,
-                       evidence={"tokenizer": source or None, "conversation_columns": columns,
-                                 "assistant_only_loss": assistant_only})
+        return finding(
+            "FTD011",
+            detail,
+            fix,
+            location=str(site) if site else None,
+            evidence={
+                "tokenizer": source or None,
+                "conversation_columns": columns,
+                "assistant_only_loss": assistant_only,
+            },
+        )
     if assistant_only and unmarked:
         tok = unmarked[0]
         name = _script_name(capture, tok) or "tokenizer"
-        detail = (f"An assistant-only loss was asked for on conversational data{where}, and the chat template of "
-                  f"`{name}` has no `{{% generation %}}` markers: nothing tells which tokens the assistant wrote, so "
-                  f"every assistant mask is all zeros. {type(exc).__name__}: "
-                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''}")
-        fix = (f"Wrap the assistant's turns of `{name}.chat_template` in `{{% generation %}}` ... "
-               "`{% endgeneration %}`, the end-of-turn token inside (`{% if message['role'] == 'assistant' %}"
-               "{% generation %}{{ message['content'] }}<end of turn>{% endgeneration %}{% endif %}`)"
-               + ("; TRL patches the templates of the models it knows (Llama 3, Qwen 2.5/3, Gemma, Phi-3 ...), so the "
-                  "tokenizer of such a checkpoint also works" if trl else "")
-               + "; or train on the whole conversation (`assistant_only_loss=False`).")
+        detail = (
+            f"An assistant-only loss was asked for on conversational data{where}, and the chat template of "
+            f"`{name}` has no `{{% generation %}}` markers: nothing tells which tokens the assistant wrote, so "
+            f"every assistant mask is all zeros. {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        )
+        fix = (
+            f"Wrap the assistant's turns of `{name}.chat_template` in `{{% generation %}}` ... "
+            "`{% endgeneration %}`, the end-of-turn token inside (`{% if message['role'] == 'assistant' %}"
+            "{% generation %}{{ message['content'] }}<end of turn>{% endgeneration %}{% endif %}`)"
+            + (
+                "; TRL patches the templates of the models it knows (Llama 3, Qwen 2.5/3, Gemma, Phi-3 ...), so the "
+                "tokenizer of such a checkpoint also works"
+                if trl
+                else ""
+            )
+            + "; or train on the whole conversation (`assistant_only_loss=False`)."
+        )
         site = _attribute_site(capture, name, "chat_template") or capture.site_of(tok)
-        return finding("FTD015", detail, fix, location=str(site) if site else None,
-                       evidence={"tokenizer": str(_attr(tok, "name_or_path") or "") or None,
-                                 "conversation_columns": columns})
+        return finding(
+            "FTD015",
+            detail,
+            fix,
+            location=str(site) if site else None,
+            evidence={"tokenizer": str(_attr(tok, "name_or_path") or "") or None, "conversation_columns": columns},
+        )
     return None
 
 
@@ -184,10 +222,13 @@ def _attribute_site(capture, name: str, attribute: str):
         tree = ast.parse(read_source(capture.script))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return None
-    lines = [node.lineno for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign))
-             for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
-             if isinstance(t, ast.Attribute) and t.attr == attribute and isinstance(t.value, ast.Name)
-             and t.value.id == name]
+    lines = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(t, ast.Attribute) and t.attr == attribute and isinstance(t.value, ast.Name) and t.value.id == name
+    ]
     return Site(capture.script, max(lines)) if lines else None
 
 
@@ -232,16 +273,29 @@ def lora_targets_not_found(exc, capture):
     suggest = attention or names
     model_name = type(model).__name__
     shown = repr(wanted) if isinstance(wanted, str) else "[" + ", ".join(f'"{w}"' for w in wanted_list) + "]"
-    detail = (f"`target_modules={shown}` names no module of `{model_name}`: its Linear layers are called "
-              f"{', '.join(f'`{n}`' for n in names)}, so the adapter has nowhere to go. {type(exc).__name__}: "
-              f"{str(exc).splitlines()[0][:200]}")
+    detail = (
+        f"`target_modules={shown}` names no module of `{model_name}`: its Linear layers are called "
+        f"{', '.join(f'`{n}`' for n in names)}, so the adapter has nowhere to go. {type(exc).__name__}: "
+        f"{str(exc).splitlines()[0][:200]}"
+    )
     listed = "[" + ", ".join(f'"{n}"' for n in suggest) + "]"
-    fix = ("Use the model's own layer names: "
-           + (f"the attention projections, `target_modules={listed}`" if attention else f"`target_modules={listed}`")
-           + ", or every Linear layer but the output head, `target_modules=\"all-linear\"`.")
-    return finding("FTD013", detail, fix, location=_target_modules_site(capture, wanted_set),
-                   evidence={"target_modules": sorted(wanted_set), "linear_layers": names, "suggested": suggest,
-                             "model": model_name})
+    fix = (
+        "Use the model's own layer names: "
+        + (f"the attention projections, `target_modules={listed}`" if attention else f"`target_modules={listed}`")
+        + ', or every Linear layer but the output head, `target_modules="all-linear"`.'
+    )
+    return finding(
+        "FTD013",
+        detail,
+        fix,
+        location=_target_modules_site(capture, wanted_set),
+        evidence={
+            "target_modules": sorted(wanted_set),
+            "linear_layers": names,
+            "suggested": suggest,
+            "model": model_name,
+        },
+    )
 
 
 def _peft_config_and_model(frames):

@@ -6,168 +6,262 @@ from __future__ import annotations
 import os
 import re
 
-from ftdoctor.sdk import check, finding, rule, user_site_in_traceback
-
 from ftdoctor.checks._failures import relay_fix
 from ftdoctor.checks.setup.api_drift import removed_argument, removed_import
 from ftdoctor.checks.setup.hub_and_files import hub_unreachable, missing_file
 from ftdoctor.checks.setup.llm_libraries import chat_template, lora_targets_not_found, missing_llm_library
+from ftdoctor.sdk import check, finding, rule, user_site_in_traceback
 
 # All of setup's rules, those of the causes in the modules beside this one too: declared in one place, in the
 # order `ftdoctor rules` lists them.
-rule("FTD001", "removed-argument", "setup", "error", "An argument removed or renamed in transformers 5",
-     """
+rule(
+    "FTD001",
+    "removed-argument",
+    "setup",
+    "error",
+    "An argument removed or renamed in transformers 5",
+    """
      transformers 5 removed arguments that v4 scripts, tutorials and the course still use. Passing one raises
      `TypeError: ... got an unexpected keyword argument` at the line that builds the object, before anything
      trains. Most have a direct replacement.
      """,
-     broken="""
+    broken="""
      args = TrainingArguments("out", evaluation_strategy="epoch")
      trainer = Trainer(model, args, tokenizer=tokenizer)
      """,
-     fixed="""
+    fixed="""
      args = TrainingArguments("out", eval_strategy="epoch")
      trainer = Trainer(model, args, processing_class=tokenizer)
-     """)
-rule("FTD002", "removed-import", "setup", "error", "An import removed from transformers",
-     """
+     """,
+)
+rule(
+    "FTD002",
+    "removed-import",
+    "setup",
+    "error",
+    "An import removed from transformers",
+    """
      transformers 5 no longer exports some names (its own `AdamW`, the TensorFlow classes, the old
      `TextDataset` helpers). The import fails at the top of the script.
      """,
-     broken="from transformers import AdamW",
-     fixed="from torch.optim import AdamW")
-rule("FTD003", "hub-unreachable", "setup", "error", "A model, dataset or metric could not be fetched from the hub",
-     """
+    broken="from transformers import AdamW",
+    fixed="from torch.optim import AdamW",
+)
+rule(
+    "FTD003",
+    "hub-unreachable",
+    "setup",
+    "error",
+    "A model, dataset or metric could not be fetched from the hub",
+    """
      The script loads something by hub name and the hub cannot be reached (no network, a firewall, offline
      mode), or the name does not exist. Without `HF_HUB_OFFLINE=1` each miss costs about 20 s of retries.
      """,
-     broken='model = AutoModelForSequenceClassification.from_pretrained("bert-base-uncased")  # no network',
-     fixed="""
+    broken='model = AutoModelForSequenceClassification.from_pretrained("bert-base-uncased")  # no network',
+    fixed="""
      # once, where the network is reachable:  hf download bert-base-uncased
      # then run offline from the cache, or point at a local folder:
      model = AutoModelForSequenceClassification.from_pretrained("./models/bert-base-uncased")
-     """)
-rule("FTD004", "missing-file", "setup", "error", "A file the script reads does not exist",
-     """
+     """,
+)
+rule(
+    "FTD004",
+    "missing-file",
+    "setup",
+    "error",
+    "A file the script reads does not exist",
+    """
      The script opens a path that is not there. Relative paths resolve against the working directory the
      script was started from, not the script's folder.
      """,
-     broken='load_dataset("csv", data_files="data/train.csv")  # run from another directory',
-     fixed='load_dataset("csv", data_files=str(Path(__file__).parent / "data/train.csv"))')
-rule("FTD005", "setup-exception", "setup", "error", "The script raised before training started",
-     """
+    broken='load_dataset("csv", data_files="data/train.csv")  # run from another directory',
+    fixed='load_dataset("csv", data_files=str(Path(__file__).parent / "data/train.csv"))',
+)
+rule(
+    "FTD005",
+    "setup-exception",
+    "setup",
+    "error",
+    "The script raised before training started",
+    """
      Something in the script failed before `trainer.train()` was reached, so nothing could be checked past
      this point. The exception and the line that raised are shown.
-     """)
+     """,
+)
 
-rule("FTD006", "tensorflow-script", "setup", "error", "A TensorFlow/Keras script: ftdoctor checks PyTorch pipelines",
-     """
+rule(
+    "FTD006",
+    "tensorflow-script",
+    "setup",
+    "error",
+    "A TensorFlow/Keras script: ftdoctor checks PyTorch pipelines",
+    """
      transformers 5 removed its TensorFlow and Flax models (`TFAutoModel...`), and ftdoctor walks PyTorch
      pipelines (Trainer, plain PyTorch loops, Accelerate). A Keras script is not run: running it would train it.
      """,
-     broken="""
+    broken="""
      from transformers import TFAutoModelForSequenceClassification
      model.compile(optimizer="adam"); model.fit(tf_train_dataset)
      """,
-     fixed="""
+    fixed="""
      from transformers import AutoModelForSequenceClassification, Trainer
      trainer = Trainer(model, args, train_dataset=tokenized["train"]); trainer.train()
-     """)
-rule("FTD007", "loss-is-none", "setup", "error", "The loop called backward on a loss that is None",
-     """
+     """,
+)
+rule(
+    "FTD007",
+    "loss-is-none",
+    "setup",
+    "error",
+    "The loop called backward on a loss that is None",
+    """
      A model returns `loss=None` when the batch has no `labels` (under that exact name), so `loss.backward()` fails
      with "'NoneType' object has no attribute 'backward'".
      """,
-     broken='outputs = model(**batch); outputs.loss.backward()  # batch has "label"',
-     fixed='batch["labels"] = batch.pop("label"); outputs = model(**batch); outputs.loss.backward()')
+    broken='outputs = model(**batch); outputs.loss.backward()  # batch has "label"',
+    fixed='batch["labels"] = batch.pop("label"); outputs = model(**batch); outputs.loss.backward()',
+)
 
-rule("FTD010", "syntax-error", "setup", "error", "The script is not valid Python",
-     """
+rule(
+    "FTD010",
+    "syntax-error",
+    "setup",
+    "error",
+    "The script is not valid Python",
+    """
      Python could not compile the script, so none of it ran. The line and the parser's message are shown.
      """,
-     broken="args = TrainingArguments('out', learning_rate=2e-5",
-     fixed="args = TrainingArguments('out', learning_rate=2e-5)")
-rule("FTD012", "ranks-out-of-step", "setup", "info", "The script stopped in a collective the ranks did not share",
-     """
+    broken="args = TrainingArguments('out', learning_rate=2e-5",
+    fixed="args = TrainingArguments('out', learning_rate=2e-5)",
+)
+rule(
+    "FTD012",
+    "ranks-out-of-step",
+    "setup",
+    "info",
+    "The script stopped in a collective the ranks did not share",
+    """
      On several ranks, the script stopped in a barrier, all-reduce or broadcast that timed out or lost its peer:
      the ranks were not in the same collective. The distributed stage shows where each rank was.
-     """)
-rule("FTD008", "loop-failed-at-first-step", "setup", "info", "The loop failed at its first step; the stages show why",
-     """
+     """,
+)
+rule(
+    "FTD008",
+    "loop-failed-at-first-step",
+    "setup",
+    "info",
+    "The loop failed at its first step; the stages show why",
+    """
      A hand-written loop raised while drawing or running its first batch. Its model, loader and optimizer were
      captured all the same, so the later stages rebuild that batch and name the cause where it starts (decode,
      collate, forward). The exception itself is kept as evidence.
-     """)
-rule("FTD009", "unknown-argument", "setup", "error", "An argument the class does not take",
-     """
+     """,
+)
+rule(
+    "FTD009",
+    "unknown-argument",
+    "setup",
+    "error",
+    "An argument the class does not take",
+    """
      A keyword argument that the class's constructor does not have, most often a typo of one it does have.
      It raises `TypeError: ... got an unexpected keyword argument` before anything trains.
      """,
-     broken='TrainingArguments("out", learning_rat=2e-5)',
-     fixed='TrainingArguments("out", learning_rate=2e-5)',
-     fix_safe=True)
+    broken='TrainingArguments("out", learning_rat=2e-5)',
+    fixed='TrainingArguments("out", learning_rate=2e-5)',
+    fix_safe=True,
+)
 
-rule("FTD011", "no-chat-template", "setup", "error", "Conversations to render, and the tokenizer has no chat template",
-     """
+rule(
+    "FTD011",
+    "no-chat-template",
+    "setup",
+    "error",
+    "Conversations to render, and the tokenizer has no chat template",
+    """
      Conversational data (`messages` with roles and contents) is turned into tokens by the tokenizer's chat
      template. Base (pre-trained, not instruct) checkpoints often ship none, so `apply_chat_template`, and every
      trainer that renders conversations with it (TRL's SFT and DPO trainers), raises "Cannot use chat template
      functions because tokenizer.chat_template is not set".
      """,
-     broken="""
+    broken="""
      tokenizer = AutoTokenizer.from_pretrained("meta-llama/Meta-Llama-3-8B")  # base model: no template
      trainer = SFTTrainer(model, args, train_dataset=chat_dataset, processing_class=tokenizer)
      """,
-     fixed="""
+    fixed="""
      tokenizer = AutoTokenizer.from_pretrained("meta-llama/Meta-Llama-3-8B-Instruct")  # has a chat template
      trainer = SFTTrainer(model, args, train_dataset=chat_dataset, processing_class=tokenizer)
-     """)
-rule("FTD015", "chat-template-without-generation-markers", "setup", "error",
-     "Assistant-only loss with a chat template that does not mark the assistant's tokens",
-     """
+     """,
+)
+rule(
+    "FTD015",
+    "chat-template-without-generation-markers",
+    "setup",
+    "error",
+    "Assistant-only loss with a chat template that does not mark the assistant's tokens",
+    """
      Training on the assistant's turns only (`SFTConfig(assistant_only_loss=True)`,
      `apply_chat_template(..., return_assistant_tokens_mask=True)`) needs a chat template that wraps what the
      assistant writes in `{% generation %}` ... `{% endgeneration %}`. Without the markers every assistant mask is
      all zeros: TRL patches the templates of the models it knows and refuses the others ("The chat template is not
      training-compatible", "at least one example has no assistant tokens").
      """,
-     broken="""
+    broken="""
      tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\\n{% endfor %}"
      SFTConfig("out", assistant_only_loss=True)
      """,
-     fixed="""
+    fixed="""
      tokenizer.chat_template = ("{% for m in messages %}{% if m['role'] == 'assistant' %}assistant: "
                                 "{% generation %}{{ m['content'] }}{{ eos_token }}{% endgeneration %}\\n"
                                 "{% else %}{{ m['role'] }}: {{ m['content'] }}\\n{% endif %}{% endfor %}")
      SFTConfig("out", assistant_only_loss=True)
-     """)
-rule("FTD013", "lora-target-modules-not-found", "setup", "error", "LoRA targets modules the model does not have",
-     """
+     """,
+)
+rule(
+    "FTD013",
+    "lora-target-modules-not-found",
+    "setup",
+    "error",
+    "LoRA targets modules the model does not have",
+    """
      `LoraConfig(target_modules=...)` names the layers that get an adapter, by the last part of their module
      names, and those names differ between architectures (BERT's `query`/`value`, Llama's and Qwen's `q_proj` ...
      `down_proj`, GPT-2's `c_attn`). When none matches, `get_peft_model` raises "Target modules ... not found in
      the base model".
      """,
-     broken='LoraConfig(target_modules=["query", "value"], task_type="CAUSAL_LM")  # a Llama model',
-     fixed='LoraConfig(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")')
-rule("FTD014", "missing-llm-library", "setup", "error", "The script needs trl or peft, which is not installed",
-     """
+    broken='LoraConfig(target_modules=["query", "value"], task_type="CAUSAL_LM")  # a Llama model',
+    fixed='LoraConfig(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")',
+)
+rule(
+    "FTD014",
+    "missing-llm-library",
+    "setup",
+    "error",
+    "The script needs trl or peft, which is not installed",
+    """
      TRL trainers and PEFT adapters come from their own packages, which `transformers` does not install. The
      script stops at its import, before anything is built.
      """,
-     broken="from trl import SFTTrainer  # ModuleNotFoundError: No module named 'trl'",
-     fixed="""
+    broken="from trl import SFTTrainer  # ModuleNotFoundError: No module named 'trl'",
+    fixed="""
      # pip install trl peft   (or: pip install 'pytest-ftdoctor[llm]' for the versions ftdoctor supports)
      from trl import SFTTrainer
-     """)
+     """,
+)
 
-rule("FTD016", "walked-as-one-rank", "setup", "info", "A torchrun script was walked as one rank",
-     """
+rule(
+    "FTD016",
+    "walked-as-one-rank",
+    "setup",
+    "info",
+    "A torchrun script was walked as one rank",
+    """
      The script sets up a process group from torchrun's environment variables, and was run without torchrun.
      ftdoctor supplied the variables `torchrun --nproc_per_node 1` sets (rank 0 of 1), so every single-process
      stage ran. Whether the ranks agree (data sharding, synchronised gradients) needs several of them: the
      distributed stage runs with `--nproc 2`.
-     """)
+     """,
+)
 
 
 @check("setup", codes=("FTD016",))
@@ -175,25 +269,51 @@ def walked_as_one_rank(capture):
     if not getattr(capture, "single_rank", None):
         return None
     script = os.path.basename(capture.script)
-    return finding("FTD016", "The script calls `init_process_group()` for torchrun; run without it, it was walked as "
-                   f"rank 0 of 1 (ftdoctor set {', '.join(sorted(capture.single_rank))} as "
-                   "`torchrun --nproc_per_node 1` would).",
-                   f"To check the ranks against each other: `ftdoctor check --nproc 2 {script}`.")
+    return finding(
+        "FTD016",
+        "The script calls `init_process_group()` for torchrun; run without it, it was walked as "
+        f"rank 0 of 1 (ftdoctor set {', '.join(sorted(capture.single_rank))} as "
+        "`torchrun --nproc_per_node 1` would).",
+        f"To check the ranks against each other: `ftdoctor check --nproc 2 {script}`.",
+    )
 
 
 @check("setup", codes=("FTD006",))
 def tensorflow_script(capture):
     if capture.outcome != "tensorflow":
         return None
-    return finding("FTD006", "The script imports TensorFlow/Keras (or a TF* class from transformers), so it was not "
-                   "run: ftdoctor walks PyTorch pipelines, and transformers 5 no longer has TensorFlow models.",
-                   "Port the script to PyTorch: `AutoModelFor...` with `Trainer` (`ftdoctor reference show "
-                   "sequence-classification` prints one), then run `ftdoctor check` on it.",
-                   location=str(capture.train_site) if capture.train_site else None)
+    return finding(
+        "FTD006",
+        "The script imports TensorFlow/Keras (or a TF* class from transformers), so it was not "
+        "run: ftdoctor walks PyTorch pipelines, and transformers 5 no longer has TensorFlow models.",
+        "Port the script to PyTorch: `AutoModelFor...` with `Trainer` (`ftdoctor reference show "
+        "sequence-classification` prints one), then run `ftdoctor check` on it.",
+        location=str(capture.train_site) if capture.train_site else None,
+    )
 
 
-@check("setup", codes=("FTD001", "FTD002", "FTD003", "FTD004", "FTD005", "FTD007", "FTD008", "FTD009", "FTD010",
-                        "FTD011", "FTD012", "FTD013", "FTD014", "FTD015", "FTD106", "FTD108", "FTD504"))
+@check(
+    "setup",
+    codes=(
+        "FTD001",
+        "FTD002",
+        "FTD003",
+        "FTD004",
+        "FTD005",
+        "FTD007",
+        "FTD008",
+        "FTD009",
+        "FTD010",
+        "FTD011",
+        "FTD012",
+        "FTD013",
+        "FTD014",
+        "FTD015",
+        "FTD106",
+        "FTD108",
+        "FTD504",
+    ),
+)
 def script_raised(capture):
     """Diagnose the exception that stopped the script before training."""
     if capture.outcome != "error" or capture.exception is None:
@@ -202,27 +322,42 @@ def script_raised(capture):
     if isinstance(exc, SyntaxError) and exc.filename and capture.is_user_file(exc.filename):
         from ftdoctor.sdk import Site
 
-        return finding("FTD010", f"{type(exc).__name__}: {exc.msg}" + (f" in `{exc.text.strip()}`" if exc.text else ""),
-                       "Fix the line shown: Python stops before running anything.",
-                       location=str(Site(exc.filename, exc.lineno or 1)), evidence={"offset": exc.offset})
+        return finding(
+            "FTD010",
+            f"{type(exc).__name__}: {exc.msg}" + (f" in `{exc.text.strip()}`" if exc.text else ""),
+            "Fix the line shown: Python stops before running anything.",
+            location=str(Site(exc.filename, exc.lineno or 1)),
+            evidence={"offset": exc.offset},
+        )
     site = user_site_in_traceback(capture.exc_tb, capture.user_dir)
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and re.search(
-            r"Timed out waiting|Connection closed by peer|Connection reset by peer|gloo", str(exc)):
-        return finding("FTD012", f"This rank stopped in a collective: {str(exc).splitlines()[0][:200]}",
-                       "See the distributed stage: it shows where each rank was.",
-                       location=str(site) if site else None, evidence={"exception": f"{type(exc).__name__}: {exc}"})
+        r"Timed out waiting|Connection closed by peer|Connection reset by peer|gloo", str(exc)
+    ):
+        return finding(
+            "FTD012",
+            f"This rank stopped in a collective: {str(exc).splitlines()[0][:200]}",
+            "See the distributed stage: it shows where each rank was.",
+            location=str(site) if site else None,
+            evidence={"exception": f"{type(exc).__name__}: {exc}"},
+        )
     if capture.loop is not None and getattr(capture.loop, "batch", None) is not None:
         # The loop failed in its first step on a batch ftdoctor has: the stages below run it again and name
         # the cause where it starts.
-        return finding("FTD008", f"The loop's first step raised {type(exc).__name__}: "
-                       f"{str(exc).splitlines()[0][:200] if str(exc) else ''}", "See the stages below for the cause.",
-                       location=str(site) if site else None,
-                       evidence={"exception": f"{type(exc).__name__}: {exc}"})
+        return finding(
+            "FTD008",
+            f"The loop's first step raised {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+            "See the stages below for the cause.",
+            location=str(site) if site else None,
+            evidence={"exception": f"{type(exc).__name__}: {exc}"},
+        )
     if capture.loop is not None and _raised_in_data_loading(capture.exc_tb):
         # The walk rebuilds that batch with the loop's own loader pieces; decode/collate name the cause.
-        return finding("FTD008", f"The loop stopped while drawing its first batch: {type(exc).__name__}: "
-                       f"{str(exc).splitlines()[0][:200]}", "See the decode and collate stages for the cause.",
-                       location=str(site) if site else None)
+        return finding(
+            "FTD008",
+            f"The loop stopped while drawing its first batch: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+            "See the decode and collate stages for the cause.",
+            location=str(site) if site else None,
+        )
     location = str(site) if site else None
     evidence = {"exception": f"{type(exc).__name__}: {exc}"}
     for diagnose_llm in (missing_llm_library, chat_template, lora_targets_not_found):
@@ -231,20 +366,37 @@ def script_raised(capture):
             found.location = found.location or location
             found.evidence = {**evidence, **found.evidence}
             return found
-    for diagnose in (_loss_is_none, removed_argument, removed_import, _strategy_mismatch, _mixed_precision, _empty_optimizer,
-                     hub_unreachable, missing_file):
+    for diagnose in (
+        _loss_is_none,
+        removed_argument,
+        removed_import,
+        _strategy_mismatch,
+        _mixed_precision,
+        _empty_optimizer,
+        hub_unreachable,
+        missing_file,
+    ):
         found = diagnose(exc)
         if found is not None:
             found.location = found.location or location
             found.evidence = {**evidence, **found.evidence}
             if found.code == "FTD007" and capture.loop is not None:
                 # The walk of the captured loop shows the cause at collate.
-                return finding("FTD008", f"The loop's first step failed: {found.detail}", "See the collate and "
-                               "forward stages for the cause.", location=found.location, evidence=found.evidence)
+                return finding(
+                    "FTD008",
+                    f"The loop's first step failed: {found.detail}",
+                    "See the collate and forward stages for the cause.",
+                    location=found.location,
+                    evidence=found.evidence,
+                )
             return found
-    return finding("FTD005", f"{type(exc).__name__}: {exc}",
-                   relay_fix(str(exc), "Fix the line shown; run with --traceback to see the whole traceback."),
-                   location=location, evidence=evidence)
+    return finding(
+        "FTD005",
+        f"{type(exc).__name__}: {exc}",
+        relay_fix(str(exc), "Fix the line shown; run with --traceback to see the whole traceback."),
+        location=location,
+        evidence=evidence,
+    )
 
 
 def _raised_in_data_loading(tb) -> bool:
@@ -257,9 +409,13 @@ def _raised_in_data_loading(tb) -> bool:
 
 def _loss_is_none(exc):
     if isinstance(exc, AttributeError) and "'NoneType' object has no attribute 'backward'" in str(exc):
-        return finding("FTD007", "`loss.backward()` was called on None: the model computed no loss, because the "
-                       "batch it received has no `labels`.", "Give the model `labels`: rename the label column "
-                       "(`dataset.rename_column(\"label\", \"labels\")`) or the batch key (see collate).")
+        return finding(
+            "FTD007",
+            "`loss.backward()` was called on None: the model computed no loss, because the "
+            "batch it received has no `labels`.",
+            "Give the model `labels`: rename the label column "
+            '(`dataset.rename_column("label", "labels")`) or the batch key (see collate).',
+        )
     return None
 
 
@@ -273,29 +429,39 @@ def _strategy_mismatch(exc):
         fix = "Make `save_steps` a multiple of `eval_steps` (for example the same value)."
     elif found:
         ev, sv = found.get("Evaluation", "?").lower(), found.get("Save", "?").lower()
-        detail = f"It evaluates with eval_strategy=\"{ev}\" but saves with save_strategy=\"{sv}\"."
-        fix = f"Save when it evaluates: `save_strategy=\"{ev}\"` (the same as `eval_strategy`)."
+        detail = f'It evaluates with eval_strategy="{ev}" but saves with save_strategy="{sv}".'
+        fix = f'Save when it evaluates: `save_strategy="{ev}"` (the same as `eval_strategy`).'
     else:
         detail = text.splitlines()[0]
-        fix = "Set `save_strategy` to the same value as `eval_strategy` (for example both \"epoch\")."
-    return finding("FTD106", "With `load_best_model_at_end=True` a checkpoint must exist at every evaluation, so "
-                   "saving and evaluation must happen at the same steps. " + detail, fix,
-                   evidence={"strategies": found} if found else None)
+        fix = 'Set `save_strategy` to the same value as `eval_strategy` (for example both "epoch").'
+    return finding(
+        "FTD106",
+        "With `load_best_model_at_end=True` a checkpoint must exist at every evaluation, so "
+        "saving and evaluation must happen at the same steps. " + detail,
+        fix,
+        evidence={"strategies": found} if found else None,
+    )
 
 
 def _mixed_precision(exc):
     text = str(exc)
     if not isinstance(exc, ValueError) or not re.search(r"bf16|fp16|mixed precision|half precision", text, re.I):
         return None
-    return finding("FTD108", f"Mixed precision was asked for where it cannot run: {text.splitlines()[0]}",
-                   "Pass `bf16=True` only on a GPU that supports it (`torch.cuda.is_bf16_supported()`) and "
-                   "`fp16=True` only with CUDA; to check on this machine, make it conditional: "
-                   "`bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported()`.")
+    return finding(
+        "FTD108",
+        f"Mixed precision was asked for where it cannot run: {text.splitlines()[0]}",
+        "Pass `bf16=True` only on a GPU that supports it (`torch.cuda.is_bf16_supported()`) and "
+        "`fp16=True` only with CUDA; to check on this machine, make it conditional: "
+        "`bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported()`.",
+    )
 
 
 def _empty_optimizer(exc):
     if isinstance(exc, ValueError) and "empty parameter list" in str(exc):
-        return finding("FTD504", "The optimizer was built from an empty parameter list.",
-                       "Build it from the model that trains: `torch.optim.AdamW(model.parameters(), lr=...)` "
-                       "(after any head replacement or freezing).")
+        return finding(
+            "FTD504",
+            "The optimizer was built from an empty parameter list.",
+            "Build it from the model that trains: `torch.optim.AdamW(model.parameters(), lr=...)` "
+            "(after any head replacement or freezing).",
+        )
     return None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class _LoaderWithHooks:
@@ -84,5 +85,3 @@ class PostImportHooks:
                 pass
             self.installed = False
         self.pending.clear()
-
-

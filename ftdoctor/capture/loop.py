@@ -13,15 +13,25 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from ftdoctor.core.source import Site
 from ftdoctor.core.frames import deepest_user_frame, is_user_file
+from ftdoctor.core.source import Site
 
 # Loss functions a loop may call itself; recorded at top level (inside a model's forward they are the model's).
-FUNCTIONAL_LOSSES = ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-                     "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div")
+FUNCTIONAL_LOSSES = (
+    "cross_entropy",
+    "nll_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "kl_div",
+)
 MAX_CALLS = 8  # criterion calls kept before the first step
 
 
@@ -190,8 +200,9 @@ def _arg_recipe(arg: Any, outputs: dict[str, Any], batch: dict, drawn: Any, extr
             if not torch.is_tensor(value):
                 continue
             tail = None
-            if arg is value or (value.dim() and arg.shape == value.shape and torch.equal(arg.cpu(), value.cpu())
-                                and source == "batch"):
+            if arg is value or (
+                value.dim() and arg.shape == value.shape and torch.equal(arg.cpu(), value.cpu()) and source == "batch"
+            ):
                 tail = ()
             elif getattr(arg, "_base", None) is value and arg.numel() == value.numel():
                 # a flattening view, as in criterion(logits.view(-1, n), labels.view(-1))
@@ -206,7 +217,7 @@ def _arg_recipe(arg: Any, outputs: dict[str, Any], batch: dict, drawn: Any, extr
     return ("batch", name, None)
 
 
-def _takes_output(call: "LossCall", outputs: dict[str, Any]) -> bool:
+def _takes_output(call: LossCall, outputs: dict[str, Any]) -> bool:
     values = [*call.args, *call.kwargs.values()]
     return any(a is o or getattr(a, "_base", None) is o for a in values for o in outputs.values())
 
@@ -244,10 +255,13 @@ class LoopHooks:
     # -- installing --------------------------------------------------------------------------------------------
     def install(self, on_import: Any) -> None:
         on_import.when_imported("torch", lambda _: self._install_torch())
-        on_import.when_imported("transformers.modeling_utils",
-                                lambda m: self._guard_saves([(m.PreTrainedModel, "save_pretrained")]))
-        on_import.when_imported("accelerate.accelerator", lambda m: self._guard_saves(
-            [(m.Accelerator, name) for name in ("save", "save_state", "save_model")]))
+        on_import.when_imported(
+            "transformers.modeling_utils", lambda m: self._guard_saves([(m.PreTrainedModel, "save_pretrained")])
+        )
+        on_import.when_imported(
+            "accelerate.accelerator",
+            lambda m: self._guard_saves([(m.Accelerator, name) for name in ("save", "save_state", "save_model")]),
+        )
 
     def _watching(self) -> bool:
         return self.rec.steps == 0 and threading.get_ident() == self.thread
@@ -356,8 +370,13 @@ class LoopHooks:
 
         def step(sched, *args, **kwargs):
             caller = sys._getframe(1)
-            if hooks.rec.steps == 0 and hooks.forwards and hooks.rec.scheduler_before_optimizer is None \
-                    and hooks.backward_tensors and is_user_file(caller.f_code.co_filename, user_dir):
+            if (
+                hooks.rec.steps == 0
+                and hooks.forwards
+                and hooks.rec.scheduler_before_optimizer is None
+                and hooks.backward_tensors
+                and is_user_file(caller.f_code.co_filename, user_dir)
+            ):
                 hooks.rec.scheduler_before_optimizer = Site(caller.f_code.co_filename, caller.f_lineno)
             return orig_sched_step(sched, *args, **kwargs)
 
@@ -392,9 +411,17 @@ class LoopHooks:
             return
         self.order += 1
         user = deepest_user_frame(frame, self.cap.user_dir)
-        call = ForwardCall(module, args, dict(kwargs), out, module.training,
-                           Site(user.f_code.co_filename, user.f_lineno) if user is not None else None,
-                           {**user.f_globals, **user.f_locals} if user is not None else {}, error, self.order)
+        call = ForwardCall(
+            module,
+            args,
+            dict(kwargs),
+            out,
+            module.training,
+            Site(user.f_code.co_filename, user.f_lineno) if user is not None else None,
+            {**user.f_globals, **user.f_locals} if user is not None else {},
+            error,
+            self.order,
+        )
         if error is not None:
             self.failed_forward = call
         else:
@@ -402,8 +429,11 @@ class LoopHooks:
 
     def _loss_called(self, fn, args, kwargs, out, frame) -> None:
         user = deepest_user_frame(frame, self.cap.user_dir)
-        self.loss_calls.append(LossCall(fn, args, dict(kwargs), out,
-                                        Site(user.f_code.co_filename, user.f_lineno) if user is not None else None))
+        self.loss_calls.append(
+            LossCall(
+                fn, args, dict(kwargs), out, Site(user.f_code.co_filename, user.f_lineno) if user is not None else None
+            )
+        )
         del self.loss_calls[:-MAX_CALLS]
 
     def _pre_step(self, optimizer, args, kwargs):
@@ -480,8 +510,14 @@ class LoopHooks:
             for drawn in reversed(self.drawn.get(id(dl), [])):
                 if not hasattr(drawn, "items"):
                     continue
-                same = [k for k, v in batch.items() if torch.is_tensor(v) and k in drawn
-                        and torch.is_tensor(drawn[k]) and (drawn[k] is v or drawn[k].shape == v.shape)]
+                same = [
+                    k
+                    for k, v in batch.items()
+                    if torch.is_tensor(v)
+                    and k in drawn
+                    and torch.is_tensor(drawn[k])
+                    and (drawn[k] is v or drawn[k].shape == v.shape)
+                ]
                 if len(same) >= wanted:
                     self.source_batch = drawn
                     return dl
@@ -531,8 +567,11 @@ class LoopHooks:
     def _snapshot(self, model, optimizer) -> None:
         import copy
 
-        self.snapshot = {"model": copy.deepcopy(model.state_dict()), "optimizer": copy.deepcopy(optimizer.state_dict()),
-                         "model_ref": model}
+        self.snapshot = {
+            "model": copy.deepcopy(model.state_dict()),
+            "optimizer": copy.deepcopy(optimizer.state_dict()),
+            "model_ref": model,
+        }
 
     def _watch_accumulation(self, model) -> None:
         """After the first step, the next backward must find the gradients zeroed (or None)."""
@@ -573,8 +612,10 @@ class LoopHooks:
             self.cap._keep.append(model)
         self.rec.failed = True
         params = {id(p) for p in self.rec.model.parameters()}
-        self.rec.optimizer = next((o for o in reversed(self.optimizers)
-                                   if any(id(p) in params for g in o.param_groups for p in g["params"])), None)
+        self.rec.optimizer = next(
+            (o for o in reversed(self.optimizers) if any(id(p) in params for g in o.param_groups for p in g["params"])),
+            None,
+        )
         if frame is not None:
             self.cap.namespace = {**frame.f_globals, **frame.f_locals}
 
@@ -615,5 +656,8 @@ def _moved(model, before: dict) -> int:
     import torch
 
     now = model.state_dict()
-    return sum(1 for k, v in before.items() if k in now and torch.is_tensor(v) and v.is_floating_point()
-               and not torch.equal(v, now[k]))
+    return sum(
+        1
+        for k, v in before.items()
+        if k in now and torch.is_tensor(v) and v.is_floating_point() and not torch.equal(v, now[k])
+    )

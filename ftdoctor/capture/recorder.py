@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ftdoctor.core.source import Site
 from ftdoctor.core.frames import deepest_user_frame
+from ftdoctor.core.source import Site
 
 
 class Recorder:
@@ -61,8 +61,6 @@ class Recorder:
         for owner, name, value in reversed(self._undo):
             setattr(owner, name, value)
         self._undo.clear()
-
-
 
 
 def _as_if_online(obj: Any, kwargs: dict) -> None:

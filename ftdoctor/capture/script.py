@@ -17,15 +17,16 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
-from typing import Any, Callable
+from typing import Any
 
-from ftdoctor.core.source import Site
-from ftdoctor.core.frames import deepest_user_frame, is_user_file
 from ftdoctor.capture.imports import PostImportHooks
 from ftdoctor.capture.loop import LoopHooks, LoopRecord, _StopLoop
 from ftdoctor.capture.recorder import Recorder
+from ftdoctor.core.frames import deepest_user_frame, is_user_file
+from ftdoctor.core.source import Site
 
 
 class _TrainingStarted(BaseException):
@@ -56,7 +57,7 @@ class Capture:
     call_kwargs: dict[int, dict[str, Any]] = field(default_factory=dict)
     output: str = ""
     user_dir: str = ""
-    loop: "LoopRecord | None" = None  # what the hooks saw of a hand-written (or Accelerate) training loop
+    loop: LoopRecord | None = None  # what the hooks saw of a hand-written (or Accelerate) training loop
     internal_errors: list[str] = field(default_factory=list)  # ftdoctor's own failures while the script ran
     train_kwargs: dict[str, Any] = field(default_factory=dict)  # what trainer.train() was called with
     # The torchrun variables ftdoctor supplied when the script set up a process group outside torchrun.
@@ -113,14 +114,18 @@ def _log_streams_to(stream):
     """Logging handlers hold the stderr they were created with; point them at ``stream`` for the script's run."""
     import logging
 
-    loggers = [logging.getLogger()] + [lg for lg in logging.root.manager.loggerDict.values()
-                                        if isinstance(lg, logging.Logger)]
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
     swapped = []
     for lg in loggers:
         for h in lg.handlers:
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
-                    and not isinstance(getattr(type(h), "stream", None), property) \
-                    and getattr(h, "stream", None) in (sys.__stderr__, sys.__stdout__, sys.stderr, sys.stdout):
+            if (
+                isinstance(h, logging.StreamHandler)
+                and not isinstance(h, logging.FileHandler)
+                and not isinstance(getattr(type(h), "stream", None), property)
+                and getattr(h, "stream", None) in (sys.__stderr__, sys.__stdout__, sys.stderr, sys.stdout)
+            ):
                 swapped.append((h, h.setStream(stream)))
     try:
         yield
@@ -147,9 +152,15 @@ class _Tee(io.TextIOBase):
             self.passthrough.flush()
 
 
-def capture_script(script: str, argv: list[str] | None = None, *, timeout: float | None = None,
-                   show_output: bool = False, on_capture: Callable[[Capture], Any] | None = None,
-                   quiet: bool = True) -> Capture:
+def capture_script(
+    script: str,
+    argv: list[str] | None = None,
+    *,
+    timeout: float | None = None,
+    show_output: bool = False,
+    on_capture: Callable[[Capture], Any] | None = None,
+    quiet: bool = True,
+) -> Capture:
     """Run ``script`` until training starts and return what it built.
 
     With ``on_capture`` (the child process of ``ftdoctor check``), that function is called at the moment training
@@ -212,8 +223,9 @@ def capture_script(script: str, argv: list[str] | None = None, *, timeout: float
     on_import.when_imported("transformers.modeling_utils", patch_model)
     on_import.when_imported("transformers.tokenization_utils_base", patch_tokenizer)
     # Dataclass subclasses (Seq2SeqTrainingArguments) get their own __init__ but share __post_init__.
-    on_import.when_imported("transformers.training_args",
-                            lambda m: recorder.patch_init(m.TrainingArguments, "__post_init__"))
+    on_import.when_imported(
+        "transformers.training_args", lambda m: recorder.patch_init(m.TrainingArguments, "__post_init__")
+    )
 
     tee = _Tee(sys.stderr if show_output else None)
     start = time.perf_counter()
@@ -282,12 +294,20 @@ def _one_rank_if_alone(init_process_group: Callable, cap: Capture) -> Callable:
     @functools.wraps(init_process_group)
     def wrapper(*args, **kwargs):
         method = kwargs.get("init_method", args[1] if len(args) > 1 else None)
-        if kwargs.get("store") is None and method in (None, "env://") and \
-                not any(v in os.environ for v in ("RANK", "WORLD_SIZE")):
+        if (
+            kwargs.get("store") is None
+            and method in (None, "env://")
+            and not any(v in os.environ for v in ("RANK", "WORLD_SIZE"))
+        ):
             from ftdoctor.core.env import free_port
 
-            env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-                   "MASTER_PORT": str(free_port())}
+            env = {
+                "RANK": "0",
+                "WORLD_SIZE": "1",
+                "LOCAL_RANK": "0",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(free_port()),
+            }
             env = {k: v for k, v in env.items() if k not in os.environ}
             os.environ.update(env)
             cap.single_rank = env
@@ -328,8 +348,9 @@ def _run(script: str) -> None:
     code = compile(source, script, "exec")
     linecache.cache[script] = (len(source), None, source.splitlines(True), script)
     module = types.ModuleType("__main__")
-    module.__dict__.update({"__file__": script, "__builtins__": builtins, "display": print,
-                            "get_ipython": lambda: _NoIPython()})
+    module.__dict__.update(
+        {"__file__": script, "__builtins__": builtins, "display": print, "get_ipython": lambda: _NoIPython()}
+    )
     saved = sys.modules.get("__main__")
     sys.modules["__main__"] = module
     try:

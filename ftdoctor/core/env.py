@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 

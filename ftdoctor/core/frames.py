@@ -15,7 +15,7 @@ def is_user_file(filename: str, user_dir: str) -> bool:
     if not path.startswith(user_dir + os.sep):
         return False
     # A virtual environment inside the project holds libraries, not the user's code.
-    rel = path[len(user_dir) + 1:]
+    rel = path[len(user_dir) + 1 :]
     return "site-packages" not in rel and "dist-packages" not in rel
 
 

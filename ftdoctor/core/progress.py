@@ -8,7 +8,7 @@ installs a sink with `set_sink`; without one, nothing happens and a step costs a
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 MIN_INTERVAL = 0.5  # seconds between two updates sent to the sink
 SHOW_AFTER = 2.0  # a stage shorter than this shows no estimate

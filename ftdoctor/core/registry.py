@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from ftdoctor.core.stages import STAGES
 from ftdoctor.core.findings import Finding
+from ftdoctor.core.stages import STAGES
 
 ENTRY_POINT_GROUP = "ftdoctor.checks"
 
@@ -82,9 +83,20 @@ _CHECKS: dict[str, Check] = {}
 _counter = 0
 
 
-def check(stage: str, *, provides: str | tuple[str, ...] = (), codes: tuple[str, ...] = (), name: str | None = None,
-          code: str | None = None, title: str | None = None, fix: str = "", severity: str = "error", why: str = "",
-          broken: str = "", fixed: str = ""):
+def check(
+    stage: str,
+    *,
+    provides: str | tuple[str, ...] = (),
+    codes: tuple[str, ...] = (),
+    name: str | None = None,
+    code: str | None = None,
+    title: str | None = None,
+    fix: str = "",
+    severity: str = "error",
+    why: str = "",
+    broken: str = "",
+    fixed: str = "",
+):
     """Register ``func`` as a check of ``stage``. Checks of one stage run in the order they were registered.
 
     ``codes=`` declares the rules the check may report (the walk refuses any other code). With ``code=`` (and
@@ -103,8 +115,15 @@ def check(stage: str, *, provides: str | tuple[str, ...] = (), codes: tuple[str,
         global _counter
         _counter += 1
         key = name or f"{func.__module__}.{func.__qualname__}"
-        _CHECKS[key] = Check(key, stage, func, (provides,) if isinstance(provides, str) else tuple(provides),
-                             tuple(codes), _counter, default_fix=fix)
+        _CHECKS[key] = Check(
+            key,
+            stage,
+            func,
+            (provides,) if isinstance(provides, str) else tuple(provides),
+            tuple(codes),
+            _counter,
+            default_fix=fix,
+        )
         return func
 
     return deco

@@ -41,8 +41,12 @@ class StageResult:
     crashed: list[str] = field(default_factory=list)  # ftdoctor's own checks that crashed here (not the user's bug)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"stage": self.stage, "status": self.status, "duration_s": round(self.duration_s, 3),
-                             "findings": [finding_dict(f) for f in self.findings]}
+        d: dict[str, Any] = {
+            "stage": self.stage,
+            "status": self.status,
+            "duration_s": round(self.duration_s, 3),
+            "findings": [finding_dict(f) for f in self.findings],
+        }
         if self.reason:
             d["reason"] = self.reason
         if self.evidence:
@@ -52,10 +56,16 @@ class StageResult:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StageResult":
-        return cls(d["stage"], d.get("status", "skip"), d.get("duration_s", 0.0),
-                   [Finding.from_dict(f) for f in d.get("findings", [])], d.get("reason"), d.get("evidence") or {},
-                   list(d.get("crashed") or []))
+    def from_dict(cls, d: dict[str, Any]) -> StageResult:
+        return cls(
+            d["stage"],
+            d.get("status", "skip"),
+            d.get("duration_s", 0.0),
+            [Finding.from_dict(f) for f in d.get("findings", [])],
+            d.get("reason"),
+            d.get("evidence") or {},
+            list(d.get("crashed") or []),
+        )
 
 
 @dataclass
@@ -70,7 +80,7 @@ class Suppressed:
         return {**finding_dict(self.finding), "stage": self.stage, "reason": self.reason}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Suppressed":
+    def from_dict(cls, d: dict[str, Any]) -> Suppressed:
         return cls(d.get("stage", ""), Finding.from_dict(d), d.get("reason", ""))
 
 
@@ -121,10 +131,17 @@ class Report:
         return counts
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"schema": SCHEMA, "ok": self.ok, "script": self.script, "task": self.task,
-             "duration_s": round(self.duration_s, 3), "environment": self.environment,
-             "stages": [s.to_dict() for s in self.stages], "summary": self.summary(),
-             "suppressed": [s.to_dict() for s in self.suppressed]}
+        d = {
+            "schema": SCHEMA,
+            "ok": self.ok,
+            "script": self.script,
+            "task": self.task,
+            "duration_s": round(self.duration_s, 3),
+            "environment": self.environment,
+            "stages": [s.to_dict() for s in self.stages],
+            "summary": self.summary(),
+            "suppressed": [s.to_dict() for s in self.suppressed],
+        }
         if self.budget is not None:
             d["budget"] = self.budget
         if self.internal_errors:
@@ -137,15 +154,19 @@ class Report:
         return json.dumps(self.to_dict(), indent=indent, default=_jsonable)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Report":
+    def from_dict(cls, d: dict[str, Any]) -> Report:
         """The report a child process sent (the JSON document), back as an object."""
-        return cls(script=d.get("script"), task=d.get("task"),
-                   stages=[StageResult.from_dict(s) for s in d.get("stages", [])],
-                   duration_s=d.get("duration_s", 0.0), environment=d.get("environment") or {},
-                   internal_errors=list(d.get("internal_errors") or []),
-                   check_errors=list(d.get("check_errors") or []),
-                   suppressed=[Suppressed.from_dict(s) for s in d.get("suppressed") or []],
-                   budget=d.get("budget"))
+        return cls(
+            script=d.get("script"),
+            task=d.get("task"),
+            stages=[StageResult.from_dict(s) for s in d.get("stages", [])],
+            duration_s=d.get("duration_s", 0.0),
+            environment=d.get("environment") or {},
+            internal_errors=list(d.get("internal_errors") or []),
+            check_errors=list(d.get("check_errors") or []),
+            suppressed=[Suppressed.from_dict(s) for s in d.get("suppressed") or []],
+            budget=d.get("budget"),
+        )
 
 
 def _jsonable(obj: Any) -> Any:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from ftdoctor.core.stages import STAGES
 
-
 SEVERITIES = ("error", "warning", "info")
 
 
@@ -78,8 +77,19 @@ def rule_url(code: str) -> str | None:
     return page_url(code)
 
 
-def rule(code: str, name: str, stage: str, severity: str, title: str, why: str, broken: str = "", fixed: str = "",
-         *, added: str = VERSION_ADDED, fix_safe: bool = False) -> Rule:
+def rule(
+    code: str,
+    name: str,
+    stage: str,
+    severity: str,
+    title: str,
+    why: str,
+    broken: str = "",
+    fixed: str = "",
+    *,
+    added: str = VERSION_ADDED,
+    fix_safe: bool = False,
+) -> Rule:
     """Register a rule in the catalog; codes are stable and unique, and code, stage and severity are fixed here."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r} for rule {code}")
@@ -100,8 +110,14 @@ def _dedent(text: str) -> str:
 
 
 # Rules of the harness itself; the stage rules live next to their checks in checks/<stage>.py.
-rule("FTD900", "user-code-error", "setup", "error", "The pipeline's own code raised while ftdoctor ran it",
-     """
+rule(
+    "FTD900",
+    "user-code-error",
+    "setup",
+    "error",
+    "The pipeline's own code raised while ftdoctor ran it",
+    """
      A collator, model forward, loss or metric function of the pipeline raised an exception that no check
      could trace to a known cause. The exception and the line are shown; the same error would stop training.
-     """)
+     """,
+)

@@ -35,8 +35,20 @@ def resolve(path: str) -> str:
 # -- notebooks: their code cells run as one script; places are shown as "file.ipynb#cellN:line" ---------------
 
 # Cell magics whose body is not Python: the whole cell is left out.
-_FOREIGN_CELLS = ("%%bash", "%%sh", "%%script", "%%writefile", "%%html", "%%javascript", "%%latex", "%%markdown",
-                  "%%svg", "%%perl", "%%ruby", "%%capture --no-display")
+_FOREIGN_CELLS = (
+    "%%bash",
+    "%%sh",
+    "%%script",
+    "%%writefile",
+    "%%html",
+    "%%javascript",
+    "%%latex",
+    "%%markdown",
+    "%%svg",
+    "%%perl",
+    "%%ruby",
+    "%%capture --no-display",
+)
 _NOTEBOOKS: dict[str, tuple[str, list[tuple[int, int, int]]]] = {}
 
 
@@ -68,7 +80,7 @@ def notebook_source(path: str) -> tuple[str, list[tuple[int, int, int]]]:
         for line in cell_lines:
             stripped = line.lstrip()
             if foreign or stripped.startswith(("!", "%")):
-                line = line[:len(line) - len(stripped)] + "pass"
+                line = line[: len(line) - len(stripped)] + "pass"
             lines.append(line)
         cells.append((number, start, len(cell_lines)))
     _NOTEBOOKS[path] = ("\n".join(lines) + "\n", cells)
@@ -168,8 +180,22 @@ def source_lines(location: str | None, context: int = 0, max_lines: int = 14) ->
         best = None
         for node in ast.walk(tree):
             if isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or node.lineno):
-                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For,
-                                         ast.While, ast.With, ast.Try)) or node.lineno == line:
+                if (
+                    not isinstance(
+                        node,
+                        (
+                            ast.FunctionDef,
+                            ast.AsyncFunctionDef,
+                            ast.ClassDef,
+                            ast.If,
+                            ast.For,
+                            ast.While,
+                            ast.With,
+                            ast.Try,
+                        ),
+                    )
+                    or node.lineno == line
+                ):
                     if best is None or node.lineno >= best.lineno:
                         best = node
         if best is not None and not isinstance(best, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -179,7 +205,7 @@ def source_lines(location: str | None, context: int = 0, max_lines: int = 14) ->
     try:
         if is_notebook(path):
             source = notebook_source(path)[0].splitlines(True)
-            lines = source[start - 1:end]
+            lines = source[start - 1 : end]
             place = _cell_place(path, start)
             start = place[1] if place is not None else start
         else:

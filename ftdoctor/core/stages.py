@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 STAGES = ("setup", "config", "decode", "collate", "forward", "backward", "metrics", "overfit", "memory", "distributed")
 
 
@@ -16,9 +15,18 @@ def default_stages(nproc: int = 1) -> list[str]:
 
 
 # What each stage builds on: asking for a stage runs these first (their findings are reported too).
-DEPENDS = {"setup": (), "config": ("setup",), "decode": ("setup",), "collate": ("decode",), "forward": ("collate",),
-           "backward": ("forward",), "metrics": ("collate", "forward"), "overfit": ("backward",),
-           "memory": ("backward",), "distributed": ("setup",)}
+DEPENDS = {
+    "setup": (),
+    "config": ("setup",),
+    "decode": ("setup",),
+    "collate": ("decode",),
+    "forward": ("collate",),
+    "backward": ("forward",),
+    "metrics": ("collate", "forward"),
+    "overfit": ("backward",),
+    "memory": ("backward",),
+    "distributed": ("setup",),
+}
 
 
 def with_dependencies(stages) -> list[str]:

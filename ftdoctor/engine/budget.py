@@ -71,7 +71,11 @@ def decide(model: Any, args: Any, mode: str = "fast", device: str = "cpu") -> Bu
             fit_rows = max(1, min(rows, int(tokens // 256)))
             max_tokens = max(MIN_TOKENS, int(tokens // fit_rows))
             if fit_rows < rows:
-                why = f" (a {params / 1e6:,.0f}M-parameter model)" if params >= 1e6 else f" (a {params:,}-parameter model)"
+                why = (
+                    f" (a {params / 1e6:,.0f}M-parameter model)"
+                    if params >= 1e6
+                    else f" (a {params:,}-parameter model)"
+                )
             rows = fit_rows
     notes = []
     if rows < user_rows:
@@ -86,5 +90,3 @@ def _count(model: Any) -> int:
         return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     except Exception:
         return 0
-
-

@@ -5,13 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ftdoctor.facts import namespace
 from ftdoctor.capture import Capture
 from ftdoctor.core.registry import Unavailable
 from ftdoctor.core.source import Site, assignment_line
+from ftdoctor.facts import namespace
 
-TASKS = ("sequence-classification", "token-classification", "masked-lm", "causal-lm", "translation",
-         "summarization", "question-answering", "multiple-choice")
+TASKS = (
+    "sequence-classification",
+    "token-classification",
+    "masked-lm",
+    "causal-lm",
+    "translation",
+    "summarization",
+    "question-answering",
+    "multiple-choice",
+)
 
 
 @dataclass
@@ -33,25 +41,33 @@ class Pipeline:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_trainer(cls, trainer: Any, capture: Capture | None = None) -> "Pipeline":
+    def from_trainer(cls, trainer: Any, capture: Capture | None = None) -> Pipeline:
         eval_ds = trainer.eval_dataset
         if isinstance(eval_ds, dict):  # several eval sets: the first is checked
             eval_ds = next(iter(eval_ds.values()), None)
         from ftdoctor.capture.loop import unwrap
 
         tokenizer = trainer.processing_class if trainer.processing_class is not None else _script_tokenizer(capture)
-        p = cls(model=unwrap(trainer.model), tokenizer=tokenizer,
-                args=trainer.args, trainer=trainer,
-                train_dataset=trainer.train_dataset, eval_dataset=eval_ds, data_collator=trainer.data_collator,
-                compute_metrics=trainer.compute_metrics,
-                preprocess_logits_for_metrics=trainer.preprocess_logits_for_metrics,
-                optimizer=trainer.optimizer, lr_scheduler=trainer.lr_scheduler, capture=capture,
-                script=capture.script if capture else None)
+        p = cls(
+            model=unwrap(trainer.model),
+            tokenizer=tokenizer,
+            args=trainer.args,
+            trainer=trainer,
+            train_dataset=trainer.train_dataset,
+            eval_dataset=eval_ds,
+            data_collator=trainer.data_collator,
+            compute_metrics=trainer.compute_metrics,
+            preprocess_logits_for_metrics=trainer.preprocess_logits_for_metrics,
+            optimizer=trainer.optimizer,
+            lr_scheduler=trainer.lr_scheduler,
+            capture=capture,
+            script=capture.script if capture else None,
+        )
         p.task = detect_task(p)
         return p
 
     @classmethod
-    def from_loop(cls, capture: Capture) -> "Pipeline":
+    def from_loop(cls, capture: Capture) -> Pipeline:
         """A hand-written (or Accelerate) loop: the model it called, the loader it drew from, the optimizer it
         stepped (or built), and the scheduler and evaluation loader in its namespace."""
         from torch.optim.lr_scheduler import LRScheduler
@@ -63,16 +79,33 @@ class Pipeline:
         others = [v for v in namespace.values(capture.namespace) if _is_dataloader(v) and _base_loader(v) is not dl]
         sched = next(iter(namespace.of_type(capture.namespace, LRScheduler)), None)
         optimizer = rec.optimizer if rec.optimizer is not None else _script_optimizer(capture)
-        p = cls.from_parts(unwrap(rec.model), dl, optimizer=optimizer,
-                           lr_scheduler=sched, tokenizer=_script_tokenizer(capture),
-                           eval_dataloader=others[0] if others else None, capture=capture, batch=rec.batch)
+        p = cls.from_parts(
+            unwrap(rec.model),
+            dl,
+            optimizer=optimizer,
+            lr_scheduler=sched,
+            tokenizer=_script_tokenizer(capture),
+            eval_dataloader=others[0] if others else None,
+            capture=capture,
+            batch=rec.batch,
+        )
         p.extra["loop"] = rec
         return p
 
     @classmethod
-    def from_parts(cls, model: Any, dataloader: Any, *, optimizer: Any = None, lr_scheduler: Any = None,
-                   tokenizer: Any = None, args: Any = None, eval_dataloader: Any = None,
-                   capture: Capture | None = None, batch: dict | None = None) -> "Pipeline":
+    def from_parts(
+        cls,
+        model: Any,
+        dataloader: Any,
+        *,
+        optimizer: Any = None,
+        lr_scheduler: Any = None,
+        tokenizer: Any = None,
+        args: Any = None,
+        eval_dataloader: Any = None,
+        capture: Capture | None = None,
+        batch: dict | None = None,
+    ) -> Pipeline:
         """A pipeline from loose training objects: batch sizes and the learning rate come from the loaders and
         the optimizer when there are no TrainingArguments. Without a loader (a loop over one batch, a list, a
         generator, slices), the rows are those of the batch the loop ran."""
@@ -87,15 +120,27 @@ class Pipeline:
             lr = max((g.get("lr", 0.0) for g in optimizer.param_groups), default=0.0) if optimizer else 0.0
             size = _batch_size(dl) if dl is not None else (len(rows) if rows else 8)
             eval_dl = eval_dataloader if eval_dataloader is not None else dl
-            args = SimpleNamespace(per_device_train_batch_size=size,
-                                   per_device_eval_batch_size=_batch_size(eval_dl) if eval_dl is not None else size,
-                                   learning_rate=lr, max_grad_norm=0.0, remove_unused_columns=False)
+            args = SimpleNamespace(
+                per_device_train_batch_size=size,
+                per_device_eval_batch_size=_batch_size(eval_dl) if eval_dl is not None else size,
+                learning_rate=lr,
+                max_grad_norm=0.0,
+                remove_unused_columns=False,
+            )
         source = _source_dataset(rows, capture) if rows else None
-        p = cls(model=model, tokenizer=tokenizer, args=args, trainer=None,
-                train_dataset=dl.dataset if dl is not None else (source if source is not None else rows),
-                eval_dataset=_base_loader(eval_dataloader).dataset if eval_dataloader is not None else None,
-                data_collator=dl.collate_fn if dl is not None else None, optimizer=optimizer,
-                lr_scheduler=lr_scheduler, capture=capture, script=capture.script if capture else None)
+        p = cls(
+            model=model,
+            tokenizer=tokenizer,
+            args=args,
+            trainer=None,
+            train_dataset=dl.dataset if dl is not None else (source if source is not None else rows),
+            eval_dataset=_base_loader(eval_dataloader).dataset if eval_dataloader is not None else None,
+            data_collator=dl.collate_fn if dl is not None else None,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            capture=capture,
+            script=capture.script if capture else None,
+        )
         p.extra["eval_dataloader"] = eval_dataloader
         p.extra["train_dataloader"] = dataloader
         if batch is not None:
@@ -117,8 +162,9 @@ class Pipeline:
         name = self.name_of(obj)
         if name and self.capture is not None:
             # A split (tokenized["train"]) was made where its DatasetDict was assigned.
-            line = assignment_line(self.capture.script, name) or assignment_line(self.capture.script,
-                                                                                 name.split("[")[0])
+            line = assignment_line(self.capture.script, name) or assignment_line(
+                self.capture.script, name.split("[")[0]
+            )
             if line:
                 return Site(self.capture.script, line)
         return None
@@ -260,8 +306,19 @@ def context_values(pipeline: Pipeline | None, capture: Capture | None = None) ->
     values["pipeline"] = pipeline
     values["target"] = target_for(pipeline)
     values["task"] = pipeline.task
-    for name in ("model", "tokenizer", "args", "trainer", "train_dataset", "eval_dataset", "data_collator",
-                 "compute_metrics", "preprocess_logits_for_metrics", "optimizer", "lr_scheduler"):
+    for name in (
+        "model",
+        "tokenizer",
+        "args",
+        "trainer",
+        "train_dataset",
+        "eval_dataset",
+        "data_collator",
+        "compute_metrics",
+        "preprocess_logits_for_metrics",
+        "optimizer",
+        "lr_scheduler",
+    ):
         value = getattr(pipeline, name)
         values[name] = value if value is not None else Unavailable(f"the pipeline has no {name}")
     if "loop" in pipeline.extra:

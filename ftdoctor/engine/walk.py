@@ -6,18 +6,28 @@ import contextlib
 import inspect
 import time
 import traceback
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ftdoctor.core import progress as progress_mod
-
-from ftdoctor.core.stages import DEFAULT_STAGES, STAGES, with_dependencies
-from ftdoctor.core.rules import RULES
 from ftdoctor.core.findings import Finding
-from ftdoctor.core.registry import (Check, Provide, Skip, Unavailable, UserCodeError, check_origin, checks_for,
-                                    load_checks, load_local_checks, run_user)
+from ftdoctor.core.registry import (
+    Check,
+    Provide,
+    Skip,
+    Unavailable,
+    UserCodeError,
+    check_origin,
+    checks_for,
+    load_checks,
+    load_local_checks,
+    run_user,
+)
 from ftdoctor.core.report import Report, StageResult, environment
+from ftdoctor.core.rules import RULES
+from ftdoctor.core.stages import DEFAULT_STAGES, STAGES, with_dependencies
 
-__all__ = ["walk", "Context", "Unavailable", "UserCodeError", "run_user"]
+__all__ = ["Context", "Unavailable", "UserCodeError", "run_user", "walk"]
 
 
 class UndeclaredFinding(Exception):
@@ -91,8 +101,10 @@ def _as_findings(result: Any, chk: Check) -> tuple[list[Finding], list[str]]:
             continue
         rule = RULES.get(f.code)
         if f.code not in chk.codes:
-            broken.append(f"it reported {f.code}, which it does not declare (declared: "
-                          f"{', '.join(chk.codes) or 'none'})" + ("" if rule else "; no rule has that code"))
+            broken.append(
+                f"it reported {f.code}, which it does not declare (declared: "
+                f"{', '.join(chk.codes) or 'none'})" + ("" if rule else "; no rule has that code")
+            )
         if rule is not None and f.severity != rule.severity:
             broken.append(f"it reported {f.code} as {f.severity}; its rule says {rule.severity}")
             f.severity = rule.severity
@@ -100,8 +112,14 @@ def _as_findings(result: Any, chk: Check) -> tuple[list[Finding], list[str]]:
     return out, broken
 
 
-def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: list[str],
-              checks: list[Check] | None = None, check_errors: list[str] | None = None) -> None:
+def run_stage(
+    stage: str,
+    ctx: Context,
+    result: StageResult,
+    internal_errors: list[str],
+    checks: list[Check] | None = None,
+    check_errors: list[str] | None = None,
+) -> None:
     """Run the checks of ``stage``. A built-in check that fails is ftdoctor's internal error; a project's or a
     plugin's check that fails goes to ``check_errors``, named with its file."""
     skipped: list[str] = []
@@ -127,8 +145,12 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
             # A check that lets the user's exception through did not diagnose it: the walk reports it plainly.
             from ftdoctor.core.findings import finding
 
-            relay = finding("FTD900", f"While {stage} ran, {exc}.", "See the traceback with --traceback.",
-                            evidence={"check": chk.name, "traceback": "".join(traceback.format_exception(exc.exc))})
+            relay = finding(
+                "FTD900",
+                f"While {stage} ran, {exc}.",
+                "See the traceback with --traceback.",
+                evidence={"check": chk.name, "traceback": "".join(traceback.format_exception(exc.exc))},
+            )
             result.findings.append(relay)
             ctx.values["findings_so_far"].append(relay)
             for name in chk.provides:
@@ -158,8 +180,10 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
                     main_skipped = main_skipped or out.skip_reason
             for name in chk.provides:
                 value = out.values.get(name)
-                ctx.set(name, value if value is not None else
-                        Unavailable(out.skip_reason or f"{stage} could not build `{name}`"))
+                ctx.set(
+                    name,
+                    value if value is not None else Unavailable(out.skip_reason or f"{stage} could not build `{name}`"),
+                )
             for name, value in out.values.items():
                 if name not in chk.provides:
                     ctx.set(name, value)
@@ -189,9 +213,16 @@ def run_stage(stage: str, ctx: Context, result: StageResult, internal_errors: li
         result.status = "pass"
 
 
-def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[str] | None = None,
-         progress: Callable[[str], Any] | None = None, check_dirs: Iterable[str] = (),
-         checks: list[Check] | None = None, stage_done: Callable[[Report], Any] | None = None) -> Report:
+def walk(
+    values: dict[str, Any],
+    *,
+    script: str | None = None,
+    stages: Iterable[str] | None = None,
+    progress: Callable[[str], Any] | None = None,
+    check_dirs: Iterable[str] = (),
+    checks: list[Check] | None = None,
+    stage_done: Callable[[Report], Any] | None = None,
+) -> Report:
     """Run the stages over ``values`` (see pipeline.context_values) and return the report. ``checks`` replaces
     the registered checks (the engine's own tests); ``stage_done`` receives the report so far after each stage
     (the child saves it, so a walk stopped by its timeout still reports the stages that finished)."""
@@ -223,11 +254,16 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
                 progress(stage)
             progress_mod.begin(stage)
             t0 = time.perf_counter()
-            run_stage(stage, ctx, result, report.internal_errors,
-                      None if checks is None else [c for c in checks if c.stage == stage],
-                      report.check_errors if checks is None else None)
+            run_stage(
+                stage,
+                ctx,
+                result,
+                report.internal_errors,
+                None if checks is None else [c for c in checks if c.stage == stage],
+                report.check_errors if checks is None else None,
+            )
             result.duration_s = time.perf_counter() - t0
-            _release(ctx, [s for s in STAGES[STAGES.index(stage) + 1:] if s in wanted], checks)
+            _release(ctx, [s for s in STAGES[STAGES.index(stage) + 1 :] if s in wanted], checks)
             if hasattr(target, "stage_done"):
                 target.stage_done()
             if stage_done is not None:
@@ -238,10 +274,15 @@ def walk(values: dict[str, Any], *, script: str | None = None, stages: Iterable[
     budget = values.get("budget")
     if isinstance(budget, Budget):
         # in_place: the model itself was worked on (ftdoctor's own process), its weights restored after each stage.
-        report.budget = {"mode": budget.mode, "rows": budget.rows, "max_tokens": budget.max_tokens,
-                         "overfit_seconds": budget.overfit_seconds, "reduced": list(budget.notes),
-                         "in_place": bool(getattr(target, "worked_in_place", False)),
-                         "device": str(getattr(target, "work_device", "cpu"))}
+        report.budget = {
+            "mode": budget.mode,
+            "rows": budget.rows,
+            "max_tokens": budget.max_tokens,
+            "overfit_seconds": budget.overfit_seconds,
+            "reduced": list(budget.notes),
+            "in_place": bool(getattr(target, "worked_in_place", False)),
+            "device": str(getattr(target, "work_device", "cpu")),
+        }
     report.environment = environment()
     report.duration_s = time.perf_counter() - start
     return report
@@ -261,10 +302,13 @@ def _discarding(target: Any):
 HEAVY = ("work_model", "work_optimizer", "outputs")
 
 
-def _release(ctx: "Context", later: list[str], checks: list[Check] | None) -> None:
-    wanted = {p.name for stage in later
-              for chk in (checks_for(stage) if checks is None else [c for c in checks if c.stage == stage])
-              for p in chk.params}
+def _release(ctx: Context, later: list[str], checks: list[Check] | None) -> None:
+    wanted = {
+        p.name
+        for stage in later
+        for chk in (checks_for(stage) if checks is None else [c for c in checks if c.stage == stage])
+        for p in chk.params
+    }
     for name in HEAVY:
         if name in ctx.values and name not in wanted:
             ctx.set(name, Unavailable(f"`{name}` was released after the last stage that uses it"))
@@ -299,7 +343,9 @@ class preserved_state:
         self.py = random.getstate()
         self.np = np.random.get_state()
         self.torch = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        self.cuda = (
+            torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        )
         self.grad = torch.is_grad_enabled()
         return self
 

@@ -6,14 +6,22 @@ import argparse
 import os
 import sys
 
-from ftdoctor.core.stages import DEFAULT_STAGES, STAGES
 from ftdoctor.core.rules import SEVERITIES
+from ftdoctor.core.stages import DEFAULT_STAGES, STAGES
 from ftdoctor.output.document import FORMATS
 
 EXIT_OK, EXIT_FINDINGS, EXIT_HARNESS = 0, 1, 2
 # The reference tasks, spelled out here so `ftdoctor --help` imports nothing from ftdoctor.references.
-REFERENCE_TASKS = ("sequence-classification", "token-classification", "masked-lm", "causal-lm", "translation",
-                   "summarization", "question-answering", "multiple-choice")
+REFERENCE_TASKS = (
+    "sequence-classification",
+    "token-classification",
+    "masked-lm",
+    "causal-lm",
+    "translation",
+    "summarization",
+    "question-answering",
+    "multiple-choice",
+)
 
 
 def _parse_size(text: str) -> int:
@@ -51,22 +59,33 @@ def _ranks(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ftdoctor", description="Walk a transformers fine-tuning pipeline stage by "
-                                "stage (" + " ".join(DEFAULT_STAGES) + ") and report every failure with its fix.")
+    p = argparse.ArgumentParser(
+        prog="ftdoctor",
+        description="Walk a transformers fine-tuning pipeline stage by "
+        "stage (" + " ".join(DEFAULT_STAGES) + ") and report every failure with its fix.",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    c = sub.add_parser("check", help="run SCRIPT up to trainer.train() and walk the pipeline it built",
-                       description="Run SCRIPT as `python SCRIPT ARGS` would, stop when training starts, walk the "
-                                   "captured pipeline. Without SCRIPT, check each of the `scripts` configured in "
-                                   "[tool.ftdoctor] of pyproject.toml. Exit 0 ok, 1 findings of severity error, "
-                                   "2 ftdoctor could not run.")
-    c.add_argument("script", nargs="?", help="the training script (default: the scripts configured in "
-                                             "[tool.ftdoctor] of pyproject.toml)")
+    c = sub.add_parser(
+        "check",
+        help="run SCRIPT up to trainer.train() and walk the pipeline it built",
+        description="Run SCRIPT as `python SCRIPT ARGS` would, stop when training starts, walk the "
+        "captured pipeline. Without SCRIPT, check each of the `scripts` configured in "
+        "[tool.ftdoctor] of pyproject.toml. Exit 0 ok, 1 findings of severity error, "
+        "2 ftdoctor could not run.",
+    )
+    c.add_argument(
+        "script",
+        nargs="?",
+        help="the training script (default: the scripts configured in [tool.ftdoctor] of pyproject.toml)",
+    )
     c.epilog = "Arguments after -- go to the script: ftdoctor check train.py --format json -- --epochs 3"
     _walk_options(c)
 
-    d = sub.add_parser("demo", help="walk the bundled broken MNLI pipeline of the Hugging Face course (offline; "
-                                    "exits 1: it has four bugs)")
+    d = sub.add_parser(
+        "demo",
+        help="walk the bundled broken MNLI pipeline of the Hugging Face course (offline; exits 1: it has four bugs)",
+    )
     _walk_options(d)
 
     e = sub.add_parser("explain", help="print a finding's page: what, why, broken and fixed example (as docs/rules)")
@@ -77,8 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--stage", choices=STAGES, help="only the rules of this stage")
     rl.add_argument("--severity", choices=SEVERITIES, help="only the rules of this severity")
     rl.add_argument("--json", action="store_true", help="print the rules as a JSON list (with their page's url)")
-    rl.add_argument("--write-pages", metavar="DIR", help="write one Markdown page per rule and their index into DIR "
-                                                         "(docs/rules in ftdoctor's repository), removing stale ones")
+    rl.add_argument(
+        "--write-pages",
+        metavar="DIR",
+        help="write one Markdown page per rule and their index into DIR "
+        "(docs/rules in ftdoctor's repository), removing stale ones",
+    )
 
     r = sub.add_parser("reference", help="reference pipelines per task: list, show the script, run it (offline)")
     rsub = r.add_subparsers(dest="reference_command", metavar="ACTION")
@@ -86,39 +109,66 @@ def build_parser() -> argparse.ArgumentParser:
     show = rsub.add_parser("show", help="print the reference script of TASK (ftdoctor reference show TASK > ref.py)")
     show.add_argument("task", choices=REFERENCE_TASKS, metavar="TASK", help=" ".join(REFERENCE_TASKS))
     run = rsub.add_parser("run", help="train the reference of TASK on its fixture; print the metric before and after")
-    run.add_argument("task", nargs="+", choices=(*REFERENCE_TASKS, "all"), metavar="TASK",
-                     help=" ".join(REFERENCE_TASKS) + " or all")
+    run.add_argument(
+        "task", nargs="+", choices=(*REFERENCE_TASKS, "all"), metavar="TASK", help=" ".join(REFERENCE_TASKS) + " or all"
+    )
     run.add_argument("--verbose", action="store_true", help="show what the script prints while it trains")
     return p
 
 
 def _walk_options(c: argparse.ArgumentParser) -> None:
     out = c.add_argument_group("output")
-    out.add_argument("--format", choices=FORMATS, help="text (default), json (schema ftdoctor.report/1), github "
-                                                       "(workflow annotations), sarif (2.1.0), junit (XML)")
+    out.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="text (default), json (schema ftdoctor.report/1), github "
+        "(workflow annotations), sarif (2.1.0), junit (XML)",
+    )
     out.add_argument("--json", action="store_true", help="the same as --format json")
     out.add_argument("--html", metavar="FILE", help="also write the text report as an HTML page")
     out.add_argument("--traceback", action="store_true", help="also show raw tracebacks")
     out.add_argument("--show-script-output", action="store_true", help="show what the script prints while it runs")
     w = c.add_argument_group("walk (these override [tool.ftdoctor] in pyproject.toml)")
     w.add_argument("--stages", help="comma-separated stages to run (default: all)")
-    w.add_argument("--ignore", action="append", metavar="CODE[,CODE]",
-                   help="leave these findings out of the report and the exit code (repeatable; adds to the "
-                        "configured `ignore`)")
-    w.add_argument("--timeout", type=_seconds, help=f"seconds the script may take to reach training (default "
-                                                 f"{DEFAULT_TIMEOUT:g})")
-    w.add_argument("--walk-timeout", type=_seconds, help=f"seconds the walk may take once training is reached "
-                                                      f"(default {DEFAULT_WALK_TIMEOUT:g})")
-    w.add_argument("--offline", action=argparse.BooleanOptionalAction, default=None,
-                   help="set HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, HF_EVALUATE_OFFLINE=1 for the script")
+    w.add_argument(
+        "--ignore",
+        action="append",
+        metavar="CODE[,CODE]",
+        help="leave these findings out of the report and the exit code (repeatable; adds to the configured `ignore`)",
+    )
+    w.add_argument(
+        "--timeout", type=_seconds, help=f"seconds the script may take to reach training (default {DEFAULT_TIMEOUT:g})"
+    )
+    w.add_argument(
+        "--walk-timeout",
+        type=_seconds,
+        help=f"seconds the walk may take once training is reached (default {DEFAULT_WALK_TIMEOUT:g})",
+    )
+    w.add_argument(
+        "--offline",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="set HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, HF_EVALUATE_OFFLINE=1 for the script",
+    )
     w.add_argument("--budget", choices=("fast", "full"), help="how much the walk may spend (rows, steps)")
-    w.add_argument("--nproc", type=_ranks, metavar="N", help="launch the script on N ranks with torchrun (gloo on the "
-                                                          "CPU, 127.0.0.1) and add the `distributed` stage")
-    w.add_argument("--collective-timeout", type=_seconds, metavar="S", help="with --nproc: seconds a collective may "
-                                                                         "wait for the other ranks (default 30)")
-    w.add_argument("--gpu-memory", type=_parse_gpu_memory, metavar="SIZE|GPU",
-                   help="plan memory for this device (24GiB, 80GB or a GPU name such as A100-80GB) when no GPU "
-                        "is present")
+    w.add_argument(
+        "--nproc",
+        type=_ranks,
+        metavar="N",
+        help="launch the script on N ranks with torchrun (gloo on the CPU, 127.0.0.1) and add the `distributed` stage",
+    )
+    w.add_argument(
+        "--collective-timeout",
+        type=_seconds,
+        metavar="S",
+        help="with --nproc: seconds a collective may wait for the other ranks (default 30)",
+    )
+    w.add_argument(
+        "--gpu-memory",
+        type=_parse_gpu_memory,
+        metavar="SIZE|GPU",
+        help="plan memory for this device (24GiB, 80GB or a GPU name such as A100-80GB) when no GPU is present",
+    )
 
 
 DEMO_PIPELINE = "course_mnli_broken.py"
@@ -158,8 +208,11 @@ def _internal_error(exc: BaseException) -> int:
         fh.write(text)
     from ftdoctor.core.untrusted import inline
 
-    print(f"ftdoctor: internal error (a bug in ftdoctor, not in your script): {type(exc).__name__}: {inline(exc)}\n"
-          f"  the traceback is in {fh.name}; please attach it to a bug report.", file=sys.stderr)
+    print(
+        f"ftdoctor: internal error (a bug in ftdoctor, not in your script): {type(exc).__name__}: {inline(exc)}\n"
+        f"  the traceback is in {fh.name}; please attach it to a bug report.",
+        file=sys.stderr,
+    )
     return EXIT_HARNESS
 
 
@@ -169,7 +222,7 @@ def _main(argv: list[str] | None) -> int:
     script_args: list[str] = []
     if "--" in argv:  # everything after -- belongs to the user's script
         cut = argv.index("--")
-        argv, script_args = argv[:cut], argv[cut + 1:]
+        argv, script_args = argv[:cut], argv[cut + 1 :]
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         hint = " (arguments for your script go after --)" if args.command == "check" else ""
@@ -196,18 +249,24 @@ EXIT_INTERRUPTED = 130  # 128 + the signal: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
 def _stopped_by(signum: int) -> str:
     import signal
 
-    return {signal.SIGINT: "interrupted (Ctrl-C)", getattr(signal, "SIGTERM", -1): "terminated (SIGTERM)",
-            getattr(signal, "SIGHUP", -2): "hung up (SIGHUP)"}.get(signum, f"stopped by signal {signum}")
+    return {
+        signal.SIGINT: "interrupted (Ctrl-C)",
+        getattr(signal, "SIGTERM", -1): "terminated (SIGTERM)",
+        getattr(signal, "SIGHUP", -2): "hung up (SIGHUP)",
+    }.get(signum, f"stopped by signal {signum}")
 
 
 def _say(message: str, tail: str = "", limit: int | None = None) -> None:
     """A message on stderr: quoted text in it shown inert, a script's last lines under it, both bounded."""
-    from ftdoctor.core.untrusted import DETAIL, tail as last_lines, visible
+    from ftdoctor.core.untrusted import DETAIL, visible
+    from ftdoctor.core.untrusted import tail as last_lines
 
     print(f"ftdoctor: {visible(message, limit or DETAIL)}", file=sys.stderr)
     if tail:
-        print("last lines the script printed:\n" + "\n".join("  | " + line for line in last_lines(tail).split("\n")),
-              file=sys.stderr)
+        print(
+            "last lines the script printed:\n" + "\n".join("  | " + line for line in last_lines(tail).split("\n")),
+            file=sys.stderr,
+        )
 
 
 def _out(text: str) -> None:
@@ -259,9 +318,14 @@ def _check_all(args, demo: bool) -> int:
         settings = Settings() if demo else load()
         ignored = [code for value in args.ignore or [] for code in parse_codes(value, where="--ignore")]
         settings = settings.override(
-            stages=parse_stages(args.stages) if args.stages else None, timeout=args.timeout,
-            walk_timeout=args.walk_timeout, offline=args.offline, budget=args.budget, gpu_memory=args.gpu_memory,
-            nproc=args.nproc)
+            stages=parse_stages(args.stages) if args.stages else None,
+            timeout=args.timeout,
+            walk_timeout=args.walk_timeout,
+            offline=args.offline,
+            budget=args.budget,
+            gpu_memory=args.gpu_memory,
+            nproc=args.nproc,
+        )
     except ConfigError as exc:
         return _refuse(shown, str(exc), fmt, args)
     policy = Policy.from_lists(settings.ignore, ignored, settings.severity)
@@ -275,8 +339,9 @@ def _check_all(args, demo: bool) -> int:
         targets = settings.scripts
     else:
         where = f" ({settings.path} has no `scripts`)" if settings.path else ""
-        return _refuse(None, f"no SCRIPT given and no `scripts` configured in [tool.ftdoctor] of pyproject.toml{where}",
-                       fmt, args)
+        return _refuse(
+            None, f"no SCRIPT given and no `scripts` configured in [tool.ftdoctor] of pyproject.toml{where}", fmt, args
+        )
     # Everything that can be judged before a script runs is judged now, not after a walk of minutes.
     for script, _ in targets:
         problem = script_problem(script)
@@ -357,10 +422,18 @@ def _check_one(script: str, script_args: list[str], args, settings, policy, fmt:
             status.update(f"stage [bold]{escape(inline(stage, NAME))}[/bold]: {escape(inline(text))}")
 
     try:
-        result = check_script(script, script_args, timeout=settings.timeout, walk_timeout=settings.walk_timeout,
-                              stages=settings.stages, progress=progress, show_output=args.show_script_output,
-                              options=settings.options(), nproc=settings.nproc or 1,
-                              collective_timeout=args.collective_timeout)
+        result = check_script(
+            script,
+            script_args,
+            timeout=settings.timeout,
+            walk_timeout=settings.walk_timeout,
+            stages=settings.stages,
+            progress=progress,
+            show_output=args.show_script_output,
+            options=settings.options(),
+            nproc=settings.nproc or 1,
+            collective_timeout=args.collective_timeout,
+        )
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (Interrupted): the child and its folder are gone
         if status is not None:
             status.stop()
@@ -414,8 +487,9 @@ def _emit(outcomes, fmt: str, args, html: bool = True) -> int:
     the worst exit code."""
     from ftdoctor.output import document, github, junit, sarif
 
-    text = {"json": document.to_json, "github": github.to_github, "sarif": sarif.to_sarif,
-            "junit": junit.to_junit}.get(fmt)
+    text = {"json": document.to_json, "github": github.to_github, "sarif": sarif.to_sarif, "junit": junit.to_junit}.get(
+        fmt
+    )
     if text is not None:
         doc = text(outcomes)
         if doc:
@@ -487,8 +561,11 @@ def _rules(args) -> int:
         except OSError as exc:
             print(f"ftdoctor: cannot write the rule pages into {args.write_pages}: {exc}", file=sys.stderr)
             return EXIT_HARNESS
-        _out(f"{args.write_pages}: {len(written)} written, {len(removed)} removed"
-             + "".join(f"\n  wrote {name}" for name in written) + "".join(f"\n  removed {name}" for name in removed))
+        _out(
+            f"{args.write_pages}: {len(written)} written, {len(removed)} removed"
+            + "".join(f"\n  wrote {name}" for name in written)
+            + "".join(f"\n  removed {name}" for name in removed)
+        )
         return EXIT_OK
     selected = rules(stage=args.stage, severity=args.severity)
     if args.json:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ftdoctor.core.report import Report
 
@@ -22,9 +23,19 @@ class PreflightError(RuntimeError):
         self.report = report
 
 
-def preflight(trainer: Any = None, *, model: Any = None, dataloader: Any = None, optimizer: Any = None,
-              lr_scheduler: Any = None, eval_dataloader: Any = None, tokenizer: Any = None,
-              stages: Iterable[str] | None = None, raise_on_error: bool = True, **options: Any) -> Report:
+def preflight(
+    trainer: Any = None,
+    *,
+    model: Any = None,
+    dataloader: Any = None,
+    optimizer: Any = None,
+    lr_scheduler: Any = None,
+    eval_dataloader: Any = None,
+    tokenizer: Any = None,
+    stages: Iterable[str] | None = None,
+    raise_on_error: bool = True,
+    **options: Any,
+) -> Report:
     """Walk a Trainer, or a loop's model/dataloader/optimizer, and raise PreflightError if a stage fails.
 
     The model, optimizer, scheduler, dataloader position and every RNG state are left exactly as they were.
@@ -36,8 +47,14 @@ def preflight(trainer: Any = None, *, model: Any = None, dataloader: Any = None,
     else:
         if model is None or dataloader is None:
             raise TypeError("preflight() needs a trainer, or model= and dataloader= (and optimizer=) of the loop")
-        pipeline = Pipeline.from_parts(model, dataloader, optimizer=optimizer, lr_scheduler=lr_scheduler,
-                                       tokenizer=tokenizer, eval_dataloader=eval_dataloader)
+        pipeline = Pipeline.from_parts(
+            model,
+            dataloader,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            tokenizer=tokenizer,
+            eval_dataloader=eval_dataloader,
+        )
     report = _walk_pipeline(pipeline, stages, options)
     _warn_internal(report)
     if raise_on_error and not report.ok:
@@ -73,9 +90,9 @@ def _preflight_on_ranks(pipeline: Any, stages: Iterable[str] | None, options: di
 
     from ftdoctor.core.registry import default_check_dirs
     from ftdoctor.engine.pipeline import context_values
-    from ftdoctor.targets import target_for
-    from ftdoctor.runtime.ranks import collect
     from ftdoctor.engine.walk import preserved_state, walk
+    from ftdoctor.runtime.ranks import collect
+    from ftdoctor.targets import target_for
 
     target = target_for(pipeline)
     with preserved_state(), target.preserved():
@@ -124,15 +141,33 @@ class FtDoctorCallback(_CallbackBase):
         self.options = options
         self.report: Report | None = None
 
-    def on_train_begin(self, args, state, control, model=None, optimizer=None, lr_scheduler=None,
-                       train_dataloader=None, eval_dataloader=None, processing_class=None, **kwargs):
+    def on_train_begin(
+        self,
+        args,
+        state,
+        control,
+        model=None,
+        optimizer=None,
+        lr_scheduler=None,
+        train_dataloader=None,
+        eval_dataloader=None,
+        processing_class=None,
+        **kwargs,
+    ):
         if self.trainer is not None:
             self.report = preflight(self.trainer, stages=self.stages, raise_on_error=False, **self.options)
         else:
             from ftdoctor.engine.pipeline import Pipeline
 
-            pipeline = Pipeline.from_parts(model, train_dataloader, optimizer=optimizer, lr_scheduler=lr_scheduler,
-                                           tokenizer=processing_class, args=args, eval_dataloader=eval_dataloader)
+            pipeline = Pipeline.from_parts(
+                model,
+                train_dataloader,
+                optimizer=optimizer,
+                lr_scheduler=lr_scheduler,
+                tokenizer=processing_class,
+                args=args,
+                eval_dataloader=eval_dataloader,
+            )
             from ftdoctor.targets.trainer import wrapper_from_args
 
             # The Trainer calling this callback wraps the model for several ranks itself.

@@ -22,33 +22,67 @@ class FtDoctorWarning(UserWarning):
 
 def pytest_addoption(parser):
     group = parser.getgroup("ftdoctor", "fine-tuning pipeline checks (ftdoctor)")
-    group.addoption("--ftdoctor", action="store_true", default=False,
-                    help="walk the configured training scripts, one test item per stage")
-    group.addoption("--ftdoctor-script", action="append", default=[], metavar="'PATH [ARGS...]'",
-                    help="a training script to walk, with its arguments (repeatable; adds to the ini key "
-                         "ftdoctor_scripts)")
-    group.addoption("--ftdoctor-stages", default=None, metavar="STAGES",
-                    help="comma-separated stages to walk (default: all)")
-    group.addoption("--ftdoctor-ignore", action="append", default=[], metavar="CODE[,CODE]",
-                    help="leave these findings out (repeatable; adds to ftdoctor_ignore)")
-    group.addoption("--ftdoctor-gpu-memory", default=None, metavar="SIZE",
-                    help="plan the memory stage for this device, e.g. 24GiB or A100-80GB")
+    group.addoption(
+        "--ftdoctor",
+        action="store_true",
+        default=False,
+        help="walk the configured training scripts, one test item per stage",
+    )
+    group.addoption(
+        "--ftdoctor-script",
+        action="append",
+        default=[],
+        metavar="'PATH [ARGS...]'",
+        help="a training script to walk, with its arguments (repeatable; adds to the ini key ftdoctor_scripts)",
+    )
+    group.addoption(
+        "--ftdoctor-stages", default=None, metavar="STAGES", help="comma-separated stages to walk (default: all)"
+    )
+    group.addoption(
+        "--ftdoctor-ignore",
+        action="append",
+        default=[],
+        metavar="CODE[,CODE]",
+        help="leave these findings out (repeatable; adds to ftdoctor_ignore)",
+    )
+    group.addoption(
+        "--ftdoctor-gpu-memory",
+        default=None,
+        metavar="SIZE",
+        help="plan the memory stage for this device, e.g. 24GiB or A100-80GB",
+    )
     # The ini keys mirror [tool.ftdoctor] of pyproject.toml (ftdoctor_<key>); a key set here overrides the table.
-    parser.addini("ftdoctor_scripts", type="linelist", default=None,
-                  help="training scripts (with arguments) that `pytest --ftdoctor` walks, one per line")
+    parser.addini(
+        "ftdoctor_scripts",
+        type="linelist",
+        default=None,
+        help="training scripts (with arguments) that `pytest --ftdoctor` walks, one per line",
+    )
     parser.addini("ftdoctor_stages", default=None, help="comma-separated stages to walk (default: all)")
     parser.addini("ftdoctor_ignore", type="args", default=None, help="finding codes to leave out")
-    parser.addini("ftdoctor_severity", type="linelist", default=None,
-                  help="per-code severities, one `CODE = error|warning|info` per line")
-    parser.addini("ftdoctor_timeout", default=None, help="seconds a script may take to reach trainer.train() "
-                                                          "(default 600)")
+    parser.addini(
+        "ftdoctor_severity",
+        type="linelist",
+        default=None,
+        help="per-code severities, one `CODE = error|warning|info` per line",
+    )
+    parser.addini(
+        "ftdoctor_timeout", default=None, help="seconds a script may take to reach trainer.train() (default 600)"
+    )
     parser.addini("ftdoctor_walk_timeout", default=None, help="seconds the walk may take (default 1800)")
-    parser.addini("ftdoctor_offline", type="bool", default=None,
-                  help="run the scripts with HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, HF_EVALUATE_OFFLINE=1")
+    parser.addini(
+        "ftdoctor_offline",
+        type="bool",
+        default=None,
+        help="run the scripts with HF_HUB_OFFLINE, HF_DATASETS_OFFLINE, HF_EVALUATE_OFFLINE=1",
+    )
     parser.addini("ftdoctor_budget", default=None, help="fast or full")
     parser.addini("ftdoctor_gpu_memory", default=None, help="plan memory for this device (24GiB, A100-80GB)")
-    parser.addini("ftdoctor_nproc", default=None, help="ranks to launch each script on with torchrun (adds the "
-                                                        "`distributed` stage)")
+    parser.addini(
+        "ftdoctor_nproc",
+        default=None,
+        help="ranks to launch each script on with torchrun (adds the `distributed` stage)",
+    )
 
 
 def _ini(config, name: str):
@@ -58,7 +92,18 @@ def _ini(config, name: str):
 
 def settings(config):
     """[tool.ftdoctor] of pyproject.toml, overridden by the ini keys, overridden by the command line."""
-    from ftdoctor.entry.settings import ConfigError, load, parse_budget, parse_codes, parse_nproc, parse_gpu_memory, parse_scripts, parse_seconds, parse_severity, parse_stages
+    from ftdoctor.entry.settings import (
+        ConfigError,
+        load,
+        parse_budget,
+        parse_codes,
+        parse_gpu_memory,
+        parse_nproc,
+        parse_scripts,
+        parse_seconds,
+        parse_severity,
+        parse_stages,
+    )
 
     try:
         s = load(str(config.invocation_params.dir))
@@ -69,13 +114,16 @@ def settings(config):
             scripts=parse_scripts(scripts, str(config.rootpath)) if scripts else None,
             stages=parse_stages(_ini(config, "ftdoctor_stages"), where) if _ini(config, "ftdoctor_stages") else None,
             ignore=parse_codes(_ini(config, "ftdoctor_ignore"), "ftdoctor_ignore", where)
-            if _ini(config, "ftdoctor_ignore") else None,
+            if _ini(config, "ftdoctor_ignore")
+            else None,
             severity=parse_severity(dict(_split_pair(line) for line in severity), where) if severity else None,
             offline=_ini(config, "ftdoctor_offline"),
             budget=parse_budget(_ini(config, "ftdoctor_budget"), where) if _ini(config, "ftdoctor_budget") else None,
             gpu_memory=parse_gpu_memory(_ini(config, "ftdoctor_gpu_memory"))
-            if _ini(config, "ftdoctor_gpu_memory") else None,
-            nproc=parse_nproc(_ini(config, "ftdoctor_nproc"), where) if _ini(config, "ftdoctor_nproc") else None)
+            if _ini(config, "ftdoctor_gpu_memory")
+            else None,
+            nproc=parse_nproc(_ini(config, "ftdoctor_nproc"), where) if _ini(config, "ftdoctor_nproc") else None,
+        )
         for key in ("timeout", "walk_timeout"):
             value = _ini(config, f"ftdoctor_{key}")
             ini[key] = parse_seconds(value, f"ftdoctor_{key}", where) if value is not None else None
@@ -83,9 +131,11 @@ def settings(config):
         cli_scripts = parse_scripts(config.getoption("ftdoctor_script") or [], str(config.rootpath))
         stages = config.getoption("ftdoctor_stages")
         gpu = config.getoption("ftdoctor_gpu_memory")
-        s = s.override(scripts=s.scripts + cli_scripts if cli_scripts else None,
-                       stages=parse_stages(stages) if stages else None,
-                       gpu_memory=parse_gpu_memory(gpu) if gpu else None)
+        s = s.override(
+            scripts=s.scripts + cli_scripts if cli_scripts else None,
+            stages=parse_stages(stages) if stages else None,
+            gpu_memory=parse_gpu_memory(gpu) if gpu else None,
+        )
         cli_ignore = [c for v in config.getoption("ftdoctor_ignore") or [] for c in parse_codes(v)]
     except (ConfigError, ValueError) as exc:
         raise pytest.UsageError(f"ftdoctor: {inline(exc)}") from None
@@ -123,9 +173,9 @@ class _Walks:
         if key not in self.results:
             import tempfile
 
-            from ftdoctor.process.result import HarnessError
-            from ftdoctor.process.parent import check_script
             from ftdoctor.output.suppression import apply_policy
+            from ftdoctor.process.parent import check_script
+            from ftdoctor.process.result import HarnessError
 
             if self._artifacts is None:
                 self._artifacts = tempfile.mkdtemp(prefix="ftdoctor-pytest-")
@@ -135,9 +185,16 @@ class _Walks:
             try:
                 with _offline(s.offline):
                     result = check_script(
-                        script, args, timeout=s.timeout, walk_timeout=s.walk_timeout, stages=s.stages,
-                        options=s.options(), check_dirs=_check_dirs(self.config, script),
-                        artifacts_dir=os.path.join(self._artifacts, str(len(self.results))), nproc=s.nproc or 1)
+                        script,
+                        args,
+                        timeout=s.timeout,
+                        walk_timeout=s.walk_timeout,
+                        stages=s.stages,
+                        options=s.options(),
+                        check_dirs=_check_dirs(self.config, script),
+                        artifacts_dir=os.path.join(self._artifacts, str(len(self.results))),
+                        nproc=s.nproc or 1,
+                    )
                 if result.report is not None:
                     apply_policy(result.report, self.config._ftdoctor_policy)
                 self.results[key] = result
@@ -147,8 +204,11 @@ class _Walks:
                 if exc.signum == signal.SIGINT:
                     raise
                 # SIGTERM or SIGHUP: the child and its folder are gone; end the session as that signal asks.
-                pytest.exit(f"ftdoctor: stopped by {signal.Signals(exc.signum).name} while walking {script}; the "
-                            "script's process was stopped", returncode=exc.exit_code)
+                pytest.exit(
+                    f"ftdoctor: stopped by {signal.Signals(exc.signum).name} while walking {script}; the "
+                    "script's process was stopped",
+                    returncode=exc.exit_code,
+                )
         return self.results[key]
 
     def close(self) -> None:
@@ -228,7 +288,7 @@ class PipelineCollector(pytest.File):
 
     def collect(self):
         settings = self.config._ftdoctor_settings
-        for stage in (settings.stages or default_stages(settings.nproc or 1)):
+        for stage in settings.stages or default_stages(settings.nproc or 1):
             yield StageItem.from_parent(self, name=stage, stage=stage)
 
 
@@ -284,8 +344,9 @@ class StageItem(pytest.Item):
         st = report.stage(self.stage)
         if st is None:
             if result.stopped_at is not None:
-                _skip(f"not reached: the walk was stopped in the {inline(result.stopped_at, NAME)} stage "
-                      "(--walk-timeout)")
+                _skip(
+                    f"not reached: the walk was stopped in the {inline(result.stopped_at, NAME)} stage (--walk-timeout)"
+                )
             _skip(f"stage {self.stage} was not run")
         if st.status == "skip":
             _skip(inline(st.reason or "skipped"))
@@ -298,8 +359,13 @@ class StageItem(pytest.Item):
                     raise HarnessFailed(f"{title}:\n" + "\n".join(mine))
         for f in st.findings:
             if f.severity == "warning":
-                warnings.warn(FtDoctorWarning(f"{self.nodeid} {inline(f.code, NAME)} {inline(f.title, TITLE)}: "
-                                              f"{inline(f.detail)} Fix: {inline(f.fix)}"))
+                warnings.warn(
+                    FtDoctorWarning(
+                        f"{self.nodeid} {inline(f.code, NAME)} {inline(f.title, TITLE)}: "
+                        f"{inline(f.detail)} Fix: {inline(f.fix)}"
+                    ),
+                    stacklevel=2,
+                )
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, StageFailed):
@@ -321,14 +387,14 @@ def format_stage(st) -> str:
 
 # -- fixtures for a team's own pytest checks -------------------------------------------------------------------
 
+
 def pytest_generate_tests(metafunc):
     """A test that uses an ftdoctor_* fixture runs once per configured script."""
     if "ftdoctor_script" not in metafunc.fixturenames or not metafunc.config.getoption("ftdoctor"):
         return
     scripts = _scripts(metafunc.config)
     if scripts:
-        metafunc.parametrize("ftdoctor_script", scripts, indirect=True,
-                             ids=[os.path.basename(s) for s, _ in scripts])
+        metafunc.parametrize("ftdoctor_script", scripts, indirect=True, ids=[os.path.basename(s) for s, _ in scripts])
 
 
 @pytest.fixture
@@ -378,8 +444,10 @@ def ftdoctor_pipeline(request, ftdoctor_script):
 
 @pytest.fixture
 def ftdoctor_trainer(request, ftdoctor_script):
-    pytest.skip("the Trainer lives in the script's own process and cannot be handed to pytest: write a check "
-                "with `ftdoctor.stage_check` (it receives `trainer`) in ftdoctor_checks/")
+    pytest.skip(
+        "the Trainer lives in the script's own process and cannot be handed to pytest: write a check "
+        "with `ftdoctor.stage_check` (it receives `trainer`) in ftdoctor_checks/"
+    )
 
 
 @pytest.fixture

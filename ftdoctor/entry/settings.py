@@ -16,8 +16,18 @@ from ftdoctor.core.stages import STAGES
 
 PYPROJECT = "pyproject.toml"
 # Every key of [tool.ftdoctor]; the pytest ini keys are the same names as ftdoctor_<key> with _ for -.
-KEYS = ("scripts", "stages", "ignore", "severity", "timeout", "walk-timeout", "offline", "budget", "gpu-memory",
-        "nproc")
+KEYS = (
+    "scripts",
+    "stages",
+    "ignore",
+    "severity",
+    "timeout",
+    "walk-timeout",
+    "offline",
+    "budget",
+    "gpu-memory",
+    "nproc",
+)
 BUDGETS = ("fast", "full")
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\d+")
 
@@ -42,7 +52,7 @@ class Settings:
     nproc: int | None = None  # ranks to launch under torchrun (the distributed stage); 1 when not set
     path: str | None = None  # the pyproject.toml the settings came from
 
-    def override(self, **values: Any) -> "Settings":
+    def override(self, **values: Any) -> Settings:
         """These settings with every value that is set (not None, not empty) taken from ``values``."""
         return replace(self, **{k: v for k, v in values.items() if v is not None and v != [] and v != {}})
 
@@ -90,8 +100,9 @@ def from_table(table: dict[str, Any], path: str) -> Settings:
         for k in unknown:
             close = difflib.get_close_matches(k.replace("_", "-"), KEYS, n=1)
             hints.append(f"`{k}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
-        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(hints)} in {where}; "
-                          f"valid keys: {', '.join(KEYS)}")
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(hints)} in {where}; valid keys: {', '.join(KEYS)}"
+        )
     base = os.path.dirname(os.path.abspath(path))
     s = Settings(path=path)
     if "scripts" in table:
@@ -103,7 +114,7 @@ def from_table(table: dict[str, Any], path: str) -> Settings:
     if "severity" in table:
         sev = table["severity"]
         if not isinstance(sev, dict):
-            raise ConfigError(f"`severity` in {where} must be a table of code = \"error\" | \"warning\" | \"info\"")
+            raise ConfigError(f'`severity` in {where} must be a table of code = "error" | "warning" | "info"')
         s.severity = parse_severity(sev, where)
     for key in ("timeout", "walk-timeout"):
         if key in table:
@@ -119,7 +130,7 @@ def from_table(table: dict[str, Any], path: str) -> Settings:
     if "gpu-memory" in table:
         value = table["gpu-memory"]
         if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(f"`gpu-memory` in {where} must be a size (\"24GiB\") or a GPU name (\"A100-80GB\")")
+            raise ConfigError(f'`gpu-memory` in {where} must be a size ("24GiB") or a GPU name ("A100-80GB")')
         try:
             s.gpu_memory = parse_gpu_memory(str(value))
         except ValueError as exc:
@@ -129,8 +140,9 @@ def from_table(table: dict[str, Any], path: str) -> Settings:
 
 # -- the values, shared with the command line and the pytest ini keys -----------------------------------------
 
+
 def parse_scripts(lines: list[str], base: str) -> list[tuple[str, list[str]]]:
-    """"PATH ARGS" lines: the path relative to ``base`` (the directory of the file that names it)."""
+    """ "PATH ARGS" lines: the path relative to ``base`` (the directory of the file that names it)."""
     out = []
     for line in lines:
         parts = shlex.split(line)
@@ -215,17 +227,45 @@ def _split(value: Any, key: str, where: str) -> list[str]:
 def _strings(value: Any, key: str, where: str) -> list[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-        raise ConfigError(f"`{key}` in {where} must be a list of \"PATH ARGS\" strings, not {value!r}")
+        raise ConfigError(f'`{key}` in {where} must be a list of "PATH ARGS" strings, not {value!r}')
     return items
 
 
 # -- sizes and GPU names (--gpu-memory 24GiB, --gpu-memory A100-80GB) ------------------------------------------
 
-_UNITS = {"B": 1, "K": 1e3, "KB": 1e3, "KIB": 2**10, "M": 1e6, "MB": 1e6, "MIB": 2**20, "G": 2**30, "GB": 1e9,
-          "GIB": 2**30, "T": 2**40, "TB": 1e12, "TIB": 2**40}
+_UNITS = {
+    "B": 1,
+    "K": 1e3,
+    "KB": 1e3,
+    "KIB": 2**10,
+    "M": 1e6,
+    "MB": 1e6,
+    "MIB": 2**20,
+    "G": 2**30,
+    "GB": 1e9,
+    "GIB": 2**30,
+    "T": 2**40,
+    "TB": 1e12,
+    "TIB": 2**40,
+}
 # Memory of common GPUs, in GiB as their drivers report it.
-GPUS = {"t4": 15, "v100": 16, "v100-32gb": 32, "a10": 24, "a10g": 24, "l4": 24, "rtx3090": 24, "rtx4090": 24,
-        "a100": 40, "a100-40gb": 40, "a100-80gb": 80, "h100": 80, "h100-80gb": 80, "h200": 141, "l40s": 48}
+GPUS = {
+    "t4": 15,
+    "v100": 16,
+    "v100-32gb": 32,
+    "a10": 24,
+    "a10g": 24,
+    "l4": 24,
+    "rtx3090": 24,
+    "rtx4090": 24,
+    "a100": 40,
+    "a100-40gb": 40,
+    "a100-80gb": 80,
+    "h100": 80,
+    "h100-80gb": 80,
+    "h200": 141,
+    "l40s": 48,
+}
 
 
 def parse_gpu_memory(text: str) -> tuple[int, str | None]:
@@ -247,6 +287,7 @@ def parse_gpu_memory(text: str) -> tuple[int, str | None]:
 
 
 # -- paths: scripts to check, files to write -----------------------------------------------------------------
+
 
 def output_problem(path: str, scripts: list[tuple[str, list[str]]], option: str = "--html") -> str | None:
     """Why the report may not be written to ``path`` (None when it may): its folder does not exist, it is a
@@ -342,8 +383,9 @@ def _read_toml(path: str) -> dict[str, Any]:
         try:
             import tomli as tomllib
         except ImportError:
-            raise ConfigError(f"cannot read {path}: Python {_py()} has no tomllib; `pip install tomli` "
-                              "(or use Python 3.11+)") from None
+            raise ConfigError(
+                f"cannot read {path}: Python {_py()} has no tomllib; `pip install tomli` (or use Python 3.11+)"
+            ) from None
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)

@@ -13,15 +13,20 @@ SCAN_TOKENS = 1_000_000  # scans that read every token stop here too (their cost
 def is_hf_dataset(ds: Any) -> bool:
     """A map-style `datasets.Dataset` (rows by index, a length); a streaming one is not."""
     try:
-        return type(ds).__module__.startswith("datasets.") and hasattr(ds, "column_names") \
-            and hasattr(ds, "select") and safe_len(ds) is not None
+        return (
+            type(ds).__module__.startswith("datasets.")
+            and hasattr(ds, "column_names")
+            and hasattr(ds, "select")
+            and safe_len(ds) is not None
+        )
     except Exception:
         return False
 
 
 def is_streaming(ds: Any) -> bool:
-    return type(ds).__name__ == "IterableDataset" or (safe_len(ds) is None and hasattr(ds, "__iter__")
-                                                       and not isinstance(ds, (list, tuple, dict)))
+    return type(ds).__name__ == "IterableDataset" or (
+        safe_len(ds) is None and hasattr(ds, "__iter__") and not isinstance(ds, (list, tuple, dict))
+    )
 
 
 STREAM_SAMPLE = 1000  # rows read from a streaming dataset to stand for it
@@ -114,8 +119,7 @@ def row_tokens(ds: Any, column: str, n: int) -> list[list[Any]]:
 def _arrow_list(arrow_type: Any) -> bool:
     import pyarrow as pa
 
-    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or \
-        pa.types.is_fixed_size_list(arrow_type)
+    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type)
 
 
 def rows_within(ds: Any, rows: int, tokens: int, column: str = "input_ids") -> int:
@@ -171,7 +175,7 @@ def _arrow_column(ds: Any, column: str, limit: int) -> Any:
 
     if not is_hf_dataset(ds):
         raise TypeError("not a datasets.Dataset")
-    col = ds.with_format("arrow")[:min(len(ds), limit)].column(column)
+    col = ds.with_format("arrow")[: min(len(ds), limit)].column(column)
     while _arrow_list(col.type):
         col = pc.list_flatten(col)
     return col
@@ -203,8 +207,9 @@ def token_length(value: Any) -> int:
     if hasattr(value, "shape") and getattr(value, "ndim", 0) >= 1:
         return int(value.shape[-1])
     if isinstance(value, (list, tuple)):
-        if value and isinstance(value[0], (list, tuple)) or (value and hasattr(value[0], "shape")
-                                                              and getattr(value[0], "ndim", 0) >= 1):
+        if (value and isinstance(value[0], (list, tuple))) or (
+            value and hasattr(value[0], "shape") and getattr(value[0], "ndim", 0) >= 1
+        ):
             return max(token_length(v) for v in value)
         return len(value)
     return 0
@@ -213,9 +218,8 @@ def token_length(value: Any) -> int:
 def sequence_lengths(ds: Any, column: str = "input_ids", limit: int = MAX_SCAN_ROWS) -> list[int]:
     """Length of ``column`` in each row (Arrow list lengths; no Python objects per token)."""
     if is_hf_dataset(ds):
-        import pyarrow.compute as pc
-
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         n = min(len(ds), limit)
         table = ds.with_format("arrow")[:n]
@@ -288,7 +292,7 @@ def cut_row(row: dict, max_tokens: int | None) -> dict:
         if k == "seq_lengths" and isinstance(v, (list, tuple)):
             out[k] = _tail_documents(list(v), max_tokens)
         elif not isinstance(v, (str, bytes, dict)) and _length(v) == n:
-            out[k] = v[n - max_tokens:]
+            out[k] = v[n - max_tokens :]
         else:
             out[k] = v
     return out

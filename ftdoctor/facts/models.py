@@ -1,6 +1,7 @@
 """What a model holds that the checks judge by: its head, its sizes, adapters, quantisation and dispatch."""
 
 from __future__ import annotations
+
 from typing import Any
 
 
@@ -15,9 +16,12 @@ def peft_adapters(model: Any) -> dict | None:
 def is_quantized(model: Any) -> bool:
     """Weights loaded in 8 or 4 bits (bitsandbytes and kin), as transformers marks them, here or in a PEFT base."""
     for m in (model, getattr(model, "get_base_model", lambda: None)()):
-        if m is not None and (getattr(m, "is_quantized", False) or getattr(m, "is_loaded_in_4bit", False)
-                              or getattr(m, "is_loaded_in_8bit", False)
-                              or getattr(getattr(m, "config", None), "quantization_config", None) is not None):
+        if m is not None and (
+            getattr(m, "is_quantized", False)
+            or getattr(m, "is_loaded_in_4bit", False)
+            or getattr(m, "is_loaded_in_8bit", False)
+            or getattr(getattr(m, "config", None), "quantization_config", None) is not None
+        ):
             return True
     return False
 

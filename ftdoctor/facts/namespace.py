@@ -8,7 +8,8 @@ and proxies. Everything ftdoctor asks of them goes through here, so what the scr
 from __future__ import annotations
 
 import types
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 _SKIPPED = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
 

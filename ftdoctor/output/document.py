@@ -27,10 +27,18 @@ class Outcome:
 
 # -- JSON ------------------------------------------------------------------------------------------------------
 
+
 def harness_document(script: str | None, message: str) -> dict[str, Any]:
     """The JSON document of a run that produced no report (exit code 2)."""
-    return {"schema": SCHEMA, "ok": False, "error": message, "script": script, "stages": [],
-            "summary": {"pass": 0, "warn": 0, "fail": 0, "skip": 0}, "suppressed": []}
+    return {
+        "schema": SCHEMA,
+        "ok": False,
+        "error": message,
+        "script": script,
+        "stages": [],
+        "summary": {"pass": 0, "warn": 0, "fail": 0, "skip": 0},
+        "suppressed": [],
+    }
 
 
 def to_json(outcomes: list[Outcome]) -> str:
@@ -38,9 +46,14 @@ def to_json(outcomes: list[Outcome]) -> str:
     way is its report with the reason under "error"."""
     from ftdoctor.core.untrusted import json_text
 
-    docs = [harness_document(o.script, o.error or "no report") if o.report is None
-            else o.report.to_dict() if o.error is None else {**o.report.to_dict(), "error": o.error}
-            for o in outcomes]
+    docs = [
+        harness_document(o.script, o.error or "no report")
+        if o.report is None
+        else o.report.to_dict()
+        if o.error is None
+        else {**o.report.to_dict(), "error": o.error}
+        for o in outcomes
+    ]
     return json_text(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, default=_jsonable))
 
 
@@ -77,4 +90,3 @@ def _workspace_path(path: str) -> str:
 
 
 # -- HTML (rich's export of the terminal report) ---------------------------------------------------------------
-

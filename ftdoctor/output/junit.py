@@ -1,7 +1,9 @@
 """The report as JUnit XML: a testsuite per script, a testcase per stage."""
 
 from __future__ import annotations
+
 import re
+
 from ftdoctor.core.report import CHECK_ERROR, INTERNAL_ERROR
 from ftdoctor.core.untrusted import BLOCK, cut, visible
 from ftdoctor.output.document import Outcome, _workspace_path
@@ -33,8 +35,9 @@ def to_junit(outcomes: list[Outcome]) -> str:
                 props = ET.SubElement(suite, "properties")
                 ET.SubElement(props, "property", name="task", value=o.report.task)
             for st in o.report.stages:
-                case = ET.SubElement(suite, "testcase", classname=classname, name=st.stage,
-                                     time=f"{st.duration_s:.3f}", file=name)
+                case = ET.SubElement(
+                    suite, "testcase", classname=classname, name=st.stage, time=f"{st.duration_s:.3f}", file=name
+                )
                 counts["tests"] += 1
                 if st.status == "fail":
                     errors = [f for f in st.findings if f.severity == "error"]
@@ -47,17 +50,22 @@ def to_junit(outcomes: list[Outcome]) -> str:
                 elif st.findings:
                     ET.SubElement(case, "system-out").text = format_stage(st, heading=f"ftdoctor stage `{st.stage}`")
             stopped = [(o.error, "ftdoctor could not finish")] if o.error is not None else []
-            for err, title in (stopped + [(e, CHECK_ERROR) for e in o.report.check_errors]
-                               + [(e, INTERNAL_ERROR) for e in o.report.internal_errors]):
+            for err, title in (
+                stopped
+                + [(e, CHECK_ERROR) for e in o.report.check_errors]
+                + [(e, INTERNAL_ERROR) for e in o.report.internal_errors]
+            ):
                 case = ET.SubElement(suite, "testcase", classname=classname, name="ftdoctor", time="0")
                 ET.SubElement(case, "error", message=title, type="ftdoctor").text = cut(err, BLOCK)
                 counts["tests"] += 1
                 counts["errors"] += 1
             if o.report.suppressed:
                 out = ET.SubElement(suite, "system-out")
-                out.text = "\n".join(f"suppressed ({s.reason}): {s.finding.code} {s.finding.title}"
-                                     + (f" at {s.finding.location}" if s.finding.location else "")
-                                     for s in o.report.suppressed)
+                out.text = "\n".join(
+                    f"suppressed ({s.reason}): {s.finding.code} {s.finding.title}"
+                    + (f" at {s.finding.location}" if s.finding.location else "")
+                    for s in o.report.suppressed
+                )
         for k, v in counts.items():
             suite.set(k, str(v))
             totals[k] += v

@@ -1,13 +1,14 @@
 """The report as SARIF 2.1.0: a rule per code seen, a result per finding, an invocation per script."""
 
 from __future__ import annotations
+
 import json
 import os
 from typing import Any
+
 from ftdoctor.core.report import CHECK_ERROR, INTERNAL_ERROR, _jsonable
 from ftdoctor.core.untrusted import BLOCK, cut, deep, json_text, visible
 from ftdoctor.output.document import Outcome, _place, _root, _workspace_path
-
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 
@@ -42,15 +43,22 @@ def to_sarif(outcomes: list[Outcome]) -> str:
                 results.append(_sarif_result(f, st.stage, script, index))
         for s in o.report.suppressed:
             r = _sarif_result(s.finding, s.stage, script, index)
-            r["suppressions"] = [{"kind": "inSource" if s.reason == "inline comment" else "external",
-                                  "justification": f"ignored by {s.reason}"}]
+            r["suppressions"] = [
+                {
+                    "kind": "inSource" if s.reason == "inline comment" else "external",
+                    "justification": f"ignored by {s.reason}",
+                }
+            ]
             results.append(r)
     driver = {"name": "ftdoctor", "version": _version(), "rules": rule_list}
     if home_page():
         driver["informationUri"] = home_page()
-    run = {"tool": {"driver": driver},
-           "originalUriBaseIds": {"%SRCROOT%": {"uri": _file_uri(_root()) + "/"}},
-           "invocations": invocations, "results": results}
+    run = {
+        "tool": {"driver": driver},
+        "originalUriBaseIds": {"%SRCROOT%": {"uri": _file_uri(_root()) + "/"}},
+        "invocations": invocations,
+        "results": results,
+    }
     log = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
     # Every text of the log shown as a viewer should show it: control characters as escapes, nothing XML forbids.
     log = deep(json.loads(json.dumps(log, default=_jsonable)), visible)
@@ -59,13 +67,20 @@ def to_sarif(outcomes: list[Outcome]) -> str:
 
 def _sarif_rule(code: str, rule: Any, example: Any) -> dict[str, Any]:
     if rule is None:  # a team's own check: its text lives in the script's process; the finding's title is known
-        return {"id": code, "shortDescription": {"text": example.title},
-                "defaultConfiguration": {"level": _SARIF_LEVEL.get(example.severity, "warning")}}
-    out: dict[str, Any] = {"id": rule.code, "name": rule.name, "shortDescription": {"text": rule.title},
-                           "fullDescription": {"text": " ".join(rule.why.split())},
-                           "help": {"text": " ".join(rule.why.split()), "markdown": _help_markdown(rule)},
-                           "defaultConfiguration": {"level": _SARIF_LEVEL[rule.severity]},
-                           "properties": {"tags": [rule.stage], "fix_safe": rule.fix_safe, "added": rule.added}}
+        return {
+            "id": code,
+            "shortDescription": {"text": example.title},
+            "defaultConfiguration": {"level": _SARIF_LEVEL.get(example.severity, "warning")},
+        }
+    out: dict[str, Any] = {
+        "id": rule.code,
+        "name": rule.name,
+        "shortDescription": {"text": rule.title},
+        "fullDescription": {"text": " ".join(rule.why.split())},
+        "help": {"text": " ".join(rule.why.split()), "markdown": _help_markdown(rule)},
+        "defaultConfiguration": {"level": _SARIF_LEVEL[rule.severity]},
+        "properties": {"tags": [rule.stage], "fix_safe": rule.fix_safe, "added": rule.added},
+    }
     if rule.url:
         out["helpUri"] = rule.url
     return out
@@ -91,8 +106,14 @@ def _sarif_result(f: Any, stage: str, script: str, index: dict[str, int]) -> dic
     props: dict[str, Any] = {"stage": stage, "script": _workspace_path(script), "severity": f.severity}
     if "severity_from_rule" in f.evidence:
         props["severity_from_rule"] = f.evidence["severity_from_rule"]
-    return {"ruleId": f.code, "ruleIndex": index[f.code], "level": _SARIF_LEVEL.get(f.severity, "warning"),
-            "message": {"text": text}, "locations": [{"physicalLocation": physical}], "properties": props}
+    return {
+        "ruleId": f.code,
+        "ruleIndex": index[f.code],
+        "level": _SARIF_LEVEL.get(f.severity, "warning"),
+        "message": {"text": text},
+        "locations": [{"physicalLocation": physical}],
+        "properties": props,
+    }
 
 
 def _sarif_invocation(o: Outcome) -> dict[str, Any]:
@@ -100,10 +121,13 @@ def _sarif_invocation(o: Outcome) -> dict[str, Any]:
     if o.error is not None or o.report is None:
         notes.append({"level": "error", "message": {"text": cut(o.error or "no report", BLOCK)}})
     if o.report is not None:
-        notes += [{"level": "error", "message": {"text": f"{CHECK_ERROR}: {cut(e, BLOCK)}"}}
-                  for e in o.report.check_errors]
-        notes += [{"level": "error", "message": {"text": f"{INTERNAL_ERROR}: {cut(e, BLOCK)}"}}
-                  for e in o.report.internal_errors]
+        notes += [
+            {"level": "error", "message": {"text": f"{CHECK_ERROR}: {cut(e, BLOCK)}"}} for e in o.report.check_errors
+        ]
+        notes += [
+            {"level": "error", "message": {"text": f"{INTERNAL_ERROR}: {cut(e, BLOCK)}"}}
+            for e in o.report.internal_errors
+        ]
     inv: dict[str, Any] = {"executionSuccessful": not notes, "exitCode": o.code}
     if o.script:
         inv["properties"] = {"script": _workspace_path(o.script)}

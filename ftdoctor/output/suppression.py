@@ -25,9 +25,9 @@ class Policy:
     inline: bool = True  # honour `# ftdoctor: ignore` comments
 
     @classmethod
-    def from_lists(cls, config_ignore=(), command_line_ignore=(), severity=None) -> "Policy":
-        ignore = {code: CONFIG for code in config_ignore}
-        ignore.update({code: COMMAND_LINE for code in command_line_ignore})
+    def from_lists(cls, config_ignore=(), command_line_ignore=(), severity=None) -> Policy:
+        ignore = dict.fromkeys(config_ignore, CONFIG)
+        ignore.update(dict.fromkeys(command_line_ignore, COMMAND_LINE))
         return cls(ignore, dict(severity or {}))
 
 
@@ -98,7 +98,7 @@ def _scan(path: str) -> tuple[dict[int, str], dict[int, int]]:
             if tok.type == tokenize.COMMENT:
                 comments[tok.start[0]] = tok.string
     except (tokenize.TokenError, SyntaxError, IndentationError):
-        comments = {i: line[line.index("#"):] for i, line in enumerate(text.splitlines(), 1) if "#" in line}
+        comments = {i: line[line.index("#") :] for i, line in enumerate(text.splitlines(), 1) if "#" in line}
     ends: dict[int, int] = {}
     try:
         tree = ast.parse(text)

@@ -36,18 +36,28 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
     console.print(head)
     budget = report.budget or {}
     if budget.get("device") and budget["device"] != "cpu":
-        console.print(Text(" " * 9 + f"the model stages run on {inline(budget['device'], NAME)}, where the script "
-                           "put the model",
-                           style="dim"))
+        console.print(
+            Text(
+                " " * 9 + f"the model stages run on {inline(budget['device'], NAME)}, where the script put the model",
+                style="dim",
+            )
+        )
     if budget.get("reduced"):
-        console.print(Text(" " * 9 + f"budget {inline(budget.get('mode', 'fast'), NAME)}: "
-                           + "; ".join(inline(note) for note in budget["reduced"])
-                           + " (`--budget full` runs the batch as configured)", style="dim"))
+        console.print(
+            Text(
+                " " * 9
+                + f"budget {inline(budget.get('mode', 'fast'), NAME)}: "
+                + "; ".join(inline(note) for note in budget["reduced"])
+                + " (`--budget full` runs the batch as configured)",
+                style="dim",
+            )
+        )
     inner = max(20, console.width - 4)  # a finding's panel: borders and padding
     for st in report.stages:
         label, style = _STATUS[st.status]
-        line = Text.assemble((f" {label} ", f"{style} reverse"), " ", (f"{st.stage:<9}", "bold"),
-                             (f" {st.duration_s:6.2f}s", "dim"))
+        line = Text.assemble(
+            (f" {label} ", f"{style} reverse"), " ", (f"{st.stage:<9}", "bold"), (f" {st.duration_s:6.2f}s", "dim")
+        )
         if st.reason:
             line.append(f"  {inline(st.reason)}", style="dim")
         if st.crashed and st.status != "skip":
@@ -56,26 +66,41 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
         console.print(line)
         for f in st.findings:
             parts: list[Any] = []
-            title = Text.assemble((f"{inline(f.code, NAME)} ", _SEVERITY.get(f.severity, "bold")),
-                                  (inline(f.title, TITLE), "bold"))
+            title = Text.assemble(
+                (f"{inline(f.code, NAME)} ", _SEVERITY.get(f.severity, "bold")), (inline(f.title, TITLE), "bold")
+            )
             parts.append(Text(inline(f.detail)))
             if f.location:
                 src = source_lines(f.location)
-                parts.append(Text("at " + fit_path(inline(_shown_location(f.location), NAME), inner - 3),
-                                  style="dim"))
+                parts.append(Text("at " + fit_path(inline(_shown_location(f.location), NAME), inner - 3), style="dim"))
                 if src is not None:
                     start, code = src
                     # Long lines wrap inside the panel: a cropped line would cut the user's names in half.
-                    parts.append(Syntax(visible(code, None), "python", line_numbers=True, start_line=start,
-                                        theme="ansi_dark", highlight_lines={int(f.location.rsplit(':', 1)[1])},
-                                        word_wrap=True))
+                    parts.append(
+                        Syntax(
+                            visible(code, None),
+                            "python",
+                            line_numbers=True,
+                            start_line=start,
+                            theme="ansi_dark",
+                            highlight_lines={int(f.location.rsplit(":", 1)[1])},
+                            word_wrap=True,
+                        )
+                    )
             if f.fix:
                 parts.append(Text.assemble(("fix: ", "bold green"), inline(f.fix)))
             if show_traceback and f.evidence.get("traceback"):
                 parts.append(Text(block(f.evidence["traceback"]), style="dim"))
-            console.print(Panel(Group(*parts), title=title, title_align="left",
-                                border_style=_SEVERITY.get(f.severity, "bold"),
-                                expand=True, padding=(0, 1)))
+            console.print(
+                Panel(
+                    Group(*parts),
+                    title=title,
+                    title_align="left",
+                    border_style=_SEVERITY.get(f.severity, "bold"),
+                    expand=True,
+                    padding=(0, 1),
+                )
+            )
         _evidence(console, st, Table, Text)
     s = report.summary()
     if report.stopped:
@@ -86,14 +111,22 @@ def render(report: Report, console: Any = None, show_traceback: bool = False) ->
         verdict = Text(" INCOMPLETE ", style="bold magenta reverse")
     else:
         verdict = Text(" OK ", style="bold green reverse")
-    counts = sum(1 for f in report.findings if f.severity == "error"), sum(1 for f in report.findings if f.severity == "warning")
-    console.print(Text.assemble(verdict, f"  {counts[0]} errors, {counts[1]} warnings  ·  ",
-                                f"{s['pass']} pass, {s['warn']} warn, {s['fail']} fail, {s['skip']} skip  ·  "
-                                f"{report.duration_s:.1f}s"))
+    counts = (
+        sum(1 for f in report.findings if f.severity == "error"),
+        sum(1 for f in report.findings if f.severity == "warning"),
+    )
+    console.print(
+        Text.assemble(
+            verdict,
+            f"  {counts[0]} errors, {counts[1]} warnings  ·  ",
+            f"{s['pass']} pass, {s['warn']} warn, {s['fail']} fail, {s['skip']} skip  ·  {report.duration_s:.1f}s",
+        )
+    )
     if report.suppressed:
         listed = ", ".join(f"{inline(x.finding.code, NAME)} ({inline(x.reason, NAME)})" for x in report.suppressed)
-        console.print(Padding(Text(f"{len(report.suppressed)} suppressed: {listed}", style="dim"), (0, 0, 0, 2),
-                              expand=False))
+        console.print(
+            Padding(Text(f"{len(report.suppressed)} suppressed: {listed}", style="dim"), (0, 0, 0, 2), expand=False)
+        )
     for err in report.check_errors:
         console.print(Text(CHECK_ERROR + ":\n" + block(err), style="magenta"))
     for err in report.internal_errors:
@@ -164,8 +197,11 @@ def _trained_view(console, view: dict, Text) -> None:
     from rich.padding import Padding
 
     plain = console.no_color or console.color_system is None
-    head = Text(f"row {view.get('row', 0)} as trained ({view.get('trained', '?')} of {view.get('tokens', '?')} "
-                "tokens trained" + (", «trained»" if plain else ": green trained, grey masked") + "):", style="dim")
+    head = Text(
+        f"row {view.get('row', 0)} as trained ({view.get('trained', '?')} of {view.get('tokens', '?')} "
+        "tokens trained" + (", «trained»" if plain else ": green trained, grey masked") + "):",
+        style="dim",
+    )
     body = Text()
     for segment in view["segments"]:
         if not (isinstance(segment, (list, tuple)) and len(segment) == 2):
@@ -203,8 +239,15 @@ def print_report(report: Report, file: Any = None, show_traceback: bool = False)
         return
     probe = Console(file=target, highlight=False)  # what rich decides for the real stream
     buf = StringIO()
-    console = Console(file=buf, width=probe.width, color_system=probe.color_system, force_terminal=probe.is_terminal,
-                      no_color=probe.no_color, highlight=False, legacy_windows=False)
+    console = Console(
+        file=buf,
+        width=probe.width,
+        color_system=probe.color_system,
+        force_terminal=probe.is_terminal,
+        no_color=probe.no_color,
+        highlight=False,
+        legacy_windows=False,
+    )
     render(report, console=console, show_traceback=show_traceback)
     target.write(defuse_lines(buf.getvalue()))
     target.flush()

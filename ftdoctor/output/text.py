@@ -1,6 +1,7 @@
 """A stage's findings as plain text: the pytest failure text and the JUnit failure body."""
 
 from __future__ import annotations
+
 from typing import Any
 
 from ftdoctor.core.untrusted import NAME, TITLE, defuse_lines, inline

@@ -15,8 +15,9 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable, Iterable
 from typing import Any
-from typing import Callable, Iterable
+
 from ftdoctor.process.result import ScriptResult
 
 _events = None  # the pipe to the parent: one JSON object per line
@@ -59,7 +60,7 @@ def finish(spec: dict[str, Any], envelope: dict[str, Any]) -> None:
         with open(path + ".tmp", "w", encoding="utf-8") as fh:
             json.dump(envelope, fh, default=_jsonable)
         os.replace(path + ".tmp", path)
-    except BaseException:  # noqa: BLE001 - nothing may keep this process alive now
+    except BaseException:
         traceback.print_exc()
     send("done")
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
@@ -79,14 +80,19 @@ def _jsonable(obj: Any) -> Any:
 
 
 def envelope_of(result: Any) -> dict[str, Any]:
-    return {"report": result.report.to_dict() if result.report is not None else None, "message": result.message,
-            "outcome": result.outcome, "traceback": result.traceback, "artifacts": result.artifacts}
+    return {
+        "report": result.report.to_dict() if result.report is not None else None,
+        "message": result.message,
+        "outcome": result.outcome,
+        "traceback": result.traceback,
+        "artifacts": result.artifacts,
+    }
 
 
 def run(spec: dict[str, Any]) -> None:
-    from ftdoctor.process.child import walk_capture
     from ftdoctor.capture import capture_script
     from ftdoctor.core.source import set_origin
+    from ftdoctor.process.child import walk_capture
 
     set_origin(spec["cwd"])
 
@@ -113,16 +119,24 @@ def run(spec: dict[str, Any]) -> None:
             if rank != 0:
                 finish(spec, {"report": None, "outcome": "rank", "message": None})
         try:
-            result = walk_capture(cap, stages=spec.get("stages"), options=options,
-                                  check_dirs=spec.get("check_dirs") or (), progress=progress,
-                                  stage_done=_saving_partial(spec.get("partial_path")))
+            result = walk_capture(
+                cap,
+                stages=spec.get("stages"),
+                options=options,
+                check_dirs=spec.get("check_dirs") or (),
+                progress=progress,
+                stage_done=_saving_partial(spec.get("partial_path")),
+            )
             if spec.get("artifacts_dir") and result.report is not None:
                 result.artifacts = save_artifacts(result.report.context, spec["artifacts_dir"])
             envelope = envelope_of(result)
-        except BaseException:  # noqa: BLE001 - ftdoctor's own failure, reported as ftdoctor's
-            envelope = {"report": None, "outcome": "internal-error",
-                        "message": "ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n"
-                                   + traceback.format_exc()}
+        except BaseException:
+            envelope = {
+                "report": None,
+                "outcome": "internal-error",
+                "message": "ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n"
+                + traceback.format_exc(),
+            }
         finish(spec, envelope)
 
     cap = capture_script(spec["script"], spec.get("argv") or [], on_capture=walk_and_finish, quiet=False)
@@ -139,7 +153,7 @@ def _saving_partial(path: str | None) -> Callable[[Any], None] | None:
             with open(path + ".tmp", "w", encoding="utf-8") as fh:
                 json.dump(report.to_dict(), fh, default=_jsonable)
             os.replace(path + ".tmp", path)
-        except Exception:  # noqa: BLE001 - a report that cannot be saved part way is still sent whole at the end
+        except Exception:
             pass
 
     return save
@@ -170,7 +184,7 @@ def _exchange_facts(spec: dict[str, Any], cap: Any, rank: int, world: int) -> li
             facts = collect(target_for(pipeline), pipeline)
         else:
             facts = failure_facts(cap)
-    except BaseException:  # noqa: BLE001 - ftdoctor's own failure on this rank
+    except BaseException:
         facts = {"rank": rank, "world_size": world, "outcome": "internal-error", "error": traceback.format_exc()}
     write_facts(spec["ranks_dir"], facts)
     if rank != 0:
@@ -256,23 +270,36 @@ def main() -> None:
     _end_with_parent()
     try:
         run(spec)
-    except BaseException:  # noqa: BLE001 - whatever happens, the parent gets an answer
-        finish(spec, {"report": None, "outcome": "internal-error",
-                      "message": "ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n"
-                                 + traceback.format_exc()})
+    except BaseException:
+        finish(
+            spec,
+            {
+                "report": None,
+                "outcome": "internal-error",
+                "message": "ftdoctor internal error (a bug in ftdoctor, not in your pipeline):\n"
+                + traceback.format_exc(),
+            },
+        )
 
 
 if __name__ == "__main__":
     main()
 
 
-def walk_capture(cap: Any, *, stages: Iterable[str] | None = None, options: dict[str, Any] | None = None,
-                 check_dirs: Iterable[str] = (), progress: Callable[..., Any] | None = None,
-                 timeout: float | None = None, stage_done: Callable[..., Any] | None = None) -> ScriptResult:
+def walk_capture(
+    cap: Any,
+    *,
+    stages: Iterable[str] | None = None,
+    options: dict[str, Any] | None = None,
+    check_dirs: Iterable[str] = (),
+    progress: Callable[..., Any] | None = None,
+    timeout: float | None = None,
+    stage_done: Callable[..., Any] | None = None,
+) -> ScriptResult:
     """Walk what running the script captured, or say why there is nothing to walk."""
     from ftdoctor.capture import format_exception
-    from ftdoctor.engine.pipeline import Pipeline, context_values
     from ftdoctor.core.source import display_path
+    from ftdoctor.engine.pipeline import Pipeline, context_values
     from ftdoctor.engine.walk import walk
 
     rel = display_path(cap.script)
@@ -293,15 +320,21 @@ def walk_capture(cap: Any, *, stages: Iterable[str] | None = None, options: dict
 
 def _no_walk_message(cap: Any, rel: str, timeout: float | None) -> str:
     if cap.outcome == "finished":
-        return (f"{rel} ran to the end without starting training: nothing to walk. ftdoctor captures the pipeline "
-                "when trainer.train() is called, or at the first optimizer step of a hand-written loop.")
+        return (
+            f"{rel} ran to the end without starting training: nothing to walk. ftdoctor captures the pipeline "
+            "when trainer.train() is called, or at the first optimizer step of a hand-written loop."
+        )
     if cap.outcome == "exited":
         return f"{rel} exited (sys.exit({cap.exit_code!r})) before trainer.train() was called."
     if cap.outcome == "interrupted":
         from ftdoctor.capture import user_site_in_traceback
 
         site = user_site_in_traceback(cap.exc_tb, cap.user_dir)
-        return (f"{rel} raised KeyboardInterrupt{' at ' + str(site) if site else ''} before training started: "
-                "nothing to walk.")
-    return (f"{rel} did not reach trainer.train() within {timeout or 0:g} s (--timeout); it may be waiting on the "
-            "network (try --offline) or preprocessing a large dataset.")
+        return (
+            f"{rel} raised KeyboardInterrupt{' at ' + str(site) if site else ''} before training started: "
+            "nothing to walk."
+        )
+    return (
+        f"{rel} did not reach trainer.train() within {timeout or 0:g} s (--timeout); it may be waiting on the "
+        "network (try --offline) or preprocessing a large dataset."
+    )

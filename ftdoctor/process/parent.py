@@ -20,13 +20,12 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from ftdoctor.process.result import ScriptResult
-from typing import Iterable
 from ftdoctor.core.env import free_port
-from ftdoctor.process.result import HarnessError
 from ftdoctor.core.registry import default_check_dirs
+from ftdoctor.process.result import HarnessError, ScriptResult
 
 TAIL_LINES = 200
 DEFAULT_TIMEOUT = 600.0
@@ -78,11 +77,22 @@ class stop_signals:
         return False
 
 
-def run_child(script: str, argv: list[str], *, stages: list[str] | None, options: dict[str, Any],
-              check_dirs: list[str], timeout: float | None = None, walk_timeout: float | None = None,
-              progress: Callable[..., Any] | None = None, show_output: bool = False,
-              artifacts_dir: str | None = None, env: dict[str, str] | None = None, nproc: int = 1,
-              collective_timeout: float = DEFAULT_COLLECTIVE_TIMEOUT) -> ScriptResult:
+def run_child(
+    script: str,
+    argv: list[str],
+    *,
+    stages: list[str] | None,
+    options: dict[str, Any],
+    check_dirs: list[str],
+    timeout: float | None = None,
+    walk_timeout: float | None = None,
+    progress: Callable[..., Any] | None = None,
+    show_output: bool = False,
+    artifacts_dir: str | None = None,
+    env: dict[str, str] | None = None,
+    nproc: int = 1,
+    collective_timeout: float = DEFAULT_COLLECTIVE_TIMEOUT,
+) -> ScriptResult:
     """Run the script in a child process (or, with ``nproc`` > 1, in that many ranks under torchrun)."""
     timeout = DEFAULT_TIMEOUT if timeout is None else timeout
     walk_timeout = DEFAULT_WALK_TIMEOUT if walk_timeout is None else walk_timeout
@@ -93,8 +103,22 @@ def run_child(script: str, argv: list[str], *, stages: list[str] | None, options
     with stop_signals():
         work = tempfile.mkdtemp(prefix="ftdoctor-")
         try:
-            return _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progress, show_output,
-                        artifacts_dir, env, work, nproc, collective_timeout)
+            return _run(
+                script,
+                argv,
+                stages,
+                options,
+                check_dirs,
+                timeout,
+                walk_timeout,
+                progress,
+                show_output,
+                artifacts_dir,
+                env,
+                work,
+                nproc,
+                collective_timeout,
+            )
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -123,19 +147,55 @@ def _command(spec_path: str, nproc: int) -> list[str]:
         fh.write(_BOOT)
     if nproc <= 1:
         return [sys.executable, boot, spec_path]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--nnodes", "1",
-            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), boot, spec_path]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--nnodes",
+        "1",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        boot,
+        spec_path,
+    ]
 
 
-def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progress, show_output, artifacts_dir,
-         env, work, nproc=1, collective_timeout=DEFAULT_COLLECTIVE_TIMEOUT) -> ScriptResult:
+def _run(
+    script,
+    argv,
+    stages,
+    options,
+    check_dirs,
+    timeout,
+    walk_timeout,
+    progress,
+    show_output,
+    artifacts_dir,
+    env,
+    work,
+    nproc=1,
+    collective_timeout=DEFAULT_COLLECTIVE_TIMEOUT,
+) -> ScriptResult:
     events_path = os.path.join(work, "events.jsonl")
     open(events_path, "w").close()
-    spec = {"script": os.path.abspath(script), "argv": argv, "cwd": os.getcwd(), "stages": stages,
-            "options": options, "check_dirs": check_dirs, "result_path": os.path.join(work, "result.json"),
-            "events_path": events_path, "artifacts_dir": artifacts_dir, "ranks_dir": work,
-            "partial_path": os.path.join(work, "partial.json"),
-            "collective_timeout": collective_timeout if nproc > 1 else None}
+    spec = {
+        "script": os.path.abspath(script),
+        "argv": argv,
+        "cwd": os.getcwd(),
+        "stages": stages,
+        "options": options,
+        "check_dirs": check_dirs,
+        "result_path": os.path.join(work, "result.json"),
+        "events_path": events_path,
+        "artifacts_dir": artifacts_dir,
+        "ranks_dir": work,
+        "partial_path": os.path.join(work, "partial.json"),
+        "collective_timeout": collective_timeout if nproc > 1 else None,
+    }
     spec_path = os.path.join(work, "spec.json")
     with open(spec_path, "w", encoding="utf-8") as fh:
         json.dump(spec, fh)
@@ -144,13 +204,20 @@ def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progr
         child_env.setdefault("OMP_NUM_THREADS", "1")
         child_env.pop("RANK", None)
         child_env.pop("WORLD_SIZE", None)
-    proc = subprocess.Popen(_command(spec_path, nproc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=child_env)
+    proc = subprocess.Popen(
+        _command(spec_path, nproc),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=child_env,
+    )
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     events: queue.Queue = queue.Queue()
     done = threading.Event()
-    readers = [threading.Thread(target=_pump_output, args=(proc.stdout, tail, show_output), daemon=True),
-               threading.Thread(target=_pump_events, args=(events_path, events, done), daemon=True)]
+    readers = [
+        threading.Thread(target=_pump_output, args=(proc.stdout, tail, show_output), daemon=True),
+        threading.Thread(target=_pump_events, args=(events_path, events, done), daemon=True),
+    ]
     for t in readers:
         t.start()
     phase, phase_start, limit = "script", time.monotonic(), timeout
@@ -200,15 +267,25 @@ def _run(script, argv, stages, options, check_dirs, timeout, walk_timeout, progr
         return _result(env_, output, proc.returncode)
     rel = _rel(script)
     if timed_out == "script":
-        msg = (f"{rel} did not reach trainer.train() within {timeout:g} s (--timeout); it may be waiting on the "
-               "network (try --offline), for input, or preprocessing a large dataset.")
+        msg = (
+            f"{rel} did not reach trainer.train() within {timeout:g} s (--timeout); it may be waiting on the "
+            "network (try --offline), for input, or preprocessing a large dataset."
+        )
         return ScriptResult(None, msg, "timeout", output, returncode=proc.returncode)
     if timed_out == "walk":
         where = f" in the {running} stage" if running else ""
-        msg = (f"the walk of {rel} did not finish within {walk_timeout:g} s (--walk-timeout){where}; the process was "
-               "stopped. Run fewer stages (--stages) or allow more time.")
-        return ScriptResult(_finished_stages(spec["partial_path"], running, walk_timeout, msg), msg, "timeout", output,
-                            returncode=proc.returncode, stopped_at=running)
+        msg = (
+            f"the walk of {rel} did not finish within {walk_timeout:g} s (--walk-timeout){where}; the process was "
+            "stopped. Run fewer stages (--stages) or allow more time."
+        )
+        return ScriptResult(
+            _finished_stages(spec["partial_path"], running, walk_timeout, msg),
+            msg,
+            "timeout",
+            output,
+            returncode=proc.returncode,
+            stopped_at=running,
+        )
     return ScriptResult(None, _abnormal_end(rel, proc.returncode), "crashed", output, returncode=proc.returncode)
 
 
@@ -223,8 +300,11 @@ def _finished_stages(path: str, running: str | None, walk_timeout: float, messag
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if running and report.stage(running) is None:
-        report.stages.append(StageResult(running, "skip", reason=f"stopped: the walk did not finish within "
-                                                                  f"{walk_timeout:g} s (--walk-timeout)"))
+        report.stages.append(
+            StageResult(
+                running, "skip", reason=f"stopped: the walk did not finish within {walk_timeout:g} s (--walk-timeout)"
+            )
+        )
     report.stopped = message
     report.duration_s = walk_timeout
     return report
@@ -234,8 +314,15 @@ def _result(envelope: dict[str, Any], output: str, returncode: int | None) -> Sc
     from ftdoctor.core.report import Report
 
     report = Report.from_dict(envelope["report"]) if envelope.get("report") else None
-    return ScriptResult(report, envelope.get("message"), envelope.get("outcome") or "training", output,
-                        envelope.get("traceback"), returncode, envelope.get("artifacts") or {})
+    return ScriptResult(
+        report,
+        envelope.get("message"),
+        envelope.get("outcome") or "training",
+        output,
+        envelope.get("traceback"),
+        returncode,
+        envelope.get("artifacts") or {},
+    )
 
 
 def _abnormal_end(rel: str, code: int | None) -> str:
@@ -244,12 +331,17 @@ def _abnormal_end(rel: str, code: int | None) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        why = {"SIGKILL": " (killed: often the system running out of memory)",
-               "SIGSEGV": " (a crash inside a native library)", "SIGABRT": " (aborted by a native library)",
-               "SIGBUS": " (a crash inside a native library)"}.get(name, "")
+        why = {
+            "SIGKILL": " (killed: often the system running out of memory)",
+            "SIGSEGV": " (a crash inside a native library)",
+            "SIGABRT": " (aborted by a native library)",
+            "SIGBUS": " (a crash inside a native library)",
+        }.get(name, "")
         return f"{rel} was ended by {name}{why} before ftdoctor could report."
-    return (f"{rel} ended the process with exit code {code} before ftdoctor could report (os._exit() or a crash "
-            "in a native library); nothing was walked.")
+    return (
+        f"{rel} ended the process with exit code {code} before ftdoctor could report (os._exit() or a crash "
+        "in a native library); nothing was walked."
+    )
 
 
 def _rel(path: str) -> str:
@@ -290,7 +382,7 @@ class _Line:
 
     def add(self, piece: bytes) -> None:
         if len(self.head) < LINE_BYTES:
-            self.head += piece[:LINE_BYTES - len(self.head)]
+            self.head += piece[: LINE_BYTES - len(self.head)]
         self.size += len(piece)
 
     def take(self) -> str:
@@ -342,12 +434,22 @@ def _kill_group(proc: subprocess.Popen) -> None:
             pass
 
 
-def check_script(script: str, argv: list[str] | None = None, *, timeout: float | None = None,
-                 walk_timeout: float | None = None, stages: Iterable[str] | None = None,
-                 progress: Callable[..., Any] | None = None, show_output: bool = False,
-                 options: dict[str, Any] | None = None, check_dirs: Iterable[str] | None = None,
-                 artifacts_dir: str | None = None, in_process: bool = False, nproc: int = 1,
-                 collective_timeout: float | None = None) -> ScriptResult:
+def check_script(
+    script: str,
+    argv: list[str] | None = None,
+    *,
+    timeout: float | None = None,
+    walk_timeout: float | None = None,
+    stages: Iterable[str] | None = None,
+    progress: Callable[..., Any] | None = None,
+    show_output: bool = False,
+    options: dict[str, Any] | None = None,
+    check_dirs: Iterable[str] | None = None,
+    artifacts_dir: str | None = None,
+    in_process: bool = False,
+    nproc: int = 1,
+    collective_timeout: float | None = None,
+) -> ScriptResult:
     """Run ``script`` like ``python SCRIPT ARGS`` in a child process, walk its pipeline at the moment training
     starts, and return the report (or why there is none). Nothing of the script runs after that moment.
 
@@ -369,8 +471,9 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
         try:
             from ftdoctor.process.child import walk_capture
 
-            result = walk_capture(cap, stages=stages, options=options, check_dirs=dirs, progress=progress,
-                                  timeout=timeout)
+            result = walk_capture(
+                cap, stages=stages, options=options, check_dirs=dirs, progress=progress, timeout=timeout
+            )
         finally:
             release_single_rank(cap)
         result.capture = cap
@@ -382,10 +485,20 @@ def check_script(script: str, argv: list[str] | None = None, *, timeout: float |
         from ftdoctor.core.stages import default_stages
 
         stages = default_stages(nproc)
-    return run_child(script, list(argv or []), stages=stages, options=options or {},
-                     check_dirs=dirs, timeout=timeout, walk_timeout=walk_timeout, progress=progress,
-                     show_output=show_output, artifacts_dir=artifacts_dir, nproc=nproc,
-                     **({"collective_timeout": collective_timeout} if collective_timeout else {}))
+    return run_child(
+        script,
+        list(argv or []),
+        stages=stages,
+        options=options or {},
+        check_dirs=dirs,
+        timeout=timeout,
+        walk_timeout=walk_timeout,
+        progress=progress,
+        show_output=show_output,
+        artifacts_dir=artifacts_dir,
+        nproc=nproc,
+        **({"collective_timeout": collective_timeout} if collective_timeout else {}),
+    )
 
 
 def script_problem(path: str) -> str | None:
@@ -395,8 +508,10 @@ def script_problem(path: str) -> str | None:
 
     shown = inline(display_path(path), NAME)
     if os.path.isdir(path):
-        return (f"{shown} is a directory, not a script: name the training script in it "
-                f"(ftdoctor check {os.path.join(shown, 'train.py')})")
+        return (
+            f"{shown} is a directory, not a script: name the training script in it "
+            f"(ftdoctor check {os.path.join(shown, 'train.py')})"
+        )
     if not os.path.isfile(path):
         return f"no such script: {shown}"
     return not_a_script(path)

@@ -1,8 +1,10 @@
 """What running a script under ftdoctor gives the caller: a report, or the reason there is none."""
 
 from __future__ import annotations
+
 from dataclasses import dataclass, field
 from typing import Any
+
 from ftdoctor.core.report import Report
 
 

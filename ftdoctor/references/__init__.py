@@ -37,24 +37,77 @@ class Reference:
             return fh.read()
 
 
-REFERENCES = {r.task: r for r in (
-    Reference("sequence-classification", "sequence_classification", "BERT (ForSequenceClassification)",
-              "DataCollatorWithPadding", "accuracy, F1 (scikit-learn)", "eval_f1"),
-    Reference("token-classification", "token_classification", "BERT (ForTokenClassification)",
-              "DataCollatorForTokenClassification", "entity F1 (seqeval)", "eval_f1"),
-    Reference("masked-lm", "masked_lm", "DistilBERT (ForMaskedLM)", "DataCollatorForLanguageModeling",
-              "perplexity", "perplexity", higher_is_better=False),
-    Reference("causal-lm", "causal_lm", "GPT-2 (LMHeadModel)", "default_data_collator (full blocks)",
-              "perplexity", "perplexity", higher_is_better=False),
-    Reference("translation", "translation", "BART (ForConditionalGeneration)", "DataCollatorForSeq2Seq",
-              "BLEU (sacrebleu)", "eval_bleu"),
-    Reference("summarization", "summarization", "BART (ForConditionalGeneration)", "DataCollatorForSeq2Seq",
-              "ROUGE-L (rouge-score)", "eval_rougeL"),
-    Reference("question-answering", "question_answering", "BERT (ForQuestionAnswering)", "DefaultDataCollator",
-              "exact match, F1 (SQuAD)", "f1"),
-    Reference("multiple-choice", "multiple_choice", "BERT (ForMultipleChoice)", "DataCollatorForMultipleChoice",
-              "accuracy", "eval_accuracy"),
-)}
+REFERENCES = {
+    r.task: r
+    for r in (
+        Reference(
+            "sequence-classification",
+            "sequence_classification",
+            "BERT (ForSequenceClassification)",
+            "DataCollatorWithPadding",
+            "accuracy, F1 (scikit-learn)",
+            "eval_f1",
+        ),
+        Reference(
+            "token-classification",
+            "token_classification",
+            "BERT (ForTokenClassification)",
+            "DataCollatorForTokenClassification",
+            "entity F1 (seqeval)",
+            "eval_f1",
+        ),
+        Reference(
+            "masked-lm",
+            "masked_lm",
+            "DistilBERT (ForMaskedLM)",
+            "DataCollatorForLanguageModeling",
+            "perplexity",
+            "perplexity",
+            higher_is_better=False,
+        ),
+        Reference(
+            "causal-lm",
+            "causal_lm",
+            "GPT-2 (LMHeadModel)",
+            "default_data_collator (full blocks)",
+            "perplexity",
+            "perplexity",
+            higher_is_better=False,
+        ),
+        Reference(
+            "translation",
+            "translation",
+            "BART (ForConditionalGeneration)",
+            "DataCollatorForSeq2Seq",
+            "BLEU (sacrebleu)",
+            "eval_bleu",
+        ),
+        Reference(
+            "summarization",
+            "summarization",
+            "BART (ForConditionalGeneration)",
+            "DataCollatorForSeq2Seq",
+            "ROUGE-L (rouge-score)",
+            "eval_rougeL",
+        ),
+        Reference(
+            "question-answering",
+            "question_answering",
+            "BERT (ForQuestionAnswering)",
+            "DefaultDataCollator",
+            "exact match, F1 (SQuAD)",
+            "f1",
+        ),
+        Reference(
+            "multiple-choice",
+            "multiple_choice",
+            "BERT (ForMultipleChoice)",
+            "DataCollatorForMultipleChoice",
+            "accuracy",
+            "eval_accuracy",
+        ),
+    )
+}
 TASKS = tuple(REFERENCES)
 
 
@@ -113,8 +166,14 @@ def run(task: str, argv: list[str] | None = None, quiet: bool = True) -> RunResu
         sys.argv = old_argv
         torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
-    return RunResult(task, ref.metric_key, float(namespace["metrics_before"][ref.metric_key]),
-                     float(namespace["metrics_after"][ref.metric_key]), seconds, ref.higher_is_better)
+    return RunResult(
+        task,
+        ref.metric_key,
+        float(namespace["metrics_before"][ref.metric_key]),
+        float(namespace["metrics_after"][ref.metric_key]),
+        seconds,
+        ref.higher_is_better,
+    )
 
 
 def main_list() -> int:
@@ -138,7 +197,10 @@ def main_run(tasks: list[str], verbose: bool = False) -> int:
         print(f"{task}: training {ref.model} on its fixture ...", flush=True)
         result = run(task, quiet=not verbose)
         arrow = "better" if result.improved else "NOT better"
-        print(f"{task}: {result.metric} {result.before:.3f} before training -> {result.after:.3f} after "
-              f"({arrow}; {result.seconds:.1f}s)", flush=True)
+        print(
+            f"{task}: {result.metric} {result.before:.3f} before training -> {result.after:.3f} after "
+            f"({arrow}; {result.seconds:.1f}s)",
+            flush=True,
+        )
         failed += not result.improved
     return 1 if failed else 0

@@ -95,7 +95,9 @@ def preprocess_validation_examples(examples):
         example_ids.append(examples["id"][sample_map[i]])
         sequence_ids = inputs.sequence_ids(i)
         # Keep only the context's offsets, so post-processing never picks a span in the question
-        inputs["offset_mapping"][i] = [o if sequence_ids[k] == 1 else None for k, o in enumerate(inputs["offset_mapping"][i])]
+        inputs["offset_mapping"][i] = [
+            o if sequence_ids[k] == 1 else None for k, o in enumerate(inputs["offset_mapping"][i])
+        ]
     inputs["example_id"] = example_ids
     return inputs
 
@@ -132,8 +134,12 @@ def compute_metrics(start_logits, end_logits, features, examples):
                         continue
                     if end_index < start_index or end_index - start_index + 1 > max_answer_length:
                         continue
-                    answers.append({"text": context[offsets[start_index][0] : offsets[end_index][1]],
-                                    "logit_score": start_logit[start_index] + end_logit[end_index]})
+                    answers.append(
+                        {
+                            "text": context[offsets[start_index][0] : offsets[end_index][1]],
+                            "logit_score": start_logit[start_index] + end_logit[end_index],
+                        }
+                    )
         best = max(answers, key=lambda x: x["logit_score"]) if answers else {"text": ""}
         predicted_answers.append({"id": example_id, "prediction_text": best["text"]})
     theoretical_answers = [{"id": ex["id"], "answers": ex["answers"]} for ex in examples]
@@ -172,5 +178,7 @@ metric_name = "f1"
 metrics_before = evaluate_answers(trainer)
 trainer.train()
 metrics_after = evaluate_answers(trainer)
-print(f"F1 before training: {metrics_before['f1']:.1f}, after: {metrics_after['f1']:.1f} "
-      f"(exact match {metrics_before['exact_match']:.1f} -> {metrics_after['exact_match']:.1f})")
+print(
+    f"F1 before training: {metrics_before['f1']:.1f}, after: {metrics_after['f1']:.1f} "
+    f"(exact match {metrics_before['exact_match']:.1f} -> {metrics_after['exact_match']:.1f})"
+)

@@ -59,8 +59,10 @@ f1 = evaluate.load(fixture_path("metrics/f1"))  # evaluate.load("f1")
 def compute_metrics(eval_preds):
     logits, labels = eval_preds
     predictions = np.argmax(logits, axis=-1)
-    return {**accuracy.compute(predictions=predictions, references=labels),
-            **f1.compute(predictions=predictions, references=labels, average=average)}
+    return {
+        **accuracy.compute(predictions=predictions, references=labels),
+        **f1.compute(predictions=predictions, references=labels, average=average),
+    }
 
 
 training_args = TrainingArguments(
@@ -90,5 +92,7 @@ metric_name = "eval_f1"
 metrics_before = trainer.evaluate()
 trainer.train()
 metrics_after = trainer.evaluate()
-print(f"F1 before training: {metrics_before[metric_name]:.3f}, after: {metrics_after[metric_name]:.3f} "
-      f"(accuracy {metrics_before['eval_accuracy']:.3f} -> {metrics_after['eval_accuracy']:.3f})")
+print(
+    f"F1 before training: {metrics_before[metric_name]:.3f}, after: {metrics_after[metric_name]:.3f} "
+    f"(accuracy {metrics_before['eval_accuracy']:.3f} -> {metrics_after['eval_accuracy']:.3f})"
+)

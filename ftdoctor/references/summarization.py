@@ -28,8 +28,9 @@ max_input_length, max_target_length = 96, 24
 
 
 def preprocess_function(examples):
-    return tokenizer(examples["document"], text_target=examples["summary"], max_length=max_input_length,
-                     truncation=True)
+    return tokenizer(
+        examples["document"], text_target=examples["summary"], max_length=max_input_length, truncation=True
+    )
 
 
 tokenized_datasets = raw_datasets.map(
@@ -50,8 +51,9 @@ def compute_metrics(eval_pred):
     decoded_preds = tokenizer.batch_decode(predictions, skip_special_tokens=True)
     labels = np.where(labels != -100, labels, tokenizer.pad_token_id)
     decoded_labels = tokenizer.batch_decode(labels, skip_special_tokens=True)
-    result = rouge_score.compute(predictions=[p.strip() for p in decoded_preds],
-                                 references=[l.strip() for l in decoded_labels], use_stemmer=True)
+    result = rouge_score.compute(
+        predictions=[p.strip() for p in decoded_preds], references=[l.strip() for l in decoded_labels], use_stemmer=True
+    )
     return {key: value * 100 for key, value in result.items()}
 
 

@@ -1,6 +1,7 @@
 """Working copies of a user's model: a deep copy that shares frozen weights and rebinds what the script bound."""
 
 from __future__ import annotations
+
 from typing import Any
 
 
@@ -71,8 +72,11 @@ def remapper(memo: dict[int, Any]) -> Any:
             func = mapped(value.func, depth + 1)
             args = tuple(mapped(a, depth + 1) for a in value.args)
             kwargs = {k: mapped(v, depth + 1) for k, v in value.keywords.items()}
-            if func is value.func and all(x is y for x, y in zip(args, value.args)) \
-                    and all(kwargs[k] is v for k, v in value.keywords.items()):
+            if (
+                func is value.func
+                and all(x is y for x, y in zip(args, value.args))
+                and all(kwargs[k] is v for k, v in value.keywords.items())
+            ):
                 return value
             return functools.partial(func, *args, **kwargs)
         if isinstance(value, types.FunctionType):

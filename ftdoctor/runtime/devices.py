@@ -2,20 +2,27 @@
 take, and what a CUDA error or an out-of-memory error looks like."""
 
 from __future__ import annotations
+
 import contextlib
 import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
 # The CUDA context and cuBLAS workspaces live outside the caching allocator: reserve them before planning.
 CONTEXT_RESERVE = 512 * 2**20
 
 
 # Errors whose text tells nothing about the cause: the same batch is replayed on the CPU to get the real one.
-CUDA_ERRORS = (r"device-side assert", r"CUBLAS_STATUS_\w+", r"CUDA error", r"illegal memory access",
-               r"CUDNN_STATUS_\w+", r"cudaErrorLaunchFailure", r"unspecified launch failure")
+CUDA_ERRORS = (
+    r"device-side assert",
+    r"CUBLAS_STATUS_\w+",
+    r"CUDA error",
+    r"illegal memory access",
+    r"CUDNN_STATUS_\w+",
+    r"cudaErrorLaunchFailure",
+    r"unspecified launch failure",
+)
 
 
 OOM = (r"CUDA out of memory", r"OutOfMemoryError", r"CUBLAS_STATUS_ALLOC_FAILED")
@@ -74,8 +81,9 @@ def inventory() -> list[Device]:
     return devices
 
 
-def plan_device(gpu_memory: int | None = None, devices: list[Device] | None = None,
-                name: str | None = None) -> Device | None:
+def plan_device(
+    gpu_memory: int | None = None, devices: list[Device] | None = None, name: str | None = None
+) -> Device | None:
     """The device to plan for: the one given with --gpu-memory (a size, or a GPU by ``name``), else the first
     visible GPU, else None."""
     if gpu_memory:
@@ -203,10 +211,19 @@ def cuda_like_kernels():
 
     def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         if not torch.is_grad_enabled():
-            return orig_sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
-                             scale=scale, enable_gqa=enable_gqa)
-        return _EfficientAttention.apply(query, key, value, attn_mask,
-                                         {"is_causal": is_causal, "scale": scale, "enable_gqa": enable_gqa})
+            return orig_sdpa(
+                query,
+                key,
+                value,
+                attn_mask=attn_mask,
+                dropout_p=dropout_p,
+                is_causal=is_causal,
+                scale=scale,
+                enable_gqa=enable_gqa,
+            )
+        return _EfficientAttention.apply(
+            query, key, value, attn_mask, {"is_causal": is_causal, "scale": scale, "enable_gqa": enable_gqa}
+        )
 
     F.dropout, F.scaled_dot_product_attention = dropout, sdpa
     try:
@@ -244,8 +261,9 @@ def trainable_bytes(model: Any) -> int:
     """Bytes of the parameters that train: what a working copy, its gradients and each optimizer moment cost
     (frozen parameters are shared with the user's model, never copied)."""
     try:
-        return sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values()
-                   if p.requires_grad)
+        return sum(
+            p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values() if p.requires_grad
+        )
     except Exception:
         return 0
 
@@ -257,5 +275,7 @@ def short_of_memory(need: int, what: str, device: Any = None) -> str | None:
     if free is None or need <= MEMORY_MARGIN * free:
         return None
     where = f"{device} has" if device is not None and str(device) != "cpu" else "this machine has"
-    return (f"{what} needs about {need / 2**30:.1f} GiB more and {where} {free / 2**30:.1f} GiB free: "
-            "it was not run, so the walk ends with a report instead of being killed")
+    return (
+        f"{what} needs about {need / 2**30:.1f} GiB more and {where} {free / 2**30:.1f} GiB free: "
+        "it was not run, so the walk ends with a report instead of being killed"
+    )

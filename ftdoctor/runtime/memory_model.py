@@ -27,6 +27,7 @@ FIT_LENGTH = 48  # the longest sequence measured on the CPU; longer ones are ext
 
 # -- what the pipeline holds ---------------------------------------------------------------------------------------
 
+
 def unique_params(model):
     return list({id(p): p for p in model.parameters()}.values())
 
@@ -107,8 +108,13 @@ def model_state_sharding(args) -> dict:
         if isinstance(config, dict):
             stage = int((config.get("zero_optimization") or {}).get("stage", 0) or 0)
     n = max(ranks, 1)
-    return {"ranks": ranks, "stage": stage, "optimizer": n if stage >= 1 else 1, "grads": n if stage >= 2 else 1,
-            "params": n if stage >= 3 else 1}
+    return {
+        "ranks": ranks,
+        "stage": stage,
+        "optimizer": n if stage >= 1 else 1,
+        "grads": n if stage >= 2 else 1,
+        "params": n if stage >= 3 else 1,
+    }
 
 
 def frozen_bytes(model) -> int:
@@ -124,6 +130,7 @@ def bytes_per_weight(model) -> int:
 
 
 # -- the worst case the data can produce -----------------------------------------------------------------------------
+
 
 def _length(v) -> int | None:
     if isinstance(v, (str, bytes)) or not hasattr(v, "__len__"):
@@ -201,7 +208,7 @@ def _cut_documents(lengths: list[int], total: int) -> list[int]:
 def _cut(v, fraction: float, tokens: int | None):
     n = _length(v)
     aligned = n and n > 1 and (tokens is None or n == tokens)
-    return v[:max(1, round(n * fraction))] if aligned else v
+    return v[: max(1, round(n * fraction))] if aligned else v
 
 
 def batch_seq_len(batch) -> int:
@@ -216,6 +223,7 @@ def batch_seq_len(batch) -> int:
 
 
 # -- activations, measured ---------------------------------------------------------------------------------------
+
 
 def saved_activation_bytes(model, batch, loss_fn, dtype=None) -> tuple[int, int]:
     """Bytes autograd saves for backward during one forward (as CUDA kernels save them), and the number of
@@ -239,8 +247,12 @@ def saved_activation_bytes(model, batch, loss_fn, dtype=None) -> tuple[int, int]
 
     model.train()
     amp = torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    with torch.random.fork_rng(devices=[]), cuda_like_kernels(), amp, \
-            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with (
+        torch.random.fork_rng(devices=[]),
+        cuda_like_kernels(),
+        amp,
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+    ):
         loss, outputs = loss_fn(model, batch)
     logits = outputs.get("logits") if hasattr(outputs, "get") else None
     numel = int(logits.numel()) if torch.is_tensor(logits) else 0
@@ -288,8 +300,9 @@ def _solve_quadratic(points):
     return k0, a, c
 
 
-def fit_activations(work, row, collator, loss_fn, dtype=None, checkpointing=False, ckpt_kwargs=None,
-                    fit_length=FIT_LENGTH) -> ActivationFit:
+def fit_activations(
+    work, row, collator, loss_fn, dtype=None, checkpointing=False, ckpt_kwargs=None, fit_length=FIT_LENGTH
+) -> ActivationFit:
     """Measure saved bytes at (1, S/4), (1, S/2), (1, S), (2, S) with S = min(longest row, fit_length) and fit
     them: linear in batch, quadratic in length."""
     from ftdoctor.runtime.trials import enable_checkpointing
@@ -311,8 +324,14 @@ def fit_activations(work, row, collator, loss_fn, dtype=None, checkpointing=Fals
         measured[s] = run_user("the model's forward", saved_activation_bytes, work, batch, loss_fn, dtype)
     s_top = max(measured)
     r = truncated(row, fractions[-1])
-    two, _ = run_user("the model's forward", saved_activation_bytes, work,
-                      dict(run_user("the data collator", collator, [r, r])), loss_fn, dtype)
+    two, _ = run_user(
+        "the model's forward",
+        saved_activation_bytes,
+        work,
+        dict(run_user("the data collator", collator, [r, r])),
+        loss_fn,
+        dtype,
+    )
     per_row_top = two - measured[s_top][0]
     fixed = measured[s_top][0] - per_row_top
     points = sorted((s, m[0] - fixed) for s, m in measured.items())
@@ -324,8 +343,9 @@ def fit_activations(work, row, collator, loss_fn, dtype=None, checkpointing=Fals
 
         with contextlib.suppress(Exception):
             work.gradient_checkpointing_disable()
-    return ActivationFit(fixed, k0, a, c, lu, lv, [[s, 1, m[0]] for s, m in sorted(measured.items())] +
-                         [[s_top, 2, two]])
+    return ActivationFit(
+        fixed, k0, a, c, lu, lv, [[s, 1, m[0]] for s, m in sorted(measured.items())] + [[s_top, 2, two]]
+    )
 
 
 def _num_layers(model) -> int:
@@ -342,8 +362,9 @@ def measure_activations(work, row, collator, loss_fn, args, precision, checkpoin
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision or "")
     try:
-        return fit_activations(work, row, collator, loss_fn, dtype, checkpointing,
-                               getattr(args, "gradient_checkpointing_kwargs", None))
+        return fit_activations(
+            work, row, collator, loss_fn, dtype, checkpointing, getattr(args, "gradient_checkpointing_kwargs", None)
+        )
     except UserCodeError:
         if dtype is torch.float16:  # CPU autocast without float16 kernels: bfloat16 has the same sizes
             return fit_activations(work, row, collator, loss_fn, torch.bfloat16, checkpointing)
@@ -376,6 +397,7 @@ def run_longest(work, batch, loss_fn, model) -> None:
 
 
 # -- the model of one step -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class StepModel:
@@ -412,8 +434,9 @@ class StepModel:
         return max(0, int((budget - fixed) // per_row))
 
 
-def eval_peak(params, optimizer, fit, seq_len, eval_bs, n_eval, args, model, preprocess_logits,
-              half) -> tuple[int, int, int]:
+def eval_peak(
+    params, optimizer, fit, seq_len, eval_bs, n_eval, args, model, preprocess_logits, half
+) -> tuple[int, int, int]:
     """(peak, on-device accumulated predictions, bytes per eval row): the Trainer keeps every eval batch's logits
     on the device (and concatenates them, briefly holding two copies) unless eval_accumulation_steps is set;
     ``preprocess_logits`` is the pipeline's preprocess_logits_for_metrics (None: the logits are kept whole)."""

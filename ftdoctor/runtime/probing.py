@@ -38,8 +38,9 @@ class Probe:
     here: bool
 
 
-def probe(work, sizes, ds, features, collator, args, precision, checkpointing, optimizer, optimizer_kwargs,
-          worked_in_place) -> Probe:
+def probe(
+    work, sizes, ds, features, collator, args, precision, checkpointing, optimizer, optimizer_kwargs, worked_in_place
+) -> Probe:
     """Two trial steps at each batch size of ``sizes``, on batches of the longest rows, with the run's optimizer class
     and settings (``optimizer_kwargs``)."""
     from ftdoctor.runtime import devices, trials
@@ -50,11 +51,16 @@ def probe(work, sizes, ds, features, collator, args, precision, checkpointing, o
         rows_of[s] = rows
         batches.append((s, dict(run_user("the data collator", collator, rows))))
     opt = optimizer
-    payload = {"model": work, "batches": batches, "mixed_precision": precision, "gradient_checkpointing": checkpointing,
-               "gradient_checkpointing_kwargs": getattr(args, "gradient_checkpointing_kwargs", None),
-               "optimizer_class": f"{type(opt).__module__}.{type(opt).__name__}" if opt is not None
-               else "torch.optim.AdamW",
-               "optimizer_kwargs": optimizer_kwargs, "steps": 2}
+    payload = {
+        "model": work,
+        "batches": batches,
+        "mixed_precision": precision,
+        "gradient_checkpointing": checkpointing,
+        "gradient_checkpointing_kwargs": getattr(args, "gradient_checkpointing_kwargs", None),
+        "optimizer_class": f"{type(opt).__module__}.{type(opt).__name__}" if opt is not None else "torch.optim.AdamW",
+        "optimizer_kwargs": optimizer_kwargs,
+        "steps": 2,
+    }
     # Where ftdoctor's own process already runs the model itself on the GPU, the trials run on it there (a child
     # would need a second copy of the model on the device); else in a child process that loads the working copy,
     # so that nothing the trials do reaches the process the user's run goes on in.

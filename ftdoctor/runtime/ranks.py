@@ -159,9 +159,14 @@ def failure_facts(cap: Any) -> dict:
     rank, world = rank_and_world()
     site = user_site_in_traceback(cap.exc_tb, cap.user_dir) if cap.exc_tb is not None else None
     exc = cap.exception
-    return {"rank": rank, "world_size": world, "pid": os.getpid(), "outcome": cap.outcome,
-            "exception": f"{type(exc).__name__}: {exc}"[:1000] if exc is not None else None,
-            "site": str(site) if site else None}
+    return {
+        "rank": rank,
+        "world_size": world,
+        "pid": os.getpid(),
+        "outcome": cap.outcome,
+        "exception": f"{type(exc).__name__}: {exc}"[:1000] if exc is not None else None,
+        "site": str(site) if site else None,
+    }
 
 
 def write_facts(folder: str, facts: dict) -> None:

@@ -132,7 +132,7 @@ def _state(p: Any) -> tuple[int, int]:
 def remove_stale_snapshots(folder: str) -> None:
     """Snapshot files left by a walk that was killed (its process is gone)."""
     for path in glob.glob(os.path.join(folder, SNAPSHOT_PREFIX + "*.pt")):
-        pid = os.path.basename(path)[len(SNAPSHOT_PREFIX):].split("-", 1)[0]
+        pid = os.path.basename(path)[len(SNAPSHOT_PREFIX) :].split("-", 1)[0]
         if not pid.isdigit() or _alive(int(pid)):
             continue
         with contextlib.suppress(OSError):

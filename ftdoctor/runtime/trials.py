@@ -17,8 +17,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
-from ftdoctor.runtime.devices import is_cuda_error, is_oom, model_device, release
 
+from ftdoctor.runtime.devices import is_cuda_error, is_oom, model_device, release
 
 # The child's entry point ("module:function"); tests replace it with a fake device at the process boundary.
 TRIAL_TARGET = "ftdoctor.runtime.trials:trial_steps"
@@ -31,6 +31,7 @@ TRIAL_TARGET = "ftdoctor.runtime.trials:trial_steps"
 
 
 # -- trial steps in a child process --------------------------------------------------------------------------------
+
 
 @dataclass
 class Trial:
@@ -65,8 +66,9 @@ def run_trials(payload: dict[str, Any], timeout: float = 600.0, target: str | No
 
         code = f"import {module} as m; m.{func}(sys.argv[1], sys.argv[2])"
         try:
-            proc = subprocess.run(fresh_python(code, task, result), capture_output=True, text=True,
-                                  timeout=timeout, env=os.environ.copy())
+            proc = subprocess.run(
+                fresh_python(code, task, result), capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
+            )
             rc, stderr = proc.returncode, proc.stderr
         except subprocess.TimeoutExpired as exc:
             rc, stderr = 124, f"the trial steps took longer than {timeout:g} s\n{exc.stderr or ''}"
@@ -165,8 +167,15 @@ def _one_trial(model, optimizer, size, batch, device, dtype, steps) -> Trial:
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}".strip()
         oom = isinstance(exc, torch.OutOfMemoryError) or is_oom(text)
-        result = Trial(size, False, None, time.perf_counter() - t0, text.splitlines()[0][:500], oom,
-                       not oom and is_cuda_error(text))
+        result = Trial(
+            size,
+            False,
+            None,
+            time.perf_counter() - t0,
+            text.splitlines()[0][:500],
+            oom,
+            not oom and is_cuda_error(text),
+        )
         optimizer.zero_grad(set_to_none=True)
         if cuda and oom:
             torch.cuda.empty_cache()

@@ -25,16 +25,23 @@ from ftdoctor.facts.models import is_dispatched, is_quantized, peft_adapters
 
 LAYERS = 2  # layers the twin keeps: enough for one layer's output to feed another
 # Config fields that count layers, besides num_hidden_layers (which most configs map their own name onto).
-_LAYER_FIELDS = ("num_hidden_layers", "n_layer", "num_layers", "encoder_layers", "decoder_layers",
-                 "num_decoder_layers", "n_layers")
+_LAYER_FIELDS = (
+    "num_hidden_layers",
+    "n_layer",
+    "num_layers",
+    "encoder_layers",
+    "decoder_layers",
+    "num_decoder_layers",
+    "n_layers",
+)
 
 
 # The twin a stage built for a model, for a later stage of the same walk (the memory stage runs the longest rows
 # through it): alive as long as the model is.
-_MADE: "weakref.WeakKeyDictionary[Any, Twin]" = weakref.WeakKeyDictionary()
+_MADE: weakref.WeakKeyDictionary[Any, Twin] = weakref.WeakKeyDictionary()
 
 
-def made_for(model: Any) -> "Twin | None":
+def made_for(model: Any) -> Twin | None:
     """The twin an earlier stage built for ``model`` and saw run its batch (`remember`), or None."""
     try:
         return _MADE.get(model)
@@ -42,7 +49,7 @@ def made_for(model: Any) -> "Twin | None":
         return None
 
 
-def remember(model: Any, twin: "Twin") -> None:
+def remember(model: Any, twin: Twin) -> None:
     with contextlib.suppress(TypeError):
         _MADE[model] = twin
 
@@ -57,13 +64,20 @@ class Twin:
     copied: int  # tensors taken from the user's model
 
     def describe(self) -> str:
-        return (f"a {self.layers}-layer twin of the model ({self.params / 1e6:.0f}M of its {self.of_params / 1e6:.0f}M "
-                f"parameters: same class, head, vocabulary and settings; embeddings, head and first {self.layers} of "
-                f"{self.of_layers} layers from its weights)")
+        return (
+            f"a {self.layers}-layer twin of the model ({self.params / 1e6:.0f}M of its {self.of_params / 1e6:.0f}M "
+            f"parameters: same class, head, vocabulary and settings; embeddings, head and first {self.layers} of "
+            f"{self.of_layers} layers from its weights)"
+        )
 
     def evidence(self) -> dict:
-        return {"layers": self.layers, "of_layers": self.of_layers, "params": self.params,
-                "of_params": self.of_params, "tensors_from_model": self.copied}
+        return {
+            "layers": self.layers,
+            "of_layers": self.of_layers,
+            "params": self.params,
+            "of_params": self.of_params,
+            "tensors_from_model": self.copied,
+        }
 
 
 def _adapter(model: Any) -> tuple[Any, str, Any] | None:
@@ -189,7 +203,7 @@ def stand_in(model: Any, layers: int | None = None) -> Any:
         made = _shrunk_model(base, layers, init=True)
         made.to(device="cpu", dtype=torch.float32)
         _carry_forwards(base, made)
-    except Exception:  # noqa: BLE001 - no stand-in: the GPU's error is reported as it is
+    except Exception:
         return None
     made.train(model.training)
     return made

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftdoctor.targets.base import Target
 from ftdoctor.runtime.copies import work_copy
+from ftdoctor.targets.base import Target
 
 __all__ = ["Target", "target_for", "work_copy"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ftdoctor.core.registry import UserCodeError, run_user
 from ftdoctor.runtime.copies import work_copy
@@ -109,16 +110,17 @@ class Target:
         if self._work_device is None:
             import torch
 
-            from ftdoctor.runtime.devices import short_of_memory, trainable_bytes
             from ftdoctor.facts.models import is_dispatched
-            from ftdoctor.runtime.devices import is_accelerator, model_device
+            from ftdoctor.runtime.devices import is_accelerator, model_device, short_of_memory, trainable_bytes
 
             device = model_device(self.model)
             if is_accelerator(device) and not self._use_in_place():
                 # The copy, its gradients and two optimizer moments, beside the model; a model dispatched over
                 # several devices is copied whole to none of them.
-                if is_dispatched(self.model) or short_of_memory(4 * trainable_bytes(self.model), "a working copy",
-                                                                device) is not None:
+                if (
+                    is_dispatched(self.model)
+                    or short_of_memory(4 * trainable_bytes(self.model), "a working copy", device) is not None
+                ):
                     device = torch.device("cpu")
             self._work_device = device
         return self._work_device
@@ -187,14 +189,15 @@ class Target:
             raise replayed from None
 
     def _refuse_a_failed_device(self, device: Any) -> None:
-        from ftdoctor.runtime.devices import is_accelerator
         from ftdoctor.core.registry import Skip
+        from ftdoctor.runtime.devices import is_accelerator
 
         if self.device_error is not None and is_accelerator(device):
             raise Skip(f"the GPU cannot be used after `{self.device_error}` in an earlier stage")
 
-    def _replayed_on_cpu(self, err: UserCodeError, model: Any, device: Any, batch: Any,
-                         run: Any) -> UserCodeError | None:
+    def _replayed_on_cpu(
+        self, err: UserCodeError, model: Any, device: Any, batch: Any, run: Any
+    ) -> UserCodeError | None:
         """For a CUDA error of ``model`` on its GPU ``device``: ``run`` again on the CPU, on a stand-in of the model
         (its class and configuration, two layers, fresh weights: the weights on the GPU cannot be read once a kernel
         has failed), and the CPU's error with a note of the GPU's. None when ``err`` is no CUDA error, or the CPU
@@ -209,21 +212,30 @@ class Target:
 
         stand_in = twin.stand_in(model)
         if stand_in is None:
-            _note(err.exc, "ftdoctor could not replay it on the CPU (the model is not built from a config); run "
-                           "the check with CUDA_VISIBLE_DEVICES= to see the cause there.")
+            _note(
+                err.exc,
+                "ftdoctor could not replay it on the CPU (the model is not built from a config); run "
+                "the check with CUDA_VISIBLE_DEVICES= to see the cause there.",
+            )
             return None
         try:
             run(stand_in, batch)
         except UserCodeError as cpu_err:
-            _note(cpu_err.exc, f"On {device} this batch raised `{self.device_error}`; replayed on the CPU (a "
-                               "2-layer stand-in of the model: its class and configuration, fresh weights) it "
-                               "raises the error above.")
+            _note(
+                cpu_err.exc,
+                f"On {device} this batch raised `{self.device_error}`; replayed on the CPU (a "
+                "2-layer stand-in of the model: its class and configuration, fresh weights) it "
+                "raises the error above.",
+            )
             cpu_err.device_error = self.device_error
             return cpu_err
-        except Exception:  # noqa: BLE001 - the replay is ftdoctor's: the GPU's error stands
+        except Exception:
             pass
-        _note(err.exc, "Replayed on the CPU the same batch runs: the fault is in a GPU kernel or the driver, not "
-                       "in the data. Run with CUDA_LAUNCH_BLOCKING=1 to see the failing kernel.")
+        _note(
+            err.exc,
+            "Replayed on the CPU the same batch runs: the fault is in a GPU kernel or the driver, not "
+            "in the data. Run with CUDA_LAUNCH_BLOCKING=1 to see the failing kernel.",
+        )
         return None
 
     def loss_code(self) -> list[Any]:

@@ -73,17 +73,21 @@ class LoopTarget(Target):
         if rec is None or rec.loss_source in ("model", "none"):
             return run_user("the model's forward", _model_loss, model, batch, self._model_keys(batch))
         if rec.loss_source == "criterion":
-            return run_user("the model's forward and the loop's loss", _criterion_loss, model, batch,
-                            self._model_keys(batch), rec)
+            return run_user(
+                "the model's forward and the loop's loss", _criterion_loss, model, batch, self._model_keys(batch), rec
+            )
         where = f" ({rec.loss_site})" if rec.loss_site else ""
-        raise Skip(f"the loop computes its loss in its own code{where}, which ftdoctor cannot run again; its own "
-                   "first step is checked instead")
+        raise Skip(
+            f"the loop computes its loss in its own code{where}, which ftdoctor cannot run again; its own "
+            "first step is checked instead"
+        )
 
     def loss_code(self) -> list[Any]:
         rec = self.record
         fn = getattr(rec, "criterion", None)
-        forward = getattr(type(fn), "forward", None) if fn is not None and not callable(getattr(fn, "__code__", None)) \
-            else fn
+        forward = (
+            getattr(type(fn), "forward", None) if fn is not None and not callable(getattr(fn, "__code__", None)) else fn
+        )
         return [forward] if forward is not None else []
 
     def distributed_wrapper(self) -> str:
@@ -98,12 +102,16 @@ class LoopTarget(Target):
         rec = self.record
         model = getattr(rec, "model", None)
         if type(model).__name__ == "DistributedDataParallel":
-            return {"find_unused_parameters": bool(getattr(model, "find_unused_parameters", False)),
-                    "static_graph": bool(getattr(model, "static_graph", False))}
+            return {
+                "find_unused_parameters": bool(getattr(model, "find_unused_parameters", False)),
+                "static_graph": bool(getattr(model, "static_graph", False)),
+            }
         args = self.args  # the Trainer's arguments, for its callbacks
         out = {}
-        for name, key in (("ddp_find_unused_parameters", "find_unused_parameters"), ("ddp_static_graph",
-                                                                                    "static_graph")):
+        for name, key in (
+            ("ddp_find_unused_parameters", "find_unused_parameters"),
+            ("ddp_static_graph", "static_graph"),
+        ):
             if getattr(args, name, None) is not None:
                 out[key] = bool(getattr(args, name))
         return out

@@ -7,7 +7,8 @@ evaluation step runs. Everything is called on the live trainer and restored afte
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ftdoctor.core.registry import UserCodeError, run_user
 from ftdoctor.targets.base import Target, take_rows, to_numpy
@@ -34,8 +35,10 @@ class TrainerTarget(Target):
     def has_custom_loss(self) -> bool:
         from transformers import Trainer
 
-        return type(self.trainer).compute_loss is not Trainer.compute_loss \
+        return (
+            type(self.trainer).compute_loss is not Trainer.compute_loss
             or getattr(self.trainer, "compute_loss_func", None) is not None
+        )
 
     def rows(self, dataset: Any, description: str, n: int) -> tuple[list[Any], list[str]]:
         """The rows with only the columns the trainer keeps (`remove_unused_columns`)."""
@@ -120,8 +123,10 @@ class TrainerTarget(Target):
 
         own = [m for m in ("evaluate", "evaluation_loop") if getattr(type(self.trainer), m) is not getattr(Trainer, m)]
         if own:
-            return (f"`{type(self.trainer).__name__}` has its own {' and '.join(own)}, which may post-process "
-                    "predictions before compute_metrics")
+            return (
+                f"`{type(self.trainer).__name__}` has its own {' and '.join(own)}, which may post-process "
+                "predictions before compute_metrics"
+            )
         return None
 
     def eval_prediction(self, model: Any, dataset: Any, n: int, batch_size: int | None = None) -> Any:
@@ -147,9 +152,12 @@ class TrainerTarget(Target):
 
         accelerator = getattr(trainer, "accelerator", None)
         models_before = len(getattr(accelerator, "_models", []) or [])
-        saved = {"compute_metrics": trainer.compute_metrics, "model": trainer.model,
-                 "callbacks": list(trainer.callback_handler.callbacks),
-                 "eval_batch": getattr(args, "per_device_eval_batch_size", None)}
+        saved = {
+            "compute_metrics": trainer.compute_metrics,
+            "model": trainer.model,
+            "callbacks": list(trainer.callback_handler.callbacks),
+            "eval_batch": getattr(args, "per_device_eval_batch_size", None),
+        }
         trainer.compute_metrics = spy
         trainer.model = model
         trainer.callback_handler.callbacks = []

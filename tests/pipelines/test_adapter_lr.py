@@ -5,7 +5,6 @@ that runs out of time says it has no verdict instead of blaming the pipeline."""
 from __future__ import annotations
 
 import pytest
-
 from helpers import findings_at, pipeline_path
 
 pytestmark = pytest.mark.slow
@@ -58,8 +57,9 @@ def test_out_of_time_is_no_verdict(check_pipeline):
     """A stage cut by its time before the sweep could try other rates reports no verdict (info), never FTD701."""
     from ftdoctor.engine.budget import Budget
 
-    report = check_pipeline("peft_loop_lr_too_low.py", stages=STAGES,
-                            options={"budget": Budget("fast", overfit_seconds=0.01)})
+    report = check_pipeline(
+        "peft_loop_lr_too_low.py", stages=STAGES, options={"budget": Budget("fast", overfit_seconds=0.01)}
+    )
     codes = _overfit_codes(report)
     assert "FTD701" not in codes and "FTD703" not in codes, codes
     f = findings_at(report, "overfit", "FTD705")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import pipeline_path, run_cli
 
-from ftdoctor.core.stages import DEFAULT_STAGES as STAGES
 from ftdoctor.core.rules import SEVERITIES
+from ftdoctor.core.stages import DEFAULT_STAGES as STAGES
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
@@ -41,8 +40,17 @@ def test_json_report_follows_the_schema(tmp_path):
     memory = next(s for s in rep["stages"] if s["stage"] == "memory")
     if memory["status"] != "skip":
         ev = memory["findings"][0]["evidence"]
-        assert set(ev) >= {"params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes", "peak_train_bytes",
-                           "peak_eval_bytes", "device_memory_bytes", "max_batch_size", "worst_case_seq_len"}
+        assert set(ev) >= {
+            "params_bytes",
+            "grads_bytes",
+            "optimizer_bytes",
+            "activations_bytes",
+            "peak_train_bytes",
+            "peak_eval_bytes",
+            "device_memory_bytes",
+            "max_batch_size",
+            "worst_case_seq_len",
+        }
 
 
 def test_explain_prints_a_rule_page_and_unknown_code_exits_2():
@@ -58,8 +66,10 @@ def test_explain_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from ftdoctor.entry.cli import main; main(['explain', '--all']); "
-            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
+    code = (
+        "import sys; from ftdoctor.entry.cli import main; main(['explain', '--all']); "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 

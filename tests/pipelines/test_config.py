@@ -7,7 +7,6 @@ import shutil
 import textwrap
 
 import pytest
-
 from helpers import pipeline_path, run_cli
 
 from ftdoctor.entry.settings import KEYS
@@ -24,12 +23,17 @@ def _project(tmp_path, table: str, *scripts: str):
 
 
 def test_configured_scripts_are_checked_and_the_command_line_overrides_the_settings(tmp_path):
-    project = _project(tmp_path, """
+    project = _project(
+        tmp_path,
+        """
         scripts = ["broken.py", "fixed.py"]
         stages = ["config"]
         severity = {FTD101 = "warning"}
         offline = true
-    """, "broken.py", "fixed.py")
+    """,
+        "broken.py",
+        "fixed.py",
+    )
     sub = project / "notebooks"
     sub.mkdir()  # found from below, like ruff and pytest; the scripts are relative to the pyproject.toml
     proc = run_cli("check", "--format", "json", cwd=sub)
@@ -63,8 +67,19 @@ def test_unknown_key_exits_2_and_lists_the_valid_keys(tmp_path):
 
 def test_the_memory_stage_names_the_gpu_and_html_keeps_the_evidence(tmp_path):
     page = tmp_path / "report.html"
-    proc = run_cli("check", pipeline_path("course_mnli_fixed.py"), "--stages", "memory", "--gpu-memory",
-                   "A100-80GB", "--format", "json", "--html", str(page), cwd=tmp_path)
+    proc = run_cli(
+        "check",
+        pipeline_path("course_mnli_fixed.py"),
+        "--stages",
+        "memory",
+        "--gpu-memory",
+        "A100-80GB",
+        "--format",
+        "json",
+        "--html",
+        str(page),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     memory = next(s for s in json.loads(proc.stdout)["stages"] if s["stage"] == "memory")
     assert "Fits on A100-80GB (80.0 GiB)" in memory["findings"][0]["detail"]
@@ -97,13 +112,15 @@ def test_inline_comment_silences_exactly_that_finding_on_that_line(tmp_path):
 
 def test_pytest_plugin_reads_the_table_and_its_options_override_it(pytester):
     shutil.copy(pipeline_path("course_mnli_broken.py"), pytester.path / "broken.py")
-    (pytester.path / "pyproject.toml").write_text('[tool.ftdoctor]\nscripts = ["broken.py"]\nstages = ["config"]\n'
-                                                  'ignore = ["FTD101"]\n')
+    (pytester.path / "pyproject.toml").write_text(
+        '[tool.ftdoctor]\nscripts = ["broken.py"]\nstages = ["config"]\nignore = ["FTD101"]\n'
+    )
     result = pytester.runpytest_subprocess("--ftdoctor", "-p", "no:cacheprovider", "-rA")
     result.assert_outcomes(passed=1)  # one item (the configured stage), passing: its only finding is ignored
     result.stdout.fnmatch_lines(["PASSED broken.py::config*"])
-    result = pytester.runpytest_subprocess("--ftdoctor", "-p", "no:cacheprovider", "--ftdoctor-stages", "decode",
-                                           "-o", "ftdoctor_ignore=FTD201")
+    result = pytester.runpytest_subprocess(
+        "--ftdoctor", "-p", "no:cacheprovider", "--ftdoctor-stages", "decode", "-o", "ftdoctor_ignore=FTD201"
+    )
     result.assert_outcomes(passed=1)
     result = pytester.runpytest_subprocess("--ftdoctor", "-p", "no:cacheprovider", "--ftdoctor-stages", "decode")
     result.assert_outcomes(failed=1)

@@ -4,27 +4,72 @@ fix that names the concrete change and points at the reference."""
 from __future__ import annotations
 
 import pytest
-
 from helpers import findings_at
 
 pytestmark = pytest.mark.slow
 
 # script, stages to run, stage of the finding, code, severity, tokens the fix must hold
 CASES = [
-    ("ner_labels_not_aligned.py", "decode", "FTD221", "error", ["word_ids()", "-100", "reference show token-classification"]),
+    (
+        "ner_labels_not_aligned.py",
+        "decode",
+        "FTD221",
+        "error",
+        ["word_ids()", "-100", "reference show token-classification"],
+    ),
     ("ner_labels_copied_to_subtokens.py", "decode", "FTD222", "warning", ["-100 if word_id == previous_word", "I-X"]),
-    ("qa_positions_off.py", "decode", "FTD223", "error", ["offset_mapping", "idx + 1", "reference show question-answering"]),
+    (
+        "qa_positions_off.py",
+        "decode",
+        "FTD223",
+        "error",
+        ["offset_mapping", "idx + 1", "reference show question-answering"],
+    ),
     ("qa_answers_truncated.py", "decode", "FTD225", "error", ["return_overflowing_tokens=True", "stride"]),
-    ("clm_labels_preshifted.py", "collate", "FTD321", "error", ["copy of `input_ids`", "mlm=False", "reference show causal-lm"]),
+    (
+        "clm_labels_preshifted.py",
+        "collate",
+        "FTD321",
+        "error",
+        ["copy of `input_ids`", "mlm=False", "reference show causal-lm"],
+    ),
     ("clm_pads_not_masked.py", "collate", "FTD322", "error", ["-100 where `attention_mask` is 0"]),
-    ("seq2seq_labels_padded_with_pad_id.py", "collate", "FTD323", "error", ["DataCollatorForSeq2Seq(tokenizer, model=model)", "reference show translation"]),
-    ("seq2seq_decoder_inputs_not_shifted.py", "forward", "FTD421", "error", ["prepare_decoder_input_ids_from_labels", "reference show translation"]),
-    ("seq2seq_metrics_without_minus100_removed.py", "metrics", "FTD621", "error", ["np.where(labels != -100, labels, tokenizer.pad_token_id)", "reference show summarization"]),
-    ("ner_metrics_count_ignored_positions.py", "metrics", "FTD622", "warning", ["labels != -100", "reference show token-classification"]),
+    (
+        "seq2seq_labels_padded_with_pad_id.py",
+        "collate",
+        "FTD323",
+        "error",
+        ["DataCollatorForSeq2Seq(tokenizer, model=model)", "reference show translation"],
+    ),
+    (
+        "seq2seq_decoder_inputs_not_shifted.py",
+        "forward",
+        "FTD421",
+        "error",
+        ["prepare_decoder_input_ids_from_labels", "reference show translation"],
+    ),
+    (
+        "seq2seq_metrics_without_minus100_removed.py",
+        "metrics",
+        "FTD621",
+        "error",
+        ["np.where(labels != -100, labels, tokenizer.pad_token_id)", "reference show summarization"],
+    ),
+    (
+        "ner_metrics_count_ignored_positions.py",
+        "metrics",
+        "FTD622",
+        "warning",
+        ["labels != -100", "reference show token-classification"],
+    ),
 ]
 # Only the stages a finding needs, so the file stays fast (metrics needs collate's eval batch and forward's copy).
-NEEDS = {"decode": ["decode"], "collate": ["decode", "collate"], "forward": ["decode", "collate", "forward"],
-         "metrics": ["decode", "collate", "metrics"]}
+NEEDS = {
+    "decode": ["decode"],
+    "collate": ["decode", "collate"],
+    "forward": ["decode", "collate", "forward"],
+    "metrics": ["decode", "collate", "metrics"],
+}
 TASK = {"ner": "token-classification", "qa": "question-answering", "clm": "causal-lm"}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers import PIPELINES, findings_at
 
 pytestmark = pytest.mark.slow
@@ -13,7 +12,12 @@ DATA_STAGES = ("setup", "config", "decode", "collate")
 # (script, stage, code, the essential text of the fix)
 BROKEN = [
     ("gpt2_reviews_cls_no_pad_token.py", "config", "FTD105", "pad_token"),
-    ("gpt2_reviews_clm_padding_collator.py", "collate", "FTD304", "DataCollatorForLanguageModeling(tokenizer, mlm=False)"),
+    (
+        "gpt2_reviews_clm_padding_collator.py",
+        "collate",
+        "FTD304",
+        "DataCollatorForLanguageModeling(tokenizer, mlm=False)",
+    ),
     ("bert_mrpc_added_tokens.py", "config", "FTD103", "resize_token_embeddings(len(tokenizer))"),
     ("distilbert_long_reviews_untruncated.py", "decode", "FTD206", "truncation=True"),
     ("bert_reviews_float_labels.py", "decode", "FTD204", "num_labels=1"),
@@ -35,8 +39,12 @@ def test_broken_pipeline_fails_at_its_stage_with_the_fix(check_pipeline, name, s
     assert f.location and f.location.rpartition(":")[0].endswith(name), f.location
     assert report.stage(stage).status == "fail" and not report.ok
     # One bug each: no other stage blames the pipeline for something else.
-    others = [(s.stage, f.code) for s in report.stages for f in s.findings
-              if f.severity == "error" and (s.stage, f.code) != (stage, code)]
+    others = [
+        (s.stage, f.code)
+        for s in report.stages
+        for f in s.findings
+        if f.severity == "error" and (s.stage, f.code) != (stage, code)
+    ]
     assert others == [], others
 
 
@@ -78,8 +86,9 @@ def test_course_broken_pipeline_reports_all_four_bugs_in_one_run(check_pipeline)
 def test_course_fixed_pipeline_is_ok(check_pipeline):
     report = check_pipeline("course_mnli_fixed.py")
     assert report.ok, [(f.code, f.detail) for f in report.findings]
-    loud = [(s.stage, f.code) for s in report.stages if s.stage in DATA_STAGES
-            for f in s.findings if f.severity != "info"]
+    loud = [
+        (s.stage, f.code) for s in report.stages if s.stage in DATA_STAGES for f in s.findings if f.severity != "info"
+    ]
     assert loud == []
 
 

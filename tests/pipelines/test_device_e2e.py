@@ -17,8 +17,9 @@ def test_stages_check_the_memory_of_the_device_they_run_on(check_pipeline, fake_
     assert report.budget["device"] == "cpu"
 
 
-def test_a_walk_on_the_gpu_names_the_cause_of_a_cuda_error_and_skips_what_needs_the_gpu(check_pipeline, fake_gpu,
-                                                                                      monkeypatch):
+def test_a_walk_on_the_gpu_names_the_cause_of_a_cuda_error_and_skips_what_needs_the_gpu(
+    check_pipeline, fake_gpu, monkeypatch
+):
     """The whole walk, with the model's forward on the (fake) GPU failing as a kernel assert does: the forward stage
     reports the CPU's error, matched to the finding that predicted it (tokens added to the tokenizer, beyond the
     embeddings), and the later model stages say why they did not run."""
@@ -49,8 +50,9 @@ def test_a_walk_on_the_gpu_names_the_cause_of_a_cuda_error_and_skips_what_needs_
 
     monkeypatch.setattr(twin, "stand_in", stand_in)
     monkeypatch.setattr(TrainerTarget, "run_loss", run_loss)
-    report = check_pipeline("bert_mrpc_added_tokens.py",
-                            stages=["config", "decode", "collate", "forward", "backward", "overfit"])
+    report = check_pipeline(
+        "bert_mrpc_added_tokens.py", stages=["config", "decode", "collate", "forward", "backward", "overfit"]
+    )
     assert any(f.code == "FTD103" for f in report.stage("config").findings)
     forward = report.stage("forward")
     assert forward.status == "skip" and "FTD103" in forward.reason, forward  # the CPU's IndexError, explained

@@ -9,7 +9,6 @@ import os
 import time
 
 import pytest
-
 from helpers import findings_at, pipeline_path, run_cli
 
 pytestmark = pytest.mark.slow
@@ -18,8 +17,17 @@ TIMEOUT = "8"  # seconds a collective may wait for the other rank in these tests
 
 
 def _check(name, tmp_path):
-    proc = run_cli("check", pipeline_path(name), "--nproc", "2", "--collective-timeout", TIMEOUT, "--json",
-                   cwd=tmp_path, timeout=300)
+    proc = run_cli(
+        "check",
+        pipeline_path(name),
+        "--nproc",
+        "2",
+        "--collective-timeout",
+        TIMEOUT,
+        "--json",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert not report.get("internal_errors"), report.get("internal_errors")
@@ -90,7 +98,7 @@ def test_without_nproc_there_is_no_distributed_stage(check_pipeline):
     assert "distributed" not in [s.stage for s in report.stages]
 
 
-CALLBACK_SCRIPT = '''
+CALLBACK_SCRIPT = """
 import os
 from datasets import load_from_disk
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
@@ -117,7 +125,7 @@ try:
     print("TRAINED rank", os.environ["RANK"], flush=True)
 except PreflightError as e:
     print("STOPPED rank", os.environ["RANK"], [f.code for f in e.report.findings], flush=True)
-'''
+"""
 
 
 @pytest.mark.subprocess
@@ -131,9 +139,25 @@ def test_callback_under_torchrun_checks_every_rank_and_stops_them_together(tmp_p
     script = tmp_path / "train.py"
     script.write_text(CALLBACK_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", **({"UNUSED": "1"} if unused else {})}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                           "127.0.0.1", "--master_port", str(free_port()), str(script)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            str(script),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout
     if unused:  # every rank stops before the first step, with rank 0's finding
         assert out.count("STOPPED rank") == 2 and "FTD956" in out and "TRAINED" not in out, out + proc.stderr[-2000:]

@@ -52,8 +52,10 @@ def _load_tokenizer(built, name):
 
 
 def test_import_is_light():
-    code = ("import sys, ftdoctor.fixtures; "
-            "print([m for m in ('torch', 'transformers', 'datasets', 'evaluate', 'tokenizers') if m in sys.modules])")
+    code = (
+        "import sys, ftdoctor.fixtures; "
+        "print([m for m in ('torch', 'transformers', 'datasets', 'evaluate', 'tokenizers') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -97,8 +99,12 @@ def test_a_fixture_is_built_in_a_fresh_interpreter(tmp_path, monkeypatch):
 def test_processes_building_at_once_agree(tmp_path):
     code = "from ftdoctor.fixtures import fixture_path; print(fixture_path('tokenizers/gpt2'))"
     env = {**os.environ, **OFFLINE, "FTDOCTOR_FIXTURES_DIR": str(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, text=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
     outputs = [proc.communicate(timeout=120) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0], [err for _, err in outputs]
     assert len({out for out, _ in outputs}) == 1
@@ -142,13 +148,33 @@ def test_bert_tokenizer_returns_token_type_ids_and_wordpieces(built):
     assert tokenizer.model_max_length == 128
     enc = tokenizer("The teacher was unbelievably disappointing.", "Hello world")
     tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
-    assert tokens == ["[CLS]", "the", "teacher", "was", "un", "##believ", "##ably", "disappoint", "##ing", ".",
-                      "[SEP]", "hello", "world", "[SEP]"]
+    assert tokens == [
+        "[CLS]",
+        "the",
+        "teacher",
+        "was",
+        "un",
+        "##believ",
+        "##ably",
+        "disappoint",
+        "##ing",
+        ".",
+        "[SEP]",
+        "hello",
+        "world",
+        "[SEP]",
+    ]
     assert enc["token_type_ids"] == [0] * 11 + [1] * 3
     assert tokenizer.decode(enc["input_ids"], skip_special_tokens=True) == (
-        "the teacher was unbelievably disappointing. hello world")
-    assert {tokenizer.pad_token, tokenizer.unk_token, tokenizer.cls_token, tokenizer.sep_token,
-            tokenizer.mask_token} == {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
+        "the teacher was unbelievably disappointing. hello world"
+    )
+    assert {
+        tokenizer.pad_token,
+        tokenizer.unk_token,
+        tokenizer.cls_token,
+        tokenizer.sep_token,
+        tokenizer.mask_token,
+    } == {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
 
 
 def test_distilbert_tokenizer_has_no_token_type_ids(built):
@@ -172,11 +198,14 @@ def test_gpt2_tokenizer_has_no_pad_token(built):
 def test_bart_tokenizer_encodes_targets(built):
     tokenizer = _load_tokenizer(built, "models/bart-tiny")
     assert (tokenizer.bos_token, tokenizer.pad_token, tokenizer.eos_token, tokenizer.unk_token) == (
-        "<s>", "<pad>", "</s>", "<unk>")
+        "<s>",
+        "<pad>",
+        "</s>",
+        "<unk>",
+    )
     assert [tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id] == [0, 1, 2]
     assert tokenizer.mask_token_id == len(tokenizer) - 1
-    enc = tokenizer(["The teacher painted the door.", "Hi"], text_target=["A door was painted.", "Hello"],
-                    padding=True)
+    enc = tokenizer(["The teacher painted the door.", "Hi"], text_target=["A door was painted.", "Hello"], padding=True)
     assert enc["labels"][0][0] == 0 and enc["labels"][0][-1] == 2
     assert tokenizer.decode(enc["labels"][0], skip_special_tokens=True) == "A door was painted."
     assert enc["input_ids"][1][-1] == tokenizer.pad_token_id
@@ -327,8 +356,11 @@ def test_rules_are_learnable_from_surface_words(built):
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    cases = [("datasets/mnli", "hypothesis", "validation_mismatched"), ("datasets/mrpc", "sentence2", "test"),
-             ("datasets/reviews", "text", "test")]
+    cases = [
+        ("datasets/mnli", "hypothesis", "validation_mismatched"),
+        ("datasets/mrpc", "sentence2", "test"),
+        ("datasets/reviews", "text", "test"),
+    ]
     for name, column, held_out in cases:
         dsd = datasets.load_from_disk(built[name])
         vectorizer = CountVectorizer(token_pattern=r"\w+")

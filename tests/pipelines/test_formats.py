@@ -13,17 +13,18 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT, pipeline_path, run_cli
 
 from ftdoctor.core.rules import page_url
 
 pytestmark = pytest.mark.slow
 
-TITLES = {"FTD101": "The classifier has fewer outputs than the data has classes",
-          "FTD201": "The trainer receives raw text, not token ids",
-          "FTD301": "The collator cannot pad rows of different lengths",
-          "FTD601": "compute_metrics passes logits where class ids are expected"}
+TITLES = {
+    "FTD101": "The classifier has fewer outputs than the data has classes",
+    "FTD201": "The trainer receives raw text, not token ids",
+    "FTD301": "The collator cannot pad rows of different lengths",
+    "FTD601": "compute_metrics passes logits where class ids are expected",
+}
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +99,17 @@ def test_junit_is_a_testsuite_with_a_testcase_per_stage(project):
     (suite,) = root.iter("testsuite")
     assert suite.get("name") == "broken.py"
     cases = {c.get("name"): c for c in suite.iter("testcase")}
-    assert list(cases) == ["setup", "config", "decode", "collate", "forward", "backward", "metrics", "overfit",
-                           "memory"]
+    assert list(cases) == [
+        "setup",
+        "config",
+        "decode",
+        "collate",
+        "forward",
+        "backward",
+        "metrics",
+        "overfit",
+        "memory",
+    ]
     failed = {name for name, c in cases.items() if c.find("failure") is not None}
     skipped = {name for name, c in cases.items() if c.find("skipped") is not None}
     assert failed == {"config", "decode", "collate"}  # metrics failed only with FTD601, which is ignored
@@ -159,8 +169,10 @@ def test_rules_lists_and_filters_with_pages():
 
 @pytest.mark.subprocess
 def test_rules_and_explain_import_nothing_heavy():
-    code = ("import sys; from ftdoctor.entry.cli import main; main(['rules', '--json']); main(['explain', 'FTD101']); "
-            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
+    code = (
+        "import sys; from ftdoctor.entry.cli import main; main(['rules', '--json']); main(['explain', 'FTD101']); "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
@@ -168,8 +180,7 @@ def test_rules_and_explain_import_nothing_heavy():
 @pytest.mark.subprocess
 @pytest.mark.parametrize("args", [["explain", "FTD101"], ["explain", "--all"], ["rules"], ["rules", "--json"]])
 def test_output_into_a_closed_pipe_ends_quietly(args):
-    proc = subprocess.Popen([sys.executable, "-m", "ftdoctor", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "ftdoctor", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # the reader is gone before anything is written: every write gets EPIPE
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and err == "", err

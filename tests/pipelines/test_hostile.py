@@ -8,7 +8,6 @@ import json
 import time
 
 import pytest
-
 from helpers import findings_at, pipeline_path, run_cli
 
 pytestmark = pytest.mark.slow
@@ -18,8 +17,15 @@ def _errors(report):
     return [(s.stage, f.code) for s in report.stages for f in s.findings if f.severity == "error"]
 
 
-@pytest.mark.parametrize("name", ["streaming_dataset_fixed.py", "loop_warmup_schedule_fixed.py",
-                                  "reviews_multilabel_fixed.py", "foreign_objects_fixed.py"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "streaming_dataset_fixed.py",
+        "loop_warmup_schedule_fixed.py",
+        "reviews_multilabel_fixed.py",
+        "foreign_objects_fixed.py",
+    ],
+)
 def test_correct_pipeline_of_an_unusual_kind_is_clean(check_pipeline, name):
     report = check_pipeline(name)
     loud = [(s.stage, f.code, f.detail) for s in report.stages for f in s.findings if f.severity != "info"]
@@ -87,6 +93,7 @@ def test_a_stage_alone_runs_what_it_depends_on(check_pipeline):
 
 def test_notebook_cells_run_and_findings_point_at_the_cell(tmp_path, monkeypatch):
     import style_matrix as sm
+
     from ftdoctor.process.parent import check_script
 
     monkeypatch.chdir(tmp_path)
@@ -97,5 +104,5 @@ def test_notebook_cells_run_and_findings_point_at_the_cell(tmp_path, monkeypatch
     assert f.location.startswith("finetune.ipynb#cell1:")
     from ftdoctor.core.source import source_lines
 
-    start, code = source_lines(f.location)
+    _start, code = source_lines(f.location)
     assert "from_pretrained" in code  # the shown line is the cell's, not the notebook's JSON

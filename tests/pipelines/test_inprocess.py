@@ -9,8 +9,14 @@ pytestmark = pytest.mark.slow
 
 def _trainer(tmp_path, dataset="mrpc", num_labels=2, callbacks=None, seed=0):
     from datasets import load_from_disk
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     from ftdoctor.fixtures import fixture_path
 
@@ -21,11 +27,26 @@ def _trainer(tmp_path, dataset="mrpc", num_labels=2, callbacks=None, seed=0):
     data = raw.map(lambda e: tok(e[a], e[b], truncation=True), batched=True)
     set_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(ckpt, num_labels=num_labels)
-    args = TrainingArguments(str(tmp_path / "out"), max_steps=5, per_device_train_batch_size=8, learning_rate=3e-3,
-                             seed=seed, report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
-                             dataloader_pin_memory=False)
-    return Trainer(model, args, train_dataset=data["train"], data_collator=DataCollatorWithPadding(tok),
-                   processing_class=tok, callbacks=callbacks)
+    args = TrainingArguments(
+        str(tmp_path / "out"),
+        max_steps=5,
+        per_device_train_batch_size=8,
+        learning_rate=3e-3,
+        seed=seed,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        use_cpu=True,
+        dataloader_pin_memory=False,
+    )
+    return Trainer(
+        model,
+        args,
+        train_dataset=data["train"],
+        data_collator=DataCollatorWithPadding(tok),
+        processing_class=tok,
+        callbacks=callbacks,
+    )
 
 
 def _weights(model):

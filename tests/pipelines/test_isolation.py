@@ -13,13 +13,12 @@ import textwrap
 import time
 
 import pytest
-
 from helpers import run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 # A correct Trainer pipeline on the offline fixtures; {after} is what the script does around trainer.train().
-TRAINER_SCRIPT = '''
+TRAINER_SCRIPT = """
 import os
 import sys
 from datasets import load_from_disk
@@ -38,7 +37,7 @@ args = TrainingArguments(os.path.join(OUT, "run"), max_steps=2, per_device_train
                          report_to=[], save_strategy="no", use_cpu=True)
 trainer = Trainer(model, args, train_dataset=data["train"], data_collator=DataCollatorWithPadding(tok))
 {after}
-'''
+"""
 
 FAST_STAGES = ("--stages", "setup,config,decode,collate,forward")
 
@@ -68,16 +67,20 @@ def _user_files(tmp_path):
     return out
 
 
-@pytest.mark.parametrize("after", [
-    # the finally: block saved the untrained model over the trained one when the script was unwound
-    "try:\n    trainer.train()\nfinally:\n    trainer.save_model(OUT)\n",
-    # a bare except around train() swallowed the stop and ran the rest of the script
-    "try:\n    trainer.train()\nexcept BaseException:\n    pass\ntrainer.save_model(OUT)\n"
-    "open(os.path.join(OUT, 'after.txt'), 'w').write('ran')\n",
-    # an atexit handler of the script
-    "import atexit\natexit.register(lambda: open(os.path.join(OUT, 'atexit.txt'), 'w').write('ran'))\n"
-    "trainer.train()\n",
-], ids=["finally", "except-BaseException", "atexit"])
+@pytest.mark.parametrize(
+    "after",
+    [
+        # the finally: block saved the untrained model over the trained one when the script was unwound
+        "try:\n    trainer.train()\nfinally:\n    trainer.save_model(OUT)\n",
+        # a bare except around train() swallowed the stop and ran the rest of the script
+        "try:\n    trainer.train()\nexcept BaseException:\n    pass\ntrainer.save_model(OUT)\n"
+        "open(os.path.join(OUT, 'after.txt'), 'w').write('ran')\n",
+        # an atexit handler of the script
+        "import atexit\natexit.register(lambda: open(os.path.join(OUT, 'atexit.txt'), 'w').write('ran'))\n"
+        "trainer.train()\n",
+    ],
+    ids=["finally", "except-BaseException", "atexit"],
+)
 def test_no_line_after_train_runs_and_user_files_stay_identical(tmp_path, after):
     out = _user_files(tmp_path)
     before = _digests(out)
@@ -92,7 +95,7 @@ def test_no_line_after_train_runs_and_user_files_stay_identical(tmp_path, after)
 
 def test_a_non_daemon_thread_does_not_keep_ftdoctor_alive(tmp_path):
     out = _user_files(tmp_path)
-    after = ("import threading, time\nthreading.Thread(target=time.sleep, args=(3600,)).start()\ntrainer.train()\n")
+    after = "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,)).start()\ntrainer.train()\n"
     script = _script(tmp_path, "train.py", TRAINER_SCRIPT.replace("{after}", after))
     start = time.monotonic()
     proc = run_cli("check", script, "--json", *FAST_STAGES, "--", str(out), cwd=tmp_path, timeout=300)
@@ -101,11 +104,15 @@ def test_a_non_daemon_thread_does_not_keep_ftdoctor_alive(tmp_path):
 
 
 def test_a_script_that_never_trains_with_a_hanging_thread_ends_with_a_message(tmp_path):
-    script = _script(tmp_path, "idle.py", """
+    script = _script(
+        tmp_path,
+        "idle.py",
+        """
         import threading, time
         threading.Thread(target=time.sleep, args=(3600,)).start()
         print("set up, not training")
-    """)
+    """,
+    )
     start = time.monotonic()
     proc = run_cli("check", script, "--json", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
@@ -114,11 +121,15 @@ def test_a_script_that_never_trains_with_a_hanging_thread_ends_with_a_message(tm
 
 
 def test_os_exit_in_the_script_is_exit_2_with_a_message_and_json(tmp_path):
-    script = _script(tmp_path, "leaves.py", """
+    script = _script(
+        tmp_path,
+        "leaves.py",
+        """
         import os
         print("loading data ...", flush=True)
         os._exit(3)
-    """)
+    """,
+    )
     proc = run_cli("check", script, "--json", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     report = json.loads(proc.stdout)
@@ -128,12 +139,16 @@ def test_os_exit_in_the_script_is_exit_2_with_a_message_and_json(tmp_path):
 
 def test_timeout_kills_the_script_and_its_children(tmp_path):
     pidfile = tmp_path / "pids"
-    script = _script(tmp_path, "slow.py", f"""
+    script = _script(
+        tmp_path,
+        "slow.py",
+        f"""
         import os, subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
         open({str(pidfile)!r}, "w").write(f"{{os.getpid()}} {{child.pid}}")
         time.sleep(3600)
-    """)
+    """,
+    )
     start = time.monotonic()
     proc = run_cli("check", script, "--json", "--timeout", "3", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
@@ -167,15 +182,24 @@ def _alive(pid: int) -> bool:
 
 def test_ctrl_c_stops_the_script_with_exit_130_and_a_clean_message(tmp_path):
     pidfile = tmp_path / "pids"
-    script = _script(tmp_path, "slow.py", f"""
+    script = _script(
+        tmp_path,
+        "slow.py",
+        f"""
         import os, time
         open({str(pidfile)!r}, "w").write(str(os.getpid()))
         time.sleep(3600)
-    """)
+    """,
+    )
     # Ctrl-C as at a terminal: a suite started in the background of a shell inherits SIGINT ignored.
-    proc = subprocess.Popen([sys.executable, "-m", "ftdoctor", "check", script, "--json"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ftdoctor", "check", script, "--json"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while not pidfile.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -189,10 +213,14 @@ def test_ctrl_c_stops_the_script_with_exit_130_and_a_clean_message(tmp_path):
 
 
 def test_a_script_raising_keyboard_interrupt_is_named_as_such(tmp_path):
-    script = _script(tmp_path, "interrupts.py", """
+    script = _script(
+        tmp_path,
+        "interrupts.py",
+        """
         print("about to stop")
         raise KeyboardInterrupt
-    """)
+    """,
+    )
     proc = run_cli("check", script, "--json", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     error = json.loads(proc.stdout)["error"]
@@ -202,12 +230,22 @@ def test_a_script_raising_keyboard_interrupt_is_named_as_such(tmp_path):
 
 def test_a_prompt_of_the_script_is_shown_and_answered(tmp_path):
     answer = tmp_path / "answer.txt"
-    script = _script(tmp_path, "asks.py", f"""
+    script = _script(
+        tmp_path,
+        "asks.py",
+        f"""
         name = input("Which dataset? ")
         open({str(answer)!r}, "w").write(name)
-    """)
-    proc = subprocess.run([sys.executable, "-m", "ftdoctor", "check", script], cwd=tmp_path, input="mrpc\n",
-                          capture_output=True, text=True, timeout=120)
+    """,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftdoctor", "check", script],
+        cwd=tmp_path,
+        input="mrpc\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "Which dataset? " in proc.stderr
     assert answer.read_text() == "mrpc"
     assert proc.returncode == 2  # it never trains: said so, after the prompt was answered
@@ -221,19 +259,22 @@ def test_pytest_plugin_survives_os_exit_and_isolates_scripts(pytester):
         folder.mkdir()
         (folder / "common.py").write_text(f"WHO = {name!r}\n")
         (folder / "data.txt").write_text(name)
-        (folder / "train.py").write_text(textwrap.dedent(f"""
+        (folder / "train.py").write_text(
+            textwrap.dedent(f"""
             import os
             os.chdir(os.path.dirname(os.path.abspath(__file__)))
             import common
             assert common.WHO == {name!r}, common.WHO
             assert open("data.txt").read() == {name!r}
             raise SystemExit("stop: {name} set up")
-        """))
+        """)
+        )
     (pytester.path / "leaves.py").write_text("import os\nos._exit(7)\n")
     pytester.makeini("[pytest]\nftdoctor_scripts =\n    a/train.py\n    b/train.py\n    leaves.py\n")
     xml = pytester.path / "junit.xml"
-    result = pytester.runpytest_subprocess("--ftdoctor", "-p", "no:cacheprovider", "-k", "setup",
-                                           f"--junitxml={xml}", timeout=300)
+    result = pytester.runpytest_subprocess(
+        "--ftdoctor", "-p", "no:cacheprovider", "-k", "setup", f"--junitxml={xml}", timeout=300
+    )
     out = result.stdout.str()
     # the two scripts ran to their own SystemExit (so both found their own module and file); the third's
     # os._exit is a clear failure of its setup item, and the session still summarises and writes junit
@@ -252,8 +293,13 @@ def test_a_folder_named_ftdoctor_in_the_working_directory_does_not_shadow_the_ch
     (proj / "ftdoctor" / "__init__.py").write_text("raise ImportError('the decoy ftdoctor was imported')\n")
     script = _script(tmp_path, "train.py", TRAINER_SCRIPT.format(after="trainer.train()\n"))
     parent = "import sys; sys.path.pop(0); from ftdoctor.entry.cli import main; sys.exit(main())"
-    proc = subprocess.run([sys.executable, "-c", parent, "check", script, "--json", *FAST_STAGES, "--",
-                           str(tmp_path)], cwd=proj, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", parent, "check", script, "--json", *FAST_STAGES, "--", str(tmp_path)],
+        cwd=proj,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["ok"] and not report.get("internal_errors"), report

@@ -51,8 +51,9 @@ def second_build(tmp_path_factory):
     root = tmp_path_factory.mktemp("llm-fixtures-again")
     code = f"from ftdoctor.fixtures import fixture_path\nfor name in {LLM_FIXTURES!r}:\n    fixture_path(name)\n"
     env = {**os.environ, "FTDOCTOR_FIXTURES_DIR": str(root / "cache"), "HF_HOME": str(root / "hf")}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     yield proc, root / "cache" / f"v{fixtures.FIXTURES_VERSION}"
     if proc.poll() is None:
         proc.kill()
@@ -144,11 +145,20 @@ def test_saved_tokenizer_is_what_loads(built, name):
 def test_llama_tokenizer_special_tokens(built):
     tokenizer = _tokenizer(built, "models/llama-chat-tiny")
     assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == (
-        "<|begin_of_text|>", "<|eot_id|>", "<|eot_id|>")
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+        "<|eot_id|>",
+    )
     assert tokenizer.pad_token_id == tokenizer.eos_token_id  # pad == eos, as in many Llama fine-tunes
     # Llama 3's special tokens follow the BPE vocabulary, each one token.
-    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                "<|finetune_right_pad_id|>", "<|eot_id|>"]
+    specials = [
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|finetune_right_pad_id|>",
+        "<|eot_id|>",
+    ]
     assert tokenizer.convert_tokens_to_ids(specials) == list(range(len(tokenizer) - 6, len(tokenizer)))
     assert all(len(tokenizer.tokenize(token)) == 1 for token in specials)
     # The post-processor adds BOS, and only BOS.
@@ -168,43 +178,55 @@ def test_qwen2_tokenizer_special_tokens(built):
     ids = tokenizer("The cow says moo.")["input_ids"]
     assert tokenizer.convert_ids_to_tokens(ids) == ["The", "Ġcow", "Ġsays", "Ġmoo", "."]
     assert tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]) == list(
-        range(len(tokenizer) - 3, len(tokenizer)))
+        range(len(tokenizer) - 3, len(tokenizer))
+    )
 
 
 def test_llama3_template_renders_with_and_without_generation_prompt(built):
     tokenizer = _tokenizer(built, "models/llama-chat-tiny")
-    head = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful farm assistant."
-            "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWhat sound does a cow make?<|eot_id|>")
+    head = (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a helpful farm assistant."
+        "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWhat sound does a cow make?<|eot_id|>"
+    )
     assert tokenizer.apply_chat_template(CHAT, tokenize=False) == (
-        head + "<|start_header_id|>assistant<|end_header_id|>\n\nThe cow says moo.<|eot_id|>")
+        head + "<|start_header_id|>assistant<|end_header_id|>\n\nThe cow says moo.<|eot_id|>"
+    )
     assert tokenizer.apply_chat_template(CHAT[:2], tokenize=False) == head
     assert tokenizer.apply_chat_template(CHAT[:2], tokenize=False, add_generation_prompt=True) == (
-        head + "<|start_header_id|>assistant<|end_header_id|>\n\n")
+        head + "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
 
 
 def test_chatml_template_renders_with_and_without_generation_prompt(built):
     tokenizer = _tokenizer(built, "models/qwen2-chat-tiny")
-    head = ("<|im_start|>system\nYou are a helpful farm assistant.<|im_end|>\n"
-            "<|im_start|>user\nWhat sound does a cow make?<|im_end|>\n")
+    head = (
+        "<|im_start|>system\nYou are a helpful farm assistant.<|im_end|>\n"
+        "<|im_start|>user\nWhat sound does a cow make?<|im_end|>\n"
+    )
     assert tokenizer.apply_chat_template(CHAT, tokenize=False) == (
-        head + "<|im_start|>assistant\nThe cow says moo.<|im_end|>\n")
+        head + "<|im_start|>assistant\nThe cow says moo.<|im_end|>\n"
+    )
     assert tokenizer.apply_chat_template(CHAT[:2], tokenize=False, add_generation_prompt=True) == (
-        head + "<|im_start|>assistant\n")
+        head + "<|im_start|>assistant\n"
+    )
     # Without a system turn, ChatML adds the default one, as Qwen2.5's template does.
     assert tokenizer.apply_chat_template(CHAT[1:2], tokenize=False).startswith(
-        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+    )
 
 
-@pytest.mark.parametrize("model, stop", [("models/llama-chat-tiny", "<|eot_id|>"),
-                                         ("models/qwen2-chat-tiny", "<|im_end|>")])
+@pytest.mark.parametrize(
+    "model, stop", [("models/llama-chat-tiny", "<|eot_id|>"), ("models/qwen2-chat-tiny", "<|im_end|>")]
+)
 def test_assistant_tokens_mask_marks_only_the_assistant(built, model, stop):
     import datasets
 
     tokenizer = _tokenizer(built, model)
     chat = datasets.load_from_disk(built["datasets/chat"])
     for row in list(chat["train"]) + list(chat["test"]):
-        out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
-                                            return_assistant_tokens_mask=True)
+        out = tokenizer.apply_chat_template(
+            row["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
         ids, mask = out["input_ids"], out["assistant_masks"]
         assert len(mask) == len(ids)
         # The marked spans, in order, are exactly the assistant turns, each with its end-of-turn token.
@@ -275,8 +297,13 @@ def test_model_shapes_and_embeddings(built):
     llama, qwen = _model(built, "models/llama-chat-tiny"), _model(built, "models/qwen2-chat-tiny")
     for model in (llama, qwen):
         config = model.config
-        assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
-                config.num_key_value_heads, config.intermediate_size) == (64, 2, 4, 2, 128)
+        assert (
+            config.hidden_size,
+            config.num_hidden_layers,
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            config.intermediate_size,
+        ) == (64, 2, 4, 2, 128)
         assert config.pad_token_id is None
         names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
         assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= names
@@ -314,8 +341,10 @@ def test_pretraining_makes_logits_sharp(built, kind):
 
 def test_no_template_model_has_the_chat_models_weights(built):
     for file in ("config.json", "model.safetensors"):
-        with open(os.path.join(built["models/llama-tiny-no-template"], file), "rb") as a, \
-                open(os.path.join(built["models/llama-chat-tiny"], file), "rb") as b:
+        with (
+            open(os.path.join(built["models/llama-tiny-no-template"], file), "rb") as a,
+            open(os.path.join(built["models/llama-chat-tiny"], file), "rb") as b,
+        ):
             assert a.read() == b.read()
 
 
@@ -344,8 +373,9 @@ def test_lora_adapter_loads_with_peft(built):
     with torch.no_grad():
         adapted_loss = frozen(**inputs).loss.item()
     assert adapted_loss < base_loss - 1.0, (base_loss, adapted_loss)  # partly trained on the task
-    trainable = PeftModel.from_pretrained(_model(built, "models/llama-chat-tiny"),
-                                          built["adapters/llama-chat-tiny-lora"], is_trainable=True)
+    trainable = PeftModel.from_pretrained(
+        _model(built, "models/llama-chat-tiny"), built["adapters/llama-chat-tiny-lora"], is_trainable=True
+    )
     # r 8 on q_proj (64 -> 64) and v_proj (64 -> 32, two KV heads) in each of the two layers.
     assert sum(p.numel() for p in trainable.parameters() if p.requires_grad) == 2 * 8 * ((64 + 64) + (64 + 32))
 
@@ -431,8 +461,9 @@ def plain_runs(built, tmp_path_factory):
 
     def run(name):
         cwd = tmp_path_factory.mktemp(name.removesuffix(".py"))
-        proc = subprocess.run([sys.executable, str(PIPELINES / name)], cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, str(PIPELINES / name)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        )
         return proc.returncode, proc.stdout + proc.stderr
 
     names = CORRECT + sorted(FAILS_PLAINLY)

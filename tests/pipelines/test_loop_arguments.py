@@ -6,7 +6,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-LOOP = '''
+LOOP = """
 import torch
 from datasets import load_from_disk
 from torch.utils.data import DataLoader
@@ -30,9 +30,11 @@ for step, batch in enumerate(loader):
     opt.zero_grad()
     if step == 3:
         break
-'''
-BODY_LABELS = ('labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)\n'
-               '    out = model(**batch, labels=labels)')
+"""
+BODY_LABELS = (
+    'labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)\n'
+    "    out = model(**batch, labels=labels)"
+)
 
 
 def _check(tmp_path, monkeypatch, call):
@@ -41,8 +43,9 @@ def _check(tmp_path, monkeypatch, call):
     path = tmp_path / "loop.py"
     path.write_text(LOOP.replace("CALL", call))
     monkeypatch.chdir(tmp_path)
-    result = check_script(str(path), [], timeout=300, in_process=True,
-                          stages=["decode", "collate", "forward", "backward"])
+    result = check_script(
+        str(path), [], timeout=300, in_process=True, stages=["decode", "collate", "forward", "backward"]
+    )
     assert result.report is not None, result.message
     return result.report
 

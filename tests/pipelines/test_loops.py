@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers import findings_at, pipeline_path
 
 pytestmark = pytest.mark.slow
@@ -40,8 +39,12 @@ def test_loop_bug_is_reported_at_its_stage(check_pipeline, script, stage, code, 
     assert found[0].severity == severity
     assert token in found[0].fix, found[0].fix
     # one bug, one error: no other stage reports an error for it
-    others = [(s.stage, f.code) for s in report.stages for f in s.findings
-              if f.severity == "error" and (s.stage, f.code) != (stage, code)]
+    others = [
+        (s.stage, f.code)
+        for s in report.stages
+        for f in s.findings
+        if f.severity == "error" and (s.stage, f.code) != (stage, code)
+    ]
     assert not others, others
 
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import findings_at
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,9 @@ def test_stages_short_of_memory_say_so_and_the_rest_stands(check_pipeline, monke
     report_before = check_pipeline("course_mnli_broken.py", stages=["config", "decode", "collate"])
     # Nothing left: every stage that copies the model stops at once.
     monkeypatch.setattr(devices, "free_memory", lambda device=None: 1024)
-    report = check_pipeline("course_mnli_broken.py", stages=["config", "decode", "collate", "forward", "backward",
-                                                            "overfit", "memory"])
+    report = check_pipeline(
+        "course_mnli_broken.py", stages=["config", "decode", "collate", "forward", "backward", "overfit", "memory"]
+    )
     assert report.stage("forward").status == "skip" and report.stage("overfit").status == "skip"
     fixed = check_pipeline("course_mnli_fixed.py", stages=["decode", "collate", "forward", "overfit", "memory"])
     (short,) = findings_at(fixed, "forward", "FTD806")
@@ -25,7 +26,9 @@ def test_stages_short_of_memory_say_so_and_the_rest_stands(check_pipeline, monke
     assert fixed.stage("forward").status == "warn" and fixed.stage("overfit").status == "skip"
     assert fixed.stage("memory").status == "skip" and fixed.ok  # it needs the forward pass
     # The data stages' findings are the same as with memory to spare.
-    codes = lambda r: sorted((s.stage, f.code) for s in r.stages for f in s.findings if s.stage in ("config", "decode", "collate"))
+    codes = lambda r: sorted(  # noqa: E731
+        (s.stage, f.code) for s in r.stages for f in s.findings if s.stage in ("config", "decode", "collate")
+    )
     assert codes(report) == codes(report_before)
 
 
@@ -68,7 +71,7 @@ def test_a_model_too_large_to_copy_is_walked_in_place_with_the_same_verdicts(che
     target = in_place.context["target"]
     assert target.copies() == 0 and target._snapshot is None  # worked in place; the snapshot is gone
     assert in_place.budget["in_place"] and not on_copies.budget["in_place"]  # and the report says so
-    codes = lambda r: sorted((s.stage, f.code) for s in r.stages for f in s.findings)
+    codes = lambda r: sorted((s.stage, f.code) for s in r.stages for f in s.findings)  # noqa: E731
     assert codes(in_place) == codes(on_copies)
     assert ("overfit", "FTD702") in codes(in_place)
     model = in_place.context["model"]
@@ -90,5 +93,5 @@ def test_in_place_stages_see_the_model_as_the_script_left_it(check_pipeline):
         assert all(a[k] == b[k] for k in keys), (stage, a, b)
     first = lambda r: [run["first_loss"] for run in r.stage("overfit").evidence["runs"]]  # noqa: E731
     assert first(in_place) == first(on_copies)
-    codes = lambda r: sorted((s.stage, f.code) for s in r.stages for f in s.findings)  # noqa: E731
+    codes = lambda r: sorted((s.stage, f.code) for s in r.stages for f in s.findings)  # noqa: E731  # noqa: E731
     assert codes(in_place) == codes(on_copies)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers import findings_at, pipeline_path
 
 pytestmark = pytest.mark.slow
@@ -81,7 +80,6 @@ def test_a_device_too_small_gets_a_configuration_that_keeps_the_effective_batch(
 def test_activations_match_a_direct_measurement_at_the_worst_case_batch(trainer):
     """The fit uses batches of 1 and 2 and at most 48 tokens; the configured batch of the longest rows is new."""
     from ftdoctor.runtime.memory_model import saved_activation_bytes, worst_case_rows
-
     from ftdoctor.targets import work_copy as copy_model
 
     ev = _memory(trainer).evidence
@@ -89,21 +87,32 @@ def test_activations_match_a_direct_measurement_at_the_worst_case_batch(trainer)
     assert [b for _, b, _ in ev["activation_fit"]["measured"]] == [1, 1, 1, 2]
     train = trainer._remove_unused_columns(trainer.train_dataset, "training")
     rows = worst_case_rows(train, [train[0]], bs)
-    direct, _ = saved_activation_bytes(copy_model(trainer.model), dict(trainer.data_collator(rows)),
-                                       lambda m, b: trainer.compute_loss(m, b, return_outputs=True))
+    direct, _ = saved_activation_bytes(
+        copy_model(trainer.model),
+        dict(trainer.data_collator(rows)),
+        lambda m, b: trainer.compute_loss(m, b, return_outputs=True),
+    )
     assert abs(ev["activations_bytes"] - direct) <= 0.15 * direct
 
 
 @pytest.mark.subprocess
 def test_trial_steps_run_in_a_child_process(trainer):
     """The real child entry point, on the CPU: two steps per batch size, one JSON line per trial."""
-    from ftdoctor.targets import work_copy as copy_model
     from ftdoctor.runtime import trials
+    from ftdoctor.targets import work_copy as copy_model
 
     train = trainer._remove_unused_columns(trainer.train_dataset, "training")
     batch = dict(trainer.data_collator([train[i] for i in range(4)]))
-    result = trials.run_trials({"model": copy_model(trainer.model), "batches": [(4, batch)], "device": "cpu",
-                             "optimizer_class": "torch.optim.AdamW", "optimizer_kwargs": {"lr": 1e-3}}, timeout=300)
+    result = trials.run_trials(
+        {
+            "model": copy_model(trainer.model),
+            "batches": [(4, batch)],
+            "device": "cpu",
+            "optimizer_class": "torch.optim.AdamW",
+            "optimizer_kwargs": {"lr": 1e-3},
+        },
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert [(t.batch_size, t.ok) for t in result.trials] == [(4, True)]
 
@@ -142,21 +151,26 @@ def _with_second_longest_row(trainer, column, value):
 
 
 @pytest.mark.subprocess
-@pytest.mark.parametrize("column, value, cause", [
-    ("label", lambda v: 7, ("FTD203", "FTD101")),
-    ("input_ids", lambda ids: ids[:-2] + [10_000_000] + ids[-1:], ("FTD207", "FTD103")),
-])
+@pytest.mark.parametrize(
+    "column, value, cause",
+    [
+        ("label", lambda v: 7, ("FTD203", "FTD101")),
+        ("input_ids", lambda ids: ids[:-2] + [10_000_000] + ids[-1:], ("FTD207", "FTD103")),
+    ],
+)
 def test_a_cuda_error_in_the_trial_is_replayed_on_the_cpu(trainer, fake_device, column, value, cause):
     ev = _memory(trainer).evidence
-    device = int((ev["params_bytes"] + ev["optimizer_bytes"] + ev["grads_bytes"]
-                  + 20 * ev["activation_bytes_per_row"]) / 0.9)  # room for a trial batch of about 20 rows
+    device = int(
+        (ev["params_bytes"] + ev["optimizer_bytes"] + ev["grads_bytes"] + 20 * ev["activation_bytes_per_row"]) / 0.9
+    )  # room for a trial batch of about 20 rows
     saved = trainer.train_dataset
     trainer.train_dataset = _with_second_longest_row(trainer, column, value)
     try:
         import ftdoctor
 
-        report = ftdoctor.check(trainer, stages=["decode", "collate", "forward", "backward", "memory"],
-                                gpu_memory=device, gpu_probe=True)
+        report = ftdoctor.check(
+            trainer, stages=["decode", "collate", "forward", "backward", "memory"], gpu_memory=device, gpu_probe=True
+        )
     finally:
         trainer.train_dataset = saved
     (replayed,) = findings_at(report, "memory", "FTD803")
@@ -175,8 +189,9 @@ def test_a_cuda_error_in_the_trial_on_the_model_in_place_is_replayed_on_a_stand_
     from ftdoctor.runtime import devices, trials
 
     ev = _memory(trainer).evidence
-    device = int((ev["params_bytes"] + ev["optimizer_bytes"] + ev["grads_bytes"]
-                  + 20 * ev["activation_bytes_per_row"]) / 0.9)
+    device = int(
+        (ev["params_bytes"] + ev["optimizer_bytes"] + ev["grads_bytes"] + 20 * ev["activation_bytes_per_row"]) / 0.9
+    )
     n_classes = trainer.model.config.num_labels
 
     def kernel(module, args, kwargs):  # what a CUDA loss kernel does with a label outside the classes
@@ -192,8 +207,13 @@ def test_a_cuda_error_in_the_trial_on_the_model_in_place_is_replayed_on_a_stand_
     saved = trainer.train_dataset
     trainer.train_dataset = _with_second_longest_row(trainer, "label", lambda v: 7)
     try:
-        report = ftdoctor.check(trainer, stages=["decode", "collate", "forward", "backward", "memory"],
-                                gpu_memory=device, gpu_probe=True, disposable=True)
+        report = ftdoctor.check(
+            trainer,
+            stages=["decode", "collate", "forward", "backward", "memory"],
+            gpu_memory=device,
+            gpu_probe=True,
+            disposable=True,
+        )
     finally:
         trainer.train_dataset = saved
         hook.remove()
@@ -210,13 +230,17 @@ def test_causal_lm_evaluation_keeps_every_logit_on_the_device(check_pipeline):
     report = check_pipeline("gpt2_causal_lm_fixed.py", stages=["decode", "collate", "forward", "backward", "memory"])
     (est,) = findings_at(report, "memory")
     ev = est.evidence
-    assert ev["eval_accumulated_bytes"] > 0 and ev["peak_eval_bytes"] > ev["params_bytes"] + ev["eval_accumulated_bytes"]
+    assert (
+        ev["eval_accumulated_bytes"] > 0 and ev["peak_eval_bytes"] > ev["params_bytes"] + ev["eval_accumulated_bytes"]
+    )
     import ftdoctor
 
     trainer = report.context["trainer"]
     small = int((ev["params_bytes"] + ev["optimizer_bytes"] + ev["grads_bytes"] + ev["eval_accumulated_bytes"]) / 0.9)
-    tight = findings_at(ftdoctor.check(trainer, stages=["decode", "collate", "forward", "backward", "memory"],
-                                       gpu_memory=small), "memory")[0]
+    tight = findings_at(
+        ftdoctor.check(trainer, stages=["decode", "collate", "forward", "backward", "memory"], gpu_memory=small),
+        "memory",
+    )[0]
     assert tight.code == "FTD802"
     assert "eval_accumulation_steps=" in tight.fix and "preprocess_logits_for_metrics" in tight.fix
 
@@ -229,8 +253,9 @@ def test_an_adapter_run_that_does_not_fit_is_offered_a_4bit_base_not_lora(check_
     ev = est.evidence
     assert ev["grads_bytes"] < ev["params_bytes"] / 10  # only the adapters train
     small = int(ev["params_bytes"] * 0.8)  # not even the weights fit
-    (tight,) = findings_at(check_pipeline("peft_trainer_chat_fixed.py", stages=stages,
-                                          options={"gpu_memory": small}), "memory")
+    (tight,) = findings_at(
+        check_pipeline("peft_trainer_chat_fixed.py", stages=stages, options={"gpu_memory": small}), "memory"
+    )
     assert tight.code == "FTD802"
     assert "load_in_4bit=True" in tight.fix and "prepare_model_for_kbit_training" in tight.fix
     assert "LoRA with peft" not in tight.fix

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from helpers import findings_at
 
 pytestmark = pytest.mark.slow
@@ -21,14 +20,18 @@ CASES = [
     ("bert_mrpc_optimizer_before_model_reload.py", STEP, "backward", "FTD504", "model.parameters()"),
     ("distilbert_mnli_macro_loss_nan.py", DATA + ["forward"], "forward", "FTD403", "clamp(min=1)"),
     ("reviews_learning_rate_zero.py", STEP, "backward", "FTD503", "learning_rate="),
-    ("bert_mrpc_best_metric_not_returned.py", DATA + ["metrics"], "metrics", "FTD603",
-     'metric_for_best_model="f1"'),
+    ("bert_mrpc_best_metric_not_returned.py", DATA + ["metrics"], "metrics", "FTD603", 'metric_for_best_model="f1"'),
     ("reviews_metrics_returns_float.py", DATA + ["metrics"], "metrics", "FTD606", "return {"),
     ("bert_mnli_hidden_states_tuple_predictions.py", DATA + ["metrics"], "metrics", "FTD604", "predictions[0]"),
     ("reviews_raw_text_metrics_no_argmax.py", None, "metrics", "FTD601", "np.argmax"),
     ("course_mnli_broken.py", None, "metrics", "FTD601", "np.argmax"),
-    ("bert_word_labels_sequence_classifier.py", DATA + ["forward"], "forward", "FTD402",
-     "AutoModelForTokenClassification"),
+    (
+        "bert_word_labels_sequence_classifier.py",
+        DATA + ["forward"],
+        "forward",
+        "FTD402",
+        "AutoModelForTokenClassification",
+    ),
     ("bert_mrpc_learning_rate_too_high.py", STEP + ["overfit"], "overfit", "FTD702", "learning_rate="),
     ("distilbert_reviews_learning_rate_too_low.py", STEP + ["overfit"], "overfit", "FTD703", "learning_rate="),
     ("bert_reviews_max_length_2.py", STEP + ["overfit"], "overfit", "FTD701", "inputs differ"),

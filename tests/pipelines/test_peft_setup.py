@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from helpers import findings_at, pipeline_path
 
 pytestmark = pytest.mark.slow
@@ -53,11 +52,11 @@ def test_conversations_with_a_tokenizer_without_chat_template(check_pipeline):
 
 ASSISTANT_ONLY = pipeline_path("trl_sft_assistant_only_fixed.py")
 # A hand-written Llama-3-style template: renders the conversation, but marks nothing as the assistant's.
-UNMARKED_TEMPLATE = '''tokenizer.chat_template = (
+UNMARKED_TEMPLATE = """tokenizer.chat_template = (
     "{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\\n\\n"
     "{{ message['content'] }}<|eot_id|>{% endfor %}"
 )
-'''
+"""
 
 
 def _assistant_only_script(tmp_path, template: str):
@@ -149,8 +148,9 @@ def test_a_missing_module_inside_trl_is_not_trl_missing(tmp_path, monkeypatch):
 def test_adapter_loaded_for_inference(check_pipeline):
     report = check_pipeline("peft_resume_adapter_not_trainable.py", stages=["backward"])
     [f] = findings_at(report, "backward", "FTD507")
-    assert "is_trainable=True" in f.fix and "PeftModel.from_pretrained(base_model, adapter_id, is_trainable=True)" \
-        in f.fix
+    assert (
+        "is_trainable=True" in f.fix and "PeftModel.from_pretrained(base_model, adapter_id, is_trainable=True)" in f.fix
+    )
     assert "inference" in f.fix
     assert "lm_head" not in f.fix and "requires_grad = True" not in f.fix  # never unfreeze the base of an adapter
     path = pipeline_path("peft_resume_adapter_not_trainable.py")

@@ -7,12 +7,11 @@ import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from helpers import pipeline_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
-USER_CHECK = '''
+USER_CHECK = """
 from ftdoctor import stage_check
 
 
@@ -22,9 +21,9 @@ def rows_long_enough(train_features):
     short = [f for f in train_features if len(f["input_ids"]) < 20]
     if short:
         return f"{len(short)} of {len(train_features)} sampled rows have fewer than 20 tokens"
-'''
+"""
 
-USER_TEST = '''
+USER_TEST = """
 def test_batch_has_labels(ftdoctor_batch):
     assert "labels" in ftdoctor_batch
 
@@ -33,7 +32,7 @@ def test_pipeline_has_a_tokenizer(ftdoctor_pipeline):
 
 def test_plain():
     assert True
-'''
+"""
 
 
 @pytest.fixture
@@ -67,8 +66,9 @@ def test_stage_items_fail_with_the_fix_and_correct_pipeline_passes(project):
     # the team's own check runs and its finding shows in pytest's output
     assert "TEAM001" in out
     # team tests with the fixtures run once per script (broken.py has no batch to give them)
-    result.stdout.fnmatch_lines(["PASSED test_team.py::test_batch_has_labels[[]fixed.py[]]",
-                                 "SKIPPED *test_team.py*the walk has no `batch`*"])
+    result.stdout.fnmatch_lines(
+        ["PASSED test_team.py::test_batch_has_labels[[]fixed.py[]]", "SKIPPED *test_team.py*the walk has no `batch`*"]
+    )
     result.stdout.fnmatch_lines(["SKIPPED [[]*[]] broken.py:*no batch*"])
 
 

@@ -8,7 +8,6 @@ model worked on in place, restored from its snapshot between uses), as the stage
 from __future__ import annotations
 
 import pytest
-
 from helpers import findings_at
 from test_contracts import CASES as CONTRACTS
 from test_contracts import NEEDS
@@ -18,9 +17,11 @@ from test_model_stages import CASES as MODEL_BUGS
 
 pytestmark = pytest.mark.slow
 
-CASES = ([(name, list(DATA_STAGES), stage, code) for name, stage, code, _ in DATA_BUGS]
-         + [(name, stages, stage, code) for name, stages, stage, code, _ in MODEL_BUGS]
-         + [(name, NEEDS[stage], stage, code) for name, stage, code, _, _ in CONTRACTS])
+CASES = (
+    [(name, list(DATA_STAGES), stage, code) for name, stage, code, _ in DATA_BUGS]
+    + [(name, stages, stage, code) for name, stages, stage, code, _ in MODEL_BUGS]
+    + [(name, NEEDS[stage], stage, code) for name, stage, code, _, _ in CONTRACTS]
+)
 try:  # the LLM bug classes, when trl and peft are installed
     import peft  # noqa: F401
     import trl  # noqa: F401
@@ -32,11 +33,16 @@ except ImportError:
 
 
 def smallest_budget():
-    from ftdoctor.engine.budget import Budget, MIN_TOKENS
+    from ftdoctor.engine.budget import MIN_TOKENS, Budget
 
     # The overfit stage without its time limit: what is tested here is the batch's size, not the machine's speed.
-    return Budget("fast", rows=2, max_tokens=MIN_TOKENS, overfit_seconds=None,
-                  notes=["forced by the test: 2 rows per batch", f"rows cut to their last {MIN_TOKENS} tokens"])
+    return Budget(
+        "fast",
+        rows=2,
+        max_tokens=MIN_TOKENS,
+        overfit_seconds=None,
+        notes=["forced by the test: 2 rows per batch", f"rows cut to their last {MIN_TOKENS} tokens"],
+    )
 
 
 @pytest.mark.parametrize("name,stages,stage,code", CASES, ids=[c[0].removesuffix(".py") for c in CASES])
@@ -52,8 +58,7 @@ def test_the_report_says_what_ran_at_reduced_size(check_pipeline):
     from ftdoctor.core.report import Report
     from ftdoctor.output.terminal import render_text
 
-    report = check_pipeline("course_mnli_fixed.py", stages=["decode", "collate"],
-                            options={"budget": smallest_budget()})
+    report = check_pipeline("course_mnli_fixed.py", stages=["decode", "collate"], options={"budget": smallest_budget()})
     doc = json.loads(report.to_json())
     assert doc["budget"]["mode"] == "fast" and doc["budget"]["rows"] == 2
     assert any("2 rows per batch" in note for note in doc["budget"]["reduced"])

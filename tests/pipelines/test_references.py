@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 import pytest
+from helpers import run_cli
 
 from ftdoctor import references
-from helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,9 @@ def test_reference_cli_run(tmp_path):
 def test_help_does_not_import_torch():
     import subprocess
 
-    code = ("import sys; from ftdoctor.entry.cli import main\ntry:\n    main(['reference', '--help'])\nexcept SystemExit:\n"
-            "    pass\nprint('torch' in sys.modules)")
+    code = (
+        "import sys; from ftdoctor.entry.cli import main\ntry:\n    main(['reference', '--help'])\nexcept SystemExit:\n"
+        "    pass\nprint('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip().endswith("False"), out.stdout + out.stderr

@@ -6,7 +6,6 @@ import ast
 import json
 
 import pytest
-
 from helpers import findings_at, pipeline_path, run_cli
 
 pytestmark = pytest.mark.slow
@@ -19,13 +18,21 @@ def statement_lines(name: str, marker: str) -> range:
     path = pipeline_path(name)
     source = open(path, encoding="utf-8").read()
     tree = ast.parse(source)
-    docs = {i for node in ast.walk(tree) if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-            for i in range(node.lineno, node.end_lineno + 1)}
+    docs = {
+        i
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        for i in range(node.lineno, node.end_lineno + 1)
+    }
     line = next(i for i, text in enumerate(source.splitlines(), 1) if marker in text and i not in docs)
     best = None
     for node in ast.walk(tree):
-        if isinstance(node, ast.stmt) and not isinstance(node, (ast.FunctionDef, ast.If)) \
-                and node.lineno <= line <= node.end_lineno and (best is None or node.lineno >= best.lineno):
+        if (
+            isinstance(node, ast.stmt)
+            and not isinstance(node, (ast.FunctionDef, ast.If))
+            and node.lineno <= line <= node.end_lineno
+            and (best is None or node.lineno >= best.lineno)
+        ):
             best = node
     return range(best.lineno, best.end_lineno + 1)
 

@@ -4,7 +4,6 @@ the objects before training, and named with its evidence."""
 from __future__ import annotations
 
 import pytest
-
 from helpers import findings_at
 
 pytestmark = pytest.mark.slow
@@ -25,7 +24,7 @@ def test_silent_bug_is_named_with_evidence(check_pipeline, script, stages, stage
 
 
 def test_eval_logits_pile_up_is_sized_against_the_device(check_pipeline):
-    report = check_pipeline("gpt2_clm_token_accuracy.py", stages=["memory"], options={"gpu_memory": 2 ** 20})
+    report = check_pipeline("gpt2_clm_token_accuracy.py", stages=["memory"], options={"gpu_memory": 2**20})
     (f,) = findings_at(report, "memory", "FTD805")
     assert "preprocess_logits_for_metrics" in f.fix and f.evidence["accumulated_bytes"] > 0
     clean = check_pipeline("gpt2_clm_token_accuracy.py", stages=["memory"])  # this machine's memory: no warning
@@ -48,8 +47,16 @@ def test_overlap_is_found_token_for_token_beyond_the_rows_it_decodes(monkeypatch
     from ftdoctor.fixtures import fixture_path
 
     tok = AutoTokenizer.from_pretrained(fixture_path("tokenizers/gpt2"))
-    words = ["the movie was good", "a bad film", "nice acting here", "the plot was thin", "great music",
-             "boring and long", "fine work", "what a mess"]
+    words = [
+        "the movie was good",
+        "a bad film",
+        "nice acting here",
+        "the plot was thin",
+        "great music",
+        "boring and long",
+        "fine work",
+        "what a mess",
+    ]
     train_texts = [f"{w} {i}" for i, w in enumerate(words * 8)]
     ids = lambda texts: Dataset.from_dict({"input_ids": [tok(t)["input_ids"] for t in texts]})  # noqa: E731
     late, early = train_texts[-1], train_texts[0]
@@ -75,5 +82,5 @@ def test_overlap_is_found_token_for_token_beyond_the_rows_it_decodes(monkeypatch
     f = decode.train_eval_overlap(ids(train_texts), evals, Pipe(), tok, task="text-classification")
     lengths = [len(tok(t)["input_ids"]) for t in train_texts]
     n = f.evidence["train_rows"]
-    assert sum(lengths[:n]) <= per_row * 10 < sum(lengths[:n + 1]), (n, lengths)
+    assert sum(lengths[:n]) <= per_row * 10 < sum(lengths[: n + 1]), (n, lengths)
     assert f.evidence["shared"] == 1, f.evidence  # the late row is past the scan; the case variant is found

@@ -8,7 +8,6 @@ The whole matrix runs here in-process (each script is short); `benchmarks/style_
 from __future__ import annotations
 
 import pytest
-
 import style_matrix as sm
 
 pytestmark = pytest.mark.slow

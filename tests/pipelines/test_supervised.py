@@ -8,7 +8,6 @@ trained-token view (one row with its trained tokens marked) is checked in the JS
 from __future__ import annotations
 
 import pytest
-
 from helpers import findings_at, pipeline_path
 
 pytestmark = pytest.mark.slow
@@ -67,8 +66,9 @@ def test_broken_fixture_named_at_collate(check_pipeline, name, code, token):
 
 def test_no_supervised_token_is_the_one_root_cause(check_pipeline):
     """Nothing trained makes the loss 0/0: the NaN is not reported again as its own problem."""
-    report = check_pipeline("peft_trainer_completion_collator_matches_nothing.py",
-                            stages=["decode", "collate", "forward", "backward"])
+    report = check_pipeline(
+        "peft_trainer_completion_collator_matches_nothing.py", stages=["decode", "collate", "forward", "backward"]
+    )
     assert _errors(report) == [("collate", "FTD324")]
     assert report.stage("forward").status == "skip"
     f = findings_at(report, "collate", "FTD324")[0]
@@ -78,10 +78,13 @@ def test_no_supervised_token_is_the_one_root_cause(check_pipeline):
 
 def test_answer_truncated_in_a_plain_trainer(tmp_path, monkeypatch):
     """The same truncation with a hand-written completion collator and `truncation=True, max_length=...`."""
-    path = _variant(tmp_path, "peft_trainer_completion_collator_fixed.py",
-                    'return tokenizer(example["prompt"] + example["completion"] + tokenizer.eos_token)',
-                    'return tokenizer(example["prompt"] + example["completion"] + tokenizer.eos_token, '
-                    'truncation=True, max_length=12)')
+    path = _variant(
+        tmp_path,
+        "peft_trainer_completion_collator_fixed.py",
+        'return tokenizer(example["prompt"] + example["completion"] + tokenizer.eos_token)',
+        'return tokenizer(example["prompt"] + example["completion"] + tokenizer.eos_token, '
+        "truncation=True, max_length=12)",
+    )
     report = _check(path, tmp_path, monkeypatch)
     found = findings_at(report, "collate", "FTD326")
     assert found, _errors(report)
@@ -90,9 +93,12 @@ def test_answer_truncated_in_a_plain_trainer(tmp_path, monkeypatch):
 
 def test_answers_without_eos(tmp_path, monkeypatch):
     """Completion-only rows whose answer ends without EOS: the model never learns to stop."""
-    path = _variant(tmp_path, "peft_trainer_completion_collator_fixed.py",
-                    'return tokenizer(example["prompt"] + example["completion"] + tokenizer.eos_token)',
-                    'return tokenizer(example["prompt"] + example["completion"])')
+    path = _variant(
+        tmp_path,
+        "peft_trainer_completion_collator_fixed.py",
+        'return tokenizer(example["prompt"] + example["completion"] + tokenizer.eos_token)',
+        'return tokenizer(example["prompt"] + example["completion"])',
+    )
     report = _check(path, tmp_path, monkeypatch)
     found = findings_at(report, "collate", "FTD328")
     assert found, [(st.stage, [f.code for f in st.findings]) for st in report.stages]
@@ -101,25 +107,30 @@ def test_answers_without_eos(tmp_path, monkeypatch):
 
 def test_pad_is_eos_in_a_loop(tmp_path, monkeypatch):
     """A hand-written loop whose collate_fn masks the labels of the pad id, with pad == eos (Qwen's <|im_end|>)."""
-    path = _variant(tmp_path, "peft_loop_fixed.py",
-                    "labels[batch[\"attention_mask\"] == 0] = -100  # padding only: <|im_end|> stays a label",
-                    "tokenizer.pad_token = tokenizer.eos_token\n"
-                    "    labels[labels == tokenizer.pad_token_id] = -100")
+    path = _variant(
+        tmp_path,
+        "peft_loop_fixed.py",
+        'labels[batch["attention_mask"] == 0] = -100  # padding only: <|im_end|> stays a label',
+        "tokenizer.pad_token = tokenizer.eos_token\n    labels[labels == tokenizer.pad_token_id] = -100",
+    )
     report = _check(path, tmp_path, monkeypatch)
     assert ("collate", "FTD325") in _errors(report)
 
 
-@pytest.mark.parametrize("name", [
-    "peft_trainer_clm_fixed.py",  # blocks of documents with EOS between them, a distinct pad token
-    "peft_trainer_completion_collator_fixed.py",  # the template searched as it appears in context
-    "peft_trainer_chat_fixed.py",
-    "trl_sft_assistant_only_fixed.py",  # pad == eos, but TRL masks padding by position
-    "trl_sft_completion_only_fixed.py",
-    "trl_sft_packing_fixed.py",  # padding-free packing: documents split by position_ids
-    "trl_dpo_lora_fixed.py",  # no labels: the completion mask says what is trained
-    "peft_loop_fixed.py",  # a collate_fn that tokenizes the chat text itself
-    "gpt2_causal_lm_fixed.py",  # GPT-2 blocks: the EOS between reviews stays a label
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "peft_trainer_clm_fixed.py",  # blocks of documents with EOS between them, a distinct pad token
+        "peft_trainer_completion_collator_fixed.py",  # the template searched as it appears in context
+        "peft_trainer_chat_fixed.py",
+        "trl_sft_assistant_only_fixed.py",  # pad == eos, but TRL masks padding by position
+        "trl_sft_completion_only_fixed.py",
+        "trl_sft_packing_fixed.py",  # padding-free packing: documents split by position_ids
+        "trl_dpo_lora_fixed.py",  # no labels: the completion mask says what is trained
+        "peft_loop_fixed.py",  # a collate_fn that tokenizes the chat text itself
+        "gpt2_causal_lm_fixed.py",  # GPT-2 blocks: the EOS between reviews stays a label
+    ],
+)
 def test_correct_counterparts_are_clean(check_pipeline, name):
     report = check_pipeline(name, stages=["decode", "collate", "forward"])
     loud = [(st.stage, f.code) for st in report.stages for f in st.findings if f.severity in ("error", "warning")]

@@ -10,6 +10,9 @@ pytestmark = pytest.mark.slow
 
 
 STEP = ["setup", "config", "decode", "collate", "forward", "backward"]
+# The twin stands in only where the overfit stage has a time limit (the default fast budget; check_pipeline lifts
+# the limit unless a test sets one).
+TIMED = {"overfit_seconds": 30.0}
 
 
 @pytest.fixture
@@ -32,23 +35,27 @@ def twin_forced(monkeypatch):
     monkeypatch.setattr(overfit, "short_of_memory", short)
 
 
-@pytest.mark.parametrize("script,code", [
-    ("bert_mrpc_learning_rate_too_high.py", "FTD702"),
-    ("distilbert_reviews_learning_rate_too_low.py", "FTD703"),
-    ("bert_reviews_max_length_2.py", "FTD701"),
-])
+@pytest.mark.parametrize(
+    "script,code",
+    [
+        ("bert_mrpc_learning_rate_too_high.py", "FTD702"),
+        ("distilbert_reviews_learning_rate_too_low.py", "FTD703"),
+        ("bert_reviews_max_length_2.py", "FTD701"),
+    ],
+)
 def test_learning_bugs_found_on_the_twin(check_pipeline, twin_forced, script, code):
-    report = check_pipeline(script, stages=STEP + ["overfit"])
+    report = check_pipeline(script, stages=STEP + ["overfit"], options=TIMED)
     found = findings_at(report, "overfit", code)
     assert found, [(f.code, f.detail[:200]) for f in report.stage("overfit").findings] or report.stage("overfit")
     assert "1-layer twin" in found[0].detail
     assert found[0].evidence["twin"]["of_layers"] == 2
 
 
-@pytest.mark.parametrize("script", ["mrpc_bert_fixed.py", "gpt2_causal_lm_fixed.py", "peft_trainer_clm_fixed.py",
-                                    "trl_sft_lora_fixed.py"])
+@pytest.mark.parametrize(
+    "script", ["mrpc_bert_fixed.py", "gpt2_causal_lm_fixed.py", "peft_trainer_clm_fixed.py", "trl_sft_lora_fixed.py"]
+)
 def test_correct_pipeline_learns_on_the_twin(check_pipeline, twin_forced, script):
-    report = check_pipeline(script, stages=STEP + ["overfit"])
+    report = check_pipeline(script, stages=STEP + ["overfit"], options=TIMED)
     stage = report.stage("overfit")
     assert stage.status == "pass" and not [f for f in stage.findings if f.severity != "info"], stage.findings
     assert stage.evidence["twin"]["layers"] == 1
@@ -59,7 +66,12 @@ def test_without_a_twin_a_model_too_large_is_skipped_with_ftd806(check_pipeline,
     from ftdoctor.runtime import twin
 
     monkeypatch.setattr(twin, "build", lambda model, layers=None: None)
-    monkeypatch.setattr(overfit, "short_of_memory", lambda model, times, what, device=None: __import__(
-        "ftdoctor.sdk", fromlist=["finding"]).finding("FTD806", f"{what} does not fit.", "-"))
-    report = check_pipeline("mrpc_bert_fixed.py", stages=STEP + ["overfit"])
+    monkeypatch.setattr(
+        overfit,
+        "short_of_memory",
+        lambda model, times, what, device=None: __import__("ftdoctor.sdk", fromlist=["finding"]).finding(
+            "FTD806", f"{what} does not fit.", "-"
+        ),
+    )
+    report = check_pipeline("mrpc_bert_fixed.py", stages=STEP + ["overfit"], options=TIMED)
     assert findings_at(report, "overfit", "FTD806")

@@ -8,7 +8,6 @@ import random
 
 import numpy as np
 import pytest
-
 from helpers import pipeline_path
 
 pytestmark = pytest.mark.slow
@@ -59,8 +58,9 @@ def test_walk_restores_weights_optimizer_and_rng(captured, tmp_path):
     # A user optimizer that already took a step, so it has state worth protecting.
     opt = torch.optim.AdamW(trainer.model.parameters(), lr=1e-3)
     trainer.model.train()
-    batch = trainer.data_collator([trainer.train_dataset.remove_columns(["premise", "hypothesis", "idx"])[i]
-                                   for i in range(4)])
+    batch = trainer.data_collator(
+        [trainer.train_dataset.remove_columns(["premise", "hypothesis", "idx"])[i] for i in range(4)]
+    )
     device = next(trainer.model.parameters()).device  # the Trainer put it on the GPU, if there is one
     trainer.model(**{k: v.to(device) for k, v in batch.items()}).loss.backward()
     opt.step()
@@ -95,7 +95,9 @@ def test_nothing_after_train_runs_and_output_dir_untouched(tmp_path, monkeypatch
     script.write_text(src)
     monkeypatch.chdir(tmp_path)
     before = sorted(os.listdir(tmp_path / "out")) if (tmp_path / "out").exists() else []
-    result = check_script(str(script), stages=["config", "decode", "collate", "forward", "backward", "metrics", "overfit"])
+    result = check_script(
+        str(script), stages=["config", "decode", "collate", "forward", "backward", "metrics", "overfit"]
+    )
     assert result.report is not None and result.report.ok, str(result.report)
     assert not marker.exists(), "a line after trainer.train() ran"
     after = sorted(os.listdir(tmp_path / "out")) if (tmp_path / "out").exists() else []
@@ -115,7 +117,8 @@ def test_script_sees_its_argv_main_and_directory(tmp_path, monkeypatch):
         "import os, sys, json\n"
         "import helper_mod\n"
         f"json.dump({{'argv': sys.argv, 'name': __name__, 'cwd': os.getcwd(), 'v': helper_mod.VALUE}}, "
-        f"open({str(tmp_path / 'seen.json')!r}, 'w'))\n")
+        f"open({str(tmp_path / 'seen.json')!r}, 'w'))\n"
+    )
     monkeypatch.chdir(work)
     result = check_script(str(script), ["--epochs", "3"])
     assert result.report is None and "without starting training" in result.message

@@ -26,22 +26,30 @@ def _project(tmp_path, table: str, *scripts: str):
 
 
 def test_settings_are_validated_where_they_are_read(tmp_path):
-    _project(tmp_path, """
+    _project(
+        tmp_path,
+        """
         scripts = "train.py --epochs 1"
         ignore = "FTD209, FTD404"
         timeout = 30
         walk-timeout = 60
         budget = "fast"
         gpu-memory = "A100-80GB"
-    """)
+    """,
+    )
     s = load(str(tmp_path))
     assert s.scripts == [(str(tmp_path / "train.py"), ["--epochs", "1"])]
     assert s.ignore == ["FTD209", "FTD404"] and (s.timeout, s.walk_timeout, s.budget) == (30.0, 60.0, "fast")
     assert s.options() == {"gpu_memory": 80 * 2**30, "gpu_name": "A100-80GB", "budget": "fast"}
-    for bad, message in (('stages = ["decod"]', "unknown stage"), ('severity = {FTD209 = "fatal"}', "one of"),
-                         ('ignore = ["FTD999"]', "no finding FTD999"), ("offline = 1", "true or false"),
-                         ('budget = "huge"', "fast, full"), ("timeout = -1", "positive"),
-                         ('gpu-memory = "a toaster"', "known GPU")):
+    for bad, message in (
+        ('stages = ["decod"]', "unknown stage"),
+        ('severity = {FTD209 = "fatal"}', "one of"),
+        ('ignore = ["FTD999"]', "no finding FTD999"),
+        ("offline = 1", "true or false"),
+        ('budget = "huge"', "fast, full"),
+        ("timeout = -1", "positive"),
+        ('gpu-memory = "a toaster"', "known GPU"),
+    ):
         (tmp_path / "pyproject.toml").write_text(f"[tool.ftdoctor]\n{bad}\n")
         with pytest.raises(ConfigError, match=message):
             load(str(tmp_path))
@@ -69,7 +77,7 @@ def test_gpu_memory_keeps_the_gpu_name():
     assert device.name == "A100-80GB" and device.source == "--gpu-memory"
 
 
-SOURCE = '''\
+SOURCE = """\
 import os
 x = 1  # ftdoctor: ignore
 y = 2  # ftdoctor: ignore[FTD209, FTD404]
@@ -78,28 +86,47 @@ call(
     a,
 )  # ftdoctor: ignore[FTD101]
 w = 3  # ftdoctor: ignored
-'''
+"""
 
 
 def _report(path, *findings):
-    stage = StageResult("decode", "fail", findings=[Finding(code, severity, code, "detail", "fix",
-                                                            f"{path}:{line}" if line else None)
-                                                    for code, severity, line in findings])
+    stage = StageResult(
+        "decode",
+        "fail",
+        findings=[
+            Finding(code, severity, code, "detail", "fix", f"{path}:{line}" if line else None)
+            for code, severity, line in findings
+        ],
+    )
     return Report(script=str(path), stages=[stage, StageResult("forward", "skip", reason="no batch")])
 
 
 def test_policy_sources_and_recomputed_status(tmp_path):
     src = tmp_path / "train.py"
     src.write_text(SOURCE)
-    rep = _report(src, ("FTD201", "error", 2), ("FTD209", "warning", 3), ("FTD203", "error", 3),
-                  ("FTD205", "error", 4), ("FTD101", "error", 5), ("FTD206", "error", 8),
-                  ("FTD208", "warning", None), ("FTD210", "error", 1))
-    policy = Policy.from_lists(config_ignore=["FTD208", "FTD210"], command_line_ignore=["FTD210"],
-                               severity={"FTD206": "warning"})
+    rep = _report(
+        src,
+        ("FTD201", "error", 2),
+        ("FTD209", "warning", 3),
+        ("FTD203", "error", 3),
+        ("FTD205", "error", 4),
+        ("FTD101", "error", 5),
+        ("FTD206", "error", 8),
+        ("FTD208", "warning", None),
+        ("FTD210", "error", 1),
+    )
+    policy = Policy.from_lists(
+        config_ignore=["FTD208", "FTD210"], command_line_ignore=["FTD210"], severity={"FTD206": "warning"}
+    )
     apply_policy(rep, policy)
     reasons = {s.finding.code: s.reason for s in rep.suppressed}
-    assert reasons == {"FTD201": "inline comment", "FTD209": "inline comment", "FTD101": "inline comment",
-                       "FTD208": "config", "FTD210": "command line"}
+    assert reasons == {
+        "FTD201": "inline comment",
+        "FTD209": "inline comment",
+        "FTD101": "inline comment",
+        "FTD208": "config",
+        "FTD210": "command line",
+    }
     kept = {f.code: f for f in rep.stages[0].findings}
     # codes not listed on the line, a comment inside a string, and `ignored` silence nothing
     assert set(kept) == {"FTD203", "FTD205", "FTD206"}
@@ -111,5 +138,4 @@ def test_policy_sources_and_recomputed_status(tmp_path):
 
     rep = _report(src, ("FTD203", "error", 3))
     apply_policy(rep, Policy.from_lists(command_line_ignore=["FTD203"]))
-    assert rep.ok and rep.stages[0].status == "pass" and rep.summary() == {"pass": 1, "warn": 0, "fail": 0,
-                                                                           "skip": 1}
+    assert rep.ok and rep.stages[0].status == "pass" and rep.summary() == {"pass": 1, "warn": 0, "fail": 0, "skip": 1}

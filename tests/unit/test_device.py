@@ -17,8 +17,15 @@ def _bert(num_labels=2):
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32, num_labels=num_labels)
+    config = BertConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        num_labels=num_labels,
+    )
     return BertForSequenceClassification(config)
 
 
@@ -26,8 +33,11 @@ def _batch(labels):
     import torch
 
     n = len(labels)
-    return {"input_ids": torch.randint(5, 60, (n, 8), generator=torch.Generator().manual_seed(1)),
-            "attention_mask": torch.ones(n, 8, dtype=torch.long), "labels": torch.tensor(labels)}
+    return {
+        "input_ids": torch.randint(5, 60, (n, 8), generator=torch.Generator().manual_seed(1)),
+        "attention_mask": torch.ones(n, 8, dtype=torch.long),
+        "labels": torch.tensor(labels),
+    }
 
 
 def _target(model):
@@ -40,22 +50,29 @@ def _target(model):
 
 def _cuda_assert_on(model):
     """The model's forward fails on the device as a kernel assert does: with nothing about the cause."""
+
     def fail(module, args, kwargs):
-        raise RuntimeError("CUDA error: device-side assert triggered\nCompile with `TORCH_USE_CUDA_DSA` to enable "
-                           "device-side assertions.")
+        raise RuntimeError(
+            "CUDA error: device-side assert triggered\nCompile with `TORCH_USE_CUDA_DSA` to enable "
+            "device-side assertions."
+        )
 
     return model.register_forward_pre_hook(fail, with_kwargs=True)
 
 
 # -- batches follow the model ----------------------------------------------------------------------------------
 
+
 def test_a_batch_moves_to_the_models_device_and_stays_put_when_it_is_there():
     import torch
 
     from ftdoctor.runtime.devices import on_device
 
-    batch = {"input_ids": torch.ones(2, 3, dtype=torch.long), "meta": ["a", "b"],
-             "pairs": (torch.zeros(1), torch.zeros(2))}
+    batch = {
+        "input_ids": torch.ones(2, 3, dtype=torch.long),
+        "meta": ["a", "b"],
+        "pairs": (torch.zeros(1), torch.zeros(2)),
+    }
     assert on_device(batch, torch.device("cpu")) is batch
     moved = on_device(batch, torch.device("meta"))
     assert moved["input_ids"].device.type == "meta" and moved["pairs"][1].device.type == "meta"
@@ -84,10 +101,12 @@ def test_the_targets_loss_runs_the_batch_where_the_model_is(monkeypatch):
 
 # -- how much of the device the walk may take --------------------------------------------------------------------
 
+
 def test_free_memory_of_an_accelerator_is_the_drivers_and_short_of_memory_names_the_device(monkeypatch):
     import torch
 
-    from ftdoctor.runtime import devices as budget, devices
+    from ftdoctor.runtime import devices
+    from ftdoctor.runtime import devices as budget
 
     asked = []
     monkeypatch.setattr(devices, "device_free_bytes", lambda device: asked.append(device) or 3 * 2**30)
@@ -126,6 +145,7 @@ def test_a_copy_goes_beside_the_model_on_its_gpu_only_when_a_step_of_it_fits_the
 
 
 # -- a CUDA error is replayed on the CPU ------------------------------------------------------------------------
+
 
 def test_a_cuda_error_is_replayed_on_the_cpu_and_the_gpu_is_not_used_again(fake_gpu):
     from ftdoctor.core.registry import Skip, UserCodeError
@@ -179,9 +199,17 @@ def test_the_stand_in_keeps_class_configuration_and_shapes_with_fresh_weights():
 
 # -- memory trials in this process, where the model already is -------------------------------------------------------
 
+
 def _payload(model, batches):
-    return {"model": model, "batches": batches, "mixed_precision": None, "gradient_checkpointing": False,
-            "optimizer_class": "torch.optim.AdamW", "optimizer_kwargs": {"lr": 1e-3}, "steps": 2}
+    return {
+        "model": model,
+        "batches": batches,
+        "mixed_precision": None,
+        "gradient_checkpointing": False,
+        "optimizer_class": "torch.optim.AdamW",
+        "optimizer_kwargs": {"lr": 1e-3},
+        "steps": 2,
+    }
 
 
 def test_trials_run_in_this_process_on_the_model_where_it_is():
@@ -204,6 +232,7 @@ def test_a_cuda_error_in_the_trials_here_ends_them_with_the_error():
 
 
 # -- the model worked on in place is put back ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["for-loop", "foreach", "fused"])
 def test_what_any_adamw_steps_is_put_back_exactly(kind):

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from ftdoctor.core.rules import RULES, rule
 from ftdoctor.core.findings import finding
 from ftdoctor.core.registry import Check, Provide, Skip
-from ftdoctor.output.terminal import render_text
+from ftdoctor.core.rules import RULES, rule
 from ftdoctor.engine.walk import walk
+from ftdoctor.output.terminal import render_text
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def rules():
         RULES.pop(code, None)
 
 
-def _check(stage, func, provides=(), codes=(), order=[0]):
+def _check(stage, func, provides=(), codes=(), order=[0]):  # noqa: B006 (a counter kept across calls)
     order[0] += 1
     return Check(f"test.{func.__name__}", stage, func, tuple(provides), tuple(codes), order[0])
 
@@ -46,12 +46,20 @@ def test_a_failed_provider_skips_its_dependents_and_independent_stages_still_run
     def metric(rows):
         return finding("TST102", "metric broken")
 
-    report = walk({"rows": [1, 2]}, stages=["collate", "forward", "metrics"], checks=[
-        _check("collate", build_batch, provides=["batch"], codes=["TST101"]),
-        _check("forward", forward),
-        _check("metrics", metric, codes=["TST102"])])
-    assert [(s.stage, s.status) for s in report.stages] == [("collate", "fail"), ("forward", "skip"),
-                                                            ("metrics", "fail")]
+    report = walk(
+        {"rows": [1, 2]},
+        stages=["collate", "forward", "metrics"],
+        checks=[
+            _check("collate", build_batch, provides=["batch"], codes=["TST101"]),
+            _check("forward", forward),
+            _check("metrics", metric, codes=["TST102"]),
+        ],
+    )
+    assert [(s.stage, s.status) for s in report.stages] == [
+        ("collate", "fail"),
+        ("forward", "skip"),
+        ("metrics", "fail"),
+    ]
     assert "no batch: cannot pad" in report.stage("forward").reason
     assert not report.internal_errors and not report.ok
 
@@ -63,8 +71,11 @@ def test_skip_gives_its_reason_and_provide_passes_values_and_evidence():
     def judge(count):
         raise Skip(f"cannot judge {count} rows")
 
-    report = walk({"rows": [1, 2, 3]}, stages=["decode", "collate"], checks=[
-        _check("decode", reader, provides=["count"]), _check("collate", judge)])
+    report = walk(
+        {"rows": [1, 2, 3]},
+        stages=["decode", "collate"],
+        checks=[_check("decode", reader, provides=["count"]), _check("collate", judge)],
+    )
     assert report.stage("decode").status == "pass"
     assert report.stage("decode").evidence == {"rows_read": 3}
     assert report.stage("collate").status == "skip" and report.stage("collate").reason == "cannot judge 3 rows"
@@ -79,8 +90,11 @@ def test_a_crashing_check_is_an_internal_error_and_the_walk_goes_on(rules):
     def later(rows):
         return finding("TST201", "found after the crash")
 
-    report = walk({"rows": []}, stages=["forward", "backward"], checks=[
-        _check("forward", crashes), _check("backward", later, codes=["TST201"])])
+    report = walk(
+        {"rows": []},
+        stages=["forward", "backward"],
+        checks=[_check("forward", crashes), _check("backward", later, codes=["TST201"])],
+    )
     assert len(report.internal_errors) == 1 and "test.crashes" in report.internal_errors[0]
     assert "TypeError" in report.internal_errors[0]
     assert report.stage("forward").status == "skip" and "ftdoctor bug" in report.stage("forward").reason

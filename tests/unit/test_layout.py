@@ -143,11 +143,29 @@ def test_the_import_contract_holds(tmp_path):
     if shutil.which("lint-imports") is None:
         pytest.skip("import-linter is not installed (pip install -e '.[test]')")
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(source_copy(tmp_path))], check=True, capture_output=True)
-    proc = subprocess.run(["lint-imports", "--no-cache", "--no-logo", str(ROOT / ".importlinter")], cwd=tmp_path,
-                          env={"PYTHONPATH": str(site), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"},
-                          capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(source_copy(tmp_path)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    proc = subprocess.run(
+        ["lint-imports", "--no-cache", "--no-logo", str(ROOT / ".importlinter")],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
 
 
@@ -156,8 +174,15 @@ def test_checks_never_touch_trainer_internals_or_copy_models():
         text = path.read_text()
         assert not re.search(r"\btrainer\._\w+", text, re.I), f"{path.name} reaches into the Trainer's internals"
         assert "deepcopy" not in text, f"{path.name} copies a model itself (ask the target for a work model)"
-        for name in ("_remove_unused_columns", "_signature_columns", "create_optimizer", "_prepare_inputs",
-                     "prediction_step", "compute_loss(", "Trainer.compute_loss"):
+        for name in (
+            "_remove_unused_columns",
+            "_signature_columns",
+            "create_optimizer",
+            "_prepare_inputs",
+            "prediction_step",
+            "compute_loss(",
+            "Trainer.compute_loss",
+        ):
             assert name not in text, f"{path.name} uses {name}: the target provides it"
 
 

@@ -21,10 +21,19 @@ def _docstring(name: str) -> str:
 
 def test_llm_fixtures_are_registered():
     expected = {
-        "tokenizers/llama-chat", "tokenizers/llama-no-template", "tokenizers/qwen2-chat",
-        "models/llama-chat-tiny", "models/qwen2-chat-tiny", "models/llama-chat-tiny-random",
-        "models/qwen2-chat-tiny-random", "models/llama-tiny-no-template", "adapters/llama-chat-tiny-lora",
-        "datasets/chat", "datasets/prompt-completion", "datasets/text-lm", "datasets/preference",
+        "tokenizers/llama-chat",
+        "tokenizers/llama-no-template",
+        "tokenizers/qwen2-chat",
+        "models/llama-chat-tiny",
+        "models/qwen2-chat-tiny",
+        "models/llama-chat-tiny-random",
+        "models/qwen2-chat-tiny-random",
+        "models/llama-tiny-no-template",
+        "adapters/llama-chat-tiny-lora",
+        "datasets/chat",
+        "datasets/prompt-completion",
+        "datasets/text-lm",
+        "datasets/preference",
     }
     assert set(LLM_FIXTURES) == expected
     assert expected <= set(fixtures.list_fixtures())
@@ -40,7 +49,7 @@ def test_every_llm_pipeline_is_documented_and_broken_ones_name_their_bug():
     for name in LLM_PIPELINES:
         source = (PIPELINES / name).read_text()
         # Every model and dataset comes from the offline fixtures.
-        assert "fixture_path(" in source and "from_pretrained(\"" not in source, name
+        assert "fixture_path(" in source and 'from_pretrained("' not in source, name
         assert not re.search(r"load_dataset\(", source), name
 
 

@@ -14,5 +14,6 @@ def test_batch_on_another_device_is_reported():
     pipeline = SimpleNamespace(capture=None)
     (f,) = loop_forward_conditions(rec, pipeline)
     assert f.code == "FTD411" and "v.to(device)" in f.fix
-    assert not loop_forward_conditions(LoopRecord(model_training=True, input_devices=["cuda:0"],
-                                                  param_device="cuda:0"), pipeline)
+    assert not loop_forward_conditions(
+        LoopRecord(model_training=True, input_devices=["cuda:0"], param_device="cuda:0"), pipeline
+    )

@@ -28,13 +28,22 @@ def test_activation_fit_extrapolates_in_length_and_batch(kind):
 
     torch.manual_seed(0)
     if kind.startswith("bert"):
-        model = BertForSequenceClassification(BertConfig(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=100,
-            num_labels=3, attn_implementation="eager" if kind == "bert-eager" else "sdpa"))
+        model = BertForSequenceClassification(
+            BertConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                vocab_size=100,
+                num_labels=3,
+                attn_implementation="eager" if kind == "bert-eager" else "sdpa",
+            )
+        )
         row = {"input_ids": [i % 99 + 1 for i in range(96)], "labels": 1}
     else:
-        model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, n_positions=128,
-                                           bos_token_id=0, eos_token_id=0))
+        model = GPT2LMHeadModel(
+            GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, n_positions=128, bos_token_id=0, eos_token_id=0)
+        )
         row = {"input_ids": [i % 99 + 1 for i in range(96)]}
         row["labels"] = list(row["input_ids"])
     for dtype in (None, torch.bfloat16):

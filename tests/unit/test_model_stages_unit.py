@@ -42,8 +42,13 @@ def test_a_sampled_step_that_moves_nothing_is_checked_on_every_weight(lr, moves)
     import ftdoctor
 
     model, loader = _loop_net(1e4)
-    report = ftdoctor.preflight(model=model, dataloader=loader, optimizer=torch.optim.SGD(model.parameters(), lr=lr),
-                                stages=["forward", "backward"], raise_on_error=False)
+    report = ftdoctor.preflight(
+        model=model,
+        dataloader=loader,
+        optimizer=torch.optim.SGD(model.parameters(), lr=lr),
+        stages=["forward", "backward"],
+        raise_on_error=False,
+    )
     assert bool(findings_at(report, "backward", "FTD503")) is not moves, report.stage("backward")
     assert report.stage("backward").evidence["moved"] >= (1 if moves else 0)
 
@@ -74,7 +79,12 @@ def test_a_gradient_that_is_exactly_zero_is_not_a_cut_graph():
     model = Net()
     rows = [{"input_ids": torch.randint(0, 10, (5,)), "labels": torch.tensor(i % 2)} for i in range(8)]
     loader = DataLoader(rows, batch_size=4)
-    report = ftdoctor.preflight(model=model, dataloader=loader, optimizer=torch.optim.AdamW(model.parameters()),
-                                stages=["forward", "backward"], raise_on_error=False)
+    report = ftdoctor.preflight(
+        model=model,
+        dataloader=loader,
+        optimizer=torch.optim.AdamW(model.parameters()),
+        stages=["forward", "backward"],
+        raise_on_error=False,
+    )
     assert not findings_at(report, "backward"), findings_at(report, "backward")
     assert report.stage("backward").status == "pass"

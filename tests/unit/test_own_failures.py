@@ -44,9 +44,15 @@ def test_a_crashed_provider_skips_its_dependants_with_that_reason_and_other_find
     def decoded(rows):
         return finding("TSTC01", "a warning found before the crash")
 
-    report = walk({"rows": [1]}, stages=["decode", "collate", "forward"], checks=[
-        _check("decode", decoded, codes=["TSTC01"]), _check("collate", collate_batch, provides=["batch"]),
-        _check("forward", forward)])
+    report = walk(
+        {"rows": [1]},
+        stages=["decode", "collate", "forward"],
+        checks=[
+            _check("decode", decoded, codes=["TSTC01"]),
+            _check("collate", collate_batch, provides=["batch"]),
+            _check("forward", forward),
+        ],
+    )
     collate, forward_st = report.stage("collate"), report.stage("forward")
     assert collate.crashed == ["test.collate_batch"] and collate.status == "skip"
     assert forward_st.status == "skip" and "test.collate_batch crashed" in forward_st.reason
@@ -67,11 +73,12 @@ def test_the_header_never_says_ok_when_a_check_crashed(rules):
 
     clean = walk({"rows": []}, stages=["config"], checks=[_check("config", fine, codes=["TSTC02"])])
     assert " OK " in render_text(clean)
-    report = walk({"rows": []}, stages=["config"], checks=[_check("config", fine, codes=["TSTC02"]),
-                                                          _check("config", crashes)])
+    report = walk(
+        {"rows": []}, stages=["config"], checks=[_check("config", fine, codes=["TSTC02"]), _check("config", crashes)]
+    )
     text = render_text(report)
     assert report.stage("config").status == "pass" and report.stage("config").crashed == ["test.crashes"]
-    assert " OK " not in text and "INCOMPLETE" in text and "incomplete: ftdoctor's check test.crashes" in text
+    assert " OK " not in text and "INCOMPLETE" in text and "incomplete: the check test.crashes crashed" in text
     assert "ZeroDivisionError" in text  # the crash itself is shown, named as ftdoctor's
 
 

@@ -12,8 +12,9 @@ def test_linear_layer_names_follow_the_architecture():
 
     from ftdoctor.checks.setup.llm_libraries import _linear_layer_names
 
-    bert = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                      intermediate_size=32))
+    bert = BertForMaskedLM(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    )
     names, attention = _linear_layer_names(bert)
     assert attention == ["query", "key", "value"]
     assert "dense" in names and "decoder" not in names  # the MLM decoder is the output head

@@ -12,9 +12,9 @@ def test_step_estimates_the_time_left_and_respects_a_limit(monkeypatch):
     monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
     progress.set_sink(lambda stage, text: shown.append((stage, text)))
     try:
-        progress.begin("overfit")                        # t = 0
-        progress.step(10, 30, "step 10/30")              # t = 3: 3 s for 10, 20 to go -> about 6 s
-        progress.step(11, 30, "step 11/30")              # t = 3.1: too soon after the last update, not sent
+        progress.begin("overfit")  # t = 0
+        progress.step(10, 30, "step 10/30")  # t = 3: 3 s for 10, 20 to go -> about 6 s
+        progress.step(11, 30, "step 11/30")  # t = 3.1: too soon after the last update, not sent
         progress.step(20, 30, "step 20/30", seconds_left=1.2)  # t = 6: 3 s by the rate, the limit says 1
     finally:
         progress.set_sink(None)

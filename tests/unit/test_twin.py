@@ -12,9 +12,16 @@ def _llama(layers=4, vocab=64, tie=False):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(1)
-    config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=tie)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=tie,
+    )
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # not at init values: the copy must carry the user's weights, not the class's init
         for p in model.parameters():
@@ -73,8 +80,15 @@ def test_twin_keeps_per_layer_config_lists():
 
     from ftdoctor.runtime import twin
 
-    config = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    config = Qwen2Config(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     config.layer_types = ["full_attention", "sliding_attention", "full_attention", "sliding_attention"]
     made = twin.build(Qwen2ForCausalLM(config))
     assert made is not None and made.model.config.layer_types == ["full_attention", "sliding_attention"]
@@ -84,20 +98,34 @@ def test_twin_keeps_per_layer_config_lists():
 @pytest.mark.parametrize("build", ["gpt2", "bert", "distilbert"])
 def test_twin_of_other_families(build):
     import torch
-    from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig,
-                              DistilBertForSequenceClassification, GPT2Config, GPT2LMHeadModel)
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        GPT2Config,
+        GPT2LMHeadModel,
+    )
 
     from ftdoctor.runtime import twin
 
     if build == "gpt2":
         model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=4, n_head=2, n_positions=32))
     elif build == "bert":
-        model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=4,
-                                                         num_attention_heads=2, intermediate_size=64,
-                                                         num_labels=3))
+        model = BertForSequenceClassification(
+            BertConfig(
+                vocab_size=50,
+                hidden_size=32,
+                num_hidden_layers=4,
+                num_attention_heads=2,
+                intermediate_size=64,
+                num_labels=3,
+            )
+        )
     else:
-        model = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=32, n_layers=4, n_heads=2,
-                                                                     hidden_dim=64, num_labels=3))
+        model = DistilBertForSequenceClassification(
+            DistilBertConfig(vocab_size=50, dim=32, n_layers=4, n_heads=2, hidden_dim=64, num_labels=3)
+        )
     made = twin.build(model)
     assert made is not None and made.layers == 2 and made.of_layers == 4
     ids = torch.randint(1, 50, (2, 6))

@@ -3,7 +3,6 @@ on them alone, inside a tiny Trainer's (or loop's) pipeline."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from ._build import (

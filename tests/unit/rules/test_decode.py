@@ -3,7 +3,6 @@ alone, with the rows the stage's first check would have read handed over as `tra
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from ._build import (

@@ -88,11 +88,17 @@ def test_every_rank_draws_the_same_rows_of_a_tensor_dataset():
 def test_ranks_drawing_other_rows_of_equal_contents_are_not_the_same_data():
     """A dataset with repeated rows: the ranks' first batches hold the same contents at other indices."""
     keys = batch_keys(_batch(10))
-    facts = rank_facts({"sample_keys": keys, "epoch_indices": [0, 1, 2, 3]},
-                       {"sample_keys": keys, "epoch_indices": [4, 5, 6, 7]}, dataset_len=8)
+    facts = rank_facts(
+        {"sample_keys": keys, "epoch_indices": [0, 1, 2, 3]},
+        {"sample_keys": keys, "epoch_indices": [4, 5, 6, 7]},
+        dataset_len=8,
+    )
     assert call("FTD950", rank_facts=facts, pipeline=_pipeline()).findings == []
-    same = rank_facts({"sample_keys": keys, "epoch_indices": [3, 0, 2, 1]},
-                      {"sample_keys": keys, "epoch_indices": [3, 0, 2, 1]}, dataset_len=8)
+    same = rank_facts(
+        {"sample_keys": keys, "epoch_indices": [3, 0, 2, 1]},
+        {"sample_keys": keys, "epoch_indices": [3, 0, 2, 1]},
+        dataset_len=8,
+    )
     assert call("FTD950", rank_facts=same, pipeline=_pipeline()).codes == ["FTD950"]
 
 

@@ -116,10 +116,10 @@ def test_a_step_that_already_failed_is_not_trained_again():
 
 def test_no_verdict_when_the_stage_time_is_up():
     got = _overfit(classifier(), 1e-6, budget=Budget(overfit_seconds=1e-9))
-    f = got.one("FTD704")
-    assert f.detail.startswith("No verdict within the overfit stage's 0 s: at lr=1e-06 the loss ")
-    assert "4 other rates went untried" in f.detail and "--budget full" in f.fix
-    assert f.evidence["untried_rates"] == 4 and _outcomes(got) == [(1e-6, "stalled")]
+    f = got.one("FTD705")
+    assert f.detail.startswith("The overfit stage's 0 s ran out: the trial at the configured rate was cut short after")
+    assert "4 other rates went untried" in f.detail and "--budget full" in f.fix and f.severity == "info"
+    assert f.evidence["untried_rates"] == 4 and f.evidence["cut"] and _outcomes(got) == [(1e-6, "stalled")]
 
 
 def test_short_of_memory_for_a_trial(monkeypatch):

@@ -1,0 +1,38 @@
+"""Multi-class BERT fine-tuning with the plain Trainer on labels stored as one-hot rows of floats (activetigger's
+train_bert): transformers infers problem_type="multi_label_classification" from float label vectors and trains with
+BCEWithLogitsLoss, not the cross-entropy the script intends. Training runs; the objective is the wrong one.
+activetigger/activetigger#1030 (fixed by #1031: single-label classification with class ids)."""
+
+import numpy as np
+from datasets import load_from_disk
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
+
+from ftdoctor.fixtures import fixture_path
+
+model_name = fixture_path("models/distilbert-tiny")  # a BERT model chosen in the interface
+ds = load_from_disk(fixture_path("datasets/reviews"))
+labels = ds["train"].features["label"].names
+tokenizer = AutoTokenizer.from_pretrained(model_name)
+
+
+def preprocess(batch):
+    enc = tokenizer(batch["text"], truncation=True, max_length=64)
+    enc["labels"] = np.eye(len(labels), dtype=np.float32)[batch["label"]].tolist()  # one-hot rows
+    return enc
+
+
+ds = ds.map(preprocess, batched=True, remove_columns=["text", "label"])
+bert_model = AutoModelForSequenceClassification.from_pretrained(
+    model_name, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+
+training_args = TrainingArguments(output_dir="bert-train", per_device_train_batch_size=16, learning_rate=3e-3,
+                                  max_steps=15, logging_steps=5, save_strategy="no", report_to="none")
+trainer = Trainer(model=bert_model, args=training_args, train_dataset=ds["train"], eval_dataset=ds["test"],
+                  data_collator=DataCollatorWithPadding(tokenizer))
+trainer.train()
