@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import findings_at
+from helpers import findings_at
 
 pytestmark = pytest.mark.slow
 

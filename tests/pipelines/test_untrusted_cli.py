@@ -16,7 +16,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import pipeline_path, run_cli
+from helpers import pipeline_path, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
