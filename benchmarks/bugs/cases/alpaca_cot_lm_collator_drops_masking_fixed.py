@@ -23,12 +23,14 @@ data = load_from_disk(fixture_path("datasets/prompt-completion"))
 def generate_and_tokenize_prompt(data_point):
     user_prompt = data_point["prompt"]
     len_user_prompt_tokens = len(tokenizer(user_prompt, truncation=True, max_length=CUTOFF_LEN + 1)["input_ids"]) - 1
-    full_tokens = tokenizer(user_prompt + data_point["completion"], truncation=True, max_length=CUTOFF_LEN + 1,
-                            padding="max_length")["input_ids"][:-1]
+    full = tokenizer(user_prompt + data_point["completion"] + tokenizer.eos_token, truncation=True,
+                     max_length=CUTOFF_LEN + 1, padding="max_length")
+    full_tokens, attention_mask = full["input_ids"][:-1], full["attention_mask"][:-1]
+    labels = [-100] * len_user_prompt_tokens + full_tokens[len_user_prompt_tokens:]
     return {
         "input_ids": full_tokens,
-        "labels": [-100] * len_user_prompt_tokens + full_tokens[len_user_prompt_tokens:],
-        "attention_mask": [1] * len(full_tokens),
+        "labels": [t if m else -100 for t, m in zip(labels, attention_mask)],  # padding is not trained
+        "attention_mask": attention_mask,
     }
 
 

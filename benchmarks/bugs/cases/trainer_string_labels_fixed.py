@@ -30,7 +30,7 @@ model_name = fixture_path("models/distilbert-tiny")
 tokenizer = AutoTokenizer.from_pretrained(model_name)
 model = AutoModelForSequenceClassification.from_pretrained(model_name, num_labels=len(names), id2label=id2label,
                                                            label2id=label2id)
-dataset = dataset.map(lambda row: {"label": label2id[row["label"]]})  # names -> class ids
+dataset = dataset.map(lambda row: {"labels": label2id[row["label"]]}, remove_columns=["label"])  # names -> class ids
 tokenized = dataset.map(lambda b: tokenizer(b["text"], truncation=True, max_length=64), batched=True,
                         remove_columns=["text"])
 
