@@ -790,9 +790,25 @@ def ds_glue(config):
     return feats, unique_rows(make, splits)
 
 
+# Row identifiers and bookkeeping columns: two rows that differ only in these hold the same example.
+ID_COLUMNS = {
+    "idx",
+    "id",
+    "q_id",
+    "review_id",
+    "product_id",
+    "reviewer_id",
+    "video-id",
+    "fold-ind",
+    "prompt_id",
+    "score_chosen",
+    "score_rejected",
+}
+
+
 def unique_rows(make, splits):
     return T.unique_rows(
-        make, splits, key=lambda r: json.dumps({k: v for k, v in r.items() if k != "idx"}, sort_keys=True)
+        make, splits, key=lambda r: json.dumps({k: v for k, v in r.items() if k not in ID_COLUMNS}, sort_keys=True)
     )
 
 
@@ -979,7 +995,8 @@ def ds_wikitext(config):
         return {"text": " " + w.paragraph(w.rng.randrange(3, 7)) + " \n"}
 
     rows = {}
-    for split, n in {"train": 240, "validation": 48, "test": 48}.items():
+    # 600 training lines: accelerate's gradient-accumulation example selects the first 500
+    for split, n in {"train": 600, "validation": 48, "test": 48}.items():
         rows[split] = [make(split, i) for i in range(n)]
     return {"text": _v()}, rows
 
@@ -1022,6 +1039,22 @@ def ds_summaries(doc, summ, extra=None, splits=None, seed="sum"):
         return feats, unique_rows(make, splits or SMALL)
 
     return build
+
+
+def ds_pawsx(config):
+    w = T.Writer(seed_of("paws-x" + config))
+
+    def make(split, i):
+        s1 = w.sentence()
+        label = w.rng.randrange(2)
+        s2 = s1.replace(".", " again.") if label else w.sentence()
+        if config != "en":
+            s1 = " ".join(T.foreign(x, config) for x in s1[:-1].split(" ")) + "."
+            s2 = " ".join(T.foreign(x, config) for x in s2[:-1].split(" ")) + "."
+        return {"id": i + 1, "sentence1": s1, "sentence2": s2, "label": label}
+
+    feats = {"id": _v("int32"), "sentence1": _v(), "sentence2": _v(), "label": _c(["0", "1"])}
+    return feats, unique_rows(make, SMALL)
 
 
 def ds_swag(config):
@@ -1429,6 +1462,7 @@ register(
     ["samsum"],
 )
 register(["swag", "allenai/swag"], ds_swag, ["regular"])
+register(["paws-x", "google-research-datasets/paws-x"], ds_pawsx, ["en", "de", "es", "fr"])
 register(["xnli", "facebook/xnli"], ds_xnli, ["en", "de", "fr"])
 register(
     ["imdb", "stanfordnlp/imdb"],
