@@ -263,6 +263,34 @@ def fam_roberta(opts):
     return _init(RobertaForMaskedLM, cfg), tok
 
 
+def fam_sp_roberta(opts):
+    """CamemBERT / XLM-RoBERTa: the RoBERTa architecture with a SentencePiece Unigram vocabulary."""
+    import transformers
+
+    kind = opts["kind"]
+    head = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab = head + unigram_pieces() + [("<mask>", 0.0)]
+    if kind == "camembert":
+        tok = transformers.CamembertTokenizer(vocab=vocab, model_max_length=MAX_LEN)
+        config_cls, model_cls = transformers.CamembertConfig, transformers.CamembertForMaskedLM
+    else:
+        tok = transformers.XLMRobertaTokenizer(vocab=vocab, model_max_length=MAX_LEN)
+        config_cls, model_cls = transformers.XLMRobertaConfig, transformers.XLMRobertaForMaskedLM
+    cfg = config_cls(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=MAX_LEN + 2,
+        type_vocab_size=1,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    return _init(model_cls, cfg), tok
+
+
 def fam_gpt2(opts):
     from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
 
@@ -552,6 +580,7 @@ FAMILIES = {
     "gpt2": fam_gpt2,
     "bart": fam_bart,
     "t5": fam_t5,
+    "sp_roberta": fam_sp_roberta,
     "llm": fam_llm,
 }
 
@@ -590,6 +619,8 @@ MODELS: dict[str, tuple[str, dict]] = {
         "distilroberta-base",
         "distilbert/distilroberta-base",
     ),
+    **_aliases("sp_roberta", {"kind": "camembert"}, "camembert-base", "almanach/camembert-base"),
+    **_aliases("sp_roberta", {"kind": "xlmr"}, "xlm-roberta-base", "FacebookAI/xlm-roberta-base"),
     **_aliases(
         "gpt2",
         {},
@@ -952,9 +983,9 @@ def ds_squad(config, v2=False):
     w = T.Writer(seed_of("squad_v2" if v2 else "squad"))
 
     def make(split, i):
-        # contexts of 6 to 14 sentences (about 60 to 140 words, as SQuAD's paragraphs), the facts among filler
+        # contexts of 10 to 20 sentences (about 80 to 160 words, as SQuAD's paragraphs), the facts among filler
         facts = [w.fact() for _ in range(w.rng.randrange(2, 5))]
-        parts = [f[0] for f in facts] + [w.sentence() for _ in range(w.rng.randrange(4, 10))]
+        parts = [f[0] for f in facts] + [w.sentence() for _ in range(w.rng.randrange(8, 16))]
         w.rng.shuffle(parts)
         context = " ".join(parts)
         sentence, question, answer = w.pick(facts)
