@@ -263,6 +263,34 @@ def fam_roberta(opts):
     return _init(RobertaForMaskedLM, cfg), tok
 
 
+def fam_sp_roberta(opts):
+    """CamemBERT / XLM-RoBERTa: the RoBERTa architecture with a SentencePiece Unigram vocabulary."""
+    import transformers
+
+    kind = opts["kind"]
+    head = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab = head + unigram_pieces() + [("<mask>", 0.0)]
+    if kind == "camembert":
+        tok = transformers.CamembertTokenizer(vocab=vocab, model_max_length=MAX_LEN)
+        config_cls, model_cls = transformers.CamembertConfig, transformers.CamembertForMaskedLM
+    else:
+        tok = transformers.XLMRobertaTokenizer(vocab=vocab, model_max_length=MAX_LEN)
+        config_cls, model_cls = transformers.XLMRobertaConfig, transformers.XLMRobertaForMaskedLM
+    cfg = config_cls(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=MAX_LEN + 2,
+        type_vocab_size=1,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    return _init(model_cls, cfg), tok
+
+
 def fam_gpt2(opts):
     from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
 
@@ -552,6 +580,7 @@ FAMILIES = {
     "gpt2": fam_gpt2,
     "bart": fam_bart,
     "t5": fam_t5,
+    "sp_roberta": fam_sp_roberta,
     "llm": fam_llm,
 }
 
@@ -579,7 +608,14 @@ MODELS: dict[str, tuple[str, dict]] = {
         "bert-large-cased",
     ),
     **_aliases("distilbert", {"cased": False}, "distilbert-base-uncased", "distilbert/distilbert-base-uncased"),
-    **_aliases("distilbert", {"cased": True}, "distilbert-base-cased", "distilbert/distilbert-base-cased"),
+    **_aliases(
+        "distilbert",
+        {"cased": True},
+        "distilbert-base-cased",
+        "distilbert/distilbert-base-cased",
+        "distilbert-base-cased-distilled-squad",
+        "distilbert/distilbert-base-cased-distilled-squad",
+    ),
     **_aliases(
         "roberta",
         {},
@@ -590,6 +626,8 @@ MODELS: dict[str, tuple[str, dict]] = {
         "distilroberta-base",
         "distilbert/distilroberta-base",
     ),
+    **_aliases("sp_roberta", {"kind": "camembert"}, "camembert-base", "almanach/camembert-base"),
+    **_aliases("sp_roberta", {"kind": "xlmr"}, "xlm-roberta-base", "FacebookAI/xlm-roberta-base"),
     **_aliases(
         "gpt2",
         {},
@@ -790,9 +828,25 @@ def ds_glue(config):
     return feats, unique_rows(make, splits)
 
 
+# Row identifiers and bookkeeping columns: two rows that differ only in these hold the same example.
+ID_COLUMNS = {
+    "idx",
+    "id",
+    "q_id",
+    "review_id",
+    "product_id",
+    "reviewer_id",
+    "video-id",
+    "fold-ind",
+    "prompt_id",
+    "score_chosen",
+    "score_rejected",
+}
+
+
 def unique_rows(make, splits):
     return T.unique_rows(
-        make, splits, key=lambda r: json.dumps({k: v for k, v in r.items() if k != "idx"}, sort_keys=True)
+        make, splits, key=lambda r: json.dumps({k: v for k, v in r.items() if k not in ID_COLUMNS}, sort_keys=True)
     )
 
 
@@ -936,9 +990,9 @@ def ds_squad(config, v2=False):
     w = T.Writer(seed_of("squad_v2" if v2 else "squad"))
 
     def make(split, i):
-        # contexts of 6 to 14 sentences (about 60 to 140 words, as SQuAD's paragraphs), the facts among filler
+        # contexts of 10 to 20 sentences (about 80 to 160 words, as SQuAD's paragraphs), the facts among filler
         facts = [w.fact() for _ in range(w.rng.randrange(2, 5))]
-        parts = [f[0] for f in facts] + [w.sentence() for _ in range(w.rng.randrange(4, 10))]
+        parts = [f[0] for f in facts] + [w.sentence() for _ in range(w.rng.randrange(8, 16))]
         w.rng.shuffle(parts)
         context = " ".join(parts)
         sentence, question, answer = w.pick(facts)
@@ -964,7 +1018,8 @@ def ds_squad(config, v2=False):
         "question": _v(),
         "answers": _seq({"text": _v(), "answer_start": _v("int32")}),
     }
-    return feats, unique_rows(make, {"train": 96, "validation": 32})
+    # 128 validation questions: the course notebook evaluates on validation.select(range(100))
+    return feats, unique_rows(make, {"train": 96, "validation": 128})
 
 
 def ds_wikitext(config):
@@ -979,7 +1034,8 @@ def ds_wikitext(config):
         return {"text": " " + w.paragraph(w.rng.randrange(3, 7)) + " \n"}
 
     rows = {}
-    for split, n in {"train": 240, "validation": 48, "test": 48}.items():
+    # 600 training lines: accelerate's gradient-accumulation example selects the first 500
+    for split, n in {"train": 600, "validation": 48, "test": 48}.items():
         rows[split] = [make(split, i) for i in range(n)]
     return {"text": _v()}, rows
 
@@ -1022,6 +1078,22 @@ def ds_summaries(doc, summ, extra=None, splits=None, seed="sum"):
         return feats, unique_rows(make, splits or SMALL)
 
     return build
+
+
+def ds_pawsx(config):
+    w = T.Writer(seed_of("paws-x" + config))
+
+    def make(split, i):
+        s1 = w.sentence()
+        label = w.rng.randrange(2)
+        s2 = s1.replace(".", " again.") if label else w.sentence()
+        if config != "en":
+            s1 = " ".join(T.foreign(x, config) for x in s1[:-1].split(" ")) + "."
+            s2 = " ".join(T.foreign(x, config) for x in s2[:-1].split(" ")) + "."
+        return {"id": i + 1, "sentence1": s1, "sentence2": s2, "label": label}
+
+    feats = {"id": _v("int32"), "sentence1": _v(), "sentence2": _v(), "label": _c(["0", "1"])}
+    return feats, unique_rows(make, SMALL)
 
 
 def ds_swag(config):
@@ -1429,6 +1501,7 @@ register(
     ["samsum"],
 )
 register(["swag", "allenai/swag"], ds_swag, ["regular"])
+register(["paws-x", "google-research-datasets/paws-x"], ds_pawsx, ["en", "de", "es", "fr"])
 register(["xnli", "facebook/xnli"], ds_xnli, ["en", "de", "fr"])
 register(
     ["imdb", "stanfordnlp/imdb"],
