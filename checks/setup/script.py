@@ -244,7 +244,7 @@ rule(
      """,
     broken="from trl import SFTTrainer  # ModuleNotFoundError: No module named 'trl'",
     fixed="""
-     # pip install trl peft   (or: pip install 'pytest-ftdoctor[llm]' for the versions ftdoctor supports)
+     # pip install 'trl>=1.0' 'peft>=0.15'   (the versions ftdoctor supports)
      from trl import SFTTrainer
      """,
 )
