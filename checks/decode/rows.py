@@ -438,7 +438,7 @@ def _int_scalar_column(ds, col) -> bool:
     return getattr(feat, "dtype", "").startswith("int") and col not in ("idx", "id", "index")
 
 
-@check("decode", codes=("FTD203", "FTD204", "FTD209", "FTD211", "FTD213"))
+@check("decode", codes=("FTD101", "FTD203", "FTD204", "FTD209", "FTD211", "FTD213"))
 def labels_are_class_ids(effective_train_dataset, train_features, model, pipeline, target, trainer=None, task=None):
     if (
         not (models.is_classification(task) or task == "multiple-choice")
@@ -505,6 +505,20 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
         # As many classes as outputs, so the ids must be 0..n-1; more classes than outputs is config's FTD101.
         upper = n_labels
     bad = sorted({v for v in ints if v < 0 and v != ignore} | ({v for v in classes if v >= upper} if upper else set()))
+    if (
+        feat is None
+        and task == "sequence-classification"
+        and n_labels > 1
+        and classes
+        and min(classes) == 0
+        and max(classes) >= n_labels
+        and all(v >= 0 or v == ignore for v in ints)
+        and (len(classes) > n_labels or len(classes) >= 0.7 * (max(classes) + 1))
+    ):
+        # Ids from 0 past the head's outputs, dense (or more distinct ones than outputs): the head is too small for
+        # the classes. Ids shifted to start above 0, sparse ids and negative ones are a mapping's fault (FTD203).
+        out.append(_too_few_outputs(key, classes, n_labels, model, pipeline))
+        bad = []
     if bad:
         out.append(_out_of_range(key, ints, bad, classes, upper, feat is not None, pipeline, loc))
     counts = Counter({v: n for v, n in ints.items() if v != ignore})
@@ -565,6 +579,19 @@ def _float_labels(key, floats, n_labels, kinds, loc):
         fix,
         location=loc,
         evidence={"dtypes": dict(kinds), "distinct": distinct[:20]},
+    )
+
+
+def _too_few_outputs(key, classes, n_labels, model, pipeline):
+    n = max(classes) + 1
+    return finding(
+        "FTD101",
+        f"`{models.model_name(model)}` has num_labels={n_labels}, but the `{key}` values run 0..{max(classes)} "
+        f"({len(classes)} distinct ids in the rows read): the loss will index past the {n_labels} logits.",
+        f"Load the model with one output per class: `from_pretrained(checkpoint, num_labels={n})` (or the number "
+        "of classes of the whole label set, if larger).",
+        location=pipeline.location(model),
+        evidence={"model_num_labels": n_labels, "largest_label": max(classes), "distinct": len(classes)},
     )
 
 

@@ -17,7 +17,7 @@ def _nli_rows(n: int = 6) -> dict:
 
 def test_fewer_outputs_than_classes(tmp_path):
     values = trainer_values(tmp_path, bert(num_labels=2), dataset(_nli_rows(), {"label": NLI}))
-    f = one("FTD101", **values)
+    f = one("FTD101", "config", **values)
     assert f.evidence == {"model_num_labels": 2, "data_num_classes": 3, "class_names": NLI}
     assert "`label` column has 3 classes (its ClassLabel has 3 names)" in f.detail
     assert "num_labels=3, id2label={0: 'entailment', 1: 'neutral', 2: 'contradiction'}" in f.fix
@@ -26,7 +26,7 @@ def test_fewer_outputs_than_classes(tmp_path):
 def test_fewer_outputs_than_the_largest_label_without_class_names(tmp_path):
     rows = {**_nli_rows(), "label": [0, 1, 2, 3, 0, 1]}  # plain ints: classes counted from the values
     values = trainer_values(tmp_path, bert(num_labels=3), dataset(rows))
-    f = one("FTD101", **values)
+    f = one("FTD101", "config", **values)
     assert f.evidence["data_num_classes"] == 4 and "its largest label is 3" in f.detail
 
 
@@ -34,7 +34,7 @@ def test_as_many_outputs_as_classes_is_silent(tmp_path):
     names = dict(enumerate(NLI))
     model = bert(num_labels=3, id2label=names, label2id={v: k for k, v in names.items()})
     values = trainer_values(tmp_path, model, dataset(_nli_rows(), {"label": NLI}))
-    assert findings("FTD101", **values) == []
+    assert findings("FTD101", "config", **values) == []
 
 
 def test_more_outputs_than_classes(tmp_path):
