@@ -3,7 +3,7 @@ alone (config executes nothing of the pipeline)."""
 
 from __future__ import annotations
 
-from ._build import bert, call, capture, causal, dataset, findings, gpt2, one, trainer_values, wordpiece
+from ._build import bert, call, capture, causal, dataset, findings, gpt2, loop_values, one, trainer_values, wordpiece
 
 NLI = ["entailment", "neutral", "contradiction"]
 
@@ -77,6 +77,48 @@ def test_embeddings_resized_after_adding_tokens_is_silent(tmp_path):
     model.resize_token_embeddings(len(tok))
     values = trainer_values(tmp_path, model, dataset(_nli_rows()), tokenizer=tok)
     assert findings("FTD103", **values) == []
+
+
+def _own_module(inner):
+    """A module of the user's own around a transformers encoder (R-BERT-style relation heads): no config of its
+    own, no get_input_embeddings; the inputs meet the inner model's embeddings."""
+    import torch
+
+    class Relation(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = inner
+            self.head = torch.nn.Linear(inner.config.hidden_size * 2, 2)
+
+        def forward(self, input_ids, attention_mask=None):
+            h = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return self.head(torch.cat([h[:, 0], h[:, -1]], dim=-1))
+
+    return Relation()
+
+
+def _loader(tok):
+    import torch
+
+    enc = tok(["a b c", "d e f g"], padding=True, return_tensors="pt")
+    return torch.utils.data.DataLoader([{k: v[i] for k, v in enc.items()} for i in range(2)], batch_size=2)
+
+
+def test_tokens_added_to_a_model_inside_a_module_of_ones_own(tmp_path):
+    tok = wordpiece()
+    model = _own_module(bert("BertModel", vocab_size=len(tok)))
+    tok.add_special_tokens({"additional_special_tokens": ["<e1>", "</e1>"]})
+    f = one("FTD103", **loop_values(model, _loader(tok), tokenizer=tok))
+    assert f.evidence == {"tokenizer_size": len(tok), "embedding_rows": len(tok) - 2}
+    assert "`model.bert.resize_token_embeddings(len(tokenizer))`" in f.fix
+
+
+def test_a_module_of_ones_own_around_a_resized_model_is_silent(tmp_path):
+    tok = wordpiece()
+    inner = bert("BertModel", vocab_size=len(tok))
+    tok.add_special_tokens({"additional_special_tokens": ["<e1>", "</e1>"]})
+    inner.resize_token_embeddings(len(tok))
+    assert findings("FTD103", **loop_values(_own_module(inner), _loader(tok), tokenizer=tok)) == []
 
 
 # --- padding ---------------------------------------------------------------------------------------------------------
