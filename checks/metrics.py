@@ -6,7 +6,18 @@ When the data stages fail, compute_metrics is still checked on synthetic inputs 
 from __future__ import annotations
 
 from ftdoctor.facts import datasets, models
-from ftdoctor.sdk import Provide, Skip, UserCodeError, check, finding, rule, run_user, user_site_in_traceback
+from ftdoctor.sdk import (
+    Provide,
+    Skip,
+    UserCodeError,
+    check,
+    diagnose,
+    finding,
+    relay,
+    rule,
+    run_user,
+    user_site_in_traceback,
+)
 
 rule(
     "FTD601",
@@ -247,12 +258,26 @@ def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx, model=
         minus100 = _minus100_reaches_metric(compute_metrics, eval_prediction, pipeline, fname, msg, loc)
         if minus100 is not None:
             return minus100
-        return finding(
+        ev, cause = diagnose(
+            err.exc,
+            "metrics",
+            {
+                "pipeline": pipeline,
+                "model": model,
+                "compute_metrics": compute_metrics,
+                "eval_prediction": eval_prediction,
+            },
+            ctx.values.get("findings_so_far", []),
+            user_dir=getattr(cap, "user_dir", None) or None,
+        )
+        if cause is not None:
+            return cause.finding if cause.finding is not None else Provide({}, skip_reason=cause.reason)
+        return relay(
             "FTD602",
-            f"`{fname}` raised {msg} on predictions of shape {list(getattr(preds, 'shape', []))}.",
-            "Fix the metric function for these shapes (--traceback shows where it failed).",
+            ev,
+            f"`{fname}` raised {msg} on predictions of shape {list(getattr(preds, 'shape', []))}",
+            inputs={"predictions": preds, "label_ids": labels},
             location=loc,
-            evidence={"exception": msg},
         )
     if not isinstance(result, dict):
         fname = getattr(compute_metrics, "__name__", "compute_metrics")
