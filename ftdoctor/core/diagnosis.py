@@ -73,6 +73,7 @@ class Evidence:
     frames: list[FrameInfo] = field(default_factory=list)
     exc_types: tuple[str, ...] = ()  # the exception's class and its bases, by name
     _locals: dict[str, Any] = field(default_factory=dict, repr=False)  # the user frame's values, for diagnosers
+    _frames: list[Any] = field(default_factory=list, repr=False)  # the traceback's frames, innermost last
 
     @property
     def text(self) -> str:
@@ -100,6 +101,20 @@ class Evidence:
             except Exception:
                 continue
         return out
+
+    def frame_local(self, name: str, predicate: Callable[[Any], bool] | None = None) -> Any:
+        """The value of ``name`` in the innermost frame of the traceback that has one (and for which ``predicate``
+        holds): what a library function was working on when it raised. None when no frame has it."""
+        for frame in reversed(self._frames):
+            try:
+                if name not in frame.f_locals:
+                    continue
+                value = frame.f_locals[name]
+                if predicate is None or predicate(value):
+                    return value
+            except Exception:
+                continue
+        return None
 
     def in_library(self, *parts: str) -> bool:
         """Whether a frame of the traceback runs in a library file whose path contains one of ``parts``."""
@@ -222,11 +237,16 @@ def describe(summary: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _summarize_locals(frame) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def _summarize_locals(frame, source: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The user frame's values, those its failing line names first (a global the line reads included)."""
     summaries: dict[str, dict[str, Any]] = {}
     raw: dict[str, Any] = {}
     try:
-        items = list(frame.f_locals.items())
+        local = dict(frame.f_locals)
+        named = list(dict.fromkeys(re.findall(r"(?<![\w.])[A-Za-z_]\w*", source or "")))
+        items = [(n, local[n]) for n in named if n in local]
+        items += [(n, frame.f_globals[n]) for n in named if n not in local and n in frame.f_globals]
+        items += [(n, v) for n, v in local.items() if n not in named]
     except Exception:
         return summaries, raw
     for name, value in items:
@@ -273,12 +293,13 @@ def read_evidence(exc: BaseException, stage: str = "", user_dir: str | None = No
         mine = is_user_file(code.co_filename, user_dir) if user_dir else not _is_library_file(code.co_filename)
         if mine:
             ev.user, user_frame = info, tb.tb_frame
+        ev._frames.append(tb.tb_frame)
         tb = tb.tb_next
     if ev.frames and ev.frames[-1] is not ev.user:
         ev.library = ev.frames[-1]
     if ev.user is not None:
         ev.user.source = _source_line(ev.user.file, ev.user.line)
-        ev.values, ev._locals = _summarize_locals(user_frame)
+        ev.values, ev._locals = _summarize_locals(user_frame, ev.user.source)
     if ev.library is not None:
         ev.library.source = _source_line(ev.library.file, ev.library.line)
     return ev
