@@ -174,7 +174,7 @@ def map_columns_of_different_lengths(evidence):
             + f" ({evidence.first_line})."
         )
         fix = f"Give `{column}` one value per returned row: " + (
-            f'`[values[i] for i in sample_mapping]`, where `sample_mapping = out["overflow_to_sample_mapping"]` '
+            '`[values[i] for i in sample_mapping]`, where `sample_mapping = out["overflow_to_sample_mapping"]` '
             "names each window's example."
             if overflow
             else "build it from the rows the function returns, not from the rows it was given."
