@@ -642,14 +642,12 @@ def _classes_in_frame(evidence) -> int:
 
 
 def _with_argument(line: str, argument: str) -> str | None:
-    """``line`` (a call that ends the statement) with ``argument`` added to the last call's arguments."""
-    import re
-
-    m = re.match(r"^(.*\S)\)\s*$", line or "")
-    if m is None or "(" not in line:
+    """``line`` with ``argument`` added to the arguments of its last call (the one whose ``)`` comes last)."""
+    at = (line or "").rfind(")")
+    if at <= 0 or "(" not in line[:at]:
         return None
-    head = m.group(1)
-    return f"{head}, {argument})" if not head.endswith("(") else f"{head}{argument})"
+    head = line[:at].rstrip()
+    return f"{head}{'' if head.endswith('(') else ', '}{argument}{line[at:]}"
 
 
 @diagnoser(codes=("FTD608",))

@@ -153,11 +153,16 @@ def map_columns_of_different_lengths(evidence):
         return None
     name = getattr(function, "__name__", "the function")
     inputs = list(getattr(dataset, "column_names", None) or [])
+    removed = evidence.frame_local("remove_columns")
+    removed = [removed] if isinstance(removed, str) else list(removed or [])
     place, source = _assignment_of(function, column)
-    if column in inputs and place is None:
+    kept = [c for c in inputs if c not in removed and _assignment_of(function, c)[0] is None]
+    if (kept and place is None) or column in kept:
         detail = (
-            f"`{name}` returns {expected} rows for a batch, but the input column `{column}` it keeps has {got}: "
-            f"a batched map that changes the number of rows must drop the input columns ({evidence.first_line})."
+            f"`{name}` changes the number of rows ({expected} and {got} values in one batch), but the input "
+            f"column{'s' if len(kept) > 1 else ''} {', '.join(f'`{c}`' for c in kept[:6])} it keeps "
+            f"{'have' if len(kept) > 1 else 'has'} one value per input row: a batched map that changes the number "
+            f"of rows must drop the input columns ({evidence.first_line})."
         )
         fix = f"Remove them in the map: `.map({name}, batched=True, remove_columns=<dataset>.column_names)`."
         location = evidence.user.site if evidence.user is not None else None
