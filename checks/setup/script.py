@@ -10,6 +10,7 @@ from ftdoctor.checks.setup.api_drift import removed_argument, removed_import
 from ftdoctor.checks.setup.hub_and_files import hub_unreachable, missing_file
 from ftdoctor.checks.setup.llm_libraries import chat_template, lora_targets_not_found, missing_llm_library
 from ftdoctor.sdk import check, finding, relay, rule, user_site_in_traceback
+from ftdoctor.sdk import diagnose as diagnose_frames
 
 # All of setup's rules, those of the causes in the modules beside this one too: declared in one place, in the
 # order `ftdoctor rules` lists them.
@@ -389,7 +390,7 @@ def script_raised(capture):
                     evidence=found.evidence,
                 )
             return found
-    ev, cause = diagnose(exc, "setup", {"capture": capture}, [], user_dir=capture.user_dir or None)
+    ev, cause = diagnose_frames(exc, "setup", {"capture": capture}, [], user_dir=capture.user_dir or None)
     if cause is not None and cause.finding is not None:
         cause.finding.evidence = {**evidence, **cause.finding.evidence}
         return cause.finding

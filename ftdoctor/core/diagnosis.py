@@ -123,7 +123,9 @@ class Evidence:
     def values_text(self, names: list[str] | None = None, limit: int = 6) -> str:
         """The summaries of the user frame's values (``names`` first, or those the source line mentions)."""
         if names is None:
-            names = [n for n in self.values if self.user and _mentions(self.user.source, n)] or list(self.values)
+            names = [n for n in self.values if self.user and _mentions(self.user.source, n)]
+            if not names and self.user is not None and self.user.function != "<module>":
+                names = list(self.values)  # a function's arguments and locals; a script's globals would be noise
         return ", ".join(f"`{n}` = {describe(self.values[n])}" for n in names[:limit] if n in self.values)
 
 

@@ -112,7 +112,11 @@ def test_missing_file_names_the_path_and_the_working_directory(tmp_path):
 def test_any_other_exception_is_relayed_at_the_users_line(tmp_path):
     cap = run_script(tmp_path, "x = 1\nraise RuntimeError('the tokenizer folder is locked')\n")
     f = one("FTD005", capture=cap)
-    assert f.detail == "RuntimeError: the tokenizer folder is locked" and f.location.endswith("train.py:2")
+    assert f.detail.startswith("RuntimeError: the tokenizer folder is locked — at ") and f.location.endswith(
+        "train.py:2"
+    )
+    assert "train.py:2 in <module>(): `raise RuntimeError('the tokenizer folder is locked')`." in f.detail
+    assert "train.py:2" in f.fix and "cause shown" not in f.fix
 
 
 def test_a_script_that_reached_training_has_nothing_to_diagnose(tmp_path):
@@ -346,5 +350,6 @@ def test_users_code_raising_inside_a_check_is_relayed_as_its_own_error():
     run_stage("collate", ctx, result, errors, checks=[Check("t.runs_the_collator", "collate", runs_the_collator)])
     [f] = result.findings
     assert f.code == "FTD900" and f.severity == "error" and not errors
-    assert f.detail == "While collate ran, the data collator raised KeyError: 'labels'."
+    assert f.detail.startswith("While collate ran, the data collator raised KeyError: 'labels' — at ")
+    assert 'in collator(): `raise KeyError("labels")`, where `rows` = list[1] of dict.' in f.detail
     assert f.evidence["check"] == "t.runs_the_collator" and "KeyError" in f.evidence["traceback"]
