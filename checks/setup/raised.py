@@ -65,6 +65,29 @@ def _subclasses(cls):
     return seen
 
 
+def _named_like(owner, stem: str, base) -> list:
+    """Subclasses of ``base`` that the trainer's package exports under its name (``Seq2Seq`` ...Arguments,
+    ``DPO`` ...Config): packages load their classes lazily, so one the script never imported is found here."""
+    import sys
+
+    if not stem:
+        return []
+    package = sys.modules.get(type(owner).__module__.split(".")[0])
+    out = []
+    try:
+        names = [n for n in dir(package) if n.startswith(stem) and n.endswith(("Arguments", "Config"))]
+    except Exception:
+        return []
+    for name in names[:20]:
+        try:
+            cls = getattr(package, name)
+        except Exception:
+            continue
+        if isinstance(cls, type) and issubclass(cls, base) and cls is not base:
+            out.append(cls)
+    return out
+
+
 def _has_field(cls, name: str) -> bool:
     return name in getattr(cls, "__dataclass_fields__", {}) or name in vars(cls)
 
@@ -104,10 +127,11 @@ def trainer_arguments_class(evidence):
     args, owner = _args_owner(evidence, kind)
     if args is None or owner is None:
         return None
-    candidates = [c for c in _subclasses(type(args)) if _has_field(c, attr)]
+    stem = type(owner).__name__.removesuffix("Trainer")
+    candidates = [c for c in _subclasses(type(args)) + _named_like(owner, stem, type(args)) if _has_field(c, attr)]
+    candidates = list(dict.fromkeys(candidates))
     if not candidates:
         return None
-    stem = type(owner).__name__.removesuffix("Trainer")
     want = (
         _annotated(owner, candidates)
         or next((c for c in candidates if stem and c.__name__.startswith(stem)), None)

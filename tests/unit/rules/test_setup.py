@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ._build import call, capture, causal, codes, findings, gpt2, line_of, one, run_script
+from ._build import bert, call, capture, causal, codes, findings, gpt2, line_of, one, run_script
 
 
 @pytest.fixture(autouse=True)
@@ -99,6 +99,37 @@ def test_hub_dataset_unreachable_offline_is_downloaded_as_a_dataset(tmp_path, mo
 def test_an_os_error_of_the_machine_is_no_hub_failure(tmp_path):
     cap = run_script(tmp_path, "raise OSError('No space left on device')\n")
     assert codes(findings("FTD003", capture=cap)) == ["FTD005"]
+
+
+# --- causes read from the frames (diagnosers of checks/setup/raised.py) ---------------------------------------------
+
+
+def test_trainer_given_the_base_arguments_class_is_told_the_subclass_it_reads(tmp_path):
+    cap = run_script(
+        tmp_path,
+        "from transformers import Seq2SeqTrainer, TrainingArguments\n"
+        "args = TrainingArguments('out', report_to='none', use_cpu=True)\n"
+        "trainer = Seq2SeqTrainer(model=model, args=args)\n",
+        model=bert(),
+    )
+    [f] = findings("FTD005", capture=cap)
+    assert f.code == "FTD020" and f.evidence["expected_class"] == "Seq2SeqTrainingArguments"
+    assert "`Seq2SeqTrainingArguments(...)` (`from transformers import Seq2SeqTrainingArguments`)" in f.fix
+    assert f.location.endswith("train.py:2")
+
+
+def test_batched_map_with_a_column_per_example_beside_its_windows(tmp_path):
+    cap = run_script(
+        tmp_path,
+        "from datasets import Dataset\n"
+        "def windows(batch):\n"
+        "    out = {'input_ids': [[1]] * (2 * len(batch['q']))}\n"
+        "    out['extra'] = [0] * len(batch['q'])\n"
+        "    return out\n"
+        "Dataset.from_dict({'q': ['a', 'b']}).map(windows, batched=True, remove_columns=['q'])\n",
+    )
+    [f] = findings("FTD005", capture=cap)
+    assert f.code == "FTD021" and f.location.endswith("train.py:4") and f.evidence["column"] == "extra"
 
 
 def test_missing_file_names_the_path_and_the_working_directory(tmp_path):
