@@ -69,6 +69,7 @@ class Evidence:
     stage: str = ""
     user: FrameInfo | None = None
     library: FrameInfo | None = None
+    called: FrameInfo | None = None  # the library frame the user's line called (the outermost below it)
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
     frames: list[FrameInfo] = field(default_factory=list)
     exc_types: tuple[str, ...] = ()  # the exception's class and its bases, by name
@@ -143,6 +144,20 @@ def _source_line(path: str, line: int) -> str:
         return linecache.getline(path, line).strip()
     except Exception:
         return ""
+
+
+def _statement(info: FrameInfo) -> str:
+    """The whole statement at the user's line (a call spread over several lines), on one line."""
+    try:
+        from ftdoctor.core.source import source_lines
+
+        found = source_lines(info.site)
+    except Exception:
+        return ""
+    if not found:
+        return ""
+    text = " ".join(part.strip() for part in found[1].splitlines() if part.strip())
+    return re.sub(r"\(\s+", "(", re.sub(r"\s+\)", ")", text))[:400]
 
 
 def _is_library_file(path: str) -> bool:
@@ -261,6 +276,11 @@ def _summarize_locals(frame, source: str) -> tuple[dict[str, dict[str, Any]], di
     return summaries, raw
 
 
+def _qualname(code) -> str:
+    """``Class.method`` where Python knows it (3.11+), without the ``outer.<locals>.`` of a nested function."""
+    return getattr(code, "co_qualname", code.co_name).rsplit("<locals>.", 1)[-1]
+
+
 def _exception_types(exc: BaseException) -> tuple[str, ...]:
     names = []
     for cls in type(exc).__mro__:
@@ -290,7 +310,7 @@ def read_evidence(exc: BaseException, stage: str = "", user_dir: str | None = No
     user_frame = None
     while tb is not None and len(ev.frames) < MAX_FRAMES:
         code = tb.tb_frame.f_code
-        info = FrameInfo(code.co_filename, tb.tb_lineno, code.co_name)
+        info = FrameInfo(code.co_filename, tb.tb_lineno, _qualname(code))
         ev.frames.append(info)
         mine = is_user_file(code.co_filename, user_dir) if user_dir else not _is_library_file(code.co_filename)
         if mine:
@@ -299,8 +319,10 @@ def read_evidence(exc: BaseException, stage: str = "", user_dir: str | None = No
         tb = tb.tb_next
     if ev.frames and ev.frames[-1] is not ev.user:
         ev.library = ev.frames[-1]
+        if ev.user is not None:
+            ev.called = ev.frames[ev.frames.index(ev.user) + 1]
     if ev.user is not None:
-        ev.user.source = _source_line(ev.user.file, ev.user.line)
+        ev.user.source = _statement(ev.user) or _source_line(ev.user.file, ev.user.line)
         ev.values, ev._locals = _summarize_locals(user_frame, ev.user.source)
     if ev.library is not None:
         ev.library.source = _source_line(ev.library.file, ev.library.line)
@@ -517,7 +539,8 @@ def relay(
     if ev.library is not None:
         detail += f" Raised in {ev.library.module_path}:{ev.library.line} ({ev.library.function})."
     remedy = stated_remedy(ev.message)
-    callee = f"`{ev.library.function}()`" if ev.library is not None else "the library"
+    callee = ev.called or ev.library
+    callee = f"`{callee.function}()`" if callee is not None else "the library"
     if remedy:
         fix = f"{remedy} (from the error message)"
         fix += f"; the line to change is {ev.user.site}." if ev.user is not None else "."

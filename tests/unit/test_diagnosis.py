@@ -100,7 +100,7 @@ def test_evidence_without_a_users_frame_names_the_library_frame_only(tmp_path):
         json.loads("{bad")
     except ValueError as exc:
         ev = read_evidence(exc, "forward", str(tmp_path / "elsewhere"))
-    assert ev.user is None and ev.values == {} and ev.library.function == "raw_decode"
+    assert ev.user is None and ev.values == {} and ev.library.function == "JSONDecoder.raw_decode"
 
 
 # -- the registry -------------------------------------------------------------------------------------------------
