@@ -71,6 +71,7 @@ class Evidence:
     library: FrameInfo | None = None
     called: FrameInfo | None = None  # the library frame the user's line called (the outermost below it)
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    library_values: dict[str, dict[str, Any]] = field(default_factory=dict)  # the raising frame's arguments
     frames: list[FrameInfo] = field(default_factory=list)
     exc_types: tuple[str, ...] = ()  # the exception's class and its bases, by name
     _locals: dict[str, Any] = field(default_factory=dict, repr=False)  # the user frame's values, for diagnosers
@@ -326,7 +327,19 @@ def read_evidence(exc: BaseException, stage: str = "", user_dir: str | None = No
         ev.values, ev._locals = _summarize_locals(user_frame, ev.user.source)
     if ev.library is not None:
         ev.library.source = _source_line(ev.library.file, ev.library.line)
+        ev.library_values = _arguments_of(ev._frames[-1])
     return ev
+
+
+def _arguments_of(frame) -> dict[str, dict[str, Any]]:
+    """The arguments the raising library function was called with (not its other locals), summarised."""
+    try:
+        code = frame.f_code
+        names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        local = frame.f_locals
+        return {n: summarize(local[n]) for n in names if n != "self" and local.get(n) is not None and n in local}
+    except Exception:
+        return {}
 
 
 # -- the registry -------------------------------------------------------------------------------------------------
@@ -537,7 +550,9 @@ def relay(
     else:
         detail += "."
     if ev.library is not None:
-        detail += f" Raised in {ev.library.module_path}:{ev.library.line} ({ev.library.function})."
+        detail += f" Raised in {ev.library.module_path}:{ev.library.line} ({ev.library.function}"
+        args = ", ".join(f"`{n}` = {describe(s)}" for n, s in list(ev.library_values.items())[:6])
+        detail += f", given {args})." if args else ")."
     remedy = stated_remedy(ev.message)
     callee = ev.called or ev.library
     callee = f"`{callee.function}()`" if callee is not None else "the library"
@@ -550,8 +565,8 @@ def relay(
             "one of the values shown is not what it accepts; --traceback shows every frame."
         )
     elif shown_inputs:
-        fix = f"{callee} rejected these inputs ({shown_inputs}); make them what it accepts. --traceback shows "
-        fix += "every frame."
+        fix = f"{callee} rejected what it was given from these inputs (no line of your code ran in between): make "
+        fix += "them what it accepts; --traceback shows every frame."
     else:
         fix = f"{callee} raised on what the script built for it; --traceback shows every frame."
     extra: dict[str, Any] = {"exception": ev.text}
@@ -562,6 +577,7 @@ def relay(
         extra["inputs"] = {str(k): describe(summarize(v)) for k, v in list(inputs.items())[:MAX_LOCALS]}
     if ev.library is not None:
         extra["library_frame"] = f"{ev.library.module_path}:{ev.library.line} ({ev.library.function})"
+        extra["library_values"] = {n: describe(s) for n, s in ev.library_values.items()}
     extra.update(evidence or {})
     return finding(code, detail, fix, location=ev.user.site if ev.user is not None else location, evidence=extra)
 
