@@ -148,16 +148,30 @@ def _source_line(path: str, line: int) -> str:
 
 
 def _statement(info: FrameInfo) -> str:
-    """The whole statement at the user's line (a call spread over several lines), on one line."""
-    try:
-        from ftdoctor.core.source import source_lines
+    """The whole statement at the user's line (a call spread over several lines) on one line; of a compound
+    statement (``with``, ``for``, ``if``) only its header."""
+    import ast
 
-        found = source_lines(info.site)
+    try:
+        from ftdoctor.core.source import read_source
+
+        source = read_source(info.file)
+        tree = ast.parse(source)
     except Exception:
         return ""
-    if not found:
+    best = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt) and node.lineno <= info.line <= (node.end_lineno or node.lineno):
+            if best is None or node.lineno >= best.lineno:
+                best = node
+    if best is None:
         return ""
-    text = " ".join(part.strip() for part in found[1].splitlines() if part.strip())
+    body = getattr(best, "body", None)
+    end = body[0].lineno - 1 if isinstance(body, list) and body and body[0].lineno > best.lineno else best.end_lineno
+    if body and info.line > (end or best.lineno):
+        return ""  # the line is in the body: a statement of its own was not found
+    lines = source.splitlines()[best.lineno - 1 : (end or best.lineno)]
+    text = " ".join(part.strip() for part in lines if part.strip())
     return re.sub(r"\(\s+", "(", re.sub(r"\s+\)", ")", text))[:400]
 
 
