@@ -467,3 +467,15 @@ def test_best_model_on_the_loss_near_miss_evaluation_batches_with_labels():
     pipeline = SimpleNamespace(location=lambda *objs: "train.py:60", eval_dataset=None)
     batch = {"input_ids": np.zeros((2, 4)), "start_positions": np.zeros(2), "end_positions": np.zeros(2)}
     assert _eval_loss_without_labels("eval_loss", None, pipeline, batch, _qa_target()) is None
+
+
+def test_the_walk_accepts_a_code_from_the_diagnoser_that_named_the_cause_and_no_other():
+    from ftdoctor.core.registry import Check
+    from ftdoctor.engine.walk import _as_findings
+
+    chk = Check("t.metrics", "metrics", lambda: None, codes=("FTD602",))
+    by = f"{binary_average_on_multiclass.__module__}.binary_average_on_multiclass"
+    named = finding("FTD607", "binary average", evidence={"diagnosed_by": by})
+    assert _as_findings([named], chk)[1] == []
+    stray = finding("FTD608", "references", evidence={"diagnosed_by": by})
+    assert "it reported FTD608, which it does not declare" in _as_findings([stray], chk)[1][0]
