@@ -27,6 +27,7 @@ from ftdoctor.core.registry import load_checks
 load_checks()
 
 from ftdoctor.checks._failures import reported_earlier  # noqa: E402
+from ftdoctor.checks.decode.rows import ids_beyond_an_embedding  # noqa: E402
 from ftdoctor.checks.decode.task_contracts import qa_positions_none  # noqa: E402
 from ftdoctor.checks.forward import logits_labels_shape, no_loss_without_labels  # noqa: E402
 from ftdoctor.checks.metrics import (  # noqa: E402
@@ -479,3 +480,55 @@ def test_the_walk_accepts_a_code_from_the_diagnoser_that_named_the_cause_and_no_
     assert _as_findings([named], chk)[1] == []
     stray = finding("FTD608", "references", evidence={"diagnosed_by": by})
     assert "it reported FTD608, which it does not declare" in _as_findings([stray], chk)[1][0]
+
+
+EMBEDDING_SCRIPT = """
+import torch
+class Encoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.word_embeddings = torch.nn.Embedding(10, 4)
+        self.position_embeddings = torch.nn.Embedding(6, 4)
+    def forward(self, ids):
+        positions = torch.arange(ids.shape[1]).unsqueeze(0)
+        return self.word_embeddings(ids) + self.position_embeddings(positions)
+class Wrapper(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = Encoder()
+    def forward(self, ids):
+        return self.encoder(ids)
+model = Wrapper()
+model(ids)
+"""
+
+
+def _embedding_facts(tmp_path, ids, tokenizer_size=12):
+    import torch
+
+    ns = {"ids": torch.tensor(ids)}
+    ev = evidence(tmp_path, EMBEDDING_SCRIPT, ns, stage="forward")
+    model = ev.frame_local("self", lambda v: type(v).__name__ == "Wrapper")
+    model.encoder.resize_token_embeddings = lambda n: None  # the part that can resize, as a transformers model can
+    pipeline = SimpleNamespace(tokenizer=[0] * tokenizer_size, name_of=lambda obj: "net")
+    return ev, model, pipeline
+
+
+def test_ids_beyond_the_token_embeddings_are_told_to_resize_them(tmp_path):
+    ev, model, pipeline = _embedding_facts(tmp_path, [[1, 11, 10, 2]])
+    f = ids_beyond_an_embedding(ev, model, pipeline).finding
+    assert f.code == "FTD207" and "2 ids of the batch are 10 or more (the largest 11)" in f.detail
+    assert "`encoder.word_embeddings`" in f.detail and "the tokenizer has 12 tokens" in f.detail
+    assert "`net.encoder.resize_token_embeddings(len(tokenizer))`" in f.fix
+
+
+def test_rows_longer_than_the_position_embeddings(tmp_path):
+    ev, model, pipeline = _embedding_facts(tmp_path, [[1, 2, 3, 4, 5, 6, 7, 8]])
+    f = ids_beyond_an_embedding(ev, model, pipeline).finding
+    assert f.code == "FTD206" and "`encoder.position_embeddings` has 6 positions" in f.detail
+    assert "max_length=6" in f.fix
+
+
+def test_ids_beyond_an_embedding_near_miss_an_index_error_of_the_users_own(tmp_path):
+    ev = evidence(tmp_path, "import torch\nrows = torch.zeros(3)\nraise IndexError('index out of range in self')\n")
+    assert ids_beyond_an_embedding(ev, None, None) is None
