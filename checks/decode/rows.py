@@ -3,6 +3,7 @@ that are no class ids, token ids the model cannot take; the first sample decoded
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from ftdoctor.core.diagnosis import FACTS, MESSAGE, VALUES
@@ -776,7 +777,11 @@ def ids_beyond_an_embedding(evidence, model=None, pipeline=None):
     past its rows. Position embeddings mean rows too long; the token embeddings, ids the model has no row for."""
     import torch
 
-    if "index out of range in self" not in evidence.message or not evidence._frames:
+    if not evidence._frames:
+        return None
+    if _EXPANDED.search(evidence.message):
+        return _positions_cut(evidence)
+    if "index out of range in self" not in evidence.message:
         return None
     try:
         local = evidence._frames[-1].f_locals
@@ -823,6 +828,33 @@ def ids_beyond_an_embedding(evidence, model=None, pipeline=None):
         evidence={"embedding_rows": rows, "largest_id": top, "ids_beyond": beyond, "tokenizer_size": size},
     )
     return Cause(f, MESSAGE + VALUES + (FACTS if grown else 0))
+
+
+_EXPANDED = re.compile(r"expanded size of the tensor \((\d+)\) must match the existing size \((\d+)\)")
+
+
+def _positions_cut(evidence):
+    """Position ids (a buffer as long as the position embeddings) expanded to rows longer than that: the rows
+    exceed the positions the model has (the raising frame holds both)."""
+    import torch
+
+    try:
+        local = evidence._frames[-1].f_locals
+        ids, positions = local.get("input_ids"), local.get("position_ids")
+    except Exception:
+        return None
+    if not (isinstance(ids, torch.Tensor) and isinstance(positions, torch.Tensor)) or ids.dim() < 1:
+        return None
+    length, limit = int(ids.shape[-1]), int(positions.shape[-1])
+    if length <= limit:
+        return None
+    f = finding(
+        "FTD206",
+        f"The batch's rows have {length} tokens, and the model has {limit} positions ({evidence.first_line}).",
+        f"Truncate to the model's length: `tokenizer(..., truncation=True, max_length={limit})`.",
+        evidence={"positions": limit, "needed": length},
+    )
+    return Cause(f, MESSAGE + VALUES)
 
 
 def _resizable_owner(model, name: str | None) -> str | None:

@@ -453,6 +453,7 @@ def propose(
         "findings_so_far": list(findings_so_far),
     }
     causes: list[Cause] = []
+    seen = {getattr(f, "code", None) for f in findings_so_far}
     for d in diagnosers_for(stage):
         kwargs = _arguments(d, given)
         if kwargs is None:
@@ -471,6 +472,12 @@ def propose(
                 raise RuntimeError(f"diagnoser {d.name} reported {cause.finding.code}, not one of {d.codes}")
             continue
         cause.diagnoser = d.name
+        if cause.finding is not None and cause.finding.code in seen:
+            # The cause is already reported (an earlier stage saw it in the data): the crash was predicted.
+            code = cause.finding.code
+            cause = Cause(
+                None, cause.support + REPORTED, f"fails as predicted by {code}: {ev.first_line[:160]}", [code], d.name
+            )
         if cause.finding is not None:
             cause.finding.evidence.setdefault("diagnosed_by", d.name)
             if cause.finding.location is None and ev.user is not None:

@@ -532,3 +532,32 @@ def test_rows_longer_than_the_position_embeddings(tmp_path):
 def test_ids_beyond_an_embedding_near_miss_an_index_error_of_the_users_own(tmp_path):
     ev = evidence(tmp_path, "import torch\nrows = torch.zeros(3)\nraise IndexError('index out of range in self')\n")
     assert ids_beyond_an_embedding(ev, None, None) is None
+
+
+EXPAND_SCRIPT = """
+import torch
+def embed(input_ids, position_ids):
+    return position_ids.expand(input_ids.shape)
+embed(torch.zeros(2, 8, dtype=torch.long), torch.arange(6).unsqueeze(0))
+"""
+
+
+def test_rows_longer_than_the_position_ids_buffer(tmp_path):
+    ev = evidence(tmp_path, EXPAND_SCRIPT, stage="forward")
+    f = ids_beyond_an_embedding(ev, None, None).finding
+    assert f.code == "FTD206" and "rows have 8 tokens, and the model has 6 positions" in f.detail
+    assert "max_length=6" in f.fix
+
+
+def test_rows_longer_near_miss_an_expand_without_position_ids(tmp_path):
+    script = EXPAND_SCRIPT.replace("position_ids", "weights")
+    ev = evidence(tmp_path, script, stage="forward")
+    assert "expanded size" in ev.message and ids_beyond_an_embedding(ev, None, None) is None
+
+
+def test_a_cause_an_earlier_stage_reported_makes_the_crash_predicted(tmp_path):
+    exc = raised(tmp_path, EXPAND_SCRIPT)
+    _, first = diagnose(exc, "forward", {}, [], user_dir=str(tmp_path))
+    assert first.finding.code == "FTD206"
+    _, again = diagnose(exc, "backward", {}, [first.finding], user_dir=str(tmp_path))
+    assert again.finding is None and again.predicted_by == ["FTD206"] and "predicted by FTD206" in again.reason
