@@ -180,6 +180,7 @@ def test_an_error_of_the_pipeline_no_check_diagnosed_is_relayed():
     (f,) = result.findings
     assert f.code == "FTD900" and f.severity == "error" and result.status == "fail" and internal == []
     assert f.detail.startswith(
-        "While collate ran, the data collator raised ValueError: expected sequence of length 3 at dim 1 (got 1)."
+        "While collate ran, the data collator raised ValueError: expected sequence of length 3 at dim 1 (got 1) — at "
     )
+    assert "`rows` = list[2] of dict" in f.detail  # the rows the collator could not stack
     assert f.evidence["check"] == "team.batches_of_two" and "ValueError" in f.evidence["traceback"]
