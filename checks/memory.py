@@ -148,6 +148,16 @@ def memory_model(
     collator = target.row_collator()
     loss_fn = target.loss
     (row,) = worst_case_rows(effective_train_dataset, train_features, 1)
+    if not hasattr(row, "keys"):
+        # A row without names (a TensorDataset's tuple) reaches the model only through the loop's own code, which
+        # maps its positions to the model's arguments: ftdoctor cannot build a longer batch of it by itself.
+        reason = f"the training rows are {type(row).__name__}s without column names, which only the loop's code maps"
+        return finding(
+            "FTD801",
+            f"Activations could not be measured on the longest rows: {reason}.",
+            "",
+            evidence={"worst_case_error": reason},
+        )
     work = target.work_model()
     worst = {}
     try:

@@ -529,6 +529,11 @@ class LoopHooks:
         loss = self.backward_tensors[-1] if self.backward_tensors else None
         out = call.output
         own = out.get("loss") if hasattr(out, "get") else getattr(out, "loss", None)
+        if own is None and isinstance(out, (tuple, list)) and out:
+            # return_dict=False: the loss comes first (a 0-d tensor) when the model was given its labels.
+            from ftdoctor.facts.models import loss_and_outputs
+
+            own = loss_and_outputs(out, labelled=True)[0]
         if own is not None and (loss is None or derived_from(loss, own)):
             rec.loss_source = "model"
             return

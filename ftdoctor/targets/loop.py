@@ -58,10 +58,32 @@ class LoopTarget(Target):
         rows, removed = super().rows(dataset, description, n)
         fixed = self.fixed_batch()
         if fixed is not None and rows and isinstance(rows[0], dict):
+            from ftdoctor.facts.datasets import LABEL_KEYS, rows_from_batch
+
+            inputs = [k for k in self._model_keys(fixed) if k not in LABEL_KEYS]
+            if any(k not in rows[0] for k in inputs):
+                # The loop feeds its model under other names than its rows' (`input_ids=b["ids"]`): the rows it
+                # trains on are those of the batch it ran.
+                made = rows_from_batch({k: fixed[k] for k in self._model_keys(fixed)})
+                if made:
+                    self._rows_of_batch = True
+                    return made[:n], []
             keep = set(fixed)
             removed = [k for k in rows[0] if k not in keep]
             rows = [{k: v for k, v in r.items() if k in keep} for r in rows]
         return rows, removed
+
+    def row_collator(self) -> Any:
+        """Rows cut from the batch the loop ran (under the model's names) are not what the loop's collator takes:
+        ftdoctor's padding collator batches them."""
+        if self.__dict__.get("_rows_of_batch"):
+            from functools import partial
+
+            from ftdoctor.facts.datasets import pad_rows
+
+            pad = getattr(self.pipeline.tokenizer, "pad_token_id", None)
+            return partial(pad_rows, pad_id=pad if isinstance(pad, int) else 0)
+        return super().row_collator()
 
     def collate(self, rows: list[Any]) -> Any:
         if self.collator is None:
