@@ -52,6 +52,15 @@ rule(
 )
 
 
+def _added_start(tokenizer) -> int | None:
+    """The token id the tokenizer puts in front of every text it encodes (BOS, [CLS]), if any."""
+    try:
+        ids = tokenizer("a")["input_ids"]
+    except Exception:  # not a text tokenizer (a processor, a stand-in): no start token to look for
+        return None
+    return int(ids[0]) if ids and ids[0] in (tokenizer.all_special_ids or []) else None
+
+
 def _describe(batch) -> list[dict]:
     rows = []
     for k, v in batch.items():
@@ -750,9 +759,18 @@ def supervised_tokens(
                 last_run.append(p)
             return any(int(ids[r, p]) in ends for p in last_run)
 
+        starts_with = _added_start(tokenizer)
+
+        def start_cut(r, positions):
+            # The prompt was cut to keep the answer whole: truncation from the left, or a row that lost the start
+            # token the tokenizer puts in front of every text. Its answer survives, EOS or not.
+            if getattr(tokenizer, "truncation_side", "right") == "left":
+                return True
+            return starts_with is not None and int(ids[r, positions[0]]) != starts_with
+
         at_cap = [(r, p) for r, p in prompted if len(p) == width]
         complete = [(r, p) for r, p in prompted if len(p) < width and trained[r, p].any()]
-        cut = [(r, p) for r, p in at_cap if not ended(r, p)]
+        cut = [(r, p) for r, p in at_cap if not ended(r, p) and not start_cut(r, p)]
         cap = next(
             (
                 v
