@@ -351,6 +351,8 @@ def causal_lm_labels(batch, pipeline, target, task=None):
 
     if task != "causal-lm" or not {"input_ids", "labels"} <= set(batch):
         return None
+    if not target.labels_reach_model:
+        return None  # the loop's own loss takes them, as they are: no model shifts them again
     ids, labels = batch["input_ids"], batch["labels"]
     if not (torch.is_tensor(ids) and torch.is_tensor(labels)) or ids.shape != labels.shape or ids.shape[-1] < 2:
         return None
@@ -523,9 +525,10 @@ rule(
 _VIEW_TEXT = 160  # characters of a masked span shown in the trained-token view before it is elided
 
 
-def _supervised(batch):
+def _supervised(batch, pre_shifted=False):
     """(input_ids, real positions, trained positions) of a causal-LM batch, as 2-D tensors; None when the batch
-    says nothing about which positions are trained."""
+    says nothing about which positions are trained. Labels that only the run's own loss reads (``pre_shifted``)
+    and that hold the next token at each position train the token after their position."""
     import torch
 
     ids = batch.get("input_ids")
@@ -536,6 +539,11 @@ def _supervised(batch):
     labels = batch.get("labels")
     if torch.is_tensor(labels) and labels.shape == ids.shape:
         trained = labels != -100
+        if pre_shifted and ids.shape[-1] > 1:
+            scored = trained[:, :-1] & real[:, 1:]
+            if scored.any() and float((labels[:, :-1] == ids[:, 1:])[scored].float().mean()) > 0.9:
+                trained = torch.zeros_like(trained)
+                trained[:, 1:] = labels[:, :-1] != -100
     else:  # TRL's preference and completion batches carry the mask the loss uses instead of labels
         given = next(
             (
@@ -668,7 +676,7 @@ def supervised_tokens(
     if task != "causal-lm":
         return None
     batch = _uncut_batch(target, batch, train_features, budget)
-    got = _supervised(batch)
+    got = _supervised(batch, pre_shifted=not target.labels_reach_model)
     if got is None:
         return None
     ids, real, trained = got

@@ -597,12 +597,11 @@ for batch in DataLoader(lm_rows, batch_size=4, collate_fn=DataCollatorWithPaddin
         not_applicable=LOOP_METRICS,
         causal=True,
     ),
-    "labels_pre_shifted_loop_shifts_itself": Shape(
+    "labels_shifted_by_the_loop_s_own_loss": Shape(
         "labels",
         CAUSAL
         + """
 from torch.utils.data import DataLoader
-from transformers import DataCollatorWithPadding
 
 model = gpt2(tokenizer=ctok)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -611,6 +610,63 @@ for batch in DataLoader(lm_rows, batch_size=4, collate_fn=DataCollatorWithPaddin
     targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+    loss.backward()
+"""
+        + LOOP_END,
+        not_applicable={
+            **LOOP_METRICS,
+            **{
+                stage: "the loop computes its loss from slices of the logits in its own code, which ftdoctor "
+                "cannot run again: the loop's own first step is checked instead"
+                for stage in ("backward", "overfit", "memory")
+            },
+        },
+        causal=True,
+    ),
+    "labels_pre_shifted_in_the_rows": Shape(
+        "labels",
+        CAUSAL
+        + """
+from torch.utils.data import DataLoader
+
+def shifted(e):
+    return {"labels": [ids[1:] + [-100] for ids in e["input_ids"]]}
+
+rows = lm_rows.map(shifted, batched=True)
+
+def collate(batch):
+    width = max(len(r["input_ids"]) for r in batch)
+    def pad(v, fill):
+        return v + [fill] * (width - len(v))
+    return {"input_ids": torch.tensor([pad(r["input_ids"], ctok.pad_token_id) for r in batch]),
+            "attention_mask": torch.tensor([pad(r["attention_mask"], 0) for r in batch]),
+            "labels": torch.tensor([pad(r["labels"], -100) for r in batch])}
+
+model = gpt2(tokenizer=ctok)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+for batch in DataLoader(rows, batch_size=4, collate_fn=collate):
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), batch["labels"].view(-1))
+    loss.backward()
+"""
+        + LOOP_END,
+        not_applicable=LOOP_METRICS,
+        causal=True,
+    ),
+    "labels_by_the_loop_from_a_tokenizing_collate_fn": Shape(
+        "labels",
+        CAUSAL
+        + """
+from torch.utils.data import DataLoader
+
+def collate(rows):
+    return ctok([r["text"] + ctok.eos_token for r in rows], padding=True, return_tensors="pt")
+
+model = gpt2(tokenizer=ctok)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+for batch in DataLoader(Dataset.from_dict({"text": TEXTS}), batch_size=4, collate_fn=collate):
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    loss = model(**batch, labels=labels).loss
     loss.backward()
 """
         + LOOP_END,

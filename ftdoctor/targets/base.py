@@ -44,6 +44,12 @@ class Target:
         return False
 
     @property
+    def labels_reach_model(self) -> bool:
+        """Whether the batch's `labels` are an argument of the model (whose loss shifts a causal LM's labels
+        itself), not only of the run's own loss."""
+        return True
+
+    @property
     def rank(self) -> int:
         return _dist_value("get_rank", "RANK", 0)
 

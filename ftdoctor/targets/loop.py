@@ -21,6 +21,13 @@ class LoopTarget(Target):
         rec = self.record
         return rec is not None and rec.loss_source not in ("model", "none")
 
+    @property
+    def labels_reach_model(self) -> bool:
+        from ftdoctor.facts.datasets import LABEL_KEYS
+
+        keys = getattr(self.record, "model_keys", None) or []
+        return not keys or any(k in LABEL_KEYS for k in keys)
+
     def fixed_batch(self) -> dict | None:
         """The batch the loop ran, when no loader and collator can make another one (or the loop's loss, or its
         model call, needs tensors its loader's batches do not carry: labels built in the loop body)."""

@@ -15,7 +15,7 @@ from shape_matrix import SHAPES, STAGES, pairs, render
 WALKED = tuple(s for s in STAGES)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _walked(name: str, folder: str):
     """The capture and the report of shape ``name``, its script written and run in ``folder`` (once per shape)."""
     from ftdoctor.capture import capture_script
