@@ -96,6 +96,10 @@ class Shape:
     causal: bool = False
 
 
+OWN_LOSS = (
+    "the loop computes its loss from slices of the logits in its own code, which ftdoctor cannot run again: the "
+    "loop's own first step is checked instead"
+)
 NO_METRICS = {"metrics": "the script has no compute_metrics and no evaluation data: nothing of it to judge"}
 LOOP_METRICS = {"metrics": "a hand-written loop without evaluation: the metrics stage has nothing to run"}
 
@@ -615,11 +619,7 @@ for batch in DataLoader(lm_rows, batch_size=4, collate_fn=DataCollatorWithPaddin
         + LOOP_END,
         not_applicable={
             **LOOP_METRICS,
-            **{
-                stage: "the loop computes its loss from slices of the logits in its own code, which ftdoctor "
-                "cannot run again: the loop's own first step is checked instead"
-                for stage in ("backward", "overfit", "memory")
-            },
+            **dict.fromkeys(("backward", "overfit", "memory"), OWN_LOSS),
         },
         causal=True,
     ),
