@@ -198,29 +198,38 @@ def test_a_loop_unpacking_a_return_dict_false_tuple_trains_the_model_s_loss(tmp_
 
 PRE_SHIFTED = """
 ctok = causal()
-enc = ctok([t + ctok.eos_token for t in TEXTS[:4]], padding=True, return_tensors="pt")
-ids, mask = enc["input_ids"], enc["attention_mask"]
-labels = {labels}
+rows = Dataset.from_dict({{"text": TEXTS}}).map(
+    lambda e: ctok([t + ctok.eos_token for t in e["text"]]), batched=True, remove_columns=["text"])
+rows = rows.map(lambda e: {{"labels": [ids[1:] + [-100] for ids in e["input_ids"]]}}, batched=True)
+
+
+def collate(batch):
+    width = max(len(r["input_ids"]) for r in batch)
+    return {{k: torch.tensor([r[k] + [fill] * (width - len(r[k])) for r in batch])
+            for k, fill in (("input_ids", ctok.pad_token_id), ("attention_mask", 0), ("labels", -100))}}
+
+
 model = gpt2(tokenizer=ctok)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-logits = model(input_ids=ids, attention_mask=mask{to_model}).logits
-loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1))
-loss.backward()
-opt.step()
+for batch in DataLoader(rows, batch_size=4, collate_fn=collate):
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]{to_model}).logits
+    loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), batch["labels"].view(-1))
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
 """
-SHIFTED_LABELS = "torch.cat([ids[:, 1:], torch.full((4, 1), -100)], 1).masked_fill(torch.cat([mask[:, 1:], torch.zeros(4, 1, dtype=mask.dtype)], 1) == 0, -100)"
 
 
 def test_labels_shifted_for_the_loop_s_own_loss_are_no_double_shift(tmp_path):
     """Labels that hold the next token, read only by the loop's own cross-entropy on flattened logits: FTD321 and
     FTD325 (the end token's label is -100 at its own position) at collate, and FTD402 at forward, because the
     replay did not flatten `labels.view(-1)`."""
-    cap, report = _run(tmp_path, PRE_SHIFTED.format(labels=SHIFTED_LABELS, to_model=""))
+    cap, report = _run(tmp_path, PRE_SHIFTED.format(to_model=""))
     assert cap.loop.loss_source == "criterion" and "labels" not in cap.loop.model_keys
     assert _codes(report, "collate") == [] and _codes(report, "forward") == []
     assert report.stage("forward").status == "pass"
 
 
 def test_labels_shifted_by_hand_and_given_to_the_model_are_still_a_double_shift(tmp_path):
-    _, report = _run(tmp_path, PRE_SHIFTED.format(labels=SHIFTED_LABELS, to_model=", labels=labels"))
+    _, report = _run(tmp_path, PRE_SHIFTED.format(to_model=', labels=batch["labels"]'))
     assert "FTD321" in _codes(report, "collate")
