@@ -724,6 +724,55 @@ for batch in DataLoader(seq, batch_size=4, collate_fn=collate):
         not_applicable=LOOP_METRICS,
         causal=True,
     ),
+    "labels_seq2seq_loop_makes_labels_and_decoder_inputs": Shape(
+        "labels",
+        CAUSAL
+        + """
+from torch.utils.data import DataLoader
+from transformers.models.bart.modeling_bart import shift_tokens_right
+
+model = bart(tokenizer=ctok)
+cfg = model.config
+pairs = Dataset.from_dict({"src": TEXTS, "tgt": TEXTS[::-1]}).map(
+    lambda e: {**ctok(e["src"]), "target_ids": ctok([t + ctok.eos_token for t in e["tgt"]])["input_ids"]},
+    batched=True, remove_columns=["src", "tgt"])
+
+def collate(rows):
+    b = ctok.pad([{k: r[k] for k in ("input_ids", "attention_mask")} for r in rows], return_tensors="pt")
+    b["target_ids"] = ctok.pad({"input_ids": [r["target_ids"] for r in rows]}, return_tensors="pt")["input_ids"]
+    return b
+
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+for batch in DataLoader(pairs, batch_size=4, collate_fn=collate):
+    labels = batch["target_ids"].masked_fill(batch["target_ids"] == ctok.pad_token_id, -100)
+    dec = shift_tokens_right(labels, cfg.pad_token_id, cfg.decoder_start_token_id)
+    loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=dec,
+                 labels=labels).loss
+    loss.backward()
+"""
+        + LOOP_END,
+        not_applicable=LOOP_METRICS,
+        causal=True,
+    ),
+    "labels_mlm_masked_by_the_loop": Shape(
+        "labels",
+        """
+from torch.utils.data import DataLoader
+
+model = bert("BertForMaskedLM")
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+g = torch.Generator().manual_seed(0)
+for batch in DataLoader(encoded.remove_columns(["labels"]), batch_size=4, collate_fn=DataCollatorWithPadding(tok)):
+    ids = batch["input_ids"]
+    pick = (torch.rand(ids.shape, generator=g) < 0.3) & (ids > 4)
+    labels = ids.masked_fill(~pick, -100)
+    inputs = ids.masked_fill(pick, tok.mask_token_id)
+    loss = model(input_ids=inputs, attention_mask=batch["attention_mask"], labels=labels).loss
+    loss.backward()
+"""
+        + LOOP_END,
+        not_applicable=LOOP_METRICS,
+    ),
     "labels_inside_compute_loss": Shape(
         "labels",
         CAUSAL
