@@ -54,10 +54,11 @@ rule(
 
 def _added_start(tokenizer) -> int | None:
     """The token id the tokenizer puts in front of every text it encodes (BOS, [CLS]), if any."""
-    try:
-        ids = tokenizer("a")["input_ids"]
-    except Exception:  # not a text tokenizer (a processor, a stand-in): no start token to look for
-        return None
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    if not isinstance(tokenizer, PreTrainedTokenizerBase):
+        return None  # a processor or a stand-in: no text tokenizer whose start token to look for
+    ids = tokenizer("a")["input_ids"]
     return int(ids[0]) if ids and ids[0] in (tokenizer.all_special_ids or []) else None
 
 

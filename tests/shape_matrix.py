@@ -381,6 +381,27 @@ args.remove_unused_columns = False
         + _trainer("bert(num_labels=2)", "raw", ", data_collator=collate"),
         not_applicable=NO_METRICS,
     ),
+    "batch_list_of_seq2seq_batches_made_ahead": Shape(
+        "batches",
+        CAUSAL
+        + """
+from transformers import DataCollatorForSeq2Seq
+
+model = bart(tokenizer=ctok)
+pairs = Dataset.from_dict({"src": TEXTS, "tgt": TEXTS[::-1]}).map(
+    lambda e: {**ctok(e["src"]), "labels": ctok([t + ctok.eos_token for t in e["tgt"]])["input_ids"]},
+    batched=True, remove_columns=["src", "tgt"])
+collator = DataCollatorForSeq2Seq(ctok, model=model)
+batches = [collator([pairs[i] for i in range(j, j + 4)]) for j in (0, 4)]
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+for batch in batches:
+    loss = model(**batch).loss
+    loss.backward()
+"""
+        + LOOP_END,
+        not_applicable=LOOP_METRICS,
+        causal=True,
+    ),
     # -- model outputs ----------------------------------------------------------------------------------------
     "output_tuple_return_dict_false": Shape(
         "outputs",

@@ -218,7 +218,13 @@ def _source_dataset(rows: list[dict], capture: Capture | None) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    return value.tolist() if hasattr(value, "tolist") else value
+    """A column's value as plain Python, without the -100 a collator pads labels of their own length with."""
+    value = value.tolist() if hasattr(value, "tolist") else value
+    if isinstance(value, list):
+        value = list(value)
+        while value and value[-1] == -100:
+            value.pop()
+    return value
 
 
 def _script_optimizer(capture: Capture) -> Any:
