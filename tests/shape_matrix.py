@@ -260,6 +260,23 @@ for ids, mask, y in DataLoader(data, batch_size=4, shuffle=True):
         + LOOP_END,
         not_applicable=LOOP_METRICS,
     ),
+    "rows_tensor_dataset_made_a_dict_by_the_loop": Shape(
+        "rows",
+        """
+from torch.utils.data import DataLoader, TensorDataset
+
+enc = tok(TEXTS, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
+data = TensorDataset(enc["input_ids"], enc["attention_mask"], torch.tensor(LABELS))
+model = bert(num_labels=2)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+for step, batch in enumerate(DataLoader(data, batch_size=4)):
+    batch = {"input_ids": batch[0], "attention_mask": batch[1], "labels": batch[2]}
+    loss = model(**batch).loss
+    loss.backward()
+"""
+        + LOOP_END,
+        not_applicable=LOOP_METRICS,
+    ),
     "rows_list": Shape(
         "rows",
         """

@@ -233,3 +233,32 @@ def test_labels_shifted_for_the_loop_s_own_loss_are_no_double_shift(tmp_path):
 def test_labels_shifted_by_hand_and_given_to_the_model_are_still_a_double_shift(tmp_path):
     _, report = _run(tmp_path, PRE_SHIFTED.format(to_model=', labels=batch["labels"]'))
     assert "FTD321" in _codes(report, "collate")
+
+
+# -- a loop whose collate_fn tokenizes the text rows, and that makes its labels itself --------------------------------
+
+TOKENIZING_COLLATE = """
+ctok = causal()
+
+
+def collate(rows):
+    return ctok([r["text"] + ctok.eos_token for r in rows], padding=True, return_tensors="pt")
+
+
+model = gpt2(tokenizer=ctok)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+for batch in DataLoader(Dataset.from_dict({"text": TEXTS}), batch_size=4, collate_fn=collate):
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    loss = model(**batch, labels=labels).loss
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+"""
+
+
+def test_a_loop_tokenizing_in_its_collate_fn_and_making_its_labels_is_not_raw_text(tmp_path):
+    """The rows were cut to the batch's keys (none of the text rows' columns): FTD201 "raw text, tokenize first" at
+    decode, and at memory FTD804 KeyError: 'text' (the loop's collate_fn given rows without their text)."""
+    _, report = _run(tmp_path, TOKENIZING_COLLATE, ("decode", "collate", "forward", "memory"))
+    assert _codes(report, "decode") == [] and _codes(report, "memory") == ["FTD801"]
+    assert report.stage("forward").status == "pass"
