@@ -104,8 +104,17 @@ NO_METRICS = {"metrics": "the script has no compute_metrics and no evaluation da
 LOOP_METRICS = {"metrics": "a hand-written loop without evaluation: the metrics stage has nothing to run"}
 
 
-def _trainer(model: str, train: str, extra: str = "", cls: str = "Trainer", metrics: bool = False) -> str:
-    evals = ", eval_dataset=encoded_eval, compute_metrics=compute_metrics" if metrics else ""
+ACCURACY = """
+def compute_metrics(p):
+    return {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())}
+
+"""
+
+
+def _trainer(
+    model: str, train: str, extra: str = "", cls: str = "Trainer", metrics: bool = False, eval_ds: str = "encoded_eval"
+) -> str:
+    evals = f", eval_dataset={eval_ds}, compute_metrics=compute_metrics" if metrics else ""
     return (
         f"model = {model}\n"
         f"trainer = {cls}(model=model, args=args, train_dataset={train}{evals}{extra})\n"
@@ -125,13 +134,25 @@ def compute_metrics(p):
     ),
     "rows_torch_formatted": Shape(
         "rows",
-        _trainer("bert(num_labels=2)", 'encoded.with_format("torch")', ", data_collator=DataCollatorWithPadding(tok)"),
-        not_applicable=NO_METRICS,
+        ACCURACY
+        + _trainer(
+            "bert(num_labels=2)",
+            'encoded.with_format("torch")',
+            ", data_collator=DataCollatorWithPadding(tok)",
+            metrics=True,
+            eval_ds='encoded_eval.with_format("torch")',
+        ),
     ),
     "rows_numpy_formatted": Shape(
         "rows",
-        _trainer("bert(num_labels=2)", 'encoded.with_format("numpy")', ", data_collator=DataCollatorWithPadding(tok)"),
-        not_applicable=NO_METRICS,
+        ACCURACY
+        + _trainer(
+            "bert(num_labels=2)",
+            'encoded.with_format("numpy")',
+            ", data_collator=DataCollatorWithPadding(tok)",
+            metrics=True,
+            eval_ds='encoded_eval.with_format("numpy")',
+        ),
     ),
     "rows_with_transform": Shape(
         "rows",
@@ -143,10 +164,14 @@ def transform(batch):
 
 args.remove_unused_columns = False
 """
+        + ACCURACY
         + _trainer(
-            "bert(num_labels=2)", "raw.with_transform(transform)", ", data_collator=DataCollatorWithPadding(tok)"
+            "bert(num_labels=2)",
+            "raw.with_transform(transform)",
+            ", data_collator=DataCollatorWithPadding(tok)",
+            metrics=True,
+            eval_ds="raw_eval.with_transform(transform)",
         ),
-        not_applicable=NO_METRICS,
     ),
     "rows_set_transform": Shape(
         "rows",
@@ -224,8 +249,14 @@ class Rows:
                 "labels": self.labels[i]}
 
 """
-        + _trainer("bert(num_labels=2)", "Rows(TEXTS, LABELS)", ", data_collator=DataCollatorWithPadding(tok)"),
-        not_applicable=NO_METRICS,
+        + ACCURACY
+        + _trainer(
+            "bert(num_labels=2)",
+            "Rows(TEXTS, LABELS)",
+            ", data_collator=DataCollatorWithPadding(tok)",
+            metrics=True,
+            eval_ds="Rows(EVAL_TEXTS, EVAL_LABELS)",
+        ),
     ),
     "rows_torch_iterable": Shape(
         "rows",
@@ -241,8 +272,14 @@ class Stream(torch.utils.data.IterableDataset):
     ),
     "rows_hf_iterable": Shape(
         "rows",
-        _trainer("bert(num_labels=2)", "encoded.to_iterable_dataset()", ", data_collator=DataCollatorWithPadding(tok)"),
-        not_applicable=NO_METRICS,
+        ACCURACY
+        + _trainer(
+            "bert(num_labels=2)",
+            "encoded.to_iterable_dataset()",
+            ", data_collator=DataCollatorWithPadding(tok)",
+            metrics=True,
+            eval_ds="encoded_eval.to_iterable_dataset()",
+        ),
     ),
     "rows_tensor_dataset_tuples": Shape(
         "rows",
@@ -504,6 +541,26 @@ class LossTrainer(Trainer):
 """
         + _trainer("bert(num_labels=2)", "encoded", ", data_collator=DataCollatorWithPadding(tok)", cls="LossTrainer"),
         not_applicable=NO_METRICS,
+    ),
+    "compute_loss_bare_tensor_with_evaluation": Shape(
+        "compute_loss",
+        """
+class LossTrainer(Trainer):
+    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+        labels = inputs.pop("labels")
+        logits = model(**inputs).logits
+        return torch.nn.functional.cross_entropy(logits, labels)
+
+"""
+        + ACCURACY
+        + _trainer(
+            "bert(num_labels=2)",
+            "encoded",
+            ", data_collator=DataCollatorWithPadding(tok)",
+            cls="LossTrainer",
+            metrics=True,
+        ),
+        expect=("metrics", "FTD900"),
     ),
     "compute_loss_pair": Shape(
         "compute_loss",

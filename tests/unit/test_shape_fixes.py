@@ -262,3 +262,40 @@ def test_a_loop_tokenizing_in_its_collate_fn_and_making_its_labels_is_not_raw_te
     _, report = _run(tmp_path, TOKENIZING_COLLATE, ("decode", "collate", "forward", "memory"))
     assert _codes(report, "decode") == [] and _codes(report, "memory") == ["FTD801"]
     assert report.stage("forward").status == "pass"
+
+
+# -- a Trainer whose compute_loss ignores return_outputs, with an evaluation ------------------------------------------
+
+BARE_LOSS = """
+class LossTrainer(Trainer):
+    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = torch.nn.functional.cross_entropy(outputs.logits, labels)
+        return {returned}
+
+
+def compute_metrics(p):
+    return {{"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())}}
+
+
+encoded = Dataset.from_dict({{"text": TEXTS, "label": LABELS}}).map(lambda e: tok(e["text"]), batched=True)
+args = TrainingArguments("out", per_device_train_batch_size=4, max_steps=1, report_to=[], use_cpu=True)
+trainer = LossTrainer(model=bert(num_labels=2), args=args, train_dataset=encoded, eval_dataset=encoded,
+                      data_collator=DataCollatorWithPadding(tok), compute_metrics=compute_metrics)
+trainer.train()
+"""
+
+
+def test_a_compute_loss_returning_the_loss_alone_fails_the_evaluation(tmp_path):
+    """The evaluation unpacks `compute_loss(..., return_outputs=True)`: the metrics stage skipped, saying only
+    that the model cannot predict, and the run's first evaluation failed."""
+    cap, report = _run(tmp_path, BARE_LOSS.format(returned="loss"), ("metrics",))
+    (f,) = report.stage("metrics").findings
+    assert f.code == "FTD900" and "returns the loss alone" in f.detail and "(loss, outputs)" in f.fix
+    assert f.location == f"{cap.script}:{_line(cap.script, 'def compute_loss')}"
+
+
+def test_a_compute_loss_returning_its_outputs_when_asked_is_clean(tmp_path):
+    _, report = _run(tmp_path, BARE_LOSS.format(returned="(loss, outputs) if return_outputs else loss"), ("metrics",))
+    assert _codes(report, "metrics") == [] and report.stage("metrics").status == "pass"
