@@ -528,6 +528,72 @@ for batch in DataLoader(encoded, batch_size=4, collate_fn=DataCollatorWithPaddin
         + LOOP_END,
         not_applicable=LOOP_METRICS,
     ),
+    "output_bare_tensor_in_a_trainer": Shape(
+        "outputs",
+        """
+class Classifier(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = bert("BertModel", add_pooling_layer=False)
+        self.head = torch.nn.Linear(32, 2)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(hidden[:, 0])
+
+
+class LossTrainer(Trainer):
+    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+        labels = inputs.pop("labels")
+        logits = model(**inputs)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+args.remove_unused_columns = False
+args.label_names = ["labels"]  # forward takes no labels: without it evaluation passes them to the model
+"""
+        + ACCURACY
+        + _trainer(
+            "Classifier()",
+            "encoded",
+            ", data_collator=DataCollatorWithPadding(tok)",
+            cls="LossTrainer",
+            metrics=True,
+        ),
+    ),
+    "output_bare_tensor_in_a_trainer_without_label_names": Shape(
+        "outputs",
+        """
+class Classifier(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = bert("BertModel", add_pooling_layer=False)
+        self.head = torch.nn.Linear(32, 2)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(hidden[:, 0])
+
+
+class LossTrainer(Trainer):
+    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+        labels = inputs.pop("labels")
+        logits = model(**inputs)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+args.remove_unused_columns = False
+"""
+        + ACCURACY
+        + _trainer(
+            "Classifier()",
+            "encoded",
+            ", data_collator=DataCollatorWithPadding(tok)",
+            cls="LossTrainer",
+            metrics=True,
+        ),
+        expect=("metrics", "FTD900"),  # forward takes no labels: the evaluation passes them to the model
+    ),
     # -- compute_loss -----------------------------------------------------------------------------------------
     "compute_loss_bare_tensor": Shape(
         "compute_loss",
