@@ -23,7 +23,7 @@ from ftdoctor.runtime.memory_model import (
     unique_params,
     worst_case_rows,
 )
-from ftdoctor.sdk import Provide, Skip, UserCodeError, check, finding, rule, run_user
+from ftdoctor.sdk import Provide, UserCodeError, check, finding, rule, run_user
 
 MARGIN = 0.10  # plan to use at most 90% of what the device offers (allocator fragmentation, kernels' workspaces)
 GIB = 1024**3
@@ -211,12 +211,11 @@ def memory_model(
     eval_seq = seq_len
     if effective_eval_dataset is not None and eval_features:
         eval_row = worst_case_rows(effective_eval_dataset, eval_features, 1)[0]
-        try:
-            if not hasattr(eval_row, "keys"):
-                raise Skip("evaluation rows without column names")
-            eval_seq = batch_seq_len(dict(run_user("the data collator", collator, [eval_row])))
-        except (UserCodeError, Skip):
-            pass  # the training rows' length stands for the evaluation rows
+        if hasattr(eval_row, "keys"):  # rows without names (tuples): the training rows' length stands for them
+            try:
+                eval_seq = batch_seq_len(dict(run_user("the data collator", collator, [eval_row])))
+            except UserCodeError:
+                pass
     n_eval = (
         len(effective_eval_dataset)
         if effective_eval_dataset is not None and hasattr(effective_eval_dataset, "__len__")

@@ -123,8 +123,11 @@ def _evaluation_fails(err, pipeline, trainer, work, batch):
     detail = f"The trainer's evaluation step raised {msg} on an eval batch: evaluation fails the same way."
     fix = "Fix the cause shown; --traceback prints the whole trace."
     if trainer is not None and batch is not None:
+        import torch
+
         try:
-            out = run_user("compute_loss", trainer.compute_loss, work, dict(batch), return_outputs=True)
+            with torch.no_grad():
+                out = run_user("compute_loss", trainer.compute_loss, work, dict(batch), return_outputs=True)
         except UserCodeError:
             out = None
         if out is not None and not isinstance(out, (tuple, list)):

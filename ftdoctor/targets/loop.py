@@ -84,12 +84,7 @@ class LoopTarget(Target):
         """Rows cut from the batch the loop ran (under the model's names) are not what the loop's collator takes:
         ftdoctor's padding collator batches them."""
         if self.__dict__.get("_rows_of_batch"):
-            from functools import partial
-
-            from ftdoctor.facts.datasets import pad_rows
-
-            pad = getattr(self.pipeline.tokenizer, "pad_token_id", None)
-            return partial(pad_rows, pad_id=pad if isinstance(pad, int) else 0)
+            return self.padding_collator()
         return super().row_collator()
 
     def collate(self, rows: list[Any]) -> Any:
