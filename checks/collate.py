@@ -52,6 +52,16 @@ rule(
 )
 
 
+def _added_start(tokenizer) -> int | None:
+    """The token id the tokenizer puts in front of every text it encodes (BOS, [CLS]), if any."""
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    if not isinstance(tokenizer, PreTrainedTokenizerBase):
+        return None  # a processor or a stand-in: no text tokenizer whose start token to look for
+    ids = tokenizer("a")["input_ids"]
+    return int(ids[0]) if ids and ids[0] in (tokenizer.all_special_ids or []) else None
+
+
 def _describe(batch) -> list[dict]:
     rows = []
     for k, v in batch.items():
@@ -351,6 +361,8 @@ def causal_lm_labels(batch, pipeline, target, task=None):
 
     if task != "causal-lm" or not {"input_ids", "labels"} <= set(batch):
         return None
+    if not target.labels_reach_model:
+        return None  # the loop's own loss takes them, as they are: no model shifts them again
     ids, labels = batch["input_ids"], batch["labels"]
     if not (torch.is_tensor(ids) and torch.is_tensor(labels)) or ids.shape != labels.shape or ids.shape[-1] < 2:
         return None
@@ -523,9 +535,10 @@ rule(
 _VIEW_TEXT = 160  # characters of a masked span shown in the trained-token view before it is elided
 
 
-def _supervised(batch):
+def _supervised(batch, pre_shifted=False):
     """(input_ids, real positions, trained positions) of a causal-LM batch, as 2-D tensors; None when the batch
-    says nothing about which positions are trained."""
+    says nothing about which positions are trained. Labels that only the run's own loss reads (``pre_shifted``)
+    and that hold the next token at each position train the token after their position."""
     import torch
 
     ids = batch.get("input_ids")
@@ -536,6 +549,11 @@ def _supervised(batch):
     labels = batch.get("labels")
     if torch.is_tensor(labels) and labels.shape == ids.shape:
         trained = labels != -100
+        if pre_shifted and ids.shape[-1] > 1:
+            scored = trained[:, :-1] & real[:, 1:]
+            if scored.any() and float((labels[:, :-1] == ids[:, 1:])[scored].float().mean()) > 0.9:
+                trained = torch.zeros_like(trained)
+                trained[:, 1:] = labels[:, :-1] != -100
     else:  # TRL's preference and completion batches carry the mask the loss uses instead of labels
         given = next(
             (
@@ -668,7 +686,7 @@ def supervised_tokens(
     if task != "causal-lm":
         return None
     batch = _uncut_batch(target, batch, train_features, budget)
-    got = _supervised(batch)
+    got = _supervised(batch, pre_shifted=not target.labels_reach_model)
     if got is None:
         return None
     ids, real, trained = got
@@ -759,9 +777,18 @@ def supervised_tokens(
                 last_run.append(p)
             return any(int(ids[r, p]) in ends for p in last_run)
 
+        starts_with = _added_start(tokenizer)
+
+        def start_cut(r, positions):
+            # The prompt was cut to keep the answer whole: truncation from the left, or a row that lost the start
+            # token the tokenizer puts in front of every text. Its answer survives, EOS or not.
+            if getattr(tokenizer, "truncation_side", "right") == "left":
+                return True
+            return starts_with is not None and int(ids[r, positions[0]]) != starts_with
+
         at_cap = [(r, p) for r, p in prompted if len(p) == width]
         complete = [(r, p) for r, p in prompted if len(p) < width and trained[r, p].any()]
-        cut = [(r, p) for r, p in at_cap if not ended(r, p)]
+        cut = [(r, p) for r, p in at_cap if not ended(r, p) and not start_cut(r, p)]
         cap = next(
             (
                 v

@@ -128,10 +128,42 @@ def _synthetic_batch(model, task):
     return batch
 
 
+def _evaluation_fails(err, pipeline, trainer, work, batch):
+    """FTD900 at the user's line for a prediction step that raises; a compute_loss that returns the loss alone
+    when the evaluation asks for its outputs is named as such."""
+    cap = pipeline.capture
+    site = user_site_in_traceback(err.exc.__traceback__, cap.user_dir) if cap is not None else None
+    msg = f"{type(err.exc).__name__}: {str(err.exc).splitlines()[0] if str(err.exc) else ''}".rstrip(": ")
+    detail = f"The trainer's evaluation step raised {msg} on an eval batch: evaluation fails the same way."
+    fix = "Fix the cause shown; --traceback prints the whole trace."
+    if trainer is not None and batch is not None:
+        import torch
+
+        try:
+            with torch.no_grad():
+                out = run_user("compute_loss", trainer.compute_loss, work, dict(batch), return_outputs=True)
+        except UserCodeError:
+            out = None
+        if out is not None and not isinstance(out, (tuple, list)):
+            detail = (
+                f"`{type(trainer).__name__}.compute_loss` returns the loss alone when the evaluation asks for "
+                f"`return_outputs=True`, and the evaluation step unpacks it: {msg}."
+            )
+            fix = "Return `(loss, outputs) if return_outputs else loss` from `compute_loss`."
+            site = pipeline.site_of(type(trainer).compute_loss) or site
+    return finding(
+        "FTD900",
+        detail,
+        fix,
+        location=str(site) if site is not None else pipeline.location(trainer),
+        evidence={"exception": msg},
+    )
+
+
 EVAL_ROWS = 32  # rows of the eval set run through the trainer's own evaluation: two batches or more, as a rule
 
 
-@check("metrics", provides=("eval_prediction",))
+@check("metrics", provides=("eval_prediction",), codes=("FTD900",))
 def eval_predictions(
     model,
     pipeline,
@@ -195,7 +227,9 @@ def eval_predictions(
                 preds, labels = target.predict(work, batch, preprocess_logits_for_metrics)
                 source = "synthetic batch"
             except UserCodeError:
-                return Provide({}, skip_reason=f"the model cannot predict on an eval batch: {err}")
+                # The trainer's own prediction step fails on real eval rows (and on made-up ones): the run's
+                # evaluation fails the same way, before compute_metrics is ever called.
+                return Provide({}, [_evaluation_fails(err, pipeline, trainer, work, eval_batch)], skip_reason=str(err))
         else:
             return Provide({}, skip_reason=f"the model cannot predict on a synthetic batch: {err}")
     from ftdoctor.targets.base import to_numpy

@@ -20,6 +20,7 @@ from ftdoctor.sdk import (
     rule,
     script_datasets,
     script_items,
+    user_site_in_traceback,
 )
 from ftdoctor.targets.base import take_rows
 
@@ -247,16 +248,19 @@ def _tokenized_stand_in(pipeline, raw_ds, main_input):
 
 def _same_split(raw_ds, ds) -> bool:
     # The stand-in must hold the same rows: compare the columns both have on the first row.
-    shared = [c for c in raw_ds.column_names if c in ds.column_names]
+    first = take_rows(raw_ds, 1)
+    if not first or not isinstance(first[0], dict):
+        return False
+    shared = [c for c in first[0] if c in ds.column_names]
     if not shared:
         return True
-    return all(raw_ds[0][c] == ds[0][c] for c in shared)
+    return all(first[0][c] == ds[0][c] for c in shared)
 
 
 @check(
     "decode",
     provides=("train_features", "eval_features", "effective_train_dataset", "effective_eval_dataset"),
-    codes=("FTD201", "FTD202", "FTD212", "FTD214"),
+    codes=("FTD201", "FTD202", "FTD212", "FTD214", "FTD900"),
 )
 def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_dataset=None):
     """Rows as the collator will see them; raw text is reported, and a tokenized stand-in used if the script has one."""
@@ -292,7 +296,15 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
             if sample and isinstance(sample[0], dict):
                 ds = datasets.materialize(sample, getattr(ds, "features", None))
                 values.setdefault("decode_streaming", {})[split] = len(sample)
-        rows, removed = target.rows(ds, description, SAMPLE_ROWS)
+        try:
+            rows, removed = target.rows(ds, description, SAMPLE_ROWS)
+        except UserCodeError as err:
+            # Reading a row runs the dataset's own code (a transform); the Trainer reads it the same way.
+            findings.append(_unreadable(err, ds, description, pipeline, target, trainer))
+            values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(
+                f"reading the {description} dataset raised (decode FTD900)"
+            )
+            continue
         if main_input in removed:
             # The data has the model's inputs; the trainer drops them, reading the signature of something that
             # wraps the model. Go on with the columns the model itself takes.
@@ -356,6 +368,36 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
     streaming = values.pop("decode_streaming", None)
     evidence = {"streaming_rows_sampled": streaming} if streaming else {}
     return Provide(values, findings, evidence=evidence)
+
+
+def _unreadable(err, ds, description, pipeline, target, trainer):
+    """FTD900 at the user's line for a dataset whose rows raise when read: its transform failed, or read a
+    column the Trainer removed before it ran."""
+    cap = pipeline.capture
+    site = user_site_in_traceback(err.exc.__traceback__, cap.user_dir) if cap is not None else None
+    exc = err.exc
+    msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
+    columns = getattr(ds, "column_names", None) or []
+    removes = bool(getattr(getattr(trainer, "args", None), "remove_unused_columns", False))
+    detail = f"Reading a row of the {description} dataset{_named(pipeline, ds)} raised {msg}."
+    fix = "Fix the cause shown: the Trainer reads the rows the same way, so training fails there too."
+    if removes and isinstance(missing, str) and missing in columns:
+        detail += (
+            f" The dataset has a `{missing}` column, but the Trainer removes every column "
+            f"`{models.model_name(pipeline.model)}.forward` does not take before its transform runs."
+        )
+        fix = (
+            "Pass `remove_unused_columns=False` to `TrainingArguments` (the transform then receives every column), "
+            "or tokenize ahead with `dataset.map(...)`."
+        )
+    return finding(
+        "FTD900",
+        detail,
+        fix,
+        location=str(site) if site is not None else pipeline.location(ds, trainer),
+        evidence={"exception": msg},
+    )
 
 
 def _unavailable(reason):

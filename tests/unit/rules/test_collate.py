@@ -334,6 +334,26 @@ def test_most_answers_cut_at_max_length(tmp_path):
     assert "2 of 2 rows are cut at 8 tokens" in f.detail
 
 
+def test_prompts_cut_to_keep_the_answers_whole_are_silent(tmp_path):
+    """The rows fill max_length without an end token because the format has none; their prompts were cut from the
+    left (they lost the BOS every text starts with), so the answers are whole. It was FTD326."""
+    batch = _rows(([50, 51, 52, 53, 54, 55, 56, 57], 3), ([58, 59, 60, 61, 62, 63, 64, 65], 4))
+    assert _supervised(tmp_path, batch).findings == []
+
+
+def test_a_tokenizer_truncating_from_the_left_keeps_the_answers(tmp_path):
+    tok = causal()
+    tok.truncation_side = "left"
+    batch = _rows(([2, 50, 51, 52, 53, 54, 55, 56], 3), ([2, 57, 58, 59, 60, 61, 62, 63], 4))
+    assert _supervised(tmp_path, batch, tok).findings == []
+
+
+def test_answers_cut_from_the_right_are_still_found_when_the_rows_keep_their_start(tmp_path):
+    batch = _rows(([2, 51, 52, 53, 54, 55, 56, 57], 3), ([2, 59, 60, 61, 62, 63, 64, 65], 4))
+    [f] = _supervised(tmp_path, batch).findings
+    assert f.code == "FTD326"
+
+
 def test_some_answers_cut_at_max_length(tmp_path):
     batch = _rows(([2, 50, 51, 52, 53, 54, 55, 56], 3), ([2, 57, 58, 59, 3], 2), ([2, 60, 61, 62, 3], 3))
     [f] = _supervised(tmp_path, batch).findings

@@ -175,12 +175,6 @@ def test_evaluation_that_reduces_logits_to_ids_is_fine():
     assert got.codes == ["FTD801"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="bug: worst_case_rows ranks rows with `r.get(...)`: the tuple rows of a TensorDataset (what the decode "
-    "stage provides for a loop over one) crash the memory check",
-)
 def test_rows_of_a_tensor_dataset():
     from torch.utils.data import TensorDataset, default_collate
 
