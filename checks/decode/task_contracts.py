@@ -131,6 +131,8 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
     if not rows:
         return None
     specials = set(getattr(tokenizer, "all_special_ids", []) or [])
+    # The unknown token stands for a real word (one the vocabulary lacks): its tag is the word's.
+    structural = specials - {getattr(tokenizer, "unk_token_id", None)}
     loc = pipeline.location(pipeline.train_dataset, trainer)
     fix = (
         "Align the word tags to the tokens with `word_ids()`: the word's tag on its first token, -100 on special "
@@ -142,7 +144,7 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
         i
         for i, r in enumerate(rows)
         if i not in wrong_length
-        and any(t in specials and lab != -100 for t, lab in zip(_flat(r["input_ids"]), _flat(r["labels"])))
+        and any(t in structural and lab != -100 for t, lab in zip(_flat(r["input_ids"]), _flat(r["labels"])))
     ]
     if wrong_length or on_specials:
         parts = []
@@ -170,7 +172,7 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
             },
         )
     marker = _continuation_marker(tokenizer)
-    names = getattr(getattr(model, "config", None), "id2label", None) or {}
+    names = _tag_names(model, pipeline)
     if marker is None or not names:
         return None
     copied, pieces, example = 0, 0, None
@@ -198,6 +200,31 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
         location=loc,
         evidence={"copied": copied, "continuation_pieces": pieces},
     )
+
+
+def _tag_names(model, pipeline) -> dict:
+    """The tag name of each label id: the model's id2label, or, when that holds only the default LABEL_n names
+    (`num_labels=` alone), the tag names of a token-level ClassLabel column of the script's datasets with exactly
+    as many classes as the head scores."""
+    config = getattr(model, "config", None)
+    names = dict(getattr(config, "id2label", None) or {})
+    if any(not str(v).startswith("LABEL_") for v in names.values()):
+        return names
+    n = getattr(config, "num_labels", None) or len(names)
+    cap = pipeline.capture
+    sources = [pipeline.train_dataset, *(ds for _, ds in (script_datasets(cap.namespace) if cap is not None else ()))]
+    for ds in sources:
+        feats = getattr(ds, "features", None)
+        if not hasattr(feats, "keys"):
+            continue
+        for column in feats.keys():
+            if type(feats[column]).__name__ == "ClassLabel":
+                continue  # one class per row: not a tag sequence
+            label = datasets.class_label(ds, column)
+            tags = list(getattr(label, "names", None) or [])
+            if len(tags) == n and any(str(t).startswith("B-") for t in tags):
+                return dict(enumerate(tags))
+    return {}
 
 
 def _norm(text):
