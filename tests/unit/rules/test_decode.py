@@ -395,14 +395,14 @@ def test_inside_tag_on_a_later_piece_is_silent(tmp_path):
     assert findings("FTD222", **_ner(tmp_path, [-100, 1, 2, 0, 0, 3, -100])) == []
 
 
-def _ner_default_names(tmp_path, labels, names=tuple(NER.values())):
+def _ner_default_names(tmp_path, labels, names=None):
     """The head built with `num_labels=` alone (LABEL_0.. names); the tag names are those of the script's dataset."""
     from datasets import ClassLabel, Sequence
 
     tok = wordpiece()
     enc = tok(["johnton lives in paris"])
     words = dataset({"tokens": [["johnton", "lives", "in", "paris"]], "ner_tags": [[1, 0, 0, 3]]})
-    words = words.cast_column("ner_tags", Sequence(ClassLabel(names=list(names))))
+    words = words.cast_column("ner_tags", Sequence(ClassLabel(names=list(names or NER.values()))))
     ds = dataset({**{k: list(v) for k, v in enc.items()}, "labels": [labels]})
     model = bert("BertForTokenClassification", num_labels=5)
     cap = capture(tmp_path, {"raw_datasets": words})
