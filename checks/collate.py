@@ -542,6 +542,8 @@ def _packed_from(pipeline, ends):
         if len(docs) < 2 or all(len(d) == width for d in docs[:_PACK_ROWS]):
             continue  # the same blocks (another split or a copy), not the documents they were cut from
         docs = [d for d in docs if d]
+        if not all(isinstance(t, int) for d in docs[:_PACK_ROWS] for t in d[:2]):
+            continue  # not rows of token ids
         joined_stream, pairs = [], []
         for i, d in enumerate(docs):
             if len(joined_stream) >= len(stream):
@@ -953,6 +955,9 @@ def mlm_batches_have_masked_tokens(batch, pipeline, target, task=None):
     mask = batch.get("attention_mask")
     real = mask.bool() if torch.is_tensor(mask) and mask.shape == ids.shape else torch.ones_like(ids, dtype=torch.bool)
     rows = [{"input_ids": original[r][real[r]].tolist()} for r in range(ids.shape[0])]
+    rate = float(collator.mlm_probability)
+    if not 0.0 < rate < 1.0 or int(real.sum()) * rate > 20:
+        return None  # twenty masked tokens expected: a batch without one has a chance below e^-20
     state = torch.random.get_rng_state()
     empty = 0
     try:
@@ -970,13 +975,12 @@ def mlm_batches_have_masked_tokens(batch, pipeline, target, task=None):
     if empty * 100 < _MASK_DRAWS:
         return None
     tokens = int(real.sum())
-    rate = empty / _MASK_DRAWS
     who = f"`{name}`" if name else "The collator"
     return finding(
         "FTD341",
         f"{who} masks each token with probability {collator.mlm_probability}; this batch has "
         f"{ids.shape[0]} row(s) and {tokens} tokens, and collated {_MASK_DRAWS} times it masked no token at all in "
-        f"{empty} ({rate:.0%}): every label is then -100 and the loss of that step is NaN, which makes every "
+        f"{empty} ({empty / _MASK_DRAWS:.0%}): every label is then -100 and the loss of that step is NaN, which makes every "
         "weight NaN at the optimizer step.",
         "Put more tokens in each batch (several examples per batch, or longer ones), or make sure each batch has a "
         "masked token: subclass the collator so that a row with no masked position gets one (`labels[row, i] = "

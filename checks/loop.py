@@ -355,14 +355,37 @@ def _functions(tree):
     return {n.name: n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
-def _mode_calls(node, functions, depth=2):
-    """(line, mode) of each `.eval()` / `.train()` the code of ``node`` runs, following calls of the script's own
-    functions (whose calls count at the line that calls them); mode is "eval" or "train"."""
+def _is_other_module(receiver, bindings, namespace, model) -> bool:
+    """Whether ``receiver`` (the X of `X.eval()`) names a module of the script other than the trained one (a
+    teacher, a frozen encoder); a name that cannot be resolved counts as the trained model."""
+    if not isinstance(receiver, ast.Name):
+        return False
+    name = bindings.get(receiver.id, receiver.id)
+    value = namespace.get(name) if isinstance(name, str) else None
+    if value is None or not callable(getattr(value, "parameters", None)):
+        return False
+    inner = value
+    for _ in range(3):  # DDP/DataParallel (`.module`) and torch.compile (`._orig_mod`) wrappers
+        if inner is model:
+            return False
+        inner = getattr(inner, "module", None) or getattr(inner, "_orig_mod", None)
+        if inner is None:
+            break
+    return True
+
+
+def _mode_calls(node, functions, namespace, model, bindings=None, depth=2):
+    """(line, mode) of each `.eval()` / `.train()` of the trained model that the code of ``node`` runs, following
+    calls of the script's own functions (whose calls count at the line that calls them); mode is "eval" or
+    "train"."""
+    bindings = bindings or {}
     out = []
     for n in _own_nodes_incl(node):
         if not isinstance(n, ast.Call):
             continue
         if isinstance(n.func, ast.Attribute) and n.func.attr in ("eval", "train") and not n.keywords:
+            if _is_other_module(n.func.value, bindings, namespace, model):
+                continue
             if n.func.attr == "eval" and not n.args:
                 out.append((n.lineno, "eval"))
             elif n.func.attr == "train" and (
@@ -370,7 +393,12 @@ def _mode_calls(node, functions, depth=2):
             ):
                 out.append((n.lineno, "train"))
         elif isinstance(n.func, ast.Name) and n.func.id in functions and depth > 0:
-            inner = _mode_calls(functions[n.func.id], functions, depth - 1)
+            fn = functions[n.func.id]
+            params = [a.arg for a in fn.args.posonlyargs + fn.args.args]
+            passed = dict(zip(params, n.args))
+            passed.update({k.arg: k.value for k in n.keywords if k.arg})
+            inner_bindings = {p: bindings.get(v.id, v.id) for p, v in passed.items() if isinstance(v, ast.Name)}
+            inner = _mode_calls(fn, functions, namespace, model, inner_bindings, depth - 1)
             if inner:
                 # what the call leaves behind: the mode set last in the function
                 last = max(inner)[1]
@@ -388,7 +416,8 @@ def _eval_left_on(loop, pipeline):
     inner, _ = _step_loops(tree, line)
     if inner is None:
         return None
-    calls = _mode_calls(inner, _functions(tree))
+    namespace = pipeline.capture.namespace or {}
+    calls = _mode_calls(inner, _functions(tree), namespace, pipeline.model)
     evals = [ln for ln, mode in calls if mode == "eval"]
     if not evals or any(mode == "train" for _, mode in calls):
         return None

@@ -209,6 +209,19 @@ def test_validation_followed_by_train_mode_is_silent(tmp_path):
     assert call("FTD410", **values).findings == []
 
 
+def test_another_model_put_in_eval_mode_inside_the_loop_is_silent(tmp_path):
+    distil = """
+    model.train()
+    for batch in train_loader:
+        teacher.eval()
+        loss = model(**batch).loss  # forward
+        loss.backward()
+        optimizer.step()
+    """
+    values, _ = _structured(tmp_path, distil, teacher=bert(seed=1))
+    assert call("FTD410", **values).findings == []
+
+
 ACCUMULATE = """
 for epoch in range(2):
     with accelerator.accumulate(model):
