@@ -567,7 +567,7 @@ rule(
 
 
 def _generation_cap(trainer, model):
-    """(tokens the evaluation's generate() can write, what sets it) for a Seq2SeqTrainer, as its prediction_step
+    """(tokens the evaluation's generate() can write, what sets it) for a Seq2SeqTrainer, as its evaluation
     resolves them: generation_max_length, else the model's generation config."""
     args = getattr(trainer, "args", None)
     given = getattr(args, "generation_max_length", None)
