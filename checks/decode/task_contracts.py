@@ -176,7 +176,7 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
     if marker is None or not names:
         return None
     copied, pieces, example = 0, 0, None
-    for r in rows:
+    for r in rows + _more_rows(pipeline.train_dataset, rows):
         ids, labels = _flat(r["input_ids"]), _flat(r["labels"])
         tokens = tokenizer.convert_ids_to_tokens(ids)
         for j in range(1, len(ids)):
@@ -200,6 +200,30 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
         location=loc,
         evidence={"copied": copied, "continuation_pieces": pieces},
     )
+
+
+_MORE_ROWS = 512  # rows of a tensor dataset read beside a loop's one batch: word pieces of B- words are rare
+
+
+def _more_rows(ds, rows) -> list[dict]:
+    """Beside the sampled rows (a loop's one shuffled batch), the first rows of the loop's TensorDataset, its
+    tensors named as the batch names them: the tensor that holds each sampled row's input_ids and labels."""
+    import torch
+
+    tensors = getattr(ds, "tensors", None)
+    if not isinstance(tensors, tuple) or not rows:
+        return []
+    named = {}
+    for key in ("input_ids", "labels"):
+        first = torch.as_tensor(_flat(rows[0][key]))
+        for t in tensors:
+            if torch.is_tensor(t) and t.dim() == 2 and t.shape[1] == first.numel() and (t == first).all(1).any():
+                named[key] = t
+                break
+    if len(named) != 2 or named["input_ids"] is named["labels"]:
+        return []
+    n = min(len(named["input_ids"]), _MORE_ROWS)
+    return [{"input_ids": named["input_ids"][i].tolist(), "labels": named["labels"][i].tolist()} for i in range(n)]
 
 
 def _tag_names(model, pipeline) -> dict:

@@ -423,6 +423,18 @@ def test_tags_of_another_label_count_are_not_borrowed(tmp_path):
     assert findings("FTD222", **_ner_default_names(tmp_path, [-100, 1, 1, 0, 0, 3, -100], names)) == []
 
 
+def test_begin_tag_copied_in_a_loops_tensor_dataset_beyond_its_batch(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    values = _ner_default_names(tmp_path, [-100, 1, -100, 0, 0, 3, -100])
+    batch_row = values["train_features"][0]  # the loop's batch: this row has no copied tag
+    copied = [-100, 1, 1, 0, 0, 3, -100]  # a later row of its dataset has
+    ids = torch.tensor([batch_row["input_ids"]] * 2)
+    values["pipeline"].train_dataset = TensorDataset(ids, torch.tensor([batch_row["labels"], copied]))
+    f = one("FTD222", **values)
+    assert f.evidence == {"copied": 1, "continuation_pieces": 3}  # the batch row, then the dataset's two rows
+
+
 def test_unknown_token_with_the_words_tag_is_not_a_special_token(tmp_path):
     tok = wordpiece()
     enc = tok(["§ lives in paris"])  # [CLS] [UNK] lives in paris [SEP]: the unknown word keeps its tag
