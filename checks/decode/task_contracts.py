@@ -176,7 +176,7 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
     if marker is None or not names:
         return None
     copied, pieces, example = 0, 0, None
-    for r in rows + _more_rows(pipeline.train_dataset, rows):
+    for r in rows + _more_rows(pipeline, rows):
         ids, labels = _flat(r["input_ids"]), _flat(r["labels"])
         tokens = tokenizer.convert_ids_to_tokens(ids)
         for j in range(1, len(ids)):
@@ -205,17 +205,34 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
 _MORE_ROWS = 512  # rows of a tensor dataset read beside a loop's one batch: word pieces of B- words are rare
 
 
-def _more_rows(ds, rows) -> list[dict]:
-    """Beside the sampled rows (a loop's one shuffled batch), the first rows of the loop's TensorDataset, its
-    tensors named as the batch names them: the tensor that holds each sampled row's input_ids and labels."""
+def _more_rows(pipeline, rows) -> list[dict]:
+    """Beside the sampled rows (a loop's one shuffled batch), the first rows of the TensorDataset they were drawn
+    from, its tensors named as the batch names them: the tensors that hold the first sampled row's input_ids and
+    labels."""
+    from ftdoctor.facts import namespace
+
+    if not rows:
+        return []
+    cap = pipeline.capture
+    held = namespace.values(cap.namespace or {}) if cap is not None else []
+    candidates = [pipeline.train_dataset, *held, *(namespace.attr(v, "dataset") for v in held)]
+    seen = set()
+    for ds in candidates:
+        if id(ds) in seen or not isinstance(namespace.attr(ds, "tensors"), tuple):
+            continue
+        seen.add(id(ds))
+        got = _tensor_rows(ds.tensors, rows[0])
+        if got:
+            return got
+    return []
+
+
+def _tensor_rows(tensors, row) -> list[dict]:
     import torch
 
-    tensors = getattr(ds, "tensors", None)
-    if not isinstance(tensors, tuple) or not rows:
-        return []
     named = {}
     for key in ("input_ids", "labels"):
-        first = torch.as_tensor(_flat(rows[0][key]))
+        first = torch.as_tensor(_flat(row[key]))
         for t in tensors:
             if torch.is_tensor(t) and t.dim() == 2 and t.shape[1] == first.numel() and (t == first).all(1).any():
                 named[key] = t
