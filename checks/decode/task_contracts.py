@@ -234,13 +234,16 @@ def _tensor_rows(tensors, row) -> list[dict]:
     for key in ("input_ids", "labels"):
         first = torch.as_tensor(_flat(row[key]))
         for t in tensors:
-            if torch.is_tensor(t) and t.dim() == 2 and t.shape[1] == first.numel() and (t == first).all(1).any():
+            n = first.numel()
+            # the row may have lost its padding (a loop's batch split into rows by its attention mask)
+            if torch.is_tensor(t) and t.dim() == 2 and 0 < n <= t.shape[1] and (t[:, :n] == first).all(1).any():
                 named[key] = t
                 break
     if len(named) != 2 or named["input_ids"] is named["labels"]:
         return []
-    n = min(len(named["input_ids"]), _MORE_ROWS)
-    return [{"input_ids": named["input_ids"][i].tolist(), "labels": named["labels"][i].tolist()} for i in range(n)]
+    count = min(len(named["input_ids"]), _MORE_ROWS)
+    ids, labels = named["input_ids"], named["labels"]
+    return [{"input_ids": ids[i].tolist(), "labels": labels[i].tolist()} for i in range(count)]
 
 
 def _tag_names(model, pipeline) -> dict:

@@ -429,8 +429,10 @@ def test_begin_tag_copied_in_a_loops_tensor_dataset_beyond_its_batch(tmp_path):
     values = _ner_default_names(tmp_path, [-100, 1, -100, 0, 0, 3, -100])
     batch_row = values["train_features"][0]  # the loop's batch: this row has no copied tag
     copied = [-100, 1, 1, 0, 0, 3, -100]  # a later row of its dataset has
-    ids = torch.tensor([batch_row["input_ids"]] * 2)
-    values["pipeline"].train_dataset = TensorDataset(ids, torch.tensor([batch_row["labels"], copied]))
+    # the dataset's rows are padded (pad id 0, label -100); the batch row came without its padding
+    ids = torch.tensor([batch_row["input_ids"] + [0, 0]] * 2)
+    labels = torch.tensor([batch_row["labels"] + [-100, -100], copied + [-100, -100]])
+    values["pipeline"].train_dataset = TensorDataset(ids, labels)
     f = one("FTD222", **values)
     assert f.evidence == {"copied": 1, "continuation_pieces": 3}  # the batch row, then the dataset's two rows
 
