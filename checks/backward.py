@@ -5,9 +5,21 @@ from __future__ import annotations
 import contextlib
 import time
 
-from ftdoctor.checks._failures import explain, relay_fix, short_of_memory
+from ftdoctor.checks._failures import short_of_memory
 from ftdoctor.facts import models as data
-from ftdoctor.sdk import Provide, Site, UserCodeError, check, deepest_user_frame, finding, read_source, rule, run_user
+from ftdoctor.sdk import (
+    Provide,
+    Site,
+    UserCodeError,
+    check,
+    deepest_user_frame,
+    diagnose,
+    finding,
+    read_source,
+    relay,
+    rule,
+    run_user,
+)
 
 rule(
     "FTD501",
@@ -323,17 +335,25 @@ def one_optimizer_step(
         if cut_blocks and loss is not None and not loss.requires_grad:
             cut = _checkpoint_cut(cut_blocks, work_model, trainable, pipeline, model, whole_loss=True)
             return Provide({}, out + [cut], skip_reason="the loss does not require grad (FTD508)")
-        failure = explain(err.exc, "the backward pass", findings_so_far)
-        if failure.kind == "predicted":
-            return Provide({}, out, skip_reason=failure.reason)
-        f = finding(
-            "FTD505",
-            failure.first_line,
-            relay_fix(failure.text, "Fix the cause shown; --traceback prints the whole trace."),
-            location=pipeline.location(model),
-            evidence={"exception": failure.text},
+        cap = getattr(pipeline, "capture", None)
+        ev, cause = diagnose(
+            err.exc,
+            "backward",
+            {"pipeline": pipeline, "model": model, "batch": batch, "args": args},
+            findings_so_far,
+            user_dir=getattr(cap, "user_dir", None) or None,
         )
-        return Provide({}, out + [f], skip_reason=failure.reason)
+        if cause is not None and cause.finding is None:
+            return Provide({}, out, skip_reason=cause.reason)
+        if cause is not None:
+            return Provide({}, out + [cause.finding], skip_reason=cause.reason or ev.first_line)
+        f = relay(
+            "FTD505",
+            ev,
+            inputs=dict(batch) if hasattr(batch, "items") else None,
+            location=pipeline.location(model),
+        )
+        return Provide({}, out + [f], skip_reason=ev.first_line)
     no_grad = [n for n in trainable if n in params and params[n].grad is None]
     # A gradient that exists but is exactly zero means the parameter is in the graph and the loss is flat along it
     # for this batch (a bias that the softmax over a multiple-choice head cancels, a dead unit, a zero-initialised

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ftdoctor.facts import datasets, tokenizers
 from ftdoctor.facts.datasets import cut_row
-from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, rule
+from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, diagnose, finding, relay, rule
 
 MAX_BATCH = 8  # rows per checked batch: enough to see padding and shapes, cheap on a CPU
 
@@ -98,16 +98,25 @@ def _diagnose(exc: BaseException, features, collator, findings_so_far, tokenizer
         )
     ):
         return _no_padding(name, lengths, pipeline), "the collator cannot pad"
-    return (
-        finding(
-            "FTD302",
-            f"`{name}` raised {type(exc).__name__}: {text.splitlines()[0] if text else ''}",
-            "Fix the collator so it accepts rows of the training set (see the traceback with --traceback).",
-            location=pipeline.location(collator, pipeline.trainer),
-            evidence={"exception": f"{type(exc).__name__}: {text}"},
-        ),
-        "the collator raised",
+    cap = getattr(pipeline, "capture", None)
+    ev, cause = diagnose(
+        exc,
+        "collate",
+        {"pipeline": pipeline, "collator": collator, "features": features, "tokenizer": tokenizer},
+        findings_so_far,
+        user_dir=getattr(cap, "user_dir", None) or None,
     )
+    if cause is not None:
+        return cause.finding, cause.reason or "the collator raised"
+    rows = list(features[:2]) if isinstance(features, list) else []
+    f = relay(
+        "FTD302",
+        ev,
+        f"`{name}` raised {ev.first_line}",
+        inputs={f"row {i}": r for i, r in enumerate(rows)},
+        location=pipeline.location(collator, pipeline.trainer),
+    )
+    return f, "the collator raised"
 
 
 def _no_padding(name, lengths, pipeline):

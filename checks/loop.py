@@ -221,6 +221,8 @@ def loop_step_order(loop, pipeline):
 def loop_evaluation_mode(loop, pipeline):
     """Read the script's evaluation loop: the loop over the other dataloader must run in eval mode, without grad."""
     eval_dl = pipeline.extra.get("eval_dataloader")
+    if eval_dl is not None and eval_dl is pipeline.extra.get("train_dataloader"):
+        return None  # no loader of its own: the training loader is not an evaluation loop
     name = pipeline.name_of(eval_dl) if eval_dl is not None else None
     cap = pipeline.capture
     if not name or cap is None:
@@ -233,6 +235,8 @@ def loop_evaluation_mode(loop, pipeline):
     for scope in [tree, *[n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]]:
         for node in _own_nodes(scope):
             if isinstance(node, ast.For) and isinstance(node.iter, ast.Name) and node.iter.id == name:
+                if _steps_backward(node):
+                    continue  # a loop that calls backward trains: it is not the evaluation loop
                 missing = []
                 if not _calls_eval_before(scope, node):
                     missing.append("`model.eval()`")
@@ -250,6 +254,14 @@ def loop_evaluation_mode(loop, pipeline):
                         )
                     )
     return out[:1]
+
+
+def _steps_backward(loop) -> bool:
+    """Does the body of ``loop`` call ``.backward()`` (or Accelerate's ``accelerator.backward(loss)``)?"""
+    return any(
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "backward"
+        for n in ast.walk(loop)
+    )
 
 
 def _own_nodes(scope):

@@ -5,8 +5,22 @@ When the data stages fail, compute_metrics is still checked on synthetic inputs 
 
 from __future__ import annotations
 
+from ftdoctor.core.diagnosis import FACTS, MESSAGE, VALUES, describe
 from ftdoctor.facts import datasets, models
-from ftdoctor.sdk import Provide, Skip, UserCodeError, check, finding, rule, run_user, user_site_in_traceback
+from ftdoctor.sdk import (
+    Cause,
+    Provide,
+    Skip,
+    UserCodeError,
+    check,
+    diagnose,
+    diagnoser,
+    finding,
+    relay,
+    rule,
+    run_user,
+    user_site_in_traceback,
+)
 
 rule(
     "FTD601",
@@ -247,12 +261,26 @@ def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx, model=
         minus100 = _minus100_reaches_metric(compute_metrics, eval_prediction, pipeline, fname, msg, loc)
         if minus100 is not None:
             return minus100
-        return finding(
+        ev, cause = diagnose(
+            err.exc,
+            "metrics",
+            {
+                "pipeline": pipeline,
+                "model": model,
+                "compute_metrics": compute_metrics,
+                "eval_prediction": eval_prediction,
+            },
+            ctx.values.get("findings_so_far", []),
+            user_dir=getattr(cap, "user_dir", None) or None,
+        )
+        if cause is not None:
+            return cause.finding if cause.finding is not None else Provide({}, skip_reason=cause.reason)
+        return relay(
             "FTD602",
-            f"`{fname}` raised {msg} on predictions of shape {list(getattr(preds, 'shape', []))}.",
-            "Fix the metric function for these shapes (--traceback shows where it failed).",
+            ev,
+            f"`{fname}` raised {msg} on predictions of shape {list(getattr(preds, 'shape', []))}",
+            inputs={"predictions": preds, "label_ids": labels},
             location=loc,
-            evidence={"exception": msg},
         )
     if not isinstance(result, dict):
         fname = getattr(compute_metrics, "__name__", "compute_metrics")
@@ -304,9 +332,11 @@ def _works(func, eval_pred) -> bool:
 
 
 @check("metrics", codes=("FTD603",))
-def best_metric_is_returned(args, pipeline, metric_values=None, compute_metrics=None):
+def best_metric_is_returned(args, pipeline, metric_values=None, compute_metrics=None, eval_batch=None, target=None):
     name = getattr(args, "metric_for_best_model", None)
-    if not name or name in ("loss", "eval_loss"):
+    if name in ("loss", "eval_loss"):
+        return _eval_loss_without_labels(name, args, pipeline, eval_batch, target)
+    if not name:
         raise Skip("metric_for_best_model names no computed metric")
     key = name if name.startswith("eval_") else f"eval_{name}"
     if metric_values is None:
@@ -337,6 +367,28 @@ def best_metric_is_returned(args, pipeline, metric_values=None, compute_metrics=
     )
 
 
+def _eval_loss_without_labels(name, args, pipeline, eval_batch, target):
+    """Evaluation computes a loss only from batches that carry every label the trainer looks for: selecting on
+    the loss needs them in the evaluation batches too."""
+    names = list(getattr(target, "label_names", None) or ())
+    if not isinstance(eval_batch, dict) or not names:
+        raise Skip("metric_for_best_model is the loss, and no evaluation batch shows whether it is computed")
+    missing = [n for n in names if n not in eval_batch]
+    if not missing:
+        return None
+    return finding(
+        "FTD603",
+        f'`metric_for_best_model="{name}"`, but the evaluation batches carry no {", ".join(f"`{n}`" for n in missing)} '
+        f"(they hold {sorted(eval_batch)}): the model computes no loss on them, evaluation reports no `eval_loss`, "
+        "and the first evaluation fails with KeyError: 'eval_loss'.",
+        f"Evaluate on features that carry {', '.join(f'`{n}`' for n in names)} (prepared like the training "
+        "features), or select the best model on a metric `compute_metrics` returns "
+        '(`metric_for_best_model="f1"`).',
+        location=pipeline.location(pipeline.eval_dataset, args),
+        evidence={"missing": missing, "eval_batch_keys": sorted(eval_batch)},
+    )
+
+
 def _closest(name: str, options: list[str]) -> str:
     """The returned key the user most likely meant: a key inside the name ("f1" in "f1_score"), else the most similar."""
     import difflib
@@ -351,6 +403,34 @@ def _closest(name: str, options: list[str]) -> str:
 
 # --- task contract: what compute_metrics must do with the -100 the loss ignores -----------------------------------
 
+rule(
+    "FTD607",
+    "binary-average-on-multiclass",
+    "metrics",
+    "error",
+    "A binary-averaged metric is given more than two classes",
+    """
+     F1, precision and recall default to `average="binary"`, which scores one positive class. With more than two
+     classes scikit-learn (and the `evaluate` modules built on it) raise "Target is multiclass but
+     average='binary'" at the first evaluation.
+     """,
+    broken="f1.compute(predictions=predictions, references=labels)  # 5 classes",
+    fixed='f1.compute(predictions=predictions, references=labels, average="macro")',
+)
+rule(
+    "FTD608",
+    "metric-references-not-nested",
+    "metrics",
+    "error",
+    "The metric takes a list of references per prediction",
+    """
+     BLEU, sacreBLEU, chrF and other text-generation metrics accept several references for each prediction, so
+     their `references` are a list of lists of strings. One string per prediction fails the metric's input
+     format ("Got a string but expected a list") at the first evaluation.
+     """,
+    broken="sacrebleu.compute(predictions=decoded_preds, references=decoded_labels)",
+    fixed="sacrebleu.compute(predictions=decoded_preds, references=[[label] for label in decoded_labels])",
+)
 rule(
     "FTD621",
     "metrics-see-minus100",
@@ -668,4 +748,85 @@ def sacrebleu_reference_streams(compute_metrics, eval_prediction, metric_values,
             location=pipeline.location(compute_metrics),
             evidence={"hypotheses": len(hyps), "streams": len(refs), "stream_lengths": sizes[:8]},
         )
+    return None
+
+
+@diagnoser(codes=("FTD607",))
+def binary_average_on_multiclass(evidence, model=None):
+    """scikit-learn refused average='binary' for labels of more than two classes."""
+    if "average='binary'" not in evidence.message or "multiclass" not in evidence.message:
+        return None
+    support = MESSAGE
+    classes = _classes_in_frame(evidence)
+    if classes > 2:
+        support += VALUES
+    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+    if isinstance(num_labels, int) and num_labels > 2:
+        support += FACTS
+    seen = max(classes, num_labels if isinstance(num_labels, int) else 0)
+    line = evidence.user.source if evidence.user is not None else ""
+    call = _with_argument(line, 'average="macro"')
+    f = finding(
+        "FTD607",
+        "The metric scores one positive class (`average='binary'`, its default) but the labels have "
+        + (f"{seen} classes" if seen > 2 else "more than two classes")
+        + (f": `{line}` raised {evidence.first_line}" if line else f": {evidence.first_line}"),
+        "Average over the classes: "
+        + (f"`{call}`" if call else 'pass `average="macro"`')
+        + ' (or "micro"/"weighted"; "macro" weighs every class alike).',
+        evidence={"classes": seen} if seen > 2 else {},
+    )
+    return Cause(f, support)
+
+
+def _classes_in_frame(evidence) -> int:
+    """The most distinct integer values that one array or list of the user's frame holds (labels, predictions)."""
+    import numpy as np
+
+    best = 0
+    for name in evidence.locals_where(lambda v: isinstance(v, (np.ndarray, list)) and 0 < len(v) <= 1_000_000):
+        try:
+            arr = np.asarray(evidence.local(name))
+            if arr.dtype.kind in "iu":
+                best = max(best, len(np.unique(arr)))
+        except Exception:
+            continue
+    return best
+
+
+def _with_argument(line: str, argument: str) -> str | None:
+    """``line`` with ``argument`` added to the arguments of its last call (the one whose ``)`` comes last)."""
+    at = (line or "").rfind(")")
+    if at <= 0 or "(" not in line[:at]:
+        return None
+    head = line[:at].rstrip()
+    return f"{head}{'' if head.endswith('(') else ', '}{argument}{line[at:]}"
+
+
+@diagnoser(codes=("FTD608",))
+def references_not_nested(evidence):
+    """A metric whose references are lists (one list of references per prediction) was given one string each."""
+    import re
+
+    if "Got a string but expected a list" not in evidence.message:
+        return None
+    metric = evidence.frame_local("self", lambda v: hasattr(v, "features") and hasattr(v, "compute"))
+    features = getattr(metric, "features", None) or {}
+    nested = [k for k, v in dict(features).items() if type(v).__name__ in ("List", "Sequence", "LargeList")]
+    line = evidence.user.source if evidence.user is not None else ""
+    for arg in nested:
+        m = re.search(rf"\b{arg}\s*=\s*([A-Za-z_]\w*)\b", line)
+        var = m.group(1) if m else None
+        summary = evidence.values.get(var or "", {})
+        if summary.get("items") != ["str"]:
+            continue
+        name = getattr(metric, "name", None) or type(metric).__name__
+        f = finding(
+            "FTD608",
+            f"`{name}` takes a list of references for each prediction, but `{arg}={var}` is one string per "
+            f"prediction ({describe(summary)}): {evidence.first_line}",
+            f"Give each prediction a list of its references: `{arg}=[[r] for r in {var}]` in `{line}`.",
+            evidence={"argument": arg, "expected": str(features[arg])},
+        )
+        return Cause(f, MESSAGE + VALUES + FACTS)
     return None

@@ -3,9 +3,10 @@ that decode to the answer)."""
 
 from __future__ import annotations
 
+from ftdoctor.core.diagnosis import FACTS, MESSAGE, VALUES
 from ftdoctor.facts import datasets
 from ftdoctor.facts.datasets import flatten as _flat
-from ftdoctor.sdk import check, finding, rule, script_datasets
+from ftdoctor.sdk import Cause, check, diagnoser, finding, rule, script_datasets
 
 rule(
     "FTD221",
@@ -378,3 +379,49 @@ def qa_positions_decode_to_answers(
             )
         )
     return out
+
+
+QA_POSITIONS = ("start_positions", "end_positions")  # the labels a question-answering head computes its loss from
+
+
+@diagnoser(codes=("FTD224", "FTD225"))
+def qa_positions_none(evidence, target=None):
+    """A None answer position reached a tensor: `char_to_token` (like an `offset_mapping` lookup) finds no token
+    for an answer character that truncation cut off, and the None was kept."""
+    if "NoneType" not in evidence.message and "None" not in evidence.message:
+        return None
+    names = [n for n in getattr(target, "label_names", None) or () if n in QA_POSITIONS] or list(QA_POSITIONS)
+    # The positions column: a list with None in it, named as one of the labels or read under such a key.
+    keys = [n for n, s in evidence.values.items() if s.get("type") == "str" and evidence.local(n) in names]
+    column = next(
+        (
+            n
+            for n, s in evidence.values.items()
+            if s.get("none") and s.get("len") and (n in names or (keys and _holds_ints(s)))
+        ),
+        None,
+    )
+    if column is None:
+        return None
+    summary = evidence.values[column]
+    label = column if column in names else evidence.local(keys[0])
+    none, total = summary["none"], summary["len"]
+    code = "FTD225" if none * 2 >= total else "FTD224"
+    f = finding(
+        code,
+        f"{none} of {total} `{label}` are None (the first at row {summary['first_none']}): `char_to_token()` finds "
+        "no token for an answer character that truncation cut out of the context, and a None position cannot "
+        f"become a tensor ({evidence.first_line}).",
+        "Give every answer that truncation cut a position the model ignores, for the start and the end alike: "
+        "`if end is None: end = tokenizer.model_max_length` (or label it (0, 0), the [CLS] token); better, keep "
+        'long contexts whole in overlapping windows (`truncation="only_second", stride=..., '
+        "return_overflowing_tokens=True, return_offsets_mapping=True`) and label each window; "
+        + _see("question-answering")
+        + ".",
+        evidence={"column": label, "none": none, "rows": total},
+    )
+    return Cause(f, MESSAGE + VALUES + FACTS)
+
+
+def _holds_ints(summary) -> bool:
+    return set(summary.get("items") or ()) <= {"int", "NoneType"}

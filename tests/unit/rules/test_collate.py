@@ -68,8 +68,9 @@ class _NeedsPixels:
 def test_collator_that_raises_on_the_rows(tmp_path):
     values = trainer_values(tmp_path, bert(), data_collator=_NeedsPixels())
     f = one("FTD302", **values, train_features=_token_rows([4, 4]), findings_so_far=[])
-    assert f.detail == "`_NeedsPixels` raised KeyError: 'pixel_values'"
-    assert f.evidence == {"exception": "KeyError: 'pixel_values'"}
+    assert f.detail.startswith("`_NeedsPixels` raised KeyError: 'pixel_values' — at ")
+    assert "`r` = dict[3] keys input_ids, attention_mask, label" in f.detail  # the row that lacks the key
+    assert f.evidence["exception"] == "KeyError: 'pixel_values'" and "cause shown" not in f.fix
 
 
 def test_collator_that_returns_no_mapping(tmp_path):

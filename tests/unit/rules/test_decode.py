@@ -154,6 +154,23 @@ def test_class_ids_numbered_from_one_name_the_mapping_to_fix(tmp_path):
     )
 
 
+def test_class_ids_past_a_head_too_small_name_num_labels(tmp_path):
+    # dense ids 0..5 and a head with 4 outputs: the head is too small, not the mapping wrong
+    ds = _labelled(wordpiece(), [0, 1, 2, 3, 4, 5, 0, 5])
+    found = findings("FTD203", **_judged(tmp_path, ds, bert(num_labels=4)))  # the decode check
+    assert codes(found) == ["FTD101"], codes(found)
+    f = found[0]
+    assert "has num_labels=4" in f.detail and "run 0..5" in f.detail and "num_labels=6" in f.fix
+    assert f.evidence == {"model_num_labels": 4, "largest_label": 5, "distinct": 6}
+
+
+def test_sparse_class_ids_past_the_head_are_a_mapping_problem(tmp_path):
+    # ids 0, 1, 9 for a 3-output head: as many classes as outputs, numbered wrongly (FTD203, not FTD101)
+    ds = _labelled(wordpiece(), [0, 1, 9, 0, 1, 9])
+    found = findings("FTD203", **_judged(tmp_path, ds, bert(num_labels=3)))
+    assert codes(found) == ["FTD203"], codes(found)
+
+
 def test_ignore_index_is_no_label_out_of_range(tmp_path):
     ds = _labelled(wordpiece(), [0, 1, -100, 1, 0, 1])
     assert "FTD203" not in codes(findings("FTD203", **_judged(tmp_path, ds, bert(num_labels=2))))

@@ -138,6 +138,31 @@ def test_evaluation_loop_in_a_no_grad_function_in_eval_mode_is_fine(tmp_path):
     assert call("FTD610", **values).findings == []
 
 
+TRAIN_LOOP_ONLY = """
+for epoch in range(2):
+    for batch in train_loader:
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+"""
+
+
+def test_the_training_loop_is_no_evaluation_loop(tmp_path):
+    # the loader taken for the evaluation one is iterated by a loop that calls backward: it trains
+    eval_loader = torch.utils.data.DataLoader([{"input_ids": [1, 2]}], batch_size=1)
+    p, _ = _loop_pipeline(tmp_path, TRAIN_LOOP_ONLY.replace("train_loader", "eval_loader"), eval_loader=eval_loader)
+    p.extra["eval_dataloader"] = eval_loader
+    assert call("FTD610", loop=LoopRecord(), pipeline=p).findings == []
+
+
+def test_the_training_loader_itself_is_no_evaluation_loader(tmp_path):
+    loader = torch.utils.data.DataLoader([{"input_ids": [1, 2]}], batch_size=1)
+    p, _ = _loop_pipeline(tmp_path, EVAL_IN_TRAIN_MODE, eval_loader=loader)
+    p.extra["eval_dataloader"] = p.extra["train_dataloader"] = loader
+    assert call("FTD610", loop=LoopRecord(), pipeline=p).findings == []
+
+
 def test_an_error_of_the_pipeline_no_check_diagnosed_is_relayed():
     """FTD900 is the walk's rule, not a check's: a check that lets the user's error through (run_user raised it
     and nothing caught it) has it reported at its stage, not as ftdoctor's own crash."""
@@ -157,8 +182,9 @@ def test_an_error_of_the_pipeline_no_check_diagnosed_is_relayed():
     (f,) = result.findings
     assert f.code == "FTD900" and f.severity == "error" and result.status == "fail" and internal == []
     assert f.detail.startswith(
-        "While collate ran, the data collator raised ValueError: expected sequence of length 3 at dim 1 (got 1)."
+        "While collate ran, the data collator raised ValueError: expected sequence of length 3 at dim 1 (got 1) — at "
     )
+    assert "`rows` = list[2] of dict" in f.detail  # the rows the collator could not stack
     assert f.evidence["check"] == "team.batches_of_two" and "ValueError" in f.evidence["traceback"]
 
 

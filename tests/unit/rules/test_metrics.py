@@ -86,10 +86,29 @@ def f1_missing(eval_pred):
     return {"f1": scores["f1"]}  # the line that raises
 
 
+def f1_binary(eval_pred):
+    from sklearn.metrics import f1_score
+
+    logits, labels = eval_pred
+    return {"f1": f1_score(labels, np.argmax(logits, axis=-1))}
+
+
+def test_binary_f1_on_three_classes_is_told_to_average():
+    got = call("FTD602", **_values(f1_binary, capture=capture(__file__)))
+    f = got.one("FTD607")
+    assert "3 classes" in f.detail and 'f1_score(labels, np.argmax(logits, axis=-1), average="macro")' in f.fix
+    assert f.location.endswith(f"test_metrics.py:{line_of(__file__, 'f1_score(labels, np.argmax')}")
+
+
 def test_compute_metrics_error_points_at_its_line():
     got = call("FTD602", **_values(f1_missing, capture=capture(__file__)))
     f = got.one("FTD602")
-    assert f.detail == "`f1_missing` raised KeyError: 'f1' on predictions of shape [4, 3]."
+    assert f.detail.startswith("`f1_missing` raised KeyError: 'f1' on predictions of shape [4, 3] — at ")
+    # The relay shows the line that raised and the values it read, and points the fix there.
+    assert (
+        'in f1_missing(): `return {"f1": scores["f1"]}' in f.detail and "`scores` = dict[1] keys accuracy" in f.detail
+    )
+    assert "cause shown" not in f.fix and f"test_metrics.py:{line_of(__file__, '# the line that raises')}" in f.fix
     assert f.location.endswith(f"test_metrics.py:{line_of(__file__, '# the line that raises')}")
 
 
