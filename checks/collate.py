@@ -532,6 +532,54 @@ rule(
     fixed="tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)",
 )
 
+_PACK_ROWS = 3  # training rows matched against the script's documents
+_PACK_DOCS = 256  # documents of a candidate dataset concatenated
+
+
+def _packed_from(pipeline, ends):
+    """When the training rows are fixed-length blocks cut from the concatenation of another dataset of the script
+    (run_clm's group_texts): (that dataset's name, seams without an end token, seams) in the blocks; else None."""
+    from ftdoctor.facts import namespace
+
+    train = pipeline.train_dataset
+    cap = pipeline.capture
+    if cap is None or not datasets.is_hf_dataset(train) or "input_ids" not in (train.column_names or []):
+        return None
+    try:
+        blocks = [list(r) for r in train.select(range(min(len(train), _PACK_ROWS))).with_format(None)["input_ids"]]
+    except Exception:
+        return None
+    width = len(blocks[0]) if blocks else 0
+    if len(blocks) < 2 or width < 2 or any(len(b) != width for b in blocks):
+        return None
+    stream = [t for b in blocks for t in b]
+    for name, ds in namespace.datasets(cap.namespace or {}):
+        if ds is train or datasets.is_streaming(ds) or "input_ids" not in (ds.column_names or []):
+            continue
+        try:
+            docs = [list(r) for r in ds.select(range(min(len(ds), _PACK_DOCS))).with_format(None)["input_ids"]]
+        except Exception:
+            continue
+        if len(docs) < 2 or all(len(d) == width for d in docs[:_PACK_ROWS]):
+            continue  # the same blocks (another split or a copy), not the documents they were cut from
+        docs = [d for d in docs if d]
+        if not all(isinstance(t, int) for d in docs[:_PACK_ROWS] for t in d[:2]):
+            continue  # not rows of token ids
+        joined_stream, pairs = [], []
+        for i, d in enumerate(docs):
+            if len(joined_stream) >= len(stream):
+                break
+            if i:
+                pairs.append((docs[i - 1], d))
+            joined_stream.extend(d)
+        if joined_stream[: len(stream)] != stream:
+            continue
+        seams = len(pairs)
+        joined = sum(1 for a, b in pairs if a[-1] not in ends and b[0] not in ends)
+        return (name, joined, seams) if joined else None
+    return None
+
+
 _VIEW_TEXT = 160  # characters of a masked span shown in the trained-token view before it is elided
 
 
@@ -842,7 +890,24 @@ def supervised_tokens(
                 and not _ended_before(ids, r, p, ends, tokenizer)
             ):
                 joins += 1
-    if joins and ends:
+    packing = None
+    if not joins and ends:
+        packing = _packed_from(pipeline, ends)
+    if packing is not None:
+        source, joined, seams = packing
+        out.append(
+            finding(
+                "FTD329",
+                f"The training rows are `{source}`'s documents concatenated and cut into blocks, and {joined} of "
+                f"the {seams} document seams in the first blocks have no end token between the documents: the "
+                "model learns to run on from one text into the next, and never sees where a text ends.",
+                f"Add `{tok}.eos_token` to the end of each document before concatenating (e.g. "
+                f'`{tok}([t + {tok}.eos_token for t in batch["text"]])`).',
+                location=pipeline.location(pipeline.train_dataset, pipeline.trainer),
+                evidence={"joins": joined, "seams": seams, "documents": source},
+            )
+        )
+    elif joins and ends:
         out.append(
             finding(
                 "FTD329",
@@ -871,3 +936,91 @@ def supervised_tokens(
                 )
             )
     return Provide(evidence=evidence, findings=out)
+
+
+rule(
+    "FTD341",
+    "mlm-batches-without-masked-token",
+    "collate",
+    "error",
+    "Masked-LM batches often have no masked token",
+    """
+     A masked-LM collator masks each token with probability `mlm_probability` (15%). A batch with few maskable
+     tokens (one short example per batch) often gets none masked: every label is -100, the loss is 0/0 = NaN,
+     and one NaN step turns every weight into NaN. Batch more tokens together, or make sure every batch (or
+     example) has at least one masked token.
+     """,
+    broken="mini_batch = collator([tokenizer(text)])  # one sentence of a few tokens per batch",
+    fixed="mini_batch = collator([tokenizer(t) for t in texts[i : i + 16]])  # or force one masked token per row",
+)
+
+_MASK_DRAWS = 200  # collations of the same rows; a rate of 1% shows as 2 or more empty batches
+
+
+def _masking_collator(target, pipeline):
+    """The collator that masks tokens at random: the run's own, or the one the loop's code calls itself."""
+    from ftdoctor.facts import namespace
+
+    own = target.collator
+    if isinstance(getattr(own, "mlm_probability", None), float):
+        return own, pipeline.name_of(own)
+    if own is not None or pipeline.capture is None:
+        return None, None
+    for name, value in namespace.items(pipeline.capture.namespace or {}):
+        if callable(value) and isinstance(getattr(value, "mlm_probability", None), float):
+            if getattr(value, "mlm", True):
+                return value, name
+    return None, None
+
+
+@check("collate", codes=("FTD341",))
+def mlm_batches_have_masked_tokens(batch, pipeline, target, task=None):
+    """Masked LM: collate the batch's rows again and again with the run's masking collator; count how often no
+    token at all is masked (every label -100: a NaN loss)."""
+    import torch
+
+    if task != "masked-lm":
+        return None
+    ids, labels = batch.get("input_ids"), batch.get("labels")
+    if not (torch.is_tensor(ids) and torch.is_tensor(labels) and ids.shape == labels.shape and ids.dim() == 2):
+        return None
+    collator, name = _masking_collator(target, pipeline)
+    if collator is None:
+        return None
+    original = torch.where(labels != -100, labels, ids)  # the masked positions hold their token in the labels
+    mask = batch.get("attention_mask")
+    real = mask.bool() if torch.is_tensor(mask) and mask.shape == ids.shape else torch.ones_like(ids, dtype=torch.bool)
+    rows = [{"input_ids": original[r][real[r]].tolist()} for r in range(ids.shape[0])]
+    rate = float(collator.mlm_probability)
+    if not 0.0 < rate < 1.0 or int(real.sum()) * rate > 20:
+        return None  # twenty masked tokens expected: a batch without one has a chance below e^-20
+    state = torch.random.get_rng_state()
+    empty = 0
+    try:
+        torch.manual_seed(0)
+        for _ in range(_MASK_DRAWS):
+            out = collator(rows)
+            got = out.get("labels") if hasattr(out, "get") else None
+            if not torch.is_tensor(got):
+                return None
+            empty += int(not (got != -100).any())
+    except Exception:  # the batch was built once already; the collate stage reports a collator that raises
+        return None
+    finally:
+        torch.random.set_rng_state(state)
+    if empty * 100 < _MASK_DRAWS:
+        return None
+    tokens = int(real.sum())
+    who = f"`{name}`" if name else "The collator"
+    return finding(
+        "FTD341",
+        f"{who} masks each token with probability {collator.mlm_probability}; this batch has "
+        f"{ids.shape[0]} row(s) and {tokens} tokens, and collated {_MASK_DRAWS} times it masked no token at all in "
+        f"{empty} ({empty / _MASK_DRAWS:.0%}): every label is then -100 and the loss of that step is NaN, which makes every "
+        "weight NaN at the optimizer step.",
+        "Put more tokens in each batch (several examples per batch, or longer ones), or make sure each batch has a "
+        "masked token: subclass the collator so that a row with no masked position gets one (`labels[row, i] = "
+        "input_ids[row, i]; input_ids[row, i] = tokenizer.mask_token_id`), or skip a step whose labels are all -100.",
+        location=pipeline.location(collator) if name else None,
+        evidence={"rows": int(ids.shape[0]), "tokens": tokens, "draws": _MASK_DRAWS, "empty": empty},
+    )

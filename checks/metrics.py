@@ -632,6 +632,159 @@ def metrics_ignore_minus100(
     )
 
 
+# --- what the metric is given: teacher-forced tokens, capped generations, reference layouts, argmax of one column ---
+
+rule(
+    "FTD632",
+    "seq2seq-metric-teacher-forced",
+    "metrics",
+    "warning",
+    "A sequence-to-sequence metric scores teacher-forced predictions",
+    """
+     Without `predict_with_generate=True` the Trainer evaluates an encoder-decoder model by a forward pass with
+     the labels as decoder inputs: every predicted token sees the true previous tokens. Decoding the argmax of
+     those logits and scoring it with ROUGE or BLEU leaks the references, so the score is far above what
+     `generate()` achieves and says little about the model.
+     """,
+    broken="Trainer(model, TrainingArguments(...), compute_metrics=rouge_of_argmax_logits)",
+    fixed="Seq2SeqTrainer(model, Seq2SeqTrainingArguments(..., predict_with_generate=True), compute_metrics=...)",
+)
+rule(
+    "FTD633",
+    "generation-capped-below-targets",
+    "metrics",
+    "warning",
+    "Generation stops before the references end",
+    """
+     With `predict_with_generate=True`, evaluation generates up to `generation_max_length`, or, when that is not
+     set, the model's generation config (`max_length` is 20 by default). References longer than that cap are
+     compared with predictions cut at the cap: ROUGE and BLEU drop, whatever the model learns.
+     """,
+    broken="Seq2SeqTrainingArguments(..., predict_with_generate=True)  # targets of up to 128 tokens",
+    fixed="Seq2SeqTrainingArguments(..., predict_with_generate=True, generation_max_length=128)",
+)
+rule(
+    "FTD634",
+    "sacrebleu-reference-streams",
+    "metrics",
+    "error",
+    "sacrebleu receives one reference list per sentence instead of reference streams",
+    """
+     `sacrebleu.corpus_bleu(hypotheses, references)` reads `references` as streams: each stream holds one
+     reference for every hypothesis. Given one list per sentence (the layout of the `evaluate` wrapper), it
+     pairs the hypotheses with the first stream only, a one-sentence list: the score covers the first sentence,
+     silently.
+     """,
+    broken="sacrebleu.corpus_bleu(hyps, [[r] for r in refs])",
+    fixed="sacrebleu.corpus_bleu(hyps, [refs])  # one stream of len(hyps) references",
+)
+
+
+def _generation_cap(trainer, model):
+    """(tokens the evaluation's generate() can write, what sets it) for a Seq2SeqTrainer, as its evaluation
+    resolves them: generation_max_length, else the model's generation config."""
+    args = getattr(trainer, "args", None)
+    given = getattr(args, "generation_max_length", None)
+    if isinstance(given, int):
+        return given, f"`generation_max_length={given}`"
+    config = getattr(model, "generation_config", None)
+    new = getattr(config, "max_new_tokens", None)
+    if isinstance(new, int):
+        return new + 1, f"the model's `generation_config.max_new_tokens={new}`"
+    cap = getattr(config, "max_length", None)
+    if isinstance(cap, int):
+        return cap, f"the model's `generation_config.max_length={cap}` (no `generation_max_length` is set)"
+    return None, None
+
+
+@check("metrics", codes=("FTD632", "FTD633"))
+def seq2seq_metric_inputs(compute_metrics, metric_values, trainer, model, args, pipeline, eval_dataset=None):
+    """An encoder-decoder's metric scores generated text: not the argmax of teacher-forced logits, and not
+    generations cut below the references' length."""
+    config = getattr(model, "config", None)
+    if not getattr(config, "is_encoder_decoder", False) or not callable(getattr(model, "generate", None)):
+        return None
+    fname = getattr(compute_metrics, "__name__", "compute_metrics")
+    if not getattr(args, "predict_with_generate", False):
+        kind = type(trainer).__name__
+        return finding(
+            "FTD632",
+            f"`{kind}` evaluates this encoder-decoder model by a forward pass with the labels as decoder inputs "
+            f"(`predict_with_generate` is not set), and `{fname}` scores those teacher-forced predictions: each "
+            "predicted token sees the reference's previous tokens, so the score overstates what generation gives.",
+            "Use `Seq2SeqTrainer` with `Seq2SeqTrainingArguments(..., predict_with_generate=True, "
+            f"generation_max_length=...)`, and decode the generated ids in `{fname}` (no argmax).",
+            location=pipeline.location(args, trainer),
+            evidence={"trainer": kind, "predict_with_generate": False},
+        )
+    if eval_dataset is None or "labels" not in (datasets.columns_of(eval_dataset) or []):
+        return None
+    cap, source = _generation_cap(trainer, model)
+    if cap is None:
+        return None
+    lengths = [n for n in datasets.sequence_lengths(eval_dataset, "labels", limit=2000) if n]
+    longer = [n for n in lengths if n > cap]
+    if not lengths or len(longer) * 10 < len(lengths):
+        return None
+    return finding(
+        "FTD633",
+        f"Evaluation generates at most {cap} tokens ({source}), but {len(longer)} of {len(lengths)} "
+        f"evaluation references are longer (up to {max(longer)} tokens): those predictions are cut at {cap} "
+        f"tokens before `{fname}` scores them.",
+        f"Set `generation_max_length={max(lengths)}` (the references' length) in `Seq2SeqTrainingArguments`, "
+        "or `model.generation_config.max_new_tokens`.",
+        location=pipeline.location(args, trainer),
+        evidence={"cap": cap, "longer": len(longer), "references": len(lengths), "longest": max(longer)},
+    )
+
+
+@check("metrics", codes=("FTD634",))
+def sacrebleu_reference_streams(compute_metrics, eval_prediction, metric_values, pipeline):
+    """Run compute_metrics again watching sacrebleu's corpus scores: each reference stream must hold one
+    reference per hypothesis."""
+    import sys
+
+    if "sacrebleu" not in sys.modules:
+        return None
+    try:
+        from sacrebleu.metrics.base import Metric
+    except ImportError:
+        return None
+    seen = []
+    original = Metric.corpus_score
+
+    def watched(self, hypotheses, references, *args, **kwargs):
+        seen.append((type(self).__name__, hypotheses, references))
+        return original(self, hypotheses, references, *args, **kwargs)
+
+    Metric.corpus_score = watched
+    try:
+        compute_metrics(eval_prediction)
+    except Exception:  # compute_metrics_runs reports its failures
+        return None
+    finally:
+        Metric.corpus_score = original
+    for name, hyps, refs in seen:
+        if isinstance(hyps, str) or not isinstance(refs, (list, tuple)) or len(hyps) < 2:
+            continue
+        sizes = [len(s) for s in refs if isinstance(s, (list, tuple))]
+        if len(sizes) != len(refs) or all(n == len(hyps) for n in sizes):
+            continue
+        fname = getattr(compute_metrics, "__name__", "compute_metrics")
+        return finding(
+            "FTD634",
+            f"`{fname}` gives sacrebleu's corpus {name} {len(hyps)} hypotheses and {len(refs)} reference "
+            f"streams of {min(sizes)}–{max(sizes)} references each: sacrebleu reads a stream as one reference per "
+            "hypothesis, so these are read as alternative references of the first sentences and the rest are "
+            "not scored.",
+            "Pass the references as streams: `sacrebleu.corpus_bleu(hyps, [refs])` with `refs` one reference per "
+            "hypothesis (several references per sentence: `list(zip(*refs_per_sentence))`).",
+            location=pipeline.location(compute_metrics),
+            evidence={"hypotheses": len(hyps), "streams": len(refs), "stream_lengths": sizes[:8]},
+        )
+    return None
+
+
 @diagnoser(codes=("FTD607",))
 def binary_average_on_multiclass(evidence, model=None):
     """scikit-learn refused average='binary' for labels of more than two classes."""

@@ -10,6 +10,7 @@ from ._build import (
     bart,
     bert,
     call,
+    capture,
     causal,
     codes,
     findings,
@@ -17,6 +18,7 @@ from ._build import (
     loop_values,
     one,
     reported,
+    rows,
     trainer_values,
     wordpiece,
 )
@@ -396,3 +398,69 @@ def test_other_tasks_are_not_judged(tmp_path):
     batch = _rows(([2, 50, 51, 52, 53], 5), ([2, 54, 55, 3], 4))
     assert values["task"] == "sequence-classification"
     assert codes(findings("FTD324", **values, batch=batch)) == []
+
+
+# --- documents concatenated into blocks (run_clm's group_texts) ------------------------------------------------------
+
+DOCS = ["the film was good", "a great movie", "the film was great", "a good movie"]
+
+
+def _grouped(tmp_path, docs, width=6):
+    """Documents tokenized by a tokenizer that adds no special token (GPT-2's), concatenated and cut into blocks of
+    ``width`` (labels = input_ids), with the documents' dataset in the script's namespace."""
+    from transformers import DataCollatorForLanguageModeling
+
+    from ._build import dataset
+
+    tok = causal(bos=False)
+    ids = [tok(d)["input_ids"] for d in docs]
+    documents = dataset({"input_ids": ids})
+    stream = [t for d in ids for t in d]
+    blocks = [stream[i : i + width] for i in range(0, len(stream) - width + 1, width)]
+    train = dataset({"input_ids": blocks, "labels": blocks})
+    cap = capture(tmp_path, {"tokenized": documents, "lm_datasets": train})
+    values = trainer_values(
+        tmp_path,
+        gpt2(tokenizer=tok),
+        train,
+        tokenizer=tok,
+        cap=cap,
+        data_collator=DataCollatorForLanguageModeling(tok, mlm=False),
+    )
+    batch = {"input_ids": torch.tensor(blocks), "labels": torch.tensor(blocks)}
+    return call("FTD324", **values, batch=batch, train_features=rows(train))
+
+
+def test_grouped_documents_without_an_end_token(tmp_path):
+    [f] = _grouped(tmp_path, DOCS).findings
+    assert f.code == "FTD329" and f.evidence == {"joins": 3, "seams": 3, "documents": "tokenized"}
+    assert "`tokenized`'s documents concatenated and cut into blocks" in f.detail
+
+
+def test_grouped_documents_each_ending_with_eos_are_silent(tmp_path):
+    assert _grouped(tmp_path, [d + EOS for d in DOCS]).findings == []
+
+
+# --- masked LM: batches the collator leaves without a masked token ---------------------------------------------------
+
+
+def _mlm(tmp_path, texts):
+    from transformers import DataCollatorForLanguageModeling
+
+    tok = wordpiece()
+    collator = DataCollatorForLanguageModeling(tok, mlm_probability=0.15)
+    torch.manual_seed(1)
+    batch = dict(collator([tok(t) for t in texts]))
+    values = trainer_values(tmp_path, bert("BertForMaskedLM"), tokenizer=tok, data_collator=collator)
+    return findings("FTD341", **values, batch=batch)
+
+
+def test_one_short_example_per_batch_often_masks_nothing(tmp_path):
+    [f] = _mlm(tmp_path, ["the film was good"])
+    assert f.code == "FTD341" and f.evidence["rows"] == 1 and f.evidence["tokens"] == 6
+    assert 0.3 < f.evidence["empty"] / f.evidence["draws"] < 0.7  # 0.85 ** 4: four maskable words
+    assert "the loss of that step is NaN" in f.detail
+
+
+def test_a_batch_of_many_tokens_always_has_a_masked_one(tmp_path):
+    assert _mlm(tmp_path, ["the film was good and a great movie"] * 8) == []

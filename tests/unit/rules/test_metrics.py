@@ -275,3 +275,78 @@ def test_best_metric_on_the_loss_is_not_judged():
 
     with pytest.raises(Skip):
         _best("eval_loss", {"accuracy": 0.75})
+
+
+# --- what an encoder-decoder's metric is given ----------------------------------------------------------------------
+
+
+def _seq2seq(tmp_path, label_lengths, trainer_cls="Trainer", **arguments):
+    """A tiny BART under a Trainer (or Seq2SeqTrainer) whose eval set has labels of ``label_lengths`` tokens."""
+    import transformers
+    from datasets import Dataset
+
+    model = bart()
+    eval_ds = Dataset.from_dict(
+        {"input_ids": [[5, 6, 7]] * len(label_lengths), "labels": [[8] * n for n in label_lengths]}
+    )
+    args_cls = (
+        transformers.Seq2SeqTrainingArguments if trainer_cls == "Seq2SeqTrainer" else transformers.TrainingArguments
+    )
+    args = args_cls(str(tmp_path / "out"), report_to=[], use_cpu=True, **arguments)
+    trainer = getattr(transformers, trainer_cls)(model=model, args=args, eval_dataset=eval_ds)
+    return {
+        "compute_metrics": accuracy,
+        "metric_values": {"rouge1": 0.5},
+        "trainer": trainer,
+        "model": model,
+        "args": args,
+        "pipeline": pipeline(model, args=args, trainer=trainer, compute_metrics=accuracy),
+        "eval_dataset": eval_ds,
+    }
+
+
+def test_teacher_forced_predictions_of_an_encoder_decoder(tmp_path):
+    f = call("FTD632", **_seq2seq(tmp_path, [6, 8])).one("FTD632")
+    assert "`Trainer` evaluates this encoder-decoder model by a forward pass" in f.detail
+    assert "predict_with_generate=True" in f.fix
+
+
+def test_generation_capped_below_the_references(tmp_path):
+    values = _seq2seq(tmp_path, [30, 12, 40, 18], "Seq2SeqTrainer", predict_with_generate=True)
+    values["model"].generation_config.max_length = 20
+    f = call("FTD633", **values).one("FTD633")
+    assert f.evidence == {"cap": 20, "longer": 2, "references": 4, "longest": 40}
+    assert "generation_max_length=40" in f.fix
+
+
+def test_generation_long_enough_for_the_references_is_silent(tmp_path):
+    values = _seq2seq(
+        tmp_path, [30, 12, 40, 18], "Seq2SeqTrainer", predict_with_generate=True, generation_max_length=40
+    )
+    values["model"].generation_config.max_length = 20
+    assert call("FTD633", **values).findings == []
+
+
+def _bleu(streams):
+    def compute_metrics(eval_pred):
+        import sacrebleu
+
+        hyps = ["the cat sat", "a dog ran", "the bird flew"]
+        refs = ["the cat sat", "a dog walked", "the bird flew"]
+        return {"bleu": sacrebleu.corpus_bleu(hyps, streams(refs)).score}
+
+    return compute_metrics
+
+
+def test_sacrebleu_given_one_reference_list_per_sentence():
+    pytest.importorskip("sacrebleu")
+    per_sentence = _bleu(lambda refs: [[r] for r in refs])
+    f = call("FTD634", **_values(per_sentence), metric_values={"bleu": 100.0}).one("FTD634")
+    assert f.evidence == {"hypotheses": 3, "streams": 3, "stream_lengths": [1, 1, 1]}
+    assert "`sacrebleu.corpus_bleu(hyps, [refs])`" in f.fix
+
+
+def test_sacrebleu_given_reference_streams_is_silent():
+    pytest.importorskip("sacrebleu")
+    streams = _bleu(lambda refs: [refs])
+    assert call("FTD634", **_values(streams), metric_values={"bleu": 80.0}).findings == []
