@@ -740,7 +740,10 @@ from transformers import DataCollatorForLanguageModeling
 mlm_rows = encoded.remove_columns(["labels"])
 """
         + _trainer(
-            'bert("BertForMaskedLM")', "mlm_rows", ", data_collator=DataCollatorForLanguageModeling(tok, mlm=True)"
+            'bert("BertForMaskedLM")',
+            "mlm_rows",
+            # rows of a few words: at the default 0.15 a batch of them often has no masked token (FTD341)
+            ", data_collator=DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.3)",
         ),
         not_applicable=NO_METRICS,
     ),
