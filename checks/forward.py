@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+from ftdoctor.checks import _drift
 from ftdoctor.checks._failures import explain, relay_fix, short_of_memory
 from ftdoctor.facts import models as data
-from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, rule
+from ftdoctor.sdk import Provide, Site, Unavailable, UserCodeError, check, finding, rule
 
 rule(
     "FTD401",
@@ -58,6 +59,27 @@ rule(
      """,
 )
 rule(
+    "FTD406",
+    "override-signature",
+    "forward",
+    "error",
+    "A Trainer method override lacks a parameter the library now passes",
+    """
+     Libraries add parameters to the methods a subclass overrides, and then pass them: since transformers 4.46
+     the Trainer calls `compute_loss(model, inputs, num_items_in_batch=...)`. An override written with the old
+     signature raises `TypeError: compute_loss() got an unexpected keyword argument` at the first training step.
+     The parameters come from the table of the libraries' changes (see `ftdoctor explain FTD001`).
+     """,
+    broken="""
+     class WeightedTrainer(Trainer):
+         def compute_loss(self, model, inputs, return_outputs=False):
+     """,
+    fixed="""
+     class WeightedTrainer(Trainer):
+         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+     """,
+)
+rule(
     "FTD405",
     "forward-error",
     "forward",
@@ -73,6 +95,8 @@ def forward_failure(exc, where, findings_so_far, pipeline, model, batch):
     """(finding or None, reason) for an exception of the forward pass: a cause already reported becomes a skip
     reason, a shape mismatch or missing labels its own finding, anything else FTD405 with the error."""
     failure = explain(exc, where, findings_so_far)
+    if any(f.code == "FTD406" for f in findings_so_far) and _drift.signature_drift(exc) is not None:
+        return None, f"{where} fails as predicted by FTD406: {failure.first_line}"
     if failure.kind == "predicted":
         return None, failure.reason
     if failure.kind == "shape":
@@ -105,6 +129,35 @@ def _shape_mismatch(text, pipeline, model, batch):
     return finding(
         "FTD402", text.splitlines()[0], fix, location=pipeline.location(model), evidence={"labels_shape": shape}
     )
+
+
+def _override_finding(drift, fn):
+    code = getattr(fn, "__code__", None)
+    return finding(
+        "FTD406",
+        f"`{drift.name}` is overridden without `{drift.argument}`, which {drift.library} passes to it since "
+        f"{drift.version}: the first training step raises `TypeError: {drift.name}() got an unexpected keyword "
+        f"argument '{drift.argument}'`.",
+        f"Give the override the library's signature: `{drift.replacement}:` (or add `**kwargs`).",
+        location=str(Site(code.co_filename, code.co_firstlineno)) if code is not None else None,
+        evidence={
+            "method": drift.name,
+            "argument": drift.argument,
+            "library": drift.library,
+            "version": drift.version,
+            "source": drift.source,
+        },
+    )
+
+
+@check("forward", codes=("FTD406",))
+def override_signature(pipeline):
+    """A subclass of a library's trainer that overrides a method with a signature older than the one the library
+    calls."""
+    trainer = getattr(pipeline, "trainer", None)
+    if trainer is None:
+        return None
+    return [_override_finding(drift, fn) for drift, fn in _drift.overrides_missing(type(trainer))]
 
 
 @check("forward", provides=("work_model", "initial_loss", "outputs"), codes=("FTD401", "FTD402", "FTD405", "FTD806"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import importlib
 import inspect
 import itertools
@@ -108,7 +109,11 @@ OLDEST = {"transformers": (4, 0), "trl": (0, 7), "peft": (0, 2), "accelerate": (
           "evaluate": (0, 1)}  # fmt: skip
 
 # Words that make a string a deprecation message, and the phrases that introduce the replacement in one.
-_DEPRECATION = re.compile(r"deprecat|removed|renamed|no longer|will be removed|in favou?r of", re.I)
+_DEPRECATION = re.compile(
+    r"deprecat|renamed|(?:will be|has been|have been|was|were) removed|no longer (?:supported|accepted|used|needed)|"
+    r"in favou?r of",
+    re.I,
+)
 _REPLACEMENT = re.compile(
     r"(?:\buse|\bUse|\busing|in favou?r of|renamed (?:to|as)|replaced (?:by|with)|instead,? (?:use|pass)|"
     r"moved to|switch to|please pass|pass)\s+(?:the\s+)?(?:new\s+)?(?:argument\s+|parameter\s+)?"
@@ -130,8 +135,10 @@ class GitRelease:
         return out.stdout if out.returncode == 0 else ""
 
     def read(self, path: str) -> str | None:
-        text = self._git("show", f"{self.commit}:{path}")
-        return text or None
+        cache = self.__dict__.setdefault("_read", {})
+        if path not in cache:
+            cache[path] = self._git("show", f"{self.commit}:{path}") or None
+        return cache[path]
 
     def definitions(self, classes: list[str], functions: list[str]) -> dict[str, list[str]]:
         """Name -> the files with its ``class Name`` / ``def name(`` line, found with one ``git grep``."""
@@ -245,7 +252,7 @@ def git_releases(library: str, spec: dict, mirror: Path) -> list[GitRelease]:
         ordered.append(((major, minor), commit))
     head = run("rev-parse", "HEAD").strip()
     out = []
-    for i, ((major, minor), commit) in enumerate(ordered):
+    for i, (_version, commit) in enumerate(ordered):
         previous = ordered[i - 1][0] if i else None
         label = f"{previous[0]}.{previous[1]}" if previous else None
         if label and _version_key(label)[:2] >= oldest:
@@ -333,39 +340,54 @@ def deprecation_notes(text: str, name: str) -> list[tuple[int, str, str | None]]
     (the string arguments of ``warnings.warn``, ``logger.warning``, an exception...) that names it or is raised in
     its own body, joined as written with ``{...}`` for formatted parts; and a deprecation helper called with its
     name and the new one (``deprecate_kwarg("old", new_name="new")``, ``DeprecatedFieldDescriptor("OLD", "NEW")``)."""
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        return []
     out = []
     word = re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
-    own = [
-        (node.lineno, node.end_lineno or node.lineno)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name
-    ]
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        func = ast.unparse(node.func).split(".")[-1]
-        if "deprecat" in func.lower():
-            values = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-            kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+    calls, defs = _records(text)
+    own = [(a, b) for n, a, b in defs if n == name]
+    for line, helper, values, kw, message in calls:
+        if helper:
             if values and values[0] == name:
                 later = [v for v in values[1:] if v.isidentifier()]
                 new = kw.get("new_name") or (later[0] if later else None)
                 version = kw.get("version") or next((v for v in values[1:] if re.fullmatch(r"v?[\d.]+", v)), None)
                 msg = f"`{name}` is deprecated" + (f" (removal planned for {version})" if version else "")
                 msg += f"; use `{new}` instead." if new else "."
-                out.append((node.lineno, msg, new))
+                out.append((line, msg, new))
                 continue
+        inside = any(a <= line <= b for a, b in own)
+        if not message or not (inside or word.search(message)):
+            continue
+        out.append((line, message[:400], _replacement_in(message, name)))
+    return sorted(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _records(text: str) -> tuple[list, list]:
+    """A module's calls that may record a deprecation, read once per distinct source: (line, is a deprecation
+    helper, its string arguments, its constant keywords, the message its strings make when that message reads as
+    a deprecation), and its class and function definitions with their line spans."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return [], []
+    calls, defs = [], []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            defs.append((node.name, start, node.end_lineno or node.lineno))
+        if not isinstance(node, ast.Call):
+            continue
+        func = ast.unparse(node.func).split(".")[-1]
+        helper = "deprecat" in func.lower()
+        values = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
         message = " ".join(_string_of(a) for a in [*node.args, *(k.value for k in node.keywords)])
         message = re.sub(r"\s+", " ", message).strip()
-        inside = any(a <= node.lineno <= b for a, b in own)
-        if not message or not (inside or word.search(message)) or not _DEPRECATION.search(message):
-            continue
-        out.append((node.lineno, message[:400], _replacement_in(message, name)))
-    return sorted(out)
+        if not helper and not _DEPRECATION.search(message):
+            message = ""  # a deprecation helper's message needs no deprecation word: the helper is one
+        if helper or message:
+            calls.append((node.lineno, helper, values, kw, message))
+    return calls, defs
 
 
 def _string_of(node: ast.AST) -> str:
@@ -434,6 +456,7 @@ def build_library(library: str, spec: dict, mirror: Path) -> list[dict]:
     funcs: dict[str, list[tuple[object, list[str] | None]]] = {f: [] for f in spec["functions"]}
     exports: dict[str, list[tuple[object, set[str]]]] = {m: [] for m in spec["exports"]}
     for release in releases:
+        print(f"  {library} {release.label}", file=sys.stderr)
         defined = release.definitions(classes, list(funcs))
         for cls in classes:
             found = None
@@ -446,8 +469,9 @@ def build_library(library: str, spec: dict, mirror: Path) -> list[dict]:
         for fn in funcs:
             found = None
             for path in defined.get(fn, []):
-                found = function_params(release.read(path) or "", fn)
-                if found is not None:
+                params = function_params(release.read(path) or "", fn)
+                if params is not None:
+                    found = (params, path)
                     break
             funcs[fn].append((release, found))
         for mod in exports:
@@ -486,7 +510,7 @@ def build_library(library: str, spec: dict, mirror: Path) -> list[dict]:
         live_cls = _resolve(module, cls)
         for (method, param), version in sorted(additions([(r.label, f["methods"]) for r, f in rows]).items()):
             fn = getattr(live_cls, method, None)
-            if fn is None or not passes(installed, method, param, _params_of(fn)):
+            if fn is None or not passes(installed, rows[-1][1]["path"], method, param, _params_of(fn)):
                 continue  # a parameter callers may pass is no drift for an override the library calls without it
             release, found = rows[-1]
             signature = f"def {method}{inspect.signature(fn)}"
@@ -504,7 +528,7 @@ def build_library(library: str, spec: dict, mirror: Path) -> list[dict]:
                 }
             )
     for fn in spec["functions"]:
-        rows = [(r, {"arguments": p, "path": None}) for r, p in funcs[fn] if p is not None]
+        rows = [(r, {"arguments": p[0], "path": p[1]}) for r, p in funcs[fn] if p is not None]
         live_fn = _resolve(module, fn)
         if len(rows) < 2 or live_fn is None:
             continue
@@ -521,35 +545,76 @@ def build_library(library: str, spec: dict, mirror: Path) -> list[dict]:
             pending.append((library, "import", mod, name, version, [(r, None) for r, _ in rows], i, None))
     words: dict[int, tuple[object, set[str]]] = {}
     for _lib, _kind, _owner, name, _version, rows, last, _module in pending:
-        for back in range(last, max(-1, last - 4), -1):
+        for back in [*range(last, max(-1, last - 4), -1), *range(last + 1, min(len(rows) - 1, last + 3))]:
             words.setdefault(id(rows[back][0]), (rows[back][0], set()))[1].add(name)
     for release, names in words.values():
         release.prefetch(sorted(names))
     entries += [_entry(*p[:7], module=p[7]) for p in pending]
-    return entries
+    return _follow_moves(entries)
 
 
-def passes(release: InstalledRelease, method: str, param: str, params: list[str]) -> bool:
-    """Whether the library calls ``self.method(...)`` with ``param``, by keyword or by position."""
+def _follow_moves(entries: list[dict]) -> list[dict]:
+    """A trainer's argument that moved to its config class and was renamed there since (SFTTrainer(max_seq_length)
+    -> SFTConfig(max_seq_length) -> SFTConfig(max_length)) takes the config's replacement."""
+    renamed = {
+        (e["owner"], e["name"]): e
+        for e in entries
+        if e["kind"] == "argument" and e["replacement"] and "." not in e["replacement"]
+    }
+    out = []
+    for e in entries:
+        if e["kind"] == "argument" and e["replacement"] is None and e["owner"].endswith("Trainer"):
+            config = e["owner"][: -len("Trainer")] + "Config"
+            later = renamed.get((config, e["name"]))
+            if later is not None:
+                e = {
+                    **e,
+                    "replacement": f"{config}.{later['replacement']}",
+                    "note": f"`{e['owner']}` no longer takes `{e['name']}`; `{config}` took it, and then renamed it "
+                    f"`{later['replacement']}` ({later['note']})",
+                    "source": later["source"],
+                }
+        out.append(e)
+    return out
+
+
+def passes(release: InstalledRelease, path: str, method: str, param: str, params: list[str]) -> bool:
+    """Whether the class's own module calls ``self.method(...)`` with ``param``, by keyword or by position."""
     position = params.index(param) if param in params else None
-    for path in release.grep(method):
-        try:
-            tree = ast.parse(release.read(path) or "")
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Call)
+    for call in _self_calls(release, path, method):
+        if any(k.arg == param for k in call.keywords):
+            return True
+        if position is not None and len(call.args) > position:
+            return True
+    return False
+
+
+_CALLS: dict[tuple[int, str, str], list[ast.Call]] = {}
+
+
+def _self_calls(release: InstalledRelease, path: str, method: str) -> list[ast.Call]:
+    key = (id(release), path, method)
+    if key not in _CALLS:
+        calls = []
+        needle = f"self.{method}("
+        for text in [release.read(path) or ""]:
+            if needle not in text:
+                continue
+            try:
+                tree = ast.parse(text)
+            except SyntaxError:
+                continue
+            calls += [
+                node
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr == method
                 and isinstance(node.func.value, ast.Name)
                 and node.func.value.id == "self"
-            ):
-                if any(k.arg == param for k in node.keywords):
-                    return True
-                if position is not None and len(node.args) > position:
-                    return True
-    return False
+            ]
+        _CALLS[key] = calls
+    return _CALLS[key]
 
 
 def _params_of(fn) -> list[str]:
@@ -563,6 +628,36 @@ def _is_model_family(library: str, name: str) -> bool:
     # transformers 5 dropped its TensorFlow and Flax classes (thousands of names): one entry of supplement.toml says
     # so, instead of one per class.
     return library == "transformers" and name.startswith(("TF", "Flax"))
+
+
+def _checked(module, kind: str, owner: str, replacement: str) -> str | None:
+    """The replacement a message names, where the installed library has it (for a trainer's argument, its config
+    class may be where it went); None where the message's word is prose, not a name the library has."""
+    if kind == "argument":
+        live = _live_arguments(module, owner.split(".")[0]) if "." not in owner else None
+        if "." in owner:
+            cls = _resolve(module, owner.split(".")[0])
+            live = _signature_names(getattr(cls, owner.split(".")[1], None)) if cls is not None else None
+        if live is not None and replacement in live:
+            return replacement
+        if owner.endswith("Trainer"):
+            config = owner[: -len("Trainer")] + "Config"
+            if replacement in (_live_arguments(module, config) or set()):
+                return f"{config}.{replacement}"
+        return None
+    if kind == "attribute":
+        cls = _resolve(module, owner)
+        return replacement if cls is not None and hasattr(cls, replacement) else None
+    if kind == "import":
+        root, _, rest = replacement.partition(".")
+        try:
+            target = importlib.import_module(root)
+        except ImportError:
+            target = None
+        if target is None and not rest:
+            target, rest = module, replacement
+        return replacement if target is not None and (not rest or _resolve(target, rest) is not None) else None
+    return replacement
 
 
 def _resolve(module, dotted: str):
@@ -597,9 +692,17 @@ def _entry(library, kind, owner, name, version, rows, last, module=None) -> dict
     """One removed name, with its replacement read from the deprecation code of the releases that had it."""
     release = rows[last][0]
     note = replacement = source = None
-    for back in range(last, max(-1, last - 4), -1):
+    # The releases that still had it, newest first, then the two after: a helper such as
+    # `deprecate_kwarg("tokenizer", new_name="processing_class")` keeps the old name working there.
+    for back in [*range(last, max(-1, last - 4), -1), *range(last + 1, min(len(rows) - 1, last + 3))]:
         rel = rows[back][0]
+        # A name met in very many files (a common word) is looked for where it is defined or exported only.
         paths = rel.grep(name)
+        own_file = (rows[back][1] or {}).get("path")
+        if kind == "argument" and own_file:
+            paths = [p for p in paths if p == own_file]  # another class's message about a same-named argument
+        if len(paths) > 40:
+            paths = [p for p in paths if p.endswith("__init__.py") or owner.split(".")[0].lower() in p.lower()][:40]
         for path in paths:
             for line, message, new in deprecation_notes(rel.read(path) or "", name):
                 if new or note is None:
@@ -610,6 +713,8 @@ def _entry(library, kind, owner, name, version, rows, last, module=None) -> dict
                 break
         if replacement:
             break
+    if replacement is not None and module is not None:
+        replacement = _checked(module, kind, owner, replacement)
     if replacement is None and kind == "argument" and owner.endswith("Trainer") and module is not None:
         # A trainer argument that moved to the trainer's own config class (SFTTrainer(max_seq_length) -> SFTConfig).
         config = owner[: -len("Trainer")] + "Config"
@@ -702,7 +807,9 @@ def merge(entries: list[dict]) -> list[dict]:
             best[key] = e
         elif old["replacement"] is None and e["replacement"] is None and "no replacement named" in old["note"]:
             best[key] = {**e, "version": old["version"]}
-    return sorted(best.values(), key=lambda e: (e["library"], e["kind"], e["owner"], e["name"], e.get("argument") or ""))
+    return sorted(
+        best.values(), key=lambda e: (e["library"], e["kind"], e["owner"], e["name"], e.get("argument") or "")
+    )
 
 
 def build(mirror: Path, libraries: list[str]) -> list[dict]:
@@ -715,7 +822,9 @@ def build(mirror: Path, libraries: list[str]) -> list[dict]:
         if guide:
             gitdir = mirror / spec["mirror"] / "repo"
             head = subprocess.run(["git", f"--git-dir={gitdir}", "rev-parse", "HEAD"], capture_output=True, text=True)
-            text = subprocess.run(["git", f"--git-dir={gitdir}", "show", f"HEAD:{guide}"], capture_output=True, text=True)
+            text = subprocess.run(
+                ["git", f"--git-dir={gitdir}", "show", f"HEAD:{guide}"], capture_output=True, text=True
+            )
             repo = spec["mirror"].replace("+", "/")
             source = f"github.com/{repo}/blob/{head.stdout.strip()[:12]}/{guide}"
             found = guide_entries(text.stdout, library, "5.0", source)
@@ -739,9 +848,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--out", type=Path, default=REPO / "checks" / "api_drift_table.json")
     parser.add_argument("--only", default=",".join(LIBRARIES), help="comma-separated libraries")
+    parser.add_argument(
+        "--combine", nargs="+", type=Path, help="merge tables built separately (--only) into --out instead of reading"
+    )
     args = parser.parse_args(argv)
-    entries = build(args.mirror, args.only.split(","))
-    versions = {lib: importlib.import_module(lib).__version__ for lib in args.only.split(",")}
+    if args.combine:
+        tables = [json.loads(p.read_text(encoding="utf-8")) for p in args.combine]
+        entries = merge([e for t in tables for e in t["entries"]])
+        versions = {lib: v for t in tables for lib, v in t["installed"].items()}
+        versions = {lib: versions[lib] for lib in LIBRARIES if lib in versions}
+    else:
+        entries = build(args.mirror, args.only.split(","))
+        versions = {lib: importlib.import_module(lib).__version__ for lib in args.only.split(",")}
     table = {"generated_by": "benchmarks/api_drift/build.py", "installed": versions, "entries": entries}
     args.out.write_text(json.dumps(table, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"{len(entries)} entries -> {args.out}", file=sys.stderr)

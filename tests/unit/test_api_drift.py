@@ -9,9 +9,8 @@ import json
 import sys
 
 import pytest
-from rules._build import codes, findings, one, run_script
-
 from helpers import ROOT
+from rules._build import codes, findings, one, run_script
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +76,7 @@ def test_reading_the_table_stays_out_of_the_cli_start():
 
 # --- the generator, on a made-up history -----------------------------------------------------------------------------
 
-OLD = '''
+OLD = """
 import warnings
 from dataclasses import dataclass
 
@@ -95,8 +94,8 @@ class Args:
 def old_helper(x):
     warnings.warn("old_helper is deprecated and will be removed. Use new_helper instead.")
     return x
-'''
-NEW = '''
+"""
+NEW = """
 from dataclasses import dataclass
 
 @dataclass
@@ -106,7 +105,7 @@ class Args:
 
 def new_helper(x):
     return x
-'''
+"""
 
 
 def test_generator_reads_removals_and_replacements_from_deprecation_code():
@@ -241,9 +240,7 @@ def test_a_name_the_library_never_had_is_no_drift(tmp_path):
 
 
 def test_enum_member_renamed(tmp_path):
-    cap = run_script(
-        tmp_path, "from accelerate.utils import DistributedType\nif DistributedType.TPU:\n    pass\n"
-    )
+    cap = run_script(tmp_path, "from accelerate.utils import DistributedType\nif DistributedType.TPU:\n    pass\n")
     f = one("FTD002", capture=cap)
     assert f.fix == "Use `DistributedType.XLA` instead of `DistributedType.TPU`."
 
@@ -262,9 +259,7 @@ def test_tokenizer_method_removed(tmp_path):
 
 
 def test_a_user_object_without_that_method_is_no_drift(tmp_path):
-    cap = run_script(
-        tmp_path, "class Tok:\n    pass\nwith Tok().as_target_tokenizer():\n    pass\n"
-    )
+    cap = run_script(tmp_path, "class Tok:\n    pass\nwith Tok().as_target_tokenizer():\n    pass\n")
     assert codes(findings("FTD002", capture=cap)) == ["FTD005"]
 
 
