@@ -57,10 +57,10 @@ def find(kind: str, name: str, owners: list[str], libraries: tuple[str, ...] = L
     """The entry of this kind for ``name`` whose owner is the first of ``owners`` that has one (a class and its
     bases, most derived first), else one whose owner the first name ends with (``MySFTConfig`` of ``SFTConfig``)."""
     entries = [d for d in _by_name().get((kind, name), ()) if d.library in libraries]
-    for owner in owners:
-        for d in entries:
-            if d.owner == owner:
-                return d
+    mine = [d for owner in owners for d in entries if d.owner == owner]
+    if mine:
+        # A base class's entry that names the replacement beats a subclass's that only says it is gone.
+        return next((d for d in mine if d.replacement), mine[0])
     if owners:
         for d in sorted(entries, key=lambda d: -len(d.owner)):
             if owners[0].endswith(d.owner) and owners[0] != d.owner:
@@ -172,6 +172,22 @@ def overrides_missing(cls) -> list[tuple[Drift, object]]:
                 out.append((d, fn))
             break
     return out
+
+
+def library_signature(cls, method: str) -> str | None:
+    """``def method(self, a, b=None)``: the signature of the library's own method a class overrides, without
+    annotations, to copy into the override."""
+    import inspect
+
+    for klass in getattr(cls, "__mro__", ()):
+        if method in vars(klass) and klass.__module__.split(".")[0] in LIBRARIES:
+            try:
+                params = inspect.signature(vars(klass)[method]).parameters.values()
+            except (TypeError, ValueError):
+                return None
+            shown = [p.replace(annotation=p.empty) for p in params]
+            return f"def {method}({', '.join(str(p) for p in shown)})"
+    return None
 
 
 def signature_drift(exc) -> Drift | None:

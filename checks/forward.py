@@ -131,14 +131,15 @@ def _shape_mismatch(text, pipeline, model, batch):
     )
 
 
-def _override_finding(drift, fn):
+def _override_finding(drift, fn, cls=None):
     code = getattr(fn, "__code__", None)
+    signature = _drift.library_signature(cls, drift.name) or drift.replacement
     return finding(
         "FTD406",
         f"`{drift.name}` is overridden without `{drift.argument}`, which {drift.library} passes to it since "
         f"{drift.version}: the first training step raises `TypeError: {drift.name}() got an unexpected keyword "
         f"argument '{drift.argument}'`.",
-        f"Give the override the library's signature: `{drift.replacement}:` (or add `**kwargs`).",
+        f"Give the override the library's signature: `{signature}:` (or add `**kwargs`).",
         location=str(Site(code.co_filename, code.co_firstlineno)) if code is not None else None,
         evidence={
             "method": drift.name,
@@ -157,7 +158,8 @@ def override_signature(pipeline):
     trainer = getattr(pipeline, "trainer", None)
     if trainer is None:
         return None
-    return [_override_finding(drift, fn) for drift, fn in _drift.overrides_missing(type(trainer))]
+    cls = type(trainer)
+    return [_override_finding(drift, fn, cls) for drift, fn in _drift.overrides_missing(cls)]
 
 
 @check("forward", provides=("work_model", "initial_loss", "outputs"), codes=("FTD401", "FTD402", "FTD405", "FTD806"))

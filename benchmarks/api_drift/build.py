@@ -683,6 +683,8 @@ def _live_arguments(module, cls: str) -> set[str] | None:
     obj = _resolve(module, cls)
     if obj is None:
         return None
+    if not isinstance(obj, type):
+        return _signature_names(obj)  # a method (`Trainer.train`) or a function
     if dataclasses.is_dataclass(obj):
         return {f.name for f in dataclasses.fields(obj) if f.init} | (_signature_names(obj.__init__) or set())
     return _signature_names(obj.__init__)
@@ -791,7 +793,30 @@ def guide_entries(text: str, library: str, version: str, source: str) -> list[di
 
 def supplement(path: Path) -> list[dict]:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    return [dict(e) for e in data.get("entry", [])]
+    return [{"replacement": None, **e} for e in data.get("entry", [])]
+
+
+def validate(entries: list[dict]) -> list[dict]:
+    """Each replacement read from a message kept only where the installed library has it (a message's word may be
+    prose: "use PyTorch's AdamW"); the note still says what to do."""
+    out = []
+    for e in entries:
+        new = e["replacement"]
+        if new and e["kind"] in ("argument", "import", "attribute"):
+            module = importlib.import_module(e["library"])
+            if e["kind"] == "argument" and "." in new and new.split(".")[0][:1].isupper():
+                config, field = new.rsplit(".", 1)
+                new = new if field in (_live_arguments(module, config) or set()) else None
+            else:
+                # The first name the message gives that the library has ("Use the PyTorch implementation
+                # torch.optim.AdamW instead": PyTorch is prose, torch.optim.AdamW a name).
+                named = [new, *re.findall(r"`([A-Za-z_][\w.]*)`|([A-Za-z_]\w*(?:\.\w+)+)", e["note"])]
+                named = [n if isinstance(n, str) else (n[0] or n[1]) for n in named]
+                named = [n.rstrip(".") for n in named if n and n.rstrip(".") != e["name"]]
+                new = next((n for n in named if _checked(module, e["kind"], e["owner"], n)), None)
+            e = {**e, "replacement": new}
+        out.append(e)
+    return out
 
 
 def merge(entries: list[dict]) -> list[dict]:
@@ -830,7 +855,7 @@ def build(mirror: Path, libraries: list[str]) -> list[dict]:
             found = guide_entries(text.stdout, library, "5.0", source)
             entries += [e for e in found if _missing_now(library, e)]
     entries += [e for e in supplement(HERE / "supplement.toml") if e["library"] in libraries]
-    return merge(entries)
+    return merge(validate(entries))
 
 
 def _missing_now(library: str, entry: dict) -> bool:
@@ -854,7 +879,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.combine:
         tables = [json.loads(p.read_text(encoding="utf-8")) for p in args.combine]
-        entries = merge([e for t in tables for e in t["entries"]])
+        entries = merge(validate([{"replacement": None, **e} for t in tables for e in t["entries"]]))
         versions = {lib: v for t in tables for lib, v in t["installed"].items()}
         versions = {lib: versions[lib] for lib in LIBRARIES if lib in versions}
     else:

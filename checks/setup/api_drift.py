@@ -15,6 +15,8 @@ _CANNOT_IMPORT = re.compile(r"cannot import name '(\w+)' from '([\w.]+)'")
 _NO_MODULE_ATTRIBUTE = re.compile(r"module '([\w.]+)' has no attribute '(\w+)'")
 _NO_OBJECT_ATTRIBUTE = re.compile(r"'(\w+)' object has no attribute '(\w+)'")
 _NO_CLASS_ATTRIBUTE = re.compile(r"type object '(\w+)' has no attribute '(\w+)'")
+# transformers 5 tokenizers' own __getattr__: "BertTokenizer has no attribute as_target_tokenizer".
+_NO_ATTRIBUTE = re.compile(r"^(\w+) has no attribute '?(\w+)'?$")
 
 
 def removed_argument(exc):
@@ -174,7 +176,7 @@ def removed_attribute(exc):
     if not isinstance(exc, AttributeError):
         return None
     text = str(exc)
-    m = _NO_OBJECT_ATTRIBUTE.search(text) or _NO_CLASS_ATTRIBUTE.search(text)
+    m = _NO_OBJECT_ATTRIBUTE.search(text) or _NO_CLASS_ATTRIBUTE.search(text) or _NO_ATTRIBUTE.match(text)
     if m:
         cls_name, name = m.groups()
         obj = getattr(exc, "obj", None)

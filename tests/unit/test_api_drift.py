@@ -205,12 +205,6 @@ def test_misspelt_argument_of_another_library_suggests_the_real_one(tmp_path):
     assert one("FTD009", capture=cap).evidence["suggestion"] == "learning_rate"
 
 
-def test_method_argument_removed(tmp_path):
-    cap = run_script(tmp_path, 'from transformers import Trainer\nTrainer.train(None, model_path="ckpt")\n')
-    f = one("FTD001", capture=cap)
-    assert f.fix == 'Use `resume_from_checkpoint="ckpt"` instead of `model_path=...`.'
-
-
 def test_import_removed_from_datasets_points_at_evaluate(tmp_path):
     cap = run_script(tmp_path, "from datasets import load_dataset, load_metric\n")
     f = one("FTD002", capture=cap)
