@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import math
 
+from ftdoctor.checks import _drift
 from ftdoctor.checks._failures import explain_text, short_of_memory
 from ftdoctor.core.diagnosis import FACTS, MESSAGE
 from ftdoctor.facts import models as data
-from ftdoctor.sdk import Cause, Provide, Unavailable, UserCodeError, check, diagnose, diagnoser, finding, relay, rule
+from ftdoctor.sdk import (
+    Cause,
+    Provide,
+    Site,
+    Unavailable,
+    UserCodeError,
+    check,
+    diagnose,
+    diagnoser,
+    finding,
+    relay,
+    rule,
+)
 
 rule(
     "FTD401",
@@ -58,6 +71,29 @@ rule(
      scaled or shifted, or a head loaded from another task).
      """,
 )
+# The example's method, named apart: the checks never call it themselves (the target does; see test_layout).
+_LOSS_METHOD = "compute_loss"
+rule(
+    "FTD406",
+    "override-signature",
+    "forward",
+    "error",
+    "A Trainer method override lacks a parameter the library now passes",
+    f"""
+     Libraries add parameters to the methods a subclass overrides, and then pass them: since transformers 4.46
+     the Trainer calls `{_LOSS_METHOD}` with `num_items_in_batch=`. An override written with the old signature
+     raises `TypeError: {_LOSS_METHOD}() got an unexpected keyword argument` at the first training step. The
+     parameters come from the table of the libraries' changes read from their own source (see FTD001).
+     """,
+    broken=f"""
+     class WeightedTrainer(Trainer):
+         def {_LOSS_METHOD}(self, model, inputs, return_outputs=False):
+     """,
+    fixed=f"""
+     class WeightedTrainer(Trainer):
+         def {_LOSS_METHOD}(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+     """,
+)
 rule(
     "FTD405",
     "forward-error",
@@ -73,6 +109,9 @@ rule(
 def forward_failure(exc, where, findings_so_far, pipeline, model, batch):
     """(finding or None, reason) for an exception of the forward pass: the diagnosers name its cause (a cause
     already reported becomes a skip reason), else FTD405 relays it with the user's line or the batch it got."""
+    if any(f.code == "FTD406" for f in findings_so_far) and _drift.signature_drift(exc) is not None:
+        first = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return None, f"{where} fails as predicted by FTD406: {first}"
     ev, cause = diagnose(
         exc,
         "forward",
@@ -129,6 +168,37 @@ def _shape_mismatch(text, pipeline, model, batch):
     return finding(
         "FTD402", text.splitlines()[0], fix, location=pipeline.location(model), evidence={"labels_shape": shape}
     )
+
+
+def _override_finding(drift, fn, cls=None):
+    code = getattr(fn, "__code__", None)
+    signature = _drift.library_signature(cls, drift.name) or drift.replacement
+    return finding(
+        "FTD406",
+        f"`{drift.name}` is overridden without `{drift.argument}`, which {drift.library} passes to it since "
+        f"{drift.version}: the first training step raises `TypeError: {drift.name}() got an unexpected keyword "
+        f"argument '{drift.argument}'`.",
+        f"Give the override the library's signature: `{signature}:` (or add `**kwargs`).",
+        location=str(Site(code.co_filename, code.co_firstlineno)) if code is not None else None,
+        evidence={
+            "method": drift.name,
+            "argument": drift.argument,
+            "library": drift.library,
+            "version": drift.version,
+            "source": drift.source,
+        },
+    )
+
+
+@check("forward", codes=("FTD406",))
+def override_signature(pipeline):
+    """A subclass of a library's trainer that overrides a method with a signature older than the one the library
+    calls."""
+    trainer = getattr(pipeline, "trainer", None)
+    if trainer is None:
+        return None
+    cls = type(trainer)
+    return [_override_finding(drift, fn, cls) for drift, fn in _drift.overrides_missing(cls)]
 
 
 @check("forward", provides=("work_model", "initial_loss", "outputs"), codes=("FTD401", "FTD402", "FTD405", "FTD806"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 
-from ftdoctor.checks.setup.api_drift import removed_argument, removed_import
+from ftdoctor.checks.setup.api_drift import removed_argument, removed_attribute, removed_import
 from ftdoctor.checks.setup.hub_and_files import hub_unreachable, missing_file
 from ftdoctor.checks.setup.llm_libraries import chat_template, lora_targets_not_found, missing_llm_library
 from ftdoctor.sdk import check, finding, relay, rule, user_site_in_traceback
@@ -19,19 +19,21 @@ rule(
     "removed-argument",
     "setup",
     "error",
-    "An argument removed or renamed in transformers 5",
+    "An argument a library removed, renamed or moved",
     """
-     transformers 5 removed arguments that v4 scripts, tutorials and the course still use. Passing one raises
-     `TypeError: ... got an unexpected keyword argument` at the line that builds the object, before anything
-     trains. Most have a direct replacement.
+     transformers, datasets, evaluate, TRL, PEFT and accelerate remove and rename arguments across releases, and
+     TRL moved many from its trainers to their config classes; scripts, tutorials and the course still use the old
+     names. Passing one raises `TypeError: ... got an unexpected keyword argument` at the line that builds the
+     object, before anything trains. The replacement comes from a table read from the libraries' own deprecation
+     code and migration guides (each entry names its source).
      """,
     broken="""
      args = TrainingArguments("out", evaluation_strategy="epoch")
-     trainer = Trainer(model, args, tokenizer=tokenizer)
+     trainer = SFTTrainer(model, args=args, tokenizer=tokenizer, max_seq_length=512)
      """,
     fixed="""
-     args = TrainingArguments("out", eval_strategy="epoch")
-     trainer = Trainer(model, args, processing_class=tokenizer)
+     args = SFTConfig("out", eval_strategy="epoch", max_length=512)
+     trainer = SFTTrainer(model, args=args, processing_class=tokenizer)
      """,
 )
 rule(
@@ -39,13 +41,15 @@ rule(
     "removed-import",
     "setup",
     "error",
-    "An import removed from transformers",
+    "A name a library removed: an import, a function, a method or an enum member",
     """
-     transformers 5 no longer exports some names (its own `AdamW`, the TensorFlow classes, the old
-     `TextDataset` helpers). The import fails at the top of the script.
+     The libraries drop names across releases: transformers 5 its own `AdamW` and the TensorFlow classes,
+     datasets 3 `load_metric` (now `evaluate.load`), PEFT `prepare_model_for_int8_training`, accelerate
+     `DistributedType.TPU`, the tokenizer's `as_target_tokenizer()`. The import or the attribute fails before
+     anything trains; the fix names the successor the library itself named.
      """,
-    broken="from transformers import AdamW",
-    fixed="from torch.optim import AdamW",
+    broken="from datasets import load_metric",
+    fixed="import evaluate  # evaluate.load(...)",
 )
 rule(
     "FTD003",
@@ -370,6 +374,7 @@ def script_raised(capture):
         _loss_is_none,
         removed_argument,
         removed_import,
+        removed_attribute,
         _strategy_mismatch,
         _mixed_precision,
         _empty_optimizer,

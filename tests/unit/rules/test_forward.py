@@ -223,3 +223,22 @@ def test_a_loss_of_one_value_per_example_is_judged_by_its_mean_not_a_crash():
     got = call("FTD401", **values_for(PerExampleLoss(), {"x": torch.ones(3, 4), "labels": torch.tensor([0, 1, 0])}))
     assert not got.findings and got.evidence["loss_shape"] == [3]
     assert got.values["initial_loss"] == pytest.approx(got.evidence["loss"]) and 0 < got.evidence["loss"] < 5
+
+
+def test_override_signature_names_the_parameter_the_trainer_passes():
+    from types import SimpleNamespace
+
+    from transformers import Trainer
+
+    class WeightedTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False):
+            return None
+
+    class UpToDate(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return None
+
+    f = call("FTD406", pipeline=SimpleNamespace(trainer=WeightedTrainer.__new__(WeightedTrainer))).one("FTD406")
+    assert f.evidence["argument"] == "num_items_in_batch" and "num_items_in_batch=None" in f.fix
+    assert f.location.endswith(f"test_forward.py:{WeightedTrainer.compute_loss.__code__.co_firstlineno}")
+    assert call("FTD406", pipeline=SimpleNamespace(trainer=UpToDate.__new__(UpToDate))).findings == []
