@@ -298,8 +298,8 @@ def never_trained(model) -> bool:
     for m in norms:
         # Initialised to a constant: 1, or 0 where the layer scales by (1 + weight) (Gemma's RMSNorm). Training
         # makes them differ.
-        w = m.weight.detach()
-        if not bool((w == w.flatten()[0]).all()) or float(w.flatten()[0]) not in (0.0, 1.0):
+        w = m.weight.detach().flatten()
+        if w.numel() and (not bool((w == w[0]).all()) or float(w[0]) not in (0.0, 1.0)):
             return False
         bias = getattr(m, "bias", None)
         if isinstance(bias, torch.Tensor) and not bool((bias.detach() == 0).all()):
