@@ -29,6 +29,7 @@ SLOW_DROP = 0.10  # not learned, but the loss fell by this share: the rate learn
 STALL_STEPS, STALL_DROP = 10, 0.01  # after this many steps a loss that moved less than 1% is stalled: stop early
 STEADY_DROP = 1e-5  # a fall over a trial this small is still well above float32 rounding of the same loss
 BLOWUP = 10.0  # a loss above this multiple of the first one has diverged: stop early
+ZERO_LOSS = 1e-6  # a first loss at or below this is at the floor of a loss bounded by 0 (float rounding included)
 MAX_LR = 1.0
 MIN_LR = 1e-7
 MAX_TRIALS = 6  # the user's rate and at most five others (see _sweep)
@@ -204,6 +205,12 @@ def _falls_steadily(losses) -> bool:
     return falls >= 0.8 * (len(losses) - 1) and (losses[0] - min(losses)) > STEADY_DROP * losses[0]
 
 
+def at_floor(first: float) -> bool:
+    """A first loss at (or, by rounding, just below) zero: the verdicts compare the loss with its first value, which
+    needs a positive start."""
+    return math.isfinite(first) and first <= ZERO_LOSS
+
+
 def _diverged(losses) -> bool:
     if not all(math.isfinite(x) for x in losses):
         return True
@@ -230,6 +237,8 @@ def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None, on_
                 on_step(step, steps)
             loss, outputs = target.loss(work, batch)
             losses.append(float(loss.detach()))
+            if at_floor(losses[0]):
+                break  # nothing to fall from: see at_floor
             acc = _accuracy(outputs, batch, task)
             if _learned(losses, acc, prior) or (
                 _diverged(losses) and (not math.isfinite(losses[-1]) or losses[-1] > BLOWUP * losses[0])
@@ -402,7 +411,7 @@ def overfit_one_batch(
         )
         runs.append(user)
         untried = 0
-        if not user.learned:
+        if not user.learned and not at_floor(user.first):
             rates = _sweep(user)
             for k, lr in enumerate(rates):
                 if deadline is not None and clock() > deadline:
@@ -435,6 +444,13 @@ def overfit_one_batch(
         evidence["batch_rows"] = reduced
     if twin is not None:
         evidence["twin"] = twin.evidence()
+    if at_floor(user.first):
+        return Provide(
+            evidence=evidence,
+            skip_reason=f"the loss on this batch starts at {user.first:.3g}, already at its floor: there is nothing "
+            "to learn from it (a distillation loss to a teacher the model already matches, or a loss that may go "
+            "negative), so falling from it says nothing",
+        )
     if user.learned:
         return Provide(evidence=evidence)
     if user.cut:

@@ -219,3 +219,30 @@ def test_norm_layers_initialised_to_zero_are_never_trained():
     with torch.no_grad():
         model[2].weight[3] = 0.2  # a trained layer's weights differ
     assert not never_trained(model)
+
+
+class _DistilledToItsTwin(torch.nn.Module):
+    """A student whose loss is its divergence from a teacher with the same weights: 0 (up to rounding) from the
+    start, nothing to learn."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.student = torch.nn.Linear(16, 8)
+        self.teacher = torch.nn.Linear(16, 8).requires_grad_(False)
+        self.teacher.load_state_dict(self.student.state_dict())
+
+    def forward(self, x, labels=None):
+        logits = self.student(x)
+        target = torch.softmax(self.teacher(x), -1)
+        loss = torch.nn.functional.kl_div(torch.log_softmax(logits, -1), target, reduction="batchmean")
+        return {"loss": loss, "logits": logits}
+
+
+def test_a_loss_already_at_its_floor_is_no_verdict():
+    model = _DistilledToItsTwin()
+    optimizer = torch.optim.SGD(model.student.parameters(), lr=1e-3)
+    values = values_for(model, random_batch(), optimizer=optimizer, task="causal-lm")
+    got = call("FTD701", step_evidence={}, **values)
+    assert got.findings == [] and "already at its floor" in got.skip_reason
+    assert [r["steps"] for r in got.evidence["runs"]] == [1]
