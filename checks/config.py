@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ftdoctor.facts import datasets, models
 from ftdoctor.sdk import check, finding, rule
 
@@ -181,7 +183,7 @@ def num_labels_match_data(model, train_dataset, pipeline, target, task=None):
         id2label = getattr(model.config, "id2label", None) or {}
         model_names = [id2label.get(i, id2label.get(str(i))) for i in range(n_data)]
         defaults = all(n is None or str(n) == f"LABEL_{i}" for i, n in enumerate(model_names))
-        if not defaults and [str(n) for n in model_names] != [str(n) for n in names]:
+        if not defaults and not all(_same_name(m, n) for m, n in zip(model_names, names)):
             out.append(
                 finding(
                     "FTD102",
@@ -192,6 +194,16 @@ def num_labels_match_data(model, train_dataset, pipeline, target, task=None):
                 )
             )
     return out
+
+
+def _same_name(model_name, class_name) -> bool:
+    """The same class, written differently: equal up to case and punctuation, or one an abbreviation (a prefix of
+    at least three letters) of the other ("neg" for "NEGATIVE")."""
+    a, b = (re.sub(r"[^0-9a-z]", "", str(x).lower()) for x in (model_name, class_name))
+    if a == b:
+        return True
+    short, long = sorted((a, b), key=len)
+    return len(short) >= 3 and long.startswith(short)
 
 
 def _model_kwargs(pipeline, model) -> dict:

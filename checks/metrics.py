@@ -548,10 +548,20 @@ def _minus100_reaches_metric(compute_metrics, eval_prediction, pipeline, fname, 
             "zip(prediction, label) if l != -100]` (and the same for the labels); " + _reference_for(pipeline) + "."
         )
     n = int((labels == -100).sum())
+    raw = eval_prediction.predictions
+    in_preds = int((raw == -100).sum()) if isinstance(raw, np.ndarray) and raw.dtype.kind in "iu" else 0
+    if in_preds and not _works(compute_metrics, EvalPrediction(predictions=raw, label_ids=clean)):
+        # Clean labels are not enough: the -100 that fails is in the predictions (generated ids the Trainer padded
+        # with -100 when it joined evaluation batches of different lengths).
+        held = (
+            f"the predictions hold -100 at {in_preds} positions (the Trainer pads generated ids with -100 when it "
+            "joins evaluation batches of different lengths)"
+        )
+    else:
+        held = f"the labels hold -100 at {n} positions (what the loss ignores)"
     return finding(
         "FTD621",
-        f"`{fname}` raised {msg}: the labels hold -100 at {n} positions (what the loss ignores) "
-        "and it reached a decode or a label lookup. With -100 removed it works.",
+        f"`{fname}` raised {msg}: {held} and it reached a decode or a label lookup. With -100 removed it works.",
         fix,
         location=loc,
         evidence={"minus100_positions": n, "exception": msg},

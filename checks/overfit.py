@@ -13,6 +13,7 @@ not a bug; it is called too low only when even a long run could not move its wei
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 
@@ -26,7 +27,9 @@ STEPS = 30
 TARGET_RATIO = 0.5  # learned: the loss falls to half its first value (or classification reaches accuracy 1.0)
 SLOW_DROP = 0.10  # not learned, but the loss fell by this share: the rate learns, only slower than the budget
 STALL_STEPS, STALL_DROP = 10, 0.01  # after this many steps a loss that moved less than 1% is stalled: stop early
+STEADY_DROP = 1e-5  # a fall over a trial this small is still well above float32 rounding of the same loss
 BLOWUP = 10.0  # a loss above this multiple of the first one has diverged: stop early
+ZERO_LOSS = 1e-6  # a first loss at or below this is at the floor of a loss bounded by 0 (float rounding included)
 MAX_LR = 1.0
 MIN_LR = 1e-7
 MAX_TRIALS = 6  # the user's rate and at most five others (see _sweep)
@@ -193,6 +196,21 @@ def _learned(losses, acc, prior=None) -> bool:
     return losses[-1] <= TARGET_RATIO * losses[0]
 
 
+def _falls_steadily(losses) -> bool:
+    """The loss fell at (nearly) every step and by more than rounding: gradient descent at work, if slowly. Every
+    trial runs without dropout on the same batch, so a loss that does not depend on the trained weights stays put."""
+    if len(losses) < 3 or not all(math.isfinite(x) for x in losses) or losses[0] <= 0:
+        return False
+    falls = sum(b < a for a, b in itertools.pairwise(losses))
+    return falls >= 0.8 * (len(losses) - 1) and (losses[0] - min(losses)) > STEADY_DROP * losses[0]
+
+
+def at_floor(first: float) -> bool:
+    """A first loss at (or, by rounding, just below) zero: the verdicts compare the loss with its first value, which
+    needs a positive start."""
+    return math.isfinite(first) and first <= ZERO_LOSS
+
+
 def _diverged(losses) -> bool:
     if not all(math.isfinite(x) for x in losses):
         return True
@@ -219,6 +237,8 @@ def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None, on_
                 on_step(step, steps)
             loss, outputs = target.loss(work, batch)
             losses.append(float(loss.detach()))
+            if at_floor(losses[0]):
+                break  # nothing to fall from: see at_floor
             acc = _accuracy(outputs, batch, task)
             if _learned(losses, acc, prior) or (
                 _diverged(losses) and (not math.isfinite(losses[-1]) or losses[-1] > BLOWUP * losses[0])
@@ -270,8 +290,9 @@ def hopeless(step_size: float | None) -> bool:
 
 
 def never_trained(model) -> bool:
-    """Every normalisation layer still has the weights it is initialised with (1, and a bias of 0): nothing has
-    ever trained this model (a model built from a config, or saved right after that)."""
+    """Every normalisation layer still has the weights it is initialised with (all 1, or all 0 for a layer that
+    scales by 1 + weight, and a bias of 0): nothing has ever trained this model (a model built from a config, or
+    saved right after that)."""
     import torch
 
     norms = [
@@ -284,7 +305,10 @@ def never_trained(model) -> bool:
     if not norms:
         return False
     for m in norms:
-        if not bool((m.weight.detach() == 1).all()):
+        # Initialised to a constant: 1, or 0 where the layer scales by (1 + weight) (Gemma's RMSNorm). Training
+        # makes them differ.
+        w = m.weight.detach().flatten()
+        if w.numel() and (not bool((w == w[0]).all()) or float(w[0]) not in (0.0, 1.0)):
             return False
         bias = getattr(m, "bias", None)
         if isinstance(bias, torch.Tensor) and not bool((bias.detach() == 0).all()):
@@ -387,7 +411,7 @@ def overfit_one_batch(
         )
         runs.append(user)
         untried = 0
-        if not user.learned:
+        if not user.learned and not at_floor(user.first):
             rates = _sweep(user)
             for k, lr in enumerate(rates):
                 if deadline is not None and clock() > deadline:
@@ -420,6 +444,13 @@ def overfit_one_batch(
         evidence["batch_rows"] = reduced
     if twin is not None:
         evidence["twin"] = twin.evidence()
+    if at_floor(user.first):
+        return Provide(
+            evidence=evidence,
+            skip_reason=f"the loss on this batch starts at {user.first:.3g}, already at its floor: there is nothing "
+            "to learn from it (a distillation loss to a teacher the model already matches, or a loss that may go "
+            "negative), so falling from it says nothing",
+        )
     if user.learned:
         return Provide(evidence=evidence)
     if user.cut:
@@ -477,15 +508,29 @@ def overfit_one_batch(
                 evidence=evidence,
             ),
         )
-    progressing = [r for r in runs if r.outcome == "slow" and (r.prior is None or r.last < 0.95 * r.prior)]
+    # A model that was never trained learns slowly from scratch: a loss falling step after step at some rate is
+    # learning, however little; a pipeline that cannot learn leaves it flat (or only reaches the label prior).
+    progressing = [
+        r
+        for r in runs
+        if (r.outcome == "slow" or (fresh and _falls_steadily(r.losses)))
+        and (r.prior is None or r.last < 0.95 * r.prior)
+    ]
     if progressing:
         best = max(progressing, key=lambda r: r.drop)
+        fell = f"{best.drop:.0%}" if best.drop >= 0.01 else f"{best.drop:.1%}"
+        never = (
+            " The model has never been trained (its normalisation layers are at their initial weights): it learns "
+            "slowly from scratch."
+            if fresh
+            else ""
+        )
         return _with(
             evidence,
             finding(
                 "FTD704",
-                f"No rate tried learned one batch within {STEPS} steps, but the loss does fall (by "
-                f"{best.drop:.0%} at {best.lr:g}): the pipeline learns, slowly.",
+                f"No rate tried learned one batch within {STEPS} steps, but the loss does fall (by {fell} at "
+                f"{best.lr:g}): the pipeline learns, slowly.{never}",
                 "Not a bug; a longer run will tell.",
                 location=where,
                 evidence=evidence,
@@ -545,19 +590,47 @@ def _affordable_batch(batch, features, target, step_evidence, seconds, budget=No
     if not rows or rows <= 1:
         return batch, None
     keep = max(1, min(rows - 1, int(rows * seconds / (step * STEPS * 2))))
+    note = f"{keep} of {rows} rows (time)"
     fixed = target.fixed_batch()
     if features and fixed is None:
         from ftdoctor.facts.datasets import cut_row
 
+        # Rows with something to predict first: a row whose labels are all -100 (a blank line of a corpus) has no
+        # loss, and a batch of such rows a NaN one, which says nothing about the pipeline.
+        ordered = sorted(features, key=lambda r: not _row_has_targets(r))
         try:
-            rows_kept = [cut_row(r, getattr(budget, "max_tokens", None)) for r in features[:keep]]
-            return target.collate(rows_kept), f"{keep} of {rows} rows (time)"
+            rows_kept = [cut_row(r, getattr(budget, "max_tokens", None)) for r in ordered[:keep]]
+            cut = target.collate(rows_kept)
+            if _target_rows(cut) != []:
+                return cut, note
         except UserCodeError:
             pass
+    order = _target_rows(batch)
+    order = list(range(rows)) if not order else order + [i for i in range(rows) if i not in order]
+    index = torch.tensor(order[:keep])
     sliced = {
-        k: (v[:keep] if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == rows else v) for k, v in batch.items()
+        k: (v.index_select(0, index.to(v.device)) if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == rows else v)
+        for k, v in batch.items()
     }
-    return sliced, f"{keep} of {rows} rows (time)"
+    return sliced, note
+
+
+def _row_has_targets(row) -> bool:
+    labels = row.get("labels") if isinstance(row, dict) else None
+    if labels is None or isinstance(labels, (int, float, str)):
+        return True
+    labels = labels.tolist() if hasattr(labels, "tolist") else labels
+    return not isinstance(labels, list) or any(t != -100 for t in labels)
+
+
+def _target_rows(batch) -> list[int] | None:
+    """The rows of ``batch`` with at least one label that is not -100; None when its labels are not per token."""
+    import torch
+
+    labels = batch.get("labels") if hasattr(batch, "get") else None
+    if not torch.is_tensor(labels) or labels.dim() < 2:
+        return None
+    return [i for i, has in enumerate((labels != -100).flatten(1).any(1).tolist()) if has]
 
 
 def _step_note(user) -> str:

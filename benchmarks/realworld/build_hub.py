@@ -400,6 +400,9 @@ def _llm_tokenizer(kind, opts):
             pad_token="<|endoftext|>",
             unk_token=None,
         )
+        # As in the real tokenizers, base models' included: the ChatML markers are special tokens, one id each
+        # in text (without this a rendered template splits `<|im_end|>` into pieces and documents lose their end).
+        tok.add_special_tokens({"additional_special_tokens": specials[1:]})
         tok.chat_template = CHATML
         return tok
     if kind == "smollm":

@@ -363,12 +363,37 @@ def summary(rows):
     for r in rows:
         if r["plain"] == "script broken":
             print(f"script broken: {r['name']} ({r.get('plain_error')}); left out of the counts")
-    counted = [r for r in rows if r["plain"] != "script broken"]
+    runs = [r for r in rows if r["plain"] != "script broken"]
+    buggy = [r for r in runs if r["entry"].get("bug")]
+    counted = [r for r in runs if not r["entry"].get("bug")]
+    _counts(counted)
     good = sum(1 for r in counted if r["rc"] == 0 and r["ok"] is True and not r["errors"])
     false_errors = sum(1 for r in counted if r["report"] and (r["ok"] is False or r["errors"]))
     warnings = sum(1 for r in counted if r["warnings"])
     harness = sum(1 for r in counted if r["harness"])
+    if buggy:
+        # Scripts with a verified defect (the entry's `bug` says what and why): ftdoctor should name it.
+        named = [r for r in buggy if any(f["code"] == r["entry"]["bug"]["code"] for f in r["found"])]
+        for r in buggy:
+            hit = "named" if r in named else "NOT named"
+            print(f"verified bug: {r['name']}: {r['entry']['bug']['code']} {hit}; left out of the counts")
+        print(f"{NAME}: verified bugs named {len(named)}/{len(buggy)}")
     print(f"{NAME}: correct ok {good}/{len(counted)} false-errors {false_errors} warnings {warnings} harness {harness}")
+
+
+def _counts(rows):
+    """The counted entries by source, task and style: how many, how many clean, how many with a warning."""
+    for key in ("source", "task", "style"):
+        groups = {}
+        for r in rows:
+            g = groups.setdefault(r["entry"].get(key, "?"), [0, 0, 0])
+            g[0] += 1
+            g[1] += r["rc"] == 0 and r["ok"] is True and not r["errors"]
+            g[2] += bool(r["warnings"])
+        print(f"\n| {key} | entries | ok | with a warning |\n|---|---|---|---|")
+        for name, (n, ok, warned) in sorted(groups.items()):
+            print(f"| {name} | {n} | {ok} | {warned} |")
+    print()
 
 
 # ------------------------------------------------------------------------------------------------ main

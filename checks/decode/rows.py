@@ -319,6 +319,13 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
             and not _token_columns(rows[0])
             and not _collator_tokenizes(target, rows, main_input)
         ):
+            own_step = target.own_input_step(list(rows[0]))
+            if own_step is not None:
+                # The trainer makes the model's inputs from these rows in its own step (it generates completions
+                # from the prompts): what reaches the model is not known before training, so stop here.
+                reason = f"`{own_step}` makes the model's inputs from the {split} rows during training"
+                values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(reason)
+                continue
             raw_row = take_rows(ds, 1)[0]
             text_cols = [k for k, v in raw_row.items() if isinstance(v, str)]
             name, stand_in = _tokenized_stand_in(pipeline, ds, main_input)

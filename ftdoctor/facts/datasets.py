@@ -281,21 +281,34 @@ def pad_rows(rows: list[dict], pad_id: int = 0) -> dict:
 
 
 def cut_row(row: dict, max_tokens: int | None) -> dict:
-    """A row cut to its last ``max_tokens`` tokens (where the answer and the end-of-sequence token are), its
-    token-aligned columns together; other columns stay. Packed rows keep the lengths of the documents left."""
+    """A row cut to ``max_tokens`` tokens ending at its last real one (where the answer and the end-of-sequence
+    token are; a row padded to a fixed length keeps its text, not its padding), its token-aligned columns together;
+    other columns stay. Packed rows keep the lengths of the documents left."""
     ids = row.get("input_ids") if isinstance(row, dict) else None
     n = _length(ids)
     if max_tokens is None or n is None or n <= max_tokens:
         return row
+    end = max(max_tokens, _real_end(row.get("attention_mask"), n))
     out = {}
     for k, v in row.items():
         if k == "seq_lengths" and isinstance(v, (list, tuple)):
             out[k] = _tail_documents(list(v), max_tokens)
         elif not isinstance(v, (str, bytes, dict)) and _length(v) == n:
-            out[k] = v[n - max_tokens :]
+            out[k] = v[end - max_tokens : end]
         else:
             out[k] = v
     return out
+
+
+def _real_end(mask: Any, n: int) -> int:
+    """One past the last position the attention mask keeps (``n`` without a mask of the row's length)."""
+    if _length(mask) != n:
+        return n
+    values = mask.tolist() if hasattr(mask, "tolist") else list(mask)
+    if any(isinstance(v, (list, tuple)) for v in values):
+        return n  # a 2-d mask (one row per token): no padding to read off
+    last = next((i for i in range(n - 1, -1, -1) if values[i]), None)
+    return n if last is None else last + 1
 
 
 def _length(value: Any) -> int | None:

@@ -66,6 +66,12 @@ class Target:
     def collate(self, rows: list[Any]) -> Any:
         return run_user("the data collator", self.collator, rows)
 
+    def own_input_step(self, columns: list[str]) -> str | None:
+        """The framework's method that makes the model's inputs from rows with these ``columns`` itself (an online
+        trainer that generates completions from the prompts), when it has one: rows without token ids are then
+        what it expects."""
+        return None
+
     def row_collator(self) -> Any:
         """A collator for rows of the training set: the run's own, or, for a loop that builds its batches in its
         own code, ftdoctor's padding one (for what ftdoctor builds itself, such as the memory stage's batches)."""

@@ -7,6 +7,7 @@ evaluation step runs. Everything is called on the live trainer and restored afte
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,6 +63,30 @@ class TrainerTarget(Target):
             removed = [k for k in rows[0] if k not in keep]
             return [{k: v for k, v in r.items() if k in keep} for r in rows], removed
         return rows, []
+
+    def own_input_step(self, columns: list[str]) -> str | None:
+        """A subclass's `_prepare_inputs` that never calls the Trainer's, or a `training_step` that neither calls the
+        Trainer's nor its `compute_loss` and reads one of ``columns`` by name (TRL's GRPO, RLOO, online DPO and
+        distillation trainers generate from the prompts there)."""
+        from transformers import Trainer
+
+        cls = type(self.trainer)
+        for name in ("_prepare_inputs", "training_step"):
+            method = getattr(cls, name, None)
+            code = getattr(inspect.unwrap(method), "__code__", None) if method is not None else None
+            if code is None or method is getattr(Trainer, name):
+                continue
+            names = set(code.co_names)
+            # `super().NAME(...)` names both `super` and NAME: the override only wraps the Trainer's step.
+            if {"super", name} <= names:
+                continue
+            if name == "training_step" and ("compute_loss" in names or not set(columns) & set(code.co_consts)):
+                # A step of its own that still computes the loss on the batch, or never reads the rows' columns,
+                # passes the rows on to the model as they are.
+                continue
+            owner = next((k for k in cls.__mro__ if name in vars(k)), cls)
+            return f"{owner.__name__}.{name}"
+        return None
 
     def run_loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
         """The trainer's own compute_loss (a subclass's override or compute_loss_func included)."""

@@ -24,6 +24,19 @@ def test_cut_row_cuts_tensor_and_array_columns_together():
     assert len(out["token_type_ids"]) == 32
 
 
+def test_cut_row_keeps_the_text_of_a_row_padded_to_a_fixed_length():
+    # padding="max_length": 40 real tokens then 60 pads; the cut ends at the last real token, not in the padding.
+    row = {"input_ids": list(range(1, 41)) + [0] * 60, "attention_mask": [1] * 40 + [0] * 60, "label": 3}
+    out = cut_row(row, 32)
+    assert out["input_ids"] == list(range(9, 41)) and out["attention_mask"] == [1] * 32
+    short = {"input_ids": torch.tensor([5] * 10 + [0] * 90), "attention_mask": torch.tensor([1] * 10 + [0] * 90)}
+    out = cut_row(short, 32)
+    assert out["input_ids"].tolist() == [5] * 10 + [0] * 22 and out["attention_mask"].sum().item() == 10
+    # left padding: the real tokens are already at the end
+    left = {"input_ids": [0] * 60 + list(range(1, 41)), "attention_mask": [0] * 60 + [1] * 40}
+    assert cut_row(left, 32)["input_ids"] == list(range(9, 41))
+
+
 def test_cut_row_leaves_rows_without_token_ids_alone():
     for row in ({"input_ids": torch.tensor(5)}, {"text": "x" * 100}, (torch.arange(40), torch.tensor(1))):
         assert cut_row(row, 32) is row

@@ -52,6 +52,16 @@ def test_id2label_names_other_classes(tmp_path):
     assert "id2label={0: 'entailment', 1: 'neutral', 2: 'contradiction'}" in f.fix
 
 
+def test_id2label_spelling_the_dataset_class_names_otherwise_is_no_mismatch(tmp_path):
+    # imdb's ClassLabel names are neg/pos; a model labelled NEGATIVE/POSITIVE in the same order names them right.
+    rows = {"input_ids": [[2, 5, 3]] * 4, "label": [0, 1, 0, 1]}
+    model = bert(num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"})
+    assert findings("FTD102", **trainer_values(tmp_path, model, dataset(rows, {"label": ["neg", "pos"]}))) == []
+    swapped = bert(num_labels=2, id2label={0: "POSITIVE", 1: "NEGATIVE"})
+    f = one("FTD102", **trainer_values(tmp_path, swapped, dataset(rows, {"label": ["neg", "pos"]})))
+    assert f.evidence == {"id2label": ["POSITIVE", "NEGATIVE"], "class_names": ["neg", "pos"]}
+
+
 def test_default_label_names_are_no_mismatch(tmp_path):
     values = trainer_values(tmp_path, bert(num_labels=3), dataset(_nli_rows(), {"label": NLI}))  # LABEL_0..2
     assert findings("FTD102", **values) == []

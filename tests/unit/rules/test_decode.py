@@ -4,6 +4,7 @@ alone, with the rows the stage's first check would have read handed over as `tra
 from __future__ import annotations
 
 import torch
+from transformers import Trainer
 
 from ._build import (
     bert,
@@ -48,6 +49,68 @@ def test_raw_text_given_to_the_trainer(tmp_path):
     assert f.code == "FTD201" and f.evidence == {"text_columns": ["text"], "stand_in": None}
     assert "`train_dataset` has `text` but no `input_ids`" in f.detail and "Tokenize first" in f.fix
     assert "train_features" not in {k for k, v in out.values.items() if isinstance(v, list)}
+
+
+class _Generating(Trainer):
+    """An online trainer: its own `_prepare_inputs` tokenizes the prompts (and would generate completions)."""
+
+    def _prepare_inputs(self, inputs):
+        return self.processing_class([r["prompt"] for r in inputs], return_tensors="pt", padding=True)
+
+
+class _Timed(Trainer):
+    """A subclass whose steps only wrap the Trainer's: the batch still goes to the model as it is."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+class _OwnStep(Trainer):
+    """A hand-written training step that reads the prompts by name and builds the inputs itself."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        enc = self.processing_class(inputs["prompt"], return_tensors="pt", padding=True)
+        return model(**enc, labels=enc["input_ids"]).loss
+
+
+class _CopiedStep(Trainer):
+    """A hand-written training step that hands the batch to compute_loss, as the Trainer's does."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if "prompt" in inputs:  # reads a column by name, yet the batch goes to compute_loss as it is
+            model.train()
+        return self.compute_loss(model, inputs)
+
+
+def test_prompts_given_to_a_trainer_that_makes_its_own_inputs(tmp_path):
+    tok = wordpiece()
+    prompts = dataset({"prompt": TEXTS[:4]})
+    for cls, step in ((_Generating, "_Generating._prepare_inputs"), (_OwnStep, "_OwnStep.training_step")):
+        out = call(
+            "FTD201",
+            **trainer_values(
+                tmp_path,
+                bert(),
+                prompts,
+                tokenizer=tok,
+                trainer_cls=cls,
+                data_collator=list,
+                remove_unused_columns=False,
+            ),
+        )
+        assert out.findings == []
+        assert (
+            out.values["train_features"].reason
+            == f"`{step}` makes the model's inputs from the train rows during training"
+        )
+
+
+def test_raw_text_to_a_trainer_whose_step_passes_the_batch_on(tmp_path):
+    tok = wordpiece()
+    raw = dataset({"prompt": TEXTS[:4], "label": [1, 0, 1, 0]})
+    for cls in (_Timed, _CopiedStep):
+        [f] = call("FTD201", **trainer_values(tmp_path, bert(), raw, tokenizer=tok, trainer_cls=cls)).findings
+        assert f.code == "FTD201" and f.evidence["text_columns"] == ["prompt"]
 
 
 def test_raw_text_given_while_the_script_holds_the_tokenized_split(tmp_path):

@@ -350,3 +350,31 @@ def test_sacrebleu_given_reference_streams_is_silent():
     pytest.importorskip("sacrebleu")
     streams = _bleu(lambda refs: [refs])
     assert call("FTD634", **_values(streams), metric_values={"bleu": 80.0}).findings == []
+
+
+class _Decoder:
+    pad_token_id = 0
+
+    def batch_decode(self, ids, skip_special_tokens=True):
+        if (np.asarray(ids) < 0).any():  # as a fast tokenizer does
+            raise OverflowError("number too small to fit in target type")
+        return [" ".join(str(t) for t in row if t) for row in ids]
+
+
+def test_minus100_in_generated_predictions_is_named_there():
+    # The translation recipe: labels cleaned, generated ids not; the Trainer padded a shorter batch with -100.
+    tok = _Decoder()
+
+    def bleu(eval_pred):
+        preds, labels = eval_pred
+        decoded = tok.batch_decode(preds)
+        refs = tok.batch_decode(np.where(labels != -100, labels, tok.pad_token_id))
+        return {"exact": float(np.mean([a == b for a, b in zip(decoded, refs)]))}
+
+    preds = np.array([[0, 5, 6, 1], [0, 7, 1, -100]])
+    labels = np.array([[5, 6, 1, -100], [7, 1, -100, -100]])
+    values = _values(bleu, preds, labels, task="translation")
+    values["pipeline"].tokenizer = tok
+    f = call("FTD601", **values).one("FTD621")
+    assert "the predictions hold -100 at 1 positions (the Trainer pads generated ids" in f.detail
+    assert "and the same for generated predictions" in f.fix

@@ -3,6 +3,8 @@ learning rate and, when that fails, a few others."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -128,3 +130,119 @@ def test_short_of_memory_for_a_trial(monkeypatch):
     f = got.one("FTD806")
     assert f.detail.startswith("A training trial (its gradients and two optimizer moments, on a copy) needs about")
     assert "FTD806" in got.skip_reason
+
+
+class _Padding:
+    """A target whose collator right-pads ids and makes the labels from them, padding masked (-100)."""
+
+    def fixed_batch(self):
+        return None
+
+    def collate(self, rows):
+        longest = max(len(r["input_ids"]) for r in rows)
+        ids = torch.tensor([r["input_ids"] + [0] * (longest - len(r["input_ids"])) for r in rows])
+        return {"input_ids": ids, "labels": ids.masked_fill(ids == 0, -100)}
+
+
+def test_a_batch_cut_for_time_keeps_rows_with_something_to_predict():
+    from ftdoctor.checks.overfit import _affordable_batch
+
+    # The first row is a blank line of a corpus: padding only, every label -100 (its loss alone would be NaN).
+    features = [{"input_ids": [0, 0]}, {"input_ids": [5, 6, 7]}, {"input_ids": [8, 9]}, {"input_ids": [4, 4, 4]}]
+    target = _Padding()
+    batch = target.collate(features)
+    step = {"step_seconds": 2.0}  # a step of 4 rows takes 2 s: 30 s of trials afford 1 row
+    for rows in (features, None):  # cut from the rows, or sliced from the collated batch
+        cut, note = _affordable_batch(batch, rows, target, step, 30.0)
+        assert note == "1 of 4 rows (time)" and cut["input_ids"].shape[0] == 1
+        assert (cut["labels"] != -100).any(), cut
+
+
+class _PromptedLM(torch.nn.Module):
+    """A never-trained language model whose only trainable parameters are a shift of its hidden states with a weak
+    hold on them (as a few prompt-tuning embeddings on a random model): the loss moves, but slowly, at any rate."""
+
+    def __init__(self, hold: float, vocab: int = 50, dim: int = 16):
+        super().__init__()
+        torch.manual_seed(0)
+        self.config = SimpleNamespace(vocab_size=vocab)
+        self.embed = torch.nn.Embedding(vocab, dim).requires_grad_(False)
+        self.norm = torch.nn.LayerNorm(dim).requires_grad_(False)
+        self.head = torch.nn.Linear(dim, vocab).requires_grad_(False)
+        self.hold = hold
+        self.prompt = torch.nn.Parameter(torch.zeros(dim))
+
+    def forward(self, input_ids, labels=None):
+        logits = self.head(self.norm(self.embed(input_ids)) + self.hold * self.prompt)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten()) if labels is not None else None
+        return {"loss": loss, "logits": logits}
+
+
+def _lm_overfit(model, lr):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 50, (8, 6), generator=g)
+    optimizer = torch.optim.SGD([model.prompt], lr=lr)
+    values = values_for(model, {"input_ids": ids, "labels": ids}, optimizer=optimizer, task="causal-lm")
+    return call("FTD701", step_evidence={}, **values)
+
+
+def test_a_never_trained_model_whose_loss_falls_slowly_at_every_rate_learns():
+    got = _lm_overfit(_PromptedLM(hold=0.5), 1e-3)
+    f = got.one("FTD704")
+    assert got.evidence["never_trained"] is True
+    assert all(outcome != "learned" for _, outcome in _outcomes(got))
+    assert "the loss does fall" in f.detail and "it learns slowly from scratch" in f.detail and f.severity == "info"
+
+
+def test_a_never_trained_model_whose_loss_does_not_depend_on_the_trained_weights_cannot_learn():
+    got = _lm_overfit(_PromptedLM(hold=0.0), 1e-3)
+    got.one("FTD701")
+    assert got.evidence["never_trained"] is True and {o for _, o in _outcomes(got)} == {"stalled"}
+
+
+def test_a_never_trained_classifier_reaching_only_the_label_prior_cannot_learn():
+    got = _overfit(classifier(norm=True), 1.0, random_batch(same_inputs=True))
+    got.one("FTD701")
+    assert got.evidence["never_trained"] is True
+
+
+def test_norm_layers_initialised_to_zero_are_never_trained():
+    from ftdoctor.checks.overfit import never_trained
+
+    class GemmaRMSNorm(torch.nn.Module):  # scales by (1 + weight): initialised to 0
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(8))
+
+    model = torch.nn.Sequential(GemmaRMSNorm(), torch.nn.Linear(8, 8), GemmaRMSNorm(), torch.nn.LayerNorm(0))
+    assert never_trained(model)  # a norm over no features has nothing to read, and is no error
+    with torch.no_grad():
+        model[2].weight[3] = 0.2  # a trained layer's weights differ
+    assert not never_trained(model)
+
+
+class _DistilledToItsTwin(torch.nn.Module):
+    """A student whose loss is its divergence from a teacher with the same weights: 0 (up to rounding) from the
+    start, nothing to learn."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.student = torch.nn.Linear(16, 8)
+        self.teacher = torch.nn.Linear(16, 8).requires_grad_(False)
+        self.teacher.load_state_dict(self.student.state_dict())
+
+    def forward(self, x, labels=None):
+        logits = self.student(x)
+        target = torch.softmax(self.teacher(x), -1)
+        loss = torch.nn.functional.kl_div(torch.log_softmax(logits, -1), target, reduction="batchmean")
+        return {"loss": loss, "logits": logits}
+
+
+def test_a_loss_already_at_its_floor_is_no_verdict():
+    model = _DistilledToItsTwin()
+    optimizer = torch.optim.SGD(model.student.parameters(), lr=1e-3)
+    values = values_for(model, random_batch(), optimizer=optimizer, task="causal-lm")
+    got = call("FTD701", step_evidence={}, **values)
+    assert got.findings == [] and "already at its floor" in got.skip_reason
+    assert [r["steps"] for r in got.evidence["runs"]] == [1]
