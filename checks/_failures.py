@@ -17,8 +17,13 @@ ROOTS = [
     (r"size of tensor a \(\d+\) must match the size of tensor b \(\d+\)", ("FTD206",)),
     (r"Target -?\d+ is out of bounds|out of bounds", ("FTD101", "FTD203")),
     (r"no padding token is defined", ("FTD105",)),
-    (r"did not return a loss", ("FTD304", "FTD202")),
+    (r"did not return a loss", ("FTD304", "FTD202", "FTD401")),
+    (r"unexpected keyword argument 'labels'", ("FTD401",)),
     (r"Expected input batch_size", ("FTD402",)),
+    # A collator's tensors from rows whose per-token values differ in length (tokenizers' BatchEncoding, torch).
+    (r"Unable to create tensor|excessive nesting|expected sequence of length", ("FTD331",)),
+    # A collator or a dataset transform reading a column the Trainer removed as unused.
+    (r"^KeyError: '", ("FTD218",)),
     (r"must be the same as input size|expected scalar type Long|can't be cast to the desired output type", ("FTD204",)),
 ]
 
@@ -86,7 +91,7 @@ def root_codes(text: str) -> list[str]:
     """The root-cause codes that a readable error points at (for a CUDA error replayed on the CPU)."""
     for pattern, roots in ROOTS:
         if re.search(pattern, text):
-            return [c for c in roots if c not in ("FTD402", "FTD304", "FTD202")]
+            return [c for c in roots if c not in ("FTD402", "FTD304", "FTD202", "FTD401", "FTD218")]
     return []
 
 

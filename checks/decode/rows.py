@@ -239,6 +239,104 @@ def _same_split(raw_ds, ds) -> bool:
     return all(raw_ds[0][c] == ds[0][c] for c in shared)
 
 
+rule(
+    "FTD218",
+    "trainer-drops-column-read-later",
+    "decode",
+    "error",
+    "The Trainer removes a column that the collator or the dataset's transform reads",
+    """
+     With `remove_unused_columns=True` (the default) the Trainer removes every column that the model's forward does
+     not name before the rows reach the collator, and before a transform set with `with_transform`/`set_transform`
+     runs. A collator that reads a helper column (`word_ids`, word-level tags) or a transform that reads the raw
+     text then fails on the first batch with a `KeyError`.
+     """,
+    broken="""
+     args = TrainingArguments("out")
+     trainer = Trainer(model, args, train_dataset=ds, data_collator=collate_using_word_ids)
+     """,
+    fixed="""
+     args = TrainingArguments("out", remove_unused_columns=False)  # the collator needs word_ids
+     trainer = Trainer(model, args, train_dataset=ds, data_collator=collate_using_word_ids)
+     """,
+)
+
+
+def _keys_read(fn) -> dict[str, int]:
+    """The string keys a user's function reads by subscript or `.pop` (either raises KeyError on a missing key),
+    each with the line of its first read; {} for library code or code without source."""
+    import ast
+    import inspect
+    import textwrap
+
+    if not inspect.isroutine(fn) and callable(fn):
+        fn = type(fn).__call__
+    fn = inspect.unwrap(fn) if callable(fn) else fn
+    if str(getattr(fn, "__module__", "") or "").split(".")[0] in _LIBRARIES:
+        return {}
+    try:
+        path = inspect.getsourcefile(fn) or ""
+        lines, start = inspect.getsourcelines(fn)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    if "site-packages" in path or "dist-packages" in path:
+        return {}
+    keys: dict[str, int] = {}
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            key = node.slice
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "pop" and node.args:
+            key = node.args[0]
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            keys.setdefault(key.value, start + node.lineno - 1)
+    return dict(sorted(keys.items(), key=lambda kv: kv[1]))
+
+
+_LIBRARIES = {"transformers", "datasets", "trl", "torch", "peft", "accelerate", "ftdoctor"}
+
+
+def _transform_of(ds):
+    fmt = getattr(ds, "format", None)
+    return (fmt.get("format_kwargs") or {}).get("transform") if isinstance(fmt, dict) else None
+
+
+@check("decode", codes=("FTD218",))
+def columns_read_after_removal(train_dataset, pipeline, target, trainer=None):
+    """Contract before reading rows: what the collator and the dataset's transform read must survive the Trainer's
+    removal of unused columns."""
+    from ftdoctor.core.source import Site
+
+    dropped = target.dropped_columns(train_dataset)
+    if not dropped:
+        return None
+    for what, fn in (("transform", _transform_of(train_dataset)), ("collator", target.collator)):
+        if fn is None:
+            continue
+        keys = _keys_read(fn)
+        read = [k for k in keys if k in dropped]
+        if not read:
+            continue
+        name = getattr(fn, "__name__", type(fn).__name__)
+        code = getattr(fn, "__code__", None) or getattr(type(fn).__call__, "__code__", None)
+        site = Site(code.co_filename, keys[read[0]]) if code is not None else None
+        cols = ", ".join(f"`{k}`" for k in read)
+        reader = f"the dataset's transform `{name}`" if what == "transform" else f"the collator `{name}`"
+        return finding(
+            "FTD218",
+            f"{reader[0].upper() + reader[1:]} reads {cols}, but the Trainer removes "
+            f"{'that column' if len(read) == 1 else 'those columns'} first: the model's forward does not name "
+            f"{'it' if len(read) == 1 else 'them'} (`remove_unused_columns=True`). The first batch fails with "
+            f"KeyError: {read[0]!r}.",
+            "Pass `remove_unused_columns=False` in `TrainingArguments(...)` and leave in the dataset only what "
+            f"{reader} and the model use.",
+            location=str(site) if site is not None else pipeline.location(fn, trainer),
+            evidence={"reads": read, "dropped": dropped, "reader": what},
+        )
+    return None
+
+
 @check(
     "decode",
     provides=("train_features", "eval_features", "effective_train_dataset", "effective_eval_dataset"),
@@ -486,10 +584,35 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
             location=loc,
             evidence={"example": sample},
         )
-    ints = Counter({v: n for v, n in tally.items() if isinstance(v, int)})
+    ints = Counter({v: n for v, n in tally.items() if isinstance(v, int) and not isinstance(v, bool)})
     floats = [v for v in tally if isinstance(v, float)]  # the distinct ones, in the order they come
     n_labels = models.num_labels(model) or 0
+    multi_hot = isinstance(sample, (list, tuple)) or getattr(sample, "ndim", 0) == 1
+    if problem_type == "multi_label_classification" and multi_hot and ints and not floats:
+        # BCEWithLogitsLoss takes the targets as they come: integer ones fail against the float logits.
+        return finding(
+            "FTD204",
+            f"The model is set up for multi-label classification (BCEWithLogitsLoss), which needs float multi-hot "
+            f'targets, but the `{key}` rows hold integers ({sample!r}): the loss fails with "result type Float '
+            "can't be cast to the desired output type Long\".",
+            f"Make the targets floats: `[float(v) for v in ...]` where the `{key}` rows are built (or "
+            f'`dataset = dataset.cast_column("{key}", Sequence(Value("float32")))`).',
+            location=loc,
+            evidence={"example": sample},
+        )
     if floats and problem_type != "multi_label_classification" and n_labels > 1 and task == "sequence-classification":
+        if multi_hot and len(sample) == n_labels and set(floats) <= {0.0, 1.0}:
+            return finding(
+                "FTD204",
+                f"The `{key}` rows are one-hot float vectors ({len(sample)} values, one 1.0): from float labels "
+                "transformers infers multi-label classification and trains with BCEWithLogitsLoss, one independent "
+                "yes/no per class, instead of cross-entropy over the classes.",
+                f"Give the class id instead of the one-hot row (`{key} = row.index(1.0)`, or the original "
+                "integer label column); keep one-hot floats only for real multi-label data, with "
+                '`problem_type="multi_label_classification"`.',
+                location=loc,
+                evidence={"example": sample, "num_labels": n_labels},
+            )
         return _float_labels(key, floats, n_labels, kinds, loc)
     if not ints:
         return None

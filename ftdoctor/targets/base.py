@@ -57,6 +57,10 @@ class Target:
         way."""
         return run_user(f"reading the {description} dataset", take_rows, dataset, n), []
 
+    def dropped_columns(self, dataset: Any) -> list[str]:
+        """The columns of ``dataset`` the trainer removes before its rows reach the collator (none by default)."""
+        return []
+
     def collate(self, rows: list[Any]) -> Any:
         return run_user("the data collator", self.collator, rows)
 

@@ -61,6 +61,20 @@ class TrainerTarget(Target):
             return [{k: v for k, v in r.items() if k in keep} for r in rows], removed
         return rows, []
 
+    def dropped_columns(self, dataset: Any) -> list[str]:
+        """The columns `remove_unused_columns` removes: those the model's forward and the label names do not name."""
+        from ftdoctor.facts import datasets as data
+
+        trainer = self.trainer
+        if not getattr(trainer.args, "remove_unused_columns", False) or dataset is None:
+            return []
+        columns = data.columns_of(dataset) if data.is_hf_dataset(dataset) else []
+        if not columns:
+            return []
+        trainer._set_signature_columns_if_needed()
+        keep = set(trainer._signature_columns or ())
+        return [c for c in columns if c not in keep]
+
     def run_loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
         """The trainer's own compute_loss (a subclass's override or compute_loss_func included)."""
         from ftdoctor.facts.models import loss_and_outputs

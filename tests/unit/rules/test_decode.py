@@ -161,20 +161,20 @@ def test_ignore_index_is_no_label_out_of_range(tmp_path):
 
 def test_string_labels(tmp_path):
     ds = _labelled(wordpiece(), ["pos", "neg", "pos", "neg"])
-    f = one("FTD204", **_judged(tmp_path, ds, bert(num_labels=2)))
+    f = one("FTD204", "decode", **_judged(tmp_path, ds, bert(num_labels=2)))
     assert "['neg', 'pos']" in f.detail and 'class_encode_column("label")' in f.fix
 
 
 def test_float_labels_for_a_classifier(tmp_path):
     ds = _labelled(wordpiece(), [0.0, 1.0, 1.0, 0.0])
-    f = one("FTD204", **_judged(tmp_path, ds, bert(num_labels=2)))
+    f = one("FTD204", "decode", **_judged(tmp_path, ds, bert(num_labels=2)))
     assert f.evidence["distinct"] == [0.0, 1.0] and "multi-label BCE loss" in f.detail
     assert f.fix == 'Make them integers: `dataset = dataset.cast_column("label", Value("int64"))`.'
 
 
 def test_float_labels_for_a_regression_head_are_silent(tmp_path):
     ds = _labelled(wordpiece(), [0.1, 0.7, 0.4, 0.9])
-    assert findings("FTD204", **_judged(tmp_path, ds, bert(num_labels=1))) == []
+    assert findings("FTD204", "decode", **_judged(tmp_path, ds, bert(num_labels=1))) == []
 
 
 def test_one_class_dominates(tmp_path):
