@@ -432,7 +432,7 @@ def _class_names_to_tensor(exc, capture):
             continue
         distinct = sorted(set(values))
         # A handful of words repeated over many rows are class names, not free text.
-        if len(distinct) > max(50, len(values) // 2):
+        if len(distinct) > 50 or len(values) < 2 * len(distinct):
             continue
         mapping = ", ".join(f"{v!r}: {i}" for i, v in enumerate(distinct[:6])) + (", ..." if len(distinct) > 6 else "")
         return finding(

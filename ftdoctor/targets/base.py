@@ -62,6 +62,9 @@ class Target:
         return []
 
     def collate(self, rows: list[Any]) -> Any:
+        # Collators may edit the rows they get (`feature.pop("word_ids")`, masking ids in place): they get copies,
+        # so the rows stay as the dataset has them for the next stage.
+        rows = [_row_copy(r) for r in rows]
         return run_user("the data collator", self.collator, rows)
 
     def row_collator(self) -> Any:
@@ -334,6 +337,12 @@ def _dist_value(getter: str, env: str, default: int) -> int:
         return int(os.environ.get(env, default))
     except ValueError:
         return default
+
+
+def _row_copy(row: Any) -> Any:
+    if not isinstance(row, dict):
+        return row
+    return {k: list(v) if isinstance(v, list) else v for k, v in row.items()}
 
 
 def _len(obj: Any) -> int | None:
