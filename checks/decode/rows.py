@@ -342,7 +342,7 @@ def columns_read_after_removal(train_dataset, pipeline, target, trainer=None):
     provides=("train_features", "eval_features", "effective_train_dataset", "effective_eval_dataset"),
     codes=("FTD201", "FTD202", "FTD212", "FTD214"),
 )
-def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_dataset=None):
+def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_dataset=None, findings_so_far=()):
     """Rows as the collator will see them; raw text is reported, and a tokenized stand-in used if the script has one."""
     main_input = getattr(model, "main_input_name", "input_ids")
     findings, values = [], {}
@@ -405,7 +405,9 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
         values[f"{split}_features"] = rows if rows else missing
         values[f"effective_{split}_dataset"] = ds if rows else missing
         if split == "train" and rows and isinstance(rows[0], dict):
-            f = _dropped_label_column(ds, rows, removed, target, pipeline)
+            # A column the collator reads (FTD218) is its input, not a label column under the wrong name.
+            read = {c for x in findings_so_far if x.code == "FTD218" for c in x.evidence.get("reads", ())}
+            f = _dropped_label_column(ds, rows, [c for c in removed if c not in read], target, pipeline)
             if f is not None:
                 findings.append(f)
     if raw_notes:

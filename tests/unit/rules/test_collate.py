@@ -496,3 +496,10 @@ def test_masked_lm_labels_at_the_masks_only_are_silent(tmp_path):
     batch = _mlm_batch(tok, label_every_position=False)
     values = loop_values(bert("BertForMaskedLM"), DataLoader([]), tokenizer=tok, batch=batch)
     assert findings("FTD333", **values, batch=batch) == []
+
+
+def test_collator_key_error_predicted_by_a_dropped_column_is_not_relayed(tmp_path):
+    values = trainer_values(tmp_path, bert(), data_collator=_NeedsPixels())
+    earlier = reported("FTD218", "the collator reads a column the Trainer removes")
+    out = _batches(values, _token_rows([4, 4]), [earlier])
+    assert out.findings == [] and "predicted by FTD218: KeyError: 'pixel_values'" in out.values["batch"].reason
