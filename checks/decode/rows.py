@@ -390,9 +390,9 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
             and "inputs_embeds" not in rows[0]
             and not _token_columns(rows[0])
             and not _collator_tokenizes(target, rows, main_input)
+            and _text_columns(ds)
         ):
-            raw_row = take_rows(ds, 1)[0]
-            text_cols = [k for k, v in raw_row.items() if isinstance(v, str)]
+            text_cols = _text_columns(ds)
             name, stand_in = _tokenized_stand_in(pipeline, ds, main_input)
             raw_notes.append((split, pipeline.name_of(ds), text_cols, name))
             if stand_in is not None:
@@ -442,6 +442,14 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
     streaming = values.pop("decode_streaming", None)
     evidence = {"streaming_rows_sampled": streaming} if streaming else {}
     return Provide(values, findings, evidence=evidence)
+
+
+def _text_columns(ds) -> list[str]:
+    """The columns of the dataset's first row that hold text: without any, rows lacking token ids are not raw text
+    (a custom model's own inputs, or inputs the Trainer dropped: FTD214)."""
+    first = take_rows(ds, 1)
+    row = first[0] if first else None
+    return [k for k, v in row.items() if isinstance(v, str)] if isinstance(row, dict) else []
 
 
 def _unavailable(reason):
