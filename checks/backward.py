@@ -775,7 +775,9 @@ def _head_names(model) -> list[str]:
     if out_emb is not None and id(out_emb) in names:
         heads.append(names[id(out_emb)] + ".")
     for n, m in inner.named_children():
-        if n != getattr(inner, "base_model_prefix", None) and any(True for _ in m.parameters()):
+        # A pretrained transformers model inside a module of the user's own is its body (an encoder), not its head.
+        body = n == getattr(inner, "base_model_prefix", None) or hasattr(m, "base_model_prefix")
+        if not body and any(True for _ in m.parameters()):
             heads.append(prefix + n + ".")
     return heads
 
