@@ -107,32 +107,6 @@ def _shape_mismatch(text, pipeline, model, batch):
     )
 
 
-def _head(model) -> tuple[str | None, str]:
-    """(what the model's head scores, its class name): "sequence" (one label per row), "token" (one per input
-    position: token classifiers and language models), "base" (a transformers model without a head), or None."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    name = type(inner).__name__
-    cfg = getattr(inner, "config", None)
-    if not type(inner).__module__.startswith("transformers.") or getattr(cfg, "is_encoder_decoder", False):
-        return None, name
-    if name.endswith("ForSequenceClassification"):
-        return "sequence", name
-    if name.endswith(("ForTokenClassification", "ForMaskedLM", "ForCausalLM", "LMHeadModel")):
-        return "token", name
-    if name.endswith("Model") and "For" not in name and "labels" not in _parameters(inner):
-        return "base", name
-    return None, name
-
-
-def _parameters(model) -> set[str]:
-    import inspect
-
-    try:
-        return set(inspect.signature(model.forward).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
 def labels_fit_the_head(batch, model, pipeline, target):
     """Contract before the forward: the labels' shape is the one the head's loss takes (one per row for a sequence
     classifier, one per input position for token classifiers and language models), and there is a head at all."""
@@ -141,7 +115,7 @@ def labels_fit_the_head(batch, model, pipeline, target):
     labels, ids = batch.get("labels"), batch.get("input_ids")
     if not torch.is_tensor(labels) or target.has_custom_loss:
         return None
-    head, name = _head(model)
+    head, name = data.head_kind(model)
     loc = pipeline.location(model)
     per_row = "AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=...)"
     if head == "base":
