@@ -20,8 +20,9 @@ ROOTS = [
     (r"did not return a loss", ("FTD304", "FTD202", "FTD401")),
     (r"unexpected keyword argument 'labels'", ("FTD401",)),
     (r"Expected input batch_size", ("FTD402",)),
-    # A collator's tensors from rows whose per-token values differ in length (tokenizers' BatchEncoding, torch).
-    (r"Unable to create tensor|excessive nesting|expected sequence of length", ("FTD331",)),
+    # A collator's tensors from rows whose per-token values differ in length (tokenizers' BatchEncoding, torch), or
+    # from label values that are no numbers.
+    (r"Unable to create tensor|excessive nesting|expected sequence of length", ("FTD331", "FTD204")),
     # A collator or a dataset transform reading a column the Trainer removed as unused.
     (r"^KeyError: '", ("FTD218",)),
     (r"must be the same as input size|expected scalar type Long|can't be cast to the desired output type", ("FTD204",)),
