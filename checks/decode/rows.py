@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections import Counter
 
 from ftdoctor.facts import datasets, models
-from ftdoctor.sdk import Provide, Skip, Unavailable, UserCodeError, check, finding, rule, script_datasets, script_items
+from ftdoctor.sdk import (
+    Provide,
+    Site,
+    Skip,
+    Unavailable,
+    UserCodeError,
+    check,
+    finding,
+    rule,
+    script_datasets,
+    script_items,
+)
 from ftdoctor.targets.base import take_rows
 
 SAMPLE_ROWS = 64
@@ -262,13 +273,16 @@ rule(
 )
 
 
-def _keys_read(fn) -> dict[str, int]:
+def _keys_read(fn) -> dict[str, tuple[str, int]]:
     """The string keys a user's function reads by subscript or `.pop` (either raises KeyError on a missing key),
-    each with the line of its first read; {} for library code or code without source."""
+    each with the file and line of its first read; {} for library code or code without source."""
     import ast
+    import functools
     import inspect
     import textwrap
 
+    while isinstance(fn, functools.partial):
+        fn = fn.func
     if not inspect.isroutine(fn) and callable(fn):
         fn = type(fn).__call__
     fn = inspect.unwrap(fn) if callable(fn) else fn
@@ -282,7 +296,7 @@ def _keys_read(fn) -> dict[str, int]:
         return {}
     if "site-packages" in path or "dist-packages" in path:
         return {}
-    keys: dict[str, int] = {}
+    keys: dict[str, tuple[str, int]] = {}
     for node in ast.walk(tree):
         key = None
         if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
@@ -290,8 +304,8 @@ def _keys_read(fn) -> dict[str, int]:
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "pop" and node.args:
             key = node.args[0]
         if isinstance(key, ast.Constant) and isinstance(key.value, str):
-            keys.setdefault(key.value, start + node.lineno - 1)
-    return dict(sorted(keys.items(), key=lambda kv: kv[1]))
+            keys.setdefault(key.value, (path, start + node.lineno - 1))
+    return dict(sorted(keys.items(), key=lambda kv: kv[1][1]))
 
 
 _LIBRARIES = {"transformers", "datasets", "trl", "torch", "peft", "accelerate", "ftdoctor"}
@@ -306,8 +320,6 @@ def _transform_of(ds):
 def columns_read_after_removal(train_dataset, pipeline, target, trainer=None):
     """Contract before reading rows: what the collator and the dataset's transform read must survive the Trainer's
     removal of unused columns."""
-    from ftdoctor.core.source import Site
-
     dropped = target.dropped_columns(train_dataset)
     if not dropped:
         return None
@@ -319,8 +331,7 @@ def columns_read_after_removal(train_dataset, pipeline, target, trainer=None):
         if not read:
             continue
         name = getattr(fn, "__name__", type(fn).__name__)
-        code = getattr(fn, "__code__", None) or getattr(type(fn).__call__, "__code__", None)
-        site = Site(code.co_filename, keys[read[0]]) if code is not None else None
+        site = Site(*keys[read[0]])
         cols = ", ".join(f"`{k}`" for k in read)
         reader = f"the dataset's transform `{name}`" if what == "transform" else f"the collator `{name}`"
         return finding(
@@ -331,7 +342,7 @@ def columns_read_after_removal(train_dataset, pipeline, target, trainer=None):
             f"KeyError: {read[0]!r}.",
             "Pass `remove_unused_columns=False` in `TrainingArguments(...)` and leave in the dataset only what "
             f"{reader} and the model use.",
-            location=str(site) if site is not None else pipeline.location(fn, trainer),
+            location=str(site),
             evidence={"reads": read, "dropped": dropped, "reader": what},
         )
     return None

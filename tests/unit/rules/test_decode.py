@@ -539,3 +539,18 @@ def test_columns_kept_for_the_collator_are_silent(tmp_path):
     assert findings("FTD218", **kept) == []
     plain = trainer_values(tmp_path, model, ds.remove_columns("word_ids"), data_collator=collator)
     assert findings("FTD218", **plain) == []
+
+
+def test_collator_given_as_a_partial_is_read_through(tmp_path):
+    import functools
+
+    tok = wordpiece()
+
+    def align_with(features, tokenizer):
+        word_ids = [f.pop("word_ids") for f in features]  # the line that reads it
+        return tokenizer.pad(features, return_tensors="pt") | {"word_ids": word_ids}
+
+    collator = functools.partial(align_with, tokenizer=tok)
+    values = trainer_values(tmp_path, bert("BertForTokenClassification"), _with_word_ids(tok), data_collator=collator)
+    f = one("FTD218", **values)
+    assert f.location.endswith(f"test_decode.py:{align_with.__code__.co_firstlineno + 1}")
