@@ -166,7 +166,8 @@ def worst_case_rows(ds, features, n: int = 1, key: str = "input_ids") -> list[di
     keep = set(features[0]) if features and isinstance(features[0], dict) else None
     idx = worst_case_indices(ds, features, n, key)
     if idx is None:
-        ranked = sorted(features, key=lambda r: -(_length(r.get(key, [])) or 0))
+        # Rows that are no mappings (a TensorDataset's tuples) have no named column to rank by: their order stands.
+        ranked = sorted(features, key=lambda r: -(_length(r.get(key, [])) or 0) if isinstance(r, dict) else 0)
         rows = [ranked[i % len(ranked)] for i in range(n)]
     else:
         unique = {i: ds[i] for i in dict.fromkeys(idx)}

@@ -177,9 +177,9 @@ def test_evaluation_that_reduces_logits_to_ids_is_fine():
 
 @pytest.mark.xfail(
     strict=True,
-    raises=AttributeError,
-    reason="bug: worst_case_rows ranks rows with `r.get(...)`: the tuple rows of a TensorDataset (what the decode "
-    "stage provides for a loop over one) crash the memory check",
+    raises=ValueError,
+    reason="bug: the memory model makes a dict of the collated longest row, but `default_collate` over the tuple rows "
+    "of a TensorDataset returns a list (worst_case_rows itself now takes tuple rows)",
 )
 def test_rows_of_a_tensor_dataset():
     from torch.utils.data import TensorDataset, default_collate
