@@ -182,6 +182,12 @@ def _head_layers(model, n: int) -> list[tuple[str, object]]:
 @check("backward", codes=("FTD509",))
 def task_head_trains(model, pipeline, task=None):
     """Contract before training: with some parameters training, a classifier's head must be one of them."""
+    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    # The class of the model inside an adapter wrapper tells the task where the wrapper's (a bare PeftModel) does not.
+    if task is None and type(inner).__name__.endswith("ForSequenceClassification"):
+        task = "sequence-classification"
+    elif task is None and type(inner).__name__.endswith("ForTokenClassification"):
+        task = "token-classification"
     if task not in ("sequence-classification", "token-classification"):
         return None
     n = data.num_labels(model) or 0
