@@ -23,6 +23,8 @@ ROOTS = [
     # A collator's tensors from rows whose per-token values differ in length (tokenizers' BatchEncoding, torch), or
     # from label values that are no numbers.
     (r"Unable to create tensor|excessive nesting|expected sequence of length", ("FTD331", "FTD204")),
+    # The padding collator given rows without token ids: raw text (its columns dropped), or inputs the Trainer dropped.
+    (r"includes input_ids, but you provided", ("FTD201", "FTD214")),
     # A collator or a dataset transform reading a column the Trainer removed as unused.
     (r"^KeyError: '", ("FTD218",)),
     (r"must be the same as input size|expected scalar type Long|can't be cast to the desired output type", ("FTD204",)),

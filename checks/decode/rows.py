@@ -498,7 +498,8 @@ def _named(pipeline, ds) -> str:
 def _inputs_dropped(removed, model, pipeline, trainer):
     wrapped = getattr(trainer, "model", None)
     wrapper = type(wrapped if wrapped is not None else model).__name__
-    inputs = [c for c in removed if c in _forward_params(model)]
+    # A forward that takes **kwargs names no input: every dropped column but the labels is one the model needed.
+    inputs = [c for c in removed if c in _forward_params(model)] or [c for c in removed if c not in datasets.LABEL_KEYS]
     return finding(
         "FTD214",
         f"The dataset has the model's inputs ({', '.join(f'`{c}`' for c in inputs)}), but the "

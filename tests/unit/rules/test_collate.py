@@ -503,3 +503,10 @@ def test_collator_key_error_predicted_by_a_dropped_column_is_not_relayed(tmp_pat
     earlier = reported("FTD218", "the collator reads a column the Trainer removes")
     out = _batches(values, _token_rows([4, 4]), [earlier])
     assert out.findings == [] and "predicted by FTD218: KeyError: 'pixel_values'" in out.values["batch"].reason
+
+
+def test_padding_collator_given_rows_without_inputs_after_ftd214_is_predicted(tmp_path):
+    values = trainer_values(tmp_path, bert(), tokenizer=wordpiece())  # DataCollatorWithPadding
+    earlier = reported("FTD214", "the Trainer drops the model's inputs")
+    out = _batches(values, [{"label": 0}, {"label": 1}], [earlier])
+    assert out.findings == [] and "predicted by FTD214" in out.values["batch"].reason
