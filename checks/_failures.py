@@ -25,6 +25,9 @@ ROOTS = [
     (r"Unable to create tensor|excessive nesting|expected sequence of length", ("FTD331", "FTD204")),
     # The padding collator given rows without token ids: raw text (its columns dropped), or inputs the Trainer dropped.
     (r"includes input_ids, but you provided", ("FTD201", "FTD214")),
+    # The Trainer finds no column the forward names: the ones a transform reads (FTD218), or the forward hides its
+    # inputs behind **kwargs (FTD214).
+    (r"No columns in the dataset match the model's forward method signature", ("FTD218", "FTD214")),
     # A collator or a dataset transform reading a column the Trainer removed as unused.
     (r"^KeyError: '", ("FTD218",)),
     (r"must be the same as input size|expected scalar type Long|can't be cast to the desired output type", ("FTD204",)),

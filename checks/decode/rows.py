@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ftdoctor.checks._failures import explain
 from ftdoctor.facts import datasets, models
 from ftdoctor.sdk import (
     Provide,
@@ -387,7 +388,14 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
             if sample and isinstance(sample[0], dict):
                 ds = datasets.materialize(sample, getattr(ds, "features", None))
                 values.setdefault("decode_streaming", {})[split] = len(sample)
-        rows, removed = target.rows(ds, description, SAMPLE_ROWS)
+        try:
+            rows, removed = target.rows(ds, description, SAMPLE_ROWS)
+        except UserCodeError as err:
+            failure = explain(err.exc, f"reading the {description} rows", findings_so_far)
+            if failure.kind != "predicted":
+                raise  # the walk relays what no rule foresaw
+            values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(failure.reason)
+            continue
         if main_input in removed:
             # The data has the model's inputs; the trainer drops them, reading the signature of something that
             # wraps the model. Go on with the columns the model itself takes.

@@ -50,7 +50,13 @@ class TrainerTarget(Target):
             sub = run_user(f"reading the {description} dataset", dataset.select, range(min(n, len(dataset))))
             if not keep_only:
                 return [sub[i] for i in range(len(sub))], []
-            kept = trainer._remove_unused_columns(sub, description)
+            # The Trainer's own removal raises on data it finds nothing to keep in: the pipeline's error, not ftdoctor's.
+            kept = run_user(
+                f"removing the unused columns of the {description} dataset",
+                trainer._remove_unused_columns,
+                sub,
+                description,
+            )
             removed = [c for c in sub.column_names if c not in kept.column_names]
             return [kept[i] for i in range(len(kept))], removed
         rows = run_user(f"reading the {description} dataset", take_rows, dataset, n)

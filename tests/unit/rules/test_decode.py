@@ -554,3 +554,12 @@ def test_collator_given_as_a_partial_is_read_through(tmp_path):
     values = trainer_values(tmp_path, bert("BertForTokenClassification"), _with_word_ids(tok), data_collator=collator)
     f = one("FTD218", **values)
     assert f.location.endswith(f"test_decode.py:{align_with.__code__.co_firstlineno + 1}")
+
+
+def test_the_trainer_refusing_a_transformed_dataset_is_the_failure_ftd218_predicted(tmp_path):
+    tok = wordpiece()
+    ds = dataset({"text": TEXTS[:4]}).with_transform(lambda b: tok(b["text"]))
+    values = trainer_values(tmp_path, bert("BertForMaskedLM"), ds)
+    earlier = findings("FTD218", **values)
+    out = call("FTD201", **values, findings_so_far=earlier)
+    assert out.findings == [] and "predicted by FTD218" in out.values["train_features"].reason
