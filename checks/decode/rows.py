@@ -339,8 +339,13 @@ def columns_read_after_removal(train_dataset, pipeline, target, trainer=None):
             "FTD218",
             f"{reader[0].upper() + reader[1:]} reads {cols}, but the Trainer removes "
             f"{'that column' if len(read) == 1 else 'those columns'} first: the model's forward does not name "
-            f"{'it' if len(read) == 1 else 'them'} (`remove_unused_columns=True`). The first batch fails with "
-            f"KeyError: {read[0]!r}.",
+            f"{'it' if len(read) == 1 else 'them'} (`remove_unused_columns=True`). "
+            + (
+                f"The first batch fails with KeyError: {read[0]!r}."
+                if what == "collator"
+                else "Training stops before the first step (\"No columns in the dataset match the model's forward "
+                f'method signature", or KeyError: {read[0]!r} in the transform).'
+            ),
             "Pass `remove_unused_columns=False` in `TrainingArguments(...)` and leave in the dataset only what "
             f"{reader} and the model use.",
             location=str(site),

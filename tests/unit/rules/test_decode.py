@@ -528,6 +528,7 @@ def test_transform_reads_the_text_the_trainer_removes(tmp_path):
     ds = dataset({"text": TEXTS[:4]}).with_transform(tokenize)
     f = one("FTD218", **trainer_values(tmp_path, bert("BertForMaskedLM"), ds))
     assert f.detail.startswith("The dataset's transform `tokenize` reads `text`")
+    assert "No columns in the dataset match the model's forward method signature" in f.detail
 
 
 def test_columns_kept_for_the_collator_are_silent(tmp_path):
