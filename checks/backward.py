@@ -149,7 +149,7 @@ rule(
 
 
 rule(
-    "FTD509",
+    "FTD512",
     "task-head-frozen",
     "backward",
     "warning",
@@ -179,7 +179,7 @@ def _head_layers(model, n: int) -> list[tuple[str, object]]:
     ]
 
 
-@check("backward", codes=("FTD509",))
+@check("backward", codes=("FTD512",))
 def task_head_trains(model, pipeline, task=None):
     """Contract before training: with some parameters training, a classifier's head must be one of them."""
     inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
@@ -206,7 +206,7 @@ def task_head_trains(model, pipeline, task=None):
     else:
         fix = f"Leave the head trainable: `for p in model.{name}.parameters(): p.requires_grad = True`."
     return finding(
-        "FTD509",
+        "FTD512",
         f"`{name}`, the layer that scores the {n} classes, does not train while {sum(trains)} other parameter "
         "tensors do: a head loaded for new labels stays at its random initialisation.",
         fix,

@@ -257,11 +257,11 @@ def _lora(**config):
 
 def test_lora_without_task_type_freezes_the_new_classifier():
     model = _lora()
-    f = call("FTD509", **values_for(model)).one("FTD509")  # a bare PeftModel: the task is its inner model's
+    f = call("FTD512", **values_for(model)).one("FTD512")  # a bare PeftModel: the task is its inner model's
     assert f.detail.startswith("`classifier`, the layer that scores the 2 classes, does not train")
     assert 'task_type="SEQ_CLS"' in f.fix and 'modules_to_save=["classifier"]' in f.fix
 
 
 def test_lora_that_saves_the_head_or_a_model_that_trains_whole_is_silent():
     for model in (_lora(task_type="SEQ_CLS"), _lora(modules_to_save=["classifier"]), bert(num_labels=2)):
-        assert call("FTD509", **values_for(model, task="sequence-classification")).findings == []
+        assert call("FTD512", **values_for(model, task="sequence-classification")).findings == []
