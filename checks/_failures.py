@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ftdoctor.sdk import finding, rule
+from ftdoctor.core.diagnosis import REPORTED, Cause
+from ftdoctor.sdk import diagnoser, finding, rule
 
 # Known failures of the forward pass and the root cause each points at: (pattern, codes of the root cause).
 ROOTS = [
@@ -50,7 +51,10 @@ class Failure:
 
 
 def explain(exc: BaseException, where: str, findings_so_far) -> Failure:
-    text = f"{type(exc).__name__}: {exc}"
+    return explain_text(f"{type(exc).__name__}: {exc}", where, findings_so_far)
+
+
+def explain_text(text: str, where: str, findings_so_far) -> Failure:
     seen = {f.code for f in findings_so_far}
     for pattern, roots in ROOTS:
         if re.search(pattern, text):
@@ -68,29 +72,26 @@ def explain(exc: BaseException, where: str, findings_so_far) -> Failure:
             if "FTD304" in roots:
                 return Failure(text, "no-labels", text.splitlines()[0], roots=roots)
             return Failure(text, "unknown", text.splitlines()[0], roots=roots)
-    return Failure(text, "unknown", text.splitlines()[0] if text else type(exc).__name__)
+    return Failure(text, "unknown", text.splitlines()[0] if text else "")
 
 
-# Phrases with which libraries state the remedy in their own error messages.
-_REMEDY = re.compile(
-    r"(?:^|(?<=[.!:;]\s))((?:[Yy]ou (?:should|need to|must|can|may want to)|[Pp]lease|[Tt]ry|"
-    r"[Cc]onsider|[Mm]ake sure|[Ee]nsure|[Ss]et|[Uu]se|[Pp]ass|[Ii]nstall|[Rr]un|[Cc]heck)\b[^\n]*)"
-)
+_WHERE = {
+    "collate": "the collator",
+    "forward": "the forward pass",
+    "backward": "the backward pass",
+    "metrics": "compute_metrics",
+    "overfit": "the overfit steps",
+}
 
 
-def stated_remedy(text: str) -> str | None:
-    """The remedy an exception's own message states ("You should ...", "Please ...", "Try ..."), if it has one:
-    the best fix a relay of the error can offer."""
-    m = _REMEDY.search(text or "")
-    if m is None:
+@diagnoser(codes=())
+def reported_earlier(evidence, findings_so_far, stage):
+    """A crash that a known root cause explains, when an earlier finding already names that cause: no new
+    finding, the stage gives the earlier one as its reason (the crash was predicted)."""
+    failure = explain_text(evidence.text, _WHERE.get(stage, f"the {stage} stage"), findings_so_far)
+    if failure.kind != "predicted":
         return None
-    remedy = m.group(1).strip()[:300]
-    return remedy[0].upper() + remedy[1:] if len(remedy) > 12 else None
-
-
-def relay_fix(text: str, fallback: str) -> str:
-    remedy = stated_remedy(text)
-    return f"{remedy} (from the error message); --traceback shows where it was raised." if remedy else fallback
+    return Cause(None, REPORTED, reason=failure.reason, predicted_by=failure.predicted_by)
 
 
 def root_codes(text: str) -> list[str]:

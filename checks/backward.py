@@ -5,9 +5,21 @@ from __future__ import annotations
 import contextlib
 import time
 
-from ftdoctor.checks._failures import explain, relay_fix, short_of_memory
+from ftdoctor.checks._failures import short_of_memory
 from ftdoctor.facts import models as data
-from ftdoctor.sdk import Provide, Site, UserCodeError, check, deepest_user_frame, finding, read_source, rule, run_user
+from ftdoctor.sdk import (
+    Provide,
+    Site,
+    UserCodeError,
+    check,
+    deepest_user_frame,
+    diagnose,
+    finding,
+    read_source,
+    relay,
+    rule,
+    run_user,
+)
 
 rule(
     "FTD501",
@@ -43,6 +55,21 @@ rule(
      """,
     broken="model.bert.pooler  # unused by a token classification loss, still requires_grad",
     fixed="for p in model.bert.pooler.parameters(): p.requires_grad = False",
+)
+rule(
+    "FTD509",
+    "params-the-loss-does-not-read",
+    "backward",
+    "info",
+    "Some trainable parameters are not read by the loss",
+    """
+     Modules that ran in the forward but whose output the loss never reads get no gradient, with no cut in the
+     pipeline's code: a pooler computed by the encoder while the loss reads the token states, a head the task
+     does not use. They never change; that is by construction, not a bug. Freeze them to save their optimizer
+     state.
+     """,
+    broken="hidden = self.encoder(**inputs).last_hidden_state  # the encoder's pooler still requires grad",
+    fixed="self.encoder.pooler.requires_grad_(False)  # or BertModel(config, add_pooling_layer=False)",
 )
 rule(
     "FTD507",
@@ -322,7 +349,7 @@ def _adapter_load_site(pipeline) -> tuple[str | None, str | None]:
 @check(
     "backward",
     provides=("step_evidence", "work_optimizer"),
-    codes=("FTD501", "FTD502", "FTD503", "FTD504", "FTD505", "FTD506", "FTD508", "FTD806"),
+    codes=("FTD501", "FTD502", "FTD503", "FTD504", "FTD505", "FTD506", "FTD508", "FTD509", "FTD806"),
 )
 def one_optimizer_step(
     work_model, batch, model, pipeline, findings_so_far, target, trainer=None, optimizer=None, args=None
@@ -372,7 +399,8 @@ def one_optimizer_step(
     params = dict(work_model.named_parameters())
     started = time.perf_counter()
     ran: set[str] = set()
-    hooks = _watch_children(work_model, ran)
+    ran_modules: set[str] = set()  # every module holding parameters of its own that ran
+    hooks = _watch_children(work_model, ran) + _watch_modules(work_model, ran_modules)
     cut_blocks: list = []  # reentrant checkpoints whose inputs did not require grad
     loss = None
     try:
@@ -390,17 +418,25 @@ def one_optimizer_step(
         if cut_blocks and loss is not None and not loss.requires_grad:
             cut = _checkpoint_cut(cut_blocks, work_model, trainable, pipeline, model, whole_loss=True)
             return Provide({}, out + [cut], skip_reason="the loss does not require grad (FTD508)")
-        failure = explain(err.exc, "the backward pass", findings_so_far)
-        if failure.kind == "predicted":
-            return Provide({}, out, skip_reason=failure.reason)
-        f = finding(
-            "FTD505",
-            failure.first_line,
-            relay_fix(failure.text, "Fix the cause shown; --traceback prints the whole trace."),
-            location=pipeline.location(model),
-            evidence={"exception": failure.text},
+        cap = getattr(pipeline, "capture", None)
+        ev, cause = diagnose(
+            err.exc,
+            "backward",
+            {"pipeline": pipeline, "model": model, "batch": batch, "args": args},
+            findings_so_far,
+            user_dir=getattr(cap, "user_dir", None) or None,
         )
-        return Provide({}, out + [f], skip_reason=failure.reason)
+        if cause is not None and cause.finding is None:
+            return Provide({}, out, skip_reason=cause.reason)
+        if cause is not None:
+            return Provide({}, out + [cause.finding], skip_reason=cause.reason or ev.first_line)
+        f = relay(
+            "FTD505",
+            ev,
+            inputs=dict(batch) if hasattr(batch, "items") else None,
+            location=pipeline.location(model),
+        )
+        return Provide({}, out + [f], skip_reason=ev.first_line)
     no_grad = [n for n in trainable if n in params and params[n].grad is None]
     # A gradient that exists but is exactly zero means the parameter is in the graph and the loss is flat along it
     # for this batch (a bias that the softmax over a multiple-choice head cancels, a dead unit, a zero-initialised
@@ -474,11 +510,30 @@ def one_optimizer_step(
         if lost:
             out.append(_checkpoint_cut(cut_blocks, work_model, trainable, pipeline, model, lost=lost))
             no_grad = [n for n in no_grad if n not in lost]
+    cuts = graph_cuts(pipeline, target, model) if no_grad else []
+    if no_grad and not cuts and len(no_grad) / len(trainable) <= 0.5:
+        # Modules that ran, with nothing in the pipeline's code cutting the graph: the loss does not read their
+        # output (a pooler beside the token states). Only a head that gets no gradient at all stays an error.
+        lost = set(no_grad)
+        whole = [h for h in head if all(n in lost for n in trainable if n.startswith(h))]
+        unread = [n for n in no_grad if n.rpartition(".")[0] in ran_modules and not any(n.startswith(h) for h in whole)]
+        if unread:
+            out.append(
+                finding(
+                    "FTD509",
+                    f"{len(unread)} of {len(trainable)} trainable parameters ran in the forward but the loss does "
+                    f"not read them (e.g. {', '.join(sorted(unread)[:4])}): they get no gradient and never change.",
+                    "Nothing to fix if that is meant; freeze them (`p.requires_grad = False`) to save their "
+                    "optimizer state.",
+                    location=pipeline.location(model),
+                    evidence={"parameters": sorted(unread)[:50]},
+                )
+            )
+            no_grad = [n for n in no_grad if n not in set(unread)]
     if no_grad:
         head_cut = [n for n in no_grad if any(n.startswith(h) for h in head)]
         share = len(no_grad) / len(trainable)
         rule_code = "FTD501" if head_cut or share > 0.5 else "FTD506"
-        cuts = graph_cuts(pipeline, target, model)
         fix = (
             "Make sure the loss depends on them: no `.detach()`, `torch.no_grad()` or `.item()` between them and "
             "the loss; freeze on purpose with `p.requires_grad = False` what should not train."
@@ -753,6 +808,20 @@ def _watch_children(model, ran: set[str]) -> list:
     if out_emb is not None and id(out_emb) in names:
         name = names[id(out_emb)]
         handles.append(out_emb.register_forward_pre_hook(lambda module, args: ran.add(name)))
+    return handles
+
+
+def _watch_modules(model, ran: set[str]) -> list:
+    """Hooks that note every module holding parameters of its own that runs in a forward."""
+    handles = []
+    for name, m in model.named_modules():
+        if next(m.parameters(recurse=False), None) is None:
+            continue
+
+        def hook(module, args, name=name):
+            ran.add(name)
+
+        handles.append(m.register_forward_pre_hook(hook))
     return handles
 
 

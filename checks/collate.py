@@ -5,7 +5,7 @@ from __future__ import annotations
 from ftdoctor.checks._failures import explain
 from ftdoctor.facts import datasets, tokenizers
 from ftdoctor.facts.datasets import cut_row
-from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, rule
+from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, diagnose, finding, relay, rule
 
 MAX_BATCH = 8  # rows per checked batch: enough to see padding and shapes, cheap on a CPU
 
@@ -51,6 +51,16 @@ rule(
     broken="data_collator = DataCollatorWithPadding(tokenizer)  # causal LM: nothing makes labels",
     fixed="data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)",
 )
+
+
+def _added_start(tokenizer) -> int | None:
+    """The token id the tokenizer puts in front of every text it encodes (BOS, [CLS]), if any."""
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    if not isinstance(tokenizer, PreTrainedTokenizerBase):
+        return None  # a processor or a stand-in: no text tokenizer whose start token to look for
+    ids = tokenizer("a")["input_ids"]
+    return int(ids[0]) if ids and ids[0] in (tokenizer.all_special_ids or []) else None
 
 
 def _describe(batch) -> list[dict]:
@@ -102,16 +112,25 @@ def _diagnose(exc: BaseException, features, collator, findings_so_far, tokenizer
         )
     ):
         return _no_padding(name, lengths, pipeline), "the collator cannot pad"
-    return (
-        finding(
-            "FTD302",
-            f"`{name}` raised {type(exc).__name__}: {text.splitlines()[0] if text else ''}",
-            "Fix the collator so it accepts rows of the training set (see the traceback with --traceback).",
-            location=pipeline.location(collator, pipeline.trainer),
-            evidence={"exception": f"{type(exc).__name__}: {text}"},
-        ),
-        "the collator raised",
+    cap = getattr(pipeline, "capture", None)
+    ev, cause = diagnose(
+        exc,
+        "collate",
+        {"pipeline": pipeline, "collator": collator, "features": features, "tokenizer": tokenizer},
+        findings_so_far,
+        user_dir=getattr(cap, "user_dir", None) or None,
     )
+    if cause is not None:
+        return cause.finding, cause.reason or "the collator raised"
+    rows = list(features[:2]) if isinstance(features, list) else []
+    f = relay(
+        "FTD302",
+        ev,
+        f"`{name}` raised {ev.first_line}",
+        inputs={f"row {i}": r for i, r in enumerate(rows)},
+        location=pipeline.location(collator, pipeline.trainer),
+    )
+    return f, "the collator raised"
 
 
 def _no_padding(name, lengths, pipeline):
@@ -557,6 +576,8 @@ def causal_lm_labels(batch, pipeline, target, task=None):
 
     if task != "causal-lm" or not {"input_ids", "labels"} <= set(batch):
         return None
+    if not target.labels_reach_model:
+        return None  # the loop's own loss takes them, as they are: no model shifts them again
     ids, labels = batch["input_ids"], batch["labels"]
     if not (torch.is_tensor(ids) and torch.is_tensor(labels)) or ids.shape != labels.shape or ids.shape[-1] < 2:
         return None
@@ -726,12 +747,61 @@ rule(
     fixed="tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)",
 )
 
+_PACK_ROWS = 3  # training rows matched against the script's documents
+_PACK_DOCS = 256  # documents of a candidate dataset concatenated
+
+
+def _packed_from(pipeline, ends):
+    """When the training rows are fixed-length blocks cut from the concatenation of another dataset of the script
+    (run_clm's group_texts): (that dataset's name, seams without an end token, seams) in the blocks; else None."""
+    from ftdoctor.facts import namespace
+
+    train = pipeline.train_dataset
+    cap = pipeline.capture
+    if cap is None or not datasets.is_hf_dataset(train) or "input_ids" not in (train.column_names or []):
+        return None
+    try:
+        blocks = [list(r) for r in train.select(range(min(len(train), _PACK_ROWS))).with_format(None)["input_ids"]]
+    except Exception:
+        return None
+    width = len(blocks[0]) if blocks else 0
+    if len(blocks) < 2 or width < 2 or any(len(b) != width for b in blocks):
+        return None
+    stream = [t for b in blocks for t in b]
+    for name, ds in namespace.datasets(cap.namespace or {}):
+        if ds is train or datasets.is_streaming(ds) or "input_ids" not in (ds.column_names or []):
+            continue
+        try:
+            docs = [list(r) for r in ds.select(range(min(len(ds), _PACK_DOCS))).with_format(None)["input_ids"]]
+        except Exception:
+            continue
+        if len(docs) < 2 or all(len(d) == width for d in docs[:_PACK_ROWS]):
+            continue  # the same blocks (another split or a copy), not the documents they were cut from
+        docs = [d for d in docs if d]
+        if not all(isinstance(t, int) for d in docs[:_PACK_ROWS] for t in d[:2]):
+            continue  # not rows of token ids
+        joined_stream, pairs = [], []
+        for i, d in enumerate(docs):
+            if len(joined_stream) >= len(stream):
+                break
+            if i:
+                pairs.append((docs[i - 1], d))
+            joined_stream.extend(d)
+        if joined_stream[: len(stream)] != stream:
+            continue
+        seams = len(pairs)
+        joined = sum(1 for a, b in pairs if a[-1] not in ends and b[0] not in ends)
+        return (name, joined, seams) if joined else None
+    return None
+
+
 _VIEW_TEXT = 160  # characters of a masked span shown in the trained-token view before it is elided
 
 
-def _supervised(batch):
+def _supervised(batch, pre_shifted=False):
     """(input_ids, real positions, trained positions) of a causal-LM batch, as 2-D tensors; None when the batch
-    says nothing about which positions are trained."""
+    says nothing about which positions are trained. Labels that only the run's own loss reads (``pre_shifted``)
+    and that hold the next token at each position train the token after their position."""
     import torch
 
     ids = batch.get("input_ids")
@@ -742,6 +812,11 @@ def _supervised(batch):
     labels = batch.get("labels")
     if torch.is_tensor(labels) and labels.shape == ids.shape:
         trained = labels != -100
+        if pre_shifted and ids.shape[-1] > 1:
+            scored = trained[:, :-1] & real[:, 1:]
+            if scored.any() and float((labels[:, :-1] == ids[:, 1:])[scored].float().mean()) > 0.9:
+                trained = torch.zeros_like(trained)
+                trained[:, 1:] = labels[:, :-1] != -100
     else:  # TRL's preference and completion batches carry the mask the loss uses instead of labels
         given = next(
             (
@@ -874,7 +949,7 @@ def supervised_tokens(
     if task != "causal-lm":
         return None
     batch = _uncut_batch(target, batch, train_features, budget)
-    got = _supervised(batch)
+    got = _supervised(batch, pre_shifted=not target.labels_reach_model)
     if got is None:
         return None
     ids, real, trained = got
@@ -965,9 +1040,18 @@ def supervised_tokens(
                 last_run.append(p)
             return any(int(ids[r, p]) in ends for p in last_run)
 
+        starts_with = _added_start(tokenizer)
+
+        def start_cut(r, positions):
+            # The prompt was cut to keep the answer whole: truncation from the left, or a row that lost the start
+            # token the tokenizer puts in front of every text. Its answer survives, EOS or not.
+            if getattr(tokenizer, "truncation_side", "right") == "left":
+                return True
+            return starts_with is not None and int(ids[r, positions[0]]) != starts_with
+
         at_cap = [(r, p) for r, p in prompted if len(p) == width]
         complete = [(r, p) for r, p in prompted if len(p) < width and trained[r, p].any()]
-        cut = [(r, p) for r, p in at_cap if not ended(r, p)]
+        cut = [(r, p) for r, p in at_cap if not ended(r, p) and not start_cut(r, p)]
         cap = next(
             (
                 v
@@ -1021,7 +1105,24 @@ def supervised_tokens(
                 and not _ended_before(ids, r, p, ends, tokenizer)
             ):
                 joins += 1
-    if joins and ends:
+    packing = None
+    if not joins and ends:
+        packing = _packed_from(pipeline, ends)
+    if packing is not None:
+        source, joined, seams = packing
+        out.append(
+            finding(
+                "FTD329",
+                f"The training rows are `{source}`'s documents concatenated and cut into blocks, and {joined} of "
+                f"the {seams} document seams in the first blocks have no end token between the documents: the "
+                "model learns to run on from one text into the next, and never sees where a text ends.",
+                f"Add `{tok}.eos_token` to the end of each document before concatenating (e.g. "
+                f'`{tok}([t + {tok}.eos_token for t in batch["text"]])`).',
+                location=pipeline.location(pipeline.train_dataset, pipeline.trainer),
+                evidence={"joins": joined, "seams": seams, "documents": source},
+            )
+        )
+    elif joins and ends:
         out.append(
             finding(
                 "FTD329",
@@ -1050,3 +1151,91 @@ def supervised_tokens(
                 )
             )
     return Provide(evidence=evidence, findings=out)
+
+
+rule(
+    "FTD341",
+    "mlm-batches-without-masked-token",
+    "collate",
+    "error",
+    "Masked-LM batches often have no masked token",
+    """
+     A masked-LM collator masks each token with probability `mlm_probability` (15%). A batch with few maskable
+     tokens (one short example per batch) often gets none masked: every label is -100, the loss is 0/0 = NaN,
+     and one NaN step turns every weight into NaN. Batch more tokens together, or make sure every batch (or
+     example) has at least one masked token.
+     """,
+    broken="mini_batch = collator([tokenizer(text)])  # one sentence of a few tokens per batch",
+    fixed="mini_batch = collator([tokenizer(t) for t in texts[i : i + 16]])  # or force one masked token per row",
+)
+
+_MASK_DRAWS = 200  # collations of the same rows; a rate of 1% shows as 2 or more empty batches
+
+
+def _masking_collator(target, pipeline):
+    """The collator that masks tokens at random: the run's own, or the one the loop's code calls itself."""
+    from ftdoctor.facts import namespace
+
+    own = target.collator
+    if isinstance(getattr(own, "mlm_probability", None), float):
+        return own, pipeline.name_of(own)
+    if own is not None or pipeline.capture is None:
+        return None, None
+    for name, value in namespace.items(pipeline.capture.namespace or {}):
+        if callable(value) and isinstance(getattr(value, "mlm_probability", None), float):
+            if getattr(value, "mlm", True):
+                return value, name
+    return None, None
+
+
+@check("collate", codes=("FTD341",))
+def mlm_batches_have_masked_tokens(batch, pipeline, target, task=None):
+    """Masked LM: collate the batch's rows again and again with the run's masking collator; count how often no
+    token at all is masked (every label -100: a NaN loss)."""
+    import torch
+
+    if task != "masked-lm":
+        return None
+    ids, labels = batch.get("input_ids"), batch.get("labels")
+    if not (torch.is_tensor(ids) and torch.is_tensor(labels) and ids.shape == labels.shape and ids.dim() == 2):
+        return None
+    collator, name = _masking_collator(target, pipeline)
+    if collator is None:
+        return None
+    original = torch.where(labels != -100, labels, ids)  # the masked positions hold their token in the labels
+    mask = batch.get("attention_mask")
+    real = mask.bool() if torch.is_tensor(mask) and mask.shape == ids.shape else torch.ones_like(ids, dtype=torch.bool)
+    rows = [{"input_ids": original[r][real[r]].tolist()} for r in range(ids.shape[0])]
+    rate = float(collator.mlm_probability)
+    if not 0.0 < rate < 1.0 or int(real.sum()) * rate > 20:
+        return None  # twenty masked tokens expected: a batch without one has a chance below e^-20
+    state = torch.random.get_rng_state()
+    empty = 0
+    try:
+        torch.manual_seed(0)
+        for _ in range(_MASK_DRAWS):
+            out = collator(rows)
+            got = out.get("labels") if hasattr(out, "get") else None
+            if not torch.is_tensor(got):
+                return None
+            empty += int(not (got != -100).any())
+    except Exception:  # the batch was built once already; the collate stage reports a collator that raises
+        return None
+    finally:
+        torch.random.set_rng_state(state)
+    if empty * 100 < _MASK_DRAWS:
+        return None
+    tokens = int(real.sum())
+    who = f"`{name}`" if name else "The collator"
+    return finding(
+        "FTD341",
+        f"{who} masks each token with probability {collator.mlm_probability}; this batch has "
+        f"{ids.shape[0]} row(s) and {tokens} tokens, and collated {_MASK_DRAWS} times it masked no token at all in "
+        f"{empty} ({empty / _MASK_DRAWS:.0%}): every label is then -100 and the loss of that step is NaN, which makes every "
+        "weight NaN at the optimizer step.",
+        "Put more tokens in each batch (several examples per batch, or longer ones), or make sure each batch has a "
+        "masked token: subclass the collator so that a row with no masked position gets one (`labels[row, i] = "
+        "input_ids[row, i]; input_ids[row, i] = tokenizer.mask_token_id`), or skip a step whose labels are all -100.",
+        location=pipeline.location(collator) if name else None,
+        evidence={"rows": int(ids.shape[0]), "tokens": tokens, "draws": _MASK_DRAWS, "empty": empty},
+    )

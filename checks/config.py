@@ -212,10 +212,25 @@ def vocabulary_fits_embeddings(model, tokenizer, pipeline):
         "FTD103",
         f"The tokenizer has {n_tok} tokens but `{models.model_name(model)}` has {rows} embedding "
         f"rows: ids {rows}..{n_tok - 1} index past the embedding matrix.",
-        "Call `model.resize_token_embeddings(len(tokenizer))` after adding tokens and before training.",
+        f"Call `{_core_name(pipeline, model)}.resize_token_embeddings(len(tokenizer))` after adding tokens and "
+        "before training.",
         location=pipeline.location(model),
         evidence={"tokenizer_size": n_tok, "embedding_rows": rows},
     )
+
+
+def _core_name(pipeline, model) -> str:
+    """How the script reaches the transformers model that owns the embeddings: `model`, or `model.bert` inside
+    a module of the user's own."""
+    var = pipeline.name_of(model) or "model"
+    core = models.pretrained_core(model)
+    if core is model:
+        return var
+    try:
+        path = next((name for name, sub in model.named_modules() if sub is core), None)
+    except Exception:
+        path = None
+    return f"{var}.{path}" if path else var
 
 
 @check("config", codes=("FTD105",))

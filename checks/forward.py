@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-from ftdoctor.checks._failures import explain, relay_fix, short_of_memory
+from ftdoctor.checks._failures import explain_text, short_of_memory
+from ftdoctor.core.diagnosis import FACTS, MESSAGE
 from ftdoctor.facts import models as data
-from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, finding, rule
+from ftdoctor.sdk import Cause, Provide, Unavailable, UserCodeError, check, diagnose, diagnoser, finding, relay, rule
 
 rule(
     "FTD401",
@@ -70,24 +71,47 @@ rule(
 
 
 def forward_failure(exc, where, findings_so_far, pipeline, model, batch):
-    """(finding or None, reason) for an exception of the forward pass: a cause already reported becomes a skip
-    reason, a shape mismatch or missing labels its own finding, anything else FTD405 with the error."""
-    failure = explain(exc, where, findings_so_far)
-    if failure.kind == "predicted":
-        return None, failure.reason
-    if failure.kind == "shape":
-        return _shape_mismatch(failure.text, pipeline, model, batch), failure.text
-    if failure.kind == "no-labels":
-        return finding(
-            "FTD401", failure.first_line, "Put `labels` in the batch.", location=pipeline.location(pipeline.trainer)
-        ), failure.text
-    return finding(
+    """(finding or None, reason) for an exception of the forward pass: the diagnosers name its cause (a cause
+    already reported becomes a skip reason), else FTD405 relays it with the user's line or the batch it got."""
+    ev, cause = diagnose(
+        exc,
+        "forward",
+        {"pipeline": pipeline, "model": model, "batch": batch},
+        findings_so_far,
+        user_dir=_user_dir(pipeline),
+    )
+    if cause is not None:
+        return cause.finding, cause.reason or ev.text
+    return relay(
         "FTD405",
-        failure.first_line,
-        relay_fix(failure.text, "Fix the cause shown; --traceback prints the whole trace."),
+        ev,
+        inputs=dict(batch) if hasattr(batch, "items") else None,
         location=pipeline.location(model),
-        evidence={"exception": failure.text},
-    ), failure.text
+    ), ev.text
+
+
+def _user_dir(pipeline):
+    cap = getattr(pipeline, "capture", None)
+    return getattr(cap, "user_dir", None) or None
+
+
+@diagnoser(codes=("FTD402",), stages="forward")
+def logits_labels_shape(evidence, pipeline, model, batch):
+    """The loss compared logits and labels of different batch sizes: the labels' nesting does not fit the head."""
+    if explain_text(evidence.text, "the forward pass", []).kind != "shape":
+        return None
+    return Cause(_shape_mismatch(evidence.text, pipeline, model, batch), MESSAGE + FACTS, reason=evidence.text)
+
+
+@diagnoser(codes=("FTD401",), stages="forward")
+def no_loss_without_labels(evidence, pipeline):
+    """The model was asked for a loss and returned none: the batch has no labels."""
+    if explain_text(evidence.text, "the forward pass", []).kind != "no-labels":
+        return None
+    f = finding(
+        "FTD401", evidence.first_line, "Put `labels` in the batch.", location=pipeline.location(pipeline.trainer)
+    )
+    return Cause(f, MESSAGE, reason=evidence.text)
 
 
 def _shape_mismatch(text, pipeline, model, batch):

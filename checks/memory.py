@@ -148,6 +148,16 @@ def memory_model(
     collator = target.row_collator()
     loss_fn = target.loss
     (row,) = worst_case_rows(effective_train_dataset, train_features, 1)
+    if not hasattr(row, "keys"):
+        # A row without names (a TensorDataset's tuple) reaches the model only through the loop's own code, which
+        # maps its positions to the model's arguments: ftdoctor cannot build a longer batch of it by itself.
+        reason = f"the training rows are {type(row).__name__}s without column names, which only the loop's code maps"
+        return finding(
+            "FTD801",
+            f"Activations could not be measured on the longest rows: {reason}.",
+            "",
+            evidence={"worst_case_error": reason},
+        )
     work = target.work_model()
     worst = {}
     try:
@@ -201,10 +211,11 @@ def memory_model(
     eval_seq = seq_len
     if effective_eval_dataset is not None and eval_features:
         eval_row = worst_case_rows(effective_eval_dataset, eval_features, 1)[0]
-        try:
-            eval_seq = batch_seq_len(dict(run_user("the data collator", collator, [eval_row])))
-        except UserCodeError:
-            pass
+        if hasattr(eval_row, "keys"):  # rows without names (tuples): the training rows' length stands for them
+            try:
+                eval_seq = batch_seq_len(dict(run_user("the data collator", collator, [eval_row])))
+            except UserCodeError:
+                pass
     n_eval = (
         len(effective_eval_dataset)
         if effective_eval_dataset is not None and hasattr(effective_eval_dataset, "__len__")

@@ -5,8 +5,22 @@ When the data stages fail, compute_metrics is still checked on synthetic inputs 
 
 from __future__ import annotations
 
+from ftdoctor.core.diagnosis import FACTS, MESSAGE, VALUES, describe
 from ftdoctor.facts import datasets, models
-from ftdoctor.sdk import Provide, Skip, UserCodeError, check, finding, rule, run_user, user_site_in_traceback
+from ftdoctor.sdk import (
+    Cause,
+    Provide,
+    Skip,
+    UserCodeError,
+    check,
+    diagnose,
+    diagnoser,
+    finding,
+    relay,
+    rule,
+    run_user,
+    user_site_in_traceback,
+)
 
 rule(
     "FTD601",
@@ -114,10 +128,42 @@ def _synthetic_batch(model, task):
     return batch
 
 
+def _evaluation_fails(err, pipeline, trainer, work, batch):
+    """FTD900 at the user's line for a prediction step that raises; a compute_loss that returns the loss alone
+    when the evaluation asks for its outputs is named as such."""
+    cap = pipeline.capture
+    site = user_site_in_traceback(err.exc.__traceback__, cap.user_dir) if cap is not None else None
+    msg = f"{type(err.exc).__name__}: {str(err.exc).splitlines()[0] if str(err.exc) else ''}".rstrip(": ")
+    detail = f"The trainer's evaluation step raised {msg} on an eval batch: evaluation fails the same way."
+    fix = "Fix the cause shown; --traceback prints the whole trace."
+    if trainer is not None and batch is not None:
+        import torch
+
+        try:
+            with torch.no_grad():
+                out = run_user("compute_loss", trainer.compute_loss, work, dict(batch), return_outputs=True)
+        except UserCodeError:
+            out = None
+        if out is not None and not isinstance(out, (tuple, list)):
+            detail = (
+                f"`{type(trainer).__name__}.compute_loss` returns the loss alone when the evaluation asks for "
+                f"`return_outputs=True`, and the evaluation step unpacks it: {msg}."
+            )
+            fix = "Return `(loss, outputs) if return_outputs else loss` from `compute_loss`."
+            site = pipeline.site_of(type(trainer).compute_loss) or site
+    return finding(
+        "FTD900",
+        detail,
+        fix,
+        location=str(site) if site is not None else pipeline.location(trainer),
+        evidence={"exception": msg},
+    )
+
+
 EVAL_ROWS = 32  # rows of the eval set run through the trainer's own evaluation: two batches or more, as a rule
 
 
-@check("metrics", provides=("eval_prediction",))
+@check("metrics", provides=("eval_prediction",), codes=("FTD900",))
 def eval_predictions(
     model,
     pipeline,
@@ -181,7 +227,9 @@ def eval_predictions(
                 preds, labels = target.predict(work, batch, preprocess_logits_for_metrics)
                 source = "synthetic batch"
             except UserCodeError:
-                return Provide({}, skip_reason=f"the model cannot predict on an eval batch: {err}")
+                # The trainer's own prediction step fails on real eval rows (and on made-up ones): the run's
+                # evaluation fails the same way, before compute_metrics is ever called.
+                return Provide({}, [_evaluation_fails(err, pipeline, trainer, work, eval_batch)], skip_reason=str(err))
         else:
             return Provide({}, skip_reason=f"the model cannot predict on a synthetic batch: {err}")
     from ftdoctor.targets.base import to_numpy
@@ -251,12 +299,26 @@ def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx, model=
         minus100 = _minus100_reaches_metric(compute_metrics, eval_prediction, pipeline, fname, msg, loc)
         if minus100 is not None:
             return minus100
-        return finding(
+        ev, cause = diagnose(
+            err.exc,
+            "metrics",
+            {
+                "pipeline": pipeline,
+                "model": model,
+                "compute_metrics": compute_metrics,
+                "eval_prediction": eval_prediction,
+            },
+            ctx.values.get("findings_so_far", []),
+            user_dir=getattr(cap, "user_dir", None) or None,
+        )
+        if cause is not None:
+            return cause.finding if cause.finding is not None else Provide({}, skip_reason=cause.reason)
+        return relay(
             "FTD602",
-            f"`{fname}` raised {msg} on predictions of shape {list(getattr(preds, 'shape', []))}.",
-            "Fix the metric function for these shapes (--traceback shows where it failed).",
+            ev,
+            f"`{fname}` raised {msg} on predictions of shape {list(getattr(preds, 'shape', []))}",
+            inputs={"predictions": preds, "label_ids": labels},
             location=loc,
-            evidence={"exception": msg},
         )
     if not isinstance(result, dict):
         fname = getattr(compute_metrics, "__name__", "compute_metrics")
@@ -308,9 +370,11 @@ def _works(func, eval_pred) -> bool:
 
 
 @check("metrics", codes=("FTD603",))
-def best_metric_is_returned(args, pipeline, metric_values=None, compute_metrics=None):
+def best_metric_is_returned(args, pipeline, metric_values=None, compute_metrics=None, eval_batch=None, target=None):
     name = getattr(args, "metric_for_best_model", None)
-    if not name or name in ("loss", "eval_loss"):
+    if name in ("loss", "eval_loss"):
+        return _eval_loss_without_labels(name, args, pipeline, eval_batch, target)
+    if not name:
         raise Skip("metric_for_best_model names no computed metric")
     key = name if name.startswith("eval_") else f"eval_{name}"
     if metric_values is None:
@@ -341,6 +405,28 @@ def best_metric_is_returned(args, pipeline, metric_values=None, compute_metrics=
     )
 
 
+def _eval_loss_without_labels(name, args, pipeline, eval_batch, target):
+    """Evaluation computes a loss only from batches that carry every label the trainer looks for: selecting on
+    the loss needs them in the evaluation batches too."""
+    names = list(getattr(target, "label_names", None) or ())
+    if not isinstance(eval_batch, dict) or not names:
+        raise Skip("metric_for_best_model is the loss, and no evaluation batch shows whether it is computed")
+    missing = [n for n in names if n not in eval_batch]
+    if not missing:
+        return None
+    return finding(
+        "FTD603",
+        f'`metric_for_best_model="{name}"`, but the evaluation batches carry no {", ".join(f"`{n}`" for n in missing)} '
+        f"(they hold {sorted(eval_batch)}): the model computes no loss on them, evaluation reports no `eval_loss`, "
+        "and the first evaluation fails with KeyError: 'eval_loss'.",
+        f"Evaluate on features that carry {', '.join(f'`{n}`' for n in names)} (prepared like the training "
+        "features), or select the best model on a metric `compute_metrics` returns "
+        '(`metric_for_best_model="f1"`).',
+        location=pipeline.location(pipeline.eval_dataset, args),
+        evidence={"missing": missing, "eval_batch_keys": sorted(eval_batch)},
+    )
+
+
 def _closest(name: str, options: list[str]) -> str:
     """The returned key the user most likely meant: a key inside the name ("f1" in "f1_score"), else the most similar."""
     import difflib
@@ -355,6 +441,34 @@ def _closest(name: str, options: list[str]) -> str:
 
 # --- task contract: what compute_metrics must do with the -100 the loss ignores -----------------------------------
 
+rule(
+    "FTD607",
+    "binary-average-on-multiclass",
+    "metrics",
+    "error",
+    "A binary-averaged metric is given more than two classes",
+    """
+     F1, precision and recall default to `average="binary"`, which scores one positive class. With more than two
+     classes scikit-learn (and the `evaluate` modules built on it) raise "Target is multiclass but
+     average='binary'" at the first evaluation.
+     """,
+    broken="f1.compute(predictions=predictions, references=labels)  # 5 classes",
+    fixed='f1.compute(predictions=predictions, references=labels, average="macro")',
+)
+rule(
+    "FTD608",
+    "metric-references-not-nested",
+    "metrics",
+    "error",
+    "The metric takes a list of references per prediction",
+    """
+     BLEU, sacreBLEU, chrF and other text-generation metrics accept several references for each prediction, so
+     their `references` are a list of lists of strings. One string per prediction fails the metric's input
+     format ("Got a string but expected a list") at the first evaluation.
+     """,
+    broken="sacrebleu.compute(predictions=decoded_preds, references=decoded_labels)",
+    fixed="sacrebleu.compute(predictions=decoded_preds, references=[[label] for label in decoded_labels])",
+)
 rule(
     "FTD621",
     "metrics-see-minus100",
@@ -520,3 +634,237 @@ def metrics_ignore_minus100(
         location=pipeline.location(compute_metrics),
         evidence={"changed": {k: list(v) for k, v in changed.items()}},
     )
+
+
+# --- what the metric is given: teacher-forced tokens, capped generations, reference layouts, argmax of one column ---
+
+rule(
+    "FTD632",
+    "seq2seq-metric-teacher-forced",
+    "metrics",
+    "warning",
+    "A sequence-to-sequence metric scores teacher-forced predictions",
+    """
+     Without `predict_with_generate=True` the Trainer evaluates an encoder-decoder model by a forward pass with
+     the labels as decoder inputs: every predicted token sees the true previous tokens. Decoding the argmax of
+     those logits and scoring it with ROUGE or BLEU leaks the references, so the score is far above what
+     `generate()` achieves and says little about the model.
+     """,
+    broken="Trainer(model, TrainingArguments(...), compute_metrics=rouge_of_argmax_logits)",
+    fixed="Seq2SeqTrainer(model, Seq2SeqTrainingArguments(..., predict_with_generate=True), compute_metrics=...)",
+)
+rule(
+    "FTD633",
+    "generation-capped-below-targets",
+    "metrics",
+    "warning",
+    "Generation stops before the references end",
+    """
+     With `predict_with_generate=True`, evaluation generates up to `generation_max_length`, or, when that is not
+     set, the model's generation config (`max_length` is 20 by default). References longer than that cap are
+     compared with predictions cut at the cap: ROUGE and BLEU drop, whatever the model learns.
+     """,
+    broken="Seq2SeqTrainingArguments(..., predict_with_generate=True)  # targets of up to 128 tokens",
+    fixed="Seq2SeqTrainingArguments(..., predict_with_generate=True, generation_max_length=128)",
+)
+rule(
+    "FTD634",
+    "sacrebleu-reference-streams",
+    "metrics",
+    "error",
+    "sacrebleu receives one reference list per sentence instead of reference streams",
+    """
+     `sacrebleu.corpus_bleu(hypotheses, references)` reads `references` as streams: each stream holds one
+     reference for every hypothesis. Given one list per sentence (the layout of the `evaluate` wrapper), it
+     pairs the hypotheses with the first stream only, a one-sentence list: the score covers the first sentence,
+     silently.
+     """,
+    broken="sacrebleu.corpus_bleu(hyps, [[r] for r in refs])",
+    fixed="sacrebleu.corpus_bleu(hyps, [refs])  # one stream of len(hyps) references",
+)
+
+
+def _generation_cap(trainer, model):
+    """(tokens the evaluation's generate() can write, what sets it) for a Seq2SeqTrainer, as its evaluation
+    resolves them: generation_max_length, else the model's generation config."""
+    args = getattr(trainer, "args", None)
+    given = getattr(args, "generation_max_length", None)
+    if isinstance(given, int):
+        return given, f"`generation_max_length={given}`"
+    config = getattr(model, "generation_config", None)
+    new = getattr(config, "max_new_tokens", None)
+    if isinstance(new, int):
+        return new + 1, f"the model's `generation_config.max_new_tokens={new}`"
+    cap = getattr(config, "max_length", None)
+    if isinstance(cap, int):
+        return cap, f"the model's `generation_config.max_length={cap}` (no `generation_max_length` is set)"
+    return None, None
+
+
+@check("metrics", codes=("FTD632", "FTD633"))
+def seq2seq_metric_inputs(compute_metrics, metric_values, trainer, model, args, pipeline, eval_dataset=None):
+    """An encoder-decoder's metric scores generated text: not the argmax of teacher-forced logits, and not
+    generations cut below the references' length."""
+    config = getattr(model, "config", None)
+    if not getattr(config, "is_encoder_decoder", False) or not callable(getattr(model, "generate", None)):
+        return None
+    fname = getattr(compute_metrics, "__name__", "compute_metrics")
+    if not getattr(args, "predict_with_generate", False):
+        kind = type(trainer).__name__
+        return finding(
+            "FTD632",
+            f"`{kind}` evaluates this encoder-decoder model by a forward pass with the labels as decoder inputs "
+            f"(`predict_with_generate` is not set), and `{fname}` scores those teacher-forced predictions: each "
+            "predicted token sees the reference's previous tokens, so the score overstates what generation gives.",
+            "Use `Seq2SeqTrainer` with `Seq2SeqTrainingArguments(..., predict_with_generate=True, "
+            f"generation_max_length=...)`, and decode the generated ids in `{fname}` (no argmax).",
+            location=pipeline.location(args, trainer),
+            evidence={"trainer": kind, "predict_with_generate": False},
+        )
+    if eval_dataset is None or "labels" not in (datasets.columns_of(eval_dataset) or []):
+        return None
+    cap, source = _generation_cap(trainer, model)
+    if cap is None:
+        return None
+    lengths = [n for n in datasets.sequence_lengths(eval_dataset, "labels", limit=2000) if n]
+    longer = [n for n in lengths if n > cap]
+    if not lengths or len(longer) * 10 < len(lengths):
+        return None
+    return finding(
+        "FTD633",
+        f"Evaluation generates at most {cap} tokens ({source}), but {len(longer)} of {len(lengths)} "
+        f"evaluation references are longer (up to {max(longer)} tokens): those predictions are cut at {cap} "
+        f"tokens before `{fname}` scores them.",
+        f"Set `generation_max_length={max(lengths)}` (the references' length) in `Seq2SeqTrainingArguments`, "
+        "or `model.generation_config.max_new_tokens`.",
+        location=pipeline.location(args, trainer),
+        evidence={"cap": cap, "longer": len(longer), "references": len(lengths), "longest": max(longer)},
+    )
+
+
+@check("metrics", codes=("FTD634",))
+def sacrebleu_reference_streams(compute_metrics, eval_prediction, metric_values, pipeline):
+    """Run compute_metrics again watching sacrebleu's corpus scores: each reference stream must hold one
+    reference per hypothesis."""
+    import sys
+
+    if "sacrebleu" not in sys.modules:
+        return None
+    try:
+        from sacrebleu.metrics.base import Metric
+    except ImportError:
+        return None
+    seen = []
+    original = Metric.corpus_score
+
+    def watched(self, hypotheses, references, *args, **kwargs):
+        seen.append((type(self).__name__, hypotheses, references))
+        return original(self, hypotheses, references, *args, **kwargs)
+
+    Metric.corpus_score = watched
+    try:
+        compute_metrics(eval_prediction)
+    except Exception:  # compute_metrics_runs reports its failures
+        return None
+    finally:
+        Metric.corpus_score = original
+    for name, hyps, refs in seen:
+        if isinstance(hyps, str) or not isinstance(refs, (list, tuple)) or len(hyps) < 2:
+            continue
+        sizes = [len(s) for s in refs if isinstance(s, (list, tuple))]
+        if len(sizes) != len(refs) or all(n == len(hyps) for n in sizes):
+            continue
+        fname = getattr(compute_metrics, "__name__", "compute_metrics")
+        return finding(
+            "FTD634",
+            f"`{fname}` gives sacrebleu's corpus {name} {len(hyps)} hypotheses and {len(refs)} reference "
+            f"streams of {min(sizes)}–{max(sizes)} references each: sacrebleu reads a stream as one reference per "
+            "hypothesis, so these are read as alternative references of the first sentences and the rest are "
+            "not scored.",
+            "Pass the references as streams: `sacrebleu.corpus_bleu(hyps, [refs])` with `refs` one reference per "
+            "hypothesis (several references per sentence: `list(zip(*refs_per_sentence))`).",
+            location=pipeline.location(compute_metrics),
+            evidence={"hypotheses": len(hyps), "streams": len(refs), "stream_lengths": sizes[:8]},
+        )
+    return None
+
+
+@diagnoser(codes=("FTD607",))
+def binary_average_on_multiclass(evidence, model=None):
+    """scikit-learn refused average='binary' for labels of more than two classes."""
+    if "average='binary'" not in evidence.message or "multiclass" not in evidence.message:
+        return None
+    support = MESSAGE
+    classes = _classes_in_frame(evidence)
+    if classes > 2:
+        support += VALUES
+    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+    if isinstance(num_labels, int) and num_labels > 2:
+        support += FACTS
+    seen = max(classes, num_labels if isinstance(num_labels, int) else 0)
+    line = evidence.user.source if evidence.user is not None else ""
+    call = _with_argument(line, 'average="macro"')
+    f = finding(
+        "FTD607",
+        "The metric scores one positive class (`average='binary'`, its default) but the labels have "
+        + (f"{seen} classes" if seen > 2 else "more than two classes")
+        + (f": `{line}` raised {evidence.first_line}" if line else f": {evidence.first_line}"),
+        "Average over the classes: "
+        + (f"`{call}`" if call else 'pass `average="macro"`')
+        + ' (or "micro"/"weighted"; "macro" weighs every class alike).',
+        evidence={"classes": seen} if seen > 2 else {},
+    )
+    return Cause(f, support)
+
+
+def _classes_in_frame(evidence) -> int:
+    """The most distinct integer values that one array or list of the user's frame holds (labels, predictions)."""
+    import numpy as np
+
+    best = 0
+    for name in evidence.locals_where(lambda v: isinstance(v, (np.ndarray, list)) and 0 < len(v) <= 1_000_000):
+        try:
+            arr = np.asarray(evidence.local(name))
+            if arr.dtype.kind in "iu":
+                best = max(best, len(np.unique(arr)))
+        except Exception:
+            continue
+    return best
+
+
+def _with_argument(line: str, argument: str) -> str | None:
+    """``line`` with ``argument`` added to the arguments of its last call (the one whose ``)`` comes last)."""
+    at = (line or "").rfind(")")
+    if at <= 0 or "(" not in line[:at]:
+        return None
+    head = line[:at].rstrip()
+    return f"{head}{'' if head.endswith('(') else ', '}{argument}{line[at:]}"
+
+
+@diagnoser(codes=("FTD608",))
+def references_not_nested(evidence):
+    """A metric whose references are lists (one list of references per prediction) was given one string each."""
+    import re
+
+    if "Got a string but expected a list" not in evidence.message:
+        return None
+    metric = evidence.frame_local("self", lambda v: hasattr(v, "features") and hasattr(v, "compute"))
+    features = getattr(metric, "features", None) or {}
+    nested = [k for k, v in dict(features).items() if type(v).__name__ in ("List", "Sequence", "LargeList")]
+    line = evidence.user.source if evidence.user is not None else ""
+    for arg in nested:
+        m = re.search(rf"\b{arg}\s*=\s*([A-Za-z_]\w*)\b", line)
+        var = m.group(1) if m else None
+        summary = evidence.values.get(var or "", {})
+        if summary.get("items") != ["str"]:
+            continue
+        name = getattr(metric, "name", None) or type(metric).__name__
+        f = finding(
+            "FTD608",
+            f"`{name}` takes a list of references for each prediction, but `{arg}={var}` is one string per "
+            f"prediction ({describe(summary)}): {evidence.first_line}",
+            f"Give each prediction a list of its references: `{arg}=[[r] for r in {var}]` in `{line}`.",
+            evidence={"argument": arg, "expected": str(features[arg])},
+        )
+        return Cause(f, MESSAGE + VALUES + FACTS)
+    return None

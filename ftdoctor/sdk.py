@@ -7,10 +7,15 @@ A check is a plain function registered with ``@check(stage, codes=...)``. The wa
 parameter name (``target``, ``batch``, ``model``, ...); it returns findings of the codes it declared (or a
 ``Provide`` with values for later checks and evidence for the report), raises ``Skip`` when it cannot judge, and
 calls the user's code through ``run_user`` so that the user's exceptions are never taken for ftdoctor's.
+
+A diagnoser is a plain function registered with ``@diagnoser(codes=...)``: given the ``evidence`` of an exception
+(the user's frame, its values, the library frame) and the pipeline's facts by name, it proposes the ``Cause`` it
+stands for, or None; ``diagnose`` keeps the best-supported cause and ``relay`` words the last resort.
 """
 
 from __future__ import annotations
 
+from ftdoctor.core.diagnosis import Cause, Evidence, diagnose, diagnoser, propose, read_evidence, relay
 from ftdoctor.core.findings import Finding, finding
 from ftdoctor.core.frames import deepest_user_frame, user_site_in_traceback
 from ftdoctor.core.registry import Provide, Skip, Unavailable, UserCodeError, check, run_user, stage_check
@@ -25,6 +30,8 @@ __all__ = [
     "RULES",
     "SEVERITIES",
     "STAGES",
+    "Cause",
+    "Evidence",
     "Finding",
     "Provide",
     "Rule",
@@ -34,8 +41,13 @@ __all__ = [
     "UserCodeError",
     "check",
     "deepest_user_frame",
+    "diagnose",
+    "diagnoser",
     "finding",
+    "propose",
+    "read_evidence",
     "read_source",
+    "relay",
     "rule",
     "run_user",
     "script_datasets",

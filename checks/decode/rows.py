@@ -3,21 +3,26 @@ that are no class ids, token ids the model cannot take; the first sample decoded
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from ftdoctor.checks._failures import explain
+from ftdoctor.core.diagnosis import FACTS, MESSAGE, VALUES
 from ftdoctor.facts import datasets, models
 from ftdoctor.sdk import (
+    Cause,
     Provide,
     Site,
     Skip,
     Unavailable,
     UserCodeError,
     check,
+    diagnoser,
     finding,
     rule,
     script_datasets,
     script_items,
+    user_site_in_traceback,
 )
 from ftdoctor.targets.base import take_rows
 
@@ -245,10 +250,13 @@ def _tokenized_stand_in(pipeline, raw_ds, main_input):
 
 def _same_split(raw_ds, ds) -> bool:
     # The stand-in must hold the same rows: compare the columns both have on the first row.
-    shared = [c for c in raw_ds.column_names if c in ds.column_names]
+    first = take_rows(raw_ds, 1)
+    if not first or not isinstance(first[0], dict):
+        return False
+    shared = [c for c in first[0] if c in ds.column_names]
     if not shared:
         return True
-    return all(raw_ds[0][c] == ds[0][c] for c in shared)
+    return all(first[0][c] == ds[0][c] for c in shared)
 
 
 rule(
@@ -357,7 +365,7 @@ def columns_read_after_removal(train_dataset, pipeline, target, trainer=None):
 @check(
     "decode",
     provides=("train_features", "eval_features", "effective_train_dataset", "effective_eval_dataset"),
-    codes=("FTD201", "FTD202", "FTD212", "FTD214"),
+    codes=("FTD201", "FTD202", "FTD212", "FTD214", "FTD900"),
 )
 def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_dataset=None, findings_so_far=()):
     """Rows as the collator will see them; raw text is reported, and a tokenized stand-in used if the script has one."""
@@ -396,10 +404,16 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
         try:
             rows, removed = target.rows(ds, description, SAMPLE_ROWS)
         except UserCodeError as err:
+            # A cause named before (FTD218: the transform reads a column the Trainer removes) makes it predicted.
             failure = explain(err.exc, f"reading the {description} rows", findings_so_far)
-            if failure.kind != "predicted":
-                raise  # the walk relays what no rule foresaw
-            values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(failure.reason)
+            if failure.kind == "predicted":
+                values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(failure.reason)
+                continue
+            # Reading a row runs the dataset's own code (a transform); the Trainer reads it the same way.
+            findings.append(_unreadable(err, ds, description, pipeline, target, trainer))
+            values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(
+                f"reading the {description} dataset raised (decode FTD900)"
+            )
             continue
         if main_input in removed:
             # The data has the model's inputs; the trainer drops them, reading the signature of something that
@@ -474,6 +488,36 @@ def _text_columns(ds) -> list[str]:
     first = take_rows(ds, 1)
     row = first[0] if first else None
     return [k for k, v in row.items() if isinstance(v, str)] if isinstance(row, dict) else []
+
+
+def _unreadable(err, ds, description, pipeline, target, trainer):
+    """FTD900 at the user's line for a dataset whose rows raise when read: its transform failed, or read a
+    column the Trainer removed before it ran."""
+    cap = pipeline.capture
+    site = user_site_in_traceback(err.exc.__traceback__, cap.user_dir) if cap is not None else None
+    exc = err.exc
+    msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
+    columns = getattr(ds, "column_names", None) or []
+    removes = bool(getattr(getattr(trainer, "args", None), "remove_unused_columns", False))
+    detail = f"Reading a row of the {description} dataset{_named(pipeline, ds)} raised {msg}."
+    fix = "Fix the cause shown: the Trainer reads the rows the same way, so training fails there too."
+    if removes and isinstance(missing, str) and missing in columns:
+        detail += (
+            f" The dataset has a `{missing}` column, but the Trainer removes every column "
+            f"`{models.model_name(pipeline.model)}.forward` does not take before its transform runs."
+        )
+        fix = (
+            "Pass `remove_unused_columns=False` to `TrainingArguments` (the transform then receives every column), "
+            "or tokenize ahead with `dataset.map(...)`."
+        )
+    return finding(
+        "FTD900",
+        detail,
+        fix,
+        location=str(site) if site is not None else pipeline.location(ds, trainer),
+        evidence={"exception": msg},
+    )
 
 
 def _unavailable(reason):
@@ -571,7 +615,7 @@ def _int_scalar_column(ds, col) -> bool:
     return getattr(feat, "dtype", "").startswith("int") and col not in ("idx", "id", "index")
 
 
-@check("decode", codes=("FTD203", "FTD204", "FTD209", "FTD211", "FTD213"))
+@check("decode", codes=("FTD101", "FTD203", "FTD204", "FTD209", "FTD211", "FTD213"))
 def labels_are_class_ids(effective_train_dataset, train_features, model, pipeline, target, trainer=None, task=None):
     if (
         not (models.is_classification(task) or task == "multiple-choice")
@@ -663,6 +707,20 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
         # As many classes as outputs, so the ids must be 0..n-1; more classes than outputs is config's FTD101.
         upper = n_labels
     bad = sorted({v for v in ints if v < 0 and v != ignore} | ({v for v in classes if v >= upper} if upper else set()))
+    if (
+        feat is None
+        and task == "sequence-classification"
+        and n_labels > 1
+        and classes
+        and min(classes) == 0
+        and max(classes) >= n_labels
+        and all(v >= 0 or v == ignore for v in ints)
+        and (len(classes) > n_labels or len(classes) >= 0.7 * (max(classes) + 1))
+    ):
+        # Ids from 0 past the head's outputs, dense (or more distinct ones than outputs): the head is too small for
+        # the classes. Ids shifted to start above 0, sparse ids and negative ones are a mapping's fault (FTD203).
+        out.append(_too_few_outputs(key, classes, n_labels, model, pipeline))
+        bad = []
     if bad:
         out.append(_out_of_range(key, ints, bad, classes, upper, feat is not None, pipeline, loc))
     counts = Counter({v: n for v, n in ints.items() if v != ignore})
@@ -723,6 +781,19 @@ def _float_labels(key, floats, n_labels, kinds, loc):
         fix,
         location=loc,
         evidence={"dtypes": dict(kinds), "distinct": distinct[:20]},
+    )
+
+
+def _too_few_outputs(key, classes, n_labels, model, pipeline):
+    n = max(classes) + 1
+    return finding(
+        "FTD101",
+        f"`{models.model_name(model)}` has num_labels={n_labels}, but the `{key}` values run 0..{max(classes)} "
+        f"({len(classes)} distinct ids in the rows read): the loss will index past the {n_labels} logits.",
+        f"Load the model with one output per class: `from_pretrained(checkpoint, num_labels={n})` (or the number "
+        "of classes of the whole label set, if larger).",
+        location=pipeline.location(model),
+        evidence={"model_num_labels": n_labels, "largest_label": max(classes), "distinct": len(classes)},
     )
 
 
@@ -913,3 +984,106 @@ def first_sample_evidence(ctx, train_features, pipeline, target, tokenizer=None)
         if feat is not None and isinstance(label, int) and 0 <= label < feat.num_classes:
             ev["label_name"] = feat.names[label]
     return Provide(evidence={"first_sample": ev})
+
+
+@diagnoser(codes=("FTD206", "FTD207"))
+def ids_beyond_an_embedding(evidence, model=None, pipeline=None):
+    """An embedding lookup raised "index out of range": the ids it was given (read from the raising frame) reach
+    past its rows. Position embeddings mean rows too long; the token embeddings, ids the model has no row for."""
+    import torch
+
+    if not evidence._frames:
+        return None
+    if _EXPANDED.search(evidence.message):
+        return _positions_cut(evidence)
+    if "index out of range in self" not in evidence.message:
+        return None
+    try:
+        local = evidence._frames[-1].f_locals
+        ids, weight = local.get("input"), local.get("weight")
+    except Exception:
+        return None
+    if not (isinstance(ids, torch.Tensor) and isinstance(weight, torch.Tensor) and weight.dim() == 2 and ids.numel()):
+        return None
+    rows, top = int(weight.shape[0]), int(ids.max())
+    if top < rows:
+        return None
+    module = evidence.frame_local("self", lambda v: isinstance(v, torch.nn.Embedding) and v.weight is weight)
+    name = next((n for n, m in model.named_modules() if m is module), None) if model is not None else None
+    owner = _resizable_owner(model, name)
+    model_var = (pipeline.name_of(model) if pipeline is not None else None) or "model"
+    if name is not None and "position" in name.split(".")[-1]:
+        f = finding(
+            "FTD206",
+            f"`{name}` has {rows} positions, and a row of the batch needs position {top}: the inputs are longer "
+            f"than the model reads ({evidence.first_line}).",
+            f"Truncate to the model's length: `tokenizer(..., truncation=True, max_length={rows})`.",
+            evidence={"positions": rows, "needed": top + 1, "module": name},
+        )
+        return Cause(f, MESSAGE + VALUES + FACTS)
+    beyond = int((ids >= rows).sum())
+    tokenizer = getattr(pipeline, "tokenizer", None)
+    try:
+        size = len(tokenizer) if tokenizer is not None else None
+    except TypeError:
+        size = None
+    grown = size is not None and size > rows
+    where = f"`{name}`" if name else "the embedding"
+    f = finding(
+        "FTD207",
+        f"{beyond} ids of the batch are {rows} or more (the largest {top}), past the {rows} rows of {where}"
+        + (f"; the tokenizer has {size} tokens, so tokens added to it have no embedding row" if grown else "")
+        + f" ({evidence.first_line}).",
+        (
+            f"Give the added tokens rows: `{model_var}{'.' + owner if owner else ''}.resize_token_embeddings"
+            "(len(tokenizer))` after adding them and before training."
+            if grown
+            else "Tokenize with the checkpoint's own tokenizer, or resize the embeddings to the ids the data uses."
+        ),
+        evidence={"embedding_rows": rows, "largest_id": top, "ids_beyond": beyond, "tokenizer_size": size},
+    )
+    return Cause(f, MESSAGE + VALUES + (FACTS if grown else 0))
+
+
+_EXPANDED = re.compile(r"expanded size of the tensor \((\d+)\) must match the existing size \((\d+)\)")
+
+
+def _positions_cut(evidence):
+    """Position ids (a buffer as long as the position embeddings) expanded to rows longer than that: the rows
+    exceed the positions the model has (the raising frame holds both)."""
+    import torch
+
+    try:
+        local = evidence._frames[-1].f_locals
+        ids, positions = local.get("input_ids"), local.get("position_ids")
+    except Exception:
+        return None
+    if not (isinstance(ids, torch.Tensor) and isinstance(positions, torch.Tensor)) or ids.dim() < 1:
+        return None
+    length, limit = int(ids.shape[-1]), int(positions.shape[-1])
+    if length <= limit:
+        return None
+    f = finding(
+        "FTD206",
+        f"The batch's rows have {length} tokens, and the model has {limit} positions ({evidence.first_line}).",
+        f"Truncate to the model's length: `tokenizer(..., truncation=True, max_length={limit})`.",
+        evidence={"positions": limit, "needed": length},
+    )
+    return Cause(f, MESSAGE + VALUES)
+
+
+def _resizable_owner(model, name: str | None) -> str | None:
+    """The submodule path (``bert``) whose ``resize_token_embeddings`` resizes the embedding ``name``; '' for the
+    model itself, None when nothing on the way offers it."""
+    if model is None or not name:
+        return None
+    parts = name.split(".")
+    for cut in range(len(parts)):
+        path = ".".join(parts[:cut])
+        try:
+            sub = model.get_submodule(path) if path else model
+        except AttributeError:
+            break
+        if hasattr(sub, "resize_token_embeddings"):
+            return path
+    return None

@@ -3,9 +3,10 @@ that decode to the answer)."""
 
 from __future__ import annotations
 
+from ftdoctor.core.diagnosis import FACTS, MESSAGE, VALUES
 from ftdoctor.facts import datasets
 from ftdoctor.facts.datasets import flatten as _flat
-from ftdoctor.sdk import check, finding, rule, script_datasets
+from ftdoctor.sdk import Cause, check, diagnoser, finding, rule, script_datasets
 
 rule(
     "FTD221",
@@ -131,6 +132,8 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
     if not rows:
         return None
     specials = set(getattr(tokenizer, "all_special_ids", []) or [])
+    # The unknown token stands for a real word (one the vocabulary lacks): its tag is the word's.
+    structural = specials - {getattr(tokenizer, "unk_token_id", None)}
     loc = pipeline.location(pipeline.train_dataset, trainer)
     fix = (
         "Align the word tags to the tokens with `word_ids()`: the word's tag on its first token, -100 on special "
@@ -142,7 +145,7 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
         i
         for i, r in enumerate(rows)
         if i not in wrong_length
-        and any(t in specials and lab != -100 for t, lab in zip(_flat(r["input_ids"]), _flat(r["labels"])))
+        and any(t in structural and lab != -100 for t, lab in zip(_flat(r["input_ids"]), _flat(r["labels"])))
     ]
     if wrong_length or on_specials:
         parts = []
@@ -170,11 +173,11 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
             },
         )
     marker = _continuation_marker(tokenizer)
-    names = getattr(getattr(model, "config", None), "id2label", None) or {}
+    names = _tag_names(model, pipeline)
     if marker is None or not names:
         return None
     copied, pieces, example = 0, 0, None
-    for r in rows:
+    for r in rows + _more_rows(pipeline, rows):
         ids, labels = _flat(r["input_ids"]), _flat(r["labels"])
         tokens = tokenizer.convert_ids_to_tokens(ids)
         for j in range(1, len(ids)):
@@ -198,6 +201,75 @@ def token_labels_aligned(train_features, model, pipeline, tokenizer=None, traine
         location=loc,
         evidence={"copied": copied, "continuation_pieces": pieces},
     )
+
+
+_MORE_ROWS = 512  # rows of a tensor dataset read beside a loop's one batch: word pieces of B- words are rare
+
+
+def _more_rows(pipeline, rows) -> list[dict]:
+    """Beside the sampled rows (a loop's one shuffled batch), the first rows of the TensorDataset they were drawn
+    from, its tensors named as the batch names them: the tensors that hold the first sampled row's input_ids and
+    labels."""
+    from ftdoctor.facts import namespace
+
+    if not rows:
+        return []
+    cap = pipeline.capture
+    held = namespace.values(cap.namespace or {}) if cap is not None else []
+    candidates = [pipeline.train_dataset, *held, *(namespace.attr(v, "dataset") for v in held)]
+    seen = set()
+    for ds in candidates:
+        if id(ds) in seen or not isinstance(namespace.attr(ds, "tensors"), tuple):
+            continue
+        seen.add(id(ds))
+        got = _tensor_rows(ds.tensors, rows[0])
+        if got:
+            return got
+    return []
+
+
+def _tensor_rows(tensors, row) -> list[dict]:
+    import torch
+
+    named = {}
+    for key in ("input_ids", "labels"):
+        first = torch.as_tensor(_flat(row[key]))
+        for t in tensors:
+            n = first.numel()
+            # the row may have lost its padding (a loop's batch split into rows by its attention mask)
+            if torch.is_tensor(t) and t.dim() == 2 and 0 < n <= t.shape[1] and (t[:, :n] == first).all(1).any():
+                named[key] = t
+                break
+    if len(named) != 2 or named["input_ids"] is named["labels"]:
+        return []
+    count = min(len(named["input_ids"]), _MORE_ROWS)
+    ids, labels = named["input_ids"], named["labels"]
+    return [{"input_ids": ids[i].tolist(), "labels": labels[i].tolist()} for i in range(count)]
+
+
+def _tag_names(model, pipeline) -> dict:
+    """The tag name of each label id: the model's id2label, or, when that holds only the default LABEL_n names
+    (`num_labels=` alone), the tag names of a token-level ClassLabel column of the script's datasets with exactly
+    as many classes as the head scores."""
+    config = getattr(model, "config", None)
+    names = dict(getattr(config, "id2label", None) or {})
+    if any(not str(v).startswith("LABEL_") for v in names.values()):
+        return names
+    n = getattr(config, "num_labels", None) or len(names)
+    cap = pipeline.capture
+    sources = [pipeline.train_dataset, *(ds for _, ds in (script_datasets(cap.namespace) if cap is not None else ()))]
+    for ds in sources:
+        feats = getattr(ds, "features", None)
+        if not hasattr(feats, "keys"):
+            continue
+        for column in feats.keys():
+            if type(feats[column]).__name__ == "ClassLabel":
+                continue  # one class per row: not a tag sequence
+            label = datasets.class_label(ds, column)
+            tags = list(getattr(label, "names", None) or [])
+            if len(tags) == n and any(str(t).startswith("B-") for t in tags):
+                return dict(enumerate(tags))
+    return {}
 
 
 def _norm(text):
@@ -307,3 +379,49 @@ def qa_positions_decode_to_answers(
             )
         )
     return out
+
+
+QA_POSITIONS = ("start_positions", "end_positions")  # the labels a question-answering head computes its loss from
+
+
+@diagnoser(codes=("FTD224", "FTD225"))
+def qa_positions_none(evidence, target=None):
+    """A None answer position reached a tensor: `char_to_token` (like an `offset_mapping` lookup) finds no token
+    for an answer character that truncation cut off, and the None was kept."""
+    if "NoneType" not in evidence.message and "None" not in evidence.message:
+        return None
+    names = [n for n in getattr(target, "label_names", None) or () if n in QA_POSITIONS] or list(QA_POSITIONS)
+    # The positions column: a list with None in it, named as one of the labels or read under such a key.
+    keys = [n for n, s in evidence.values.items() if s.get("type") == "str" and evidence.local(n) in names]
+    column = next(
+        (
+            n
+            for n, s in evidence.values.items()
+            if s.get("none") and s.get("len") and (n in names or (keys and _holds_ints(s)))
+        ),
+        None,
+    )
+    if column is None:
+        return None
+    summary = evidence.values[column]
+    label = column if column in names else evidence.local(keys[0])
+    none, total = summary["none"], summary["len"]
+    code = "FTD225" if none * 2 >= total else "FTD224"
+    f = finding(
+        code,
+        f"{none} of {total} `{label}` are None (the first at row {summary['first_none']}): `char_to_token()` finds "
+        "no token for an answer character that truncation cut out of the context, and a None position cannot "
+        f"become a tensor ({evidence.first_line}).",
+        "Give every answer that truncation cut a position the model ignores, for the start and the end alike: "
+        "`if end is None: end = tokenizer.model_max_length` (or label it (0, 0), the [CLS] token); better, keep "
+        'long contexts whole in overlapping windows (`truncation="only_second", stride=..., '
+        "return_overflowing_tokens=True, return_offsets_mapping=True`) and label each window; "
+        + _see("question-answering")
+        + ".",
+        evidence={"column": label, "none": none, "rows": total},
+    )
+    return Cause(f, MESSAGE + VALUES + FACTS)
+
+
+def _holds_ints(summary) -> bool:
+    return set(summary.get("items") or ()) <= {"int", "NoneType"}

@@ -4,4 +4,4 @@
 kind: arguments and imports transformers 5 removed, what the hub or the disk could not provide, the LLM libraries.
 """
 
-from . import script  # noqa: F401
+from . import raised, script  # noqa: F401

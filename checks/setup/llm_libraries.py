@@ -25,11 +25,28 @@ def missing_llm_library(exc, capture):
         "FTD014",
         f"The script imports `{root}`, which this Python cannot import: it is not installed "
         f"in this environment ({type(exc).__name__}: {exc}).",
-        f"Install the LLM fine-tuning libraries: `pip install {' '.join(_LLM_LIBRARIES)}` (or `pip install "
-        "'pytest-ftdoctor[llm]'` for the versions ftdoctor supports) into this Python "
-        f"(`{sys.executable} -m pip install ...`), then run again.",
+        f"Install the LLM fine-tuning libraries into this Python: `{sys.executable} -m pip install "
+        f"{' '.join(_supported_versions())}` (the versions ftdoctor supports), then run again.",
         evidence={"module": root, "also_needed": others},
     )
+
+
+def _supported_versions() -> list[str]:
+    """The requirement of each LLM library as ftdoctor's own `llm` extra states it ("trl>=1.0"), quoted for a
+    shell; the bare names when the package metadata cannot be read (a source checkout on the path)."""
+    import re
+    from importlib import metadata
+
+    specs = {}
+    try:
+        for req in metadata.requires("pytest-ftdoctor") or ():
+            name, _, marker = req.partition(";")
+            if "extra" in marker and "llm" in marker:
+                spec = name.strip().replace(" ", "")
+                specs[re.split(r"[<>=!~\[]", spec, maxsplit=1)[0].lower()] = spec
+    except Exception:
+        specs = {}
+    return [f"'{specs[m]}'" if m in specs else m for m in _LLM_LIBRARIES]
 
 
 def _attr(obj, name: str):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import re
 
-from ftdoctor.checks._failures import relay_fix
 from ftdoctor.checks.setup.api_drift import removed_argument, removed_import
 from ftdoctor.checks.setup.hub_and_files import hub_unreachable, missing_file
 from ftdoctor.checks.setup.llm_libraries import chat_template, lora_targets_not_found, missing_llm_library
-from ftdoctor.sdk import check, finding, rule, user_site_in_traceback
+from ftdoctor.sdk import check, finding, relay, rule, user_site_in_traceback
+from ftdoctor.sdk import diagnose as diagnose_frames
 
 # All of setup's rules, those of the causes in the modules beside this one too: declared in one place, in the
 # order `ftdoctor rules` lists them.
@@ -244,7 +244,7 @@ rule(
      """,
     broken="from trl import SFTTrainer  # ModuleNotFoundError: No module named 'trl'",
     fixed="""
-     # pip install trl peft   (or: pip install 'pytest-ftdoctor[llm]' for the versions ftdoctor supports)
+     # pip install 'trl>=1.0' 'peft>=0.15'   (the versions ftdoctor supports)
      from trl import SFTTrainer
      """,
 )
@@ -396,13 +396,11 @@ def script_raised(capture):
                     evidence=found.evidence,
                 )
             return found
-    return finding(
-        "FTD005",
-        f"{type(exc).__name__}: {exc}",
-        relay_fix(str(exc), "Fix the line shown; run with --traceback to see the whole traceback."),
-        location=location,
-        evidence=evidence,
-    )
+    ev, cause = diagnose_frames(exc, "setup", {"capture": capture}, [], user_dir=capture.user_dir or None)
+    if cause is not None and cause.finding is not None:
+        cause.finding.evidence = {**evidence, **cause.finding.evidence}
+        return cause.finding
+    return relay("FTD005", ev, location=location)
 
 
 def _class_names_to_tensor(exc, capture):

@@ -199,19 +199,18 @@ def _arg_recipe(arg: Any, outputs: dict[str, Any], batch: dict, drawn: Any, extr
         for key, value in pool.items():
             if not torch.is_tensor(value):
                 continue
-            tail = None
             if arg is value or (
                 value.dim() and arg.shape == value.shape and torch.equal(arg.cpu(), value.cpu()) and source == "batch"
             ):
-                tail = ()
+                tail = None  # the tensor itself
             elif getattr(arg, "_base", None) is value and arg.numel() == value.numel():
-                # a flattening view, as in criterion(logits.view(-1, n), labels.view(-1))
-                tail = tuple(arg.shape[1:])
-            if tail is None:
+                # a flattening view, as in criterion(logits.view(-1, n), labels.view(-1)): () flattens to 1-D
+                tail = tuple(arg.shape[1:]) if arg.shape != value.shape else None
+            else:
                 continue
             if from_loader:
                 extra[str(key)] = value.detach()
-            return (source, str(key), tail or None)
+            return (source, str(key), tail)
     name = f"__arg{len(extra)}"
     extra[name] = arg.detach()
     return ("batch", name, None)
@@ -529,6 +528,11 @@ class LoopHooks:
         loss = self.backward_tensors[-1] if self.backward_tensors else None
         out = call.output
         own = out.get("loss") if hasattr(out, "get") else getattr(out, "loss", None)
+        if own is None and isinstance(out, (tuple, list)) and out:
+            # return_dict=False: the loss comes first (a 0-d tensor) when the model was given its labels.
+            from ftdoctor.facts.models import loss_and_outputs
+
+            own = loss_and_outputs(out, labelled=True)[0]
         if own is not None and (loss is None or derived_from(loss, own)):
             rec.loss_source = "model"
             return

@@ -202,12 +202,29 @@ def _source_dataset(rows: list[dict], capture: Capture | None) -> Any:
         if key not in (ds.column_names or []) or not safe_len(ds):
             continue
         try:
-            head = ds.select(range(min(len(ds), 256))).with_format(None)[key]
+            head = ds.select(range(min(len(ds), 256))).with_format(None)
+            at = next((i for i, r in enumerate(head[key]) if list(r) == wanted), None)
+            # Every other column both have must hold the batch's values too: a column the loop made itself
+            # (labels it derived from its own keys) is not the dataset's, and the dataset is not the batch's source.
+            if at is not None and all(
+                _plain(head[at][col]) == _plain(value)
+                for col, value in rows[0].items()
+                if col != key and col in ds.column_names
+            ):
+                return ds
         except Exception:
             continue
-        if any(list(r) == wanted for r in head):
-            return ds
     return None
+
+
+def _plain(value: Any) -> Any:
+    """A column's value as plain Python, without the -100 a collator pads labels of their own length with."""
+    value = value.tolist() if hasattr(value, "tolist") else value
+    if isinstance(value, list):
+        value = list(value)
+        while value and value[-1] == -100:
+            value.pop()
+    return value
 
 
 def _script_optimizer(capture: Capture) -> Any:

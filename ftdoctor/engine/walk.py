@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ftdoctor.core import progress as progress_mod
+from ftdoctor.core.diagnosis import declared_by
 from ftdoctor.core.findings import Finding
 from ftdoctor.core.registry import (
     Check,
@@ -100,7 +101,7 @@ def _as_findings(result: Any, chk: Check) -> tuple[list[Finding], list[str]]:
         if f is None:
             continue
         rule = RULES.get(f.code)
-        if f.code not in chk.codes:
+        if f.code not in chk.codes and f.code not in declared_by(f.evidence.get("diagnosed_by", "")):
             broken.append(
                 f"it reported {f.code}, which it does not declare (declared: "
                 f"{', '.join(chk.codes) or 'none'})" + ("" if rule else "; no rule has that code")
@@ -110,6 +111,21 @@ def _as_findings(result: Any, chk: Check) -> tuple[list[Finding], list[str]]:
             f.severity = rule.severity
         out.append(f)
     return out, broken
+
+
+def _diagnosed(exc: UserCodeError, stage: str, ctx: Context, chk: Check) -> tuple[Finding | None, str]:
+    """A check let the user's exception through: the diagnosers name its cause (None and the reason when an
+    earlier finding already does), else FTD900 relays it with the user's line and the values there."""
+    from ftdoctor.core.diagnosis import diagnose, relay
+
+    ev, cause = diagnose(exc, stage, ctx.values, ctx.values.get("findings_so_far", []))
+    if cause is not None and cause.finding is None:
+        return None, cause.reason or str(exc)
+    if cause is not None:
+        return cause.finding, cause.reason or str(exc)
+    f = relay("FTD900", ev, f"While {stage} ran, {exc}")
+    f.evidence.update({"check": chk.name, "traceback": "".join(traceback.format_exception(exc.exc))})
+    return f, str(exc)
 
 
 def run_stage(
@@ -143,18 +159,15 @@ def run_stage(
             continue
         except UserCodeError as exc:
             # A check that lets the user's exception through did not diagnose it: the walk reports it plainly.
-            from ftdoctor.core.findings import finding
 
-            relay = finding(
-                "FTD900",
-                f"While {stage} ran, {exc}.",
-                "See the traceback with --traceback.",
-                evidence={"check": chk.name, "traceback": "".join(traceback.format_exception(exc.exc))},
-            )
-            result.findings.append(relay)
-            ctx.values["findings_so_far"].append(relay)
+            relay, reason = _diagnosed(exc, stage, ctx, chk)
+            if relay is not None:
+                result.findings.append(relay)
+                ctx.values["findings_so_far"].append(relay)
+            else:
+                skipped.append(reason)
             for name in chk.provides:
-                ctx.set(name, Unavailable(str(exc)))
+                ctx.set(name, Unavailable(reason))
             ran += 1
             continue
         except Exception as exc:  # a bug in ftdoctor or in a third-party check: never blamed on the user's pipeline

@@ -31,8 +31,26 @@ def is_dispatched(model: Any) -> bool:
     return len(set((getattr(model, "hf_device_map", None) or {}).values())) > 1
 
 
+def pretrained_core(model: Any) -> Any:
+    """``model`` when it is a transformers model; else the first transformers model inside it (a user's own
+    ``nn.Module`` around ``BertModel.from_pretrained(...)``), whose embeddings and positions the inputs meet; else
+    ``model``."""
+    if getattr(model, "config", None) is not None and callable(getattr(model, "get_input_embeddings", None)):
+        return model
+    modules = getattr(model, "modules", None)
+    if not callable(modules):
+        return model
+    try:
+        for sub in modules():
+            if sub is not model and getattr(sub, "config", None) is not None and hasattr(sub, "get_input_embeddings"):
+                return sub
+    except Exception:
+        return model
+    return model
+
+
 def max_positions(model: Any) -> int | None:
-    cfg = getattr(model, "config", None)
+    cfg = getattr(pretrained_core(model), "config", None)
     for attr in ("max_position_embeddings", "n_positions", "max_seq_len", "n_ctx"):
         v = getattr(cfg, attr, None)
         if isinstance(v, int) and v > 0:
@@ -42,7 +60,7 @@ def max_positions(model: Any) -> int | None:
 
 def embedding_rows(model: Any) -> int | None:
     try:
-        emb = model.get_input_embeddings()
+        emb = pretrained_core(model).get_input_embeddings()
     except Exception:
         return None
     return getattr(emb, "num_embeddings", None)

@@ -140,6 +140,16 @@ def _length(v) -> int | None:
     return len(v)
 
 
+def _row_length(row, key: str) -> int | None:
+    """The length of a row's token sequence: its ``key`` column, or for a row without names (the tuple of a
+    TensorDataset, a list) the longest sequence it holds."""
+    if hasattr(row, "keys"):
+        return _length(row.get(key, []))
+    if isinstance(row, (tuple, list)):
+        return max((_length(v) or 0 for v in row), default=None)
+    return _length(row)
+
+
 def worst_case_indices(ds, features, n: int, key: str = "input_ids") -> list[int] | None:
     """Indices of the ``n`` longest rows (the batch that runs out of memory first), longest first; rows are
     repeated when the dataset has fewer than ``n``. None when the dataset has no length column to scan."""
@@ -166,8 +176,7 @@ def worst_case_rows(ds, features, n: int = 1, key: str = "input_ids") -> list[di
     keep = set(features[0]) if features and isinstance(features[0], dict) else None
     idx = worst_case_indices(ds, features, n, key)
     if idx is None:
-        # Rows that are no mappings (a TensorDataset's tuples) have no named column to rank by: their order stands.
-        ranked = sorted(features, key=lambda r: -(_length(r.get(key, [])) or 0) if isinstance(r, dict) else 0)
+        ranked = sorted(features, key=lambda r: -(_row_length(r, key) or 0))
         rows = [ranked[i % len(ranked)] for i in range(n)]
     else:
         unique = {i: ds[i] for i in dict.fromkeys(idx)}

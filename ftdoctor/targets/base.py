@@ -44,6 +44,12 @@ class Target:
         return False
 
     @property
+    def labels_reach_model(self) -> bool:
+        """Whether the batch's `labels` are an argument of the model (whose loss shifts a causal LM's labels
+        itself), not only of the run's own loss."""
+        return True
+
+    @property
     def rank(self) -> int:
         return _dist_value("get_rank", "RANK", 0)
 
@@ -72,6 +78,10 @@ class Target:
         own code, ftdoctor's padding one (for what ftdoctor builds itself, such as the memory stage's batches)."""
         if self.collator is not None:
             return self.collator
+        return self.padding_collator()
+
+    def padding_collator(self) -> Any:
+        """ftdoctor's own collator: right-pads rows named as the model's arguments and stacks them."""
         from functools import partial
 
         from ftdoctor.facts.datasets import pad_rows

@@ -21,6 +21,13 @@ class LoopTarget(Target):
         rec = self.record
         return rec is not None and rec.loss_source not in ("model", "none")
 
+    @property
+    def labels_reach_model(self) -> bool:
+        from ftdoctor.facts.datasets import LABEL_KEYS
+
+        keys = getattr(self.record, "model_keys", None) or []
+        return not keys or any(k in LABEL_KEYS for k in keys)
+
     def fixed_batch(self) -> dict | None:
         """The batch the loop ran, when no loader and collator can make another one (or the loop's loss, or its
         model call, needs tensors its loader's batches do not carry: labels built in the loop body)."""
@@ -58,10 +65,27 @@ class LoopTarget(Target):
         rows, removed = super().rows(dataset, description, n)
         fixed = self.fixed_batch()
         if fixed is not None and rows and isinstance(rows[0], dict):
+            from ftdoctor.facts.datasets import LABEL_KEYS, rows_from_batch
+
+            inputs = [k for k in self._model_keys(fixed) if k not in LABEL_KEYS]
+            if any(k not in rows[0] for k in inputs):
+                # The loop feeds its model under other names than its rows' (`input_ids=b["ids"]`): the rows it
+                # trains on are those of the batch it ran.
+                made = rows_from_batch({k: fixed[k] for k in self._model_keys(fixed)})
+                if made:
+                    self._rows_of_batch = True
+                    return made[:n], []
             keep = set(fixed)
             removed = [k for k in rows[0] if k not in keep]
             rows = [{k: v for k, v in r.items() if k in keep} for r in rows]
         return rows, removed
+
+    def row_collator(self) -> Any:
+        """Rows cut from the batch the loop ran (under the model's names) are not what the loop's collator takes:
+        ftdoctor's padding collator batches them."""
+        if self.__dict__.get("_rows_of_batch"):
+            return self.padding_collator()
+        return super().row_collator()
 
     def collate(self, rows: list[Any]) -> Any:
         if self.collator is None:

@@ -47,9 +47,11 @@ class TrainerTarget(Target):
         trainer = self.trainer
         keep_only = bool(getattr(trainer.args, "remove_unused_columns", False))
         if data.is_hf_dataset(dataset) and data.safe_len(dataset) is not None:
-            sub = run_user(f"reading the {description} dataset", dataset.select, range(min(n, len(dataset))))
+            what = f"reading the {description} dataset"
+            sub = run_user(what, dataset.select, range(min(n, len(dataset))))
+            # Reading a row runs the dataset's transform (`with_transform`, `set_transform`): the user's code.
             if not keep_only:
-                return [sub[i] for i in range(len(sub))], []
+                return run_user(what, _all_rows, sub), []
             # The Trainer's own removal raises on data it finds nothing to keep in: the pipeline's error, not ftdoctor's.
             kept = run_user(
                 f"removing the unused columns of the {description} dataset",
@@ -58,7 +60,7 @@ class TrainerTarget(Target):
                 description,
             )
             removed = [c for c in sub.column_names if c not in kept.column_names]
-            return [kept[i] for i in range(len(kept))], removed
+            return run_user(what, _all_rows, kept), removed
         rows = run_user(f"reading the {description} dataset", take_rows, dataset, n)
         if keep_only and rows and isinstance(rows[0], dict):
             trainer._set_signature_columns_if_needed()
@@ -248,3 +250,7 @@ def _first_rows(dataset: Any, n: int) -> Any:
     if hasattr(dataset, "take"):  # a streaming dataset
         return dataset.take(n)
     return None
+
+
+def _all_rows(ds: Any) -> list[Any]:
+    return [ds[i] for i in range(len(ds))]

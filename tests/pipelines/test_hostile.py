@@ -5,7 +5,6 @@ Each gets a clear message or the right diagnosis, never a crash of ftdoctor."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from helpers import findings_at, pipeline_path, run_cli
@@ -77,11 +76,9 @@ def test_syntax_error_is_a_finding_at_its_line(tmp_path):
 def test_binary_file_is_refused_with_a_message_and_json(tmp_path):
     script = tmp_path / "model.bin"
     script.write_bytes(b"\x7fELF\x00\x01\x02" * 100)
-    start = time.monotonic()
-    proc = run_cli("check", str(script), "--json", cwd=tmp_path, timeout=60)
+    proc = run_cli("check", str(script), "--json", cwd=tmp_path, timeout=60)  # a hang fails here, not a slow machine
     assert proc.returncode == 2
     assert "binary file" in json.loads(proc.stdout)["error"]
-    assert time.monotonic() - start < 30
 
 
 def test_a_stage_alone_runs_what_it_depends_on(check_pipeline):

@@ -8,6 +8,7 @@ import runpy
 import sys
 from typing import Any
 
+from ftdoctor.core.diagnosis import declared_by
 from ftdoctor.core.findings import Finding, finding
 from ftdoctor.core.registry import Check, Provide, Unavailable, all_checks, load_checks
 from ftdoctor.core.rules import RULES
@@ -53,7 +54,9 @@ def findings(code: str, stage: str | None = None, /, **values: Any) -> list[Find
     # A check that declares its own rule may return just the detail (the walk makes the finding).
     out = [finding(chk.codes[-1], f, chk.default_fix) if isinstance(f, str) else f for f in out]
     for f in out:
-        assert f.code in chk.codes, f"{chk.name} reported {f.code}, which it does not declare"
+        assert f.code in chk.codes or f.code in declared_by(f.evidence.get("diagnosed_by", "")), (
+            f"{chk.name} reported {f.code}, which neither it nor the diagnoser that named the cause declares"
+        )
         assert f.severity == RULES[f.code].severity and f.title == RULES[f.code].title, f
     return list(out)
 

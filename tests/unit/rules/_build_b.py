@@ -70,6 +70,7 @@ def call(code: str | None, stage: str | None = None, named: str | None = None, *
     """Call the check that reports ``code`` with ``values`` by parameter name (defaults where a value is not given;
     a required one missing fails the test). Each finding must be of a code the check declares, with the severity
     its rule fixes, as the walk demands."""
+    from ftdoctor.core.diagnosis import declared_by
     from ftdoctor.core.findings import Finding
     from ftdoctor.core.registry import Provide
     from ftdoctor.core.rules import RULES
@@ -88,7 +89,9 @@ def call(code: str | None, stage: str | None = None, named: str | None = None, *
     if isinstance(out, Finding):
         out = [out]
     for f in out or []:
-        assert f.code in chk.codes, f"{chk.name} reported {f.code}, which it does not declare ({chk.codes})"
+        assert f.code in chk.codes or f.code in declared_by(f.evidence.get("diagnosed_by", "")), (
+            f"{chk.name} reported {f.code}, which it does not declare ({chk.codes})"
+        )
         assert f.severity == RULES[f.code].severity, f"{f.code} reported as {f.severity}"
         called.findings.append(f)
     return called

@@ -152,6 +152,48 @@ def test_an_unused_module_is_a_minority_without_gradient():
     assert "freeze on purpose" in f.fix and got.codes == ["FTD506"]
 
 
+class EncoderWithHead(torch.nn.Module):
+    """A custom head on a BertModel that reads the token states, not `pooler_output`: the pooler runs and gets no
+    gradient by construction. With ``head_unused`` the loss forgets the head itself (the head gets no gradient)."""
+
+    def __init__(self, head_unused=False):
+        super().__init__()
+        self.encoder = _bert_model()
+        self.head = torch.nn.Linear(32, 2)
+        self.head_unused = head_unused
+
+    def forward(self, input_ids, attention_mask, labels):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        logits = self.head(hidden[:, 0])
+        scores = hidden[:, 0, :2] if self.head_unused else logits  # the bug: the head's logits are never used
+        return {"loss": F.cross_entropy(scores, labels), "logits": logits}
+
+
+def _bert_model():
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
+    )
+    return transformers.BertModel(cfg)
+
+
+def test_a_pooler_the_loss_does_not_read_is_a_note():
+    """It was FTD501, an error: the encoder counted as the head, and part of it got no gradient."""
+    got = _step(EncoderWithHead(), token_batch(num_labels=2))
+    f = got.one("FTD509")
+    assert got.codes == ["FTD509"]
+    assert f.evidence["parameters"] == ["encoder.pooler.dense.bias", "encoder.pooler.dense.weight"]
+    assert "the loss does not read them" in f.detail
+
+
+def test_a_head_the_loss_does_not_read_is_still_an_error():
+    got = _step(EncoderWithHead(head_unused=True), token_batch(num_labels=2))
+    f = got.one("FTD501")
+    assert {"head.weight", "head.bias"} <= set(f.evidence["parameters"]) and "FTD509" in got.codes
+
+
 def test_an_unused_module_frozen_on_purpose_is_fine():
     model = NoGradEncoder(unused_pooler=True)
     model.pooler.requires_grad_(False)
@@ -179,7 +221,9 @@ def test_backward_error():
     assert f.detail.startswith(
         "RuntimeError: one of the variables needed for gradient computation has been modified by an inplace operation"
     )
-    assert got.skip_reason == f.detail
+    # No line of the user's code ran: the relay shows the batch the backward pass got and the library frame.
+    assert "on `x` = Tensor[4, 8] float32, `labels` = Tensor[4] int64" in f.detail and "Raised in torch/" in f.detail
+    assert got.skip_reason == f.evidence["exception"].splitlines()[0][:400]
 
 
 def test_optimizer_step_error():

@@ -10,6 +10,7 @@ from ._build import (
     bart,
     bert,
     call,
+    capture,
     causal,
     codes,
     findings,
@@ -17,6 +18,7 @@ from ._build import (
     loop_values,
     one,
     reported,
+    rows,
     trainer_values,
     wordpiece,
 )
@@ -66,8 +68,9 @@ class _NeedsPixels:
 def test_collator_that_raises_on_the_rows(tmp_path):
     values = trainer_values(tmp_path, bert(), data_collator=_NeedsPixels())
     f = one("FTD302", **values, train_features=_token_rows([4, 4]), findings_so_far=[])
-    assert f.detail == "`_NeedsPixels` raised KeyError: 'pixel_values'"
-    assert f.evidence == {"exception": "KeyError: 'pixel_values'"}
+    assert f.detail.startswith("`_NeedsPixels` raised KeyError: 'pixel_values' — at ")
+    assert "`r` = dict[3] keys input_ids, attention_mask, label" in f.detail  # the row that lacks the key
+    assert f.evidence["exception"] == "KeyError: 'pixel_values'" and "cause shown" not in f.fix
 
 
 def test_collator_that_returns_no_mapping(tmp_path):
@@ -333,6 +336,26 @@ def test_most_answers_cut_at_max_length(tmp_path):
     assert "2 of 2 rows are cut at 8 tokens" in f.detail
 
 
+def test_prompts_cut_to_keep_the_answers_whole_are_silent(tmp_path):
+    """The rows fill max_length without an end token because the format has none; their prompts were cut from the
+    left (they lost the BOS every text starts with), so the answers are whole. It was FTD326."""
+    batch = _rows(([50, 51, 52, 53, 54, 55, 56, 57], 3), ([58, 59, 60, 61, 62, 63, 64, 65], 4))
+    assert _supervised(tmp_path, batch).findings == []
+
+
+def test_a_tokenizer_truncating_from_the_left_keeps_the_answers(tmp_path):
+    tok = causal()
+    tok.truncation_side = "left"
+    batch = _rows(([2, 50, 51, 52, 53, 54, 55, 56], 3), ([2, 57, 58, 59, 60, 61, 62, 63], 4))
+    assert _supervised(tmp_path, batch, tok).findings == []
+
+
+def test_answers_cut_from_the_right_are_still_found_when_the_rows_keep_their_start(tmp_path):
+    batch = _rows(([2, 51, 52, 53, 54, 55, 56, 57], 3), ([2, 59, 60, 61, 62, 63, 64, 65], 4))
+    [f] = _supervised(tmp_path, batch).findings
+    assert f.code == "FTD326"
+
+
 def test_some_answers_cut_at_max_length(tmp_path):
     batch = _rows(([2, 50, 51, 52, 53, 54, 55, 56], 3), ([2, 57, 58, 59, 3], 2), ([2, 60, 61, 62, 3], 3))
     [f] = _supervised(tmp_path, batch).findings
@@ -510,3 +533,69 @@ def test_padding_collator_given_rows_without_inputs_after_ftd214_is_predicted(tm
     earlier = reported("FTD214", "the Trainer drops the model's inputs")
     out = _batches(values, [{"label": 0}, {"label": 1}], [earlier])
     assert out.findings == [] and "predicted by FTD214" in out.values["batch"].reason
+
+
+# --- documents concatenated into blocks (run_clm's group_texts) ------------------------------------------------------
+
+DOCS = ["the film was good", "a great movie", "the film was great", "a good movie"]
+
+
+def _grouped(tmp_path, docs, width=6):
+    """Documents tokenized by a tokenizer that adds no special token (GPT-2's), concatenated and cut into blocks of
+    ``width`` (labels = input_ids), with the documents' dataset in the script's namespace."""
+    from transformers import DataCollatorForLanguageModeling
+
+    from ._build import dataset
+
+    tok = causal(bos=False)
+    ids = [tok(d)["input_ids"] for d in docs]
+    documents = dataset({"input_ids": ids})
+    stream = [t for d in ids for t in d]
+    blocks = [stream[i : i + width] for i in range(0, len(stream) - width + 1, width)]
+    train = dataset({"input_ids": blocks, "labels": blocks})
+    cap = capture(tmp_path, {"tokenized": documents, "lm_datasets": train})
+    values = trainer_values(
+        tmp_path,
+        gpt2(tokenizer=tok),
+        train,
+        tokenizer=tok,
+        cap=cap,
+        data_collator=DataCollatorForLanguageModeling(tok, mlm=False),
+    )
+    batch = {"input_ids": torch.tensor(blocks), "labels": torch.tensor(blocks)}
+    return call("FTD324", **values, batch=batch, train_features=rows(train))
+
+
+def test_grouped_documents_without_an_end_token(tmp_path):
+    [f] = _grouped(tmp_path, DOCS).findings
+    assert f.code == "FTD329" and f.evidence == {"joins": 3, "seams": 3, "documents": "tokenized"}
+    assert "`tokenized`'s documents concatenated and cut into blocks" in f.detail
+
+
+def test_grouped_documents_each_ending_with_eos_are_silent(tmp_path):
+    assert _grouped(tmp_path, [d + EOS for d in DOCS]).findings == []
+
+
+# --- masked LM: batches the collator leaves without a masked token ---------------------------------------------------
+
+
+def _mlm(tmp_path, texts):
+    from transformers import DataCollatorForLanguageModeling
+
+    tok = wordpiece()
+    collator = DataCollatorForLanguageModeling(tok, mlm_probability=0.15)
+    torch.manual_seed(1)
+    batch = dict(collator([tok(t) for t in texts]))
+    values = trainer_values(tmp_path, bert("BertForMaskedLM"), tokenizer=tok, data_collator=collator)
+    return findings("FTD341", **values, batch=batch)
+
+
+def test_one_short_example_per_batch_often_masks_nothing(tmp_path):
+    [f] = _mlm(tmp_path, ["the film was good"])
+    assert f.code == "FTD341" and f.evidence["rows"] == 1 and f.evidence["tokens"] == 6
+    assert 0.3 < f.evidence["empty"] / f.evidence["draws"] < 0.7  # 0.85 ** 4: four maskable words
+    assert "the loss of that step is NaN" in f.detail
+
+
+def test_a_batch_of_many_tokens_always_has_a_masked_one(tmp_path):
+    assert _mlm(tmp_path, ["the film was good and a great movie"] * 8) == []

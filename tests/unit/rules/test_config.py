@@ -3,7 +3,7 @@ alone (config executes nothing of the pipeline)."""
 
 from __future__ import annotations
 
-from ._build import bert, call, capture, causal, dataset, findings, gpt2, one, trainer_values, wordpiece
+from ._build import bert, call, capture, causal, dataset, findings, gpt2, loop_values, one, trainer_values, wordpiece
 
 NLI = ["entailment", "neutral", "contradiction"]
 
@@ -17,7 +17,7 @@ def _nli_rows(n: int = 6) -> dict:
 
 def test_fewer_outputs_than_classes(tmp_path):
     values = trainer_values(tmp_path, bert(num_labels=2), dataset(_nli_rows(), {"label": NLI}))
-    f = one("FTD101", **values)
+    f = one("FTD101", "config", **values)
     assert f.evidence == {"model_num_labels": 2, "data_num_classes": 3, "class_names": NLI}
     assert "`label` column has 3 classes (its ClassLabel has 3 names)" in f.detail
     assert "num_labels=3, id2label={0: 'entailment', 1: 'neutral', 2: 'contradiction'}" in f.fix
@@ -26,7 +26,7 @@ def test_fewer_outputs_than_classes(tmp_path):
 def test_fewer_outputs_than_the_largest_label_without_class_names(tmp_path):
     rows = {**_nli_rows(), "label": [0, 1, 2, 3, 0, 1]}  # plain ints: classes counted from the values
     values = trainer_values(tmp_path, bert(num_labels=3), dataset(rows))
-    f = one("FTD101", **values)
+    f = one("FTD101", "config", **values)
     assert f.evidence["data_num_classes"] == 4 and "its largest label is 3" in f.detail
 
 
@@ -34,7 +34,7 @@ def test_as_many_outputs_as_classes_is_silent(tmp_path):
     names = dict(enumerate(NLI))
     model = bert(num_labels=3, id2label=names, label2id={v: k for k, v in names.items()})
     values = trainer_values(tmp_path, model, dataset(_nli_rows(), {"label": NLI}))
-    assert findings("FTD101", **values) == []
+    assert findings("FTD101", "config", **values) == []
 
 
 def test_more_outputs_than_classes(tmp_path):
@@ -77,6 +77,48 @@ def test_embeddings_resized_after_adding_tokens_is_silent(tmp_path):
     model.resize_token_embeddings(len(tok))
     values = trainer_values(tmp_path, model, dataset(_nli_rows()), tokenizer=tok)
     assert findings("FTD103", **values) == []
+
+
+def _own_module(inner):
+    """A module of the user's own around a transformers encoder (R-BERT-style relation heads): no config of its
+    own, no get_input_embeddings; the inputs meet the inner model's embeddings."""
+    import torch
+
+    class Relation(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = inner
+            self.head = torch.nn.Linear(inner.config.hidden_size * 2, 2)
+
+        def forward(self, input_ids, attention_mask=None):
+            h = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return self.head(torch.cat([h[:, 0], h[:, -1]], dim=-1))
+
+    return Relation()
+
+
+def _loader(tok):
+    import torch
+
+    enc = tok(["a b c", "d e f g"], padding=True, return_tensors="pt")
+    return torch.utils.data.DataLoader([{k: v[i] for k, v in enc.items()} for i in range(2)], batch_size=2)
+
+
+def test_tokens_added_to_a_model_inside_a_module_of_ones_own(tmp_path):
+    tok = wordpiece()
+    model = _own_module(bert("BertModel", vocab_size=len(tok)))
+    tok.add_special_tokens({"additional_special_tokens": ["<e1>", "</e1>"]})
+    f = one("FTD103", **loop_values(model, _loader(tok), tokenizer=tok))
+    assert f.evidence == {"tokenizer_size": len(tok), "embedding_rows": len(tok) - 2}
+    assert "`model.bert.resize_token_embeddings(len(tokenizer))`" in f.fix
+
+
+def test_a_module_of_ones_own_around_a_resized_model_is_silent(tmp_path):
+    tok = wordpiece()
+    inner = bert("BertModel", vocab_size=len(tok))
+    tok.add_special_tokens({"additional_special_tokens": ["<e1>", "</e1>"]})
+    inner.resize_token_embeddings(len(tok))
+    assert findings("FTD103", **loop_values(_own_module(inner), _loader(tok), tokenizer=tok)) == []
 
 
 # --- padding ---------------------------------------------------------------------------------------------------------

@@ -154,6 +154,23 @@ def test_class_ids_numbered_from_one_name_the_mapping_to_fix(tmp_path):
     )
 
 
+def test_class_ids_past_a_head_too_small_name_num_labels(tmp_path):
+    # dense ids 0..5 and a head with 4 outputs: the head is too small, not the mapping wrong
+    ds = _labelled(wordpiece(), [0, 1, 2, 3, 4, 5, 0, 5])
+    found = findings("FTD203", **_judged(tmp_path, ds, bert(num_labels=4)))  # the decode check
+    assert codes(found) == ["FTD101"], codes(found)
+    f = found[0]
+    assert "has num_labels=4" in f.detail and "run 0..5" in f.detail and "num_labels=6" in f.fix
+    assert f.evidence == {"model_num_labels": 4, "largest_label": 5, "distinct": 6}
+
+
+def test_sparse_class_ids_past_the_head_are_a_mapping_problem(tmp_path):
+    # ids 0, 1, 9 for a 3-output head: as many classes as outputs, numbered wrongly (FTD203, not FTD101)
+    ds = _labelled(wordpiece(), [0, 1, 9, 0, 1, 9])
+    found = findings("FTD203", **_judged(tmp_path, ds, bert(num_labels=3)))
+    assert codes(found) == ["FTD203"], codes(found)
+
+
 def test_ignore_index_is_no_label_out_of_range(tmp_path):
     ds = _labelled(wordpiece(), [0, 1, -100, 1, 0, 1])
     assert "FTD203" not in codes(findings("FTD203", **_judged(tmp_path, ds, bert(num_labels=2))))
@@ -393,6 +410,57 @@ def test_first_piece_labelled_and_the_rest_ignored_is_silent(tmp_path):
 
 def test_inside_tag_on_a_later_piece_is_silent(tmp_path):
     assert findings("FTD222", **_ner(tmp_path, [-100, 1, 2, 0, 0, 3, -100])) == []
+
+
+def _ner_default_names(tmp_path, labels, names=None):
+    """The head built with `num_labels=` alone (LABEL_0.. names); the tag names are those of the script's dataset."""
+    from datasets import ClassLabel, Sequence
+
+    tok = wordpiece()
+    enc = tok(["johnton lives in paris"])
+    words = dataset({"tokens": [["johnton", "lives", "in", "paris"]], "ner_tags": [[1, 0, 0, 3]]})
+    words = words.cast_column("ner_tags", Sequence(ClassLabel(names=list(names or NER.values()))))
+    ds = dataset({**{k: list(v) for k, v in enc.items()}, "labels": [labels]})
+    model = bert("BertForTokenClassification", num_labels=5)
+    cap = capture(tmp_path, {"raw_datasets": words})
+    return _judged(tmp_path, ds, model, tokenizer=tok, cap=cap)
+
+
+def test_begin_tag_copied_named_from_the_datasets_tags(tmp_path):
+    f = one("FTD222", **_ner_default_names(tmp_path, [-100, 1, 1, 0, 0, 3, -100]))
+    assert "`john` `##ton` both B-PER" in f.detail and f.evidence == {"copied": 1, "continuation_pieces": 1}
+
+
+def test_inside_tag_copied_with_the_datasets_tags_is_silent(tmp_path):
+    assert findings("FTD222", **_ner_default_names(tmp_path, [-100, 1, 2, 0, 0, 3, -100])) == []
+
+
+def test_tags_of_another_label_count_are_not_borrowed(tmp_path):
+    names = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG")  # six tags for a five-label head: not its names
+    assert findings("FTD222", **_ner_default_names(tmp_path, [-100, 1, 1, 0, 0, 3, -100], names)) == []
+
+
+def test_begin_tag_copied_in_a_loops_tensor_dataset_beyond_its_batch(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    values = _ner_default_names(tmp_path, [-100, 1, -100, 0, 0, 3, -100])
+    batch_row = values["train_features"][0]  # the loop's batch: this row has no copied tag
+    copied = [-100, 1, 1, 0, 0, 3, -100]  # a later row of its dataset has
+    # the dataset's rows are padded (pad id 0, label -100); the batch row came without its padding
+    ids = torch.tensor([batch_row["input_ids"] + [0, 0]] * 2)
+    labels = torch.tensor([batch_row["labels"] + [-100, -100], copied + [-100, -100]])
+    values["pipeline"].train_dataset = TensorDataset(ids, labels)
+    f = one("FTD222", **values)
+    assert f.evidence == {"copied": 1, "continuation_pieces": 3}  # the batch row, then the dataset's two rows
+
+
+def test_unknown_token_with_the_words_tag_is_not_a_special_token(tmp_path):
+    tok = wordpiece()
+    enc = tok(["§ lives in paris"])  # [CLS] [UNK] lives in paris [SEP]: the unknown word keeps its tag
+    assert tok.unk_token_id in enc["input_ids"][0]
+    ds = dataset({**{k: list(v) for k, v in enc.items()}, "labels": [[-100, 1, 0, 0, 3, -100]]})
+    model = bert("BertForTokenClassification", num_labels=5, id2label=NER, label2id={v: k for k, v in NER.items()})
+    assert findings("FTD221", **_judged(tmp_path, ds, model, tokenizer=tok)) == []
 
 
 # --- extractive question answering -----------------------------------------------------------------------------------

@@ -77,7 +77,8 @@ class Raises(torch.nn.Module):
 def test_forward_error_is_relayed_with_the_remedy_its_message_states():
     got = call("FTD405", **values_for(Raises(), {"x": torch.zeros(2, 4)}))
     f = got.one("FTD405")
-    assert f.detail == "ValueError: pixel_values has 3 channels. Please pass images with 4 channels."
+    assert f.detail.startswith("ValueError: pixel_values has 3 channels. Please pass images with 4 channels — at ")
+    assert "in Raises.forward(): `raise ValueError(" in f.detail and "`x` = Tensor[2, 4] float32" in f.detail
     assert f.fix.startswith("Please pass images with 4 channels.") and "(from the error message)" in f.fix
     assert got.skip_reason == f.evidence["exception"]
 

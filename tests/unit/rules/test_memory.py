@@ -175,12 +175,6 @@ def test_evaluation_that_reduces_logits_to_ids_is_fine():
     assert got.codes == ["FTD801"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug: the memory model makes a dict of the collated longest row, but `default_collate` over the tuple rows "
-    "of a TensorDataset returns a list (worst_case_rows itself now takes tuple rows)",
-)
 def test_rows_of_a_tensor_dataset():
     from torch.utils.data import TensorDataset, default_collate
 

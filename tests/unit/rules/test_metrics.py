@@ -86,10 +86,29 @@ def f1_missing(eval_pred):
     return {"f1": scores["f1"]}  # the line that raises
 
 
+def f1_binary(eval_pred):
+    from sklearn.metrics import f1_score
+
+    logits, labels = eval_pred
+    return {"f1": f1_score(labels, np.argmax(logits, axis=-1))}
+
+
+def test_binary_f1_on_three_classes_is_told_to_average():
+    got = call("FTD602", **_values(f1_binary, capture=capture(__file__)))
+    f = got.one("FTD607")
+    assert "3 classes" in f.detail and 'f1_score(labels, np.argmax(logits, axis=-1), average="macro")' in f.fix
+    assert f.location.endswith(f"test_metrics.py:{line_of(__file__, 'f1_score(labels, np.argmax')}")
+
+
 def test_compute_metrics_error_points_at_its_line():
     got = call("FTD602", **_values(f1_missing, capture=capture(__file__)))
     f = got.one("FTD602")
-    assert f.detail == "`f1_missing` raised KeyError: 'f1' on predictions of shape [4, 3]."
+    assert f.detail.startswith("`f1_missing` raised KeyError: 'f1' on predictions of shape [4, 3] — at ")
+    # The relay shows the line that raised and the values it read, and points the fix there.
+    assert (
+        'in f1_missing(): `return {"f1": scores["f1"]}' in f.detail and "`scores` = dict[1] keys accuracy" in f.detail
+    )
+    assert "cause shown" not in f.fix and f"test_metrics.py:{line_of(__file__, '# the line that raises')}" in f.fix
     assert f.location.endswith(f"test_metrics.py:{line_of(__file__, '# the line that raises')}")
 
 
@@ -265,3 +284,78 @@ def test_a_model_without_a_head_has_no_predictions_to_score():
     hidden = np.zeros((4, 10, 32), dtype=np.float32)
     got = call("FTD602", **_values(accuracy, predictions=hidden, labels=None, model=base))
     assert got.findings == [] and got.skip_reason == "the model has no task head, so it makes no predictions to score"
+
+
+# --- what an encoder-decoder's metric is given ----------------------------------------------------------------------
+
+
+def _seq2seq(tmp_path, label_lengths, trainer_cls="Trainer", **arguments):
+    """A tiny BART under a Trainer (or Seq2SeqTrainer) whose eval set has labels of ``label_lengths`` tokens."""
+    import transformers
+    from datasets import Dataset
+
+    model = bart()
+    eval_ds = Dataset.from_dict(
+        {"input_ids": [[5, 6, 7]] * len(label_lengths), "labels": [[8] * n for n in label_lengths]}
+    )
+    args_cls = (
+        transformers.Seq2SeqTrainingArguments if trainer_cls == "Seq2SeqTrainer" else transformers.TrainingArguments
+    )
+    args = args_cls(str(tmp_path / "out"), report_to=[], use_cpu=True, **arguments)
+    trainer = getattr(transformers, trainer_cls)(model=model, args=args, eval_dataset=eval_ds)
+    return {
+        "compute_metrics": accuracy,
+        "metric_values": {"rouge1": 0.5},
+        "trainer": trainer,
+        "model": model,
+        "args": args,
+        "pipeline": pipeline(model, args=args, trainer=trainer, compute_metrics=accuracy),
+        "eval_dataset": eval_ds,
+    }
+
+
+def test_teacher_forced_predictions_of_an_encoder_decoder(tmp_path):
+    f = call("FTD632", **_seq2seq(tmp_path, [6, 8])).one("FTD632")
+    assert "`Trainer` evaluates this encoder-decoder model by a forward pass" in f.detail
+    assert "predict_with_generate=True" in f.fix
+
+
+def test_generation_capped_below_the_references(tmp_path):
+    values = _seq2seq(tmp_path, [30, 12, 40, 18], "Seq2SeqTrainer", predict_with_generate=True)
+    values["model"].generation_config.max_length = 20
+    f = call("FTD633", **values).one("FTD633")
+    assert f.evidence == {"cap": 20, "longer": 2, "references": 4, "longest": 40}
+    assert "generation_max_length=40" in f.fix
+
+
+def test_generation_long_enough_for_the_references_is_silent(tmp_path):
+    values = _seq2seq(
+        tmp_path, [30, 12, 40, 18], "Seq2SeqTrainer", predict_with_generate=True, generation_max_length=40
+    )
+    values["model"].generation_config.max_length = 20
+    assert call("FTD633", **values).findings == []
+
+
+def _bleu(streams):
+    def compute_metrics(eval_pred):
+        import sacrebleu
+
+        hyps = ["the cat sat", "a dog ran", "the bird flew"]
+        refs = ["the cat sat", "a dog walked", "the bird flew"]
+        return {"bleu": sacrebleu.corpus_bleu(hyps, streams(refs)).score}
+
+    return compute_metrics
+
+
+def test_sacrebleu_given_one_reference_list_per_sentence():
+    pytest.importorskip("sacrebleu")
+    per_sentence = _bleu(lambda refs: [[r] for r in refs])
+    f = call("FTD634", **_values(per_sentence), metric_values={"bleu": 100.0}).one("FTD634")
+    assert f.evidence == {"hypotheses": 3, "streams": 3, "stream_lengths": [1, 1, 1]}
+    assert "`sacrebleu.corpus_bleu(hyps, [refs])`" in f.fix
+
+
+def test_sacrebleu_given_reference_streams_is_silent():
+    pytest.importorskip("sacrebleu")
+    streams = _bleu(lambda refs: [refs])
+    assert call("FTD634", **_values(streams), metric_values={"bleu": 80.0}).findings == []

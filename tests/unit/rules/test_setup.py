@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ._build import call, capture, causal, codes, findings, gpt2, line_of, one, run_script
+from ._build import bert, call, capture, causal, codes, findings, gpt2, line_of, one, run_script
 
 
 @pytest.fixture(autouse=True)
@@ -101,6 +101,37 @@ def test_an_os_error_of_the_machine_is_no_hub_failure(tmp_path):
     assert codes(findings("FTD003", capture=cap)) == ["FTD005"]
 
 
+# --- causes read from the frames (diagnosers of checks/setup/raised.py) ---------------------------------------------
+
+
+def test_trainer_given_the_base_arguments_class_is_told_the_subclass_it_reads(tmp_path):
+    cap = run_script(
+        tmp_path,
+        "from transformers import Seq2SeqTrainer, TrainingArguments\n"
+        "args = TrainingArguments('out', report_to='none', use_cpu=True)\n"
+        "trainer = Seq2SeqTrainer(model=model, args=args)\n",
+        model=bert(),
+    )
+    [f] = findings("FTD005", capture=cap)
+    assert f.code == "FTD020" and f.evidence["expected_class"] == "Seq2SeqTrainingArguments"
+    assert "`Seq2SeqTrainingArguments(...)` (`from transformers import Seq2SeqTrainingArguments`)" in f.fix
+    assert f.location.endswith("train.py:2")
+
+
+def test_batched_map_with_a_column_per_example_beside_its_windows(tmp_path):
+    cap = run_script(
+        tmp_path,
+        "from datasets import Dataset\n"
+        "def windows(batch):\n"
+        "    out = {'input_ids': [[1]] * (2 * len(batch['q']))}\n"
+        "    out['extra'] = [0] * len(batch['q'])\n"
+        "    return out\n"
+        "Dataset.from_dict({'q': ['a', 'b']}).map(windows, batched=True, remove_columns=['q'])\n",
+    )
+    [f] = findings("FTD005", capture=cap)
+    assert f.code == "FTD021" and f.location.endswith("train.py:4") and f.evidence["column"] == "extra"
+
+
 def test_missing_file_names_the_path_and_the_working_directory(tmp_path):
     cap = run_script(tmp_path, 'with open("data/train.csv") as fh:\n    rows = fh.read()\n')
     f = one("FTD004", capture=cap)
@@ -112,7 +143,11 @@ def test_missing_file_names_the_path_and_the_working_directory(tmp_path):
 def test_any_other_exception_is_relayed_at_the_users_line(tmp_path):
     cap = run_script(tmp_path, "x = 1\nraise RuntimeError('the tokenizer folder is locked')\n")
     f = one("FTD005", capture=cap)
-    assert f.detail == "RuntimeError: the tokenizer folder is locked" and f.location.endswith("train.py:2")
+    assert f.detail.startswith("RuntimeError: the tokenizer folder is locked — at ") and f.location.endswith(
+        "train.py:2"
+    )
+    assert "train.py:2 in <module>(): `raise RuntimeError('the tokenizer folder is locked')`." in f.detail
+    assert "train.py:2" in f.fix and "cause shown" not in f.fix
 
 
 def test_a_script_that_reached_training_has_nothing_to_diagnose(tmp_path):
@@ -255,7 +290,9 @@ def test_trl_not_installed(tmp_path, monkeypatch):
     cap = run_script(tmp_path, "import os\nfrom trl import SFTTrainer\n")
     f = one("FTD014", capture=cap)
     assert f.evidence == {"exception": f.evidence["exception"], "module": "trl", "also_needed": ["peft"]}
-    assert "pip install trl peft" in f.fix and f.location.endswith("train.py:2")
+    # the versions of ftdoctor's own `llm` extra, never the package's name (it is installed from a checkout)
+    assert "pip install 'trl>=" in f.fix and "'peft>=" in f.fix and "pytest-ftdoctor" not in f.fix
+    assert f.location.endswith("train.py:2")
 
 
 def test_a_missing_module_of_another_library_is_not_trl(tmp_path):
@@ -346,7 +383,8 @@ def test_users_code_raising_inside_a_check_is_relayed_as_its_own_error():
     run_stage("collate", ctx, result, errors, checks=[Check("t.runs_the_collator", "collate", runs_the_collator)])
     [f] = result.findings
     assert f.code == "FTD900" and f.severity == "error" and not errors
-    assert f.detail == "While collate ran, the data collator raised KeyError: 'labels'."
+    assert f.detail.startswith("While collate ran, the data collator raised KeyError: 'labels' — at ")
+    assert 'in collator(): `raise KeyError("labels")`, where `rows` = list[1] of dict.' in f.detail
     assert f.evidence["check"] == "t.runs_the_collator" and "KeyError" in f.evidence["traceback"]
 
 
