@@ -18,8 +18,19 @@ ROOTS = [
     (r"size of tensor a \(\d+\) must match the size of tensor b \(\d+\)", ("FTD206",)),
     (r"Target -?\d+ is out of bounds|out of bounds", ("FTD101", "FTD203")),
     (r"no padding token is defined", ("FTD105",)),
-    (r"did not return a loss", ("FTD304", "FTD202")),
+    (r"did not return a loss", ("FTD304", "FTD202", "FTD401")),
+    (r"unexpected keyword argument 'labels'", ("FTD401",)),
     (r"Expected input batch_size", ("FTD402",)),
+    # A collator's tensors from rows whose per-token values differ in length (tokenizers' BatchEncoding, torch), or
+    # from label values that are no numbers.
+    (r"Unable to create tensor|excessive nesting|expected sequence of length", ("FTD331", "FTD204")),
+    # The padding collator given rows without token ids: raw text (its columns dropped), or inputs the Trainer dropped.
+    (r"includes input_ids, but you provided", ("FTD201", "FTD214")),
+    # The Trainer finds no column the forward names: the ones a transform reads (FTD218), or the forward hides its
+    # inputs behind **kwargs (FTD214).
+    (r"No columns in the dataset match the model's forward method signature", ("FTD218", "FTD214")),
+    # A collator or a dataset transform reading a column the Trainer removed as unused.
+    (r"^KeyError: '", ("FTD218",)),
     (r"must be the same as input size|expected scalar type Long|can't be cast to the desired output type", ("FTD204",)),
 ]
 
@@ -87,7 +98,7 @@ def root_codes(text: str) -> list[str]:
     """The root-cause codes that a readable error points at (for a CUDA error replayed on the CPU)."""
     for pattern, roots in ROOTS:
         if re.search(pattern, text):
-            return [c for c in roots if c not in ("FTD402", "FTD304", "FTD202")]
+            return [c for c in roots if c not in ("FTD402", "FTD304", "FTD202", "FTD401", "FTD218")]
     return []
 
 

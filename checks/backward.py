@@ -175,6 +175,73 @@ rule(
 )
 
 
+rule(
+    "FTD512",
+    "task-head-frozen",
+    "backward",
+    "warning",
+    "The classification head is frozen",
+    """
+     A classification head loaded for new labels starts random and must train with the rest. `get_peft_model`
+     freezes every parameter of the base model, the head included, unless the LoRA config names the task
+     (`task_type="SEQ_CLS"`) or the head (`modules_to_save`); freezing the base by hand can catch it too. Training
+     then fits the adapters to a random projection: the loss falls a little and the predictions stay poor.
+     """,
+    broken='model = get_peft_model(model, LoraConfig(r=8, target_modules=["query", "value"]))',
+    fixed='model = get_peft_model(model, LoraConfig(r=8, target_modules=["query", "value"], task_type="SEQ_CLS"))',
+)
+
+
+def _head_layers(model, n: int) -> list[tuple[str, object]]:
+    """The linear layers that score the ``n`` classes (out_features == n), by name; an adapter's own low-rank layers
+    (LoRA's `lora_A`, of rank ``n`` by chance) are not the head."""
+    import torch
+
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear)
+        and m.out_features == n
+        and not any(part.startswith("lora_") for part in name.split("."))
+    ]
+
+
+@check("backward", codes=("FTD512",))
+def task_head_trains(model, pipeline, task=None):
+    """Contract before training: with some parameters training, a classifier's head must be one of them."""
+    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    # The class of the model inside an adapter wrapper tells the task where the wrapper's (a bare PeftModel) does not.
+    if task is None and type(inner).__name__.endswith("ForSequenceClassification"):
+        task = "sequence-classification"
+    elif task is None and type(inner).__name__.endswith("ForTokenClassification"):
+        task = "token-classification"
+    if task not in ("sequence-classification", "token-classification"):
+        return None
+    n = data.num_labels(model) or 0
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    heads = _head_layers(model, n) if n and n != hidden else []
+    trains = [p.requires_grad for p in model.parameters()]
+    if not heads or not any(trains) or any(p.requires_grad for _, m in heads for p in m.parameters()):
+        return None
+    name = heads[-1][0].removeprefix("base_model.model.").split(".")[0]
+    if data.peft_adapters(model) is not None:
+        kind = "SEQ_CLS" if task == "sequence-classification" else "TOKEN_CLS"
+        fix = (
+            f'Name the task in the LoRA config: `LoraConfig(..., task_type="{kind}")` (PEFT then trains and saves '
+            f'the head), or `modules_to_save=["{name}"]`.'
+        )
+    else:
+        fix = f"Leave the head trainable: `for p in model.{name}.parameters(): p.requires_grad = True`."
+    return finding(
+        "FTD512",
+        f"`{name}`, the layer that scores the {n} classes, does not train while {sum(trains)} other parameter "
+        "tensors do: a head loaded for new labels stays at its random initialisation.",
+        fix,
+        location=pipeline.location(model),
+        evidence={"head": [h for h, _ in heads], "trainable_tensors": sum(trains)},
+    )
+
+
 @check("backward", codes=("FTD507",))
 def some_parameters_train(model, pipeline):
     """Something must be trainable; this needs no forward pass, so it holds when the loss cannot be computed."""
@@ -783,7 +850,9 @@ def _head_names(model) -> list[str]:
     if out_emb is not None and id(out_emb) in names:
         heads.append(names[id(out_emb)] + ".")
     for n, m in inner.named_children():
-        if n != getattr(inner, "base_model_prefix", None) and any(True for _ in m.parameters()):
+        # A pretrained transformers model inside a module of the user's own is its body (an encoder), not its head.
+        body = n == getattr(inner, "base_model_prefix", None) or hasattr(m, "base_model_prefix")
+        if not body and any(True for _ in m.parameters()):
             heads.append(prefix + n + ".")
     return heads
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ftdoctor.checks._failures import explain
 from ftdoctor.facts import datasets, tokenizers
 from ftdoctor.facts.datasets import cut_row
 from ftdoctor.sdk import Provide, Unavailable, UserCodeError, check, diagnose, finding, relay, rule
@@ -76,6 +77,9 @@ def _describe(batch) -> list[dict]:
 
 def _diagnose(exc: BaseException, features, collator, findings_so_far, tokenizer, pipeline):
     """Map a collator failure to its root cause; return (finding or None, reason for the skipped batch)."""
+    failure = explain(exc, "the collator", findings_so_far)
+    if failure.kind == "predicted":
+        return None, failure.reason
     text = str(exc)
     seen = {f.code for f in findings_so_far}
     name = getattr(collator, "__name__", type(collator).__name__)
@@ -173,6 +177,102 @@ def _extremes(features):
     return [by_len[0], by_len[-1]] if len(by_len[0]["input_ids"]) != len(by_len[-1]["input_ids"]) else None
 
 
+rule(
+    "FTD331",
+    "collator-leaves-labels-unpadded",
+    "collate",
+    "error",
+    "The collator pads the inputs but not the per-token labels",
+    """
+     `DataCollatorWithPadding` and `DataCollatorForLanguageModeling` pad a batch with `tokenizer.pad`, which pads
+     only the tokenizer's own inputs (`input_ids`, `attention_mask`, ...). Per-token `labels` of different lengths
+     stay as they are and cannot become one tensor: the first batch that mixes lengths fails with "Unable to create
+     tensor ... features (`labels` in this case) have excessive nesting". A collator made for per-token labels pads
+     them with -100.
+     """,
+    broken="data_collator = DataCollatorWithPadding(tokenizer)  # NER labels, one per token",
+    fixed="data_collator = DataCollatorForTokenClassification(tokenizer)  # pads labels with -100",
+)
+rule(
+    "FTD332",
+    "collator-rebuilds-labels",
+    "collate",
+    "error",
+    "The collator replaces the labels the rows carry",
+    """
+     The rows carry `labels` that leave some real tokens out of the loss (-100 on the prompt of an instruction, for
+     example), but the collator builds its own labels from `input_ids` (`DataCollatorForLanguageModeling` does, with
+     `mlm=False` as with `mlm=True`): the masking is discarded and the masked tokens are trained after all, without
+     any error.
+     """,
+    broken="data_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)  # rows hold prompt-masked labels",
+    fixed="data_collator = DataCollatorForSeq2Seq(tokenizer, padding=True)  # pads the given labels with -100",
+)
+
+
+def _sequence(value) -> bool:
+    return hasattr(value, "__len__") and not isinstance(value, (str, bytes, dict)) and getattr(value, "ndim", 1) != 0
+
+
+def _tokenizer_pad_only(collator) -> bool:
+    """Whether ``collator`` is a transformers collator that pads rows only through `tokenizer.pad` (which pads the
+    tokenizer's inputs, never other keys); a collator with a label pad id pads the labels itself."""
+    if collator is None or not hasattr(collator, "tokenizer") or hasattr(collator, "label_pad_token_id"):
+        return False
+    call = getattr(type(collator), "torch_call", None) or type(collator).__call__
+    return getattr(call, "__module__", "").startswith("transformers.data.")
+
+
+def _rebuilds_labels(collator) -> bool:
+    """A transformers language-modelling collator: it writes `labels` from `input_ids`, whatever the rows hold."""
+    return _tokenizer_pad_only(collator) and hasattr(collator, "mlm")
+
+
+def _label_fix(task, tok, pipeline) -> str:
+    if task == "token-classification":
+        return f"`data_collator=DataCollatorForTokenClassification({tok})`: it pads `labels` with -100 too."
+    if type(pipeline.trainer).__module__.startswith("trl."):
+        return (
+            "Leave out `data_collator=`: the trainer's own collator pads the inputs and builds the language-modelling "
+            "labels."
+        )
+    return (
+        f"`data_collator=DataCollatorForSeq2Seq({tok}, padding=True)`: it pads `labels` with -100 beside the "
+        "inputs and keeps the masking the rows carry."
+    )
+
+
+@check("collate", codes=("FTD331",))
+def collator_pads_labels(train_features, pipeline, target, task=None):
+    """Contract before collating: per-token labels of different lengths need a collator that pads them."""
+    collator = target.collator
+    if target.fixed_batch() is not None or not _tokenizer_pad_only(collator):
+        return None
+    rows = [r for r in train_features or [] if isinstance(r, dict)]
+    key = datasets.label_key(rows[0], target.label_names) if rows else None
+    if key is None:
+        return None
+    lengths = sorted({len(r[key]) for r in rows if _sequence(r.get(key))})
+    if len(lengths) < 2:
+        return None
+    name = type(collator).__name__
+    tok = pipeline.name_of(getattr(collator, "tokenizer", None)) or "tokenizer"
+    detail = (
+        f"The rows' `{key}` are per-token lists of {lengths[0]} to {lengths[-1]} entries, and `{name}` pads only the "
+        f"tokenizer's inputs: the first batch that mixes lengths fails (\"Unable to create tensor ... `{key}` ... "
+        'excessive nesting").'
+    )
+    if _rebuilds_labels(collator):
+        detail += f" Were they padded, `{name}` would still replace them with labels built from `input_ids`."
+    return finding(
+        "FTD331",
+        detail,
+        _label_fix(task, tok, pipeline),
+        location=pipeline.location(collator, pipeline.trainer),
+        evidence={"label_key": key, "min_length": lengths[0], "max_length": lengths[-1], "collator": name},
+    )
+
+
 @check("collate", provides=("batch", "eval_batch"), codes=("FTD301", "FTD302", "FTD105", "FTD210"))
 def build_batches(
     train_features, pipeline, findings_so_far, target, args=None, tokenizer=None, eval_features=None, budget=None
@@ -263,6 +363,121 @@ def batch_has_labels(batch, train_features, pipeline, target, task=None):
         fix,
         location=pipeline.location(target.collator, pipeline.trainer),
         evidence={"batch_keys": sorted(batch)},
+    )
+
+
+def _offset(row_ids, batch_ids) -> int | None:
+    """Where a row's ids sit in its padded batch row (0 when padded on the right, the padding's length on the left)."""
+    n, width = len(row_ids), len(batch_ids)
+    for off in {0, width - n}:
+        if 0 <= off <= width - n and batch_ids[off : off + n] == row_ids:
+            return off
+    return None
+
+
+@check("collate", codes=("FTD332",))
+def collator_keeps_labels(batch, train_features, pipeline, target):
+    """Rows that mask real tokens out of their labels must reach the model with that masking: a collator that
+    writes its own labels trains the masked tokens."""
+    import torch
+
+    rows = [r for r in (train_features or [])[:MAX_BATCH] if isinstance(r, dict)]
+    if target.fixed_batch() is not None or not rows or "labels" not in batch:
+        return None
+    key = datasets.label_key(rows[0], target.label_names)
+    if key is None or not all(_sequence(r.get(key)) and _sequence(r.get("input_ids")) for r in rows):
+        return None
+    try:
+        got = target.collate(rows)
+    except UserCodeError:  # build_batches reported it
+        return None
+    ids, labels = (got.get("input_ids"), got.get("labels")) if hasattr(got, "get") else (None, None)
+    if not (torch.is_tensor(ids) and torch.is_tensor(labels)) or labels.shape != ids.shape or len(ids) != len(rows):
+        return None
+    masked = retrained = 0
+    for i, row in enumerate(rows):
+        row_ids, row_labels = [int(t) for t in row["input_ids"]], [int(t) for t in row[key]]
+        mask = row.get("attention_mask")
+        off = _offset(row_ids, ids[i].tolist())
+        if off is None or len(row_labels) != len(row_ids):
+            return None
+        for p, label in enumerate(row_labels):
+            if label == -100 and (mask is None or int(mask[p]) == 1):
+                masked += 1
+                retrained += int(labels[i, off + p]) != -100
+    if not retrained:
+        return None
+    collator = target.collator
+    name = getattr(collator, "__name__", type(collator).__name__)
+    tok = pipeline.name_of(getattr(collator, "tokenizer", None) or pipeline.tokenizer) or "tokenizer"
+    return finding(
+        "FTD332",
+        f"The rows' `{key}` leave {masked} real tokens out of the loss (-100), but `{name}` builds its own labels: "
+        f"{retrained} of them are trained in the batch. The masking the rows carry is discarded.",
+        f"`data_collator=DataCollatorForSeq2Seq({tok}, padding=True)` pads the given labels with -100 and keeps "
+        "them (or `default_data_collator` when the rows already have one length).",
+        location=pipeline.location(collator, pipeline.trainer),
+        evidence={"masked_in_rows": masked, "trained_in_batch": retrained},
+    )
+
+
+rule(
+    "FTD333",
+    "mlm-labels-on-unmasked-tokens",
+    "collate",
+    "error",
+    "Masked-LM labels on tokens that were not masked",
+    """
+     A masked language model learns from the positions it cannot see: the labels hold the original id where the
+     input was masked and -100 everywhere else. Labels on the unmasked positions train the model to copy its input,
+     which is trivial: the loss is low from the start and says little, and the model barely learns to fill masks.
+     """,
+    broken="labels = batch['input_ids'].clone()  # every position is a target",
+    fixed="labels = torch.where(masked, batch['input_ids'], -100)  # only the masked positions",
+)
+
+
+def _batch_site(pipeline, target) -> str | None:
+    """Where the batch is made: the collator, else the loop that built it (its call of the model)."""
+    if target.fixed_batch() is None:
+        return pipeline.location(target.collator, pipeline.trainer)
+    site = pipeline.capture.train_site if pipeline.capture is not None else None
+    return str(site) if site else pipeline.location(target.collator)
+
+
+@check("collate", codes=("FTD333",))
+def mlm_labels_at_masks(batch, pipeline, target, tokenizer=None, task=None):
+    """Masked LM: a batch whose inputs hold mask tokens is trained at those positions, not at the ones it sees."""
+    import torch
+
+    mask_id = getattr(tokenizer, "mask_token_id", None)
+    if task != "masked-lm" or mask_id is None or not {"input_ids", "labels"} <= set(batch):
+        return None
+    ids, labels = batch["input_ids"], batch["labels"]
+    if not (torch.is_tensor(ids) and torch.is_tensor(labels)) or ids.shape != labels.shape:
+        return None
+    attention = batch.get("attention_mask")
+    real = (
+        attention.bool() if torch.is_tensor(attention) and attention.shape == ids.shape else torch.ones_like(ids).bool()
+    )
+    masked = ids == mask_id
+    trained = real & (labels != -100)
+    # Collators keep a tenth of the chosen positions unchanged: a few copies of the input among the targets are
+    # by design; most of the targets being copies is not.
+    copies = int((trained & ~masked & (labels == ids)).sum())
+    if not masked.any() or copies <= int(trained.sum()) // 2:
+        return None
+    return finding(
+        "FTD333",
+        f"{copies} of the {int(trained.sum())} labelled positions of the batch are tokens the model sees unmasked "
+        f"(label = input), beside {int(masked.sum())} masked ones: the model is trained to copy its input.",
+        "Keep the original id as label only where the input was masked, -100 elsewhere: "
+        "`labels = torch.where(inputs == tokenizer.mask_token_id, labels, -100)` (or let "
+        f"`DataCollatorForLanguageModeling({pipeline.name_of(tokenizer) or 'tokenizer'})` mask and label); "
+        + _see("masked-lm")
+        + ".",
+        location=_batch_site(pipeline, target),
+        evidence={"copied_positions": copies, "masked_positions": int(masked.sum())},
     )
 
 

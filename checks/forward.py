@@ -201,6 +201,80 @@ def override_signature(pipeline):
     return [_override_finding(drift, fn, cls) for drift, fn in _drift.overrides_missing(cls)]
 
 
+def labels_fit_the_head(batch, model, pipeline, target):
+    """Contract before the forward: the labels' shape is the one the head's loss takes (one per row for a sequence
+    classifier, one per input position for token classifiers and language models), and there is a head at all."""
+    import torch
+
+    labels, ids = batch.get("labels"), batch.get("input_ids")
+    if not torch.is_tensor(labels) or target.has_custom_loss:
+        return None
+    head, name = data.head_kind(model)
+    loc = pipeline.location(model)
+    per_row = "AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=...)"
+    if head == "base":
+        return finding(
+            "FTD401",
+            f"`{name}` is a base model without a head: it takes no `labels` and computes no loss, so the batch's "
+            f"labels {list(labels.shape)} are never used and training has nothing to backpropagate.",
+            f"Load the model with the head of the task: `{per_row if labels.dim() == 1 else _per_token(batch)}`.",
+            location=loc,
+            evidence={"model": name, "labels_shape": list(labels.shape)},
+        )
+    if not torch.is_tensor(ids) or ids.dim() != 2 or labels.dim() not in (1, 2):
+        return None
+    shape, width = list(labels.shape), ids.shape[1]
+    problem = getattr(getattr(model, "config", None), "problem_type", None)
+    if head == "sequence" and labels.dim() == 2 and problem != "multi_label_classification":
+        if shape[1] == width and width != data.num_labels(model):
+            return finding(
+                "FTD402",
+                f"The labels are one per token ({shape}, as long as `input_ids`), but `{name}` scores one label per "
+                f'row: the loss fails with "Expected input batch_size ({shape[0]}) to match target batch_size '
+                f'({shape[0] * shape[1]})".',
+                f"Load the head the labels are for: `{_per_token(batch, target)}`.",
+                location=loc,
+                evidence={"labels_shape": shape, "model": name},
+            )
+        return None
+    if head != "token":
+        return None
+    if labels.dim() == 1:
+        return finding(
+            "FTD402",
+            f"The labels are one per row ({shape}), but `{name}` scores every token: its loss needs one label per "
+            f'position and fails with "Expected input batch_size ({shape[0] * width}) to match target batch_size '
+            f'({shape[0]})".',
+            f"For one class per text load `{per_row}`.",
+            location=loc,
+            evidence={"labels_shape": shape, "model": name},
+        )
+    if shape[1] != width:
+        return finding(
+            "FTD402",
+            f"The labels ({shape}) are not as long as the inputs ({list(ids.shape)}): `{name}` predicts one token per "
+            "input position, so a target sequence of its own length cannot be aligned to it.",
+            "For a separate target sequence use an encoder-decoder (`AutoModelForSeq2SeqLM` with a seq2seq "
+            "checkpoint); with a decoder-only model put prompt and target in one sequence and set the prompt's "
+            "labels to -100.",
+            location=loc,
+            evidence={"labels_shape": shape, "input_shape": list(ids.shape), "model": name},
+        )
+    return None
+
+
+def _per_token(batch, target=None) -> str:
+    """The head for labels with one entry per token: a language model when the collator builds them from the
+    inputs (masked or causal), a token classifier otherwise."""
+    collator = getattr(target, "collator", None)
+    mlm = getattr(collator, "mlm", None)
+    if mlm is True:
+        return "AutoModelForMaskedLM.from_pretrained(checkpoint)"
+    if mlm is False:
+        return "AutoModelForCausalLM.from_pretrained(checkpoint)"
+    return "AutoModelForTokenClassification.from_pretrained(checkpoint, num_labels=...)"
+
+
 @check("forward", provides=("work_model", "initial_loss", "outputs"), codes=("FTD401", "FTD402", "FTD405", "FTD806"))
 def forward_pass(model, batch, pipeline, findings_so_far, target):
     import torch
@@ -213,24 +287,30 @@ def forward_pass(model, batch, pipeline, findings_so_far, target):
     if any(f.code == "FTD324" for f in findings_so_far):
         # No position is trained: the loss is 0/0, and every later step follows from that one cause.
         return Provide(skip_reason="no token of the batch is trained (collate FTD324)")
+    # The contract first: a batch the head cannot take is named before the model runs, and its crash is predicted.
+    contract = labels_fit_the_head(batch, model, pipeline, target)
+    found = [contract] if contract is not None else []
+    seen = [*findings_so_far, *found]
     work = target.work_model()
     work.eval()  # dropout off: the loss at initialisation is compared with chance level
     try:
         with torch.no_grad():
             loss, outputs = target.loss(work, batch)
     except UserCodeError as err:
-        f, reason = forward_failure(err.exc, "the forward pass", findings_so_far, pipeline, model, batch)
+        f, reason = forward_failure(err.exc, "the forward pass", seen, pipeline, model, batch)
         return Provide(
             {"work_model": work, "initial_loss": Unavailable(reason), "outputs": Unavailable(reason)},
-            [f] if f else [],
+            found + ([f] if f else []),
             skip_reason=reason,
         )
     if loss is None:
-        known = [c for c in ("FTD202", "FTD304", "FTD305") if c in {x.code for x in findings_so_far}]
+        known = [c for c in ("FTD202", "FTD304", "FTD305", "FTD401") if c in {x.code for x in seen}]
         if known:
             reason = f"the model returns no loss, as {', '.join(known)} predicted"
             return Provide(
-                {"work_model": work, "initial_loss": Unavailable(reason), "outputs": outputs}, skip_reason=reason
+                {"work_model": work, "initial_loss": Unavailable(reason), "outputs": outputs},
+                found,
+                skip_reason=reason,
             )
         f = finding(
             "FTD401",
@@ -248,7 +328,7 @@ def forward_pass(model, batch, pipeline, findings_so_far, target):
     ev = {"loss": value, "logits_shape": list(logits.shape) if logits is not None else None}
     if getattr(loss, "ndim", 0):
         ev["loss_shape"] = list(loss.shape)
-    return Provide({"work_model": work, "initial_loss": value, "outputs": outputs}, evidence=ev)
+    return Provide({"work_model": work, "initial_loss": value, "outputs": outputs}, found, evidence=ev)
 
 
 @check("forward", codes=("FTD403", "FTD404"))

@@ -252,10 +252,14 @@ def eval_predictions(
 
 
 @check("metrics", provides=("metric_values",), codes=("FTD601", "FTD602", "FTD604", "FTD606", "FTD621"))
-def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx, model=None):
+def compute_metrics_runs(compute_metrics, eval_prediction, pipeline, ctx, model=None, findings_so_far=()):
     import numpy as np
     from transformers import EvalPrediction
 
+    if model is not None and models.head_kind(model)[0] == "base":
+        # A model without a head outputs hidden states and takes no labels: nothing compute_metrics could score.
+        said = " (forward FTD401)" if any(f.code == "FTD401" for f in findings_so_far) else ""
+        return Provide(skip_reason=f"the model has no task head, so it makes no predictions to score{said}")
     cap = pipeline.capture
     try:
         result = run_user("compute_metrics", compute_metrics, eval_prediction)

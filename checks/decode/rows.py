@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from ftdoctor.checks._failures import explain
 from ftdoctor.core.diagnosis import FACTS, MESSAGE, VALUES
 from ftdoctor.facts import datasets, models
 from ftdoctor.sdk import (
     Cause,
     Provide,
+    Site,
     Skip,
     Unavailable,
     UserCodeError,
@@ -257,12 +259,115 @@ def _same_split(raw_ds, ds) -> bool:
     return all(first[0][c] == ds[0][c] for c in shared)
 
 
+rule(
+    "FTD218",
+    "trainer-drops-column-read-later",
+    "decode",
+    "error",
+    "The Trainer removes a column that the collator or the dataset's transform reads",
+    """
+     With `remove_unused_columns=True` (the default) the Trainer removes every column that the model's forward does
+     not name before the rows reach the collator, and before a transform set with `with_transform`/`set_transform`
+     runs. A collator that reads a helper column (`word_ids`, word-level tags) or a transform that reads the raw
+     text then fails on the first batch with a `KeyError`.
+     """,
+    broken="""
+     args = TrainingArguments("out")
+     trainer = Trainer(model, args, train_dataset=ds, data_collator=collate_using_word_ids)
+     """,
+    fixed="""
+     args = TrainingArguments("out", remove_unused_columns=False)  # the collator needs word_ids
+     trainer = Trainer(model, args, train_dataset=ds, data_collator=collate_using_word_ids)
+     """,
+)
+
+
+def _keys_read(fn) -> dict[str, tuple[str, int]]:
+    """The string keys a user's function reads by subscript or `.pop` (either raises KeyError on a missing key),
+    each with the file and line of its first read; {} for library code or code without source."""
+    import ast
+    import functools
+    import inspect
+    import textwrap
+
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if not inspect.isroutine(fn) and callable(fn):
+        fn = type(fn).__call__
+    fn = inspect.unwrap(fn) if callable(fn) else fn
+    if str(getattr(fn, "__module__", "") or "").split(".")[0] in _LIBRARIES:
+        return {}
+    try:
+        path = inspect.getsourcefile(fn) or ""
+        lines, start = inspect.getsourcelines(fn)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    if "site-packages" in path or "dist-packages" in path:
+        return {}
+    keys: dict[str, tuple[str, int]] = {}
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            key = node.slice
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "pop" and node.args:
+            key = node.args[0]
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            keys.setdefault(key.value, (path, start + node.lineno - 1))
+    return dict(sorted(keys.items(), key=lambda kv: kv[1][1]))
+
+
+_LIBRARIES = {"transformers", "datasets", "trl", "torch", "peft", "accelerate", "ftdoctor"}
+
+
+def _transform_of(ds):
+    fmt = getattr(ds, "format", None)
+    return (fmt.get("format_kwargs") or {}).get("transform") if isinstance(fmt, dict) else None
+
+
+@check("decode", codes=("FTD218",))
+def columns_read_after_removal(train_dataset, pipeline, target, trainer=None):
+    """Contract before reading rows: what the collator and the dataset's transform read must survive the Trainer's
+    removal of unused columns."""
+    dropped = target.dropped_columns(train_dataset)
+    if not dropped:
+        return None
+    for what, fn in (("transform", _transform_of(train_dataset)), ("collator", target.collator)):
+        if fn is None:
+            continue
+        keys = _keys_read(fn)
+        read = [k for k in keys if k in dropped]
+        if not read:
+            continue
+        name = getattr(fn, "__name__", type(fn).__name__)
+        site = Site(*keys[read[0]])
+        cols = ", ".join(f"`{k}`" for k in read)
+        reader = f"the dataset's transform `{name}`" if what == "transform" else f"the collator `{name}`"
+        return finding(
+            "FTD218",
+            f"{reader[0].upper() + reader[1:]} reads {cols}, but the Trainer removes "
+            f"{'that column' if len(read) == 1 else 'those columns'} first: the model's forward does not name "
+            f"{'it' if len(read) == 1 else 'them'} (`remove_unused_columns=True`). "
+            + (
+                f"The first batch fails with KeyError: {read[0]!r}."
+                if what == "collator"
+                else "Training stops before the first step (\"No columns in the dataset match the model's forward "
+                f'method signature", or KeyError: {read[0]!r} in the transform).'
+            ),
+            "Pass `remove_unused_columns=False` in `TrainingArguments(...)` and leave in the dataset only what "
+            f"{reader} and the model use.",
+            location=str(site),
+            evidence={"reads": read, "dropped": dropped, "reader": what},
+        )
+    return None
+
+
 @check(
     "decode",
     provides=("train_features", "eval_features", "effective_train_dataset", "effective_eval_dataset"),
     codes=("FTD201", "FTD202", "FTD212", "FTD214", "FTD900"),
 )
-def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_dataset=None):
+def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_dataset=None, findings_so_far=()):
     """Rows as the collator will see them; raw text is reported, and a tokenized stand-in used if the script has one."""
     main_input = getattr(model, "main_input_name", "input_ids")
     findings, values = [], {}
@@ -299,6 +404,11 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
         try:
             rows, removed = target.rows(ds, description, SAMPLE_ROWS)
         except UserCodeError as err:
+            # A cause named before (FTD218: the transform reads a column the Trainer removes) makes it predicted.
+            failure = explain(err.exc, f"reading the {description} rows", findings_so_far)
+            if failure.kind == "predicted":
+                values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(failure.reason)
+                continue
             # Reading a row runs the dataset's own code (a transform); the Trainer reads it the same way.
             findings.append(_unreadable(err, ds, description, pipeline, target, trainer))
             values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(
@@ -318,6 +428,7 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
             and "inputs_embeds" not in rows[0]
             and not _token_columns(rows[0])
             and not _collator_tokenizes(target, rows, main_input)
+            and _text_columns(ds)
         ):
             own_step = target.own_input_step(list(rows[0]))
             if own_step is not None:
@@ -326,8 +437,7 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
                 reason = f"`{own_step}` makes the model's inputs from the {split} rows during training"
                 values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(reason)
                 continue
-            raw_row = take_rows(ds, 1)[0]
-            text_cols = [k for k, v in raw_row.items() if isinstance(v, str)]
+            text_cols = _text_columns(ds)
             name, stand_in = _tokenized_stand_in(pipeline, ds, main_input)
             raw_notes.append((split, pipeline.name_of(ds), text_cols, name))
             if stand_in is not None:
@@ -340,7 +450,9 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
         values[f"{split}_features"] = rows if rows else missing
         values[f"effective_{split}_dataset"] = ds if rows else missing
         if split == "train" and rows and isinstance(rows[0], dict):
-            f = _dropped_label_column(ds, rows, removed, target, pipeline)
+            # A column the collator reads (FTD218) is its input, not a label column under the wrong name.
+            read = {c for x in findings_so_far if x.code == "FTD218" for c in x.evidence.get("reads", ())}
+            f = _dropped_label_column(ds, rows, [c for c in removed if c not in read], target, pipeline)
             if f is not None:
                 findings.append(f)
     if raw_notes:
@@ -375,6 +487,14 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
     streaming = values.pop("decode_streaming", None)
     evidence = {"streaming_rows_sampled": streaming} if streaming else {}
     return Provide(values, findings, evidence=evidence)
+
+
+def _text_columns(ds) -> list[str]:
+    """The columns of the dataset's first row that hold text: without any, rows lacking token ids are not raw text
+    (a custom model's own inputs, or inputs the Trainer dropped: FTD214)."""
+    first = take_rows(ds, 1)
+    row = first[0] if first else None
+    return [k for k, v in row.items() if isinstance(v, str)] if isinstance(row, dict) else []
 
 
 def _unreadable(err, ds, description, pipeline, target, trainer):
@@ -442,7 +562,8 @@ def _named(pipeline, ds) -> str:
 def _inputs_dropped(removed, model, pipeline, trainer):
     wrapped = getattr(trainer, "model", None)
     wrapper = type(wrapped if wrapped is not None else model).__name__
-    inputs = [c for c in removed if c in _forward_params(model)]
+    # A forward that takes **kwargs names no input: every dropped column but the labels is one the model needed.
+    inputs = [c for c in removed if c in _forward_params(model)] or [c for c in removed if c not in datasets.LABEL_KEYS]
     return finding(
         "FTD214",
         f"The dataset has the model's inputs ({', '.join(f'`{c}`' for c in inputs)}), but the "
@@ -549,10 +670,35 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
             location=loc,
             evidence={"example": sample},
         )
-    ints = Counter({v: n for v, n in tally.items() if isinstance(v, int)})
+    ints = Counter({v: n for v, n in tally.items() if isinstance(v, int) and not isinstance(v, bool)})
     floats = [v for v in tally if isinstance(v, float)]  # the distinct ones, in the order they come
     n_labels = models.num_labels(model) or 0
+    multi_hot = isinstance(sample, (list, tuple)) or getattr(sample, "ndim", 0) == 1
+    if problem_type == "multi_label_classification" and multi_hot and ints and not floats:
+        # BCEWithLogitsLoss takes the targets as they come: integer ones fail against the float logits.
+        return finding(
+            "FTD204",
+            f"The model is set up for multi-label classification (BCEWithLogitsLoss), which needs float multi-hot "
+            f'targets, but the `{key}` rows hold integers ({sample!r}): the loss fails with "result type Float '
+            "can't be cast to the desired output type Long\".",
+            f"Make the targets floats: `[float(v) for v in ...]` where the `{key}` rows are built (or "
+            f'`dataset = dataset.cast_column("{key}", Sequence(Value("float32")))`).',
+            location=loc,
+            evidence={"example": sample},
+        )
     if floats and problem_type != "multi_label_classification" and n_labels > 1 and task == "sequence-classification":
+        if multi_hot and len(sample) == n_labels and set(floats) <= {0.0, 1.0}:
+            return finding(
+                "FTD204",
+                f"The `{key}` rows are one-hot float vectors ({len(sample)} values, one 1.0): from float labels "
+                "transformers infers multi-label classification and trains with BCEWithLogitsLoss, one independent "
+                "yes/no per class, instead of cross-entropy over the classes.",
+                f"Give the class id instead of the one-hot row (`{key} = row.index(1.0)`, or the original "
+                "integer label column); keep one-hot floats only for real multi-label data, with "
+                '`problem_type="multi_label_classification"`.',
+                location=loc,
+                evidence={"example": sample, "num_labels": n_labels},
+            )
         return _float_labels(key, floats, n_labels, kinds, loc)
     if not ints:
         return None

@@ -316,6 +316,7 @@ def tensorflow_script(capture):
         "FTD106",
         "FTD108",
         "FTD504",
+        "FTD204",
     ),
 )
 def script_raised(capture):
@@ -370,6 +371,11 @@ def script_raised(capture):
             found.location = found.location or location
             found.evidence = {**evidence, **found.evidence}
             return found
+    found = _class_names_to_tensor(exc, capture)
+    if found is not None:
+        found.location = found.location or location
+        found.evidence = {**evidence, **found.evidence}
+        return found
     for diagnose in (
         _loss_is_none,
         removed_argument,
@@ -400,6 +406,58 @@ def script_raised(capture):
         cause.finding.evidence = {**evidence, **cause.finding.evidence}
         return cause.finding
     return relay("FTD005", ev, location=location)
+
+
+def _class_names_to_tensor(exc, capture):
+    """`torch.tensor` over strings ("too many dimensions 'str'"): the user's line names a sequence of a few distinct
+    words, class names that were never mapped to ids."""
+    import ast
+
+    if not isinstance(exc, ValueError) or "too many dimensions 'str'" not in str(exc):
+        return None
+    tb, frame = capture.exc_tb, None
+    while tb is not None:
+        if capture.is_user_file(tb.tb_frame.f_code.co_filename):
+            frame, line = tb.tb_frame, tb.tb_lineno
+        tb = tb.tb_next
+    if frame is None:
+        return None
+    import linecache
+
+    text = linecache.getline(frame.f_code.co_filename, line).strip()
+    try:
+        names = [n.id for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Name)]
+    except SyntaxError:
+        return None
+    for name in names:
+        values = _strings(frame.f_locals.get(name, frame.f_globals.get(name)))
+        if values is None:
+            continue
+        distinct = sorted(set(values))
+        # A handful of words repeated over many rows are class names, not free text.
+        if len(distinct) > 50 or len(values) < 2 * len(distinct):
+            continue
+        mapping = ", ".join(f"{v!r}: {i}" for i, v in enumerate(distinct[:6])) + (", ..." if len(distinct) > 6 else "")
+        return finding(
+            "FTD204",
+            f"`{name}` holds class names ({len(distinct)} distinct strings over {len(values)} rows: "
+            f"{distinct[:6]}), and `torch.tensor` cannot make a tensor of strings (`{text[:120]}`).",
+            f"Map the names to integer ids first: `label2id = {{{mapping}}}`, then "
+            f"`torch.tensor([label2id[v] for v in {name}])`.",
+            evidence={"variable": name, "classes": distinct[:20]},
+        )
+    return None
+
+
+def _strings(value) -> list | None:
+    """The values of a list, tuple, array or pandas Series when they are all strings."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__") or not hasattr(value, "__iter__"):
+        return None
+    try:
+        values = list(value)[:100_000]
+    except Exception:  # an object that iterates in its own way: not a sequence of labels
+        return None
+    return values if values and all(isinstance(v, str) for v in values) else None
 
 
 def _raised_in_data_loading(tb) -> bool:

@@ -96,3 +96,29 @@ def loss_and_outputs(out: Any, labelled: bool = True) -> tuple[Any, Any]:
         if torch.is_tensor(first):
             return None, {"logits": first}
     return getattr(out, "loss", None), out
+
+
+def head_kind(model: Any) -> tuple[str | None, str]:
+    """(what the model's head scores, its class name): "sequence" (one label per row), "token" (one per input
+    position: token classifiers and language models), "base" (a transformers model without a head), or None."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    name = type(inner).__name__
+    cfg = getattr(inner, "config", None)
+    if not type(inner).__module__.startswith("transformers.") or getattr(cfg, "is_encoder_decoder", False):
+        return None, name
+    if name.endswith("ForSequenceClassification"):
+        return "sequence", name
+    if name.endswith(("ForTokenClassification", "ForMaskedLM", "ForCausalLM", "LMHeadModel")):
+        return "token", name
+    if name.endswith("Model") and "For" not in name and "labels" not in _forward_parameters(inner):
+        return "base", name
+    return None, name
+
+
+def _forward_parameters(model: Any) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()

@@ -63,7 +63,14 @@ class Target:
         way."""
         return run_user(f"reading the {description} dataset", take_rows, dataset, n), []
 
+    def dropped_columns(self, dataset: Any) -> list[str]:
+        """The columns of ``dataset`` the trainer removes before its rows reach the collator (none by default)."""
+        return []
+
     def collate(self, rows: list[Any]) -> Any:
+        # Collators may edit the rows they get (`feature.pop("word_ids")`, masking ids in place): they get copies,
+        # so the rows stay as the dataset has them for the next stage.
+        rows = [_row_copy(r) for r in rows]
         return run_user("the data collator", self.collator, rows)
 
     def own_input_step(self, columns: list[str]) -> str | None:
@@ -346,6 +353,12 @@ def _dist_value(getter: str, env: str, default: int) -> int:
         return int(os.environ.get(env, default))
     except ValueError:
         return default
+
+
+def _row_copy(row: Any) -> Any:
+    if not isinstance(row, dict):
+        return row
+    return {k: list(v) if isinstance(v, list) else v for k, v in row.items()}
 
 
 def _len(obj: Any) -> int | None:

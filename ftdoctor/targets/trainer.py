@@ -53,7 +53,13 @@ class TrainerTarget(Target):
             # Reading a row runs the dataset's transform (`with_transform`, `set_transform`): the user's code.
             if not keep_only:
                 return run_user(what, _all_rows, sub), []
-            kept = trainer._remove_unused_columns(sub, description)
+            # The Trainer's own removal raises on data it finds nothing to keep in: the pipeline's error, not ftdoctor's.
+            kept = run_user(
+                f"removing the unused columns of the {description} dataset",
+                trainer._remove_unused_columns,
+                sub,
+                description,
+            )
             removed = [c for c in sub.column_names if c not in kept.column_names]
             return run_user(what, _all_rows, kept), removed
         rows = run_user(f"reading the {description} dataset", take_rows, dataset, n)
@@ -87,6 +93,20 @@ class TrainerTarget(Target):
             owner = next((k for k in cls.__mro__ if name in vars(k)), cls)
             return f"{owner.__name__}.{name}"
         return None
+
+    def dropped_columns(self, dataset: Any) -> list[str]:
+        """The columns `remove_unused_columns` removes: those the model's forward and the label names do not name."""
+        from ftdoctor.facts import datasets as data
+
+        trainer = self.trainer
+        if not getattr(trainer.args, "remove_unused_columns", False) or dataset is None:
+            return []
+        columns = data.columns_of(dataset) if data.is_hf_dataset(dataset) else []
+        if not columns:
+            return []
+        trainer._set_signature_columns_if_needed()
+        keep = set(trainer._signature_columns or ())
+        return [c for c in columns if c not in keep]
 
     def run_loss(self, model: Any, batch: Any) -> tuple[Any, Any]:
         """The trainer's own compute_loss (a subclass's override or compute_loss_func included)."""

@@ -288,3 +288,24 @@ def test_short_of_memory_for_the_gradients(monkeypatch):
     f = got.one("FTD806")
     assert f.detail.startswith("One optimizer step (the gradients, on a copy) needs about")
     assert f.evidence == {"needed_copies_of_trainable_weights": 2} and "FTD806" in got.skip_reason
+
+
+# --- the contract before training: the task head trains ---------------------------------------------------------------
+
+
+def _lora(**config):
+    peft = pytest.importorskip("peft")
+    lora = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["query", "value"], **config)
+    return peft.get_peft_model(bert(num_labels=2), lora)
+
+
+def test_lora_without_task_type_freezes_the_new_classifier():
+    model = _lora()
+    f = call("FTD512", **values_for(model)).one("FTD512")  # a bare PeftModel: the task is its inner model's
+    assert f.detail.startswith("`classifier`, the layer that scores the 2 classes, does not train")
+    assert 'task_type="SEQ_CLS"' in f.fix and 'modules_to_save=["classifier"]' in f.fix
+
+
+def test_lora_that_saves_the_head_or_a_model_that_trains_whole_is_silent():
+    for model in (_lora(task_type="SEQ_CLS"), _lora(modules_to_save=["classifier"]), bert(num_labels=2)):
+        assert call("FTD512", **values_for(model, task="sequence-classification")).findings == []

@@ -400,6 +400,141 @@ def test_other_tasks_are_not_judged(tmp_path):
     assert codes(findings("FTD324", **values, batch=batch)) == []
 
 
+# --- contracts before collating: what the collator pads, what it keeps -----------------------------------------------
+
+
+def _tagged_rows(lengths):
+    """Token-classification rows: one label per token (-100 on the special tokens), of each row's length."""
+    return [
+        {"input_ids": [2] + [50] * (n - 2) + [3], "attention_mask": [1] * n, "labels": [-100] + [1] * (n - 2) + [-100]}
+        for n in lengths
+    ]
+
+
+def test_padding_collator_with_per_token_labels_of_different_lengths(tmp_path):
+    from transformers import DataCollatorWithPadding
+
+    tok = wordpiece()
+    values = trainer_values(tmp_path, bert("BertForTokenClassification"), data_collator=DataCollatorWithPadding(tok))
+    rows = _tagged_rows([5, 7, 6])
+    f = one("FTD331", **values, train_features=rows)
+    assert "per-token lists of 5 to 7 entries" in f.detail and "`DataCollatorWithPadding` pads only" in f.detail
+    assert f.fix.startswith("`data_collator=DataCollatorForTokenClassification(")
+    assert f.evidence == {
+        "label_key": "labels",
+        "min_length": 5,
+        "max_length": 7,
+        "collator": "DataCollatorWithPadding",
+    }
+    # the crash that follows is the one the contract predicted: no relay of the collator's error
+    out = _batches(values, rows, [f])
+    assert out.findings == [] and "predicted by FTD331" in out.values["batch"].reason
+
+
+def test_language_modelling_collator_with_masked_labels_of_different_lengths(tmp_path):
+    from transformers import DataCollatorForLanguageModeling
+
+    tok = causal()
+    collator = DataCollatorForLanguageModeling(tok, mlm=False)
+    values = trainer_values(tmp_path, gpt2(tokenizer=tok), data_collator=collator)
+    rows = [
+        {"input_ids": [2] + [50] * n, "attention_mask": [1] * (n + 1), "labels": [-100] * 3 + [50] * (n - 2)}
+        for n in (4, 6)
+    ]
+    f = one("FTD331", **values, train_features=rows)
+    assert "would still replace them with labels built from `input_ids`" in f.detail
+    assert "DataCollatorForSeq2Seq(" in f.fix
+
+
+def test_collators_that_pad_labels_or_labels_of_one_length_are_silent(tmp_path):
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    tok = wordpiece()
+    model = bert("BertForTokenClassification")
+    padded = trainer_values(tmp_path, model, data_collator=DataCollatorForTokenClassification(tok))
+    assert findings("FTD331", **padded, train_features=_tagged_rows([5, 7, 6])) == []
+    plain = trainer_values(tmp_path, model, data_collator=DataCollatorWithPadding(tok))
+    assert findings("FTD331", **plain, train_features=_tagged_rows([6, 6])) == []
+    assert findings("FTD331", **plain, train_features=_token_rows([5, 7])) == []
+
+
+def _prompt_masked_rows(prompt=3, lengths=(8, 8, 8)):
+    """Causal-LM rows of one length whose labels leave the prompt (``prompt`` tokens) out of the loss."""
+    return [
+        {
+            "input_ids": [2] + [50 + i] * (n - 1),
+            "attention_mask": [1] * n,
+            "labels": [-100] * prompt + [50 + i] * (n - prompt),
+        }
+        for i, n in enumerate(lengths)
+    ]
+
+
+def test_language_modelling_collator_discards_the_prompt_mask(tmp_path):
+    from transformers import DataCollatorForLanguageModeling
+
+    tok = causal()
+    collator = DataCollatorForLanguageModeling(tok, mlm=False)
+    values = trainer_values(tmp_path, gpt2(tokenizer=tok), data_collator=collator)
+    rows = _prompt_masked_rows()
+    f = one("FTD332", **values, batch=dict(collator(rows)), train_features=rows)
+    assert f.evidence == {"masked_in_rows": 9, "trained_in_batch": 9}
+    assert "`DataCollatorForLanguageModeling` builds its own labels" in f.detail
+    assert f.fix.startswith("`data_collator=DataCollatorForSeq2Seq(")
+
+
+def test_collator_that_keeps_the_prompt_mask_is_silent(tmp_path):
+    from transformers import DataCollatorForSeq2Seq
+
+    tok = causal()
+    collator = DataCollatorForSeq2Seq(tok, padding=True)
+    values = trainer_values(tmp_path, gpt2(tokenizer=tok), data_collator=collator)
+    rows = _prompt_masked_rows(lengths=(6, 8, 7))
+    assert findings("FTD332", **values, batch=dict(collator(rows)), train_features=rows) == []
+
+
+def _mlm_batch(tok, label_every_position):
+    ids = torch.tensor([[2, 50, 51, 52, 53, 54, 55, 3]] * 2)
+    inputs = ids.clone()
+    inputs[:, 2] = tok.mask_token_id
+    labels = ids.clone() if label_every_position else torch.where(inputs == tok.mask_token_id, ids, -100)
+    return {"input_ids": inputs, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
+def test_masked_lm_labels_on_every_position(tmp_path):
+    from torch.utils.data import DataLoader
+
+    tok = wordpiece()
+    batch = _mlm_batch(tok, label_every_position=True)
+    values = loop_values(bert("BertForMaskedLM"), DataLoader([]), tokenizer=tok, batch=batch)
+    f = one("FTD333", **values, batch=batch)
+    assert f.evidence == {"copied_positions": 14, "masked_positions": 2}
+    assert "torch.where(inputs == tokenizer.mask_token_id, labels, -100)" in f.fix
+
+
+def test_masked_lm_labels_at_the_masks_only_are_silent(tmp_path):
+    from torch.utils.data import DataLoader
+
+    tok = wordpiece()
+    batch = _mlm_batch(tok, label_every_position=False)
+    values = loop_values(bert("BertForMaskedLM"), DataLoader([]), tokenizer=tok, batch=batch)
+    assert findings("FTD333", **values, batch=batch) == []
+
+
+def test_collator_key_error_predicted_by_a_dropped_column_is_not_relayed(tmp_path):
+    values = trainer_values(tmp_path, bert(), data_collator=_NeedsPixels())
+    earlier = reported("FTD218", "the collator reads a column the Trainer removes")
+    out = _batches(values, _token_rows([4, 4]), [earlier])
+    assert out.findings == [] and "predicted by FTD218: KeyError: 'pixel_values'" in out.values["batch"].reason
+
+
+def test_padding_collator_given_rows_without_inputs_after_ftd214_is_predicted(tmp_path):
+    values = trainer_values(tmp_path, bert(), tokenizer=wordpiece())  # DataCollatorWithPadding
+    earlier = reported("FTD214", "the Trainer drops the model's inputs")
+    out = _batches(values, [{"label": 0}, {"label": 1}], [earlier])
+    assert out.findings == [] and "predicted by FTD214" in out.values["batch"].reason
+
+
 # --- documents concatenated into blocks (run_clm's group_texts) ------------------------------------------------------
 
 DOCS = ["the film was good", "a great movie", "the film was great", "a good movie"]

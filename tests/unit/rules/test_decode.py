@@ -241,20 +241,20 @@ def test_ignore_index_is_no_label_out_of_range(tmp_path):
 
 def test_string_labels(tmp_path):
     ds = _labelled(wordpiece(), ["pos", "neg", "pos", "neg"])
-    f = one("FTD204", **_judged(tmp_path, ds, bert(num_labels=2)))
+    f = one("FTD204", "decode", **_judged(tmp_path, ds, bert(num_labels=2)))
     assert "['neg', 'pos']" in f.detail and 'class_encode_column("label")' in f.fix
 
 
 def test_float_labels_for_a_classifier(tmp_path):
     ds = _labelled(wordpiece(), [0.0, 1.0, 1.0, 0.0])
-    f = one("FTD204", **_judged(tmp_path, ds, bert(num_labels=2)))
+    f = one("FTD204", "decode", **_judged(tmp_path, ds, bert(num_labels=2)))
     assert f.evidence["distinct"] == [0.0, 1.0] and "multi-label BCE loss" in f.detail
     assert f.fix == 'Make them integers: `dataset = dataset.cast_column("label", Value("int64"))`.'
 
 
 def test_float_labels_for_a_regression_head_are_silent(tmp_path):
     ds = _labelled(wordpiece(), [0.1, 0.7, 0.4, 0.9])
-    assert findings("FTD204", **_judged(tmp_path, ds, bert(num_labels=1))) == []
+    assert findings("FTD204", "decode", **_judged(tmp_path, ds, bert(num_labels=1))) == []
 
 
 def test_one_class_dominates(tmp_path):
@@ -594,3 +594,104 @@ def test_truncation_cut_most_answers(tmp_path):
 
 def test_positions_that_spell_the_answers_are_silent(tmp_path):
     assert findings("FTD223", **_qa(tmp_path)) == []
+
+
+# --- label dtype against the loss the head picks ---------------------------------------------------------------------
+
+
+def test_integer_multi_hot_targets_for_a_multi_label_head(tmp_path):
+    ds = _labelled(wordpiece(), [[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+    model = bert(num_labels=3, problem_type="multi_label_classification")
+    f = one("FTD204", "decode", **_judged(tmp_path, ds, model))
+    assert "needs float multi-hot targets" in f.detail and f.evidence == {"example": [1, 0, 1]}
+    assert "float(v)" in f.fix
+
+
+def test_float_multi_hot_targets_for_a_multi_label_head_are_silent(tmp_path):
+    ds = _labelled(wordpiece(), [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    model = bert(num_labels=3, problem_type="multi_label_classification")
+    assert findings("FTD204", "decode", **_judged(tmp_path, ds, model)) == []
+
+
+def test_one_hot_rows_for_a_single_label_classifier(tmp_path):
+    ds = _labelled(wordpiece(), [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    f = one("FTD204", "decode", **_judged(tmp_path, ds, bert(num_labels=3)))
+    assert "one-hot float vectors (3 values, one 1.0)" in f.detail and "BCEWithLogitsLoss" in f.detail
+    assert "class id" in f.fix and f.evidence["num_labels"] == 3
+
+
+# --- columns the Trainer removes before the collator or a transform reads them ----------------------------------------
+
+
+def _tagging_collator(tok):
+    def align_tags(features):
+        word_ids = [f.pop("word_ids") for f in features]
+        batch = tok.pad(features, return_tensors="pt")
+        batch["labels"] = torch.tensor([[0 if w >= 0 else -100 for w in ws] for ws in word_ids])
+        return batch
+
+    return align_tags
+
+
+def _with_word_ids(tok):
+    enc = tok(TEXTS[:4])
+    word_ids = [[-1 if w is None else w for w in enc.word_ids(i)] for i in range(4)]
+    return dataset({**{k: list(v) for k, v in enc.items()}, "word_ids": word_ids})
+
+
+def test_collator_reads_a_column_the_trainer_removes(tmp_path):
+    tok = wordpiece()
+    ds = _with_word_ids(tok)
+    values = trainer_values(tmp_path, bert("BertForTokenClassification"), ds, data_collator=_tagging_collator(tok))
+    f = one("FTD218", **values)
+    assert "The collator `align_tags` reads `word_ids`" in f.detail and "KeyError: 'word_ids'" in f.detail
+    assert "remove_unused_columns=False" in f.fix
+    assert f.location.endswith(f"test_decode.py:{_tagging_collator.__code__.co_firstlineno + 2}")
+    assert f.evidence == {"reads": ["word_ids"], "dropped": ["word_ids"], "reader": "collator"}
+
+
+def test_transform_reads_the_text_the_trainer_removes(tmp_path):
+    tok = wordpiece()
+
+    def tokenize(batch):
+        return tok(batch["text"], truncation=True)
+
+    ds = dataset({"text": TEXTS[:4]}).with_transform(tokenize)
+    f = one("FTD218", **trainer_values(tmp_path, bert("BertForMaskedLM"), ds))
+    assert f.detail.startswith("The dataset's transform `tokenize` reads `text`")
+    assert "No columns in the dataset match the model's forward method signature" in f.detail
+
+
+def test_columns_kept_for_the_collator_are_silent(tmp_path):
+    tok = wordpiece()
+    ds = _with_word_ids(tok)
+    collator = _tagging_collator(tok)
+    model = bert("BertForTokenClassification")
+    kept = trainer_values(tmp_path, model, ds, data_collator=collator, remove_unused_columns=False)
+    assert findings("FTD218", **kept) == []
+    plain = trainer_values(tmp_path, model, ds.remove_columns("word_ids"), data_collator=collator)
+    assert findings("FTD218", **plain) == []
+
+
+def test_collator_given_as_a_partial_is_read_through(tmp_path):
+    import functools
+
+    tok = wordpiece()
+
+    def align_with(features, tokenizer):
+        word_ids = [f.pop("word_ids") for f in features]  # the line that reads it
+        return tokenizer.pad(features, return_tensors="pt") | {"word_ids": word_ids}
+
+    collator = functools.partial(align_with, tokenizer=tok)
+    values = trainer_values(tmp_path, bert("BertForTokenClassification"), _with_word_ids(tok), data_collator=collator)
+    f = one("FTD218", **values)
+    assert f.location.endswith(f"test_decode.py:{align_with.__code__.co_firstlineno + 1}")
+
+
+def test_the_trainer_refusing_a_transformed_dataset_is_the_failure_ftd218_predicted(tmp_path):
+    tok = wordpiece()
+    ds = dataset({"text": TEXTS[:4]}).with_transform(lambda b: tok(b["text"]))
+    values = trainer_values(tmp_path, bert("BertForMaskedLM"), ds)
+    earlier = findings("FTD218", **values)
+    out = call("FTD201", **values, findings_so_far=earlier)
+    assert out.findings == [] and "predicted by FTD218" in out.values["train_features"].reason

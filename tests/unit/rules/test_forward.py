@@ -14,6 +14,7 @@ from ._build_b import (
     bert,
     call,
     capture,
+    gpt2,
     line_of,
     no_free_memory,
     one_thread,  # noqa: F401  (the fixture below)
@@ -242,3 +243,50 @@ def test_override_signature_names_the_parameter_the_trainer_passes():
     assert f.evidence["argument"] == "num_items_in_batch" and "num_items_in_batch=None" in f.fix
     assert f.location.endswith(f"test_forward.py:{WeightedTrainer.compute_loss.__code__.co_firstlineno}")
     assert call("FTD406", pipeline=SimpleNamespace(trainer=UpToDate.__new__(UpToDate))).findings == []
+
+
+# --- the contract before the forward: the head against the labels ----------------------------------------------------
+
+
+def _base_bert():
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(
+        vocab_size=bert().config.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    return transformers.BertModel(cfg)
+
+
+def test_base_model_given_labels_has_no_head_to_use_them():
+    got = call("FTD401", **values_for(_base_bert(), token_batch()))
+    f = got.one("FTD401")
+    assert f.detail.startswith("`BertModel` is a base model without a head") and f.evidence["labels_shape"] == [4]
+    assert "AutoModelForSequenceClassification" in f.fix
+    assert got.codes == ["FTD401"]  # the missing loss that follows is the one predicted, not a second finding
+
+
+def test_per_token_labels_on_a_sequence_classifier_are_named_before_the_crash():
+    got = call("FTD402", **values_for(bert(), token_batch(labels="tokens")))
+    assert got.codes == ["FTD402"] and "predicted by FTD402" in got.skip_reason
+    assert got.one("FTD402").detail.startswith("The labels are one per token ([4, 10], as long as `input_ids`)")
+
+
+def test_labels_of_another_length_than_the_inputs_of_a_causal_lm():
+    batch = token_batch(labels=None)
+    batch["labels"] = batch["input_ids"][:, :4].clone()
+    f = call("FTD402", **values_for(gpt2(), batch)).one("FTD402")
+    assert "are not as long as the inputs ([4, 10])" in f.detail and "AutoModelForSeq2SeqLM" in f.fix
+
+
+def test_labels_that_fit_the_head_leave_the_forward_alone():
+    for model, batch in ((bert(), token_batch()), (bert("TokenClassification"), token_batch(labels="tokens"))):
+        got = call("FTD402", **values_for(model, batch))
+        assert got.findings == [] and math.isfinite(got.values["initial_loss"])
+    got = call("FTD402", **values_for(gpt2(), token_batch(labels="ids")))
+    assert got.findings == []

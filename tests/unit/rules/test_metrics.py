@@ -277,6 +277,15 @@ def test_best_metric_on_the_loss_is_not_judged():
         _best("eval_loss", {"accuracy": 0.75})
 
 
+def test_a_model_without_a_head_has_no_predictions_to_score():
+    import transformers
+
+    base = transformers.BertModel(transformers.BertConfig(**{**bert().config.to_dict(), "architectures": None}))
+    hidden = np.zeros((4, 10, 32), dtype=np.float32)
+    got = call("FTD602", **_values(accuracy, predictions=hidden, labels=None, model=base))
+    assert got.findings == [] and got.skip_reason == "the model has no task head, so it makes no predictions to score"
+
+
 # --- what an encoder-decoder's metric is given ----------------------------------------------------------------------
 
 

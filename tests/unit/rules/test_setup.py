@@ -386,3 +386,20 @@ def test_users_code_raising_inside_a_check_is_relayed_as_its_own_error():
     assert f.detail.startswith("While collate ran, the data collator raised KeyError: 'labels' — at ")
     assert 'in collator(): `raise KeyError("labels")`, where `rows` = list[1] of dict.' in f.detail
     assert f.evidence["check"] == "t.runs_the_collator" and "KeyError" in f.evidence["traceback"]
+
+
+def test_class_names_made_into_a_tensor_are_labels_without_ids(tmp_path):
+    source = (
+        "import torch\n"
+        "train_labels = ['positive', 'negative', 'notr', 'negative'] * 5\n"
+        "train_y = torch.tensor(train_labels)\n"
+    )
+    f = one("FTD204", "setup", capture=run_script(tmp_path, source))
+    assert f.detail.startswith("`train_labels` holds class names (3 distinct strings over 20 rows")
+    assert "label2id = {'negative': 0, 'notr': 1, 'positive': 2}" in f.fix
+    assert f.location.endswith("train.py:3")
+
+
+def test_free_text_made_into_a_tensor_is_relayed(tmp_path):
+    source = "import torch\ntexts = ['a film', 'the plot', 'an actor']\nx = torch.tensor(texts)\n"
+    assert codes(findings("FTD204", "setup", capture=run_script(tmp_path, source))) == ["FTD005"]
