@@ -368,7 +368,11 @@ def overfit_one_batch(
         "A training trial (its gradients and two optimizer moments" + (", on a copy)" if copies else ")"),
         target.work_device,
     )
-    twin = _twin(model, target, batch, step_evidence, seconds, short is not None)
+    # What a step costs, for cutting the trials to the stage's time: the nominal cost of the device's kind, never the
+    # step time the backward stage measured here (a busy machine measures slow steps, and would cut the batch, or
+    # call in the twin, where an idle one does not: the verdict would follow the machine's load).
+    cost = _nominal_cost(budget, batch)
+    twin = _twin(model, target, batch, cost, seconds, short is not None)
     if twin is not None:
         short = short_of_memory(twin.model, 4, f"A training trial on {twin.describe()}", target.work_device)
     if short is not None:
@@ -376,10 +380,10 @@ def overfit_one_batch(
     fresh = never_trained(model)  # read before any trial: a model worked on in place is trained by them
     user_lr = _user_lr(args, optimizer)
     deadline = clock() + seconds if seconds else None
-    if twin is not None and (step_evidence or {}).get("step_seconds"):
+    if twin is not None and cost.get("step_seconds"):
         # A step of the twin costs about its share of the model's parameters.
-        step_evidence = {**step_evidence, "step_seconds": step_evidence["step_seconds"] * twin.params / twin.of_params}
-    batch, reduced = _affordable_batch(batch, train_features, target, step_evidence, seconds, budget)
+        cost = {"step_seconds": cost["step_seconds"] * twin.params / twin.of_params}
+    batch, reduced = _affordable_batch(batch, train_features, target, cost, seconds, budget)
     runs: list[Trial] = []
 
     def shown(lr, trials):
@@ -578,9 +582,27 @@ def _undecided(evidence, user, untried, seconds, step_evidence, where):
     )
 
 
+def _nominal_cost(budget, batch) -> dict:
+    """``{"step_seconds": s}``: one training step over ``batch`` at the budget's nominal speed ({} when unknown)."""
+    import torch
+
+    step_seconds = getattr(budget, "step_seconds", None)
+    if not callable(step_seconds) or not hasattr(batch, "items"):
+        return {}
+    ids = batch.get("input_ids")
+    if not torch.is_tensor(ids):
+        ids = max(
+            (v for v in batch.values() if torch.is_tensor(v) and v.dim() >= 2 and not v.is_floating_point()),
+            key=lambda v: v.numel(),
+            default=None,
+        )
+    seconds = step_seconds(int(ids.numel())) if ids is not None else None
+    return {"step_seconds": seconds} if seconds else {}
+
+
 def _affordable_batch(batch, features, target, step_evidence, seconds, budget=None):
-    """The batch, or fewer of its rows, so that a few trials of STEPS steps fit the stage's time: the measured
-    step time of the backward stage says what one step of this batch costs here."""
+    """The batch, or fewer of its rows, so that a few trials of STEPS steps fit the stage's time, at the cost of
+    a step ``step_evidence`` gives (the budget's nominal one: see _nominal_cost)."""
     step = (step_evidence or {}).get("step_seconds")
     if not seconds or not step or step * STEPS * 2 <= seconds or not hasattr(batch, "items"):
         return batch, None
@@ -655,14 +677,14 @@ def _with(evidence, f):
 
 
 def sweep_too_long(step: float | None, seconds: float | None) -> bool:
-    """Whether the whole sweep, every trial running all its steps at the measured ``step`` time, would take longer
+    """Whether the whole sweep, every trial running all its steps at the ``step`` cost, would take longer
     than the stage's ``seconds``."""
     return bool(step and seconds and step * STEPS * MAX_TRIALS > seconds)
 
 
 def _twin(model, target, batch, step_evidence, seconds, short: bool):
     """A shrunk twin (see ftdoctor.runtime.twin) when trials of the model itself cannot fit the stage: the whole sweep
-    (every trial running all its steps) at its measured step would take longer than the stage's time, or its trial
+    (every trial running all its steps) at its nominal step cost would take longer than the stage's time, or its trial
     does not fit in memory. Never in the full budget (no time limit), never for a model no twin can stand in for."""
     if not seconds:
         return None

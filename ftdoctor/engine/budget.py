@@ -48,6 +48,13 @@ class Budget:
     def reduced(self) -> bool:
         return bool(self.notes)
 
+    def step_seconds(self, tokens: int) -> float | None:
+        """What one training step over ``tokens`` tokens of this model costs at the nominal speed of the device's
+        kind: the same on every machine and under any load (None without a model size or a speed: no cost known)."""
+        if not self.params or not self.flops or tokens <= 0:
+            return None
+        return FLOPS_PER_PARAM_TOKEN * self.params * tokens / (self.flops * EFFICIENCY)
+
 
 def machine_flops(device: str = "cpu") -> float:
     """The nominal speed of ``device``'s kind (see NOMINAL_FLOPS): the same on every machine and under any load."""

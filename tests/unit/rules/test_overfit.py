@@ -124,6 +124,33 @@ def test_no_verdict_when_the_stage_time_is_up():
     assert f.evidence["untried_rates"] == 4 and f.evidence["cut"] and _outcomes(got) == [(1e-6, "stalled")]
 
 
+def test_the_batch_and_the_verdict_do_not_follow_the_measured_step_time():
+    # The same pipeline as measured on an idle machine and on one so busy that a step seemed to take 100 s: the
+    # trials run on the same rows and reach the same verdict (the cost of a step is the budget's nominal one).
+    model_a, model_b = classifier(), classifier()
+    budget = Budget(overfit_seconds=30.0, params=sum(p.numel() for p in model_a.parameters()), flops=2e11)
+    got = []
+    for model, measured in ((model_a, 0.001), (model_b, 100.0)):
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        values = values_for(model, random_batch(), optimizer=optimizer, task="sequence-classification")
+        got.append(call("FTD701", step_evidence={"step_seconds": measured}, budget=budget, **values))
+    assert [f.code for f in got[0].findings] == [f.code for f in got[1].findings]
+    assert _outcomes(got[0]) == _outcomes(got[1]) == [(1.0, "learned")]
+    assert got[0].evidence.get("batch_rows") == got[1].evidence.get("batch_rows")
+
+
+def test_a_batch_too_costly_at_the_nominal_speed_is_cut():
+    from ftdoctor.checks.overfit import _affordable_batch, _nominal_cost
+
+    batch = {"input_ids": torch.ones(4, 64, dtype=torch.long), "labels": torch.zeros(4, dtype=torch.long)}
+    big = Budget(overfit_seconds=30.0, params=10**9, flops=2e11)  # a billion parameters on a CPU
+    cost = _nominal_cost(big, batch)
+    assert cost["step_seconds"] == pytest.approx(6 * 10**9 * 256 / (2e11 * 0.3))
+    cut, note = _affordable_batch(batch, None, _Padding(), cost, 30.0)
+    assert note == "1 of 4 rows (time)" and cut["input_ids"].shape[0] == 1
+    assert _nominal_cost(Budget(overfit_seconds=30.0), batch) == {}  # no model size known: no cost, no cut
+
+
 def test_short_of_memory_for_a_trial(monkeypatch):
     no_free_memory(monkeypatch)
     got = _overfit(classifier(), 1.0)
