@@ -289,6 +289,16 @@ def hopeless(step_size: float | None) -> bool:
     return step_size is not None and step_size * LONG_RUN_STEPS < 0.1
 
 
+def _trainable_share(model) -> float | None:
+    """The share of the model's weights (counted once each) that require grad; None for a model without any."""
+    try:
+        params = {id(p): p for p in model.parameters()}.values()
+        total = sum(p.numel() for p in params)
+        return sum(p.numel() for p in params if p.requires_grad) / total if total else None
+    except Exception:
+        return None
+
+
 def never_trained(model) -> bool:
     """Every normalisation layer still has the weights it is initialised with (all 1, or all 0 for a layer that
     scales by 1 + weight, and a bias of 0): nothing has ever trained this model (a model built from a config, or
@@ -340,7 +350,25 @@ def _sweep(user: Trial) -> list[float]:
     return [r for r in (u * 10, u / 10, u / 100) if MIN_LR <= r <= MAX_LR]
 
 
-@check("overfit", codes=("FTD701", "FTD702", "FTD703", "FTD704", "FTD705", "FTD806"))
+rule(
+    "FTD706",
+    "overfit-random-frozen-base",
+    "overfit",
+    "info",
+    "No verdict on learning one batch: a few trainable weights over a frozen, never-trained model",
+    """
+     Adapters, prompt tuning and other parameter-efficient methods train a small share of the weights on top of
+     a frozen model whose features do the work. When that frozen model has never been trained (built from a
+     config, or a random-init stand-in of a checkpoint), its features are random: a few trainable weights over them
+     may be unable to fit even one batch, whatever the pipeline. Not learning then says nothing about the pipeline,
+     so the stage gives no verdict. With the pretrained checkpoint the same pipeline is judged as usual.
+     """,
+)
+
+FROZEN_SHARE = 0.05  # at most this share of the weights trainable: a parameter-efficient method on a frozen model
+
+
+@check("overfit", codes=("FTD701", "FTD702", "FTD703", "FTD704", "FTD705", "FTD706", "FTD806"))
 def overfit_one_batch(
     model,
     batch,
@@ -543,6 +571,21 @@ def overfit_one_batch(
     if untried or any(r.cut for r in runs):
         # The stage's time ran out before every rate was tried to the end: "no rate learns" is not known.
         return _undecided(evidence, user, untried, seconds, step_evidence, where)
+    share = _trainable_share(model)
+    # The loss moved (it is not cut off from the trained weights: that stays FTD701) but stopped short of learning.
+    if fresh and share is not None and share <= FROZEN_SHARE and max((r.drop for r in runs), default=0.0) >= 0.01:
+        return _with(
+            evidence,
+            finding(
+                "FTD706",
+                f"No rate tried learned one batch, but only {share:.2%} of the weights train, over a frozen model "
+                "that has never been trained (its normalisation layers are at their initial weights): its features "
+                "are random, so not learning says nothing about the pipeline.",
+                "Not a verdict. Check with the pretrained checkpoint the run will use.",
+                location=where,
+                evidence={**evidence, "trainable_share": share},
+            ),
+        )
     tried = ", ".join(f"{r.lr:g}" for r in runs)
     floor = (
         (f"; {user.prior:.3f} is what predicting the batch's label frequencies scores without looking at the inputs")

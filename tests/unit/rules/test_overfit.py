@@ -233,6 +233,55 @@ def test_a_never_trained_classifier_reaching_only_the_label_prior_cannot_learn()
     assert got.evidence["never_trained"] is True
 
 
+class _BiasOnly(torch.nn.Module):
+    """A classifier whose only trainable weights are its class bias, over a frozen body (prompt tuning or a small
+    adapter over a frozen model): the bias can learn the labels' frequencies and nothing else."""
+
+    def __init__(self, trained_body: bool):
+        super().__init__()
+        torch.manual_seed(0)
+        self.config = SimpleNamespace(num_labels=2, problem_type=None)
+        self.body = torch.nn.Linear(16, 256).requires_grad_(False)
+        self.norm = torch.nn.LayerNorm(256).requires_grad_(False)
+        self.head = torch.nn.Linear(256, 2, bias=False).requires_grad_(False)
+        self.bias = torch.nn.Parameter(torch.zeros(2))
+        if trained_body:  # normalisation weights moved away from their initial ones: a pretrained body
+            with torch.no_grad():
+                self.norm.weight.mul_(0.9)
+
+    def forward(self, x, labels=None):
+        logits = self.head(self.norm(self.body(x))) * 0.0 + self.bias
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return {"loss": loss, "logits": logits}
+
+
+def _bias_only(trained_body: bool):
+    model = _BiasOnly(trained_body)
+    batch = random_batch()
+    # uneven labels (12 of one class, 4 of the other): the prior is below the first loss, so the loss moves
+    batch["labels"] = torch.tensor([1] * 12 + [0] * 4)
+    values = values_for(
+        model,
+        batch,
+        optimizer=torch.optim.SGD([model.bias], lr=1.0),
+        task="sequence-classification",
+    )
+    return call("FTD701", step_evidence={}, **values)
+
+
+def test_a_few_trainable_weights_over_a_frozen_never_trained_model_are_no_verdict():
+    got = _bias_only(trained_body=False)
+    f = got.one("FTD706")
+    assert f.severity == "info" and "frozen model that has never been trained" in f.detail
+    assert 0 < f.evidence["trainable_share"] < 0.05 and got.evidence["never_trained"] is True
+
+
+def test_the_same_weights_over_a_pretrained_frozen_model_that_cannot_learn_are_an_error():
+    got = _bias_only(trained_body=True)
+    assert got.evidence["never_trained"] is False
+    got.one("FTD701")
+
+
 def test_norm_layers_initialised_to_zero_are_never_trained():
     from ftdoctor.checks.overfit import never_trained
 
