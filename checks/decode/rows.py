@@ -17,8 +17,10 @@ from ftdoctor.sdk import (
     Unavailable,
     UserCodeError,
     check,
+    diagnose,
     diagnoser,
     finding,
+    relay,
     rule,
     script_datasets,
     script_items,
@@ -410,9 +412,10 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
                 values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(failure.reason)
                 continue
             # Reading a row runs the dataset's own code (a transform); the Trainer reads it the same way.
-            findings.append(_unreadable(err, ds, description, pipeline, target, trainer))
+            named = _unreadable(err, ds, description, pipeline, target, trainer)
+            findings.append(named)
             values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(
-                f"reading the {description} dataset raised (decode FTD900)"
+                f"reading the {description} dataset raised (decode {named.code})"
             )
             continue
         if main_input in removed:
@@ -507,17 +510,27 @@ def _unreadable(err, ds, description, pipeline, target, trainer):
     missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
     columns = getattr(ds, "column_names", None) or []
     removes = bool(getattr(getattr(trainer, "args", None), "remove_unused_columns", False))
+    ev, cause = diagnose(
+        exc,
+        "decode",
+        {"pipeline": pipeline, "target": target, "trainer": trainer},
+        (),
+        user_dir=getattr(cap, "user_dir", None),
+    )
+    if cause is not None and cause.finding is not None:
+        return cause.finding  # a diagnoser names the cause (a None answer position, a column of another length...)
     detail = f"Reading a row of the {description} dataset{_named(pipeline, ds)} raised {msg}."
-    fix = "Fix the cause shown: the Trainer reads the rows the same way, so training fails there too."
-    if removes and isinstance(missing, str) and missing in columns:
-        detail += (
-            f" The dataset has a `{missing}` column, but the Trainer removes every column "
-            f"`{models.model_name(pipeline.model)}.forward` does not take before its transform runs."
-        )
-        fix = (
-            "Pass `remove_unused_columns=False` to `TrainingArguments` (the transform then receives every column), "
-            "or tokenize ahead with `dataset.map(...)`."
-        )
+    if not (removes and isinstance(missing, str) and missing in columns):
+        # The last resort: the user's line that raised and its values; the Trainer reads the rows the same way.
+        return relay("FTD900", ev, detail, location=str(site) if site is not None else pipeline.location(ds, trainer))
+    detail += (
+        f" The dataset has a `{missing}` column, but the Trainer removes every column "
+        f"`{models.model_name(pipeline.model)}.forward` does not take before its transform runs."
+    )
+    fix = (
+        "Pass `remove_unused_columns=False` to `TrainingArguments` (the transform then receives every column), "
+        "or tokenize ahead with `dataset.map(...)`."
+    )
     return finding(
         "FTD900",
         detail,
@@ -722,7 +735,7 @@ def labels_are_class_ids(effective_train_dataset, train_features, model, pipelin
         and min(classes) == 0
         and max(classes) >= n_labels
         and all(v >= 0 or v == ignore for v in ints)
-        and (len(classes) > n_labels or len(classes) >= 0.7 * (max(classes) + 1))
+        and (len(classes) > n_labels or len(classes) >= 0.5 * (max(classes) + 1))
     ):
         # Ids from 0 past the head's outputs, dense (or more distinct ones than outputs): the head is too small for
         # the classes. Ids shifted to start above 0, sparse ids and negative ones are a mapping's fault (FTD203).

@@ -63,11 +63,13 @@ rule(
     "qa-most-answers-truncated",
     "decode",
     "error",
-    "Truncation cut most answers out of their contexts",
+    "Truncation cut answers out of their contexts: most of them, or leaving positions training cannot use",
     """
      For at least half of the sampled questions, every window of the context is labelled (0, 0): truncation cut
-     the answer away, so training mostly teaches the model that there is no answer. Split long contexts into
-     overlapping windows with `return_overflowing_tokens=True` and a `stride`.
+     the answer away, so training mostly teaches the model that there is no answer. Or the answers it cut were
+     given no position at all (`char_to_token()` returns None for a character truncation removed), and the first
+     batch holding one fails to become a tensor. Split long contexts into overlapping windows with
+     `return_overflowing_tokens=True` and a `stride`.
      """,
     broken='tokenizer(questions, contexts, max_length=384, truncation="only_second")',
     fixed="""
@@ -406,9 +408,9 @@ def qa_positions_none(evidence, target=None):
     summary = evidence.values[column]
     label = column if column in names else evidence.local(keys[0])
     none, total = summary["none"], summary["len"]
-    code = "FTD225" if none * 2 >= total else "FTD224"
+    # A None position stops training at the first batch that holds one: an error however few there are.
     f = finding(
-        code,
+        "FTD225",
         f"{none} of {total} `{label}` are None (the first at row {summary['first_none']}): `char_to_token()` finds "
         "no token for an answer character that truncation cut out of the context, and a None position cannot "
         f"become a tensor ({evidence.first_line}).",

@@ -282,12 +282,13 @@ def test_qa_positions_none_names_answers_truncation_cut(tmp_path):
     )
     cause = qa_positions_none(ev, SimpleNamespace(label_names=["start_positions", "end_positions"]))
     f = cause.finding
-    assert f.code == "FTD224" and f.detail.startswith("1 of 4 `end_positions` are None (the first at row 1)")
+    # one None is enough to stop training at its batch: the error rule, however few there are
+    assert f.code == "FTD225" and f.detail.startswith("1 of 4 `end_positions` are None (the first at row 1)")
     assert "model_max_length" in f.fix and "return_overflowing_tokens=True" in f.fix
     assert f.evidence == {"column": "end_positions", "none": 1, "rows": 4}
 
 
-def test_qa_positions_none_most_answers_cut_is_the_error_rule(tmp_path):
+def test_qa_positions_none_many_answers_cut_is_the_error_rule_too(tmp_path):
     ev = evidence(tmp_path, QA_DATASET + "Squad({'start_positions': [None, None, 7, None]})[0]\n", stage="decode")
     assert qa_positions_none(ev).finding.code == "FTD225"
 
