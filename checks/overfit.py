@@ -355,7 +355,7 @@ rule(
     "overfit-random-frozen-base",
     "overfit",
     "info",
-    "No verdict on learning one batch: a few trainable weights over a frozen, never-trained model",
+    "No verdict on learning one batch: most weights frozen, and the model never trained",
     """
      Adapters, prompt tuning and other parameter-efficient methods train a small share of the weights on top of
      a frozen model whose features do the work. When that frozen model has never been trained (built from a
@@ -365,7 +365,7 @@ rule(
      """,
 )
 
-FROZEN_SHARE = 0.05  # at most this share of the weights trainable: a parameter-efficient method on a frozen model
+FROZEN_SHARE = 0.5  # most weights frozen: what computes the features is the frozen (here random) model
 
 
 @check("overfit", codes=("FTD701", "FTD702", "FTD703", "FTD704", "FTD705", "FTD706", "FTD806"))

@@ -273,7 +273,7 @@ def test_a_few_trainable_weights_over_a_frozen_never_trained_model_are_no_verdic
     got = _bias_only(trained_body=False)
     f = got.one("FTD706")
     assert f.severity == "info" and "frozen model that has never been trained" in f.detail
-    assert 0 < f.evidence["trainable_share"] < 0.05 and got.evidence["never_trained"] is True
+    assert 0 < f.evidence["trainable_share"] < 0.5 and got.evidence["never_trained"] is True
 
 
 def test_the_same_weights_over_a_pretrained_frozen_model_that_cannot_learn_are_an_error():
