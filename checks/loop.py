@@ -349,6 +349,16 @@ def _step_loops(tree, line):
     return loops[-1], loops[:-1]
 
 
+def _script_step_loops(loop, pipeline):
+    """(the script's tree, the training forward's line, the innermost loop around it, the loops around that one);
+    the loops are (None, []) when the script cannot be read or the forward is in no loop."""
+    tree = _script_tree(pipeline)
+    line = _train_line(loop, pipeline)
+    if tree is None or line is None:
+        return tree, line, None, []
+    return (tree, line, *_step_loops(tree, line))
+
+
 def _method_calls(node, name):
     """Calls ``X.name(...)`` in ``node``, not inside a nested function."""
     return [
@@ -421,11 +431,7 @@ def _mode_calls(node, functions, namespace, model, bindings=None, depth=2):
 def _eval_left_on(loop, pipeline):
     """An evaluation inside the step loop (model.eval(), directly or in a function it calls) must be followed by
     model.train() in the same loop, or every later step trains in eval mode."""
-    tree = _script_tree(pipeline)
-    line = _train_line(loop, pipeline)
-    if tree is None or line is None:
-        return None
-    inner, _ = _step_loops(tree, line)
+    tree, _, inner, _ = _script_step_loops(loop, pipeline)
     if inner is None:
         return None
     namespace = pipeline.capture.namespace or {}
@@ -448,11 +454,7 @@ def _eval_left_on(loop, pipeline):
 @check("backward", codes=("FTD521",))
 def accumulate_per_step(loop, pipeline):
     """Accelerate's accumulate() context must be entered once per step: it counts the steps by its entries."""
-    tree = _script_tree(pipeline)
-    line = _train_line(loop, pipeline)
-    if tree is None or line is None:
-        return None
-    inner, _ = _step_loops(tree, line)
+    tree, line, inner, _ = _script_step_loops(loop, pipeline)
     if inner is None:
         return None
     namespace = pipeline.capture.namespace or {}
@@ -520,11 +522,7 @@ def _range_count(node, namespace):
 @check("backward", codes=("FTD522",))
 def scheduler_stepped_per_step(loop, pipeline, lr_scheduler):
     """A schedule sized in optimizer steps must be stepped in the step loop, not once per epoch around it."""
-    tree = _script_tree(pipeline)
-    line = _train_line(loop, pipeline)
-    if tree is None or line is None:
-        return None
-    inner, outer = _step_loops(tree, line)
+    _, _, inner, outer = _script_step_loops(loop, pipeline)
     if inner is None or not outer:
         return None
     namespace = pipeline.capture.namespace or {}
