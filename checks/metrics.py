@@ -16,6 +16,7 @@ from ftdoctor.sdk import (
     diagnose,
     diagnoser,
     finding,
+    read_source,
     relay,
     rule,
     run_user,
@@ -711,6 +712,34 @@ def _generation_cap(trainer, model):
     return None, None
 
 
+def _evaluates_with_own_length(trainer, pipeline) -> bool:
+    """Whether the evaluations that will score the generations are the script's own `evaluate()`/`predict()`
+    calls after `train()` that set the generation length themselves (`max_length=`, `max_new_tokens=`,
+    `**gen_kwargs`): the Trainer does not evaluate during training (its strategy is "no"), so the cap read
+    from the arguments never applies. A script that cannot be read counts as not setting it."""
+    import ast
+
+    strategy = getattr(getattr(trainer, "args", None), "eval_strategy", None)
+    if strategy is None:
+        strategy = getattr(getattr(trainer, "args", None), "evaluation_strategy", None)
+    if str(getattr(strategy, "value", strategy)).lower() != "no":
+        return False
+    cap = pipeline.capture
+    if cap is None or not cap.script:
+        return False
+    try:
+        tree = ast.parse(read_source(cap.script))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("evaluate", "predict"):
+                for kw in node.keywords:
+                    if kw.arg is None or kw.arg in ("max_length", "max_new_tokens", "generation_config"):
+                        return True
+    return False
+
+
 @check("metrics", codes=("FTD632", "FTD633"))
 def seq2seq_metric_inputs(compute_metrics, metric_values, trainer, model, args, pipeline, eval_dataset=None):
     """An encoder-decoder's metric scores generated text: not the argmax of teacher-forced logits, and not
@@ -734,7 +763,7 @@ def seq2seq_metric_inputs(compute_metrics, metric_values, trainer, model, args, 
     if eval_dataset is None or "labels" not in (datasets.columns_of(eval_dataset) or []):
         return None
     cap, source = _generation_cap(trainer, model)
-    if cap is None:
+    if cap is None or _evaluates_with_own_length(trainer, pipeline):
         return None
     lengths = [n for n in datasets.sequence_lengths(eval_dataset, "labels", limit=2000) if n]
     longer = [n for n in lengths if n > cap]

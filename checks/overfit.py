@@ -33,6 +33,7 @@ ZERO_LOSS = 1e-6  # a first loss at or below this is at the floor of a loss boun
 MAX_LR = 1.0
 MIN_LR = 1e-7
 MAX_TRIALS = 6  # the user's rate and at most five others (see _sweep)
+CONTROL_RATES = (1e-3, 1e-4)  # AdamW's control trials after plain SGD learned nothing (FTD707)
 
 
 def clock() -> float:
@@ -94,6 +95,24 @@ rule(
      """,
 )
 rule(
+    "FTD707",
+    "sgd-slow-adaptive-learns",
+    "overfit",
+    "info",
+    "Plain SGD does not learn one batch in the step budget; an adaptive optimizer does",
+    """
+     The user's optimizer takes plain gradient steps (SGD, with or without momentum), and no rate tried learned one
+     batch within the step budget. An SGD step is the gradient times the rate, so how far a few dozen steps go
+     depends on the gradients' scale, which differs widely between a transformer's layers; that is not a broken
+     pipeline. To tell the two apart the stage trains the same model, batch and loss once more with AdamW, which
+     scales each weight's step by its own gradients, over the same parameters: when that learns the batch, the
+     data, labels, model and loss work and only the optimizer is slow here. When it does not, the verdict stays
+     FTD701.
+     """,
+    broken="optimizer = torch.optim.SGD(model.parameters(), lr=3e-3)  # moves slowly on a model from scratch",
+    fixed="optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)  # or SGD with a longer run",
+)
+rule(
     "FTD705",
     "overfit-undecided",
     "overfit",
@@ -144,6 +163,7 @@ class Trial:
     def __init__(self, lr, losses, acc, prior, step_size=None, cut=False):
         self.lr, self.losses, self.acc, self.prior, self.step_size = lr, losses, acc, prior, step_size
         self.cut = cut  # stopped by the stage's time, not by what the loss did
+        self.plain = False  # the optimizer took plain gradient steps (SGD): see FTD707
 
     @property
     def first(self):
@@ -217,9 +237,10 @@ def _diverged(losses) -> bool:
     return max(losses) > BLOWUP * losses[0] or losses[-1] > losses[0] * 1.05
 
 
-def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None, on_step=None, twin=None):
+def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None, on_step=None, twin=None, adaptive=False):
     """Train a fresh copy (of the model, or of its ``twin``) on ``batch`` at ``lr``, stopping early once it
-    learned, blew up or stalled (or the stage's time is up)."""
+    learned, blew up or stalled (or the stage's time is up). ``adaptive``: AdamW over the parameters the run's
+    optimizer holds, instead of that optimizer (the control of FTD707)."""
     import torch
 
     with torch.random.fork_rng(devices=[]):
@@ -227,7 +248,11 @@ def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None, on_
         work = target.work_model() if twin is None else work_copy(twin.model)
         work.eval()  # dropout off: one batch is memorised, not regularised
         opt, _ = target.build_optimizer(work)
-        set_rate(opt, lr)
+        if adaptive:
+            held = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
+            opt = torch.optim.AdamW(held, lr=lr, weight_decay=0.0)
+        else:
+            set_rate(opt, lr)
         clip = getattr(args, "max_grad_norm", 0) or 0
         params = [p for p in work.parameters() if p.requires_grad]
         prior = prior_loss(batch, task)
@@ -257,7 +282,9 @@ def trial(target, batch, lr, args, task, steps=STEPS, seed=0, deadline=None, on_
             opt.zero_grad(set_to_none=True)
             if before is not None:
                 step_size = relative_step(before, params[:64])
-    return Trial(lr, losses, acc, prior, step_size, cut)
+    result = Trial(lr, losses, acc, prior, step_size, cut)
+    result.plain = not adaptive and isinstance(getattr(opt, "optimizer", opt), torch.optim.SGD)
+    return result
 
 
 def initial_rates(opt) -> list[float]:
@@ -368,7 +395,7 @@ rule(
 FROZEN_SHARE = 0.5  # most weights frozen: what computes the features is the frozen (here random) model
 
 
-@check("overfit", codes=("FTD701", "FTD702", "FTD703", "FTD704", "FTD705", "FTD706", "FTD806"))
+@check("overfit", codes=("FTD701", "FTD702", "FTD703", "FTD704", "FTD705", "FTD706", "FTD707", "FTD806"))
 def overfit_one_batch(
     model,
     batch,
@@ -586,6 +613,47 @@ def overfit_one_batch(
                 evidence={**evidence, "trainable_share": share},
             ),
         )
+    if all(r.plain for r in runs):
+        # Plain gradient steps go as far as the gradients' scale allows: AdamW over the same parameters tells a
+        # slow optimizer from a pipeline that cannot learn (FTD707).
+        control = None
+        for lr in CONTROL_RATES:
+            if deadline is not None and clock() > deadline:
+                break
+            control = trial(
+                target,
+                batch,
+                lr,
+                args,
+                task,
+                seed=overfit_seed,
+                deadline=deadline,
+                on_step=shown(lr, len(runs) + 1),
+                twin=twin,
+                adaptive=True,
+            )
+            evidence.setdefault("adaptive_control", []).append(control.evidence())
+            if _learns(control) or control.cut:
+                break
+        if control is None or control.cut:
+            return _undecided(evidence, user, 0, seconds, step_evidence, where)
+        if _learns(control):
+            kind = type(getattr(optimizer, "optimizer", optimizer)).__name__ if optimizer is not None else "SGD"
+            return _with(
+                evidence,
+                finding(
+                    "FTD707",
+                    f"No rate tried with {kind} ({', '.join(f'{r.lr:g}' for r in runs)}) learned one batch in "
+                    f"{STEPS} steps ({summary} at {user_lr:g}), but with AdamW at {control.lr:g} on the same "
+                    f"model, batch, loss and parameters the loss falls ({control.first:.3f} -> {control.last:.3f} "
+                    f"in {len(control.losses)} steps{_below_prior(control)}): the pipeline learns; plain gradient "
+                    "steps are slow here.",
+                    "Not a bug in the data or the model. Expect slow progress with SGD at this rate, or use "
+                    "`torch.optim.AdamW`.",
+                    location=where,
+                    evidence=evidence,
+                ),
+            )
     tried = ", ".join(f"{r.lr:g}" for r in runs)
     floor = (
         (f"; {user.prior:.3f} is what predicting the batch's label frequencies scores without looking at the inputs")
@@ -604,6 +672,18 @@ def overfit_one_batch(
             evidence=evidence,
         ),
     )
+
+
+def _learns(run) -> bool:
+    """The run learned the batch, or its loss fell by SLOW_DROP to below what the label prior scores: it reads the
+    inputs, if slowly."""
+    if run.learned:
+        return True
+    return run.outcome == "slow" and (run.prior is None or run.last < 0.95 * run.prior)
+
+
+def _below_prior(run) -> str:
+    return "" if run.prior is None or run.learned else f", below the label prior's {run.prior:.3f}"
 
 
 def _undecided(evidence, user, untried, seconds, step_evidence, where):

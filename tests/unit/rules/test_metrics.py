@@ -336,6 +336,39 @@ def test_generation_long_enough_for_the_references_is_silent(tmp_path):
     assert call("FTD633", **values).findings == []
 
 
+def _script(tmp_path, text):
+    path = tmp_path / "train.py"
+    path.write_text(text)
+    return str(path)
+
+
+_EVALUATES_ITSELF = """trainer.train()
+metrics = trainer.evaluate(max_length=max_length, num_beams=num_beams, metric_key_prefix="eval")
+"""
+
+
+def test_the_scripts_own_evaluate_sets_the_length_so_the_cap_never_applies(tmp_path):
+    # run_translation.py: no evaluation during training; after train() it calls evaluate(max_length=...)
+    values = _seq2seq(tmp_path, [30, 12, 40, 18], "Seq2SeqTrainer", predict_with_generate=True)
+    values["model"].generation_config.max_length = 20
+    values["pipeline"].capture = capture(_script(tmp_path, _EVALUATES_ITSELF))
+    assert call("FTD633", **values).findings == []
+
+
+def test_evaluation_during_training_uses_the_cap_whatever_evaluate_is_given_later(tmp_path):
+    values = _seq2seq(tmp_path, [30, 12, 40, 18], "Seq2SeqTrainer", predict_with_generate=True, eval_strategy="steps")
+    values["model"].generation_config.max_length = 20
+    values["pipeline"].capture = capture(_script(tmp_path, _EVALUATES_ITSELF))
+    assert call("FTD633", **values).one("FTD633").evidence["cap"] == 20
+
+
+def test_an_evaluate_call_without_a_length_keeps_the_cap(tmp_path):
+    values = _seq2seq(tmp_path, [30, 12, 40, 18], "Seq2SeqTrainer", predict_with_generate=True)
+    values["model"].generation_config.max_length = 20
+    values["pipeline"].capture = capture(_script(tmp_path, "trainer.train()\ntrainer.evaluate()\n"))
+    assert call("FTD633", **values).one("FTD633").evidence["cap"] == 20
+
+
 def _bleu(streams):
     def compute_metrics(eval_pred):
         import sacrebleu

@@ -322,3 +322,46 @@ def test_a_loss_already_at_its_floor_is_no_verdict():
     got = call("FTD701", step_evidence={}, **values)
     assert got.findings == [] and "already at its floor" in got.skip_reason
     assert [r["steps"] for r in got.evidence["runs"]] == [1]
+
+
+class _ScaledLoss(torch.nn.Module):
+    """A classifier whose loss is scaled far down (a loss averaged over a huge constant, say): plain gradient steps
+    are scaled down with it at every rate the sweep tries, while AdamW's steps do not depend on the loss's scale."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = classifier()
+        self.config = self.inner.config
+
+    def forward(self, x, labels=None):
+        out = self.inner(x, labels)
+        return {**out, "loss": out["loss"] * 1e-5 if out["loss"] is not None else None}
+
+
+def test_plain_sgd_that_cannot_move_the_loss_while_adamw_learns_is_slow_not_broken():
+    got = _overfit(_ScaledLoss(), 0.01)
+    f = got.one("FTD707")
+    assert f.severity == "info" and {o for _, o in _outcomes(got)} == {"stalled"}
+    control = got.evidence["adaptive_control"]
+    assert control[0]["lr"] == 1e-3 and control[-1]["outcome"] in ("learned", "slow")
+    assert "No rate tried with SGD (0.01, 0.1, 1) learned one batch" in f.detail and "AdamW at 0.001" in f.detail
+
+
+def test_adamw_control_that_cannot_beat_the_label_prior_keeps_the_error():
+    # the near miss: inputs all alike, so AdamW too learns only the labels' frequencies
+    got = _overfit(classifier(), 0.01, random_batch(same_inputs=True))
+    got.one("FTD701")
+    assert [c["lr"] for c in got.evidence["adaptive_control"]] == [1e-3, 1e-4]
+
+
+def test_an_adaptive_optimizer_gets_no_control_trial():
+    model = classifier()
+    values = values_for(
+        model,
+        random_batch(same_inputs=True),
+        optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2),
+        task="sequence-classification",
+    )
+    got = call("FTD701", step_evidence={}, **values)
+    got.one("FTD701")
+    assert "adaptive_control" not in got.evidence
