@@ -424,22 +424,22 @@ def read_samples(train_dataset, model, pipeline, target, trainer=None, eval_data
             if split == "train":
                 findings.append(_inputs_dropped(removed, model, pipeline, trainer))
             rows = _model_columns(take_rows(ds, SAMPLE_ROWS), model, target)
-        if (
+        untokenized = (
             rows
             and isinstance(rows[0], dict)
             and main_input not in rows[0]
             and "inputs_embeds" not in rows[0]
             and not _token_columns(rows[0])
             and not _collator_tokenizes(target, rows, main_input)
-            and _text_columns(ds)
-        ):
-            own_step = target.own_input_step(list(rows[0]))
-            if own_step is not None:
-                # The trainer makes the model's inputs from these rows in its own step (it generates completions
-                # from the prompts): what reaches the model is not known before training, so stop here.
-                reason = f"`{own_step}` makes the model's inputs from the {split} rows during training"
-                values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(reason)
-                continue
+        )
+        own_step = target.own_input_step(list(rows[0])) if untokenized else None
+        if own_step is not None:
+            # The trainer makes the model's inputs from these rows in its own step (it generates completions from
+            # the prompts, plain text or conversations): what reaches the model is not known before training.
+            reason = f"`{own_step}` makes the model's inputs from the {split} rows during training"
+            values[f"{split}_features"] = values[f"effective_{split}_dataset"] = _unavailable(reason)
+            continue
+        if untokenized and _text_columns(ds):
             text_cols = _text_columns(ds)
             name, stand_in = _tokenized_stand_in(pipeline, ds, main_input)
             raw_notes.append((split, pipeline.name_of(ds), text_cols, name))

@@ -268,6 +268,43 @@ rule(
 )
 
 
+rule(
+    "FTD017",
+    "cuda-on-the-cpu",
+    "setup",
+    "info",
+    "A script written for a GPU was walked on the CPU",
+    """
+     The script moves its model or tensors to CUDA (`.to("cuda")`, `.cuda()`, `device="cuda"`), and this
+     machine has no GPU: run as it is, the script would stop at that line with "Torch not compiled with CUDA
+     enabled" or "Found no NVIDIA driver", a fact about the machine, not the pipeline. ftdoctor ran those moves
+     on the CPU instead, so every stage checked the pipeline; what it measured about memory and speed is the
+     CPU's. A script that asks `torch.cuda.is_available()` first takes its own CPU path and is not affected.
+     """,
+)
+
+
+@check("setup", codes=("FTD017",))
+def cuda_on_the_cpu(capture):
+    facts = getattr(capture, "cuda_standin", None)
+    if not facts:
+        return None
+    from ftdoctor.sdk import Site
+
+    site = Site(facts["file"], facts["line"]) if facts.get("file") and facts.get("line") else None
+    return finding(
+        "FTD017",
+        f"The script puts its model or tensors on CUDA ({facts['redirected']} move"
+        f"{'s' if facts['redirected'] != 1 else ''} or allocation{'s' if facts['redirected'] != 1 else ''} so far) "
+        "and this machine has no GPU: ftdoctor ran them on the CPU, so the stages below checked the pipeline, "
+        "but its memory and speed figures are the CPU's.",
+        "Nothing to fix for the GPU machine. For its memory figures, pass `--gpu-memory 24GiB` (or a GPU name) "
+        "or run ftdoctor there.",
+        location=str(site) if site else None,
+        evidence=dict(facts),
+    )
+
+
 @check("setup", codes=("FTD016",))
 def walked_as_one_rank(capture):
     if not getattr(capture, "single_rank", None):

@@ -211,6 +211,10 @@ def _arg_recipe(arg: Any, outputs: dict[str, Any], batch: dict, drawn: Any, extr
             if from_loader:
                 extra[str(key)] = value.detach()
             return (source, str(key), tail)
+    rows = next((v.shape[0] for v in batch.values() if torch.is_tensor(v) and v.dim()), None)
+    if rows is not None and (arg.dim() == 0 or arg.shape[0] != rows):
+        # Not one value per row of the batch (class weights, a margin): the same tensor for every batch.
+        return ("const", arg.detach())
     name = f"__arg{len(extra)}"
     extra[name] = arg.detach()
     return ("batch", name, None)

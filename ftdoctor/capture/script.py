@@ -62,6 +62,7 @@ class Capture:
     train_kwargs: dict[str, Any] = field(default_factory=dict)  # what trainer.train() was called with
     # The torchrun variables ftdoctor supplied when the script set up a process group outside torchrun.
     single_rank: dict[str, str] | None = None
+    cuda_standin: dict[str, Any] | None = None  # the script asked for CUDA where there is none (FTD017)
     # Objects whose id() keys `sites`: held so an id cannot be reused by a new object.
     _keep: list[Any] = field(default_factory=list, repr=False)
 

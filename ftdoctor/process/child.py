@@ -109,8 +109,15 @@ def run(spec: dict[str, Any]) -> None:
     if world > 1 and spec.get("collective_timeout"):
         _shorten_collective_timeouts(float(spec["collective_timeout"]))
 
+    standin = _cuda_standin(spec)
+
     def walk_and_finish(cap: Any) -> None:
+        if standin is None and world == 1 and _stopped_for_want_of_cuda(cap):
+            # A script written for a GPU: the parent runs it again with the CUDA stand-in.
+            finish(spec, {"report": None, "outcome": "needs-cuda", "message": str(cap.exception)})
         send("captured", outcome=cap.outcome)
+        if standin is not None:
+            cap.cuda_standin = standin.facts()
         options = dict(spec.get("options") or {})
         options["disposable"] = True  # this process ends after the walk: the model may be worked on in place
         if world > 1:
@@ -157,6 +164,30 @@ def _saving_partial(path: str | None) -> Callable[[Any], None] | None:
             pass
 
     return save
+
+
+def _stopped_for_want_of_cuda(cap: Any) -> bool:
+    from ftdoctor.runtime.cuda_standin import asked_for_missing_cuda
+
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return False
+    except Exception:
+        return False
+    return cap.exception is not None and asked_for_missing_cuda(cap.exception)
+
+
+def _cuda_standin(spec: dict[str, Any]) -> Any:
+    """The second run of a script written for a GPU, where there is none: its CUDA moves land on the CPU (see
+    ftdoctor.runtime.cuda_standin)."""
+    if not spec.get("cuda_standin"):
+        return None
+    from ftdoctor.capture.imports import PostImportHooks
+    from ftdoctor.runtime.cuda_standin import install_when_imported
+
+    return install_when_imported(PostImportHooks(), os.path.dirname(os.path.abspath(spec["script"])))
 
 
 def _shorten_collective_timeouts(seconds: float) -> None:

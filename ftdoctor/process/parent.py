@@ -101,26 +101,32 @@ def run_child(
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise HarnessError(f"{name} must be a positive number of seconds, not {value!r}")
     with stop_signals():
-        work = tempfile.mkdtemp(prefix="ftdoctor-")
-        try:
-            return _run(
-                script,
-                argv,
-                stages,
-                options,
-                check_dirs,
-                timeout,
-                walk_timeout,
-                progress,
-                show_output,
-                artifacts_dir,
-                env,
-                work,
-                nproc,
-                collective_timeout,
-            )
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        for standin in (False, True):
+            work = tempfile.mkdtemp(prefix="ftdoctor-")
+            try:
+                result = _run(
+                    script,
+                    argv,
+                    stages,
+                    options,
+                    check_dirs,
+                    timeout,
+                    walk_timeout,
+                    progress,
+                    show_output,
+                    artifacts_dir,
+                    env,
+                    work,
+                    nproc,
+                    collective_timeout,
+                    cuda_standin=standin,
+                )
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            # A script written for a GPU stopped at its first CUDA move: run it again with the CUDA stand-in.
+            if result.outcome != "needs-cuda":
+                return result
+        return result
 
 
 # The child starts from this file, written beside the spec, rather than with `python -m ftdoctor.process.child`: `-m` puts
@@ -179,6 +185,7 @@ def _run(
     work,
     nproc=1,
     collective_timeout=DEFAULT_COLLECTIVE_TIMEOUT,
+    cuda_standin=False,
 ) -> ScriptResult:
     events_path = os.path.join(work, "events.jsonl")
     open(events_path, "w").close()
@@ -195,6 +202,7 @@ def _run(
         "ranks_dir": work,
         "partial_path": os.path.join(work, "partial.json"),
         "collective_timeout": collective_timeout if nproc > 1 else None,
+        "cuda_standin": cuda_standin,
     }
     spec_path = os.path.join(work, "spec.json")
     with open(spec_path, "w", encoding="utf-8") as fh:

@@ -75,10 +75,31 @@ class LoopTarget(Target):
                 if made:
                     self._rows_of_batch = True
                     return made[:n], []
-            keep = set(fixed)
+            keep = set(fixed) | self._feeding_columns(rows, set(fixed))
             removed = [k for k in rows[0] if k not in keep]
             rows = [{k: v for k, v in r.items() if k in keep} for r in rows]
         return rows, removed
+
+    def _feeding_columns(self, rows: list[dict], batch_keys: set) -> set:
+        """Row columns the loop's collator turns into one of ``batch_keys`` under another name (transformers'
+        collators put `label` and `label_ids` under `labels`): a column is one when collating the rows without it
+        loses a batch key. When the collator cannot take the rows, the transformers collators' renaming."""
+        candidates = [k for k in rows[0] if k not in batch_keys]
+        if not candidates:
+            return set()
+        sample = rows[:2]
+        try:
+            full = set(self.collator(sample)) if self.collator is not None else None
+            feeding = set()
+            for k in candidates if full is not None else ():
+                without = set(self.collator([{c: v for c, v in r.items() if c != k} for r in sample]))
+                if (full - without) & batch_keys:
+                    feeding.add(k)
+            if full is not None:
+                return feeding
+        except Exception:
+            pass
+        return {k for k in candidates if k in ("label", "label_ids") and "labels" in batch_keys}
 
     def row_collator(self) -> Any:
         """Rows cut from the batch the loop ran (under the model's names) are not what the loop's collator takes:

@@ -303,3 +303,48 @@ def test_a_folder_named_ftdoctor_in_the_working_directory_does_not_shadow_the_ch
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["ok"] and not report.get("internal_errors"), report
+
+
+# -- a script written for a GPU, checked on a machine without one -------------------------------------------------------
+
+GPU_LOOP = """
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from transformers import BertConfig, BertForSequenceClassification
+
+torch.manual_seed(0)
+model = BertForSequenceClassification(BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1,
+                                                 num_attention_heads=2, intermediate_size=37, num_labels=2))
+device = {device}
+model.to(device)
+ids = torch.randint(5, 64, (16, 12))
+data = TensorDataset(ids, torch.ones_like(ids), torch.randint(0, 2, (16,)))
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+for input_ids, mask, labels in DataLoader(data, batch_size=8):
+    out = model(input_ids=input_ids.cuda(), attention_mask=mask.to(device), labels=labels.to(device))
+    out.loss.backward()
+    opt.step()
+    opt.zero_grad()
+"""
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the machine without a GPU")
+def test_a_script_written_for_a_gpu_is_walked_on_the_cpu(tmp_path):
+    script = _script(tmp_path, "train.py", GPU_LOOP.format(device='torch.device("cuda")'))
+    proc = run_cli("check", script, "--json", *FAST_STAGES, cwd=tmp_path, timeout=300)
+    report = json.loads(proc.stdout)
+    found = {f["code"]: f for s in report["stages"] for f in s["findings"]}
+    assert proc.returncode == 0 and report["ok"], proc.stdout[-3000:]
+    assert found["FTD017"]["severity"] == "info" and found["FTD017"]["location"].endswith("train.py:10")
+    assert [c for c, f in found.items() if f["severity"] != "info"] == []
+    assert {s["stage"]: s["status"] for s in report["stages"]}["forward"] == "pass"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the machine without a GPU")
+def test_a_script_that_asks_for_a_gpu_first_runs_once_without_the_stand_in(tmp_path):
+    device = 'torch.device("cuda" if torch.cuda.is_available() else "cpu")\ntorch.Tensor.cuda = lambda t: t'
+    script = _script(tmp_path, "train.py", GPU_LOOP.format(device=device))
+    proc = run_cli("check", script, "--json", *FAST_STAGES, cwd=tmp_path, timeout=300)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"], proc.stdout[-3000:]
+    assert "FTD017" not in {f["code"] for s in report["stages"] for f in s["findings"]}

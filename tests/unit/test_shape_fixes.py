@@ -299,3 +299,43 @@ def test_a_compute_loss_returning_the_loss_alone_fails_the_evaluation(tmp_path):
 def test_a_compute_loss_returning_its_outputs_when_asked_is_clean(tmp_path):
     _, report = _run(tmp_path, BARE_LOSS.format(returned="(loss, outputs) if return_outputs else loss"), ("metrics",))
     assert _codes(report, "metrics") == [] and report.stage("metrics").status == "pass"
+
+
+# -- a loop that pops the labels and weighs its own cross-entropy by class ---------------------------------------------
+
+WEIGHTED_LOOP = """
+enc = Dataset.from_dict({"text": TEXTS, "label": LABELS}).map(lambda b: tok(b["text"]), batched=True,
+                                                              remove_columns=["text"])
+model = bert(num_labels=2)
+loader = DataLoader(enc, batch_size=4, collate_fn=DataCollatorWithPadding(tok))
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+weights = torch.tensor([1.0, 2.0])
+for batch in loader:
+    labels = batch.pop("labels")
+    logits = model(**batch).logits
+    loss = torch.nn.functional.cross_entropy(logits, {target}, weight=weights)
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+"""
+
+
+def test_a_loop_that_pops_the_labels_for_its_weighted_loss_is_clean(tmp_path):
+    """The collator puts the rows' `label` under `labels`, which the loop pops for its own loss: decode said FTD202
+    (the label column dropped), and the memory stage FTD804 KeyError '__arg1' (the class weights taken for a
+    tensor of the batch)."""
+    cap, report = _run(
+        tmp_path, WEIGHTED_LOOP.replace("{target}", "labels"), ("decode", "collate", "forward", "memory")
+    )
+    assert cap.loop.loss_source == "criterion"
+    assert [f.code for s in report.stages for f in s.findings if f.severity != "info"] == []
+
+
+def test_a_loss_argument_with_one_value_per_row_stays_the_batch_s(tmp_path):
+    """The near miss: a target the loop makes from the labels (one per row) is made again for each batch; only the
+    class weights (not one per row) are the same tensor for every batch."""
+    cap, _ = _run(tmp_path, WEIGHTED_LOOP.replace("{target}", "1 - labels"), ("decode",))
+    recipes = [*cap.loop.criterion_args, *cap.loop.criterion_kwargs.values()]
+    assert ("batch", "__arg0", None) in recipes and list(cap.loop.extra) == ["__arg0"]
+    const = [r for r in recipes if r[0] == "const" and torch.is_tensor(r[1])]
+    assert len(const) == 1 and const[0][1].tolist() == [1.0, 2.0]
