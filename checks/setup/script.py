@@ -269,6 +269,20 @@ rule(
 
 
 rule(
+    "FTD018",
+    "module-not-installed",
+    "setup",
+    "error",
+    "A module the script imports is not installed",
+    """
+     The script imports a package that this Python cannot find: it is not installed in this environment (or,
+     for `google.colab`, it exists only inside Google Colab). The script stops at that import, before anything
+     is built. The package's pip name is not always its import name (`sklearn` is `scikit-learn`).
+     """,
+    broken="import sklearn  # ModuleNotFoundError: No module named 'sklearn'",
+    fixed="# python -m pip install scikit-learn\nimport sklearn",
+)
+rule(
     "FTD017",
     "cuda-on-the-cpu",
     "setup",
@@ -354,6 +368,7 @@ def tensorflow_script(capture):
         "FTD108",
         "FTD504",
         "FTD204",
+        "FTD018",
     ),
 )
 def script_raised(capture):
@@ -418,6 +433,7 @@ def script_raised(capture):
         removed_argument,
         removed_import,
         removed_attribute,
+        _module_not_installed,
         _strategy_mismatch,
         _mixed_precision,
         _empty_optimizer,
@@ -443,6 +459,72 @@ def script_raised(capture):
         cause.finding.evidence = {**evidence, **cause.finding.evidence}
         return cause.finding
     return relay("FTD005", ev, location=location)
+
+
+# Packages whose pip name is not their import name (the usual ones in fine-tuning scripts).
+PIP_NAMES = {
+    "sklearn": "scikit-learn",
+    "cv2": "opencv-python",
+    "PIL": "pillow",
+    "yaml": "pyyaml",
+    "bs4": "beautifulsoup4",
+    "skimage": "scikit-image",
+    "Levenshtein": "python-Levenshtein",
+    "dotenv": "python-dotenv",
+    "google.protobuf": "protobuf",
+    "rouge_score": "rouge-score",
+    "fitz": "pymupdf",
+    "attr": "attrs",
+}
+
+
+def _module_not_installed(exc):
+    """ModuleNotFoundError for a top-level package nothing on the path provides (not a submodule a library
+    dropped: the API drift diagnosers name those)."""
+    import importlib.util
+    import sys
+
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    name = exc.name
+    root = name.partition(".")[0]
+    try:
+        if importlib.util.find_spec(root) is not None and name == root:
+            return None
+    except (ImportError, ValueError):
+        pass
+    if root != name and root in sys.modules and root != "google":
+        return None  # a submodule of an installed package: not a missing install
+    if name.startswith("google.colab") or (root == "google" and "colab" in _failing_line(exc)):
+        return finding(
+            "FTD018",
+            "The script imports `google.colab`, which exists only inside Google Colab: outside it the import "
+            "fails before anything is built.",
+            "Run ftdoctor inside Colab (install it there, then `!ftdoctor check notebook.ipynb`), or guard the "
+            "Colab-only lines (`if 'google.colab' in sys.modules:`) and read the data from a local path.",
+            evidence={"module": name},
+        )
+    pip = PIP_NAMES.get(name) or PIP_NAMES.get(root) or root
+    return finding(
+        "FTD018",
+        f"The script imports `{name}`, which this Python cannot find: `{pip}` is not installed in this "
+        f"environment ({type(exc).__name__}: {exc}).",
+        f"Install it into the Python that runs the script: `{sys.executable} -m pip install {pip}`, then run "
+        f"again (if `{root}` is a module of your own, put its file beside the script).",
+        evidence={"module": name, "pip": pip},
+    )
+
+
+def _failing_line(exc) -> str:
+    """The source line of the innermost frame of ``exc``'s traceback ('' when it cannot be read)."""
+    import linecache
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return ""
+    return linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno) or ""
 
 
 def _class_names_to_tensor(exc, capture):

@@ -297,7 +297,27 @@ def test_trl_not_installed(tmp_path, monkeypatch):
 
 def test_a_missing_module_of_another_library_is_not_trl(tmp_path):
     cap = run_script(tmp_path, "import acme_missing_module_xyz\n")
-    assert codes(findings("FTD014", capture=cap)) == ["FTD005"]
+    assert codes(findings("FTD014", capture=cap)) == ["FTD018"]
+
+
+def test_a_package_that_is_not_installed_is_named_with_its_pip_name(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # as if not installed: its import fails
+    cap = run_script(tmp_path, "import os\nimport sklearn\n")
+    f = one("FTD018", capture=cap)
+    assert "`sklearn`" in f.detail and "-m pip install scikit-learn" in f.fix
+    assert f.location.endswith("train.py:2")
+
+
+def test_google_colab_outside_colab(tmp_path):
+    cap = run_script(tmp_path, "from google.colab import drive\ndrive.mount('/content/drive')\n")
+    f = one("FTD018", capture=cap)
+    assert "exists only inside Google Colab" in f.detail and "pip install" not in f.fix
+
+
+def test_a_submodule_an_installed_library_does_not_have_is_not_a_missing_install(tmp_path):
+    # the near miss: `transformers` is installed; its old module path is API drift or the relay, not "pip install"
+    cap = run_script(tmp_path, "import transformers.acme_no_such_module\n")
+    assert "FTD018" not in codes(findings("FTD018", capture=cap))
 
 
 UNMARKED_TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
