@@ -287,13 +287,16 @@ rule(
     "cuda-on-the-cpu",
     "setup",
     "info",
-    "A script written for a GPU was walked on the CPU",
+    "A script written for a GPU was walked with CPU stand-ins",
     """
-     The script moves its model or tensors to CUDA (`.to("cuda")`, `.cuda()`, `device="cuda"`), and this
-     machine has no GPU: run as it is, the script would stop at that line with "Torch not compiled with CUDA
-     enabled" or "Found no NVIDIA driver", a fact about the machine, not the pipeline. ftdoctor ran those moves
-     on the CPU instead, so every stage checked the pipeline; what it measured about memory and speed is the
-     CPU's. A script that asks `torch.cuda.is_available()` first takes its own CPU path and is not affected.
+     The script moves its model or tensors to CUDA (`.to("cuda")`, `.cuda()`, `device="cuda"`), loads it with
+     bitsandbytes quantization (QLoRA's `BitsAndBytesConfig(load_in_4bit=True)`) or a device map on a GPU, or
+     trains with a bitsandbytes optimizer (`optim="paged_adamw_8bit"`), and this machine has no GPU (or no
+     bitsandbytes): run as it is, the script would stop there with "Torch not compiled with CUDA enabled" or
+     "requires bitsandbytes", a fact about the machine, not the pipeline. ftdoctor ran it again with those moves
+     on the CPU, the model loaded in full precision, and `adamw_torch` for the optimizer, so every stage checked
+     the pipeline; what it measured about memory and speed is the CPU's. A script that asks
+     `torch.cuda.is_available()` first takes its own CPU path and is not affected.
      """,
 )
 
@@ -306,12 +309,23 @@ def cuda_on_the_cpu(capture):
     from ftdoctor.sdk import Site
 
     site = Site(facts["file"], facts["line"]) if facts.get("file") and facts.get("line") else None
+    parts = []
+    moves = facts["redirected"] - len(facts.get("dropped") or ()) - (1 if facts.get("optimizer") else 0)
+    if moves > 0:
+        parts.append(f"its moves and allocations on CUDA ({moves}) ran on the CPU")
+    parts += list(facts.get("dropped") or ())
+    if facts.get("optimizer"):
+        was, now = facts["optimizer"]
+        parts.append(f"`optim={was!r}` (a bitsandbytes optimizer) trained as `{now!r}`")
+    unquantized = any("quantization" in d or "load_in_" in d for d in facts.get("dropped") or ())
     return finding(
         "FTD017",
-        f"The script puts its model or tensors on CUDA ({facts['redirected']} move"
-        f"{'s' if facts['redirected'] != 1 else ''} or allocation{'s' if facts['redirected'] != 1 else ''} so far) "
-        "and this machine has no GPU: ftdoctor ran them on the CPU, so the stages below checked the pipeline, "
-        "but its memory and speed figures are the CPU's.",
+        "The script is written for a GPU and this machine has none (or no bitsandbytes), so ftdoctor ran it "
+        "with stand-ins: "
+        + "; ".join(parts)
+        + ". The stages below checked the pipeline; its memory and speed figures are the CPU's"
+        + (", for the model in full precision" if unquantized else "")
+        + ".",
         "Nothing to fix for the GPU machine. For its memory figures, pass `--gpu-memory 24GiB` (or a GPU name) "
         "or run ftdoctor there.",
         location=str(site) if site else None,

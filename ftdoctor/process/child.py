@@ -112,7 +112,7 @@ def run(spec: dict[str, Any]) -> None:
     standin = _cuda_standin(spec)
 
     def walk_and_finish(cap: Any) -> None:
-        if standin is None and world == 1 and _stopped_for_want_of_cuda(cap):
+        if not spec.get("cuda_standin") and world == 1 and _stopped_for_want_of_cuda(cap):
             # A script written for a GPU: the parent runs it again with the CUDA stand-in.
             finish(spec, {"report": None, "outcome": "needs-cuda", "message": str(cap.exception)})
         send("captured", outcome=cap.outcome)
@@ -180,14 +180,14 @@ def _stopped_for_want_of_cuda(cap: Any) -> bool:
 
 
 def _cuda_standin(spec: dict[str, Any]) -> Any:
-    """The second run of a script written for a GPU, where there is none: its CUDA moves land on the CPU (see
-    ftdoctor.runtime.cuda_standin)."""
-    if not spec.get("cuda_standin"):
-        return None
+    """What a script written for a GPU needs where there is none (see ftdoctor.runtime.cuda_standin): in its
+    second run, its CUDA moves land on the CPU and GPU-only loading is left out; in every run, a bitsandbytes
+    optimizer that cannot be built here is replaced."""
     from ftdoctor.capture.imports import PostImportHooks
     from ftdoctor.runtime.cuda_standin import install_when_imported
 
-    return install_when_imported(PostImportHooks(), os.path.dirname(os.path.abspath(spec["script"])))
+    user_dir = os.path.dirname(os.path.abspath(spec["script"]))
+    return install_when_imported(PostImportHooks(), user_dir, gpu_only_calls=bool(spec.get("cuda_standin")))
 
 
 def _shorten_collective_timeouts(seconds: float) -> None:

@@ -71,8 +71,15 @@ HOUSEKEEPING = {
 NO_CUDA = re.compile(
     r"Torch not compiled with CUDA enabled|Found no NVIDIA driver|No CUDA GPUs are available|"
     r"no CUDA-capable device is detected|CUDA driver initialization failed|"
-    r"Attempting to deserialize object on a CUDA device but torch\.cuda\.is_available\(\) is False"
+    r"Attempting to deserialize object on a CUDA device but torch\.cuda\.is_available\(\) is False|"
+    # bitsandbytes quantization, which needs the package and an NVIDIA GPU
+    r"quantization requires bitsandbytes|A GPU is needed for quantization|No GPU found\. A GPU is needed|"
+    # mixed precision the TrainingArguments refuse without a GPU
+    r"support bf16/gpu|(?:bf16|fp16|mixed precision)[^\n]*(?:requires?|only be used on|needs?) (?:a )?(?:CUDA|GPU)"
 )
+
+# Trainer optimizers (`optim=`) that bitsandbytes provides: built only when it is installed.
+BNB_OPTIMIZERS = re.compile(r"bnb|_8bit$|^paged_|^lion_32bit$|^ademamix$")
 
 
 def asked_for_missing_cuda(exc: BaseException | None) -> bool:
@@ -105,6 +112,9 @@ class CudaStandIn:
         self.user_dir = os.path.abspath(user_dir) if user_dir else None
         self.redirected = 0
         self.first_site: tuple[str, int] | None = None
+        self.dropped: list[str] = []  # loading arguments only a GPU can honour, left out
+        self.optimizer: tuple[str, str] | None = None  # a bitsandbytes optimizer, and what stands in for it
+        self.cpu_precision = False  # bf16/fp16 asked for without a GPU: run on the CPU (the second run only)
         self._undo: list[tuple[Any, str, Any]] = []
 
     # -- what was redirected ----------------------------------------------------------------------------------------
@@ -127,11 +137,17 @@ class CudaStandIn:
         return None
 
     def facts(self) -> dict[str, Any] | None:
-        """What the report says (None when the script never asked for CUDA)."""
-        if not self.redirected:
+        """What the report says (None when the script never asked for anything only a GPU has)."""
+        if not (self.redirected or self.dropped or self.optimizer):
             return None
         site = self.first_site
-        return {"redirected": self.redirected, "file": site[0] if site else None, "line": site[1] if site else None}
+        return {
+            "redirected": self.redirected,
+            "dropped": list(self.dropped),
+            "optimizer": list(self.optimizer) if self.optimizer else None,
+            "file": site[0] if site else None,
+            "line": site[1] if site else None,
+        }
 
     # -- the patches ------------------------------------------------------------------------------------------------
     def _set(self, owner: Any, name: str, value: Any) -> None:
@@ -201,19 +217,113 @@ class CudaStandIn:
             if callable(getattr(torch.cuda, name, None)):
                 self._set(torch.cuda, name, lambda *a, _answer=answer, **k: _answer)
 
+    def install_loading(self, modeling_utils: Any) -> None:
+        """`from_pretrained` without what only a GPU can honour: bitsandbytes quantization (4-bit, 8-bit) and a
+        device map that places the model on a GPU; the model loads in full precision on the CPU."""
+        standin = self
+        owner = modeling_utils.PreTrainedModel
+        func = owner.__dict__["from_pretrained"].__func__
 
-def install_when_imported(hooks: Any, user_dir: str | None) -> CudaStandIn:
-    """Install the stand-in once the script imports torch, if torch finds no GPU there (``hooks``: the
-    capture's PostImportHooks)."""
+        @functools.wraps(func)
+        def from_pretrained(cls, *args, **kwargs):
+            config = kwargs.get("quantization_config")
+            if config is not None and _bitsandbytes(config):
+                kwargs.pop("quantization_config")
+                standin._drop(f"the model loaded without its {_bits(config)}-bit bitsandbytes `quantization_config`")
+            for legacy in ("load_in_4bit", "load_in_8bit"):
+                if kwargs.pop(legacy, False):
+                    standin._drop(f"the model loaded without `{legacy}=True`")
+            device_map = kwargs.get("device_map")
+            if device_map is not None and _places_on_gpu(device_map):
+                kwargs.pop("device_map")
+                standin._drop(f"the model loaded on the CPU, not by `device_map={device_map!r}`")
+            return func(cls, *args, **kwargs)
+
+        self._set(owner, "from_pretrained", classmethod(from_pretrained))
+
+    def install_arguments(self, training_args: Any) -> None:
+        """TrainingArguments whose `optim` is a bitsandbytes optimizer train with `adamw_torch` instead."""
+        standin = self
+        owner = training_args.TrainingArguments
+        post_init = owner.__dict__["__post_init__"]
+
+        @functools.wraps(post_init)
+        def __post_init__(self, *args, **kwargs):
+            name = str(getattr(self.optim, "value", self.optim) or "")
+            if BNB_OPTIMIZERS.search(name) and _bitsandbytes_missing():
+                standin.optimizer = (name, "adamw_torch")
+                standin._note()
+                self.optim = "adamw_torch"
+            if standin.cpu_precision and (getattr(self, "bf16", False) or getattr(self, "fp16", False)):
+                if not getattr(self, "use_cpu", False):
+                    # bf16/fp16 without a GPU: the TrainingArguments run them on the CPU only when told to
+                    self.use_cpu = True
+                    standin._drop(f"`{'bf16' if self.bf16 else 'fp16'}=True` run on the CPU (`use_cpu=True`)")
+            return post_init(self, *args, **kwargs)
+
+        self._set(owner, "__post_init__", __post_init__)
+
+    def _drop(self, what: str) -> None:
+        self.dropped.append(what)
+        self._note()
+
+
+def _bitsandbytes(config: Any) -> bool:
+    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+    method = str(getattr(get("quant_method"), "value", get("quant_method")) or "")
+    return method == "bitsandbytes" or bool(get("load_in_4bit")) or bool(get("load_in_8bit"))
+
+
+def _bits(config: Any) -> int:
+    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+    return 4 if get("load_in_4bit") else 8
+
+
+def _places_on_gpu(device_map: Any) -> bool:
+    """A device map naming a GPU (an index, "cuda", {"": 0}); "auto", "cpu", "balanced" and the like are left."""
+    if isinstance(device_map, dict):
+        return any(is_cuda(v) for v in device_map.values())
+    return is_cuda(device_map)
+
+
+def _bitsandbytes_missing() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("bitsandbytes") is None
+    except (ImportError, ValueError):
+        return True
+
+
+def install_when_imported(hooks: Any, user_dir: str | None, *, gpu_only_calls: bool = True) -> CudaStandIn:
+    """Install the stand-in once the script imports torch and transformers, if torch finds no GPU there
+    (``hooks``: a PostImportHooks). ``gpu_only_calls=False`` (the first run) installs only the optimizer part:
+    a bitsandbytes optimizer without bitsandbytes fails only once training starts, after the capture."""
     standin = CudaStandIn(user_dir)
 
-    def patch(torch: Any) -> None:
-        try:
-            if torch.cuda.is_available():
-                return
-        except Exception:
-            pass
-        standin.install(torch)
+    def no_gpu() -> bool:
+        import torch
 
-    hooks.when_imported("torch", patch)
+        try:
+            return not torch.cuda.is_available()
+        except Exception:
+            return True
+
+    def patch(torch: Any) -> None:
+        if no_gpu():
+            standin.install(torch)
+
+    def loading(module: Any) -> None:
+        if no_gpu():
+            standin.install_loading(module)
+
+    def arguments(module: Any) -> None:
+        standin.cpu_precision = gpu_only_calls and no_gpu()
+        if _bitsandbytes_missing() or standin.cpu_precision:
+            standin.install_arguments(module)
+
+    if gpu_only_calls:
+        hooks.when_imported("torch", patch)
+        hooks.when_imported("transformers.modeling_utils", loading)
+    hooks.when_imported("transformers.training_args", arguments)
     return standin

@@ -348,3 +348,44 @@ def test_a_script_that_asks_for_a_gpu_first_runs_once_without_the_stand_in(tmp_p
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["ok"], proc.stdout[-3000:]
     assert "FTD017" not in {f["code"] for s in report["stages"] for f in s["findings"]}
+
+
+QLORA_TRAINER = """
+import torch
+from datasets import load_from_disk
+from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, DataCollatorForLanguageModeling,
+                          Trainer, TrainingArguments)
+from ftdoctor.fixtures import fixture_path
+
+ckpt = fixture_path("models/llama-chat-tiny")
+tok = AutoTokenizer.from_pretrained(ckpt)
+quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+model = AutoModelForCausalLM.from_pretrained(ckpt, quantization_config=quant, device_map={"": 0})
+data = load_from_disk(fixture_path("datasets/text-lm"))["train"].map(lambda b: tok(b["text"]), batched=True,
+                                                                      remove_columns=["text"])
+args = TrainingArguments("out", per_device_train_batch_size=4, max_steps=2, bf16=True, optim="paged_adamw_8bit",
+                         report_to=[])
+trainer = Trainer(model=model, args=args, train_dataset=data,
+                  data_collator=DataCollatorForLanguageModeling(tok, mlm=False))
+trainer.train()
+"""
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the machine without a GPU")
+def test_a_4bit_script_for_a_gpu_loads_in_full_precision_on_the_cpu(tmp_path):
+    pytest.importorskip("peft")
+    script = _script(tmp_path, "train.py", QLORA_TRAINER)
+    proc = run_cli("check", script, "--json", *FAST_STAGES, cwd=tmp_path, timeout=300)
+    report = json.loads(proc.stdout)
+    found = {f["code"]: f for s in report["stages"] for f in s["findings"]}
+    assert proc.returncode == 0 and report["ok"], proc.stdout[-3000:]
+    f = found["FTD017"]
+    assert f["location"].endswith("train.py:11"), f["location"]
+    for part in (
+        "4-bit bitsandbytes `quantization_config`",
+        "device_map={'': 0}",
+        "`bf16=True` run on the CPU",
+        "paged_adamw_8bit",
+    ):
+        assert part in f["detail"], f["detail"]
+    assert {s["stage"]: s["status"] for s in report["stages"]}["forward"] == "pass"

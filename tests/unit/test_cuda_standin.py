@@ -64,7 +64,7 @@ def test_the_first_place_the_script_asked_is_its_own_line(tmp_path):
         exec(compile(script.read_text(), str(script), "exec"), {})
     finally:
         s.restore()
-    assert s.facts() == {"redirected": 1, "file": str(script), "line": 3}
+    assert s.facts() == {"redirected": 1, "dropped": [], "optimizer": None, "file": str(script), "line": 3}
 
 
 def test_what_torch_raises_without_cuda_is_recognised():
@@ -92,3 +92,51 @@ def test_what_torch_raises_without_cuda_is_recognised():
 )
 def test_what_names_cuda(device, expected):
     assert is_cuda(device) is expected
+
+
+def test_gpu_only_loading_is_left_out(tmp_path):
+    import transformers
+    import transformers.modeling_utils as mu
+
+    from ftdoctor.runtime import cuda_standin
+
+    config = transformers.BertConfig(
+        vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20
+    )
+    transformers.BertForMaskedLM(config).save_pretrained(tmp_path / "m")
+    s = CudaStandIn(str(tmp_path))
+    s.install_loading(mu)
+    try:
+        quant = transformers.BitsAndBytesConfig(load_in_4bit=True)
+        m = transformers.AutoModelForMaskedLM.from_pretrained(
+            tmp_path / "m", quantization_config=quant, device_map={"": 0}
+        )
+        kept = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "m", device_map="cpu")
+    finally:
+        s.restore()
+    assert m.device.type == "cpu" and not getattr(m, "is_loaded_in_4bit", False) and kept.device.type == "cpu"
+    assert s.dropped == [
+        "the model loaded without its 4-bit bitsandbytes `quantization_config`",
+        "the model loaded on the CPU, not by `device_map={'': 0}`",
+    ]
+    assert cuda_standin._places_on_gpu("auto") is False and cuda_standin._places_on_gpu({"encoder": "cuda:1"})
+
+
+def test_a_bitsandbytes_optimizer_without_bitsandbytes_trains_as_adamw(tmp_path, monkeypatch):
+    import transformers.training_args as ta
+
+    from ftdoctor.runtime import cuda_standin
+
+    monkeypatch.setattr(cuda_standin, "_bitsandbytes_missing", lambda: True)
+    s = CudaStandIn(str(tmp_path))
+    s.install_arguments(ta)
+    try:
+        args = ta.TrainingArguments(str(tmp_path / "out"), optim="paged_adamw_8bit", report_to=[])
+        plain = ta.TrainingArguments(str(tmp_path / "out"), optim="adafactor", report_to=[])
+    finally:
+        s.restore()
+    assert str(getattr(args.optim, "value", args.optim)) == "adamw_torch" and s.optimizer == (
+        "paged_adamw_8bit",
+        "adamw_torch",
+    )
+    assert str(getattr(plain.optim, "value", plain.optim)) == "adafactor"
