@@ -33,6 +33,7 @@ ZERO_LOSS = 1e-6  # a first loss at or below this is at the floor of a loss boun
 MAX_LR = 1.0
 MIN_LR = 1e-7
 MAX_TRIALS = 6  # the user's rate and at most five others (see _sweep)
+COLLAPSE_STEP = 0.5  # a first step moving the weights by this share of their size is too high, whatever follows
 CONTROL_RATES = (1e-3, 1e-4)  # AdamW's control trials after plain SGD learned nothing (FTD707)
 
 
@@ -365,11 +366,17 @@ def _adapter_note(model) -> str:
     )
 
 
+def _collapsed(run: Trial) -> bool:
+    """A stalled loss after a first step that moved the weights by half their size or more: the rate threw the
+    model somewhere flat (saturated, dead units), it did not barely move it."""
+    return run.outcome == "stalled" and run.step_size is not None and run.step_size >= COLLAPSE_STEP
+
+
 def _sweep(user: Trial) -> list[float]:
     """Rates to try after the user's failed, nearest first: down when it diverged, up when it stalled, both when
     it fell slowly (too low, or too high to settle)."""
     u = user.lr
-    if user.outcome == "diverged":
+    if user.outcome == "diverged" or _collapsed(user):
         return [r for r in (u / 10**k for k in range(1, 6)) if r >= MIN_LR]
     if user.outcome == "stalled":
         start = max(u * 10, 1e-4)  # below 1e-4 nothing learns in a few dozen steps: skip the hopeless rungs
@@ -523,6 +530,11 @@ def overfit_one_batch(
     summary = f"loss {user.first:.3f} -> {user.last:.3f} in {len(user.losses)} steps"
     if worked is not None and worked.lr < user_lr:
         how = "diverges" if user.outcome == "diverged" else "does not settle"
+        if _collapsed(user):
+            how = (
+                f"goes flat after one step that moves the weights by {user.step_size:.1f} times their size (the model "
+                "collapses)"
+            )
         return _with(
             evidence,
             finding(

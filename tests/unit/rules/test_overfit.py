@@ -365,3 +365,17 @@ def test_an_adaptive_optimizer_gets_no_control_trial():
     got = call("FTD701", step_evidence={}, **values)
     got.one("FTD701")
     assert "adaptive_control" not in got.evidence
+
+
+def test_a_loss_gone_flat_after_a_step_that_threw_the_weights_is_too_high_not_too_low():
+    """race_mc_learning_rate_collapse: at lr=0.2 one step moved the weights by 1.1 times their size and the loss
+    then sat at ln(4), every choice alike; the sweep went up (nothing above 0.2 to try) and said FTD701."""
+    from ftdoctor.checks.overfit import Trial, _sweep
+
+    flat = [1.3863] * 11
+    collapsed = Trial(0.2, flat, None, None, step_size=1.15)
+    assert collapsed.outcome == "stalled" and _sweep(collapsed)[:2] == pytest.approx([0.02, 0.002])
+    # the near miss: the same flat loss after a step that barely moved the weights is a rate too low
+    barely = Trial(0.2, flat, None, None, step_size=1e-5)
+    assert _sweep(barely) == []  # nothing above 0.2 within the sweep's range
+    assert _sweep(Trial(1e-5, flat, None, None, step_size=1e-6)) == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1])
