@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from ftdoctor.checks import _drift
 from ftdoctor.checks._failures import explain_text, short_of_memory
@@ -140,6 +141,50 @@ def logits_labels_shape(evidence, pipeline, model, batch):
     if explain_text(evidence.text, "the forward pass", []).kind != "shape":
         return None
     return Cause(_shape_mismatch(evidence.text, pipeline, model, batch), MESSAGE + FACTS, reason=evidence.text)
+
+
+_BCE_SIZES = re.compile(
+    r"Target size \(torch\.Size\(\[([\d, ]*)\]\)\) must be the same as input size \(torch\.Size\(\[([\d, ]*)\]\)\)"
+)
+
+
+@diagnoser(codes=("FTD402",), stages=("forward", "backward", "overfit", "memory"))
+def bce_target_shape(evidence, pipeline, model):
+    """binary_cross_entropy_with_logits (BCEWithLogitsLoss, or the multi-label loss the head picks) was given
+    targets of another shape than the logits: class ids for a multi-label loss, or a column too many."""
+    m = _BCE_SIZES.search(evidence.text)
+    if m is None:
+        return None
+    target = [int(x) for x in m.group(1).replace(" ", "").split(",") if x]
+    logits = [int(x) for x in m.group(2).replace(" ", "").split(",") if x]
+    if len(target) == 1 and len(logits) == 2 and target[0] == logits[0]:
+        fix = (
+            f"The targets are one class id per row ({target}) and the logits have {logits[1]} columns: "
+            "binary cross-entropy scores every column against a target of its own. For one class per row use "
+            "`CrossEntropyLoss` on the class ids (or the model's own loss); for several labels per row give "
+            f"multi-hot float labels of shape [{logits[0]}, {logits[1]}]; for a binary task scored by "
+            "`BCEWithLogitsLoss`, `num_labels=1` and `logits.squeeze(-1)`."
+        )
+    elif len(target) == len(logits) == 2 and target[0] == logits[0]:
+        fix = (
+            f"The labels have {target[1]} columns and the head {logits[1]} outputs: set `num_labels={target[1]}` "
+            "(one output per label)."
+        )
+    elif len(target) == 2 and target[1] == 1 and logits == target[:1]:
+        fix = "The targets have a column the logits lack: `labels.squeeze(-1)` (or `logits.unsqueeze(-1)`)."
+    else:
+        fix = "Give the binary cross-entropy float targets of the logits' shape, one per output."
+    rec = getattr(getattr(pipeline, "capture", None), "loop", None)
+    site = getattr(rec, "loss_site", None)
+    where = str(site) if site is not None else (evidence.user.site if evidence.user else pipeline.location(model))
+    f = finding(
+        "FTD402",
+        f"Binary cross-entropy got targets of shape {target} for logits of shape {logits}: {evidence.first_line}",
+        fix,
+        location=where,
+        evidence={"labels_shape": target, "logits_shape": logits},
+    )
+    return Cause(f, MESSAGE + FACTS, reason=evidence.text)
 
 
 @diagnoser(codes=("FTD401",), stages="forward")

@@ -29,7 +29,7 @@ load_checks()
 from ftdoctor.checks._failures import reported_earlier  # noqa: E402
 from ftdoctor.checks.decode.rows import ids_beyond_an_embedding  # noqa: E402
 from ftdoctor.checks.decode.task_contracts import qa_positions_none  # noqa: E402
-from ftdoctor.checks.forward import logits_labels_shape, no_loss_without_labels  # noqa: E402
+from ftdoctor.checks.forward import bce_target_shape, logits_labels_shape, no_loss_without_labels  # noqa: E402
 from ftdoctor.checks.metrics import (  # noqa: E402
     _eval_loss_without_labels,
     binary_average_on_multiclass,
@@ -247,6 +247,29 @@ def test_logits_labels_shape_near_miss_another_size_error(tmp_path):
     pipeline, model = _forward_facts()
     ev = evidence(tmp_path, "raise ValueError('Expected input of 4 dimensions, got 3')\n")
     assert logits_labels_shape(ev, pipeline, model, {"labels": torch.zeros(4, 10)}) is None
+
+
+def test_bce_target_shape_class_ids_for_a_two_column_head(tmp_path):
+    pipeline, model = _forward_facts()
+    ev = evidence(
+        tmp_path,
+        "import torch\n"
+        "logits, labels = torch.zeros(8, 2), torch.zeros(8)\n"
+        "loss = torch.nn.BCEWithLogitsLoss()(logits, labels)\n",
+    )
+    cause = bce_target_shape(ev, pipeline, model)
+    assert cause.finding.code == "FTD402" and cause.finding.evidence == {"labels_shape": [8], "logits_shape": [8, 2]}
+    assert "`CrossEntropyLoss`" in cause.finding.fix and "multi-hot float labels of shape [8, 2]" in cause.finding.fix
+    assert cause.finding.location.endswith("train.py:3")
+
+
+def test_bce_target_shape_near_miss_cross_entropy_sizes(tmp_path):
+    pipeline, model = _forward_facts()
+    ev = evidence(
+        tmp_path,
+        "import torch\nloss = torch.nn.CrossEntropyLoss()(torch.zeros(8, 2), torch.zeros(4, dtype=torch.long))\n",
+    )
+    assert bce_target_shape(ev, pipeline, model) is None
 
 
 def test_no_loss_without_labels(tmp_path):
