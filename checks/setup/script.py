@@ -383,6 +383,7 @@ def tensorflow_script(capture):
         "FTD504",
         "FTD204",
         "FTD018",
+        "FTD105",
     ),
 )
 def script_raised(capture):
@@ -448,6 +449,7 @@ def script_raised(capture):
         removed_import,
         removed_attribute,
         _module_not_installed,
+        _no_pad_token,
         _strategy_mismatch,
         _mixed_precision,
         _empty_optimizer,
@@ -526,6 +528,21 @@ def _module_not_installed(exc):
         f"Install it into the Python that runs the script: `{sys.executable} -m pip install {pip}`, then run "
         f"again (if `{root}` is a module of your own, put its file beside the script).",
         evidence={"module": name, "pip": pip},
+    )
+
+
+def _no_pad_token(exc):
+    """Padding asked of a tokenizer without a pad token (GPT-2, Llama), in the script's own tokenizing."""
+    if not isinstance(exc, ValueError) or "does not have a padding token" not in str(exc):
+        return None
+    return finding(
+        "FTD105",
+        "The script pads with a tokenizer that has no pad token (decoder-only checkpoints such as GPT-2 and Llama "
+        'ship none): it raises "Asking to pad but the tokenizer does not have a padding token".',
+        "Give the tokenizer a pad token before it pads: `tokenizer.pad_token = tokenizer.eos_token` (and "
+        "`model.config.pad_token_id = tokenizer.pad_token_id` for a sequence classifier, which finds each row's "
+        "last token by it); for causal-LM training prefer an unused special token, since a collator masks every "
+        "pad id out of the labels and EOS would never be learned.",
     )
 
 

@@ -423,3 +423,18 @@ def test_class_names_made_into_a_tensor_are_labels_without_ids(tmp_path):
 def test_free_text_made_into_a_tensor_is_relayed(tmp_path):
     source = "import torch\ntexts = ['a film', 'the plot', 'an actor']\nx = torch.tensor(texts)\n"
     assert codes(findings("FTD204", "setup", capture=run_script(tmp_path, source))) == ["FTD005"]
+
+
+def test_padding_with_a_tokenizer_without_a_pad_token_in_the_script(tmp_path):
+    cap = run_script(
+        tmp_path,
+        "raise ValueError('Asking to pad but the tokenizer does not have a padding token. Please select a token')\n",
+    )
+    f = one("FTD105", "setup", capture=cap)
+    assert "tokenizer.pad_token = tokenizer.eos_token" in f.fix and "model.config.pad_token_id" in f.fix
+    assert f.location.endswith("train.py:1")
+
+
+def test_another_value_error_about_tokens_is_not_the_pad_token(tmp_path):
+    cap = run_script(tmp_path, "raise ValueError('Asking to truncate to max_length but no maximum length is given')\n")
+    assert "FTD105" not in codes(findings("FTD105", "setup", capture=cap))
