@@ -612,7 +612,7 @@ def overfit_one_batch(
         return _undecided(evidence, user, untried, seconds, step_evidence, where)
     share = _trainable_share(model)
     # The loss moved (it is not cut off from the trained weights: that stays FTD701) but stopped short of learning.
-    if fresh and share is not None and share <= FROZEN_SHARE and max((r.drop for r in runs), default=0.0) >= 0.01:
+    if fresh and share is not None and share <= FROZEN_SHARE and max((_moved(r) for r in runs), default=0.0) >= 0.01:
         return _with(
             evidence,
             finding(
@@ -696,6 +696,17 @@ def _learns(run) -> bool:
 
 def _below_prior(run) -> str:
     return "" if run.prior is None or run.learned else f", below the label prior's {run.prior:.3f}"
+
+
+def _moved(run) -> float:
+    """How far the loss strayed from its first value, either way, as a share of it: a loss the trained weights
+    reach moves (down, or up at a rate too high); one cut off from them stays put at every rate."""
+    if not run.losses or not run.first:
+        return 0.0
+    finite = [x for x in run.losses if math.isfinite(x)]
+    if len(finite) < len(run.losses):
+        return 1.0
+    return max(abs(x - run.first) for x in finite) / abs(run.first)
 
 
 def _undecided(evidence, user, untried, seconds, step_evidence, where):

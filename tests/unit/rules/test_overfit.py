@@ -379,3 +379,52 @@ def test_a_loss_gone_flat_after_a_step_that_threw_the_weights_is_too_high_not_to
     barely = Trial(0.2, flat, None, None, step_size=1e-5)
     assert _sweep(barely) == []  # nothing above 0.2 within the sweep's range
     assert _sweep(Trial(1e-5, flat, None, None, step_size=1e-6)) == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1])
+
+
+class _ConstantFeatures(torch.nn.Module):
+    """A trainable head over a frozen body whose features are the same for every row (a random-init stand-in can
+    collapse them so): with balanced labels the loss starts at the prior and can only stray from it."""
+
+    def __init__(self, trained_body: bool):
+        super().__init__()
+        torch.manual_seed(0)
+        self.config = SimpleNamespace(num_labels=2, problem_type=None)
+        self.body = torch.nn.Linear(16, 64).requires_grad_(False)
+        self.norm = torch.nn.LayerNorm(64).requires_grad_(False)
+        self.pad = torch.nn.Linear(64, 64).requires_grad_(False)  # frozen weight: the trainable share stays small
+        self.head = torch.nn.Linear(64, 2)
+        with torch.no_grad():
+            self.head.weight.zero_()  # a zero-initialised head (as PEFT methods start): the first loss is the prior
+            self.head.bias.zero_()
+            if trained_body:
+                self.norm.weight.mul_(0.9)
+
+    def forward(self, x, labels=None):
+        logits = self.head(self.norm(self.body(torch.ones_like(x) + 1e-4 * x)))
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return {"loss": loss, "logits": logits}
+
+
+def _constant_features(trained_body: bool):
+    model = _ConstantFeatures(trained_body)
+    batch = random_batch()
+    batch["labels"] = torch.tensor([0, 1] * 8)
+    values = values_for(
+        model,
+        batch,
+        optimizer=torch.optim.AdamW(model.head.parameters(), lr=0.02),
+        task="sequence-classification",
+    )
+    return call("FTD701", step_evidence={}, **values)
+
+
+def test_a_head_over_a_never_trained_body_whose_loss_only_strays_from_the_prior_is_no_verdict():
+    """peft-frod_text_classification: the loss sat at ln 2 at 0.02 and rose at 0.2; it moved, up, so the trained
+    weights reach it, and a frozen random body explains why it cannot fall."""
+    got = _constant_features(trained_body=False)
+    got.one("FTD706")
+
+
+def test_the_same_head_over_a_trained_body_is_an_error():
+    got = _constant_features(trained_body=True)
+    got.one("FTD701")
