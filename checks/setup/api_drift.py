@@ -225,3 +225,25 @@ def _sentence(text: str) -> str:
     text = text.strip()
     text = text[0].upper() + text[1:] if text else text
     return text if text.endswith((".", "!", "?", ")")) else text + "."
+
+
+def column_object(exc):
+    """`dataset["col"].to(device)` (or `.tolist()`, `.numpy()`, ...) on datasets 4 or later, where indexing a
+    dataset by a column name returns a lazy `datasets.Column` instead of the column's values (a list, or a
+    tensor under `set_format("torch")`)."""
+    if not isinstance(exc, AttributeError):
+        return None
+    m = _NO_OBJECT_ATTRIBUTE.search(str(exc))
+    if m is None or m.group(1) != "Column":
+        return None
+    obj = getattr(exc, "obj", None)
+    if obj is not None and type(obj).__module__.split(".")[0] != "datasets":
+        return None
+    return finding(
+        "FTD002",
+        f"`dataset[column]` is a lazy `datasets.Column` since datasets 4.0, not the column's values, and a Column has "
+        f"no `.{m.group(2)}` ({type(exc).__name__}: {exc}).",
+        'Take the values first: `dataset[column][:]` (a tensor under `set_format("torch")`, else a list), or index '
+        "the rows before the column: `dataset[:][column]`.",
+        evidence={"attribute": m.group(2), "since": "datasets 4.0.0"},
+    )

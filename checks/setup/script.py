@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 
-from ftdoctor.checks.setup.api_drift import removed_argument, removed_attribute, removed_import
+from ftdoctor.checks.setup.api_drift import column_object, removed_argument, removed_attribute, removed_import
 from ftdoctor.checks.setup.hub_and_files import hub_unreachable, missing_file
 from ftdoctor.checks.setup.llm_libraries import chat_template, lora_targets_not_found, missing_llm_library
 from ftdoctor.sdk import check, finding, relay, rule, user_site_in_traceback
@@ -448,6 +448,7 @@ def script_raised(capture):
         removed_argument,
         removed_import,
         removed_attribute,
+        column_object,
         _module_not_installed,
         _no_pad_token,
         _strategy_mismatch,

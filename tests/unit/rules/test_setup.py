@@ -438,3 +438,20 @@ def test_padding_with_a_tokenizer_without_a_pad_token_in_the_script(tmp_path):
 def test_another_value_error_about_tokens_is_not_the_pad_token(tmp_path):
     cap = run_script(tmp_path, "raise ValueError('Asking to truncate to max_length but no maximum length is given')\n")
     assert "FTD105" not in codes(findings("FTD105", "setup", capture=cap))
+
+
+def test_a_column_of_a_dataset_taken_for_its_values(tmp_path):
+    cap = run_script(
+        tmp_path,
+        "from datasets import Dataset\n"
+        "ds = Dataset.from_dict({'input_ids': [[1, 2], [3, 4]]}).with_format('torch')\n"
+        "batch = {k: ds[k].to('cpu') for k in ds.column_names}\n",
+    )
+    f = one("FTD002", "setup", capture=cap)
+    assert "lazy `datasets.Column` since datasets 4.0" in f.detail and "dataset[column][:]" in f.fix
+    assert f.location.endswith("train.py:3")
+
+
+def test_an_attribute_missing_from_another_column_class_is_not_datasets(tmp_path):
+    cap = run_script(tmp_path, "class Column:\n    pass\n\nColumn().to('cpu')\n")
+    assert "FTD002" not in codes(findings("FTD002", "setup", capture=cap))
