@@ -1,16 +1,19 @@
-"""The CUDA stand-in: a script written for a GPU (`model.to("cuda")`, `.cuda()`, `device=torch.device("cuda")`)
-walked on a machine without one.
+"""The CUDA stand-in: a script written for a GPU walked on a machine without one.
 
-Such a script is correct where it will train; run here it would stop at its first device move with "Torch not
-compiled with CUDA enabled" or "Found no NVIDIA driver", and every stage after setup would be skipped for a
-reason that is not in the pipeline. When torch finds no GPU, `ftdoctor check` (its child process, never an
-in-process walk) reruns the script with this stand-in, installed once the script imports torch, when its first run stopped at
-such a line (a script that never asks for CUDA never runs with it): a move or an allocation that names CUDA
-lands on the CPU instead, and `torch.cuda`'s housekeeping calls (`synchronize`, `set_device`, the memory
-counters) answer as an idle device would. Nothing else changes: a CPU or other device, a dtype, a tensor given
-to `.to()` pass through untouched, and `torch.cuda.is_available()` still says False, so a script that asks
-first takes its own CPU path. What was redirected, and where the script first asked for CUDA, is reported
-(FTD017, info): the memory and speed figures are then the CPU's.
+Such a script is correct where it will train; run here it stops at its first GPU-only line — a device move
+(`model.to("cuda")`, `.cuda()`, `device=torch.device("cuda")`: "Torch not compiled with CUDA enabled"),
+bitsandbytes quantization or a device map on a GPU ("requires bitsandbytes"), `bf16=True` ("doesn't support
+bf16/gpu") — and every stage after setup would be skipped for a reason that is not in the pipeline. When the
+first run of `ftdoctor check` (its child process, never an in-process walk) ends that way, the parent runs the
+script again with this stand-in, installed once the script imports torch and transformers: a move or an
+allocation that names CUDA lands on the CPU, `torch.cuda`'s housekeeping calls (`synchronize`, `set_device`, the
+memory counters) answer as an idle device would, `from_pretrained` leaves out bitsandbytes quantization and a GPU
+device map (the model loads in full precision on the CPU), and bf16/fp16 run with `use_cpu=True`. In every run,
+a bitsandbytes optimizer (`optim="paged_adamw_8bit"`) without bitsandbytes trains as `adamw_torch` (it fails
+only once training starts). Nothing else changes: a CPU or other device, a dtype, a tensor given to `.to()` pass
+through untouched, and `torch.cuda.is_available()` still says False, so a script that asks first takes its own
+CPU path and runs once. What stood in, and where the script first asked, is reported (FTD017, info): the memory
+and speed figures are then the CPU's.
 """
 
 from __future__ import annotations
