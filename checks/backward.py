@@ -15,6 +15,7 @@ from ftdoctor.sdk import (
     deepest_user_frame,
     diagnose,
     finding,
+    parse_source,
     read_source,
     relay,
     rule,
@@ -702,9 +703,8 @@ def _freeze_site(pipeline) -> str | None:
     cap = pipeline.capture
     if cap is None:
         return None
-    try:
-        tree = ast.parse(read_source(cap.script))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+    tree = parse_source(cap.script)
+    if tree is None:
         return None
     for node in ast.walk(tree):
         if (

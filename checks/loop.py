@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 
-from ftdoctor.sdk import Site, check, finding, read_source, rule
+from ftdoctor.sdk import Site, check, finding, parse_source, rule
 
 rule(
     "FTD410",
@@ -227,9 +227,8 @@ def loop_evaluation_mode(loop, pipeline):
     cap = pipeline.capture
     if not name or cap is None:
         return None
-    try:
-        tree = ast.parse(read_source(cap.script))
-    except (OSError, SyntaxError, UnicodeDecodeError):
+    tree = parse_source(cap.script)
+    if tree is None:
         return None
     out = []
     for scope in [tree, *[n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]]:
@@ -317,10 +316,7 @@ def _script_tree(pipeline):
     cap = pipeline.capture
     if cap is None or not cap.script:
         return None
-    try:
-        return ast.parse(read_source(cap.script))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return None
+    return parse_source(cap.script)
 
 
 def _train_line(loop, pipeline):

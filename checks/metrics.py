@@ -16,7 +16,7 @@ from ftdoctor.sdk import (
     diagnose,
     diagnoser,
     finding,
-    read_source,
+    parse_source,
     relay,
     rule,
     run_user,
@@ -725,11 +725,8 @@ def _evaluates_with_own_length(trainer, pipeline) -> bool:
     if str(getattr(strategy, "value", strategy)).lower() != "no":
         return False
     cap = pipeline.capture
-    if cap is None or not cap.script:
-        return False
-    try:
-        tree = ast.parse(read_source(cap.script))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+    tree = parse_source(cap.script) if cap is not None and cap.script else None
+    if tree is None:
         return False
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):

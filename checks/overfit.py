@@ -463,18 +463,23 @@ def overfit_one_batch(
 
         return on_step
 
-    try:
-        user = trial(
+    def run_at(lr, trials, adaptive=False):
+        """One trial at ``lr`` on this batch (of up to ``trials``), as every trial of the stage runs."""
+        return trial(
             target,
             batch,
-            user_lr,
+            lr,
             args,
             task,
             seed=overfit_seed,
             deadline=deadline,
-            on_step=shown(user_lr, 1),
+            on_step=shown(lr, trials),
             twin=twin,
+            adaptive=adaptive,
         )
+
+    try:
+        user = run_at(user_lr, 1)
         runs.append(user)
         untried = 0
         if not user.learned and not at_floor(user.first):
@@ -483,19 +488,7 @@ def overfit_one_batch(
                 if deadline is not None and clock() > deadline:
                     untried = len(rates) - k
                     break
-                runs.append(
-                    trial(
-                        target,
-                        batch,
-                        lr,
-                        args,
-                        task,
-                        seed=overfit_seed,
-                        deadline=deadline,
-                        on_step=shown(lr, 1 + len(rates)),
-                        twin=twin,
-                    )
-                )
+                runs.append(run_at(lr, 1 + len(rates)))
                 if runs[-1].learned:
                     break
     except UserCodeError as err:
@@ -632,18 +625,7 @@ def overfit_one_batch(
         for lr in CONTROL_RATES:
             if deadline is not None and clock() > deadline:
                 break
-            control = trial(
-                target,
-                batch,
-                lr,
-                args,
-                task,
-                seed=overfit_seed,
-                deadline=deadline,
-                on_step=shown(lr, len(runs) + 1),
-                twin=twin,
-                adaptive=True,
-            )
+            control = run_at(lr, len(runs) + 1, adaptive=True)
             evidence.setdefault("adaptive_control", []).append(control.evidence())
             if _learns(control) or control.cut:
                 break

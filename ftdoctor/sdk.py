@@ -20,7 +20,7 @@ from ftdoctor.core.findings import Finding, finding
 from ftdoctor.core.frames import deepest_user_frame, user_site_in_traceback
 from ftdoctor.core.registry import Provide, Skip, Unavailable, UserCodeError, check, run_user, stage_check
 from ftdoctor.core.rules import RULES, SEVERITIES, Rule, rule
-from ftdoctor.core.source import Site, read_source
+from ftdoctor.core.source import Site, parse_source, read_source
 from ftdoctor.core.stages import DEFAULT_STAGES, STAGES
 from ftdoctor.facts.namespace import datasets as script_datasets
 from ftdoctor.facts.namespace import items as script_items
@@ -44,6 +44,7 @@ __all__ = [
     "diagnose",
     "diagnoser",
     "finding",
+    "parse_source",
     "propose",
     "read_evidence",
     "read_source",

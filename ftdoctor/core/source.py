@@ -121,7 +121,8 @@ class Site:
         return f"{display_path(self.file)}:{self.line}"
 
 
-def _parse(path: str) -> ast.AST | None:
+def parse_source(path: str) -> ast.AST | None:
+    """The syntax tree of the file (or notebook) at ``path``; None when it cannot be read or parsed."""
     try:
         return ast.parse(read_source(path))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
@@ -130,7 +131,7 @@ def _parse(path: str) -> ast.AST | None:
 
 def assignment_line(path: str, name: str) -> int | None:
     """The last line of ``path`` that assigns ``name`` at any depth (the value a script ends up using)."""
-    tree = _parse(path)
+    tree = parse_source(path)
     if tree is None:
         return None
     found = None
@@ -175,7 +176,7 @@ def source_lines(location: str | None, context: int = 0, max_lines: int = 14) ->
         return None
     path, line = where
     start, end = line, line
-    tree = _parse(path)
+    tree = parse_source(path)
     if tree is not None:
         best = None
         for node in ast.walk(tree):

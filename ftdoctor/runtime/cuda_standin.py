@@ -22,7 +22,6 @@ import functools
 import os
 import re
 import sys
-import sysconfig
 from typing import Any
 
 # torch's factories that take a `device=` argument.
@@ -127,17 +126,10 @@ class CudaStandIn:
             self.first_site = self._user_site()
 
     def _user_site(self) -> tuple[str, int] | None:
-        frame = sys._getframe(1)
-        libraries = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        while frame is not None:
-            name = os.path.abspath(frame.f_code.co_filename)
-            inside = self.user_dir is not None and name.startswith(self.user_dir + os.sep)
-            library = name.startswith(here + os.sep) or any(name.startswith(p + os.sep) for p in libraries)
-            if inside or (self.user_dir is None and not library and not name.startswith("<")):
-                return name, frame.f_lineno
-            frame = frame.f_back
-        return None
+        from ftdoctor.core.frames import deepest_user_frame
+
+        frame = deepest_user_frame(sys._getframe(1), self.user_dir) if self.user_dir else None
+        return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else None
 
     def facts(self) -> dict[str, Any] | None:
         """What the report says (None when the script never asked for anything only a GPU has)."""
@@ -271,15 +263,19 @@ class CudaStandIn:
         self._note()
 
 
+def _field(config: Any, key: str) -> Any:
+    """A field of a quantization config, given as the config object or as a dict."""
+    return config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+
+
 def _bitsandbytes(config: Any) -> bool:
-    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
-    method = str(getattr(get("quant_method"), "value", get("quant_method")) or "")
-    return method == "bitsandbytes" or bool(get("load_in_4bit")) or bool(get("load_in_8bit"))
+    method = _field(config, "quant_method")
+    method = str(getattr(method, "value", method) or "")
+    return method == "bitsandbytes" or bool(_field(config, "load_in_4bit")) or bool(_field(config, "load_in_8bit"))
 
 
 def _bits(config: Any) -> int:
-    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
-    return 4 if get("load_in_4bit") else 8
+    return 4 if _field(config, "load_in_4bit") else 8
 
 
 def _places_on_gpu(device_map: Any) -> bool:

@@ -373,7 +373,6 @@ trainer.train()
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the machine without a GPU")
 def test_a_4bit_script_for_a_gpu_loads_in_full_precision_on_the_cpu(tmp_path):
-    pytest.importorskip("peft")
     script = _script(tmp_path, "train.py", QLORA_TRAINER)
     proc = run_cli("check", script, "--json", *FAST_STAGES, cwd=tmp_path, timeout=300)
     report = json.loads(proc.stdout)
